@@ -1,0 +1,35 @@
+// Expected failures: typed errors with stable codes. src/server/errors.ts maps them to gRPC status in one place.
+
+export type ErrorCode =
+  | 'NOT_LEADER' // this member is not the leader; details carry the leader's id and client address if known
+  | 'UNAVAILABLE' // no leader known, no quorum, the node is stopping, or the disk refused a write
+  | 'INVALID_ARGUMENT' // malformed request, oversized key or value, too many ops, bad flags or config
+  | 'RESOURCE_EXHAUSTED' // a named limit was hit: inbox full, too many pending proposals or reads
+  | 'DEADLINE_EXCEEDED' // the request's deadline passed before it was answered (outcome may be unknown)
+  | 'FAILED_PRECONDITION' // the request cannot be done in the current state (conf change pending, ...)
+  | 'NOT_FOUND' // an unknown member
+  | 'CLUSTER_MISMATCH' // a data directory or message from another cluster or node
+  | 'DATA_CORRUPTION' // a checksum or framing failure on disk: the node refuses to start
+  | 'DISK_FULL' // ENOSPC: writes stop until space returns
+  | 'PROPOSAL_DROPPED'; // the entry was proposed but overwritten after a leader change: safe to retry
+
+export interface LeaderHint {
+  readonly leaderId: number; // 0 if unknown
+  readonly leaderAddress: string; // client address, "" if unknown
+}
+
+export class RaftKvError extends Error {
+  readonly code: ErrorCode;
+  readonly leader: LeaderHint | undefined;
+
+  constructor(code: ErrorCode, message: string, leader?: LeaderHint) {
+    super(message);
+    this.name = 'RaftKvError';
+    this.code = code;
+    this.leader = leader;
+  }
+}
+
+export function isRaftKvError(err: unknown, code?: ErrorCode): err is RaftKvError {
+  return err instanceof RaftKvError && (code === undefined || err.code === code);
+}

@@ -1,0 +1,38 @@
+// A node's configuration: what `raftkv serve` flags and config files turn into (parsed in src/cli).
+import type { NodeId } from '../raft/types.js';
+import type { KvLimits } from '../kv/types.js';
+
+export interface PeerConfig {
+  readonly id: NodeId;
+  readonly peerAddress: string; // host:port of its peer service
+  readonly clientAddress: string; // host:port of its client/admin service
+}
+
+export interface NodeConfig {
+  readonly id: NodeId;
+  readonly clusterId: string; // every member and data directory carries it; mismatches are refused
+  readonly dataDir: string; // holds node.json (identity), wal/, snap/, kv/
+  readonly peerListen: string; // host:port the peer service binds
+  readonly clientListen: string; // host:port the client/admin service binds (may equal peerListen)
+  readonly advertisePeer: string; // host:port other members dial for the peer service
+  readonly advertiseClient: string; // host:port clients are redirected to
+  /**
+   * 'new': bootstrap a new cluster with `initialMembers` as its voters (only on an empty data directory).
+   * 'existing': join a running cluster (after `member add`); the log and membership come from the leader.
+   */
+  readonly initialClusterState: 'new' | 'existing';
+  readonly initialMembers: readonly PeerConfig[];
+  readonly tickIntervalMs: number; // default 100 (etcd's --heartbeat-interval)
+  readonly electionTimeoutTicks: number; // default 10 (1000 ms, etcd's default --election-timeout)
+  readonly heartbeatIntervalTicks: number; // default 1
+  readonly snapshotEveryEntries: number; // default 10_000 (etcd's --snapshot-count)
+  readonly snapshotsKept: number; // default 3
+  readonly walSegmentSizeBytes: number; // default 64 MiB
+  readonly maxInboxItems: number; // bounded driver inbox; past it: RESOURCE_EXHAUSTED. default 10_000
+  readonly maxPendingProposals: number; // proposals awaiting apply; default 10_000
+  readonly maxPendingReads: number; // linearizable reads awaiting their read index; default 10_000
+  readonly maxRequestBytes: number; // gRPC max receive message size; default 2 MiB
+  readonly kvLimits: KvLimits;
+  readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error';
+  readonly logPretty: boolean; // human-readable logs instead of JSON lines
+}

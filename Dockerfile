@@ -1,0 +1,17 @@
+# raftkv node image. Build: docker build -t raftkv .   (see docker-compose.yml for a 3-node cluster)
+FROM node:20-bookworm-slim
+WORKDIR /app
+COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
+COPY bin ./bin
+COPY proto ./proto
+COPY src ./src
+COPY test ./test
+COPY bench ./bench
+COPY cluster ./cluster
+# npm ci runs the `prepare` script, which compiles the TypeScript into dist/.
+RUN npm ci && npm prune --omit=dev
+ENV NODE_ENV=production
+VOLUME ["/data"]
+EXPOSE 7001 7101
+ENTRYPOINT ["node", "/app/bin/raftkv.js"]
+CMD ["serve", "--help"]

@@ -1,0 +1,245 @@
+// The one place proto/raftkv.proto is loaded (proto-loader): camelCase fields, bytes as Buffer, 64-bit integers
+// as JS numbers, enums as strings, defaults filled in, oneofs as a virtual field naming the set member.
+// Services, clients and the peer transport all take their method definitions and wire types from here.
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { MethodDefinition, ServiceDefinition } from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+
+/** Finds proto/raftkv.proto from src/ (tests, tsx) or dist/src/ (the built CLI). */
+function findProtoFile(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    const candidate = join(dir, 'proto', 'raftkv.proto');
+    if (existsSync(candidate)) return candidate;
+    dir = dirname(dir);
+  }
+  throw new Error('proto/raftkv.proto not found above ' + dirname(fileURLToPath(import.meta.url)));
+}
+
+export const PROTO_FILE = findProtoFile();
+
+const packageDefinition = loadSync(PROTO_FILE, {
+  keepCase: false,
+  longs: Number,
+  enums: String,
+  bytes: Buffer,
+  defaults: true,
+  arrays: true,
+  oneofs: true,
+});
+
+function service(name: string): ServiceDefinition {
+  const def = packageDefinition[`raftkv.v1.${name}`];
+  if (def === undefined || 'format' in def) throw new Error(`service raftkv.v1.${name} missing from ${PROTO_FILE}`);
+  return def;
+}
+
+export const KV_SERVICE = service('KV');
+export const ADMIN_SERVICE = service('Admin');
+export const PEER_SERVICE = service('Peer');
+
+function method<Req, Res>(svc: ServiceDefinition, name: string): MethodDefinition<Req, Res> {
+  const m = svc[name];
+  if (m === undefined) throw new Error(`method ${name} missing from ${PROTO_FILE}`);
+  return m as MethodDefinition<Req, Res>;
+}
+
+// ------------------------------------------------------------------ wire types (as proto-loader decodes them)
+// Requests may omit fields (proto defaults); responses arrive with every field set (null for an unset message).
+
+export interface WireHeader {
+  memberId: number;
+  term: number;
+  index: number;
+  leaderId: number;
+}
+export interface WireKeyValue {
+  key: Buffer;
+  value: Buffer;
+  createIndex: number;
+  modIndex: number;
+  version: number;
+}
+export interface WirePutRequest {
+  key: Uint8Array;
+  value: Uint8Array;
+  prevKv?: boolean;
+  clientId?: string;
+  seq?: number;
+}
+export interface WirePutResponse {
+  header: WireHeader | null;
+  prevKv: WireKeyValue | null;
+}
+export interface WireGetRequest {
+  key: Uint8Array;
+  serializable?: boolean;
+}
+export interface WireGetResponse {
+  header: WireHeader | null;
+  kv: WireKeyValue | null;
+}
+export interface WireRangeRequest {
+  key: Uint8Array;
+  end?: Uint8Array;
+  limit?: number;
+  keysOnly?: boolean;
+  countOnly?: boolean;
+  serializable?: boolean;
+}
+export interface WireRangeResponse {
+  header: WireHeader | null;
+  kvs: WireKeyValue[];
+  more: boolean;
+  count: number;
+}
+export interface WireDeleteRequest {
+  key: Uint8Array;
+  end?: Uint8Array;
+  prevKv?: boolean;
+  clientId?: string;
+  seq?: number;
+}
+export interface WireDeleteResponse {
+  header: WireHeader | null;
+  deleted: number;
+  prevKvs: WireKeyValue[];
+}
+export type WireCompareTarget = 'VALUE' | 'VERSION' | 'CREATE' | 'MOD';
+export type WireCompareOp = 'EQUAL' | 'NOT_EQUAL' | 'LESS' | 'GREATER';
+export interface WireCompare {
+  key: Uint8Array;
+  target: WireCompareTarget;
+  op: WireCompareOp;
+  value?: Uint8Array;
+  number?: number;
+}
+export interface WirePutOp {
+  key: Uint8Array;
+  value: Uint8Array;
+  prevKv?: boolean;
+}
+export interface WireDeleteOp {
+  key: Uint8Array;
+  end?: Uint8Array;
+  prevKv?: boolean;
+}
+export interface WireRangeOp {
+  key: Uint8Array;
+  end?: Uint8Array;
+  limit?: number;
+  keysOnly?: boolean;
+  countOnly?: boolean;
+}
+export interface WireRequestOp {
+  op?: 'put' | 'delete' | 'range';
+  put?: WirePutOp | null;
+  delete?: WireDeleteOp | null;
+  range?: WireRangeOp | null;
+}
+export interface WireResponseOp {
+  result?: 'put' | 'delete' | 'range';
+  put?: { prevKv: WireKeyValue | null } | null;
+  delete?: { deleted: number; prevKvs: WireKeyValue[] } | null;
+  range?: { kvs: WireKeyValue[]; more: boolean; count: number } | null;
+}
+export interface WireTxnRequest {
+  compares: WireCompare[];
+  success: WireRequestOp[];
+  failure: WireRequestOp[];
+  clientId?: string;
+  seq?: number;
+}
+export interface WireTxnResponse {
+  header: WireHeader | null;
+  succeeded: boolean;
+  results: WireResponseOp[];
+}
+export interface WireMember {
+  id: number;
+  peerAddress: string;
+  clientAddress: string;
+  learner: boolean;
+}
+export interface WireStatusResponse {
+  header: WireHeader | null;
+  id: number;
+  clusterId: string;
+  clientAddress: string;
+  role: string;
+  term: number;
+  leaderId: number;
+  commitIndex: number;
+  appliedIndex: number;
+  lastLogIndex: number;
+  snapshotIndex: number;
+  dataSizeBytes: number;
+  members: WireMember[];
+  progress: { id: number; match: number; state: string }[];
+}
+export type WireEmpty = Record<string, never>;
+export interface WireMemberAddRequest {
+  member: WireMember | null;
+}
+export interface WireIdRequest {
+  id: number;
+}
+export interface WireMemberListResponse {
+  header: WireHeader | null;
+  members: WireMember[];
+}
+export interface WireTransferLeaderRequest {
+  to: number;
+}
+export interface WireTransferLeaderResponse {
+  header: WireHeader | null;
+}
+export interface WireSnapshotSaveChunk {
+  data: Buffer;
+  sha256: string;
+  totalBytes: number;
+  header: WireHeader | null;
+}
+export interface WirePeerBatch {
+  clusterId: string;
+  from: number;
+  to: number;
+  payload: Buffer;
+}
+export interface WireSnapshotChunk {
+  clusterId?: string;
+  from?: number;
+  to?: number;
+  message?: Uint8Array;
+  totalBytes?: number;
+  data?: Uint8Array;
+  sha256?: string;
+}
+export interface WireSnapshotAck {
+  receivedBytes: number;
+}
+
+export const KV_METHODS = {
+  put: method<WirePutRequest, WirePutResponse>(KV_SERVICE, 'Put'),
+  get: method<WireGetRequest, WireGetResponse>(KV_SERVICE, 'Get'),
+  range: method<WireRangeRequest, WireRangeResponse>(KV_SERVICE, 'Range'),
+  delete: method<WireDeleteRequest, WireDeleteResponse>(KV_SERVICE, 'Delete'),
+  txn: method<WireTxnRequest, WireTxnResponse>(KV_SERVICE, 'Txn'),
+};
+
+export const ADMIN_METHODS = {
+  status: method<WireEmpty, WireStatusResponse>(ADMIN_SERVICE, 'Status'),
+  memberList: method<WireEmpty, WireMemberListResponse>(ADMIN_SERVICE, 'MemberList'),
+  memberAdd: method<WireMemberAddRequest, WireMemberListResponse>(ADMIN_SERVICE, 'MemberAdd'),
+  memberRemove: method<WireIdRequest, WireMemberListResponse>(ADMIN_SERVICE, 'MemberRemove'),
+  memberPromote: method<WireIdRequest, WireMemberListResponse>(ADMIN_SERVICE, 'MemberPromote'),
+  transferLeader: method<WireTransferLeaderRequest, WireTransferLeaderResponse>(ADMIN_SERVICE, 'TransferLeader'),
+  snapshotSave: method<WireEmpty, WireSnapshotSaveChunk>(ADMIN_SERVICE, 'SnapshotSave'),
+};
+
+export const PEER_METHODS = {
+  stream: method<WirePeerBatch, WireEmpty>(PEER_SERVICE, 'Stream'),
+  sendSnapshot: method<WireSnapshotChunk, WireSnapshotAck>(PEER_SERVICE, 'SendSnapshot'),
+};

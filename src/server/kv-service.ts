@@ -1,0 +1,259 @@
+// The client-facing KV service: wire requests -> validated commands -> KvNode -> wire responses.
+// Malformed requests and invalid keys answer INVALID_ARGUMENT with a message; nothing a client sends can crash it.
+import type { sendUnaryData, ServerUnaryCall, UntypedServiceImplementation } from '@grpc/grpc-js';
+import type { pino } from 'pino';
+import type { ResponseHeader, KvNode } from '../node/api.js';
+import { RaftKvError } from '../node/errors.js';
+import type {
+  Command,
+  Compare,
+  CompareOp,
+  CommandResult,
+  KeyValue,
+  KvLimits,
+  Op,
+  OpResult,
+  RangeRequest,
+  RangeResult,
+} from '../kv/types.js';
+import { validateCommand, validateRange } from '../kv/validate.js';
+import type {
+  WireCompare,
+  WireDeleteRequest,
+  WireDeleteResponse,
+  WireGetRequest,
+  WireGetResponse,
+  WireHeader,
+  WireKeyValue,
+  WirePutRequest,
+  WirePutResponse,
+  WireRangeRequest,
+  WireRangeResponse,
+  WireRequestOp,
+  WireResponseOp,
+  WireTxnRequest,
+  WireTxnResponse,
+} from '../proto.js';
+import { toGrpcStatus } from './errors.js';
+
+export interface ServiceOptions {
+  readonly node: KvNode;
+  readonly limits: KvLimits;
+  readonly maxRequestBytes: number; // requests whose keys and values add up to more are INVALID_ARGUMENT
+  readonly defaultTimeoutMs: number; // deadline for calls that carry none
+  readonly logger: pino.Logger;
+}
+
+function assertNever(x: never): never {
+  throw new Error(`unexpected value ${JSON.stringify(x)}`);
+}
+
+function invalid(message: string): RaftKvError {
+  return new RaftKvError('INVALID_ARGUMENT', message);
+}
+
+// ------------------------------------------------------------------ conversions
+
+export function headerToWire(h: ResponseHeader): WireHeader {
+  return { memberId: h.memberId, term: h.term, index: h.index, leaderId: h.leaderId };
+}
+
+export function kvToWire(kv: KeyValue): WireKeyValue {
+  return {
+    key: Buffer.from(kv.key.buffer, kv.key.byteOffset, kv.key.byteLength),
+    value: Buffer.from(kv.value.buffer, kv.value.byteOffset, kv.value.byteLength),
+    createIndex: kv.createIndex,
+    modIndex: kv.modIndex,
+    version: kv.version,
+  };
+}
+
+function bytesOf(b: Uint8Array | null | undefined): Uint8Array {
+  return b ?? new Uint8Array(0);
+}
+
+function count(n: number | undefined, what: string): number {
+  const v = n ?? 0;
+  if (!Number.isSafeInteger(v) || v < 0) throw invalid(`${what} must be a non-negative integer, got ${v}`);
+  return v;
+}
+
+function rangeRequestFromWire(r: { key: Uint8Array; end?: Uint8Array; limit?: number; keysOnly?: boolean; countOnly?: boolean }): RangeRequest {
+  return {
+    key: bytesOf(r.key),
+    end: bytesOf(r.end),
+    limit: count(r.limit, 'limit'),
+    keysOnly: r.keysOnly ?? false,
+    countOnly: r.countOnly ?? false,
+  };
+}
+
+const COMPARE_OPS: Readonly<Record<string, CompareOp>> = { EQUAL: '=', NOT_EQUAL: '!=', LESS: '<', GREATER: '>' };
+
+function compareFromWire(c: WireCompare, i: number): Compare {
+  const op = COMPARE_OPS[c.op];
+  if (op === undefined) throw invalid(`txn compare ${i}: unknown op ${String(c.op)}`);
+  const key = bytesOf(c.key);
+  switch (c.target) {
+    case 'VALUE':
+      return { key, target: 'value', op, value: bytesOf(c.value) };
+    case 'VERSION':
+      return { key, target: 'version', op, number: count(c.number, `txn compare ${i} number`) };
+    case 'CREATE':
+      return { key, target: 'create', op, number: count(c.number, `txn compare ${i} number`) };
+    case 'MOD':
+      return { key, target: 'mod', op, number: count(c.number, `txn compare ${i} number`) };
+    default:
+      throw invalid(`txn compare ${i}: unknown target ${String(c.target)}`);
+  }
+}
+
+function opFromWire(o: WireRequestOp, what: string): Op {
+  switch (o.op) {
+    case 'put':
+      if (!o.put) break;
+      return { type: 'put', key: bytesOf(o.put.key), value: bytesOf(o.put.value), prevKv: o.put.prevKv ?? false };
+    case 'delete':
+      if (!o.delete) break;
+      return { type: 'delete', range: { key: bytesOf(o.delete.key), end: bytesOf(o.delete.end) }, prevKv: o.delete.prevKv ?? false };
+    case 'range':
+      if (!o.range) break;
+      return { type: 'range', request: rangeRequestFromWire(o.range) };
+    case undefined:
+      break;
+    default:
+      assertNever(o.op);
+  }
+  throw invalid(`${what}: empty request op`);
+}
+
+function rangeResultToWire(r: RangeResult): { kvs: WireKeyValue[]; more: boolean; count: number } {
+  return { kvs: r.kvs.map(kvToWire), more: r.more, count: r.count };
+}
+
+function opResultToWire(r: OpResult): WireResponseOp {
+  switch (r.type) {
+    case 'put':
+      return { put: { prevKv: r.prevKv ? kvToWire(r.prevKv) : null } };
+    case 'delete':
+      return { delete: { deleted: r.deleted, prevKvs: r.prevKvs.map(kvToWire) } };
+    case 'range':
+      return { range: rangeResultToWire(r.result) };
+    default:
+      return assertNever(r);
+  }
+}
+
+/** Bytes a request carries in its byte and string fields (what --max-request-bytes bounds). */
+export function requestBytes(value: unknown): number {
+  if (value instanceof Uint8Array) return value.byteLength;
+  if (typeof value === 'string') return value.length;
+  if (typeof value === 'number' || typeof value === 'boolean') return 8;
+  if (Array.isArray(value)) return value.reduce((n: number, v) => n + requestBytes(v), 0);
+  if (value !== null && typeof value === 'object') {
+    let n = 0;
+    for (const v of Object.values(value)) n += requestBytes(v);
+    return n;
+  }
+  return 0;
+}
+
+// ------------------------------------------------------------------ handlers
+
+/** The deadline of a call as an absolute Date.now() time (the default when the client sent none). */
+export function deadlineOf(call: { getDeadline(): Date | number }, defaultTimeoutMs: number): number {
+  const d = call.getDeadline();
+  const ms = d instanceof Date ? d.getTime() : d;
+  return Number.isFinite(ms) ? ms : Date.now() + defaultTimeoutMs;
+}
+
+/** Runs one unary handler: request size check, then `fn`; RaftKvError -> its status, anything else -> INTERNAL + log. */
+export function unary<Req, Res>(
+  opts: Pick<ServiceOptions, 'maxRequestBytes' | 'logger'>,
+  name: string,
+  fn: (req: Req, call: ServerUnaryCall<Req, Res>) => Promise<Res>,
+): (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void {
+  return (call, callback) => {
+    const run = async (): Promise<Res> => {
+      const size = requestBytes(call.request);
+      if (size > opts.maxRequestBytes) {
+        throw invalid(`${name}: request of ${size} bytes is larger than the limit of ${opts.maxRequestBytes} (--max-request-bytes)`);
+      }
+      return fn(call.request, call);
+    };
+    run().then(
+      (res) => callback(null, res),
+      (err: unknown) => {
+        if (!(err instanceof RaftKvError)) opts.logger.error({ err, method: name }, 'internal error in handler');
+        callback(toGrpcStatus(err));
+      },
+    );
+  };
+}
+
+export function commandFromPut(req: WirePutRequest): Command {
+  return { type: 'put', key: bytesOf(req.key), value: bytesOf(req.value), prevKv: req.prevKv ?? false };
+}
+
+export function commandFromDelete(req: WireDeleteRequest): Command {
+  return { type: 'delete', range: { key: bytesOf(req.key), end: bytesOf(req.end) }, prevKv: req.prevKv ?? false };
+}
+
+export function commandFromTxn(req: WireTxnRequest): Command {
+  return {
+    type: 'txn',
+    compares: (req.compares ?? []).map(compareFromWire),
+    success: (req.success ?? []).map((o, i) => opFromWire(o, `txn success op ${i}`)),
+    failure: (req.failure ?? []).map((o, i) => opFromWire(o, `txn failure op ${i}`)),
+  };
+}
+
+function expectResult<T extends CommandResult['type']>(r: CommandResult, type: T): Extract<CommandResult, { type: T }> {
+  if (r.type !== type) throw new Error(`node answered a ${type} with a ${r.type} result`);
+  return r as Extract<CommandResult, { type: T }>;
+}
+
+export function createKvService(opts: ServiceOptions): UntypedServiceImplementation {
+  const { node, limits } = opts;
+
+  const write = async (command: Command, req: { clientId?: string; seq?: number }, call: { getDeadline(): Date | number }) => {
+    validateCommand(command, limits);
+    const clientId = req.clientId ?? '';
+    const seq = count(req.seq, 'seq');
+    if (clientId.length > 256) throw invalid(`client_id is ${clientId.length} characters, more than 256`);
+    return node.write(command, { clientId, seq, deadlineMs: deadlineOf(call, opts.defaultTimeoutMs) });
+  };
+
+  const read = async (request: RangeRequest, serializable: boolean, call: { getDeadline(): Date | number }) => {
+    validateRange(request, limits);
+    return node.read(request, { serializable, deadlineMs: deadlineOf(call, opts.defaultTimeoutMs) });
+  };
+
+  return {
+    Put: unary<WirePutRequest, WirePutResponse>(opts, 'Put', async (req, call) => {
+      const { header, result } = await write(commandFromPut(req), req, call);
+      const r = expectResult(result, 'put');
+      return { header: headerToWire(header), prevKv: r.prevKv ? kvToWire(r.prevKv) : null };
+    }),
+    Get: unary<WireGetRequest, WireGetResponse>(opts, 'Get', async (req, call) => {
+      const request: RangeRequest = { key: bytesOf(req.key), end: new Uint8Array(0), limit: 1, keysOnly: false, countOnly: false };
+      const { header, result } = await read(request, req.serializable ?? false, call);
+      const kv = result.kvs[0];
+      return { header: headerToWire(header), kv: kv ? kvToWire(kv) : null };
+    }),
+    Range: unary<WireRangeRequest, WireRangeResponse>(opts, 'Range', async (req, call) => {
+      const { header, result } = await read(rangeRequestFromWire(req), req.serializable ?? false, call);
+      return { header: headerToWire(header), ...rangeResultToWire(result) };
+    }),
+    Delete: unary<WireDeleteRequest, WireDeleteResponse>(opts, 'Delete', async (req, call) => {
+      const { header, result } = await write(commandFromDelete(req), req, call);
+      const r = expectResult(result, 'delete');
+      return { header: headerToWire(header), deleted: r.deleted, prevKvs: r.prevKvs.map(kvToWire) };
+    }),
+    Txn: unary<WireTxnRequest, WireTxnResponse>(opts, 'Txn', async (req, call) => {
+      const { header, result } = await write(commandFromTxn(req), req, call);
+      const r = expectResult(result, 'txn');
+      return { header: headerToWire(header), succeeded: r.succeeded, results: r.results.map(opResultToWire) };
+    }),
+  };
+}

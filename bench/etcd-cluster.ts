@@ -1,0 +1,133 @@
+// A 3-member etcd on loopback for the comparison: Debian's etcd-server (installed if missing, which needs
+// root), distinct ports, data dirs under a run folder, --heartbeat-interval 100 --election-timeout 1000 (the
+// defaults, the same timing as raftkv's --tick-ms 100 --election-ticks 10), fsync on (the default).
+import { execFileSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { EtcdTarget } from './etcd-target.js';
+import { ManagedProcess } from './proc-group.js';
+
+export interface EtcdClusterOptions {
+  readonly runDir: string; // data dirs and logs go under runDir/etcd
+  readonly size: number; // members (3)
+  readonly clientBasePort: number; // member i (1-based) serves clients on clientBasePort + i
+  readonly peerBasePort: number; // and peers on peerBasePort + i
+}
+
+function onPath(cmd: string): boolean {
+  try {
+    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
+    return true;
+  } catch (err) {
+    if (err instanceof Error) return false;
+    throw err;
+  }
+}
+
+/** Installs Debian's etcd-server non-interactively if `etcd` is not on PATH (needs root: says so if not). */
+export function ensureEtcdInstalled(): string {
+  if (!onPath('etcd')) {
+    const isRoot = process.getuid?.() === 0;
+    if (!isRoot) {
+      throw new Error('etcd is not installed and this is not root: run `sudo apt-get install -y etcd-server` (Debian/Ubuntu) first');
+    }
+    process.stderr.write('etcd not found: installing Debian etcd-server (apt-get)\n');
+    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+    execFileSync('apt-get', ['update', '-q'], { stdio: ['ignore', 'ignore', 'inherit'], env });
+    execFileSync('apt-get', ['install', '-y', '-q', 'etcd-server'], { stdio: ['ignore', 'ignore', 'inherit'], env });
+  }
+  return execFileSync('etcd', ['--version'], { encoding: 'utf8' }).split('\n')[0] ?? 'etcd (unknown version)';
+}
+
+export class EtcdCluster {
+  readonly members: ManagedProcess[] = []; // index i = member i+1
+  readonly clientEndpoints: string[] = []; // host:port per member
+  readonly version: string;
+
+  constructor(private readonly opts: EtcdClusterOptions) {
+    this.version = ensureEtcdInstalled();
+    const dir = join(opts.runDir, 'etcd');
+    mkdirSync(dir, { recursive: true });
+    const token = `raftkv-bench-${process.pid}-${Date.now()}`;
+    const peerUrl = (i: number): string => `http://127.0.0.1:${opts.peerBasePort + i}`;
+    const initialCluster = Array.from({ length: opts.size }, (_, k) => `m${k + 1}=${peerUrl(k + 1)}`).join(',');
+    for (let i = 1; i <= opts.size; i++) {
+      const clientUrl = `http://127.0.0.1:${opts.clientBasePort + i}`;
+      this.clientEndpoints.push(`127.0.0.1:${opts.clientBasePort + i}`);
+      this.members.push(
+        new ManagedProcess(
+          `etcd m${i}`,
+          'etcd',
+          [
+            '--name', `m${i}`,
+            '--data-dir', join(dir, `m${i}`),
+            '--listen-client-urls', clientUrl,
+            '--advertise-client-urls', clientUrl,
+            '--listen-peer-urls', peerUrl(i),
+            '--initial-advertise-peer-urls', peerUrl(i),
+            '--initial-cluster', initialCluster,
+            '--initial-cluster-token', token,
+            '--initial-cluster-state', 'new',
+            '--heartbeat-interval', '100',
+            '--election-timeout', '1000',
+            '--logger', 'zap',
+            '--log-level', 'warn',
+          ],
+          join(dir, `m${i}.log`),
+        ),
+      );
+    }
+  }
+
+  /** Starts every member and waits until a leader answers writes. */
+  async start(timeoutMs = 30_000): Promise<void> {
+    for (const m of this.members) m.start();
+    await this.waitReady(timeoutMs);
+  }
+
+  /** Waits until some member reports a leader and a put through it succeeds. */
+  async waitReady(timeoutMs = 30_000): Promise<void> {
+    const live = this.clientEndpoints.filter((_, i) => this.members[i]?.running === true);
+    const target = new EtcdTarget({ endpoints: live, connsPerEndpoint: 1 });
+    const deadline = Date.now() + timeoutMs;
+    try {
+      for (;;) {
+        const leader = await target.discoverLeader(1000);
+        if (leader !== undefined) {
+          try {
+            await target.put(Buffer.from('bench-ready'), Buffer.from('1'), 2000);
+            return;
+          } catch (err) {
+            if (Date.now() > deadline) throw err;
+          }
+        }
+        if (Date.now() > deadline) throw new Error(`etcd cluster not ready after ${timeoutMs} ms (logs in ${this.opts.runDir}/etcd)`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    } finally {
+      target.close();
+    }
+  }
+
+  /** The index (0-based) of the current leader, by Maintenance.Status. */
+  async leaderIndex(): Promise<number | undefined> {
+    const target = new EtcdTarget({ endpoints: this.clientEndpoints, connsPerEndpoint: 1 });
+    try {
+      return await target.discoverLeader(1000);
+    } finally {
+      target.close();
+    }
+  }
+
+  pids(): { label: string; pid: number }[] {
+    const out: { label: string; pid: number }[] = [];
+    this.members.forEach((m, i) => {
+      if (m.pid !== undefined) out.push({ label: this.clientEndpoints[i] ?? m.label, pid: m.pid });
+    });
+    return out;
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.members.map((m) => m.stop()));
+  }
+}

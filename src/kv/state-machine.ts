@@ -1,0 +1,987 @@
+// The replicated state machine on LevelDB (classic-level): applies committed entries, serves local reads,
+// writes and restores snapshots.
+//
+// Directory layout of `dir` (the node's data-dir/kv):
+//   CURRENT        "db-<n>\n": names the live LevelDB directory. Replaced by tmp + fsync + rename + dir fsync;
+//                  that rename is the commit point of a snapshot restore.
+//   db-<n>/        the live LevelDB store
+//   anything else  leftovers of an interrupted restore (a db-<m> not named by CURRENT): removed at open
+//
+// LevelDB keys (byte strings; one-byte prefixes keep the spaces apart and in this order):
+//   'd' + user key          StoredValue (codec.ts): createIndex, modIndex, version, value
+//   'm' + "applied"         uvarint appliedIndex | uvarint appliedTerm
+//   'm' + "members"         UTF-8 JSON {"members":[Member...]} sorted by id; the ConfState is derived from it
+//   's' + clientId (UTF-8)  u8 1 | uvarint lastSeq | uvarint lastIndex | Answer (codec.ts)
+// Every apply() writes all of an entry batch's effects, the sessions, the members and the applied index/term in
+// ONE LevelDB batch: a restart resumes exactly after the last applied entry. The batch is not fsynced (LevelDB
+// has written it to the OS when it resolves, which survives a process crash); createSnapshot() forces a synced
+// write first, so everything a snapshot covers is durable in LevelDB before the WAL may be compacted.
+//
+// Semantics:
+// - Keys carry etcd metadata: createIndex (index of the put that created the key since its last delete),
+//   modIndex (index of the last put), version (puts since creation). A delete removes the key and its metadata.
+// - txn: compares are evaluated against the state before the txn; then the ops of the chosen branch run in
+//   order, each seeing the earlier ones (two puts to one key in a txn make version +2). All effects carry the
+//   entry's index. A 'value' compare on a missing key is false for every op (as in etcd).
+// - Client sessions (Envelope.clientId != ""): seq == the session's last seq returns the stored first answer
+//   without applying again; seq < last is a FAILED_PRECONDITION error outcome; seq > last applies and stores
+//   the answer (result or error). Expiry is driven by the log only, so it is identical on every replica: after
+//   applying entry i, sessions last used at index <= i - sessionTtlEntries are dropped, then the least recently
+//   used (by index) until at most maxSessions remain. Sessions live in LevelDB and therefore in snapshots.
+// - Limits (validate.ts) are checked again on apply: a violating command is an INVALID_ARGUMENT error outcome.
+//   Replicas must run with the same limits. An undecodable normal entry is a DATA_CORRUPTION error outcome
+//   (applied as a no-op on every replica alike) rather than a crash that would stop every replica at once.
+import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ClassicLevel } from 'classic-level';
+import { RaftKvError } from '../node/errors.js';
+import type { Member } from '../node/api.js';
+import { confChangeProblem, decodeConfChange } from '../raft/conf-change.js';
+import type { ConfChange, ConfState, Entry, Index, SnapshotMetadata, Term } from '../raft/types.js';
+import {
+  ByteReader,
+  ByteWriter,
+  assertNever,
+  decodeEnvelope,
+  decodeStoredValue,
+  encodeStoredValue,
+  readAnswer,
+  writeAnswer,
+} from './codec.js';
+import type { SessionAnswer, StoredValue } from './codec.js';
+import {
+  SnapshotFileWriter,
+  fsyncDir,
+  listSnapshotFiles,
+  readSnapshotFile,
+  verifySnapshotHeader,
+} from './snapshot-file.js';
+import { DEFAULT_KV_LIMITS } from './types.js';
+import type {
+  Command,
+  CommandResult,
+  Compare,
+  KeyRange,
+  KeyValue,
+  KvLimits,
+  Op,
+  OpResult,
+  RangeRequest,
+  RangeResult,
+} from './types.js';
+import { compareBytes, isOpenEnd, validateCommand, validateRange } from './validate.js';
+
+export type ApplyOutcome =
+  | { readonly type: 'none' } // no-op, conf-change, or an entry at or below appliedIndex (skipped)
+  | { readonly type: 'result'; readonly result: CommandResult }
+  | { readonly type: 'error'; readonly error: RaftKvError }; // a limit violated, a stale session seq, ...
+
+/** The subset of a pino logger the state machine uses. */
+export interface KvLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+}
+
+/** Points where tests make the state machine "crash" (throw, leaving the files as they are). */
+export type KvFailPoint = 'snapshot-before-rename' | 'restore-before-swap' | 'restore-after-swap';
+
+export interface KvStateMachineOptions {
+  readonly limits?: KvLimits;
+  readonly sessionTtlEntries?: number; // default 100_000 applied entries
+  readonly maxSessions?: number; // default 100_000
+  readonly logger?: KvLogger;
+  /** Tests only: called at each KvFailPoint; a throw there simulates a crash. */
+  readonly failpoint?: (point: KvFailPoint) => void;
+}
+
+export const DEFAULT_SESSION_TTL_ENTRIES = 100_000;
+export const DEFAULT_MAX_SESSIONS = 100_000;
+
+const PREFIX_DATA = 0x64; // 'd'
+const PREFIX_META = 0x6d; // 'm'
+const PREFIX_SESSION = 0x73; // 's'
+const KEY_APPLIED = Uint8Array.from(Buffer.from('mapplied', 'latin1'));
+const KEY_MEMBERS = Uint8Array.from(Buffer.from('mmembers', 'latin1'));
+const DATA_HI = Uint8Array.of(PREFIX_DATA + 1);
+const SESSION_LO = Uint8Array.of(PREFIX_SESSION);
+const SESSION_HI = Uint8Array.of(PREFIX_SESSION + 1);
+const SESSION_RECORD_VERSION = 1;
+const CURRENT = 'CURRENT';
+
+type Db = ClassicLevel<Uint8Array, Uint8Array>;
+type BatchOp = { type: 'put'; key: Uint8Array; value: Uint8Array } | { type: 'del'; key: Uint8Array };
+
+function prefixed(prefix: number, key: Uint8Array): Uint8Array {
+  const out = new Uint8Array(key.length + 1);
+  out[0] = prefix;
+  out.set(key, 1);
+  return out;
+}
+
+/** A byte string as a JS string whose code-unit order is the bytes' order (for maps and sorting). */
+function keyString(key: Uint8Array): string {
+  return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('latin1');
+}
+
+function sessionKey(clientId: string): Uint8Array {
+  return prefixed(PREFIX_SESSION, Buffer.from(clientId, 'utf8'));
+}
+
+function encodeApplied(index: Index, term: Term): Uint8Array {
+  return new ByteWriter(16).uvarint(index).uvarint(term).finish();
+}
+
+function decodeApplied(b: Uint8Array): { index: Index; term: Term } {
+  const r = new ByteReader(b);
+  const index = r.uvarint();
+  const term = r.uvarint();
+  r.end();
+  return { index, term };
+}
+
+interface Session {
+  lastSeq: number; // seq of the last request applied for this client
+  lastIndex: Index; // index of the last entry that used the session (LRU order of the sessions map)
+}
+
+function encodeSession(s: Session, answer: SessionAnswer): Uint8Array {
+  const w = new ByteWriter(64).u8(SESSION_RECORD_VERSION).uvarint(s.lastSeq).uvarint(s.lastIndex);
+  writeAnswer(w, answer);
+  return w.finish();
+}
+
+function decodeSession(b: Uint8Array): { session: Session; answer: SessionAnswer } {
+  const r = new ByteReader(b);
+  const version = r.u8();
+  if (version !== SESSION_RECORD_VERSION) {
+    throw new RaftKvError('DATA_CORRUPTION', `kv: unknown session record format ${version}`);
+  }
+  const lastSeq = r.uvarint();
+  const lastIndex = r.uvarint();
+  const answer = readAnswer(r);
+  r.end();
+  return { session: { lastSeq, lastIndex }, answer };
+}
+
+function encodeMembers(members: ReadonlyMap<number, Member>): Uint8Array {
+  const list = [...members.values()].sort((a, b) => a.id - b.id);
+  return Buffer.from(JSON.stringify({ members: list }), 'utf8');
+}
+
+function decodeMembers(b: Uint8Array): Map<number, Member> {
+  const bad = (): RaftKvError => new RaftKvError('DATA_CORRUPTION', 'kv: malformed member table');
+  let o: unknown;
+  try {
+    o = JSON.parse(Buffer.from(b).toString('utf8'));
+  } catch {
+    throw bad();
+  }
+  const list = (o as { members?: unknown } | null)?.members;
+  if (!Array.isArray(list)) throw bad();
+  const out = new Map<number, Member>();
+  for (const m of list as unknown[]) {
+    const r = m as Record<string, unknown> | null;
+    if (
+      r === null ||
+      typeof r !== 'object' ||
+      !Number.isSafeInteger(r['id']) ||
+      typeof r['peerAddress'] !== 'string' ||
+      typeof r['clientAddress'] !== 'string' ||
+      typeof r['learner'] !== 'boolean'
+    ) {
+      throw bad();
+    }
+    const id = r['id'] as number;
+    out.set(id, { id, peerAddress: r['peerAddress'], clientAddress: r['clientAddress'], learner: r['learner'] });
+  }
+  return out;
+}
+
+/** The ConfChange context of an add: where the new member listens. */
+export interface MemberContext {
+  readonly peerAddress: string;
+  readonly clientAddress: string;
+}
+
+export function encodeMemberContext(ctx: MemberContext): Uint8Array {
+  return Buffer.from(JSON.stringify({ peerAddress: ctx.peerAddress, clientAddress: ctx.clientAddress }), 'utf8');
+}
+
+/** undefined for an empty or malformed context (the change still applies; addresses stay as they were or ""). */
+export function decodeMemberContext(b: Uint8Array): MemberContext | undefined {
+  if (b.length === 0) return undefined;
+  try {
+    const o = JSON.parse(Buffer.from(b).toString('utf8')) as Record<string, unknown> | null;
+    if (o !== null && typeof o['peerAddress'] === 'string' && typeof o['clientAddress'] === 'string') {
+      return { peerAddress: o['peerAddress'], clientAddress: o['clientAddress'] };
+    }
+    return undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The ConfState implied by a member table: voters and learners, sorted by id. */
+export function confStateOf(members: Iterable<Member>): ConfState {
+  const voters: number[] = [];
+  const learners: number[] = [];
+  for (const m of members) (m.learner ? learners : voters).push(m.id);
+  return { voters: voters.sort((a, b) => a - b), learners: learners.sort((a, b) => a - b) };
+}
+
+function cmpOp(cmp: number, op: Compare['op']): boolean {
+  switch (op) {
+    case '=':
+      return cmp === 0;
+    case '!=':
+      return cmp !== 0;
+    case '<':
+      return cmp < 0;
+    case '>':
+      return cmp > 0;
+    default:
+      return assertNever(op);
+  }
+}
+
+function toKeyValue(key: Uint8Array, sv: StoredValue, keysOnly = false): KeyValue {
+  return {
+    key,
+    value: keysOnly ? new Uint8Array(0) : sv.value,
+    createIndex: sv.createIndex,
+    modIndex: sv.modIndex,
+    version: sv.version,
+  };
+}
+
+/** Writes of the batch being applied, seen by later entries of the same batch before LevelDB has them. */
+class Overlay {
+  readonly data = new Map<string, { key: Uint8Array; sv: StoredValue | undefined }>(); // undefined = deleted
+  /** Values read from LevelDB for this batch (no other writer exists while a batch is applied). */
+  readonly cache = new Map<string, StoredValue | undefined>();
+
+  inRange(range: KeyRange): { ks: string; key: Uint8Array; sv: StoredValue | undefined }[] {
+    const lo = keyString(range.key);
+    const hi = isOpenEnd(range.end) ? undefined : keyString(range.end);
+    const out: { ks: string; key: Uint8Array; sv: StoredValue | undefined }[] = [];
+    for (const [ks, v] of this.data) {
+      if (ks >= lo && (hi === undefined || ks < hi)) out.push({ ks, key: v.key, sv: v.sv });
+    }
+    return out.sort((a, b) => (a.ks < b.ks ? -1 : a.ks > b.ks ? 1 : 0));
+  }
+}
+
+/** A simple FIFO mutex: apply, snapshot capture, restore, bootstrap and close run one at a time. */
+class Serial {
+  private tail: Promise<unknown> = Promise.resolve();
+
+  run<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.tail.then(fn, fn);
+    this.tail = next.catch(() => undefined);
+    return next;
+  }
+}
+
+async function writeFileDurably(dir: string, name: string, content: string): Promise<void> {
+  const tmp = join(dir, `${name}.tmp`);
+  const fh = await open(tmp, 'w');
+  try {
+    await fh.writeFile(content, 'utf8');
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await rename(tmp, join(dir, name));
+  await fsyncDir(dir);
+}
+
+async function openDb(path: string): Promise<Db> {
+  const db = new ClassicLevel<Uint8Array, Uint8Array>(path, { keyEncoding: 'view', valueEncoding: 'view' });
+  await db.open();
+  return db;
+}
+
+async function dirSizeBytes(dir: string): Promise<number> {
+  let total = 0;
+  for (const name of await readdir(dir)) {
+    const s = await stat(join(dir, name));
+    if (s.isFile()) total += s.size;
+  }
+  return total;
+}
+
+export class KvStateMachine {
+  private appliedIndexValue: Index = 0; // last entry whose effects are in LevelDB
+  private appliedTermValue: Term = 0; // term of that entry
+  private readonly memberTable = new Map<number, Member>(); // as of appliedIndex
+  /** As of appliedIndex; Map order is LRU order: lastIndex strictly increasing from first to last. */
+  private readonly sessions = new Map<string, Session>();
+  private readonly serial = new Serial();
+  private readonly snapshotsInFlight = new Set<Promise<unknown>>(); // streams reading the live db
+  private broken: Error | undefined; // a batch write failed: in-memory state may be ahead of LevelDB
+  private closed = false;
+  private readonly limits: KvLimits;
+  private readonly sessionTtlEntries: number;
+  private readonly maxSessions: number;
+
+  private constructor(
+    private readonly dir: string,
+    private db: Db,
+    private generation: number, // n of the live db-<n>
+    private readonly opts: KvStateMachineOptions,
+  ) {
+    this.limits = opts.limits ?? DEFAULT_KV_LIMITS;
+    this.sessionTtlEntries = opts.sessionTtlEntries ?? DEFAULT_SESSION_TTL_ENTRIES;
+    this.maxSessions = opts.maxSessions ?? DEFAULT_MAX_SESSIONS;
+    if (!(this.sessionTtlEntries >= 1 && this.maxSessions >= 1)) {
+      throw new RaftKvError('INVALID_ARGUMENT', 'kv: sessionTtlEntries and maxSessions must be >= 1');
+    }
+  }
+
+  /** Opens (or creates) the state machine in `dir`, finishing or discarding an interrupted restore. */
+  static async open(dir: string, opts: KvStateMachineOptions = {}): Promise<KvStateMachine> {
+    await mkdir(dir, { recursive: true });
+    let generation: number;
+    try {
+      const text = (await readFile(join(dir, CURRENT), 'utf8')).trim();
+      const m = /^db-(\d+)$/.exec(text);
+      if (m?.[1] === undefined) throw new RaftKvError('DATA_CORRUPTION', `kv: ${join(dir, CURRENT)} holds "${text}"`);
+      generation = Number(m[1]);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      generation = 1;
+      await writeFileDurably(dir, CURRENT, `db-${generation}\n`);
+    }
+    const live = `db-${generation}`;
+    for (const name of await readdir(dir)) {
+      if (name !== CURRENT && name !== live) {
+        opts.logger?.info({ dir, name }, 'kv: removing a leftover of an interrupted restore');
+        await rm(join(dir, name), { recursive: true, force: true });
+      }
+    }
+    const db = await openDb(join(dir, live));
+    const sm = new KvStateMachine(dir, db, generation, opts);
+    try {
+      await sm.load();
+    } catch (err) {
+      await db.close();
+      throw err;
+    }
+    return sm;
+  }
+
+  /** Loads applied index/term, members and sessions from the live db. */
+  private async load(): Promise<void> {
+    const applied = await this.db.get(KEY_APPLIED);
+    const a = applied === undefined ? { index: 0, term: 0 } : decodeApplied(applied);
+    this.appliedIndexValue = a.index;
+    this.appliedTermValue = a.term;
+    this.memberTable.clear();
+    const members = await this.db.get(KEY_MEMBERS);
+    if (members !== undefined) for (const [id, m] of decodeMembers(members)) this.memberTable.set(id, m);
+    const loaded: [string, Session][] = [];
+    for await (const [k, v] of this.db.iterator({ gte: SESSION_LO, lt: SESSION_HI })) {
+      const clientId = Buffer.from(k.subarray(1)).toString('utf8');
+      loaded.push([clientId, decodeSession(v).session]);
+    }
+    loaded.sort((x, y) => x[1].lastIndex - y[1].lastIndex);
+    this.sessions.clear();
+    for (const [id, s] of loaded) this.sessions.set(id, s);
+  }
+
+  get appliedIndex(): Index {
+    return this.appliedIndexValue;
+  }
+
+  get appliedTerm(): Term {
+    return this.appliedTermValue;
+  }
+
+  /** The member table as applied, sorted by id. */
+  members(): Member[] {
+    return [...this.memberTable.values()].sort((a, b) => a.id - b.id);
+  }
+
+  confState(): ConfState {
+    return confStateOf(this.memberTable.values());
+  }
+
+  /** Number of live client sessions (for status and tests). */
+  sessionCount(): number {
+    return this.sessions.size;
+  }
+
+  private check(): void {
+    if (this.closed) throw new RaftKvError('UNAVAILABLE', 'kv: the state machine is closed');
+    if (this.broken !== undefined) {
+      throw new Error(`kv: a LevelDB batch failed earlier; reopen the state machine (${this.broken.message})`);
+    }
+  }
+
+  /**
+   * Records the initial membership of a brand-new cluster directly (no log entry), on an empty state machine
+   * (appliedIndex 0, no members). The Raft storage must start with the same voters (confState()).
+   */
+  async bootstrap(members: readonly Member[]): Promise<void> {
+    await this.serial.run(async () => {
+      this.check();
+      if (this.appliedIndexValue !== 0 || this.memberTable.size !== 0) {
+        throw new RaftKvError('FAILED_PRECONDITION', 'kv: bootstrap needs an empty state machine');
+      }
+      const table = new Map<number, Member>();
+      for (const m of members) {
+        if (!Number.isSafeInteger(m.id) || m.id <= 0 || table.has(m.id)) {
+          throw new RaftKvError('INVALID_ARGUMENT', `kv: bad or duplicate member id ${m.id}`);
+        }
+        table.set(m.id, { ...m });
+      }
+      await this.db.put(KEY_MEMBERS, encodeMembers(table), { sync: true });
+      for (const [id, m] of table) this.memberTable.set(id, m);
+    });
+  }
+
+  /**
+   * Applies committed entries in order, in ONE LevelDB batch together with the applied index and term.
+   * Entries at or below appliedIndex are skipped (outcome 'none'); the rest must follow on contiguously.
+   * outcomes[i] belongs to entries[i].
+   */
+  async apply(entries: readonly Entry[]): Promise<ApplyOutcome[]> {
+    return this.serial.run(() => this.applyNow(entries));
+  }
+
+  private async applyNow(entries: readonly Entry[]): Promise<ApplyOutcome[]> {
+    this.check();
+    let expect = this.appliedIndexValue + 1;
+    let lastTerm = this.appliedTermValue;
+    for (const e of entries) {
+      if (e.index < expect) continue;
+      // Bugs, not expected failures: the driver hands over committed entries in order.
+      if (e.index !== expect) throw new Error(`kv: apply gap: entry ${e.index} after ${expect - 1}`);
+      if (e.term < lastTerm) throw new Error(`kv: entry ${e.index} has term ${e.term} below ${lastTerm}`);
+      expect++;
+      lastTerm = e.term;
+    }
+    try {
+      return await this.applyChecked(entries);
+    } catch (err) {
+      // In-memory sessions and members may be ahead of LevelDB now: refuse further use until reopened.
+      this.broken = err instanceof Error ? err : new Error(String(err));
+      throw err;
+    }
+  }
+
+  private async applyChecked(entries: readonly Entry[]): Promise<ApplyOutcome[]> {
+    const outcomes: ApplyOutcome[] = [];
+    const overlay = new Overlay();
+    const batch: BatchOp[] = [];
+    const sessionWrites = new Map<string, SessionAnswer>(); // answers stored in this batch, by clientId
+    let index = this.appliedIndexValue;
+    let term = this.appliedTermValue;
+    let membersChanged = false;
+    const fresh = entries.filter((e) => e.index > this.appliedIndexValue);
+    await this.prefetch(fresh, overlay);
+    for (const e of entries) {
+      if (e.index <= this.appliedIndexValue) {
+        outcomes.push({ type: 'none' });
+        continue;
+      }
+      index = e.index;
+      term = e.term;
+      switch (e.type) {
+        case 'conf-change':
+          this.applyConfChange(decodeConfChange(e.data));
+          membersChanged = true;
+          outcomes.push({ type: 'none' });
+          break;
+        case 'normal':
+          outcomes.push(e.data.length === 0 ? { type: 'none' } : await this.applyNormal(e, overlay, sessionWrites));
+          break;
+        default:
+          assertNever(e.type);
+      }
+      this.expireSessions(index, sessionWrites, batch);
+    }
+    if (index === this.appliedIndexValue) return outcomes;
+    for (const v of overlay.data.values()) {
+      const key = prefixed(PREFIX_DATA, v.key);
+      batch.push(v.sv === undefined ? { type: 'del', key } : { type: 'put', key, value: encodeStoredValue(v.sv) });
+    }
+    for (const [clientId, answer] of sessionWrites) {
+      const s = this.sessions.get(clientId);
+      if (s === undefined) throw new Error(`kv: session ${clientId} written but not live`);
+      batch.push({ type: 'put', key: sessionKey(clientId), value: encodeSession(s, answer) });
+    }
+    if (membersChanged) batch.push({ type: 'put', key: KEY_MEMBERS, value: encodeMembers(this.memberTable) });
+    batch.push({ type: 'put', key: KEY_APPLIED, value: encodeApplied(index, term) });
+    await this.db.batch(batch);
+    this.appliedIndexValue = index;
+    this.appliedTermValue = term;
+    return outcomes;
+  }
+
+  /** One getMany for every single key the batch's commands name (puts, compares, single-key ops). */
+  private async prefetch(entries: readonly Entry[], overlay: Overlay): Promise<void> {
+    const keys = new Map<string, Uint8Array>();
+    const add = (k: Uint8Array): void => {
+      keys.set(keyString(k), k);
+    };
+    const addOp = (op: Op): void => {
+      if (op.type === 'put') add(op.key);
+      else if (op.type === 'delete' && op.range.end.length === 0) add(op.range.key);
+    };
+    for (const e of entries) {
+      if (e.type !== 'normal' || e.data.length === 0) continue;
+      let cmd: Command;
+      try {
+        cmd = decodeEnvelope(e.data).command;
+      } catch {
+        continue; // reported by applyNormal
+      }
+      switch (cmd.type) {
+        case 'put':
+          add(cmd.key);
+          break;
+        case 'delete':
+          if (cmd.range.end.length === 0) add(cmd.range.key);
+          break;
+        case 'txn':
+          for (const c of cmd.compares) add(c.key);
+          cmd.success.forEach(addOp);
+          cmd.failure.forEach(addOp);
+          break;
+        default:
+          assertNever(cmd);
+      }
+    }
+    if (keys.size === 0) return;
+    const list = [...keys.values()];
+    const values = await this.db.getMany(list.map((k) => prefixed(PREFIX_DATA, k)));
+    list.forEach((k, i) => {
+      const v = values[i];
+      overlay.cache.set(keyString(k), v === undefined ? undefined : decodeStoredValue(v));
+    });
+  }
+
+  /** Follows the core's rule (confChangeProblem): an inapplicable change leaves the table unchanged. */
+  private applyConfChange(cc: ConfChange): void {
+    const problem = confChangeProblem(this.confState(), cc);
+    if (problem !== undefined) {
+      this.opts.logger?.warn({ nodeId: cc.nodeId, problem }, 'kv: conf change ignored');
+      return;
+    }
+    const ctx = decodeMemberContext(cc.context);
+    const prev = this.memberTable.get(cc.nodeId);
+    switch (cc.type) {
+      case 'add-voter':
+      case 'add-learner':
+        if (prev === undefined && ctx === undefined) {
+          this.opts.logger?.warn({ nodeId: cc.nodeId }, 'kv: conf change adds a member without addresses');
+        }
+        this.memberTable.set(cc.nodeId, {
+          id: cc.nodeId,
+          peerAddress: ctx?.peerAddress ?? prev?.peerAddress ?? '',
+          clientAddress: ctx?.clientAddress ?? prev?.clientAddress ?? '',
+          learner: cc.type === 'add-learner',
+        });
+        return;
+      case 'remove':
+        this.memberTable.delete(cc.nodeId);
+        return;
+      default:
+        assertNever(cc.type);
+    }
+  }
+
+  private async applyNormal(
+    e: Entry,
+    overlay: Overlay,
+    sessionWrites: Map<string, SessionAnswer>,
+  ): Promise<ApplyOutcome> {
+    let env;
+    try {
+      env = decodeEnvelope(e.data);
+    } catch (err) {
+      const error = err instanceof RaftKvError ? err : new RaftKvError('DATA_CORRUPTION', String(err));
+      this.opts.logger?.warn({ index: e.index, err: error.message }, 'kv: undecodable entry applied as a no-op');
+      return { type: 'error', error };
+    }
+    const { clientId, seq } = env;
+    if (clientId !== '') {
+      const s = this.sessions.get(clientId);
+      if (s !== undefined && seq < s.lastSeq) {
+        return {
+          type: 'error',
+          error: new RaftKvError(
+            'FAILED_PRECONDITION',
+            `kv: stale request: client ${clientId} seq ${seq} is below its last applied seq ${s.lastSeq}`,
+          ),
+        };
+      }
+      if (s !== undefined && seq === s.lastSeq) {
+        const answer = sessionWrites.get(clientId) ?? (await this.storedAnswer(clientId));
+        this.touchSession(clientId, { lastSeq: seq, lastIndex: e.index });
+        sessionWrites.set(clientId, answer);
+        return answerOutcome(answer);
+      }
+    }
+    let answer: SessionAnswer;
+    try {
+      validateCommand(env.command, this.limits);
+      answer = { type: 'result', result: await this.execute(env.command, e.index, overlay) };
+    } catch (err) {
+      if (!(err instanceof RaftKvError) || err.code !== 'INVALID_ARGUMENT') throw err;
+      answer = { type: 'error', code: err.code, message: err.message };
+    }
+    if (clientId !== '') {
+      this.touchSession(clientId, { lastSeq: seq, lastIndex: e.index });
+      sessionWrites.set(clientId, answer);
+    }
+    return answerOutcome(answer);
+  }
+
+  private async storedAnswer(clientId: string): Promise<SessionAnswer> {
+    const v = await this.db.get(sessionKey(clientId));
+    if (v === undefined) throw new Error(`kv: session ${clientId} is live but has no record`);
+    return decodeSession(v).answer;
+  }
+
+  /** Moves the session to the most recently used end. */
+  private touchSession(clientId: string, s: Session): void {
+    this.sessions.delete(clientId);
+    this.sessions.set(clientId, s);
+  }
+
+  /** The log-driven expiry rule, after applying entry `index` (identical on every replica). */
+  private expireSessions(index: Index, sessionWrites: Map<string, SessionAnswer>, batch: BatchOp[]): void {
+    for (const [clientId, s] of this.sessions) {
+      const expired = index - s.lastIndex >= this.sessionTtlEntries;
+      if (!expired && this.sessions.size <= this.maxSessions) break;
+      this.sessions.delete(clientId);
+      sessionWrites.delete(clientId);
+      batch.push({ type: 'del', key: sessionKey(clientId) });
+    }
+  }
+
+  // ------------------------------------------------------------ commands
+
+  private async read(key: Uint8Array, overlay: Overlay | undefined): Promise<StoredValue | undefined> {
+    if (overlay !== undefined) {
+      const ks = keyString(key);
+      const w = overlay.data.get(ks);
+      if (w !== undefined) return w.sv;
+      if (overlay.cache.has(ks)) return overlay.cache.get(ks);
+    }
+    const v = await this.db.get(prefixed(PREFIX_DATA, key));
+    return v === undefined ? undefined : decodeStoredValue(v);
+  }
+
+  /** The live keys of a range in key order, the batch's own writes merged over LevelDB. */
+  private async *scan(range: KeyRange, overlay: Overlay | undefined): AsyncGenerator<[Uint8Array, StoredValue]> {
+    if (range.end.length === 0) {
+      const sv = await this.read(range.key, overlay);
+      if (sv !== undefined) yield [range.key, sv];
+      return;
+    }
+    const pending = overlay?.inRange(range) ?? [];
+    let p = 0;
+    const it = this.db.iterator({
+      gte: prefixed(PREFIX_DATA, range.key),
+      lt: isOpenEnd(range.end) ? DATA_HI : prefixed(PREFIX_DATA, range.end),
+    });
+    try {
+      for (;;) {
+        const chunk = await it.nextv(512);
+        if (chunk.length === 0) break;
+        for (const [k, v] of chunk) {
+          const key = k.subarray(1);
+          const ks = keyString(key);
+          for (let w = pending[p]; w !== undefined && w.ks <= ks; w = pending[++p]) {
+            if (w.sv !== undefined) yield [w.key, w.sv];
+            if (w.ks === ks) {
+              p++;
+              break;
+            }
+          }
+          if (overlay?.data.has(ks) === true) continue; // overwritten or deleted in this batch
+          yield [Uint8Array.from(key), decodeStoredValue(v)];
+        }
+      }
+    } finally {
+      await it.close();
+    }
+    for (let w = pending[p]; w !== undefined; w = pending[++p]) if (w.sv !== undefined) yield [w.key, w.sv];
+  }
+
+  private async rangeWith(req: RangeRequest, overlay: Overlay | undefined): Promise<RangeResult> {
+    const limit = req.limit === 0 || req.limit > this.limits.maxRangeLimit ? this.limits.maxRangeLimit : req.limit;
+    const kvs: KeyValue[] = [];
+    let count = 0;
+    for await (const [key, sv] of this.scan(req, overlay)) {
+      count++;
+      if (!req.countOnly && kvs.length < limit) kvs.push(toKeyValue(key, sv, req.keysOnly));
+    }
+    return { kvs, more: !req.countOnly && count > kvs.length, count };
+  }
+
+  private async put(
+    key: Uint8Array,
+    value: Uint8Array,
+    prevKv: boolean,
+    index: Index,
+    overlay: Overlay,
+  ): Promise<KeyValue | undefined> {
+    const prev = await this.read(key, overlay);
+    const sv: StoredValue =
+      prev === undefined
+        ? { createIndex: index, modIndex: index, version: 1, value }
+        : { createIndex: prev.createIndex, modIndex: index, version: prev.version + 1, value };
+    overlay.data.set(keyString(key), { key, sv });
+    return prevKv && prev !== undefined ? toKeyValue(key, prev) : undefined;
+  }
+
+  private async deleteRange(
+    range: KeyRange,
+    prevKv: boolean,
+    overlay: Overlay,
+  ): Promise<{ deleted: number; prevKvs: KeyValue[] }> {
+    const victims: [Uint8Array, StoredValue][] = [];
+    for await (const kv of this.scan(range, overlay)) victims.push(kv);
+    for (const [key] of victims) overlay.data.set(keyString(key), { key, sv: undefined });
+    return { deleted: victims.length, prevKvs: prevKv ? victims.map(([k, sv]) => toKeyValue(k, sv)) : [] };
+  }
+
+  private async compare(c: Compare, overlay: Overlay): Promise<boolean> {
+    const sv = await this.read(c.key, overlay);
+    switch (c.target) {
+      case 'value':
+        return sv !== undefined && cmpOp(compareBytes(sv.value, c.value), c.op);
+      case 'version':
+        return cmpOp((sv?.version ?? 0) - c.number, c.op);
+      case 'create':
+        return cmpOp((sv?.createIndex ?? 0) - c.number, c.op);
+      case 'mod':
+        return cmpOp((sv?.modIndex ?? 0) - c.number, c.op);
+      default:
+        return assertNever(c);
+    }
+  }
+
+  private async execute(cmd: Command, index: Index, overlay: Overlay): Promise<CommandResult> {
+    switch (cmd.type) {
+      case 'put':
+        return { type: 'put', prevKv: await this.put(cmd.key, cmd.value, cmd.prevKv, index, overlay) };
+      case 'delete':
+        return { type: 'delete', ...(await this.deleteRange(cmd.range, cmd.prevKv, overlay)) };
+      case 'txn': {
+        let succeeded = true;
+        for (const c of cmd.compares) {
+          if (!(await this.compare(c, overlay))) {
+            succeeded = false;
+            break;
+          }
+        }
+        const results: OpResult[] = [];
+        for (const op of succeeded ? cmd.success : cmd.failure) {
+          switch (op.type) {
+            case 'put':
+              results.push({ type: 'put', prevKv: await this.put(op.key, op.value, op.prevKv, index, overlay) });
+              break;
+            case 'delete':
+              results.push({ type: 'delete', ...(await this.deleteRange(op.range, op.prevKv, overlay)) });
+              break;
+            case 'range':
+              results.push({ type: 'range', result: await this.rangeWith(op.request, overlay) });
+              break;
+            default:
+              assertNever(op);
+          }
+        }
+        return { type: 'txn', succeeded, results };
+      }
+      default:
+        return assertNever(cmd);
+    }
+  }
+
+  /**
+   * A local read of the applied state (at least appliedIndex as of the call). The caller decides whether that
+   * is linearizable (ReadIndex) or serializable. Throws INVALID_ARGUMENT for a bad request.
+   */
+  async range(req: RangeRequest): Promise<RangeResult> {
+    this.check();
+    validateRange(req, this.limits);
+    return this.rangeWith(req, undefined);
+  }
+
+  // ------------------------------------------------------------ snapshots
+
+  /**
+   * Writes a snapshot of the applied state to `snapDir` and keeps the newest `keep` snapshot files.
+   * The view is captured between two batches; applies go on while the file is streamed.
+   */
+  async createSnapshot(snapDir: string, keep: number): Promise<{ path: string; metadata: SnapshotMetadata }> {
+    if (!Number.isSafeInteger(keep) || keep < 1) throw new RaftKvError('INVALID_ARGUMENT', 'kv: keep must be >= 1');
+    await mkdir(snapDir, { recursive: true });
+    const work = this.serial.run(async () => {
+      this.check();
+      // A synced write makes every earlier batch durable: the WAL may be compacted up to this snapshot.
+      await this.db.put(KEY_APPLIED, encodeApplied(this.appliedIndexValue, this.appliedTermValue), { sync: true });
+      const metadata: SnapshotMetadata = {
+        index: this.appliedIndexValue,
+        term: this.appliedTermValue,
+        confState: this.confState(),
+      };
+      const members = this.members();
+      const iterator = this.db.iterator(); // its implicit LevelDB snapshot is the consistent view
+      return { metadata, members, iterator };
+    });
+    const { metadata, members, iterator } = await work;
+    const stream = (async () => {
+      let writer: SnapshotFileWriter | undefined;
+      try {
+        writer = await SnapshotFileWriter.create(snapDir, { ...metadata, members });
+        for (;;) {
+          const chunk = await iterator.nextv(1000);
+          if (chunk.length === 0) break;
+          for (const [k, v] of chunk) await writer.record(k, v);
+        }
+        const path = await writer.commit(this.opts.failpoint);
+        return path;
+      } catch (err) {
+        await writer?.abort(); // a no-op once commit() has closed the file
+        throw err;
+      } finally {
+        await iterator.close();
+      }
+    })();
+    this.snapshotsInFlight.add(stream);
+    let path: string;
+    try {
+      path = await stream;
+    } finally {
+      this.snapshotsInFlight.delete(stream);
+    }
+    const files = await listSnapshotFiles(snapDir);
+    for (const f of files.slice(keep)) await rm(join(snapDir, f.name), { force: true });
+    this.opts.logger?.info({ path, index: metadata.index, term: metadata.term }, 'kv: snapshot written');
+    return { path, metadata };
+  }
+
+  /** The newest snapshot in `snapDir` that verifies (corrupt ones are logged and skipped), if any. */
+  async latestSnapshot(snapDir: string): Promise<{ path: string; metadata: SnapshotMetadata } | undefined> {
+    return latestSnapshot(snapDir, this.opts.logger);
+  }
+
+  /**
+   * Replaces the state with a snapshot file: verify it, ingest it into a fresh LevelDB directory, then swap
+   * it in atomically (CURRENT rename). A crash at any point leaves either the old or the new state.
+   * Refuses (FAILED_PRECONDITION) a snapshot older than appliedIndex.
+   */
+  async restoreSnapshot(path: string): Promise<SnapshotMetadata> {
+    const header = await verifySnapshotHeader(path);
+    return this.serial.run(async () => {
+      this.check();
+      if (header.index < this.appliedIndexValue) {
+        throw new RaftKvError(
+          'FAILED_PRECONDITION',
+          `kv: snapshot ${path} at index ${header.index} is older than applied index ${this.appliedIndexValue}`,
+        );
+      }
+      const nextGen = this.generation + 1;
+      const nextDir = join(this.dir, `db-${nextGen}`);
+      await rm(nextDir, { recursive: true, force: true });
+      const fresh = await openDb(nextDir);
+      const seen: { applied: { index: Index; term: Term } | undefined } = { applied: undefined };
+      try {
+        await readSnapshotFile(path, async (records) => {
+          const ops: BatchOp[] = [];
+          for (const { key, value } of records) {
+            if (key[0] === PREFIX_META && compareBytes(key, KEY_APPLIED) === 0) seen.applied = decodeApplied(value);
+            ops.push({ type: 'put', key, value });
+          }
+          await fresh.batch(ops);
+        });
+        if (seen.applied?.index !== header.index || seen.applied.term !== header.term) {
+          throw new RaftKvError('DATA_CORRUPTION', `kv: snapshot ${path}: applied record does not match its header`);
+        }
+        await fresh.put(KEY_APPLIED, encodeApplied(header.index, header.term), { sync: true });
+      } catch (err) {
+        await fresh.close();
+        await rm(nextDir, { recursive: true, force: true });
+        throw err;
+      }
+      await fresh.close();
+      this.opts.failpoint?.('restore-before-swap');
+      await writeFileDurably(this.dir, CURRENT, `db-${nextGen}\n`); // the commit point
+      this.opts.failpoint?.('restore-after-swap');
+      await Promise.allSettled([...this.snapshotsInFlight]);
+      const oldDir = join(this.dir, `db-${this.generation}`);
+      await this.db.close();
+      this.db = await openDb(nextDir);
+      this.generation = nextGen;
+      await this.load();
+      await rm(oldDir, { recursive: true, force: true });
+      this.opts.logger?.info({ path, index: header.index, term: header.term }, 'kv: snapshot restored');
+      return { index: header.index, term: header.term, confState: header.confState };
+    });
+  }
+
+  /** Bytes of the live LevelDB directory on disk. */
+  async dataSizeBytes(): Promise<number> {
+    return dirSizeBytes(join(this.dir, `db-${this.generation}`));
+  }
+
+  async close(): Promise<void> {
+    await this.serial.run(async () => {
+      if (this.closed) return;
+      this.closed = true;
+      await Promise.allSettled([...this.snapshotsInFlight]);
+      await this.db.close();
+    });
+  }
+}
+
+function answerOutcome(a: SessionAnswer): ApplyOutcome {
+  switch (a.type) {
+    case 'result':
+      return { type: 'result', result: a.result };
+    case 'error':
+      return { type: 'error', error: new RaftKvError(a.code, a.message) };
+    default:
+      return assertNever(a);
+  }
+}
+
+/** Checks a snapshot file (magic, framing, record count, SHA-256) and returns its metadata; throws DATA_CORRUPTION. */
+export async function verifySnapshotFile(path: string): Promise<SnapshotMetadata> {
+  const h = await verifySnapshotHeader(path);
+  return { index: h.index, term: h.term, confState: h.confState };
+}
+
+/** The newest snapshot in `snapDir` that verifies, if any (corrupt files are logged and skipped, not deleted). */
+export async function latestSnapshot(
+  snapDir: string,
+  logger?: KvLogger,
+): Promise<{ path: string; metadata: SnapshotMetadata } | undefined> {
+  for (const f of await listSnapshotFiles(snapDir)) {
+    const path = join(snapDir, f.name);
+    try {
+      return { path, metadata: await verifySnapshotFile(path) };
+    } catch (err) {
+      if (!(err instanceof RaftKvError && err.code === 'DATA_CORRUPTION')) throw err;
+      logger?.warn({ path, err: err.message }, 'kv: skipping a corrupt snapshot');
+    }
+  }
+  return undefined;
+}
+
+/**
+ * How the initial membership gets recorded: a node bootstrapping a NEW cluster (empty data directory,
+ * initialClusterState 'new') calls this once with `initialMembers` as voters, before applying any entry; the
+ * Raft storage starts with the same ConfState (sm.confState()). Later changes arrive as conf-change entries.
+ * A member joining an existing cluster does NOT bootstrap: its table arrives with the leader's snapshot (or with
+ * conf-change entries replayed from the log). Throws FAILED_PRECONDITION on a non-empty state machine.
+ */
+export async function bootstrapMembers(sm: KvStateMachine, members: readonly Member[]): Promise<void> {
+  await sm.bootstrap(members);
+}

@@ -132,7 +132,7 @@ class Reader {
   bytes(): Uint8Array {
     const n = this.uint();
     if (this.pos + n > this.buf.length) throw new CodecError(`byte string of ${n} overruns the payload at ${this.pos}`);
-    const out = this.buf.slice(this.pos, this.pos + n); // a copy: the payload buffer is not retained
+    const out = new Uint8Array(this.buf.subarray(this.pos, this.pos + n)); // a plain copy: the payload is not retained
     this.pos += n;
     return out;
   }

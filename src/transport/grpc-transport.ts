@@ -313,6 +313,7 @@ export class GrpcTransport implements Transport {
         },
       );
     });
+    done.catch(() => undefined); // awaited below; this keeps an early failure from being an unhandled rejection
     const stream = call;
     if (stream === undefined) throw new Error('sendSnapshot: no call');
     stream.on('error', () => undefined); // reported through the callback

@@ -1,0 +1,43 @@
+// Shared helpers for the gRPC tests: loopback servers, condition waits (poll a condition with a deadline, never
+// a fixed sleep), a seeded rng, a silent logger.
+import { Server, ServerCredentials } from '@grpc/grpc-js';
+import type { ServerOptions } from '@grpc/grpc-js';
+import { pino } from 'pino';
+
+export const silentLogger = pino({ level: 'silent' });
+
+export async function startServer(setup: (server: Server) => void, port = 0, options: ServerOptions = {}): Promise<{ server: Server; address: string; port: number }> {
+  const server = new Server(options);
+  setup(server);
+  const bound = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(`127.0.0.1:${port}`, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
+  });
+  return { server, address: `127.0.0.1:${bound}`, port: bound };
+}
+
+export function stopServer(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.tryShutdown(() => resolve());
+    setTimeout(() => server.forceShutdown(), 500).unref();
+  });
+}
+
+/** Polls `cond` every 5 ms until it holds; fails with `what` after timeoutMs. */
+export async function waitFor(what: string, cond: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

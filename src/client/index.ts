@@ -1,0 +1,23 @@
+// The raftkv client library's public entry point.
+export { KvClient, text, toBytes } from './kv-client.js';
+export type {
+  Bytes,
+  CallOpts,
+  ClientOpResult,
+  DeleteResult,
+  GetResult,
+  KvClientOptions,
+  MembersResult,
+  PutResult,
+  RangeResponse,
+  RangeSpec,
+  SnapshotSaveResult,
+  StatusResult,
+  TxnCompare,
+  TxnOp,
+  TxnResult,
+} from './kv-client.js';
+export { RaftKvError, isRaftKvError } from '../node/errors.js';
+export type { ErrorCode, LeaderHint } from '../node/errors.js';
+export type { ResponseHeader, Member } from '../node/api.js';
+export type { KeyValue } from '../kv/types.js';

@@ -1,0 +1,484 @@
+// The raftkv client library: endpoints, leader discovery, NOT_LEADER redirects, retries with backoff.
+//
+// Routing: writes, linearizable reads and membership calls go to the remembered leader, else to the endpoints
+// in turn. NOT_LEADER with a leader address is followed at once (at most `maxRedirects` hops per round) and the
+// leader is remembered. UNAVAILABLE (no leader, refused connection), PROPOSAL_DROPPED, RESOURCE_EXHAUSTED and a
+// timed-out attempt move to the next endpoint after a backoff with jitter, until the call's deadline.
+// Other errors (INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION, ...) are returned at once. Every error is a
+// RaftKvError with a stable code.
+//
+// At-most-once writes: every write runs in a client session `<clientId>.<slot>` with its own sequence number;
+// a retry of the same write reuses slot and seq, so the state machine applies it once. The state machine keeps
+// one outstanding request per session, so concurrent writes take different slots (a pool grows on demand).
+import { createHash, randomUUID } from 'node:crypto';
+import { open, rename, unlink } from 'node:fs/promises';
+import { Client, credentials, Metadata } from '@grpc/grpc-js';
+import type { CallOptions, ClientReadableStream, MethodDefinition, ServiceError } from '@grpc/grpc-js';
+import type { ResponseHeader, Member, NodeStatus } from '../node/api.js';
+import { RaftKvError } from '../node/errors.js';
+import type { ErrorCode } from '../node/errors.js';
+import type { CompareOp, KeyValue, RangeResult } from '../kv/types.js';
+import { prefixEnd } from '../kv/types.js';
+import type { Role } from '../raft/types.js';
+import { ADMIN_METHODS, KV_METHODS } from '../proto.js';
+import type {
+  WireCompare,
+  WireCompareOp,
+  WireHeader,
+  WireKeyValue,
+  WireMember,
+  WireRequestOp,
+  WireResponseOp,
+  WireSnapshotSaveChunk,
+  WireStatusResponse,
+} from '../proto.js';
+import { fromGrpcError } from '../server/errors.js';
+
+export type Bytes = string | Uint8Array;
+
+export interface KvClientOptions {
+  readonly endpoints: readonly string[]; // host:port of members' client services
+  readonly timeoutMs?: number; // per call, across retries; default 5000
+  readonly attemptTimeoutMs?: number; // per attempt (a stopped member must not eat the whole call); default 2000
+  readonly maxRedirects?: number; // NOT_LEADER hops followed per round; default 3
+  readonly clientId?: string; // session id prefix for at-most-once writes; default a random UUID; "" = no sessions
+  readonly backoffMinMs?: number; // default 20
+  readonly backoffMaxMs?: number; // default 500
+}
+
+export interface CallOpts {
+  readonly timeoutMs?: number;
+}
+
+export interface PutResult {
+  readonly header: ResponseHeader;
+  readonly prevKv: KeyValue | undefined;
+}
+export interface GetResult {
+  readonly header: ResponseHeader;
+  readonly kv: KeyValue | undefined;
+}
+export interface RangeResponse extends RangeResult {
+  readonly header: ResponseHeader;
+}
+export interface DeleteResult {
+  readonly header: ResponseHeader;
+  readonly deleted: number;
+  readonly prevKvs: readonly KeyValue[];
+}
+export interface TxnResult {
+  readonly header: ResponseHeader;
+  readonly succeeded: boolean;
+  readonly results: readonly ClientOpResult[];
+}
+export interface MembersResult {
+  readonly header: ResponseHeader;
+  readonly members: readonly Member[];
+}
+export interface StatusResult extends NodeStatus {
+  readonly header: ResponseHeader;
+  readonly endpoint: string; // the endpoint that answered
+}
+export interface SnapshotSaveResult {
+  readonly header: ResponseHeader;
+  readonly sizeBytes: number;
+  readonly sha256: string;
+}
+
+/** A key range for range / delete: a single key, a prefix, or [key, end). */
+export type RangeSpec = Bytes | { readonly prefix: Bytes } | { readonly key: Bytes; readonly end: Bytes };
+
+export type TxnCompare =
+  | { readonly key: Bytes; readonly target: 'value'; readonly op: CompareOp; readonly value: Bytes }
+  | { readonly key: Bytes; readonly target: 'version' | 'create' | 'mod'; readonly op: CompareOp; readonly number: number };
+export type TxnOp =
+  | { readonly type: 'put'; readonly key: Bytes; readonly value: Bytes; readonly prevKv?: boolean }
+  | { readonly type: 'delete'; readonly range: RangeSpec; readonly prevKv?: boolean }
+  | { readonly type: 'range'; readonly range: RangeSpec; readonly limit?: number; readonly keysOnly?: boolean; readonly countOnly?: boolean };
+export type ClientOpResult =
+  | { readonly type: 'put'; readonly prevKv: KeyValue | undefined }
+  | { readonly type: 'delete'; readonly deleted: number; readonly prevKvs: readonly KeyValue[] }
+  | { readonly type: 'range'; readonly result: RangeResult };
+
+const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['NOT_LEADER', 'UNAVAILABLE', 'PROPOSAL_DROPPED', 'RESOURCE_EXHAUSTED', 'DEADLINE_EXCEEDED']);
+
+const COMPARE_OPS: Readonly<Record<CompareOp, WireCompareOp>> = { '=': 'EQUAL', '!=': 'NOT_EQUAL', '<': 'LESS', '>': 'GREATER' };
+
+export function toBytes(b: Bytes): Uint8Array {
+  return typeof b === 'string' ? Buffer.from(b, 'utf8') : b;
+}
+
+/** UTF-8 text of a key or value (for printing). */
+export function text(b: Uint8Array): string {
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('utf8');
+}
+
+function rangeOf(spec: RangeSpec): { key: Uint8Array; end: Uint8Array } {
+  if (typeof spec === 'string' || spec instanceof Uint8Array) return { key: toBytes(spec), end: new Uint8Array(0) };
+  if ('prefix' in spec) {
+    const key = toBytes(spec.prefix);
+    return { key, end: prefixEnd(key) };
+  }
+  return { key: toBytes(spec.key), end: toBytes(spec.end) };
+}
+
+function headerOf(h: WireHeader | null): ResponseHeader {
+  return { memberId: h?.memberId ?? 0, term: h?.term ?? 0, index: h?.index ?? 0, leaderId: h?.leaderId ?? 0 };
+}
+
+function kvOf(kv: WireKeyValue): KeyValue {
+  return { key: kv.key, value: kv.value, createIndex: kv.createIndex, modIndex: kv.modIndex, version: kv.version };
+}
+
+function memberOf(m: WireMember): Member {
+  return { id: m.id, peerAddress: m.peerAddress, clientAddress: m.clientAddress, learner: m.learner };
+}
+
+function opResultOf(r: WireResponseOp): ClientOpResult {
+  switch (r.result) {
+    case 'put':
+      return { type: 'put', prevKv: r.put?.prevKv ? kvOf(r.put.prevKv) : undefined };
+    case 'delete':
+      return { type: 'delete', deleted: r.delete?.deleted ?? 0, prevKvs: (r.delete?.prevKvs ?? []).map(kvOf) };
+    case 'range':
+      return { type: 'range', result: { kvs: (r.range?.kvs ?? []).map(kvOf), more: r.range?.more ?? false, count: r.range?.count ?? 0 } };
+    case undefined:
+      throw new RaftKvError('UNAVAILABLE', 'server sent an empty txn result');
+    default: {
+      const never: never = r.result;
+      throw new Error(`unexpected txn result ${String(never)}`);
+    }
+  }
+}
+
+function opToWire(op: TxnOp): WireRequestOp {
+  switch (op.type) {
+    case 'put':
+      return { put: { key: toBytes(op.key), value: toBytes(op.value), prevKv: op.prevKv ?? false } };
+    case 'delete':
+      return { delete: { ...rangeOf(op.range), prevKv: op.prevKv ?? false } };
+    case 'range':
+      return { range: { ...rangeOf(op.range), limit: op.limit ?? 0, keysOnly: op.keysOnly ?? false, countOnly: op.countOnly ?? false } };
+    default: {
+      const never: never = op;
+      throw new Error(`unexpected op ${JSON.stringify(never)}`);
+    }
+  }
+}
+
+function compareToWire(c: TxnCompare): WireCompare {
+  const key = toBytes(c.key);
+  const op = COMPARE_OPS[c.op];
+  if (c.target === 'value') return { key, target: 'VALUE', op, value: toBytes(c.value) };
+  return { key, target: c.target === 'version' ? 'VERSION' : c.target === 'create' ? 'CREATE' : 'MOD', op, number: c.number };
+}
+
+const ROLES: ReadonlySet<string> = new Set<Role>(['follower', 'pre-candidate', 'candidate', 'leader']);
+
+function statusOf(s: WireStatusResponse, endpoint: string): StatusResult {
+  return {
+    endpoint,
+    header: headerOf(s.header),
+    id: s.id,
+    clusterId: s.clusterId,
+    clientAddress: s.clientAddress,
+    role: ROLES.has(s.role) ? (s.role as Role) : 'follower',
+    term: s.term,
+    leaderId: s.leaderId,
+    commitIndex: s.commitIndex,
+    appliedIndex: s.appliedIndex,
+    lastLogIndex: s.lastLogIndex,
+    snapshotIndex: s.snapshotIndex,
+    dataSizeBytes: s.dataSizeBytes,
+    members: s.members.map(memberOf),
+    progress: s.progress.map((p) => ({ id: p.id, match: p.match, state: p.state })),
+  };
+}
+
+interface Session {
+  readonly id: string;
+  seq: number; // last seq used
+}
+
+type Route = 'leader' | 'any';
+
+export class KvClient {
+  private readonly endpoints: string[]; // known client addresses; redirects add to it
+  private readonly clients = new Map<string, Client>(); // one channel per endpoint, created lazily
+  private readonly timeoutMs: number;
+  private readonly attemptTimeoutMs: number;
+  private readonly maxRedirects: number;
+  private readonly backoffMinMs: number;
+  private readonly backoffMaxMs: number;
+  private readonly clientId: string;
+  private readonly freeSessions: Session[] = []; // sessions with no write in flight
+  private sessionCount = 0; // sessions created (names the next one)
+  private leader: string | undefined; // the endpoint last seen acting as leader
+  private next = 0; // round-robin position in endpoints
+  private closed = false;
+
+  constructor(opts: KvClientOptions) {
+    const endpoints = [...new Set(opts.endpoints.map((e) => e.trim()).filter((e) => e !== ''))];
+    if (endpoints.length === 0) throw new RaftKvError('INVALID_ARGUMENT', 'KvClient: at least one endpoint is needed');
+    for (const e of endpoints) {
+      if (!/^[^\s:]+:\d{1,5}$/.test(e)) throw new RaftKvError('INVALID_ARGUMENT', `KvClient: endpoint ${JSON.stringify(e)} is not host:port`);
+    }
+    this.endpoints = endpoints;
+    this.timeoutMs = opts.timeoutMs ?? 5000;
+    this.attemptTimeoutMs = opts.attemptTimeoutMs ?? Math.min(this.timeoutMs, 2000);
+    this.maxRedirects = opts.maxRedirects ?? 3;
+    this.backoffMinMs = opts.backoffMinMs ?? 20;
+    this.backoffMaxMs = opts.backoffMaxMs ?? 500;
+    this.clientId = opts.clientId ?? randomUUID();
+  }
+
+  /** The endpoint currently believed to be the leader (undefined if none is known). */
+  get knownLeader(): string | undefined {
+    return this.leader;
+  }
+
+  // ---------------------------------------------------------------- KV
+
+  async put(key: Bytes, value: Bytes, opts: CallOpts & { prevKv?: boolean } = {}): Promise<PutResult> {
+    const res = await this.write(KV_METHODS.put, { key: toBytes(key), value: toBytes(value), prevKv: opts.prevKv ?? false }, opts);
+    return { header: headerOf(res.header), prevKv: res.prevKv ? kvOf(res.prevKv) : undefined };
+  }
+
+  async get(key: Bytes, opts: CallOpts & { serializable?: boolean } = {}): Promise<GetResult> {
+    const serializable = opts.serializable ?? false;
+    const res = await this.call(serializable ? 'any' : 'leader', KV_METHODS.get, { key: toBytes(key), serializable }, opts);
+    return { header: headerOf(res.header), kv: res.kv ? kvOf(res.kv) : undefined };
+  }
+
+  async range(spec: RangeSpec, opts: CallOpts & { limit?: number; keysOnly?: boolean; countOnly?: boolean; serializable?: boolean } = {}): Promise<RangeResponse> {
+    const serializable = opts.serializable ?? false;
+    const req = { ...rangeOf(typeof spec === 'string' || spec instanceof Uint8Array ? { prefix: spec } : spec), limit: opts.limit ?? 0, keysOnly: opts.keysOnly ?? false, countOnly: opts.countOnly ?? false, serializable };
+    const res = await this.call(serializable ? 'any' : 'leader', KV_METHODS.range, req, opts);
+    return { header: headerOf(res.header), kvs: res.kvs.map(kvOf), more: res.more, count: res.count };
+  }
+
+  /** Deletes one key (a string / bytes), every key under `{ prefix }`, or `[key, end)`. */
+  async delete(spec: RangeSpec, opts: CallOpts & { prevKv?: boolean } = {}): Promise<DeleteResult> {
+    const res = await this.write(KV_METHODS.delete, { ...rangeOf(spec), prevKv: opts.prevKv ?? false }, opts);
+    return { header: headerOf(res.header), deleted: res.deleted, prevKvs: res.prevKvs.map(kvOf) };
+  }
+
+  async txn(t: { compares?: readonly TxnCompare[]; success?: readonly TxnOp[]; failure?: readonly TxnOp[] }, opts: CallOpts = {}): Promise<TxnResult> {
+    const req = {
+      compares: (t.compares ?? []).map(compareToWire),
+      success: (t.success ?? []).map(opToWire),
+      failure: (t.failure ?? []).map(opToWire),
+    };
+    const res = await this.write(KV_METHODS.txn, req, opts);
+    return { header: headerOf(res.header), succeeded: res.succeeded, results: res.results.map(opResultOf) };
+  }
+
+  /** Compare-and-swap: sets `key` to `next` iff its value is `expected` (null: iff the key does not exist). */
+  async cas(key: Bytes, expected: Bytes | null, next: Bytes, opts: CallOpts = {}): Promise<{ header: ResponseHeader; succeeded: boolean }> {
+    const compare: TxnCompare = expected === null ? { key, target: 'version', op: '=', number: 0 } : { key, target: 'value', op: '=', value: expected };
+    const r = await this.txn({ compares: [compare], success: [{ type: 'put', key, value: next }] }, opts);
+    return { header: r.header, succeeded: r.succeeded };
+  }
+
+  // ---------------------------------------------------------------- admin
+
+  /** The status of one member (`endpoint`), or of the first endpoint that answers. */
+  async status(endpoint?: string, opts: CallOpts = {}): Promise<StatusResult> {
+    if (endpoint !== undefined) {
+      const deadline = Date.now() + (opts.timeoutMs ?? this.attemptTimeoutMs);
+      try {
+        return statusOf(await this.unary(endpoint, ADMIN_METHODS.status, {}, deadline), endpoint);
+      } catch (err) {
+        throw fromGrpcError(err);
+      }
+    }
+    return this.callAt('any', opts, async (target, deadline) => statusOf(await this.unary(target, ADMIN_METHODS.status, {}, deadline), target));
+  }
+
+  async members(opts: CallOpts = {}): Promise<MembersResult> {
+    const res = await this.call('leader', ADMIN_METHODS.memberList, {}, opts);
+    return { header: headerOf(res.header), members: res.members.map(memberOf) };
+  }
+
+  async memberAdd(member: { id: number; peerAddress: string; clientAddress: string; learner?: boolean }, opts: CallOpts = {}): Promise<MembersResult> {
+    const res = await this.call('leader', ADMIN_METHODS.memberAdd, { member: { ...member, learner: member.learner ?? false } }, opts);
+    return { header: headerOf(res.header), members: res.members.map(memberOf) };
+  }
+
+  async memberRemove(id: number, opts: CallOpts = {}): Promise<MembersResult> {
+    const res = await this.call('leader', ADMIN_METHODS.memberRemove, { id }, opts);
+    return { header: headerOf(res.header), members: res.members.map(memberOf) };
+  }
+
+  async memberPromote(id: number, opts: CallOpts = {}): Promise<MembersResult> {
+    const res = await this.call('leader', ADMIN_METHODS.memberPromote, { id }, opts);
+    return { header: headerOf(res.header), members: res.members.map(memberOf) };
+  }
+
+  async transferLeader(to: number, opts: CallOpts = {}): Promise<{ header: ResponseHeader }> {
+    const res = await this.call('leader', ADMIN_METHODS.transferLeader, { to }, opts);
+    this.leader = undefined; // it moved
+    return { header: headerOf(res.header) };
+  }
+
+  /** Downloads a fresh snapshot of the state machine from the leader (or `endpoint`) into `file` (verified). */
+  async snapshotSave(file: string, opts: CallOpts & { endpoint?: string } = {}): Promise<SnapshotSaveResult> {
+    const timeoutMs = opts.timeoutMs ?? Math.max(this.timeoutMs, 60_000);
+    const run = (target: string, deadline: number) => this.downloadSnapshot(target, file, deadline);
+    if (opts.endpoint !== undefined) {
+      try {
+        return await run(opts.endpoint, Date.now() + timeoutMs);
+      } catch (err) {
+        throw fromGrpcError(err);
+      }
+    }
+    return this.callAt('leader', { timeoutMs }, run, timeoutMs);
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const c of this.clients.values()) c.close();
+    this.clients.clear();
+  }
+
+  // ---------------------------------------------------------------- plumbing
+
+  private clientFor(endpoint: string): Client {
+    if (this.closed) throw new RaftKvError('FAILED_PRECONDITION', 'KvClient is closed');
+    let c = this.clients.get(endpoint);
+    if (c === undefined) {
+      c = new Client(endpoint, credentials.createInsecure(), {
+        'grpc.max_receive_message_length': -1,
+        'grpc.max_send_message_length': -1,
+        'grpc.initial_reconnect_backoff_ms': 100,
+        'grpc.max_reconnect_backoff_ms': 1000,
+        'grpc.enable_retries': 0,
+      });
+      this.clients.set(endpoint, c);
+    }
+    return c;
+  }
+
+  private unary<Req, Res>(endpoint: string, m: MethodDefinition<Req, Res>, req: Req, deadline: number): Promise<Res> {
+    return new Promise((resolve, reject) => {
+      const options: CallOptions = { deadline };
+      this.clientFor(endpoint).makeUnaryRequest<Req, Res>(m.path, m.requestSerialize, m.responseDeserialize, req, new Metadata(), options, (err: ServiceError | null, res?: Res) => {
+        if (err) reject(err);
+        else if (res === undefined) reject(new RaftKvError('UNAVAILABLE', `${endpoint}: empty response`));
+        else resolve(res);
+      });
+    });
+  }
+
+  private call<Req, Res>(route: Route, m: MethodDefinition<Req, Res>, req: Req, opts: CallOpts): Promise<Res> {
+    return this.callAt(route, opts, (target, deadline) => this.unary(target, m, req, deadline));
+  }
+
+  /** A write in a session slot: retries reuse the slot and seq (at-most-once). */
+  private async write<Req, Res>(m: MethodDefinition<Req & { clientId?: string; seq?: number }, Res>, req: Req, opts: CallOpts): Promise<Res> {
+    if (this.clientId === '') return this.call('leader', m, { ...req, clientId: '', seq: 0 }, opts);
+    const session = this.freeSessions.pop() ?? { id: `${this.clientId}.${++this.sessionCount}`, seq: 0 };
+    session.seq++;
+    try {
+      return await this.call('leader', m, { ...req, clientId: session.id, seq: session.seq }, opts);
+    } finally {
+      this.freeSessions.push(session);
+    }
+  }
+
+  private pickTarget(route: Route): string {
+    if (route === 'leader' && this.leader !== undefined) return this.leader;
+    const e = this.endpoints[this.next % this.endpoints.length] ?? this.endpoints[0] ?? '';
+    return e;
+  }
+
+  private rotate(): void {
+    this.next = (this.next + 1) % this.endpoints.length;
+  }
+
+  private async callAt<T>(route: Route, opts: CallOpts, attempt: (target: string, deadline: number) => Promise<T>, attemptTimeoutMs = this.attemptTimeoutMs): Promise<T> {
+    const started = Date.now();
+    const deadline = started + (opts.timeoutMs ?? this.timeoutMs);
+    let redirects = 0;
+    let failures = 0;
+    let target = this.pickTarget(route);
+    for (;;) {
+      const attemptDeadline = Math.min(deadline, Date.now() + attemptTimeoutMs);
+      let err: RaftKvError;
+      try {
+        const res = await attempt(target, attemptDeadline);
+        if (route === 'leader') this.leader = target;
+        return res;
+      } catch (e) {
+        err = fromGrpcError(e);
+      }
+      if (!RETRYABLE.has(err.code)) throw err;
+      const now = Date.now();
+      const hint = err.code === 'NOT_LEADER' ? err.leader?.leaderAddress : undefined;
+      if (hint !== undefined && hint !== '' && hint !== target && redirects < this.maxRedirects && now < deadline) {
+        // Follow the hint at once, and remember it.
+        redirects++;
+        if (!this.endpoints.includes(hint)) this.endpoints.push(hint);
+        this.leader = hint;
+        target = hint;
+        continue;
+      }
+      if (this.leader === target) this.leader = undefined;
+      if (now >= deadline) {
+        const spent = now - started;
+        throw new RaftKvError(err.code === 'NOT_LEADER' ? 'UNAVAILABLE' : err.code, `${err.message} (gave up after ${failures + 1} attempts in ${spent} ms)`, err.leader);
+      }
+      // Back off with jitter, then try the next endpoint (a fresh round of redirects).
+      failures++;
+      const base = Math.min(this.backoffMaxMs, this.backoffMinMs * 2 ** Math.min(failures - 1, 16));
+      const delay = Math.min(base / 2 + Math.random() * (base / 2), deadline - now);
+      await new Promise((r) => setTimeout(r, delay));
+      redirects = 0;
+      this.rotate();
+      target = this.pickTarget(route);
+      if (target === err.leader?.leaderAddress && route === 'leader') this.rotate();
+    }
+  }
+
+  private async downloadSnapshot(target: string, file: string, deadline: number): Promise<SnapshotSaveResult> {
+    const m = ADMIN_METHODS.snapshotSave;
+    const stream: ClientReadableStream<WireSnapshotSaveChunk> = this.clientFor(target).makeServerStreamRequest(m.path, m.requestSerialize, m.responseDeserialize, {}, new Metadata(), { deadline });
+    const tmp = `${file}.${randomUUID()}.tmp`;
+    const fh = await open(tmp, 'w');
+    let moved = false;
+    try {
+      const hash = createHash('sha256');
+      let size = 0;
+      let header: ResponseHeader | undefined;
+      let sha256 = '';
+      let totalBytes = -1;
+      for await (const raw of stream) {
+        const chunk = raw as WireSnapshotSaveChunk;
+        if (chunk.header && header === undefined) header = headerOf(chunk.header);
+        if (chunk.data.byteLength > 0) {
+          hash.update(chunk.data);
+          size += chunk.data.byteLength;
+          await fh.write(chunk.data);
+        }
+        if (chunk.sha256 !== '') {
+          sha256 = chunk.sha256;
+          totalBytes = chunk.totalBytes;
+        }
+      }
+      const actual = hash.digest('hex');
+      if (sha256 === '' || totalBytes !== size || actual !== sha256) {
+        throw new RaftKvError('DATA_CORRUPTION', `snapshot from ${target} failed verification (${size} bytes, sha256 ${actual}; server said ${totalBytes} bytes, ${sha256 || 'no checksum'})`);
+      }
+      await fh.sync();
+      await fh.close();
+      await rename(tmp, file);
+      moved = true;
+      return { header: header ?? headerOf(null), sizeBytes: size, sha256 };
+    } finally {
+      if (!moved) {
+        await fh.close().catch(() => undefined);
+        await unlink(tmp).catch(() => undefined);
+      }
+    }
+  }
+}

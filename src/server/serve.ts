@@ -1,0 +1,199 @@
+// `raftkv serve`: binds the gRPC servers, creates the GrpcTransport, starts the node, serves KV, Admin and Peer.
+//
+// Order: bind first (a port in use fails before the data directory is touched), with the services answering
+// UNAVAILABLE "starting" until the node is up; then startNode. One server when peerListen == clientListen,
+// otherwise a peer server and a client server. Received snapshots land in <dataDir>/snap-inbox/.
+// Stop (SIGTERM / SIGINT when `handleSignals`): the node stops gracefully (a leader hands off leadership
+// first), then the transport, then the servers; the process exits 0.
+import { join } from 'node:path';
+import { Server, ServerCredentials } from '@grpc/grpc-js';
+import type { ServerOptions } from '@grpc/grpc-js';
+import type { pino } from 'pino';
+import type { KvNode, Member, NodeStatus } from '../node/api.js';
+import type { NodeConfig } from '../node/config.js';
+import { RaftKvError } from '../node/errors.js';
+import { createLogger } from '../node/logger.js';
+import { ADMIN_SERVICE, KV_SERVICE } from '../proto.js';
+import type { NodeId } from '../raft/types.js';
+import { GrpcTransport, PEER_MAX_MESSAGE_BYTES } from '../transport/grpc-transport.js';
+import type { Transport } from '../transport/transport.js';
+import { createAdminService } from './admin-service.js';
+import { createKvService } from './kv-service.js';
+import { addPeerService } from './peer-service.js';
+
+export type StartNode = (config: NodeConfig, deps: { transport: Transport; logger: pino.Logger }) => Promise<KvNode>;
+
+export interface RunServerOptions {
+  readonly logger?: pino.Logger; // default: createLogger(config)
+  readonly dialOverrides?: ReadonlyMap<NodeId, string>; // --dial-override
+  /** Default: startNode from src/node/node.ts. Tests inject a fake. */
+  readonly startNode?: StartNode;
+  /** Install SIGTERM / SIGINT handlers that stop gracefully and exit 0 (the CLI does; tests do not). */
+  readonly handleSignals?: boolean;
+  readonly defaultTimeoutMs?: number; // deadline for client calls that carry none; default 10 s
+}
+
+export interface RunningServer {
+  readonly node: KvNode;
+  readonly transport: GrpcTransport;
+  readonly clientAddress: string; // the bound client address (the real port when listening on :0)
+  readonly peerAddress: string;
+  stop(): Promise<void>;
+}
+
+async function defaultStartNode(): Promise<StartNode> {
+  // Resolved at run time: the node driver is a separate module of this package.
+  const mod = (await import(new URL('../node/node.js', import.meta.url).href)) as { startNode?: StartNode };
+  if (typeof mod.startNode !== 'function') throw new Error('src/node/node.ts does not export startNode');
+  return mod.startNode;
+}
+
+/** A KvNode stand-in that answers UNAVAILABLE until the real node is set. */
+class LateNode implements KvNode {
+  node: KvNode | undefined;
+  constructor(readonly id: NodeId) {}
+  private get(): KvNode {
+    if (this.node === undefined) throw new RaftKvError('UNAVAILABLE', `member ${this.id} is starting`);
+    return this.node;
+  }
+  write(...args: Parameters<KvNode['write']>): ReturnType<KvNode['write']> {
+    return this.get().write(...args);
+  }
+  read(...args: Parameters<KvNode['read']>): ReturnType<KvNode['read']> {
+    return this.get().read(...args);
+  }
+  status(): NodeStatus {
+    return this.get().status();
+  }
+  members(): readonly Member[] {
+    return this.get().members();
+  }
+  addMember(...args: Parameters<KvNode['addMember']>): ReturnType<KvNode['addMember']> {
+    return this.get().addMember(...args);
+  }
+  removeMember(...args: Parameters<KvNode['removeMember']>): ReturnType<KvNode['removeMember']> {
+    return this.get().removeMember(...args);
+  }
+  promoteLearner(...args: Parameters<KvNode['promoteLearner']>): ReturnType<KvNode['promoteLearner']> {
+    return this.get().promoteLearner(...args);
+  }
+  transferLeadership(...args: Parameters<KvNode['transferLeadership']>): ReturnType<KvNode['transferLeadership']> {
+    return this.get().transferLeadership(...args);
+  }
+  saveSnapshot(): Promise<string> {
+    return this.get().saveSnapshot();
+  }
+  stop(): Promise<void> {
+    return this.node?.stop() ?? Promise.resolve();
+  }
+}
+
+function bind(server: Server, address: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    server.bindAsync(address, ServerCredentials.createInsecure(), (err, port) => {
+      if (err) reject(new RaftKvError('UNAVAILABLE', `cannot listen on ${address}: ${err.message}`));
+      else resolve(address.replace(/:\d+$/, `:${port}`));
+    });
+  });
+}
+
+function shutdown(server: Server, graceMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, graceMs);
+    server.tryShutdown(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
+export async function runServer(config: NodeConfig, opts: RunServerOptions = {}): Promise<RunningServer> {
+  const logger = opts.logger ?? createLogger(config);
+  const startNode = opts.startNode ?? (await defaultStartNode());
+  const transport = new GrpcTransport({
+    id: config.id,
+    clusterId: config.clusterId,
+    logger: logger.child({ module: 'transport' }),
+    snapshotInboxDir: join(config.dataDir, 'snap-inbox'),
+    dialOverrides: opts.dialOverrides ?? new Map(),
+  });
+  for (const p of config.initialMembers) transport.setPeer(p.id, p.peerAddress);
+
+  const late = new LateNode(config.id);
+  const serviceOpts = {
+    node: late,
+    limits: config.kvLimits,
+    maxRequestBytes: config.maxRequestBytes,
+    defaultTimeoutMs: opts.defaultTimeoutMs ?? 10_000,
+    logger: logger.child({ module: 'server' }),
+  };
+  const shared = config.peerListen === config.clientListen;
+  // The client server's gRPC limit leaves headroom so a request just over --max-request-bytes gets the
+  // handler's INVALID_ARGUMENT with a message (far over: gRPC's RESOURCE_EXHAUSTED, which our client maps too).
+  const clientServerOptions: ServerOptions = {
+    'grpc.max_receive_message_length': shared ? PEER_MAX_MESSAGE_BYTES : config.maxRequestBytes + 1024 * 1024,
+    'grpc.max_send_message_length': -1,
+  };
+  const clientServer = new Server(clientServerOptions);
+  clientServer.addService(KV_SERVICE, createKvService(serviceOpts));
+  clientServer.addService(ADMIN_SERVICE, createAdminService(serviceOpts));
+  const peerServer = shared ? clientServer : new Server({ 'grpc.max_receive_message_length': PEER_MAX_MESSAGE_BYTES, 'grpc.max_send_message_length': -1 });
+  addPeerService(peerServer, transport);
+
+  const servers = shared ? [clientServer] : [clientServer, peerServer];
+  let clientAddress: string;
+  let peerAddress: string;
+  try {
+    clientAddress = await bind(clientServer, config.clientListen);
+    peerAddress = shared ? clientAddress : await bind(peerServer, config.peerListen);
+  } catch (err) {
+    for (const s of servers) s.forceShutdown();
+    throw err;
+  }
+
+  let node: KvNode;
+  try {
+    node = await startNode(config, { transport, logger });
+  } catch (err) {
+    for (const s of servers) s.forceShutdown();
+    await transport.stop();
+    throw err;
+  }
+  late.node = node;
+  logger.info({ clientAddress, peerAddress }, 'serving');
+
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      try {
+        await node.stop();
+      } catch (err) {
+        logger.error({ err }, 'node stop failed');
+      }
+      await transport.stop();
+      await Promise.all(servers.map((s) => shutdown(s, 2000)));
+      logger.info('stopped');
+    })();
+    return stopping;
+  };
+
+  if (opts.handleSignals === true) {
+    const onSignal = (signal: NodeJS.Signals): void => {
+      logger.info({ signal }, 'stopping');
+      stop().then(
+        () => logger.flush(() => process.exit(0)),
+        (err: unknown) => {
+          logger.error({ err }, 'stop failed');
+          process.exit(1);
+        },
+      );
+    };
+    process.once('SIGTERM', onSignal);
+    process.once('SIGINT', onSignal);
+  }
+
+  return { node, transport, clientAddress, peerAddress, stop };
+}

@@ -1,0 +1,159 @@
+import { describe, expect, it } from 'vitest';
+import {
+  decodeCommandResult,
+  decodeEnvelope,
+  decodeStoredValue,
+  encodeCommandResult,
+  encodeEnvelope,
+  encodeStoredValue,
+} from '../../src/kv/codec.js';
+import { isRaftKvError } from '../../src/node/errors.js';
+import type { Command, CommandResult, Compare, Envelope, KeyValue, Op } from '../../src/kv/types.js';
+import { enc, seedFromEnv, seededRng } from './helpers.js';
+
+type Rng = ReturnType<typeof seededRng>;
+
+function bytes(rng: Rng, max: number): Uint8Array {
+  const b = new Uint8Array(rng.int(max + 1));
+  for (let i = 0; i < b.length; i++) b[i] = rng.int(256);
+  return b;
+}
+
+function bigInt(rng: Rng): number {
+  return [0, 1, 127, 128, 300, 2 ** 31, Number.MAX_SAFE_INTEGER][rng.int(7)] ?? 0;
+}
+
+function compare(rng: Rng): Compare {
+  const op = (['=', '!=', '<', '>'] as const)[rng.int(4)] ?? '=';
+  const key = bytes(rng, 10);
+  if (rng.int(2) === 0) return { key, target: 'value', op, value: bytes(rng, 10) };
+  const target = (['version', 'create', 'mod'] as const)[rng.int(3)] ?? 'mod';
+  return { key, target, op, number: bigInt(rng) };
+}
+
+function op(rng: Rng): Op {
+  switch (rng.int(3)) {
+    case 0:
+      return { type: 'put', key: bytes(rng, 8), value: bytes(rng, 20), prevKv: rng.int(2) === 1 };
+    case 1:
+      return { type: 'delete', range: { key: bytes(rng, 8), end: bytes(rng, 8) }, prevKv: rng.int(2) === 1 };
+    default:
+      return {
+        type: 'range',
+        request: {
+          key: bytes(rng, 8),
+          end: bytes(rng, 8),
+          limit: bigInt(rng),
+          keysOnly: rng.int(2) === 1,
+          countOnly: rng.int(2) === 1,
+        },
+      };
+  }
+}
+
+function command(rng: Rng): Command {
+  switch (rng.int(3)) {
+    case 0:
+      return { type: 'put', key: bytes(rng, 16), value: bytes(rng, 300), prevKv: rng.int(2) === 1 };
+    case 1:
+      return { type: 'delete', range: { key: bytes(rng, 8), end: bytes(rng, 8) }, prevKv: rng.int(2) === 1 };
+    default: {
+      const list = <T>(f: (r: Rng) => T): T[] => Array.from({ length: rng.int(4) }, () => f(rng));
+      return { type: 'txn', compares: list(compare), success: list(op), failure: list(op) };
+    }
+  }
+}
+
+function kv(rng: Rng): KeyValue {
+  return { key: bytes(rng, 8), value: bytes(rng, 8), createIndex: bigInt(rng), modIndex: bigInt(rng), version: bigInt(rng) };
+}
+
+function result(rng: Rng): CommandResult {
+  const kvs = (): KeyValue[] => Array.from({ length: rng.int(3) }, () => kv(rng));
+  switch (rng.int(3)) {
+    case 0:
+      return { type: 'put', prevKv: rng.int(2) === 0 ? undefined : kv(rng) };
+    case 1:
+      return { type: 'delete', deleted: bigInt(rng), prevKvs: kvs() };
+    default:
+      return {
+        type: 'txn',
+        succeeded: rng.int(2) === 1,
+        results: [
+          { type: 'put', prevKv: kv(rng) },
+          { type: 'delete', deleted: 2, prevKvs: kvs() },
+          { type: 'range', result: { kvs: kvs(), more: rng.int(2) === 1, count: bigInt(rng) } },
+        ],
+      };
+  }
+}
+
+function expectCorruption(f: () => unknown): void {
+  let thrown: unknown;
+  try {
+    f();
+  } catch (err) {
+    thrown = err;
+  }
+  expect(isRaftKvError(thrown, 'DATA_CORRUPTION'), `expected DATA_CORRUPTION, got ${String(thrown)}`).toBe(true);
+}
+
+describe('kv codec', () => {
+  const seed = seedFromEnv();
+
+  it(`round-trips random envelopes and rejects every truncation (seed ${seed})`, () => {
+    const rng = seededRng(seed);
+    for (let i = 0; i < 300; i++) {
+      const env: Envelope = { clientId: rng.int(2) === 0 ? '' : `client-${rng.int(1000)}-é`, seq: bigInt(rng), command: command(rng) };
+      const b = encodeEnvelope(env);
+      expect(decodeEnvelope(b), `seed ${seed} case ${i}`).toEqual(env);
+      const cut = rng.int(b.length);
+      expectCorruption(() => decodeEnvelope(b.subarray(0, cut)));
+      const longer = new Uint8Array(b.length + 1);
+      longer.set(b);
+      expectCorruption(() => decodeEnvelope(longer));
+    }
+  });
+
+  it(`never throws anything but DATA_CORRUPTION on random garbage or bit flips (seed ${seed})`, () => {
+    const rng = seededRng(seed + 1);
+    for (let i = 0; i < 2000; i++) {
+      const b = i % 2 === 0 ? bytes(rng, 64) : encodeEnvelope({ clientId: 'c', seq: 3, command: command(rng) });
+      if (i % 2 === 1) {
+        const bit = rng.int(b.length * 8);
+        b[bit >> 3] = (b[bit >> 3] ?? 0) ^ (1 << (bit & 7));
+      }
+      try {
+        decodeEnvelope(b);
+      } catch (err) {
+        expect(isRaftKvError(err, 'DATA_CORRUPTION'), `seed ${seed} case ${i}: ${String(err)}`).toBe(true);
+      }
+    }
+  });
+
+  it('encodes a put compactly', () => {
+    const b = encodeEnvelope({ clientId: '', seq: 0, command: { type: 'put', key: enc('k'), value: enc('v'), prevKv: false } });
+    // version, clientId len, seq, tag, key len, key, value len, value, flag
+    expect(b.length).toBe(9);
+  });
+
+  it('rejects non-minimal and oversized varints', () => {
+    // version 1, clientId length encoded as 0x80 0x00 (non-minimal zero)
+    expectCorruption(() => decodeEnvelope(Uint8Array.of(1, 0x80, 0x00, 0, 1, 0, 0, 0)));
+    expectCorruption(() => decodeEnvelope(Uint8Array.of(1, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01)));
+    expectCorruption(() => decodeEnvelope(Uint8Array.of(2, 0, 0, 1, 0, 0, 0))); // unknown format version
+  });
+
+  it(`round-trips stored values and command results (seed ${seed})`, () => {
+    const rng = seededRng(seed + 2);
+    for (let i = 0; i < 200; i++) {
+      const sv = { createIndex: 1 + rng.int(100), modIndex: 0, version: 1 + rng.int(5), value: bytes(rng, 50) };
+      const full = { ...sv, modIndex: sv.createIndex + rng.int(100) };
+      expect(decodeStoredValue(encodeStoredValue(full))).toEqual(full);
+      const res = result(rng);
+      expect(decodeCommandResult(encodeCommandResult(res))).toEqual(res);
+    }
+    expectCorruption(() => decodeStoredValue(encodeStoredValue({ createIndex: 5, modIndex: 4, version: 1, value: enc('x') })));
+    expectCorruption(() => decodeStoredValue(Uint8Array.of()));
+  });
+});

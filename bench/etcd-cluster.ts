@@ -5,6 +5,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { EtcdTarget } from './etcd-target.js';
+import type { ClusterUnderTest } from './cluster-under-test.js';
 import { ManagedProcess } from './proc-group.js';
 
 export interface EtcdClusterOptions {
@@ -39,7 +40,8 @@ export function ensureEtcdInstalled(): string {
   return execFileSync('etcd', ['--version'], { encoding: 'utf8' }).split('\n')[0] ?? 'etcd (unknown version)';
 }
 
-export class EtcdCluster {
+export class EtcdCluster implements ClusterUnderTest {
+  readonly name = 'etcd';
   readonly members: ManagedProcess[] = []; // index i = member i+1
   readonly clientEndpoints: string[] = []; // host:port per member
   readonly version: string;
@@ -117,6 +119,26 @@ export class EtcdCluster {
     } finally {
       target.close();
     }
+  }
+
+  async kill9(index: number): Promise<void> {
+    const m = this.members[index];
+    if (m === undefined) throw new Error(`no etcd member ${index}`);
+    await m.kill9();
+  }
+
+  /** Restarts a stopped member on its data dir and waits until the cluster answers writes. */
+  async restart(index: number): Promise<void> {
+    const m = this.members[index];
+    if (m === undefined) throw new Error(`no etcd member ${index}`);
+    m.start();
+    await this.waitReady();
+  }
+
+  async makeTarget(): Promise<EtcdTarget> {
+    const t = new EtcdTarget({ endpoints: this.clientEndpoints, connsPerEndpoint: 1 });
+    await t.discoverLeader();
+    return t;
   }
 
   pids(): { label: string; pid: number }[] {

@@ -11,6 +11,8 @@ import { TargetError, type BenchTarget, type CasResult, type GetResult, type Wri
 
 type Obj = Record<string, unknown>;
 
+const DISCOVERY_INTERVAL_MS = 50; // while no leader is known, look for one at most this often
+
 interface Codec {
   readonly encode: (message: Obj) => Buffer;
   readonly decode: (bytes: Buffer) => Obj;
@@ -84,6 +86,7 @@ export class EtcdTarget implements BenchTarget {
   private nextEndpoint = 0; // round-robin cursor for serializable reads and when no leader is known
   private leaderEndpoint: number | undefined; // index into endpoints of the last known leader
   private discovery: Promise<void> | undefined; // the leader discovery in progress, if any
+  private lastDiscoveryMs = 0; // when the last discovery started (at most one per DISCOVERY_INTERVAL_MS)
 
   constructor(opts: EtcdTargetOptions) {
     if (opts.endpoints.length === 0) throw new Error('etcd target needs at least one endpoint');
@@ -124,7 +127,8 @@ export class EtcdTarget implements BenchTarget {
 
   async put(key: Uint8Array, value: Uint8Array, timeoutMs: number): Promise<WriteAck> {
     const res = await this.leaderCall('/etcdserverpb.KV/Put', 'PutRequest', 'PutResponse', { key, value }, timeoutMs);
-    return { term: numField(objField(res, 'header'), 'raftTerm') };
+    const header = objField(res, 'header');
+    return { term: numField(header, 'raftTerm'), memberId: strField(header, 'memberId') };
   }
 
   async get(key: Uint8Array, serializable: boolean, timeoutMs: number): Promise<GetResult> {
@@ -160,21 +164,34 @@ export class EtcdTarget implements BenchTarget {
   }
 
   private async leaderCall(method: string, reqType: string, resType: string, req: Obj, timeoutMs: number): Promise<Obj> {
+    if (this.leaderEndpoint === undefined) this.rediscover();
     const endpoint = this.leaderEndpoint ?? this.roundRobinEndpoint();
     try {
       return await this.call(endpoint, method, reqType, resType, req, timeoutMs);
     } catch (err) {
-      // A dead or deposed leader: forget it and look again in the background (one discovery at a time).
+      // A dead or deposed leader: forget it and look again in the background.
       if (err instanceof TargetError && err.code !== 'INVALID_ARGUMENT' && this.leaderEndpoint === endpoint) {
         this.leaderEndpoint = undefined;
-        this.discovery ??= this.discoverLeader(Math.min(timeoutMs, 1000))
-          .then(() => undefined)
-          .finally(() => {
-            this.discovery = undefined;
-          });
+        this.rediscover();
       }
       throw err;
     }
+  }
+
+  /** Starts a leader discovery in the background unless one runs or one started very recently. */
+  private rediscover(): void {
+    const now = performance.now();
+    if (this.discovery !== undefined || now - this.lastDiscoveryMs < DISCOVERY_INTERVAL_MS) return;
+    this.lastDiscoveryMs = now;
+    this.discovery = this.discoverLeader(1000).then(
+      () => {
+        this.discovery = undefined;
+      },
+      (err: unknown) => {
+        this.discovery = undefined;
+        process.stderr.write(`etcd target: leader discovery failed: ${String(err)}\n`);
+      },
+    );
   }
 
   private call(endpoint: number, method: string, reqType: string, resType: string, req: Obj, timeoutMs: number): Promise<Obj> {

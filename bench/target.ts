@@ -5,6 +5,7 @@ export type TargetName = 'raftkv' | 'etcd';
 
 export interface WriteAck {
   readonly term: number; // the Raft term the write was acknowledged in (shows a failover)
+  readonly memberId: string; // the member that answered (the leader, for a write routed to it)
 }
 
 export interface GetResult {

@@ -1,0 +1,184 @@
+// `npm run bench:vs-etcd`: starts a 3-member etcd and a 3-member raftkv on loopback in turn, runs every
+// workload against each, measures failover (kill -9 the leader under load), stops everything, and prints
+// the side-by-side table with the raftkv/etcd ratio per workload. Results also go to <run dir>/vs-etcd.json.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { ClusterUnderTest } from './cluster-under-test.js';
+import { EtcdCluster } from './etcd-cluster.js';
+import { measureFailover, type FailoverResult } from './failover.js';
+import { repoRoot } from './paths.js';
+import { RaftKvCluster } from './raftkv-cluster.js';
+import { fmt, formatTable, workloadTable, type WorkloadReport } from './report.js';
+import { randomSeed } from './rng.js';
+import { parseWorkloads, runBench } from './run-bench.js';
+import type { TargetName } from './target.js';
+
+const USAGE = `usage: npm run bench:vs-etcd -- [flags]
+  --workload NAME[,NAME]|all  (default all)     --duration S   per workload (default 10)
+  --keys N (default 10000)    --value-size B (default 256)     --warmup S (default 1)
+  --failover-reps N           kill -9 the leader N times per system (default 3; 0 = skip)
+  --only raftkv|etcd          run one system only
+  --run-dir DIR               data dirs, logs and vs-etcd.json (default runs/vs-etcd-<time>)
+  --seed N                    --no-progress`;
+
+interface SystemResult {
+  readonly name: TargetName;
+  readonly version: string;
+  readonly reports: readonly WorkloadReport[];
+  readonly failover: FailoverResult | undefined;
+  readonly idleRssMiB: readonly number[]; // each member right after start
+}
+
+async function runSystem(
+  cluster: ClusterUnderTest,
+  opts: { workloads: string; durationS: number; warmupS: number; keys: number; valueSize: number; seed: number; failoverReps: number; progress: boolean },
+): Promise<SystemResult> {
+  const log = (line: string): void => {
+    process.stderr.write(`[${cluster.name}] ${line}\n`);
+  };
+  log(`starting 3 members (${cluster.version})`);
+  const t0 = performance.now();
+  await cluster.start();
+  log(`ready in ${((performance.now() - t0) / 1000).toFixed(1)} s; client endpoints ${cluster.clientEndpoints.join(',')}`);
+  try {
+    const { rssMiB } = await import('./proc-stats.js');
+    const idleRssMiB = cluster.pids().map((p) => rssMiB(p.pid));
+    const target = await cluster.makeTarget();
+    let reports: WorkloadReport[];
+    try {
+      reports = await runBench(target, {
+        workloads: parseWorkloads(opts.workloads),
+        keys: opts.keys,
+        keySize: 8,
+        valueSize: opts.valueSize,
+        durationS: opts.durationS,
+        ops: undefined,
+        warmupS: opts.warmupS,
+        concurrency: undefined,
+        seed: opts.seed,
+        timeoutMs: 5000,
+        preload: true,
+        progress: opts.progress,
+        servers: cluster.pids(),
+      });
+    } finally {
+      target.close();
+    }
+    const failover =
+      opts.failoverReps > 0
+        ? await measureFailover(cluster, { repetitions: opts.failoverReps, concurrency: 16, requestTimeoutMs: 1000, giveUpMs: 30_000, seed: opts.seed, log })
+        : undefined;
+    return { name: cluster.name, version: cluster.version, reports, failover, idleRssMiB };
+  } finally {
+    log('stopping');
+    await cluster.stop();
+  }
+}
+
+function comparisonTable(raftkv: SystemResult | undefined, etcd: SystemResult | undefined): string {
+  const names = [...new Set([...(raftkv?.reports ?? []), ...(etcd?.reports ?? [])].map((r) => r.workload))];
+  const ratio = (a: number | undefined, b: number | undefined): string => (a === undefined || b === undefined || b === 0 ? '-' : fmt(a / b));
+  const rows = names.map((w) => {
+    const r = raftkv?.reports.find((x) => x.workload === w);
+    const e = etcd?.reports.find((x) => x.workload === w);
+    return [
+      w,
+      r === undefined ? '-' : fmt(r.throughputOpsPerS, 0),
+      e === undefined ? '-' : fmt(e.throughputOpsPerS, 0),
+      ratio(r?.throughputOpsPerS, e?.throughputOpsPerS),
+      r === undefined ? '-' : fmt(r.latency.p50Ms),
+      e === undefined ? '-' : fmt(e.latency.p50Ms),
+      r === undefined ? '-' : fmt(r.latency.p99Ms),
+      e === undefined ? '-' : fmt(e.latency.p99Ms),
+      ratio(r?.latency.p99Ms, e?.latency.p99Ms),
+      r === undefined ? '-' : fmt(Math.max(...r.servers.map((s) => s.rssMaxMiB)), 0),
+      e === undefined ? '-' : fmt(Math.max(...e.servers.map((s) => s.rssMaxMiB)), 0),
+    ];
+  });
+  const fo = (s: SystemResult | undefined): string => (s?.failover === undefined ? '-' : fmt(s.failover.medianMs, 0));
+  rows.push(['failover (median ms)', fo(raftkv), fo(etcd), ratio(raftkv?.failover?.medianMs, etcd?.failover?.medianMs), '', '', '', '', '', '', '']);
+  return formatTable(
+    ['workload', 'raftkv ops/s', 'etcd ops/s', 'ratio', 'raftkv p50', 'etcd p50', 'raftkv p99', 'etcd p99', 'p99 ratio', 'raftkv RSS', 'etcd RSS'],
+    rows,
+  );
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: {
+      workload: { type: 'string', default: 'all' },
+      duration: { type: 'string', default: '10' },
+      warmup: { type: 'string', default: '1' },
+      keys: { type: 'string', default: '10000' },
+      'value-size': { type: 'string', default: '256' },
+      'failover-reps': { type: 'string', default: '3' },
+      only: { type: 'string' },
+      'run-dir': { type: 'string' },
+      seed: { type: 'string' },
+      'no-progress': { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  const num = (s: string, name: string): number => {
+    const n = Number(s);
+    if (!Number.isFinite(n) || n < 0) throw new Error(`--${name} must be a non-negative number, got "${s}"\n${USAGE}`);
+    return n;
+  };
+  if (values.only !== undefined && values.only !== 'raftkv' && values.only !== 'etcd') throw new Error(`--only must be raftkv or etcd\n${USAGE}`);
+  const runDir = values['run-dir'] ?? join(repoRoot(), 'runs', `vs-etcd-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+  mkdirSync(runDir, { recursive: true });
+  const seed = values.seed === undefined ? randomSeed() : num(values.seed, 'seed');
+  const opts = {
+    workloads: values.workload,
+    durationS: num(values.duration, 'duration'),
+    warmupS: num(values.warmup, 'warmup'),
+    keys: num(values.keys, 'keys'),
+    valueSize: num(values['value-size'], 'value-size'),
+    seed,
+    failoverReps: num(values['failover-reps'], 'failover-reps'),
+    progress: !values['no-progress'],
+  };
+  process.stderr.write(`vs-etcd: run dir ${runDir}, seed ${seed}\n`);
+
+  let etcd: SystemResult | undefined;
+  let raftkv: SystemResult | undefined;
+  if (values.only !== 'raftkv') {
+    etcd = await runSystem(new EtcdCluster({ runDir, size: 3, clientBasePort: 23790, peerBasePort: 23800 }), opts);
+  }
+  if (values.only !== 'etcd') {
+    raftkv = await runSystem(new RaftKvCluster({ runDir, size: 3, clientBasePort: 24790, peerBasePort: 24800 }), opts);
+  }
+  const all = [...(raftkv?.reports ?? []), ...(etcd?.reports ?? [])];
+  const out = {
+    runDir,
+    seed,
+    machine: { cpus: (await import('node:os')).cpus().length, node: process.version },
+    options: opts,
+    systems: [raftkv, etcd].filter((s) => s !== undefined),
+  };
+  writeFileSync(join(runDir, 'vs-etcd.json'), `${JSON.stringify(out, null, 2)}\n`);
+  process.stdout.write(`\n${workloadTable(all)}\n\n${comparisonTable(raftkv, etcd)}\n`);
+  for (const s of [raftkv, etcd]) {
+    if (s?.failover !== undefined) {
+      process.stdout.write(`${s.name} failover samples (ms): ${s.failover.samples.map((x) => fmt(x.failoverMs, 0)).join(', ')}\n`);
+    }
+    if (s !== undefined) process.stdout.write(`${s.name} idle RSS per member (MiB): ${s.idleRssMiB.map((x) => fmt(x, 0)).join(', ')}\n`);
+  }
+  process.stdout.write(`(seed ${seed}; ratio = raftkv / etcd; latencies in ms; RSS = largest member, MiB; details in ${join(runDir, 'vs-etcd.json')})\n`);
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`bench:vs-etcd: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(1);
+  },
+);

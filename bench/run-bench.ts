@@ -1,6 +1,7 @@
 // Runs a list of workloads against one target and measures the servers while it does: the engine behind
 // `npm run bench` and `npm run bench:vs-etcd`.
 import { EtcdTarget } from './etcd-target.js';
+import { RaftKvTarget } from './raftkv-target.js';
 import { findListeningPid, ProcSampler } from './proc-stats.js';
 import { ProgressBar } from './progress.js';
 import type { WorkloadReport } from './report.js';
@@ -32,8 +33,7 @@ export async function createTarget(name: TargetName, endpoints: readonly string[
       return t;
     }
     case 'raftkv': {
-      // Replaced by the KvClient-based target as soon as src/client/kv-client.ts lands.
-      throw new Error(`raftkv target is not available yet (src/client/kv-client.ts has not landed); endpoints ${endpoints.join(',')}`);
+      return RaftKvTarget.create(endpoints);
     }
     default: {
       const never: never = name;

@@ -1,0 +1,229 @@
+// Binary encoding of WAL records (the format is documented at the top of wal.ts).
+import { crc32 } from 'node:zlib';
+import type { ConfState, Entry, EntryType, HardState, Index, NodeId, SnapshotMetadata } from '../raft/types.js';
+
+export const WAL_MAGIC = 0x574b5252; // "RRKW" little-endian: the first bytes of every segment's header payload
+export const WAL_FORMAT_VERSION = 1;
+/** length u32 + crc u32 + type u8. */
+export const FRAME_HEADER_BYTES = 9;
+/** A record longer than this is a framing error (no entry is this large). */
+export const MAX_RECORD_BYTES = 256 * 1024 * 1024;
+
+export const RECORD_TYPE = { header: 1, entry: 2, hardState: 3, snapshot: 4, truncate: 5 } as const;
+
+export type SnapshotRecordKind = 'compact' | 'install';
+
+export type WalRecord =
+  | { readonly type: 'header'; readonly seq: number; readonly firstIndex: Index }
+  | { readonly type: 'entry'; readonly entry: Entry }
+  | { readonly type: 'hard-state'; readonly hardState: HardState }
+  | { readonly type: 'snapshot'; readonly kind: SnapshotRecordKind; readonly metadata: SnapshotMetadata }
+  | { readonly type: 'truncate'; readonly lastIndexKept: Index };
+
+const TWO_32 = 0x1_0000_0000;
+
+function assertU64(n: number, what: string): void {
+  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`wal codec: ${what} ${n} is not a non-negative safe integer`);
+}
+
+function assertU32(n: number, what: string): void {
+  if (!Number.isInteger(n) || n < 0 || n >= TWO_32) throw new Error(`wal codec: ${what} ${n} is not a u32`);
+}
+
+function putU64(buf: Buffer, offset: number, n: number): void {
+  buf.writeUInt32LE(n % TWO_32, offset);
+  buf.writeUInt32LE(Math.floor(n / TWO_32), offset + 4);
+}
+
+function getU64(buf: Buffer, offset: number): number {
+  const n = buf.readUInt32LE(offset) + buf.readUInt32LE(offset + 4) * TWO_32;
+  if (!Number.isSafeInteger(n)) throw new WalDecodeError(`u64 at payload offset ${offset} exceeds 2^53`);
+  return n;
+}
+
+/** A record whose checksum matched but whose payload does not parse: never a torn write. */
+export class WalDecodeError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'WalDecodeError';
+  }
+}
+
+/** Allocates a framed record with `payloadBytes` of payload; the caller fills the payload then calls seal(). */
+function frame(type: number, payloadBytes: number): Buffer {
+  const buf = Buffer.allocUnsafe(FRAME_HEADER_BYTES + payloadBytes);
+  buf.writeUInt32LE(1 + payloadBytes, 0);
+  buf.writeUInt8(type, 8);
+  return buf;
+}
+
+function seal(buf: Buffer): Buffer {
+  buf.writeUInt32LE(crc32(buf.subarray(8)), 4);
+  return buf;
+}
+
+const P = FRAME_HEADER_BYTES; // payload offset inside a framed record
+
+export function encodeHeader(seq: number, firstIndex: Index): Buffer {
+  assertU64(seq, 'seq');
+  assertU64(firstIndex, 'firstIndex');
+  const buf = frame(RECORD_TYPE.header, 4 + 4 + 8 + 8);
+  buf.writeUInt32LE(WAL_MAGIC, P);
+  buf.writeUInt32LE(WAL_FORMAT_VERSION, P + 4);
+  putU64(buf, P + 8, seq);
+  putU64(buf, P + 16, firstIndex);
+  return seal(buf);
+}
+
+const ENTRY_FIXED_BYTES = 8 + 8 + 1;
+
+export function encodeEntry(e: Entry): Buffer {
+  assertU64(e.index, 'index');
+  assertU64(e.term, 'term');
+  const buf = frame(RECORD_TYPE.entry, ENTRY_FIXED_BYTES + e.data.byteLength);
+  putU64(buf, P, e.index);
+  putU64(buf, P + 8, e.term);
+  buf.writeUInt8(entryTypeCode(e.type), P + 16);
+  buf.set(e.data, P + ENTRY_FIXED_BYTES);
+  return seal(buf);
+}
+
+function entryTypeCode(t: EntryType): number {
+  switch (t) {
+    case 'normal':
+      return 0;
+    case 'conf-change':
+      return 1;
+    default:
+      return assertNever(t);
+  }
+}
+
+export function encodeHardState(hs: HardState): Buffer {
+  assertU64(hs.term, 'term');
+  assertU32(hs.vote, 'vote');
+  assertU64(hs.commit, 'commit');
+  const buf = frame(RECORD_TYPE.hardState, 8 + 4 + 8);
+  putU64(buf, P, hs.term);
+  buf.writeUInt32LE(hs.vote, P + 8);
+  putU64(buf, P + 12, hs.commit);
+  return seal(buf);
+}
+
+export function encodeSnapshot(kind: SnapshotRecordKind, m: SnapshotMetadata): Buffer {
+  assertU64(m.index, 'index');
+  assertU64(m.term, 'term');
+  const { voters, learners } = m.confState;
+  const buf = frame(RECORD_TYPE.snapshot, 1 + 8 + 8 + 4 + 4 * voters.length + 4 + 4 * learners.length);
+  buf.writeUInt8(kind === 'install' ? 1 : 0, P);
+  putU64(buf, P + 1, m.index);
+  putU64(buf, P + 9, m.term);
+  let o = P + 17;
+  for (const ids of [voters, learners]) {
+    buf.writeUInt32LE(ids.length, o);
+    o += 4;
+    for (const id of ids) {
+      assertU32(id, 'node id');
+      buf.writeUInt32LE(id, o);
+      o += 4;
+    }
+  }
+  return seal(buf);
+}
+
+export function encodeTruncate(lastIndexKept: Index): Buffer {
+  assertU64(lastIndexKept, 'lastIndexKept');
+  const buf = frame(RECORD_TYPE.truncate, 8);
+  putU64(buf, P, lastIndexKept);
+  return seal(buf);
+}
+
+export type FrameResult =
+  | { readonly ok: true; readonly type: number; readonly payload: Buffer; readonly nextOffset: number }
+  | { readonly ok: false; readonly reason: string };
+
+/** Checks the frame at `offset` (length in bounds, checksum) without decoding the payload. */
+export function readFrame(buf: Buffer, offset: number): FrameResult {
+  const remaining = buf.length - offset;
+  if (remaining < FRAME_HEADER_BYTES) return { ok: false, reason: `incomplete record header (${remaining} bytes to EOF)` };
+  const len = buf.readUInt32LE(offset);
+  if (len < 1 || len > MAX_RECORD_BYTES) return { ok: false, reason: `bad record length ${len}` };
+  if (len > remaining - 8) return { ok: false, reason: `incomplete record (length ${len}, ${remaining - 8} bytes to EOF)` };
+  const body = buf.subarray(offset + 8, offset + 8 + len);
+  const want = buf.readUInt32LE(offset + 4);
+  const got = crc32(body);
+  if (want !== got) return { ok: false, reason: `bad checksum (stored ${hex32(want)}, computed ${hex32(got)})` };
+  return { ok: true, type: body.readUInt8(0), payload: body.subarray(1), nextOffset: offset + 8 + len };
+}
+
+function hex32(n: number): string {
+  return `0x${n.toString(16).padStart(8, '0')}`;
+}
+
+/** Decodes a checksum-verified payload. Throws WalDecodeError if it does not parse. */
+export function decodeRecord(type: number, payload: Buffer): WalRecord {
+  const need = (n: number, exact: boolean): void => {
+    if (exact ? payload.length !== n : payload.length < n) {
+      throw new WalDecodeError(`record type ${type}: payload of ${payload.length} bytes, expected ${exact ? '' : '>= '}${n}`);
+    }
+  };
+  switch (type) {
+    case RECORD_TYPE.header: {
+      need(24, true);
+      const magic = payload.readUInt32LE(0);
+      if (magic !== WAL_MAGIC) throw new WalDecodeError(`bad magic ${hex32(magic)}`);
+      const version = payload.readUInt32LE(4);
+      if (version !== WAL_FORMAT_VERSION) throw new WalDecodeError(`unsupported format version ${version}`);
+      return { type: 'header', seq: getU64(payload, 8), firstIndex: getU64(payload, 16) };
+    }
+    case RECORD_TYPE.entry: {
+      need(ENTRY_FIXED_BYTES, false);
+      const code = payload.readUInt8(16);
+      if (code > 1) throw new WalDecodeError(`unknown entry type ${code}`);
+      const data = new Uint8Array(payload.buffer, payload.byteOffset + ENTRY_FIXED_BYTES, payload.length - ENTRY_FIXED_BYTES);
+      return {
+        type: 'entry',
+        entry: { index: getU64(payload, 0), term: getU64(payload, 8), type: code === 0 ? 'normal' : 'conf-change', data },
+      };
+    }
+    case RECORD_TYPE.hardState:
+      need(20, true);
+      return {
+        type: 'hard-state',
+        hardState: { term: getU64(payload, 0), vote: payload.readUInt32LE(8), commit: getU64(payload, 12) },
+      };
+    case RECORD_TYPE.snapshot: {
+      need(25, false);
+      const kindCode = payload.readUInt8(0);
+      if (kindCode > 1) throw new WalDecodeError(`unknown snapshot record kind ${kindCode}`);
+      let o = 17;
+      const lists: NodeId[][] = [];
+      for (let l = 0; l < 2; l++) {
+        need(o + 4, false);
+        const n = payload.readUInt32LE(o);
+        o += 4;
+        need(o + 4 * n, false);
+        const ids: NodeId[] = [];
+        for (let i = 0; i < n; i++) ids.push(payload.readUInt32LE(o + 4 * i));
+        o += 4 * n;
+        lists.push(ids);
+      }
+      need(o, true);
+      const confState: ConfState = { voters: lists[0] ?? [], learners: lists[1] ?? [] };
+      return {
+        type: 'snapshot',
+        kind: kindCode === 1 ? 'install' : 'compact',
+        metadata: { index: getU64(payload, 1), term: getU64(payload, 9), confState },
+      };
+    }
+    case RECORD_TYPE.truncate:
+      need(8, true);
+      return { type: 'truncate', lastIndexKept: getU64(payload, 0) };
+    default:
+      throw new WalDecodeError(`unknown record type ${type}`);
+  }
+}
+
+export function assertNever(x: never): never {
+  throw new Error(`unexpected value: ${String(x)}`);
+}

@@ -1,0 +1,619 @@
+// The segmented write-ahead log: the durable side of the Raft log (entries, hard state, snapshot markers).
+//
+// ON-DISK FORMAT (version 1)
+// A WAL is a directory of segment files named `<seq>-<firstIndex>.wal`, both 16 lower-case hex digits:
+// `seq` numbers segments 1, 2, 3, ... with no gaps; `firstIndex` is the log's last index + 1 when the segment
+// was cut (its first entry's index unless a truncation follows). The name alone cannot order segments (a
+// truncation can make a later segment start at a lower index), hence the sequence number (etcd's scheme).
+// A segment is a sequence of records, all integers little-endian:
+//
+//   length u32 | crc u32 | type u8 | payload (length - 1 bytes)
+//
+// `length` counts type + payload; `crc` is CRC-32 (zlib.crc32) over type + payload. Record types:
+//   1 header     magic u32 0x574b5252 | version u32 = 1 | seq u64 | firstIndex u64   (first record of a segment)
+//   2 entry      index u64 | term u64 | entryType u8 (0 normal, 1 conf-change) | data (rest of the payload)
+//   3 hard state term u64 | vote u32 | commit u64
+//   4 snapshot   kind u8 (0 compact, 1 install) | index u64 | term u64 | nVoters u32 | voters u32* |
+//                nLearners u32 | learners u32*
+//   5 truncate   lastIndexKept u64   (the entries after it are discarded: a conflicting suffix, §5.3)
+// (u64 = two u32, low word first; values stay below 2^53.)
+//
+// Every segment starts with a preamble written to `<name>.tmp`, fsynced, renamed and the directory fsynced,
+// so a segment exists complete or not at all: header, snapshot (compact) = the snapshot at the cut, hard
+// state = the hard state at the cut. Hence the oldest remaining segment always carries the latest state
+// from before it, and segments wholly below a durable snapshot can be deleted.
+//
+// Replay (recovery): segments in seq order; the log state is (snapshot, hard state, entries). An entry must
+// have index lastIndex + 1 (anything else is a gap or a reorder); a compact marker drops the entries up to
+// its index; an install marker resets the log to the snapshot; a truncate record drops the entries after
+// lastIndexKept. Entries between the oldest segment's preamble snapshot and its firstIndex are unknown until
+// a later snapshot marker covers them; if none does, a segment was lost: corruption.
+//
+// Failure rules: a bad frame (short, bad length, bad checksum) in the LAST segment with no valid record after
+// it up to EOF is a torn tail (a crash mid-write): it is truncated and reported through the logger. Any other
+// bad frame, an undecodable record, a sequence gap, an index gap or a header that does not match its name or
+// position is corruption: RaftKvError('DATA_CORRUPTION', '<file> at offset <n>: <what>'), nothing deleted.
+// (A power loss that persists a later page but not an earlier one is reported as corruption, not as a torn
+// tail: a crash of the process never does this, the page cache survives it.)
+//
+// Writing: appends are encoded at once and buffered; one flush writes everything buffered with one positional
+// write and one fdatasync (group commit), and resolves every sync() waiting on those records. A segment is cut
+// once it reaches segmentSizeBytes (so a segment may exceed it by one flushed batch). On a failed write or
+// fdatasync (ENOSPC: DISK_FULL) the file is truncated back to its last durable size and the records stay
+// buffered: the next sync() writes them again (after a failed fsync the page cache cannot be trusted).
+import * as path from 'node:path';
+import { EMPTY_HARD_STATE } from '../raft/types.js';
+import type { ConfState, Entry, HardState, Index, SnapshotMetadata } from '../raft/types.js';
+import { RaftKvError } from '../node/errors.js';
+import { errnoCode, nodeFs } from './fs-like.js';
+import type { FileHandleLike, FsLike } from './fs-like.js';
+import {
+  FRAME_HEADER_BYTES,
+  MAX_RECORD_BYTES,
+  RECORD_TYPE,
+  WalDecodeError,
+  assertNever,
+  decodeRecord,
+  encodeEntry,
+  encodeHardState,
+  encodeHeader,
+  encodeSnapshot,
+  encodeTruncate,
+  readFrame,
+} from './wal-codec.js';
+import type { SnapshotRecordKind, WalRecord } from './wal-codec.js';
+import { crc32 } from 'node:zlib';
+
+export type WalLogger = (level: 'info' | 'warn', msg: string, fields?: object) => void;
+
+export interface WalOptions {
+  segmentSizeBytes?: number; // default 64 MiB
+  logger?: WalLogger; // default: warnings as JSON lines on stderr
+  fs?: FsLike; // default: node:fs/promises
+  /** Only used when the directory holds no WAL: the ConfState of the snapshot at index 0 (bootstrap). */
+  initialConfState?: ConfState;
+}
+
+export const DEFAULT_SEGMENT_SIZE_BYTES = 64 * 1024 * 1024;
+
+const SEGMENT_NAME = /^([0-9a-f]{16})-([0-9a-f]{16})\.wal$/;
+
+export function segmentName(seq: number, firstIndex: Index): string {
+  return `${seq.toString(16).padStart(16, '0')}-${firstIndex.toString(16).padStart(16, '0')}.wal`;
+}
+
+interface Segment {
+  readonly seq: number;
+  readonly firstIndex: Index; // log last index + 1 when the segment was cut
+  readonly path: string;
+  bytes: number; // durable size
+}
+
+/** What the log holds after recovery. */
+export interface RecoveredLog {
+  readonly isNew: boolean; // the directory held no WAL: it was just created
+  readonly snapshot: SnapshotMetadata;
+  readonly hardState: HardState;
+  readonly entries: Entry[]; // snapshot.index + 1 .. lastIndex, contiguous
+}
+
+/** The log's state after every record appended so far (what a preamble written now must say). */
+interface StreamState {
+  snapshot: SnapshotMetadata;
+  hardState: HardState;
+  lastIndex: Index;
+}
+
+interface Waiter {
+  readonly target: number; // resolves once durableRecords >= target
+  readonly resolve: () => void;
+  readonly reject: (err: unknown) => void;
+}
+
+const defaultLogger: WalLogger = (level, msg, fields) => {
+  if (level === 'warn') process.stderr.write(`${JSON.stringify({ level, msg, ...fields })}\n`);
+};
+
+function corruption(file: string, offset: number, what: string): RaftKvError {
+  return new RaftKvError('DATA_CORRUPTION', `${file} at offset ${offset}: ${what}`);
+}
+
+/** Maps a write/sync failure: ENOSPC is an expected failure (DISK_FULL), anything else stays as thrown. */
+function mapWriteError(err: unknown, file: string): unknown {
+  if (errnoCode(err) === 'ENOSPC') return new RaftKvError('DISK_FULL', `wal: no space left on device writing ${file}`);
+  return err;
+}
+
+export class Wal {
+  private readonly dir: string;
+  private readonly fs: FsLike;
+  private readonly logger: WalLogger;
+  private readonly segmentSizeBytes: number;
+  private readonly segments: Segment[]; // seq-ordered, contiguous seqs; the last one is open for appends
+  private handle: FileHandleLike; // the last segment, open 'r+'
+  private stream: StreamState; // state after every appended record (durable or not)
+  private durableSnapshotIndex: Index; // snapshot index as of the last durable record
+  private pending: Buffer[] = []; // encoded records not yet durable, in append order
+  private pendingBytes = 0; // sum of pending lengths
+  private appendedRecords = 0; // records ever appended (monotonic)
+  private durableRecords = 0; // records durable (<= appendedRecords)
+  private waiters: Waiter[] = []; // sync() callers, targets ascending
+  private flushRunning = false; // one flush loop at a time
+  private flushDone: Promise<void> = Promise.resolve(); // the running (or last) flush loop
+  private cutRequested = false; // cut a new segment after the next flush (snapshot install)
+  private truncateNeeded = false; // a failed write may have left bytes past the durable size
+  private dirSyncNeeded = false; // a segment was renamed in but the directory fsync failed
+  private closed = false;
+
+  private constructor(
+    dir: string,
+    fs: FsLike,
+    logger: WalLogger,
+    segmentSizeBytes: number,
+    segments: Segment[],
+    handle: FileHandleLike,
+    stream: StreamState,
+  ) {
+    this.dir = dir;
+    this.fs = fs;
+    this.logger = logger;
+    this.segmentSizeBytes = segmentSizeBytes;
+    this.segments = segments;
+    this.handle = handle;
+    this.stream = stream;
+    this.durableSnapshotIndex = stream.snapshot.index;
+  }
+
+  /** Opens (recovering) or creates the WAL in `dir`. Throws DATA_CORRUPTION without touching any file. */
+  static async open(dir: string, opts: WalOptions = {}): Promise<{ wal: Wal; recovered: RecoveredLog }> {
+    const fs = opts.fs ?? nodeFs;
+    const logger = opts.logger ?? defaultLogger;
+    const segmentSizeBytes = opts.segmentSizeBytes ?? DEFAULT_SEGMENT_SIZE_BYTES;
+    if (!(segmentSizeBytes > 0)) throw new RaftKvError('INVALID_ARGUMENT', `wal: segmentSizeBytes ${segmentSizeBytes}`);
+    await fs.mkdir(dir);
+    const names = (await fs.readdir(dir)).sort();
+    const tmpNames = names.filter((n) => n.endsWith('.wal.tmp'));
+    const found: Segment[] = [];
+    for (const name of names) {
+      const m = SEGMENT_NAME.exec(name);
+      if (m === null) continue;
+      found.push({ seq: parseInt(m[1] ?? '', 16), firstIndex: parseInt(m[2] ?? '', 16), path: path.join(dir, name), bytes: 0 });
+    }
+    found.sort((a, b) => a.seq - b.seq);
+
+    let recovered: RecoveredLog;
+    let segments: Segment[];
+    if (found.length === 0) {
+      const snapshot: SnapshotMetadata = { index: 0, term: 0, confState: opts.initialConfState ?? { voters: [], learners: [] } };
+      const created = await createSegment(fs, dir, 1, { snapshot, hardState: EMPTY_HARD_STATE, lastIndex: 0 });
+      await created.handle.close();
+      await syncDir(fs, dir);
+      segments = [created.segment];
+      recovered = { isNew: true, snapshot, hardState: EMPTY_HARD_STATE, entries: [] };
+      logger('info', 'wal: created', { dir });
+    } else {
+      const r = await replay(fs, found);
+      if (r.torn !== undefined) {
+        const { segment, offset, reason } = r.torn;
+        logger('warn', 'wal: truncating torn tail', { file: segment.path, offset, reason, bytesDropped: r.torn.fileBytes - offset });
+        const h = await fs.open(segment.path, 'r+');
+        try {
+          await h.truncate(offset);
+          await h.datasync();
+        } finally {
+          await h.close();
+        }
+      }
+      segments = found;
+      recovered = { isNew: false, snapshot: r.snapshot, hardState: r.hardState, entries: r.entries };
+    }
+    for (const t of tmpNames) {
+      logger('info', 'wal: removing an unfinished segment', { file: t });
+      await fs.unlink(path.join(dir, t));
+    }
+    const last = segments[segments.length - 1];
+    if (last === undefined) throw new Error('wal: no segment after open');
+    const handle = await fs.open(last.path, 'r+');
+    const lastIndex = recovered.snapshot.index + recovered.entries.length;
+    const wal = new Wal(dir, fs, logger, segmentSizeBytes, segments, handle, {
+      snapshot: recovered.snapshot,
+      hardState: recovered.hardState,
+      lastIndex,
+    });
+    await wal.deleteObsoleteSegments();
+    return { wal, recovered };
+  }
+
+  appendEntry(e: Entry): void {
+    this.push(encodeEntry(e));
+    this.stream.lastIndex = e.index;
+  }
+
+  appendHardState(hs: HardState): void {
+    this.push(encodeHardState(hs));
+    this.stream.hardState = hs;
+  }
+
+  appendSnapshot(kind: SnapshotRecordKind, metadata: SnapshotMetadata): void {
+    this.push(encodeSnapshot(kind, metadata));
+    this.stream.snapshot = metadata;
+    if (kind === 'install') {
+      this.stream.lastIndex = metadata.index;
+      this.cutRequested = true; // the new segment's preamble makes every older segment obsolete
+    }
+  }
+
+  appendTruncate(lastIndexKept: Index): void {
+    this.push(encodeTruncate(lastIndexKept));
+    this.stream.lastIndex = lastIndexKept;
+  }
+
+  /** Group commit: resolves once every record appended before this call is durable. */
+  sync(): Promise<void> {
+    if (this.closed) return Promise.reject(new Error('wal: closed'));
+    const target = this.appendedRecords;
+    if (this.durableRecords >= target) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      this.waiters.push({ target, resolve, reject });
+      this.kick();
+    });
+  }
+
+  /** Flushes what is buffered (errors propagate) and closes the segment file. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    try {
+      await this.sync();
+      await this.flushDone;
+    } finally {
+      this.closed = true;
+      await this.handle.close();
+    }
+  }
+
+  stats(): { segments: number; bytes: number } {
+    let bytes = 0;
+    for (const s of this.segments) bytes += s.bytes;
+    return { segments: this.segments.length, bytes };
+  }
+
+  /** Segment file names, oldest first (for tests and status). */
+  segmentFiles(): string[] {
+    return this.segments.map((s) => path.basename(s.path));
+  }
+
+  private push(record: Buffer): void {
+    if (this.closed) throw new Error('wal: append after close');
+    this.pending.push(record);
+    this.pendingBytes += record.length;
+    this.appendedRecords++;
+  }
+
+  private kick(): void {
+    if (this.flushRunning) return;
+    this.flushRunning = true;
+    this.flushDone = this.flushLoop().catch((err: unknown) => {
+      // A bug (flushLoop handles I/O failures itself): fail every waiter rather than leave it hanging.
+      this.flushRunning = false;
+      const waiters = this.waiters;
+      this.waiters = [];
+      for (const w of waiters) w.reject(err);
+    });
+  }
+
+  /** Never rejects: failures reject the waiters. Clears flushRunning synchronously when it stops. */
+  private async flushLoop(): Promise<void> {
+    for (;;) {
+      if (this.pending.length === 0) {
+        this.flushRunning = false;
+        return;
+      }
+      const batch = this.pending;
+      const batchBytes = this.pendingBytes;
+      const target = this.appendedRecords;
+      const state: StreamState = { ...this.stream };
+      this.pending = [];
+      this.pendingBytes = 0;
+      try {
+        await this.writeBatch(batch, batchBytes);
+      } catch (err) {
+        this.pending = batch.concat(this.pending);
+        this.pendingBytes += batchBytes;
+        const mapped = mapWriteError(err, this.currentSegment().path);
+        const waiters = this.waiters;
+        this.waiters = [];
+        for (const w of waiters) w.reject(mapped);
+        this.flushRunning = false;
+        return;
+      }
+      this.durableRecords = target;
+      this.durableSnapshotIndex = state.snapshot.index;
+      while (this.waiters.length > 0 && (this.waiters[0]?.target ?? Infinity) <= this.durableRecords) {
+        this.waiters.shift()?.resolve();
+      }
+      if (this.cutRequested || this.currentSegment().bytes >= this.segmentSizeBytes) {
+        try {
+          await this.cut(state);
+          this.cutRequested = false;
+        } catch (err) {
+          // The current segment stays valid and open: keep appending to it, cut again after the next flush.
+          this.logger('warn', 'wal: cutting a new segment failed', { error: String(err) });
+        }
+      }
+      await this.deleteObsoleteSegments();
+    }
+  }
+
+  private currentSegment(): Segment {
+    const s = this.segments[this.segments.length - 1];
+    if (s === undefined) throw new Error('wal: no current segment');
+    return s;
+  }
+
+  /** Writes the batch at the durable end of the current segment and fdatasyncs it. */
+  private async writeBatch(batch: Buffer[], batchBytes: number): Promise<void> {
+    const seg = this.currentSegment();
+    if (this.truncateNeeded) {
+      await this.handle.truncate(seg.bytes);
+      this.truncateNeeded = false;
+    }
+    if (this.dirSyncNeeded) {
+      await syncDir(this.fs, this.dir);
+      this.dirSyncNeeded = false;
+    }
+    if (batch.length === 0) return;
+    const buf = batch.length === 1 && batch[0] !== undefined ? batch[0] : Buffer.concat(batch, batchBytes);
+    try {
+      let written = 0;
+      while (written < buf.length) {
+        const { bytesWritten } = await this.handle.write(buf, written, buf.length - written, seg.bytes + written);
+        if (!(bytesWritten > 0)) throw new Error(`wal: write returned ${bytesWritten}`);
+        written += bytesWritten;
+      }
+      await this.handle.datasync();
+    } catch (err) {
+      // Whatever reached the file past the durable size is not accepted: cut it off (or on the next try).
+      this.truncateNeeded = true;
+      try {
+        await this.handle.truncate(seg.bytes);
+        this.truncateNeeded = false;
+      } catch (truncErr) {
+        this.logger('warn', 'wal: truncating after a failed write failed; retried before the next write', {
+          file: seg.path,
+          error: String(truncErr),
+        });
+      }
+      throw err;
+    }
+    seg.bytes += buf.length;
+  }
+
+  /** Starts a new segment whose preamble is `state` (the state after the last flushed record). */
+  private async cut(state: StreamState): Promise<void> {
+    const prev = this.currentSegment();
+    const { segment, handle } = await createSegment(this.fs, this.dir, prev.seq + 1, state);
+    // Renamed in: from here on the new segment is the log's tail, whatever fails next.
+    const old = this.handle;
+    this.handle = handle;
+    this.segments.push(segment);
+    this.dirSyncNeeded = true;
+    await old.close().catch((err: unknown) => {
+      this.logger('warn', 'wal: closing the previous segment failed', { file: prev.path, error: String(err) });
+    });
+    await syncDir(this.fs, this.dir); // on failure: retried by the next write, before it is reported durable
+    this.dirSyncNeeded = false;
+  }
+
+  /** Deletes, oldest first, the segments wholly below the durable snapshot. */
+  private async deleteObsoleteSegments(): Promise<void> {
+    if (this.dirSyncNeeded) return;
+    let keepFrom = 0; // the largest k with segments[k].firstIndex - 1 <= durable snapshot index
+    for (let k = 0; k < this.segments.length; k++) {
+      const s = this.segments[k];
+      if (s !== undefined && s.firstIndex - 1 <= this.durableSnapshotIndex) keepFrom = k;
+    }
+    if (keepFrom === 0) return;
+    let deleted = 0;
+    for (let k = 0; k < keepFrom; k++) {
+      const s = this.segments[0];
+      if (s === undefined) break;
+      try {
+        await this.fs.unlink(s.path);
+      } catch (err) {
+        this.logger('warn', 'wal: deleting an obsolete segment failed', { file: s.path, error: String(err) });
+        break;
+      }
+      this.segments.shift();
+      deleted++;
+    }
+    if (deleted > 0) {
+      try {
+        await syncDir(this.fs, this.dir);
+      } catch (err) {
+        this.logger('warn', 'wal: fsync of the directory after deleting segments failed', { error: String(err) });
+      }
+      this.logger('info', 'wal: deleted obsolete segments', { count: deleted });
+    }
+  }
+}
+
+async function syncDir(fs: FsLike, dir: string): Promise<void> {
+  const h = await fs.open(dir, 'r');
+  try {
+    await h.sync();
+  } finally {
+    await h.close();
+  }
+}
+
+/**
+ * Writes `<name>.tmp` with the preamble, fsyncs it and renames it in; the returned handle (still open on the
+ * renamed file) is where appends go. The caller fsyncs the directory. Throws before the rename on failure.
+ */
+async function createSegment(
+  fs: FsLike,
+  dir: string,
+  seq: number,
+  state: StreamState,
+): Promise<{ segment: Segment; handle: FileHandleLike }> {
+  const firstIndex = state.lastIndex + 1;
+  const file = path.join(dir, segmentName(seq, firstIndex));
+  const tmp = `${file}.tmp`;
+  const preamble = Buffer.concat([
+    encodeHeader(seq, firstIndex),
+    encodeSnapshot('compact', state.snapshot),
+    encodeHardState(state.hardState),
+  ]);
+  let handle: FileHandleLike | undefined;
+  try {
+    handle = await fs.open(tmp, 'w');
+    let written = 0;
+    while (written < preamble.length) {
+      const { bytesWritten } = await handle.write(preamble, written, preamble.length - written, written);
+      if (!(bytesWritten > 0)) throw new Error(`wal: write returned ${bytesWritten}`);
+      written += bytesWritten;
+    }
+    await handle.sync();
+    await fs.rename(tmp, file);
+  } catch (err) {
+    await handle?.close();
+    await fs.unlink(tmp).catch((unlinkErr: unknown) => {
+      if (errnoCode(unlinkErr) !== 'ENOENT') throw unlinkErr;
+    });
+    throw mapWriteError(err, tmp);
+  }
+  return { segment: { seq, firstIndex, path: file, bytes: preamble.length }, handle };
+}
+
+interface ReplayResult {
+  snapshot: SnapshotMetadata;
+  hardState: HardState;
+  entries: Entry[];
+  torn: { segment: Segment; offset: number; reason: string; fileBytes: number } | undefined;
+}
+
+const VALID_TYPES = new Set<number>(Object.values(RECORD_TYPE));
+
+/** True if some offset >= from starts a well-framed record with a matching checksum. */
+function validRecordAfter(buf: Buffer, from: number): boolean {
+  for (let p = from; p + FRAME_HEADER_BYTES <= buf.length; p++) {
+    const len = buf.readUInt32LE(p);
+    if (len < 1 || len > MAX_RECORD_BYTES || len > buf.length - p - 8) continue;
+    if (!VALID_TYPES.has(buf.readUInt8(p + 8))) continue;
+    if (crc32(buf.subarray(p + 8, p + 8 + len)) === buf.readUInt32LE(p + 4)) return true;
+  }
+  return false;
+}
+
+/** Reads and checks every segment; throws DATA_CORRUPTION (changing nothing) or returns the log state. */
+async function replay(fs: FsLike, segments: Segment[]): Promise<ReplayResult> {
+  let snapshot: SnapshotMetadata = { index: 0, term: 0, confState: { voters: [], learners: [] } };
+  let hardState: HardState = EMPTY_HARD_STATE;
+  let base = 0; // entries (snapshot.index, base] are unknown (in segments before the oldest); (base, lastIndex] known
+  let entries: Entry[] = []; // base + 1 .. lastIndex
+  let torn: ReplayResult['torn'];
+  const lastIndex = (): Index => base + entries.length;
+
+  for (let i = 0; i < segments.length; i++) {
+    const seg = segments[i];
+    if (seg === undefined) break;
+    const prev = segments[i - 1];
+    if (prev !== undefined && seg.seq !== prev.seq + 1) {
+      throw corruption(seg.path, 0, `segment sequence gap: expected seq ${prev.seq + 1} after ${path.basename(prev.path)}`);
+    }
+    const buf = Buffer.from(await fs.readFile(seg.path));
+    const isLast = i === segments.length - 1;
+    let offset = 0;
+    let sawHeader = false;
+    while (offset < buf.length) {
+      const fr = readFrame(buf, offset);
+      if (!fr.ok) {
+        if (isLast && sawHeader && !validRecordAfter(buf, offset + 1)) {
+          torn = { segment: seg, offset, reason: fr.reason, fileBytes: buf.length };
+          break;
+        }
+        throw corruption(seg.path, offset, fr.reason);
+      }
+      let rec: WalRecord;
+      try {
+        rec = decodeRecord(fr.type, fr.payload);
+      } catch (err) {
+        if (err instanceof WalDecodeError) throw corruption(seg.path, offset, err.message);
+        throw err;
+      }
+      const fail = (what: string): RaftKvError => corruption(seg.path, offset, what);
+      if (!sawHeader) {
+        if (rec.type !== 'header') throw fail(`the first record is a ${rec.type}, not a segment header`);
+        if (rec.seq !== seg.seq || rec.firstIndex !== seg.firstIndex) {
+          throw fail(`header says seq ${rec.seq} first index ${rec.firstIndex}, the file name says seq ${seg.seq} first index ${seg.firstIndex}`);
+        }
+        if (i === 0) {
+          base = rec.firstIndex - 1;
+        } else if (rec.firstIndex !== lastIndex() + 1) {
+          throw fail(`segment out of order: it starts at index ${rec.firstIndex} but the log before it ends at ${lastIndex()}`);
+        }
+        sawHeader = true;
+        offset = fr.nextOffset;
+        continue;
+      }
+      switch (rec.type) {
+        case 'header':
+          throw fail('a segment header in the middle of a segment');
+        case 'entry': {
+          const e = rec.entry;
+          if (e.index !== lastIndex() + 1) throw fail(`entry index ${e.index} does not follow last index ${lastIndex()}`);
+          entries.push(e);
+          break;
+        }
+        case 'hard-state':
+          hardState = rec.hardState;
+          break;
+        case 'snapshot': {
+          const m = rec.metadata;
+          if (m.index < snapshot.index) throw fail(`snapshot marker at ${m.index} is below the snapshot at ${snapshot.index}`);
+          if (rec.kind === 'install') {
+            snapshot = m;
+            base = m.index;
+            entries = [];
+            break;
+          }
+          if (m.index > lastIndex()) throw fail(`compaction marker at ${m.index} is past the last index ${lastIndex()}`);
+          if (m.index > base) {
+            const t = entries[m.index - base - 1]?.term;
+            if (t !== m.term) throw fail(`compaction marker at ${m.index} has term ${m.term}, the entry has term ${t}`);
+            entries = entries.slice(m.index - base);
+            base = m.index;
+          }
+          snapshot = m;
+          break;
+        }
+        case 'truncate': {
+          const t = rec.lastIndexKept;
+          if (t < snapshot.index || t > lastIndex()) {
+            throw fail(`truncation after ${t} outside the log (${snapshot.index}, ${lastIndex()}]`);
+          }
+          if (t >= base) entries.length = t - base;
+          else {
+            base = t;
+            entries = [];
+          }
+          break;
+        }
+        default:
+          assertNever(rec);
+      }
+      offset = fr.nextOffset;
+    }
+    if (!sawHeader) throw corruption(seg.path, 0, 'empty segment (no header)');
+    seg.bytes = torn !== undefined && torn.segment === seg ? torn.offset : buf.length;
+  }
+  if (base > snapshot.index) {
+    const oldest = segments[0];
+    throw corruption(
+      oldest?.path ?? '?',
+      0,
+      `entries ${snapshot.index + 1}..${base} are missing: a segment before this one was lost`,
+    );
+  }
+  return { snapshot, hardState, entries, torn };
+}

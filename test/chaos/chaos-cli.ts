@@ -1,0 +1,75 @@
+// `npm run chaos -- [--nodes 3|5] [--time SECONDS] [--seed S] [--nemesis kill,pause,partition,member,transfer]
+//                   [--clients N] [--keys N] [--run-dir DIR]`
+// Runs one chaos run against real `raftkv serve` processes (build first: `npm run build`), prints the run
+// folder, and exits 0 if the run passed, 1 on any violation (not linearizable, or an acknowledged write
+// lost), 2 if the run could not be checked (unknown), 64 for bad flags.
+import { parseArgs } from 'node:util';
+import { runChaos } from './harness.js';
+import { NEMESIS_KINDS, parseNemesisKinds } from './nemesis.js';
+
+function intFlag(name: string, v: string | undefined, dflt: number, min: number, max: number): number {
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < min || n > max) throw new Error(`--${name} must be an integer in [${min}, ${max}], got "${v}"`);
+  return n;
+}
+
+async function main(argv: string[]): Promise<number> {
+  let opts;
+  try {
+    const { values } = parseArgs({
+      args: argv,
+      options: {
+        nodes: { type: 'string' },
+        time: { type: 'string' },
+        seed: { type: 'string' },
+        nemesis: { type: 'string' },
+        clients: { type: 'string' },
+        keys: { type: 'string' },
+        'run-dir': { type: 'string' },
+        quiet: { type: 'boolean' },
+      },
+      strict: true,
+    });
+    const nodes = intFlag('nodes', values.nodes, 3, 3, 5);
+    if (nodes !== 3 && nodes !== 5) throw new Error('--nodes must be 3 or 5');
+    opts = {
+      nodes,
+      timeSeconds: intFlag('time', values.time, 60, 1, 24 * 3600),
+      seed: intFlag('seed', values.seed, Math.floor(Math.random() * 2 ** 31), 0, 2 ** 31),
+      nemeses: parseNemesisKinds(values.nemesis ?? NEMESIS_KINDS.join(',')),
+      clients: intFlag('clients', values.clients, 5, 1, 64),
+      keys: intFlag('keys', values.keys, 4, 1, 1000),
+      ...(values['run-dir'] !== undefined ? { runDir: values['run-dir'] } : {}),
+      ...(values.quiet === true ? {} : { log: (line: string) => process.stderr.write(line + '\n') }),
+    };
+  } catch (err) {
+    process.stderr.write(`chaos: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 64;
+  }
+  process.stdout.write(`chaos: seed ${opts.seed}, ${opts.nodes} nodes, ${opts.timeSeconds} s, nemesis ${opts.nemeses.join(',')}\n`);
+  const { runDir, report } = await runChaos(opts);
+  const r = report;
+  process.stdout.write(
+    [
+      `run folder: ${runDir}`,
+      `verdict: ${r.verdict.toUpperCase()}${r.reasons.length > 0 ? ' (' + r.reasons.join('; ') + ')' : ''}`,
+      `ops: ${r.ops.total} (${r.ops.ok} ok, ${r.ops.failed} failed, ${r.ops.indeterminate} indeterminate); faults: ${r.faults.length}; leader changes: ${r.leaderChanges}`,
+      `RPO: ${r.rpo.lostWrites} lost of ${r.rpo.acknowledgedWrites} acknowledged writes; linearizability: ${r.linearizability.verdict}`,
+      `RTO (ms) per fault: ${r.faults.map((f) => (f.rtoMs === null ? '—' : f.rtoMs.toFixed(0))).join(', ') || 'none'}`,
+      `see ${runDir}/report.md and ${runDir}/timeline.html`,
+      '',
+    ].join('\n'),
+  );
+  if (r.verdict === 'fail') return 1;
+  if (r.verdict === 'unknown') return 2;
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`chaos: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(1);
+  },
+);

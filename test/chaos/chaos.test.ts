@@ -1,0 +1,23 @@
+// A SHORT chaos run per nemesis on 3 real nodes (in CI). Needs `npm run build` (npm test builds first).
+// Replay a failure with the printed seed: SEED=<seed> npx vitest run test/chaos/chaos.test.ts
+import { describe, expect, it } from 'vitest';
+import { runChaos } from './harness.js';
+import { NEMESIS_KINDS } from './nemesis.js';
+
+const BASE_SEED = Number(process.env['SEED'] ?? 20261124);
+const SECONDS = Number(process.env['CHAOS_SECONDS'] ?? 15);
+
+describe('chaos (3 real nodes, ~15 s per nemesis)', () => {
+  NEMESIS_KINDS.forEach((kind, i) => {
+    it(`${kind}: linearizable, no acknowledged write lost`, async () => {
+      const seed = BASE_SEED + i;
+      const { report, runDir } = await runChaos({ nodes: 3, timeSeconds: SECONDS, seed, nemeses: [kind], clients: 4 });
+      const why = `seed ${seed}, run folder ${runDir}: ${report.reasons.join('; ')}`;
+      expect(report.faults.length, `no fault injected (${why})`).toBeGreaterThan(0);
+      expect(report.ops.ok, `no op acknowledged (${why})`).toBeGreaterThan(0);
+      expect(report.rpo.lostWrites, why).toBe(0);
+      expect(report.linearizability.verdict, why).toBe('ok');
+      expect(report.verdict, why).toBe('pass');
+    }, 100_000);
+  });
+});

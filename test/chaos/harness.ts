@@ -1,0 +1,427 @@
+// The chaos harness: a real cluster of `raftkv serve` processes (cluster/local-cluster.ts) whose peer links
+// go through fault-injecting proxies (proxy.ts), concurrent clients recording a history (history.ts), a
+// nemesis on a seeded schedule (nemesis.ts), then the checks (linearizability.ts) and the report (report.ts).
+//
+// Run folder layout: n<id>/data (data dirs), n<id>/raftkv.log (node logs), history.jsonl, report.json,
+// report.md, timeline.html, harness.log.
+import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { LocalCluster, REPO_ROOT, delay } from '../../cluster/local-cluster.js';
+import type { NodeId } from '../../src/raft/types.js';
+import { AdminClient, ChaosKvClient } from './chaos-client.js';
+import { HistoryRecorder, type HistoryOp, type OpKind, type Outcome } from './history.js';
+import { checkFinalState, checkLinearizability } from './linearizability.js';
+import { Nemesis, SeededRng, type ClusterControl, type NemesisKind } from './nemesis.js';
+import { ProxyMesh, type CutMode } from './proxy.js';
+import { buildReport, writeRunFiles, type ChaosReport, type LeaderObservation } from './report.js';
+
+export interface ChaosOptions {
+  readonly nodes: number; // 3 or 5
+  readonly timeSeconds: number; // how long the nemesis runs
+  readonly seed: number;
+  readonly nemeses: readonly NemesisKind[];
+  readonly runDir?: string; // default runs/chaos-<time>-seed<seed> in the repository
+  readonly clients?: number; // concurrent workers, default 5
+  readonly keys?: number; // key set size, default 4
+  readonly tickMs?: number; // default 50
+  readonly electionTicks?: number; // default 10
+  readonly holdMs?: readonly [number, number]; // fault duration, default [2000, 4000]
+  readonly quietMs?: readonly [number, number]; // between faults, default [1000, 2000]
+  readonly log?: (line: string) => void; // progress lines (default: none)
+}
+
+export interface ChaosResult {
+  readonly runDir: string;
+  readonly report: ChaosReport;
+  readonly history: readonly HistoryOp[];
+}
+
+const OP_TIMEOUT_MS = 2000; // one client op, retries included; past it the op is indeterminate
+const ATTEMPT_TIMEOUT_MS = 1000;
+const STATUS_TIMEOUT_MS = 300;
+const ADMIN_TIMEOUT_MS = 5000;
+
+async function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}
+
+/** Picks peer and client port bases whose 2n ports are free (the machine is shared: avoid fixed ports). */
+async function findPorts(nodes: number): Promise<{ peer: number; client: number }> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const base = 20_000 + Math.floor(Math.random() * 2000) * 20; // not from the seed: ports are not part of the schedule
+    const peer = base;
+    const client = base + 10;
+    let ok = true;
+    for (let id = 1; id <= nodes + 1 && ok; id++) ok = (await portFree(peer + id)) && (await portFree(client + id));
+    if (ok) return { peer, client };
+  }
+  throw new Error('no free port range found');
+}
+
+function tail(file: string, lines: number): string {
+  if (!existsSync(file)) return '(no log)';
+  return readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n');
+}
+
+/** The cluster as the nemesis sees it: processes, proxies and the admin API. */
+class RealCluster implements ClusterControl {
+  private readonly current = new Set<NodeId>(); // voters as far as the harness knows
+  private readonly joinState = new Map<NodeId, 'new' | 'existing'>(); // how each member was last started
+
+  constructor(
+    readonly cluster: LocalCluster,
+    readonly mesh: ProxyMesh,
+    readonly admin: AdminClient,
+    private readonly log: (msg: string) => void,
+  ) {
+    for (const id of cluster.ids()) {
+      this.current.add(id);
+      this.joinState.set(id, 'new');
+    }
+  }
+
+  members(): NodeId[] {
+    return [...this.current].sort((a, b) => a - b);
+  }
+
+  /** Every member's status (members that do not answer in time are left out). */
+  async statuses(): Promise<{ id: NodeId; role: string; term: number; leaderId: number; applied: number }[]> {
+    const ids = this.cluster.ids().filter((id) => this.cluster.isRunning(id));
+    const res = await Promise.all(
+      ids.map(async (id) => {
+        try {
+          const s = await this.admin.status(this.cluster.clientAddress(id), STATUS_TIMEOUT_MS);
+          return { id, role: s.role, term: s.term, leaderId: s.leaderId, applied: s.appliedIndex };
+        } catch {
+          return undefined; // down, paused or partitioned away from us: it simply does not count
+        }
+      }),
+    );
+    return res.filter((s): s is NonNullable<typeof s> => s !== undefined);
+  }
+
+  /** The leader with the highest term among members that say they lead. */
+  async leaderAndTerm(): Promise<{ leader: NodeId; term: number }> {
+    const st = await this.statuses();
+    let best: { leader: NodeId; term: number } = { leader: 0, term: Math.max(0, ...st.map((s) => s.term)) };
+    for (const s of st) if (s.role === 'leader' && this.current.has(s.id) && (best.leader === 0 || s.term > best.term)) best = { leader: s.id, term: s.term };
+    return best;
+  }
+
+  async leader(): Promise<NodeId | undefined> {
+    const l = await this.leaderAndTerm();
+    return l.leader === 0 ? undefined : l.leader;
+  }
+
+  async waitForLeader(timeoutMs: number): Promise<NodeId> {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      const l = await this.leader();
+      if (l !== undefined) return l;
+      if (Date.now() > until) throw new Error(`no leader within ${timeoutMs} ms`);
+      await delay(100);
+    }
+  }
+
+  async kill(id: NodeId): Promise<void> {
+    this.cluster.kill(id);
+    await this.cluster.waitExit(id);
+  }
+
+  async restart(id: NodeId): Promise<void> {
+    if (this.cluster.isRunning(id)) return;
+    this.cluster.start(id, { state: this.joinState.get(id) ?? 'new', members: this.members().includes(id) ? this.members() : [...this.members(), id] });
+    this.admin.drop(this.cluster.clientAddress(id));
+    await Promise.resolve();
+  }
+
+  pause(id: NodeId): void {
+    this.cluster.pause(id);
+  }
+
+  resume(id: NodeId): void {
+    this.cluster.resume(id);
+  }
+
+  partition(groups: readonly (readonly NodeId[])[], mode: CutMode): void {
+    this.mesh.partition(groups, mode);
+  }
+
+  bridge(left: readonly NodeId[], bridgeNode: NodeId, right: readonly NodeId[], mode: CutMode): void {
+    this.mesh.bridge(left, bridgeNode, right, mode);
+  }
+
+  oneWay(from: NodeId, to: NodeId, mode: CutMode): void {
+    this.mesh.oneWay(from, to, mode);
+  }
+
+  heal(): void {
+    this.mesh.heal();
+  }
+
+  /** Runs an admin call on the leader, following NOT_LEADER answers, for up to `timeoutMs`. */
+  private async onLeader<T>(what: string, fn: (address: string) => Promise<T>, timeoutMs = 15_000): Promise<T> {
+    const until = Date.now() + timeoutMs;
+    let lastError = '';
+    for (;;) {
+      const l = await this.leader();
+      if (l !== undefined) {
+        try {
+          return await fn(this.cluster.clientAddress(l));
+        } catch (err) {
+          lastError = err instanceof Error ? err.message : String(err);
+        }
+      }
+      if (Date.now() > until) throw new Error(`${what}: no success within ${timeoutMs} ms (${lastError || 'no leader'})`);
+      await delay(200);
+    }
+  }
+
+  async removeMember(id: NodeId): Promise<void> {
+    await this.onLeader(`remove member ${id}`, (addr) => this.admin.memberRemove(addr, id, ADMIN_TIMEOUT_MS));
+    this.current.delete(id);
+    // A removed member must not linger: stop it so it cannot disrupt the others.
+    if (this.cluster.isRunning(id)) await this.kill(id);
+  }
+
+  async wipeAndReadd(id: NodeId): Promise<void> {
+    if (this.cluster.isRunning(id)) await this.kill(id);
+    this.cluster.wipe(id);
+    const member = { id, peerAddress: this.cluster.peerAddress(id), clientAddress: this.cluster.clientAddress(id), learner: false };
+    await this.onLeader(`add member ${id}`, (addr) => this.admin.memberAdd(addr, member, ADMIN_TIMEOUT_MS));
+    this.current.add(id);
+    this.joinState.set(id, 'existing');
+    this.cluster.start(id, { state: 'existing', members: this.members() });
+    this.admin.drop(this.cluster.clientAddress(id));
+    this.log(`member ${id} re-added and started as 'existing'`);
+  }
+
+  async transferLeadership(from: NodeId, to: NodeId): Promise<void> {
+    await this.admin.transferLeader(this.cluster.clientAddress(from), to, ADMIN_TIMEOUT_MS);
+  }
+}
+
+/** One worker: a sequential client doing put / get / cas / delete over the key set with unique values. */
+async function worker(
+  client: number,
+  kv: ChaosKvClient,
+  recorder: HistoryRecorder,
+  keys: readonly string[],
+  rng: SeededRng,
+  stopped: () => boolean,
+): Promise<void> {
+  const lastSeen = new Map<string, string | null>(); // what this client last read or wrote per key
+  let n = 0;
+  while (!stopped()) {
+    const key = rng.pick(keys);
+    const r = rng.next();
+    const op: OpKind = r < 0.4 ? 'get' : r < 0.75 ? 'put' : r < 0.95 ? 'cas' : 'delete';
+    const value = op === 'put' || op === 'cas' ? `${client}-${++n}` : null;
+    const expected = op === 'cas' ? (rng.next() < 0.8 ? (lastSeen.get(key) ?? null) : `${client}-${Math.max(1, n - 1)}`) : null;
+    const slot = recorder.begin({ client, op, key, value, expected });
+    let outcome: Outcome;
+    switch (op) {
+      case 'get':
+        outcome = (await kv.get(key)).outcome;
+        if (outcome.kind === 'ok') lastSeen.set(key, outcome.result);
+        break;
+      case 'put':
+        outcome = (await kv.put(key, value ?? '')).outcome;
+        if (outcome.kind === 'ok') lastSeen.set(key, value);
+        break;
+      case 'cas':
+        outcome = (await kv.cas(key, expected, value ?? '')).outcome;
+        if (outcome.kind === 'ok' && outcome.result === 'true') lastSeen.set(key, value);
+        break;
+      case 'delete':
+        outcome = (await kv.delete(key)).outcome;
+        if (outcome.kind === 'ok') lastSeen.set(key, null);
+        break;
+      default: {
+        const never: never = op;
+        throw new Error(`unknown op ${String(never)}`);
+      }
+    }
+    // ok for put/delete carries no result; the history format wants null there.
+    if (outcome.kind === 'ok' && (op === 'put' || op === 'delete')) outcome = { kind: 'ok', result: null };
+    recorder.end(slot, outcome);
+    await delay(5 + rng.int(10)); // think time: keeps 2 shared cores usable
+  }
+}
+
+export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
+  const startedAt = new Date().toISOString();
+  const runDir = opts.runDir ?? join(REPO_ROOT, 'runs', `chaos-${startedAt.replace(/[:.]/g, '-')}-seed${opts.seed}`);
+  mkdirSync(runDir, { recursive: true });
+  const harnessLog = join(runDir, 'harness.log');
+  const recorder = new HistoryRecorder();
+  const log = (msg: string): void => {
+    const line = `${(recorder.now() / 1e9).toFixed(3)}s ${msg}`;
+    appendFileSync(harnessLog, line + '\n');
+    opts.log?.(line);
+  };
+  const clients = opts.clients ?? 5;
+  const keys = Array.from({ length: opts.keys ?? 4 }, (_, i) => `k${i}`);
+  const tickMs = opts.tickMs ?? 50;
+  const electionTicks = opts.electionTicks ?? 10;
+  const notes: string[] = [];
+  if (!existsSync(join(REPO_ROOT, 'dist', 'src', 'cli', 'main.js'))) {
+    throw new Error('dist/src/cli/main.js is missing: run `npm run build` first');
+  }
+
+  const ports = await findPorts(opts.nodes);
+  const peerAddresses = new Map<NodeId, string>();
+  for (let id = 1; id <= opts.nodes; id++) peerAddresses.set(id, `127.0.0.1:${ports.peer + id}`);
+  const mesh = new ProxyMesh(peerAddresses);
+  await mesh.start();
+  const cluster = new LocalCluster({
+    nodes: opts.nodes,
+    dir: runDir,
+    clusterId: `chaos-${opts.seed}`,
+    basePeerPort: ports.peer,
+    baseClientPort: ports.client,
+    tickMs,
+    electionTicks,
+    logLevel: 'info',
+    extraArgs: (id) => ['--dial-override', mesh.dialOverride(id)],
+  });
+  const admin = new AdminClient();
+  const real = new RealCluster(cluster, mesh, admin, log);
+  const kvClients: ChaosKvClient[] = [];
+  const leaders: LeaderObservation[] = [];
+  let monitorStop = false;
+  let monitor: Promise<void> = Promise.resolve();
+  let finalValues: Map<string, string | null> | undefined;
+  let nemesis: Nemesis | undefined;
+  try {
+    log(`run folder ${runDir}; seed ${opts.seed}; ${opts.nodes} nodes; nemesis ${opts.nemeses.join(',')}; ports ${ports.peer}/${ports.client}`);
+    cluster.up();
+    try {
+      const l = await real.waitForLeader(30_000);
+      log(`leader ${l} elected`);
+    } catch (err) {
+      const logs = cluster.ids().map((id) => `--- n${id}:\n${tail(cluster.logFile(id), 8)}`).join('\n');
+      throw new Error(`${err instanceof Error ? err.message : String(err)} after starting the cluster; node logs:\n${logs}`);
+    }
+
+    monitor = (async () => {
+      let last = '';
+      while (!monitorStop) {
+        const l = await real.leaderAndTerm();
+        const k = `${l.leader}/${l.term}`;
+        if (k !== last) {
+          leaders.push({ ns: recorder.now(), leader: l.leader, term: l.term });
+          last = k;
+        }
+        await delay(200);
+      }
+    })();
+
+    const endpoints = cluster.ids().map((id) => cluster.clientAddress(id));
+    const nonce = Date.now().toString(36);
+    let workersStopped = false;
+    const workers: Promise<void>[] = [];
+    for (let c = 1; c <= clients; c++) {
+      const kv = new ChaosKvClient({
+        endpoints: [...endpoints.slice(c % endpoints.length), ...endpoints.slice(0, c % endpoints.length)],
+        clientId: `chaos-${opts.seed}-${nonce}-${c}`,
+        opTimeoutMs: OP_TIMEOUT_MS,
+        attemptTimeoutMs: ATTEMPT_TIMEOUT_MS,
+        retryBackoffMs: 50,
+      });
+      kvClients.push(kv);
+      workers.push(worker(c, kv, recorder, keys, new SeededRng(opts.seed * 1000 + c), () => workersStopped));
+    }
+
+    const nem = new Nemesis(
+      real,
+      new SeededRng(opts.seed),
+      {
+        kinds: opts.nemeses,
+        holdMs: opts.holdMs ?? [2000, 4000],
+        quietMs: opts.quietMs ?? [1000, 2000],
+        pauseMinMs: 3 * tickMs * electionTicks,
+      },
+      () => recorder.now(),
+      log,
+    );
+    nemesis = nem;
+    const nemesisDone = nem.run();
+    await delay(opts.timeSeconds * 1000);
+    log('time is up: stopping the nemesis');
+    nem.stop();
+    await nemesisDone;
+    await nem.healAll();
+    workersStopped = true;
+    await Promise.all(workers);
+    log(`clients stopped after ${recorder.size} ops`);
+
+    // Final read of every key on a healed cluster: what survived.
+    for (const id of real.members()) if (!cluster.isRunning(id)) await real.restart(id);
+    try {
+      await real.waitForLeader(30_000);
+      const reader = new ChaosKvClient({ endpoints, clientId: `chaos-${opts.seed}-${nonce}-final`, opTimeoutMs: 3000, attemptTimeoutMs: 1000, retryBackoffMs: 100 });
+      kvClients.push(reader);
+      const values = new Map<string, string | null>();
+      const until = Date.now() + 30_000;
+      for (const key of keys) {
+        for (;;) {
+          const slot = recorder.begin({ client: 0, op: 'get', key, value: null, expected: null });
+          const r = await reader.get(key);
+          recorder.end(slot, r.outcome);
+          if (r.outcome.kind === 'ok') {
+            values.set(key, r.outcome.result);
+            break;
+          }
+          if (Date.now() > until) throw new Error(`final read of ${key} failed: ${r.lastError ?? ''}`);
+        }
+      }
+      finalValues = values;
+      log(`final values ${JSON.stringify(Object.fromEntries(values))}`);
+    } catch (err) {
+      notes.push(`final read failed: ${err instanceof Error ? err.message : String(err)}`);
+      log(notes[notes.length - 1] ?? '');
+    }
+  } finally {
+    nemesis?.stop();
+    monitorStop = true;
+    await monitor;
+    for (const kv of kvClients) kv.close();
+    admin.close();
+    for (const id of cluster.ids()) cluster.resume(id);
+    await cluster.down();
+    await mesh.stop();
+  }
+
+  const history = recorder.finish();
+  const faults = nemesis?.faults ?? [];
+  for (const f of faults) if (f.error !== undefined) notes.push(`fault "${f.detail}": ${f.error}`);
+  const linearizability = checkLinearizability(history);
+  const finalState = checkFinalState(history, finalValues ?? new Map());
+  const report = buildReport({
+    runDir,
+    seed: opts.seed,
+    nodes: opts.nodes,
+    timeSeconds: opts.timeSeconds,
+    nemeses: opts.nemeses,
+    clients,
+    keys,
+    startedAt,
+    durationNs: recorder.now(),
+    history,
+    faults,
+    leaders,
+    finalValues,
+    linearizability,
+    finalState,
+    notes,
+  });
+  writeRunFiles(runDir, report, history);
+  log(`verdict ${report.verdict}${report.reasons.length > 0 ? ': ' + report.reasons.join('; ') : ''}`);
+  return { runDir, report, history };
+}

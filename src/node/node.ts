@@ -1,0 +1,1178 @@
+// The driver loop: one per node. It owns the Raft core (RawNode), the WAL, the state machine and the
+// transport, and is the only code that awaits. Every input goes through a bounded inbox; the loop drains it
+// into the core synchronously, then handles the core's Ready: send `messages`, persist (snapshot install,
+// WAL append + hard state, one fsync for everything queued meanwhile: group commit), send
+// `messagesAfterPersist`, apply committed entries in one batch, answer writes and reads, advance.
+//
+// Data directory layout: node.json (identity, see identity.ts), wal/ (WalStorage), kv/ (LevelDB state
+// machine), snap/ (state machine snapshot files), snap-inbox/ (snapshots received from a leader).
+//
+// Bootstrap and restarts (what this driver does, and what it leaves to the operator):
+// - 'new' on an empty directory: records initialMembers as the state machine's member table (kv bootstrap)
+//   and a snapshot at index 0 / term 0 carrying them as voters in the WAL: every initial member starts from
+//   the same (empty) log and membership.
+// - 'new' on a directory with a log: an ordinary restart; initialMembers are ignored.
+// - 'existing' on an empty directory: starts with no membership, never campaigns, and waits for the leader
+//   to send the log or a snapshot. The peers it can answer are initialMembers until it learns the table.
+// - A member that lost its directory must be removed and re-added (member remove / member add) before it
+//   restarts with 'existing'; starting it with 'new' on an empty directory makes it a second, diverging
+//   cluster history: that is the operator's error and is documented, not detected.
+import { randomInt } from 'node:crypto';
+import { mkdir, readdir, rm } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import type { pino } from 'pino';
+import { decodeConfChange } from '../raft/conf-change.js';
+import { defaultRaftConfig } from '../raft/config.js';
+import { RaftError, isRaftError } from '../raft/errors.js';
+import { RawNode } from '../raft/raw-node.js';
+import { seededRng } from '../raft/rng.js';
+import type {
+  ConfChange,
+  Entry,
+  Index,
+  Message,
+  NodeId,
+  ReadState,
+  Ready,
+  Rng,
+  Role,
+  Snapshot,
+  SnapshotMessage,
+  SoftState,
+  Term,
+} from '../raft/types.js';
+import { NONE } from '../raft/types.js';
+import type { Command, CommandResult, RangeRequest, RangeResult } from '../kv/types.js';
+import { encodeEnvelope } from '../kv/codec.js';
+import { encodeMemberContext } from '../kv/state-machine.js';
+import { validateCommand, validateRange } from '../kv/validate.js';
+import { KvStateMachine } from '../kv/state-machine.js';
+import { WalStorage } from '../storage/wal-storage.js';
+import type { Transport } from '../transport/transport.js';
+import type { KvNode, Member, NodeStatus, ReadOptions, ResponseHeader, WriteOptions } from './api.js';
+import type { Clock } from './clock.js';
+import { systemClock } from './clock.js';
+import type { NodeConfig } from './config.js';
+import { RaftKvError, isRaftKvError } from './errors.js';
+import type { LeaderHint } from './errors.js';
+import { checkDataDirIdentity } from './identity.js';
+import { Inbox } from './inbox.js';
+import type { DurableLog, SnapshotFile, StateMachine } from './ports.js';
+import { PendingRequest } from './request.js';
+
+export interface NodeDeps {
+  transport: Transport;
+  logger: pino.Logger;
+  /** The core's randomness (election timeouts). Default: seeded from crypto, the seed logged. */
+  rng?: Rng;
+  /** Ticks, deadlines and retries. Default: the system clock (setInterval / setTimeout / Date.now). */
+  clock?: Clock;
+}
+
+/** The durable pieces a node runs on; startNode opens the real ones, tests may open them themselves. */
+export interface NodeStores {
+  wal: DurableLog;
+  stateMachine: StateMachine;
+}
+
+export type WriteReply = { header: ResponseHeader; result: CommandResult };
+export type ReadReply = { header: ResponseHeader; result: RangeResult };
+
+/** Counters of the driver loop (tests check group commit with them). */
+export interface DriverStats {
+  turns: number; // loop iterations that drained the inbox
+  readies: number; // Ready bundles handled
+  syncs: number; // WAL fsyncs (mustSync Readies)
+  entriesPersisted: number; // entries appended to the WAL
+  entriesApplied: number; // committed entries applied to the state machine
+  proposals: number; // client writes proposed to the core
+  readBatches: number; // ReadIndex rounds started (one per loop turn with linearizable reads)
+  snapshotsTaken: number; // state machine snapshots written by this node
+  snapshotsSent: number; // snapshot files sent to followers
+  snapshotsInstalled: number; // snapshots received from a leader and installed
+  droppedPeerMessages: number; // peer message batches dropped because the inbox was full
+}
+
+type AdminReply = readonly Member[];
+
+type InboxItem =
+  | { readonly type: 'messages'; readonly messages: readonly Message[] }
+  | { readonly type: 'snapshot'; readonly message: SnapshotMessage; readonly filePath: string }
+  | { readonly type: 'peer-unreachable'; readonly peer: NodeId }
+  | { readonly type: 'snapshot-status'; readonly peer: NodeId; readonly ok: boolean }
+  | { readonly type: 'propose'; readonly data: Uint8Array; readonly request: PendingRequest<WriteReply> }
+  | { readonly type: 'read'; readonly range: RangeRequest; readonly request: PendingRequest<ReadReply> }
+  | { readonly type: 'conf-change'; readonly cc: ConfChange; readonly request: PendingRequest<AdminReply> }
+  | { readonly type: 'transfer'; readonly to: NodeId; readonly request: PendingRequest<void> }
+  | { readonly type: 'save-snapshot'; readonly request: PendingRequest<string> };
+
+/** A proposal in the core, awaiting the entry at its index. */
+type PendingProposal =
+  | { readonly kind: 'write'; readonly term: Term; readonly request: PendingRequest<WriteReply> }
+  | { readonly kind: 'conf-change'; readonly term: Term; readonly request: PendingRequest<AdminReply> };
+
+interface PendingRead {
+  readonly range: RangeRequest;
+  readonly request: PendingRequest<ReadReply>;
+}
+
+/** The linearizable reads of one loop turn, behind one ReadIndex context. */
+interface ReadBatch {
+  readonly reads: readonly PendingRead[];
+  index: Index | undefined; // the read index, once the leader confirmed it (ReadState)
+}
+
+const DISK_FULL_RETRY_MS = 1000;
+const MAX_TICKS_PER_TURN_FACTOR = 2; // a stalled loop catches up at most 2 election timeouts of ticks at once
+
+function assert(cond: unknown, msg: string): asserts cond {
+  if (!cond) throw new Error(`node invariant violated: ${msg}`);
+}
+
+function assertNever(x: never): never {
+  throw new Error(`unexpected value: ${JSON.stringify(x)}`);
+}
+
+function contextKey(ctx: Uint8Array): string {
+  return Buffer.from(ctx.buffer, ctx.byteOffset, ctx.byteLength).toString('hex');
+}
+
+export function validateNodeConfig(c: NodeConfig): void {
+  const bad = (msg: string): never => {
+    throw new RaftKvError('INVALID_ARGUMENT', `node config: ${msg}`);
+  };
+  if (!Number.isInteger(c.id) || c.id <= 0 || c.id >= 2 ** 31) bad(`id must be a positive integer below 2^31, got ${c.id}`);
+  if (c.clusterId === '') bad('clusterId must not be empty');
+  if (c.dataDir === '') bad('dataDir must not be empty');
+  if (!(c.tickIntervalMs > 0)) bad(`tickIntervalMs must be positive, got ${c.tickIntervalMs}`);
+  if (!(c.heartbeatIntervalTicks >= 1)) bad('heartbeatIntervalTicks must be >= 1');
+  if (!(c.electionTimeoutTicks > c.heartbeatIntervalTicks)) bad('electionTimeoutTicks must exceed heartbeatIntervalTicks');
+  if (!(c.snapshotEveryEntries >= 1)) bad('snapshotEveryEntries must be >= 1');
+  if (!(c.snapshotsKept >= 1)) bad('snapshotsKept must be >= 1');
+  if (!(c.maxInboxItems >= 1)) bad('maxInboxItems must be >= 1');
+  if (!(c.maxPendingProposals >= 1)) bad('maxPendingProposals must be >= 1');
+  if (!(c.maxPendingReads >= 1)) bad('maxPendingReads must be >= 1');
+  if (c.initialClusterState === 'new' && !c.initialMembers.some((m) => m.id === c.id)) {
+    bad(`initialMembers must include this node (${c.id}) when initialClusterState is 'new'`);
+  }
+  const ids = new Set<NodeId>();
+  for (const m of c.initialMembers) {
+    if (!Number.isInteger(m.id) || m.id <= 0) bad(`initial member id ${m.id} is not a positive integer`);
+    if (ids.has(m.id)) bad(`initial member ${m.id} listed twice`);
+    ids.add(m.id);
+  }
+}
+
+/** Maps the core's typed errors to the node's. */
+function fromRaftError(err: RaftError, hint: LeaderHint): RaftKvError {
+  switch (err.code) {
+    case 'NOT_LEADER':
+      return new RaftKvError('NOT_LEADER', err.message, hint);
+    case 'TRANSFER_IN_PROGRESS':
+      return new RaftKvError('UNAVAILABLE', `leadership transfer in progress: ${err.message}`, hint);
+    case 'UNCOMMITTED_LIMIT':
+      return new RaftKvError('RESOURCE_EXHAUSTED', `too many uncommitted entries: ${err.message}`);
+    case 'CONF_CHANGE_PENDING':
+      return new RaftKvError('FAILED_PRECONDITION', `a membership change is pending: ${err.message}`);
+    case 'INVALID_CONF_CHANGE':
+      return new RaftKvError('FAILED_PRECONDITION', `invalid membership change: ${err.message}`);
+    case 'PROPOSAL_TOO_LARGE':
+      return new RaftKvError('INVALID_ARGUMENT', `proposal too large: ${err.message}`);
+    case 'UNAVAILABLE':
+      return new RaftKvError('UNAVAILABLE', err.message, hint);
+    case 'COMPACTED':
+    case 'SNAPSHOT_OUT_OF_DATE':
+      return new RaftKvError('UNAVAILABLE', `storage: ${err.message}`);
+    default:
+      return assertNever(err.code);
+  }
+}
+
+/**
+ * Starts a node: checks (or records) the data directory's identity, opens the WAL (bootstrapping the voters
+ * of a 'new' cluster in an empty directory) and the state machine, recovers, then runs the loop.
+ * Rejects with RaftKvError: INVALID_ARGUMENT (config), CLUSTER_MISMATCH (directory of another node or
+ * cluster), DATA_CORRUPTION (unreadable WAL, state machine or identity).
+ */
+export async function startNode(config: NodeConfig, deps: NodeDeps): Promise<RaftKvNode> {
+  validateNodeConfig(config);
+  await checkDataDirIdentity(config.dataDir, { nodeId: config.id, clusterId: config.clusterId });
+  const logger = deps.logger.child({ nodeId: config.id });
+  const voters = config.initialMembers.map((m) => m.id).sort((a, b) => a - b);
+  const wal = await WalStorage.open(join(config.dataDir, 'wal'), {
+    segmentSizeBytes: config.walSegmentSizeBytes,
+    logger: (level, msg, fields) => logger[level]({ ...fields }, msg),
+    ...(config.initialClusterState === 'new' ? { initialConfState: { voters, learners: [] } } : {}),
+  });
+  let sm: KvStateMachine;
+  try {
+    sm = await KvStateMachine.open(join(config.dataDir, 'kv'), { limits: config.kvLimits, logger });
+  } catch (err) {
+    await wal.close();
+    throw err;
+  }
+  try {
+    return await RaftKvNode.start(config, { ...deps, logger }, { wal, stateMachine: sm });
+  } catch (err) {
+    await sm.close();
+    await wal.close();
+    throw err;
+  }
+}
+
+export class RaftKvNode implements KvNode {
+  readonly id: NodeId;
+  readonly stats: DriverStats = {
+    turns: 0,
+    readies: 0,
+    syncs: 0,
+    entriesPersisted: 0,
+    entriesApplied: 0,
+    proposals: 0,
+    readBatches: 0,
+    snapshotsTaken: 0,
+    snapshotsSent: 0,
+    snapshotsInstalled: 0,
+    droppedPeerMessages: 0,
+  };
+
+  private readonly log: pino.Logger;
+  private readonly clock: Clock;
+  private readonly inbox: Inbox<InboxItem>;
+  private readonly snapDir: string;
+  private readonly snapInboxDir: string;
+  private pendingTicks = 0; // ticks fired since the loop last drained (coalesced, not inbox items)
+  private cancelTick: (() => void) | undefined; // stops the tick timer
+  private role: Role = 'follower'; // last soft state seen from the core
+  private leaderId: NodeId = NONE; // last known leader (NONE = unknown)
+  private term: Term = 0; // last hard state term seen
+  private commitIndex: Index = 0; // last hard state commit seen
+  private readonly proposals = new Map<Index, PendingProposal>(); // proposals in the core, by log index
+  private pendingWriteCount = 0; // unsettled writes + admin changes (queued or proposed) <= maxPendingProposals
+  private pendingReadCount = 0; // unsettled linearizable reads <= maxPendingReads
+  private readSeq = 0; // ReadIndex context counter
+  private readonly readBatches = new Map<string, ReadBatch>(); // awaiting their ReadState, by context
+  private readyReads: ReadBatch[] = []; // read index known, awaiting apply
+  private readonly transferWaiters: { to: NodeId; request: PendingRequest<void> }[] = [];
+  private snapshotRequests: PendingRequest<string>[] = []; // saveSnapshot() callers awaiting the next snapshot
+  private lastSnapshot: SnapshotFile | undefined; // newest local snapshot file (what we send to followers)
+  private lastSnapshotIndex: Index; // applied index of the last snapshot taken or installed
+  private readonly receivedSnapshots = new Map<Index, string>(); // verified files from a leader, by index
+  private inflightSnapshotSends = 0; // sendSnapshot() calls not yet reported back
+  private inflightReads = 0; // reads being served from the state machine
+  private diskFull = false; // the WAL refused a write with ENOSPC; writes are refused until a retry succeeds
+  private stopping = false; // stop() called: new requests are refused
+  private loopStopped = false; // the loop has exited
+  private failure: Error | undefined; // a fatal error ended the loop
+  private wakeDiskRetry: (() => void) | undefined; // interrupts the disk-full retry wait
+  private loopDone: Promise<void> = Promise.resolve(); // resolves when the loop exits
+  private loopWaiting = false; // the loop is parked in inbox.wait()
+  private idleWaiters: (() => void)[] = []; // whenIdle() callers
+  private stopPromise: Promise<void> | undefined; // set by the first stop() call
+  private peerIds = new Set<NodeId>(); // peers given to the transport
+
+  private constructor(
+    private readonly config: NodeConfig,
+    private readonly deps: NodeDeps,
+    private readonly wal: DurableLog,
+    private readonly sm: StateMachine,
+    private readonly rawNode: RawNode,
+    logger: pino.Logger,
+  ) {
+    this.id = config.id;
+    this.log = logger;
+    this.clock = deps.clock ?? systemClock;
+    this.inbox = new Inbox<InboxItem>(config.maxInboxItems);
+    this.snapDir = join(config.dataDir, 'snap');
+    this.snapInboxDir = join(config.dataDir, 'snap-inbox');
+    this.lastSnapshotIndex = sm.appliedIndex;
+    const st = rawNode.status();
+    this.term = st.term;
+    this.commitIndex = st.commit;
+    this.role = st.role;
+    this.leaderId = st.leader;
+  }
+
+  /** Opens (or bootstraps) a node on `stores` and starts its loop, timer and transport. */
+  static async start(config: NodeConfig, deps: NodeDeps, stores: NodeStores): Promise<RaftKvNode> {
+    const { wal, stateMachine: sm } = stores;
+    const logger = deps.logger;
+    const snapDir = join(config.dataDir, 'snap');
+    await mkdir(snapDir, { recursive: true });
+    await mkdir(join(config.dataDir, 'snap-inbox'), { recursive: true });
+    await RaftKvNode.recover(config, wal, sm, snapDir, logger);
+
+    let rng = deps.rng;
+    if (rng === undefined) {
+      const seed = randomInt(2 ** 31);
+      logger.info({ seed }, 'election timeout rng seeded');
+      rng = seededRng(seed);
+    }
+    const raftConfig = {
+      ...defaultRaftConfig(config.id, rng),
+      electionTimeoutTicks: config.electionTimeoutTicks,
+      heartbeatIntervalTicks: config.heartbeatIntervalTicks,
+      applied: sm.appliedIndex,
+    };
+    const rawNode = new RawNode(raftConfig, wal);
+    const node = new RaftKvNode(config, deps, wal, sm, rawNode, logger);
+    node.lastSnapshot = await sm.latestSnapshot(snapDir);
+    await node.cleanSnapshotInbox();
+    node.updatePeers();
+    await deps.transport.start({
+      onMessages: (messages) => node.onPeerMessages(messages),
+      onSnapshot: (message, filePath) => node.onPeerSnapshot(message, filePath),
+      onPeerUnreachable: (peer) => node.enqueueInternal({ type: 'peer-unreachable', peer }),
+    });
+    node.cancelTick = node.clock.setInterval(() => {
+      node.pendingTicks++;
+      node.inbox.notify();
+    }, config.tickIntervalMs);
+    node.loopDone = node.run();
+    const st = rawNode.status();
+    logger.info(
+      { term: st.term, role: st.role, commit: st.commit, applied: sm.appliedIndex, lastIndex: st.lastIndex, voters: st.confState.voters, learners: st.confState.learners },
+      'node started',
+    );
+    return node;
+  }
+
+  /** Bootstraps an empty directory, and reconciles the WAL with the state machine after a crash. */
+  private static async recover(config: NodeConfig, wal: DurableLog, sm: StateMachine, snapDir: string, log: pino.Logger): Promise<void> {
+    const walState = wal.initialState();
+    if (sm.appliedIndex === 0 && sm.members().length === 0 && wal.snapshot().metadata.index === 0 && wal.lastIndex() === 0) {
+      if (config.initialClusterState === 'new') {
+        // A brand-new member (or one whose bootstrap a crash interrupted): the WAL was created with the
+        // voters (openStores passes initialConfState); record the member table in the state machine.
+        const members: Member[] = [...config.initialMembers]
+          .sort((x, y) => x.id - y.id)
+          .map((m) => ({ id: m.id, peerAddress: m.peerAddress, clientAddress: m.clientAddress, learner: false }));
+        const voters = members.map((m) => m.id);
+        const walVoters = [...walState.confState.voters].sort((x, y) => x - y);
+        if (walVoters.join(',') !== voters.join(',') || walState.confState.learners.length > 0) {
+          throw new RaftKvError(
+            'CLUSTER_MISMATCH',
+            `the log in ${config.dataDir} starts with voters [${walVoters.join(',')}], not initialMembers [${voters.join(',')}]`,
+          );
+        }
+        await sm.bootstrap(members);
+        log.info({ voters }, 'bootstrapped a new cluster');
+      } else {
+        log.info('empty data directory joining an existing cluster: waiting for the leader to send the log');
+      }
+      return;
+    }
+    const walSnap = wal.snapshot().metadata;
+    if (sm.appliedIndex < walSnap.index) {
+      // The WAL was compacted past what the state machine holds (its last writes were lost): restore the
+      // newest snapshot file, which must cover the WAL's snapshot.
+      const latest = await sm.latestSnapshot(snapDir);
+      if (latest === undefined || latest.metadata.index < walSnap.index) {
+        throw new RaftKvError(
+          'DATA_CORRUPTION',
+          `state machine at index ${sm.appliedIndex} is behind the log's snapshot at ${walSnap.index}, and no snapshot file in ${snapDir} covers it`,
+        );
+      }
+      log.warn({ applied: sm.appliedIndex, snapshotIndex: latest.metadata.index }, 'state machine behind the log: restoring snapshot');
+      await sm.restoreSnapshot(latest.path);
+    }
+    const hs = wal.initialState().hardState;
+    if (sm.appliedIndex > hs.commit) {
+      // The state machine is ahead of the durable commit index: either the hard state's commit was not yet
+      // synced, or a received snapshot was restored before the log recorded it. Both are committed state.
+      let termAt: Term | undefined;
+      if (sm.appliedIndex >= wal.firstIndex() - 1 && sm.appliedIndex <= wal.lastIndex()) termAt = wal.term(sm.appliedIndex);
+      if (termAt === sm.appliedTerm) {
+        await wal.setHardState({ ...hs, commit: sm.appliedIndex });
+      } else {
+        log.warn({ applied: sm.appliedIndex, commit: hs.commit }, 'log behind the state machine: recording its snapshot in the log');
+        await wal.applySnapshot({ metadata: { index: sm.appliedIndex, term: sm.appliedTerm, confState: sm.confState() } });
+        const after = wal.initialState().hardState;
+        if (after.commit < sm.appliedIndex) await wal.setHardState({ ...after, commit: sm.appliedIndex });
+      }
+      await wal.sync();
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // Client API (KvNode). Nothing here touches the core: requests are checked against the last known soft
+  // state (fail fast), then queued for the loop.
+
+  async write(command: Command, opts: WriteOptions): Promise<WriteReply> {
+    this.checkAcceptingWrites();
+    validateCommand(command, this.config.kvLimits);
+    const data = encodeEnvelope({ clientId: opts.clientId, seq: opts.seq, command });
+    const request = this.newWriteSlot<WriteReply>(opts.deadlineMs, 'write');
+    this.enqueueRequest({ type: 'propose', data, request }, request);
+    return request.promise;
+  }
+
+  async read(range: RangeRequest, opts: ReadOptions): Promise<ReadReply> {
+    this.checkRunning();
+    validateRange(range, this.config.kvLimits);
+    if (opts.serializable) {
+      const index = this.sm.appliedIndex;
+      const result = await this.sm.range(range);
+      return { result, header: this.header(index) };
+    }
+    this.checkLeader();
+    if (this.pendingReadCount >= this.config.maxPendingReads) {
+      throw new RaftKvError('RESOURCE_EXHAUSTED', `too many pending linearizable reads (maxPendingReads ${this.config.maxPendingReads})`);
+    }
+    this.pendingReadCount++;
+    const request = new PendingRequest<ReadReply>(this.clock, opts.deadlineMs, 'read', () => {
+      this.pendingReadCount--;
+    });
+    this.enqueueRequest({ type: 'read', range, request }, request);
+    return request.promise;
+  }
+
+  status(): NodeStatus {
+    const st = this.rawNode.status();
+    return {
+      id: this.id,
+      clusterId: this.config.clusterId,
+      clientAddress: this.config.advertiseClient,
+      role: st.role,
+      term: st.term,
+      leaderId: st.leader,
+      commitIndex: st.commit,
+      appliedIndex: this.sm.appliedIndex,
+      lastLogIndex: st.lastIndex,
+      snapshotIndex: this.wal.snapshot().metadata.index,
+      dataSizeBytes: 0,
+      members: this.members(),
+      progress: [...st.progress.entries()]
+        .filter(([id]) => id !== this.id)
+        .map(([id, p]) => ({ id, match: p.match, state: p.state }))
+        .sort((a, b) => a.id - b.id),
+    };
+  }
+
+  members(): readonly Member[] {
+    return this.sm.members();
+  }
+
+  async addMember(member: Member, deadlineMs: number): Promise<readonly Member[]> {
+    if (!Number.isInteger(member.id) || member.id <= 0 || member.id >= 2 ** 31) {
+      throw new RaftKvError('INVALID_ARGUMENT', `member id must be a positive integer below 2^31, got ${member.id}`);
+    }
+    if (this.members().some((m) => m.id === member.id)) {
+      throw new RaftKvError('FAILED_PRECONDITION', `member ${member.id} already exists`);
+    }
+    return this.proposeConfChange(
+      { type: member.learner ? 'add-learner' : 'add-voter', nodeId: member.id, context: encodeMemberContext(member) },
+      deadlineMs,
+    );
+  }
+
+  async removeMember(id: NodeId, deadlineMs: number): Promise<readonly Member[]> {
+    if (!this.members().some((m) => m.id === id)) throw new RaftKvError('NOT_FOUND', `no member ${id}`);
+    return this.proposeConfChange({ type: 'remove', nodeId: id, context: new Uint8Array(0) }, deadlineMs);
+  }
+
+  async promoteLearner(id: NodeId, deadlineMs: number): Promise<readonly Member[]> {
+    const m = this.members().find((x) => x.id === id);
+    if (m === undefined) throw new RaftKvError('NOT_FOUND', `no member ${id}`);
+    if (!m.learner) throw new RaftKvError('FAILED_PRECONDITION', `member ${id} is already a voter`);
+    return this.proposeConfChange({ type: 'add-voter', nodeId: id, context: encodeMemberContext(m) }, deadlineMs);
+  }
+
+  async transferLeadership(to: NodeId, deadlineMs: number): Promise<void> {
+    this.checkRunning();
+    const m = this.members().find((x) => x.id === to);
+    if (m === undefined) throw new RaftKvError('NOT_FOUND', `no member ${to}`);
+    if (m.learner) throw new RaftKvError('FAILED_PRECONDITION', `member ${to} is a learner and cannot lead`);
+    this.checkLeader();
+    if (to === this.id) return;
+    const request = new PendingRequest<void>(this.clock, deadlineMs, `transfer leadership to ${to}`, () => undefined);
+    this.enqueueRequest({ type: 'transfer', to, request }, request);
+    return request.promise;
+  }
+
+  async saveSnapshot(): Promise<string> {
+    this.checkRunning();
+    const request = new PendingRequest<string>(this.clock, this.clock.now() + 10 * 60_000, 'snapshot', () => undefined);
+    this.enqueueRequest({ type: 'save-snapshot', request }, request);
+    return request.promise;
+  }
+
+  stop(): Promise<void> {
+    this.stopPromise ??= this.doStop();
+    return this.stopPromise;
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // Test and operator helpers.
+
+  /** Resolves when the loop is parked with nothing to do (no input, no Ready, nothing in flight). */
+  whenIdle(): Promise<void> {
+    if (this.isIdle()) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  isIdle(): boolean {
+    return (
+      this.loopStopped ||
+      (this.loopWaiting && this.inbox.size === 0 && this.pendingTicks === 0 && this.inflightSnapshotSends === 0 && this.inflightReads === 0)
+    );
+  }
+
+  /** The last known leader (NONE if unknown) and this node's role, as of the last Ready. */
+  get knownLeader(): NodeId {
+    return this.leaderId;
+  }
+
+  get isDiskFull(): boolean {
+    return this.diskFull;
+  }
+
+  /** The fatal error that stopped the loop, if any. */
+  get fatalError(): Error | undefined {
+    return this.failure;
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // Admission.
+
+  private checkRunning(): void {
+    if (this.failure !== undefined) throw new RaftKvError('UNAVAILABLE', `node ${this.id} failed: ${this.failure.message}`);
+    if (this.stopping) throw new RaftKvError('UNAVAILABLE', `node ${this.id} is stopping`);
+  }
+
+  private checkAcceptingWrites(): void {
+    this.checkRunning();
+    if (this.diskFull) throw new RaftKvError('DISK_FULL', `node ${this.id}: the disk is full; writes resume when space returns`);
+    this.checkLeader();
+  }
+
+  /** Fail fast: NOT_LEADER with a hint on a follower, UNAVAILABLE with no known leader. */
+  private checkLeader(): void {
+    if (this.leaderId === this.id && this.role === 'leader') return;
+    throw this.notLeaderError();
+  }
+
+  private leaderHint(): LeaderHint {
+    const m = this.leaderId === NONE ? undefined : this.members().find((x) => x.id === this.leaderId);
+    return { leaderId: this.leaderId, leaderAddress: m?.clientAddress ?? '' };
+  }
+
+  private notLeaderError(): RaftKvError {
+    if (this.leaderId === NONE) {
+      return new RaftKvError('UNAVAILABLE', `node ${this.id}: no leader known (term ${this.term}); retry later`, this.leaderHint());
+    }
+    return new RaftKvError('NOT_LEADER', `node ${this.id} is not the leader; the leader is ${this.leaderId}`, this.leaderHint());
+  }
+
+  private newWriteSlot<T>(deadlineMs: number, what: string): PendingRequest<T> {
+    if (this.pendingWriteCount >= this.config.maxPendingProposals) {
+      throw new RaftKvError('RESOURCE_EXHAUSTED', `too many pending proposals (maxPendingProposals ${this.config.maxPendingProposals})`);
+    }
+    this.pendingWriteCount++;
+    return new PendingRequest<T>(this.clock, deadlineMs, what, () => {
+      this.pendingWriteCount--;
+    });
+  }
+
+  private enqueueRequest<T>(item: InboxItem, request: PendingRequest<T>): void {
+    if (!this.inbox.push(item)) {
+      request.reject(new RaftKvError('RESOURCE_EXHAUSTED', `node ${this.id}: inbox full (maxInboxItems ${this.config.maxInboxItems})`));
+    }
+  }
+
+  private async proposeConfChange(cc: ConfChange, deadlineMs: number): Promise<readonly Member[]> {
+    this.checkAcceptingWrites();
+    const request = this.newWriteSlot<AdminReply>(deadlineMs, `membership change (${cc.type} ${cc.nodeId})`);
+    this.enqueueRequest({ type: 'conf-change', cc, request }, request);
+    return request.promise;
+  }
+
+  /** Peer traffic and transport events: dropped (Raft retries) when the inbox is full. */
+  private enqueueInternal(item: InboxItem): void {
+    if (this.loopStopped || this.stopping) return;
+    if (!this.inbox.push(item)) {
+      this.stats.droppedPeerMessages++;
+      this.log.debug({ type: item.type }, 'inbox full: dropped peer input');
+    }
+  }
+
+  private onPeerMessages(messages: readonly Message[]): void {
+    this.enqueueInternal({ type: 'messages', messages });
+  }
+
+  private onPeerSnapshot(message: SnapshotMessage, filePath: string): void {
+    if (this.loopStopped || this.stopping || !this.inbox.push({ type: 'snapshot', message, filePath })) {
+      this.stats.droppedPeerMessages++;
+      void rm(filePath, { force: true }).catch((err: unknown) => this.log.warn({ err, filePath }, 'could not remove a dropped snapshot file'));
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // The loop.
+
+  private async run(): Promise<void> {
+    try {
+      while (!this.stopping) {
+        if (!this.rawNode.hasReady() && this.inbox.size === 0 && this.pendingTicks === 0) {
+          this.loopWaiting = true;
+          this.notifyIdle();
+          await this.inbox.wait();
+          this.loopWaiting = false;
+          if (this.stopping) break;
+        }
+        this.drainInbox();
+        while (this.rawNode.hasReady() && !this.stopping) {
+          await this.handleReady();
+        }
+        if (this.stopping) break;
+        await this.maybeSnapshot();
+      }
+    } catch (err) {
+      this.failure = err instanceof Error ? err : new Error(String(err));
+      this.log.fatal({ err: this.failure, term: this.term, role: this.role }, 'driver loop failed: the node stops');
+      this.failEverything(new RaftKvError('UNAVAILABLE', `node ${this.id} failed: ${this.failure.message}`));
+    } finally {
+      this.loopStopped = true;
+      this.loopWaiting = false;
+      this.notifyIdle();
+    }
+  }
+
+  private notifyIdle(): void {
+    if (!this.isIdle()) return;
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  /** Feeds every queued input to the core, synchronously. */
+  private drainInbox(): void {
+    this.stats.turns++;
+    const maxTicks = MAX_TICKS_PER_TURN_FACTOR * this.config.electionTimeoutTicks;
+    const ticks = Math.min(this.pendingTicks, maxTicks);
+    this.pendingTicks = 0;
+    for (let i = 0; i < ticks; i++) this.rawNode.tick();
+    const reads: PendingRead[] = [];
+    for (const item of this.inbox.drain()) {
+      switch (item.type) {
+        case 'messages':
+          for (const m of item.messages) this.rawNode.step(m);
+          break;
+        case 'snapshot': {
+          const index = item.message.snapshot.metadata.index;
+          const previous = this.receivedSnapshots.get(index);
+          if (previous !== undefined && previous !== item.filePath) this.removeFile(previous);
+          this.receivedSnapshots.set(index, item.filePath);
+          this.rawNode.step(item.message);
+          break;
+        }
+        case 'peer-unreachable':
+          if (item.peer === this.leaderId && this.role !== 'leader') this.rawNode.leaderUnreachable();
+          else this.rawNode.reportUnreachable(item.peer);
+          break;
+        case 'snapshot-status':
+          this.rawNode.reportSnapshot(item.peer, item.ok);
+          break;
+        case 'propose':
+          this.proposeWrite(item.data, item.request);
+          break;
+        case 'read':
+          if (!item.request.settled) reads.push({ range: item.range, request: item.request });
+          break;
+        case 'conf-change':
+          this.proposeConfChangeNow(item.cc, item.request);
+          break;
+        case 'transfer':
+          this.startTransfer(item.to, item.request);
+          break;
+        case 'save-snapshot':
+          this.snapshotRequests.push(item.request);
+          break;
+        default:
+          assertNever(item);
+      }
+    }
+    if (reads.length > 0) this.startReadBatch(reads);
+  }
+
+  private proposeWrite(data: Uint8Array, request: PendingRequest<WriteReply>): void {
+    if (request.settled) return;
+    if (this.diskFull) {
+      request.reject(new RaftKvError('DISK_FULL', `node ${this.id}: the disk is full`));
+      return;
+    }
+    try {
+      const { index, term } = this.rawNode.propose(data);
+      this.stats.proposals++;
+      this.trackProposal(index, { kind: 'write', term, request });
+    } catch (err) {
+      request.reject(this.mapCoreError(err));
+    }
+  }
+
+  private proposeConfChangeNow(cc: ConfChange, request: PendingRequest<AdminReply>): void {
+    if (request.settled) return;
+    try {
+      const { index, term } = this.rawNode.proposeConfChange(cc);
+      this.log.info({ term, role: this.role, change: cc.type, member: cc.nodeId, index }, 'membership change proposed');
+      this.trackProposal(index, { kind: 'conf-change', term, request });
+    } catch (err) {
+      request.reject(this.mapCoreError(err));
+    }
+  }
+
+  private trackProposal(index: Index, p: PendingProposal): void {
+    const old = this.proposals.get(index);
+    if (old !== undefined) {
+      // The entry the old proposal waited for was overwritten before it applied (a new leader's log).
+      old.request.reject(new RaftKvError('PROPOSAL_DROPPED', `entry ${index} of term ${old.term} was replaced; safe to retry`));
+    }
+    this.proposals.set(index, p);
+  }
+
+  private mapCoreError(err: unknown): Error {
+    if (isRaftError(err)) return fromRaftError(err, this.leaderHint());
+    if (isRaftKvError(err)) return err;
+    throw err; // a bug: crash the loop
+  }
+
+  private startTransfer(to: NodeId, request: PendingRequest<void>): void {
+    if (request.settled) return;
+    try {
+      this.rawNode.transferLeader(to);
+      this.log.info({ term: this.term, role: this.role, to }, 'leadership transfer started');
+      this.transferWaiters.push({ to, request });
+    } catch (err) {
+      request.reject(this.mapCoreError(err));
+    }
+  }
+
+  /** One ReadIndex round for every linearizable read of this turn. */
+  private startReadBatch(reads: PendingRead[]): void {
+    if (this.role !== 'leader') {
+      const err = this.notLeaderError();
+      for (const r of reads) r.request.reject(err);
+      return;
+    }
+    const ctx = new Uint8Array(8);
+    new DataView(ctx.buffer).setBigUint64(0, BigInt(++this.readSeq));
+    try {
+      this.rawNode.readIndex(ctx);
+    } catch (err) {
+      const mapped = this.mapCoreError(err);
+      for (const r of reads) r.request.reject(mapped);
+      return;
+    }
+    this.stats.readBatches++;
+    this.readBatches.set(contextKey(ctx), { reads, index: undefined });
+  }
+
+  private async handleReady(): Promise<void> {
+    const rd = this.rawNode.ready();
+    this.stats.readies++;
+    if (rd.hardState !== undefined) {
+      this.term = rd.hardState.term;
+      this.commitIndex = rd.hardState.commit;
+    }
+    if (rd.softState !== undefined) this.onSoftState(rd.softState);
+    this.sendMessages(rd.messages);
+    await this.persist(rd);
+    this.sendMessages(rd.messagesAfterPersist);
+    if (rd.committedEntries.length > 0) await this.applyEntries(rd.committedEntries);
+    this.onReadStates(rd.readStates);
+    this.serveReadyReads();
+    this.rawNode.advance(rd);
+  }
+
+  private onSoftState(ss: SoftState): void {
+    const wasLeader = this.role === 'leader';
+    const prevRole = this.role;
+    const prevLeader = this.leaderId;
+    this.role = ss.role;
+    this.leaderId = ss.leader;
+    if (ss.role !== prevRole) {
+      const fields = { term: this.term, role: ss.role, previousRole: prevRole, leader: ss.leader };
+      if (ss.role === 'candidate' || ss.role === 'pre-candidate') this.log.info(fields, `election: became ${ss.role}`);
+      else if (ss.role === 'leader') this.log.info(fields, 'election won: became leader');
+      else this.log.info(fields, `became ${ss.role}`);
+    }
+    if (ss.leader !== prevLeader) {
+      this.log.info({ term: this.term, role: ss.role, leader: ss.leader, previousLeader: prevLeader }, 'leader changed');
+      for (let i = this.transferWaiters.length - 1; i >= 0; i--) {
+        const w = this.transferWaiters[i];
+        if (w === undefined) continue;
+        if (w.to === ss.leader) w.request.resolve();
+        else if (ss.leader !== NONE) {
+          w.request.reject(new RaftKvError('FAILED_PRECONDITION', `leadership went to ${ss.leader}, not ${w.to}`, this.leaderHint()));
+        } else continue;
+        this.transferWaiters.splice(i, 1);
+      }
+    }
+    if (wasLeader && ss.role !== 'leader') {
+      // ReadIndex rounds of a deposed leader will never be confirmed.
+      const err = this.notLeaderError();
+      for (const batch of this.readBatches.values()) for (const r of batch.reads) r.request.reject(err);
+      this.readBatches.clear();
+    }
+  }
+
+  private sendMessages(messages: readonly Message[]): void {
+    if (messages.length === 0) return;
+    let plain: Message[] | undefined;
+    for (const m of messages) {
+      if (m.type === 'snap') {
+        this.sendSnapshot(m);
+        continue;
+      }
+      (plain ??= []).push(m);
+    }
+    if (plain !== undefined) this.deps.transport.send(plain);
+  }
+
+  private sendSnapshot(m: SnapshotMessage): void {
+    const file = this.lastSnapshot;
+    if (file === undefined || file.metadata.index !== m.snapshot.metadata.index) {
+      this.log.warn(
+        { term: this.term, role: this.role, to: m.to, index: m.snapshot.metadata.index, fileIndex: file?.metadata.index },
+        'no snapshot file matches the log snapshot: taking a fresh one',
+      );
+      this.snapshotRequests.push(new PendingRequest<string>(this.clock, this.clock.now() + 60_000, 'snapshot', () => undefined));
+      this.enqueueInternal({ type: 'snapshot-status', peer: m.to, ok: false });
+      return;
+    }
+    this.inflightSnapshotSends++;
+    this.log.info({ term: this.term, role: this.role, to: m.to, index: file.metadata.index, path: file.path }, 'sending snapshot');
+    this.deps.transport.sendSnapshot(m, file.path).then(
+      () => {
+        this.stats.snapshotsSent++;
+        this.log.info({ term: this.term, role: this.role, to: m.to, index: file.metadata.index }, 'snapshot sent');
+        this.finishSnapshotSend(m.to, true);
+      },
+      (err: unknown) => {
+        this.log.warn({ term: this.term, role: this.role, to: m.to, err }, 'snapshot send failed');
+        this.finishSnapshotSend(m.to, false);
+      },
+    );
+  }
+
+  private finishSnapshotSend(peer: NodeId, ok: boolean): void {
+    this.inflightSnapshotSends--;
+    this.enqueueInternal({ type: 'snapshot-status', peer, ok });
+    this.notifyIdle();
+  }
+
+  /**
+   * Installs the snapshot, buffers entries and hard state, fsyncs when asked. While the disk is full the
+   * failed step is retried (the WAL keeps unsynced records buffered and writes them again on the next sync).
+   */
+  private async persist(rd: Ready): Promise<void> {
+    let installed = rd.snapshot === undefined; // the snapshot (if any) is in the state machine and the WAL
+    let buffered = false; // entries and hard state handed to the WAL
+    for (;;) {
+      try {
+        if (!installed && rd.snapshot !== undefined) {
+          await this.installSnapshot(rd.snapshot);
+          installed = true;
+        }
+        if (!buffered) {
+          if (rd.entries.length > 0) await this.wal.append(rd.entries);
+          if (rd.hardState !== undefined) await this.wal.setHardState(rd.hardState);
+          buffered = true;
+          this.stats.entriesPersisted += rd.entries.length;
+        }
+        if (rd.mustSync) {
+          await this.wal.sync();
+          this.stats.syncs++;
+        }
+        if (this.diskFull) {
+          this.diskFull = false;
+          this.log.warn({ term: this.term, role: this.role }, 'disk has space again: writes resume');
+        }
+        return;
+      } catch (err) {
+        if (!isRaftKvError(err, 'DISK_FULL') || this.stopping) throw err;
+        if (!this.diskFull) {
+          this.diskFull = true;
+          this.log.error({ term: this.term, role: this.role, err }, `disk full: writes refused, retrying every ${DISK_FULL_RETRY_MS} ms`);
+        }
+        await this.sleepInterruptibly(DISK_FULL_RETRY_MS);
+        if (this.stopping) throw err;
+      }
+    }
+  }
+
+  private sleepInterruptibly(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const cancel = this.clock.setTimeout(() => {
+        this.wakeDiskRetry = undefined;
+        resolve();
+      }, ms);
+      this.wakeDiskRetry = () => {
+        cancel();
+        this.wakeDiskRetry = undefined;
+        resolve();
+      };
+    });
+  }
+
+  /** A snapshot from the leader, accepted by the core: restore the state machine, then record it in the log. */
+  private async installSnapshot(snap: Snapshot): Promise<void> {
+    const index = snap.metadata.index;
+    const path = this.receivedSnapshots.get(index);
+    assert(path !== undefined, `the core accepted snapshot ${index} but no received file is known`);
+    this.log.info({ term: this.term, role: this.role, index, snapshotTerm: snap.metadata.term, path }, 'installing snapshot');
+    // State machine first: if we crash before the log records the snapshot, recover() sees the state machine
+    // ahead of the log and records the snapshot then.
+    if (this.sm.appliedIndex !== index) {
+      const restored = await this.sm.restoreSnapshot(path);
+      assert(restored.index === index, `snapshot file ${path} holds index ${restored.index}, expected ${index}`);
+    }
+    if (this.wal.snapshot().metadata.index !== index) await this.wal.applySnapshot(snap);
+    else await this.wal.sync(); // a retry after DISK_FULL: the install record is buffered, make it durable
+    this.receivedSnapshots.delete(index);
+    for (const [i, p] of this.receivedSnapshots) {
+      if (i <= index) {
+        this.receivedSnapshots.delete(i);
+        this.removeFile(p);
+      }
+    }
+    this.removeFile(path);
+    this.lastSnapshotIndex = index;
+    this.stats.snapshotsInstalled++;
+    // Proposals waiting for entries the snapshot covers: their fate is unknown here.
+    for (const [i, p] of this.proposals) {
+      if (i <= index) {
+        this.proposals.delete(i);
+        p.request.reject(new RaftKvError('UNAVAILABLE', `entry ${i} was superseded by a snapshot from the leader; outcome unknown`));
+      }
+    }
+    this.updatePeers();
+    // Our own copy to send on if we lead later: the log's snapshot must have a file.
+    this.lastSnapshot = await this.sm.createSnapshot(this.snapDir, this.config.snapshotsKept);
+    this.log.info({ term: this.term, role: this.role, index, applied: this.sm.appliedIndex }, 'snapshot installed');
+  }
+
+  private async applyEntries(entries: readonly Entry[]): Promise<void> {
+    const first = entries[0];
+    assert(first !== undefined, 'applyEntries: empty batch');
+    if (first.index <= this.sm.appliedIndex) {
+      // Already applied (a snapshot restore raced ahead): skip what the state machine has.
+      entries = entries.filter((e) => e.index > this.sm.appliedIndex);
+      if (entries.length === 0) return;
+    }
+    const outcomes = await this.sm.apply(entries);
+    assert(outcomes.length === entries.length, `state machine answered ${outcomes.length} outcomes for ${entries.length} entries`);
+    this.stats.entriesApplied += entries.length;
+    let membershipChanged = false;
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i];
+      const outcome = outcomes[i];
+      assert(e !== undefined && outcome !== undefined, 'entry/outcome index');
+      if (e.type === 'conf-change') {
+        const cc = decodeConfChange(e.data);
+        const cs = this.rawNode.applyConfChange(cc);
+        membershipChanged = true;
+        this.log.info({ term: this.term, role: this.role, index: e.index, change: cc.type, member: cc.nodeId, voters: cs.voters, learners: cs.learners }, 'membership changed');
+      }
+      const p = this.proposals.get(e.index);
+      if (p === undefined) continue;
+      this.proposals.delete(e.index);
+      if (p.term !== e.term) {
+        p.request.reject(new RaftKvError('PROPOSAL_DROPPED', `entry ${e.index} of term ${p.term} was replaced by term ${e.term}; safe to retry`, this.leaderHint()));
+        continue;
+      }
+      switch (p.kind) {
+        case 'write':
+          switch (outcome.type) {
+            case 'result':
+              p.request.resolve({ header: this.header(e.index), result: outcome.result });
+              break;
+            case 'error':
+              p.request.reject(outcome.error);
+              break;
+            case 'none':
+              throw new Error(`state machine gave no result for the client write at index ${e.index}`);
+            default:
+              assertNever(outcome);
+          }
+          break;
+        case 'conf-change':
+          if (outcome.type === 'error') p.request.reject(outcome.error);
+          else p.request.resolve(this.sm.members());
+          break;
+        default:
+          assertNever(p);
+      }
+    }
+    if (membershipChanged) this.updatePeers();
+  }
+
+  private onReadStates(states: readonly ReadState[]): void {
+    for (const rs of states) {
+      const key = contextKey(rs.context);
+      const batch = this.readBatches.get(key);
+      if (batch === undefined) continue; // a batch we already failed (lost leadership)
+      this.readBatches.delete(key);
+      batch.index = rs.index;
+      this.readyReads.push(batch);
+    }
+  }
+
+  private serveReadyReads(): void {
+    if (this.readyReads.length === 0) return;
+    const applied = this.sm.appliedIndex;
+    const waiting: ReadBatch[] = [];
+    for (const batch of this.readyReads) {
+      if (batch.index === undefined || batch.index > applied) {
+        waiting.push(batch);
+        continue;
+      }
+      for (const r of batch.reads) if (!r.request.settled) this.serveRead(r, applied);
+    }
+    this.readyReads = waiting;
+  }
+
+  /** Served off the loop: the state machine's read view is at least at `applied` (>= the read index). */
+  private serveRead(r: PendingRead, applied: Index): void {
+    this.inflightReads++;
+    this.sm.range(r.range).then(
+      (result) => r.request.resolve({ header: this.header(applied), result }),
+      (err: unknown) => r.request.reject(err instanceof Error ? err : new Error(String(err))),
+    ).finally(() => {
+      this.inflightReads--;
+      this.notifyIdle();
+    });
+  }
+
+  private header(index: Index): ResponseHeader {
+    return { memberId: this.id, term: this.term, index, leaderId: this.leaderId };
+  }
+
+  /** The transport's peers follow the member table (or the configured initial members until it is known). */
+  private updatePeers(): void {
+    const members = this.sm.members();
+    const known: { id: NodeId; peerAddress: string }[] = members.length > 0 ? [...members] : [...this.config.initialMembers];
+    const wanted = new Map(known.filter((m) => m.id !== this.id).map((m) => [m.id, m.peerAddress]));
+    for (const [id, address] of wanted) this.deps.transport.setPeer(id, address);
+    for (const id of this.peerIds) if (!wanted.has(id)) this.deps.transport.removePeer(id);
+    this.peerIds = new Set(wanted.keys());
+  }
+
+  /** Takes a snapshot when snapshotEveryEntries were applied since the last one, or when asked. */
+  private async maybeSnapshot(): Promise<void> {
+    const due = this.sm.appliedIndex - this.lastSnapshotIndex >= this.config.snapshotEveryEntries;
+    const asked = this.snapshotRequests.filter((r) => !r.settled);
+    if (!due && asked.length === 0) return;
+    this.snapshotRequests = [];
+    try {
+      const file = await this.sm.createSnapshot(this.snapDir, this.config.snapshotsKept);
+      this.stats.snapshotsTaken++;
+      this.lastSnapshotIndex = file.metadata.index;
+      if (file.metadata.index > this.wal.snapshot().metadata.index) {
+        await this.wal.compact({ metadata: file.metadata });
+      }
+      this.lastSnapshot = file;
+      this.log.info(
+        { term: this.term, role: this.role, index: file.metadata.index, path: file.path, firstIndex: this.wal.firstIndex() },
+        'snapshot taken, log compacted',
+      );
+      for (const r of asked) r.resolve(file.path);
+    } catch (err) {
+      if (isRaftKvError(err, 'DISK_FULL')) {
+        this.log.error({ term: this.term, role: this.role, err }, 'snapshot failed: disk full');
+        for (const r of asked) r.reject(err);
+        this.lastSnapshotIndex = this.sm.appliedIndex; // try again after another snapshotEveryEntries
+        return;
+      }
+      throw err;
+    }
+  }
+
+  private removeFile(path: string): void {
+    void rm(path, { force: true }).catch((err: unknown) => this.log.warn({ err, path }, 'could not remove a file'));
+  }
+
+  private async cleanSnapshotInbox(): Promise<void> {
+    for (const name of await readdir(this.snapInboxDir)) await rm(join(this.snapInboxDir, basename(name)), { force: true });
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // Stopping.
+
+  private async doStop(): Promise<void> {
+    this.log.info({ term: this.term, role: this.role }, 'stopping');
+    if (this.role === 'leader' && this.failure === undefined && !this.loopStopped) await this.handOverLeadership();
+    this.stopping = true;
+    this.cancelTick?.();
+    this.inbox.notify();
+    this.wakeDiskRetry?.();
+    await this.loopDone;
+    this.failEverything(new RaftKvError('UNAVAILABLE', `node ${this.id} stopped`, this.leaderHint()));
+    let firstErr: Error | undefined;
+    for (const close of [() => this.deps.transport.stop(), () => this.wal.close(), () => this.sm.close()]) {
+      try {
+        await close();
+      } catch (err) {
+        this.log.error({ err }, 'error while closing');
+        firstErr ??= err instanceof Error ? err : new Error(String(err));
+      }
+    }
+    this.log.info({ term: this.term }, 'stopped');
+    if (firstErr !== undefined) throw firstErr;
+  }
+
+  /** A leader hands over to its most up-to-date voter, waiting at most two election timeouts. */
+  private async handOverLeadership(): Promise<void> {
+    const st = this.rawNode.status();
+    let best: { id: NodeId; match: Index } | undefined;
+    for (const [id, p] of st.progress) {
+      if (id === this.id || !st.confState.voters.includes(id)) continue;
+      if (best === undefined || p.match > best.match) best = { id, match: p.match };
+    }
+    if (best === undefined) return;
+    const waitMs = 2 * this.config.electionTimeoutTicks * this.config.tickIntervalMs;
+    this.log.info({ term: this.term, role: this.role, to: best.id, match: best.match }, 'graceful stop: transferring leadership');
+    const request = new PendingRequest<void>(this.clock, this.clock.now() + waitMs, `transfer leadership to ${best.id}`, () => undefined);
+    this.enqueueRequest({ type: 'transfer', to: best.id, request }, request);
+    try {
+      await request.promise;
+      this.log.info({ term: this.term, to: best.id }, 'graceful stop: leadership handed over');
+    } catch (err) {
+      this.log.warn({ term: this.term, role: this.role, err }, 'graceful stop: leadership transfer did not finish; stopping anyway');
+    }
+  }
+
+  /** Rejects every request still waiting: queued, proposed, reading, transferring, snapshotting. */
+  private failEverything(err: RaftKvError): void {
+    for (const item of this.inbox.drain()) {
+      switch (item.type) {
+        case 'propose':
+        case 'read':
+        case 'conf-change':
+        case 'transfer':
+        case 'save-snapshot':
+          item.request.reject(err);
+          break;
+        case 'snapshot':
+          this.removeFile(item.filePath);
+          break;
+        case 'messages':
+        case 'peer-unreachable':
+        case 'snapshot-status':
+          break;
+        default:
+          assertNever(item);
+      }
+    }
+    for (const p of this.proposals.values()) p.request.reject(err);
+    this.proposals.clear();
+    for (const b of this.readBatches.values()) for (const r of b.reads) r.request.reject(err);
+    this.readBatches.clear();
+    for (const b of this.readyReads) for (const r of b.reads) r.request.reject(err);
+    this.readyReads = [];
+    for (const w of this.transferWaiters) w.request.reject(err);
+    this.transferWaiters.length = 0;
+    for (const r of this.snapshotRequests) r.reject(err);
+    this.snapshotRequests = [];
+  }
+}

@@ -1,0 +1,44 @@
+// What the driver needs from the durable log (WalStorage) and the state machine (KvStateMachine), stated
+// structurally so the loop can be read (and exercised) against these contracts alone.
+import type { ConfState, Entry, HardState, Index, LogStorage, Snapshot, SnapshotMetadata, Term } from '../raft/types.js';
+import type { CommandResult, RangeRequest, RangeResult } from '../kv/types.js';
+import type { Member } from './api.js';
+
+export interface DurableLog extends LogStorage {
+  /** True when the directory held no log before open(). */
+  isNew(): boolean;
+  append(entries: readonly Entry[]): void | Promise<void>;
+  setHardState(hs: HardState): void | Promise<void>;
+  /** Makes every append and hard state so far durable (one fsync for all of them: group commit). */
+  sync(): Promise<void>;
+  applySnapshot(snap: Snapshot): Promise<void>;
+  compact(snap: Snapshot): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** The state machine's answer for one applied entry. */
+export type ApplyOutcome =
+  | { readonly type: 'none' } // no-op entries, conf changes
+  | { readonly type: 'result'; readonly result: CommandResult }
+  | { readonly type: 'error'; readonly error: Error };
+
+export interface SnapshotFile {
+  readonly path: string;
+  readonly metadata: SnapshotMetadata;
+}
+
+export interface StateMachine {
+  readonly appliedIndex: Index;
+  readonly appliedTerm: Term;
+  members(): readonly Member[];
+  confState(): ConfState;
+  /** Records the initial member table of a brand-new cluster (empty state machine only). */
+  bootstrap(members: readonly Member[]): Promise<void>;
+  dataSizeBytes(): Promise<number>;
+  apply(entries: readonly Entry[]): Promise<readonly ApplyOutcome[]>;
+  range(req: RangeRequest): Promise<RangeResult>;
+  createSnapshot(snapDir: string, keep: number): Promise<SnapshotFile>;
+  latestSnapshot(snapDir: string): Promise<SnapshotFile | undefined>;
+  restoreSnapshot(path: string): Promise<SnapshotMetadata>;
+  close(): Promise<void>;
+}

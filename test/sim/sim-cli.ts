@@ -1,0 +1,135 @@
+// `npm run sim -- --seeds N [--seed S] [--nodes 3|5] [--steps K] [--fault F] [--progress M]`
+// Runs seeds S..S+N-1 (S defaults to $SEED or 1; N to 1 with a seed given, else 100). Without --nodes a seed
+// runs with 3 nodes when even and 5 when odd, so a printed seed replays alone. Exits 1 on any violation.
+import { performance } from 'node:perf_hooks';
+import type { TestingFault } from '../../src/raft/config.js';
+import { DEFAULT_STEPS, nodesForSeed } from './sim-defaults.js';
+import { formatFailure, runSimulation, type SimResult } from './simulator.js';
+
+interface CliOptions {
+  seeds: number;
+  seed: number;
+  nodes: 3 | 5 | undefined;
+  steps: number;
+  fault: TestingFault | undefined;
+  progress: number; // print a progress line every this many seeds (0: never)
+  maxReports: number; // full failure reports printed
+  syncBeforeApply: boolean; // driver policy, see SimOptions
+}
+
+function usage(msg: string): never {
+  process.stderr.write(`${msg}\nusage: npm run sim -- --seeds N [--seed S] [--nodes 3|5] [--steps K] [--fault commit-old-term|vote-without-up-to-date-check] [--progress M] [--reports R] [--sync-before-apply]\n`);
+  process.exit(2);
+}
+
+function intArg(name: string, v: string | undefined): number {
+  if (v === undefined || !/^\d+$/.test(v)) usage(`${name} needs a non-negative integer, got ${String(v)}`);
+  return Number(v);
+}
+
+function parse(argv: readonly string[]): CliOptions {
+  const envSeed = process.env['SEED'];
+  const o: CliOptions = {
+    seeds: 0,
+    seed: envSeed !== undefined && envSeed !== '' ? intArg('SEED', envSeed) : -1,
+    nodes: undefined,
+    steps: DEFAULT_STEPS,
+    fault: undefined,
+    progress: 0,
+    maxReports: 3,
+    syncBeforeApply: false,
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] ?? '';
+    const v = argv[i + 1];
+    switch (a) {
+      case '--seeds':
+        o.seeds = intArg(a, v);
+        i++;
+        break;
+      case '--seed':
+        o.seed = intArg(a, v);
+        i++;
+        break;
+      case '--nodes': {
+        const n = intArg(a, v);
+        if (n !== 3 && n !== 5) usage('--nodes must be 3 or 5');
+        o.nodes = n;
+        i++;
+        break;
+      }
+      case '--steps':
+        o.steps = intArg(a, v);
+        i++;
+        break;
+      case '--progress':
+        o.progress = intArg(a, v);
+        i++;
+        break;
+      case '--reports':
+        o.maxReports = intArg(a, v);
+        i++;
+        break;
+      case '--sync-before-apply':
+        o.syncBeforeApply = true;
+        break;
+      case '--fault':
+        if (v !== 'commit-old-term' && v !== 'vote-without-up-to-date-check') usage(`unknown --fault ${String(v)}`);
+        o.fault = v;
+        i++;
+        break;
+      default:
+        usage(`unknown argument ${a}`);
+    }
+  }
+  if (o.seeds === 0) o.seeds = o.seed >= 0 ? 1 : 100;
+  if (o.seed < 0) o.seed = 1;
+  return o;
+}
+
+function main(): void {
+  const o = parse(process.argv.slice(2));
+  const started = performance.now();
+  const perNodes = new Map<number, { seeds: number; ms: number }>();
+  const failures: SimResult[] = [];
+  let events = 0;
+  for (let k = 0; k < o.seeds; k++) {
+    const seed = o.seed + k;
+    const nodes = o.nodes ?? nodesForSeed(seed);
+    const t0 = performance.now();
+    const r = runSimulation({ seed, nodes, steps: o.steps, testingFault: o.fault, syncBeforeApply: o.syncBeforeApply });
+    const dt = performance.now() - t0;
+    const agg = perNodes.get(nodes) ?? { seeds: 0, ms: 0 };
+    agg.seeds++;
+    agg.ms += dt;
+    perNodes.set(nodes, agg);
+    events += r.stats.events;
+    if (!r.ok) {
+      failures.push(r);
+      if (failures.length <= o.maxReports) process.stdout.write(`${formatFailure(r, o.steps)}\n`);
+      else process.stdout.write(`FAIL seed=${seed} nodes=${nodes} ${r.violation?.property ?? ''}: ${r.violation?.detail ?? ''}\n`);
+    }
+    if (o.seeds === 1) {
+      process.stdout.write(`seed ${seed} nodes ${nodes}: ${r.ok ? 'ok' : 'FAIL'} trace ${r.traceHash} ${JSON.stringify(r.stats)}\n`);
+    }
+    if (o.progress > 0 && (k + 1) % o.progress === 0) {
+      const min = (performance.now() - started) / 60_000;
+      process.stdout.write(`progress: ${k + 1}/${o.seeds} seeds, ${failures.length} failed, ${Math.round((k + 1) / min)} seeds/min\n`);
+    }
+  }
+  const totalMs = performance.now() - started;
+  for (const [nodes, agg] of [...perNodes.entries()].sort((a, b) => a[0] - b[0])) {
+    process.stdout.write(
+      `nodes=${nodes}: ${agg.seeds} seeds in ${(agg.ms / 1000).toFixed(1)} s = ${Math.round((agg.seeds * 60_000) / agg.ms)} seeds/min (steps ${o.steps})\n`,
+    );
+  }
+  process.stdout.write(
+    `total: ${o.seeds} seeds (${o.seed}..${o.seed + o.seeds - 1}), ${failures.length} failed, ${events} events, ${(totalMs / 1000).toFixed(1)} s, ${Math.round((o.seeds * 60_000) / totalMs)} seeds/min\n`,
+  );
+  if (failures.length > 0) {
+    process.stdout.write(`failing seeds: ${failures.map((f) => `${f.seed}(${f.nodes}n ${f.violation?.property ?? ''})`).join(' ')}\n`);
+    process.exitCode = 1;
+  }
+}
+
+main();

@@ -1,0 +1,1135 @@
+// The seeded simulation: N RawNodes over an in-memory network and disk with a fake clock. One seed draws every
+// fault (loss, delay, reordering, duplication, partitions incl. one-way, crashes losing unsynced writes,
+// restarts, snapshots + compaction, membership changes, leadership transfers, proposals, reads) and replays
+// the run exactly. Checkers run on every event; after the fault phase the network heals and a liveness phase
+// requires a leader and every new proposal applied on every live member within bounds.
+import { RawNode } from '../../src/raft/raw-node.js';
+import { defaultRaftConfig, type RaftConfig, type TestingFault } from '../../src/raft/config.js';
+import { seededRng } from '../../src/raft/rng.js';
+import { RaftError } from '../../src/raft/errors.js';
+import { decodeConfChange } from '../../src/raft/conf-change.js';
+import type { ConfChange, ConfState, Entry, Index, Message, NodeId, Ready, Rng, Role, Snapshot, Term } from '../../src/raft/types.js';
+import { NONE } from '../../src/raft/types.js';
+import { SafetyChecker, type ProposalRecord } from './checkers.js';
+import { EventQueue } from './event-queue.js';
+import { SimStorage } from './sim-storage.js';
+import { between, chance, childSeed, pick, shuffle } from './sim-rng.js';
+import { HashChainStateMachine, encodeProposal, entryKey, type SmSnapshot } from './state-machine.js';
+import { Trace, code } from './trace.js';
+import { describeMessage, describeReady } from '../../src/raft/describe.js';
+import { checkNodeInvariants, NodeInvariantChecker } from '../../src/raft/invariants.js';
+import { SimViolation, type SimProperty } from './violation.js';
+
+export interface SimOptions {
+  readonly seed: number;
+  readonly nodes: 3 | 5;
+  /** Events (deliveries, ticks, syncs, faults) in the fault phase. Default 2000. */
+  readonly steps?: number;
+  /** Break the core on purpose (src/raft/config.ts) to show that the checkers fail. */
+  readonly testingFault?: TestingFault;
+  /** Events kept for the failure report. Default 40. */
+  readonly traceSize?: number;
+  /** Run the heal + liveness phase. Default true. */
+  readonly liveness?: boolean;
+  /**
+   * Driver policy: fsync every pending write before applying committed entries, so the durable commit index is
+   * never below the applied index. Default false: a commit-only hard state (mustSync false) stays unsynced and a
+   * crash may lose it, which types.ts allows ("durability optional").
+   */
+  readonly syncBeforeApply?: boolean;
+}
+
+export interface SimStats {
+  events: number;
+  ticks: number;
+  messagesDelivered: number;
+  messagesDropped: number;
+  messagesDuplicated: number;
+  proposals: number; // accepted by a core
+  proposalsRejected: number; // RaftError from propose (NOT_LEADER, ...)
+  acked: number;
+  crashes: number;
+  restarts: number;
+  partitions: number;
+  snapshotsCreated: number;
+  snapshotsInstalled: number;
+  confChangesApplied: number; // applyConfChange calls (all nodes)
+  membersAdded: number;
+  membersRemoved: number;
+  transfers: number;
+  reads: number;
+  readsAnswered: number;
+  leaderTerms: number;
+  maxTerm: number;
+  maxCommitted: number;
+  livenessTicks: number; // ticks from heal to the end of the liveness phase
+}
+
+export interface SimResult {
+  readonly seed: number;
+  readonly nodes: 3 | 5;
+  readonly ok: boolean;
+  readonly violation: { property: SimProperty; detail: string; event: number; time: number } | undefined;
+  readonly trace: string[]; // last events, formatted
+  readonly traceHash: string; // digest of every event of the run
+  readonly stats: SimStats;
+}
+
+const TICK = 10; // time units per tick
+const ELECTION_TIMEOUT_TICKS = 10;
+const SPARE_IDS = 3; // ids beyond the initial voters that membership changes may add
+const ELECTION_BOUND_TICKS = 12 * ELECTION_TIMEOUT_TICKS; // liveness: a leader within this after healing
+const CONVERGE_BOUND_TICKS = 30 * ELECTION_TIMEOUT_TICKS; // liveness: proposals applied everywhere within this
+const LIVENESS_PROPOSALS = 5;
+
+/** The fault mix of one seed, drawn from it. */
+interface Profile {
+  dropRate: number; // per message
+  dupRate: number; // per message
+  longDelayRate: number; // per message: a delay of several ticks (reordering)
+  crashRate: number; // per tick
+  partitionRate: number; // per tick
+  proposalsPerTick: number; // mean
+  confChangeRate: number; // per tick
+  transferRate: number; // per tick
+  snapshotRate: number; // per node per tick
+  readRate: number; // per tick
+  slowSyncRate: number; // per sync
+  maxSizePerMsgBytes: number;
+  maxInflightMsgs: number;
+}
+
+function drawProfile(rng: Rng): Profile {
+  return {
+    dropRate: pick(rng, [0, 0.01, 0.05, 0.15]),
+    dupRate: pick(rng, [0, 0.01, 0.05]),
+    longDelayRate: pick(rng, [0, 0.02, 0.1]),
+    crashRate: pick(rng, [0, 0.005, 0.02]),
+    partitionRate: pick(rng, [0, 0.01, 0.03]),
+    proposalsPerTick: pick(rng, [0.3, 1, 2]),
+    confChangeRate: pick(rng, [0, 0.01, 0.04]),
+    transferRate: pick(rng, [0, 0.005, 0.02]),
+    snapshotRate: pick(rng, [0, 0.02, 0.1]),
+    readRate: pick(rng, [0, 0.1, 0.3]),
+    slowSyncRate: pick(rng, [0, 0.05]),
+    maxSizePerMsgBytes: pick(rng, [1024 * 1024, 300]),
+    maxInflightMsgs: pick(rng, [256, 2]),
+  };
+}
+
+interface Envelope {
+  readonly msg: Message;
+  readonly payload: SmSnapshot | undefined; // the state machine data streamed beside a 'snap'
+}
+
+type InboxItem =
+  | { readonly kind: 'msg'; readonly env: Envelope }
+  | { readonly kind: 'tick' }
+  | { readonly kind: 'propose'; readonly proposalId: number; readonly data: Uint8Array }
+  | { readonly kind: 'conf-change'; readonly cc: ConfChange }
+  | { readonly kind: 'transfer'; readonly to: NodeId }
+  | { readonly kind: 'read'; readonly readId: number }
+  | { readonly kind: 'report-unreachable'; readonly id: NodeId }
+  | { readonly kind: 'report-snapshot'; readonly id: NodeId; readonly ok: boolean }
+  | { readonly kind: 'leader-unreachable' };
+
+type SimEvent =
+  | { readonly kind: 'deliver'; readonly env: Envelope }
+  | { readonly kind: 'tick' }
+  | { readonly kind: 'sync'; readonly node: NodeId; readonly epoch: number }
+  | { readonly kind: 'report-snapshot'; readonly node: NodeId; readonly to: NodeId; readonly ok: boolean; readonly epoch: number }
+  | { readonly kind: 'restart'; readonly node: NodeId; readonly epoch: number }
+  | { readonly kind: 'heal'; readonly partition: number };
+
+class SimNode {
+  up = false; // process running
+  retired = false; // removed from the cluster and shut down for good
+  raw: RawNode | undefined; // the core of the current incarnation
+  invariants: NodeInvariantChecker | undefined; // stateful invariants of the current incarnation
+  epoch = 0; // incarnation number: events of an earlier incarnation are ignored
+  inbox: InboxItem[] = []; // inputs that arrived while a Ready was being persisted
+  inflight: Ready | undefined; // a Ready waiting for its fsync
+  role: Role = 'follower'; // from softState (volatile)
+  leader: NodeId = NONE; // from softState (volatile)
+  recordedCommit: Index = 0; // commit mark already fed to the checker (volatile)
+  snapPayloads = new Map<Index, SmSnapshot>(); // received beside 'snap' messages (volatile)
+  readonly storage: SimStorage;
+  readonly sm: HashChainStateMachine; // durable
+
+  constructor(
+    readonly id: NodeId,
+    initial: ConfState,
+  ) {
+    this.sm = new HashChainStateMachine(initial);
+    this.storage = new SimStorage(initial, this.sm.snapshot(), () => this.sm.confState);
+  }
+
+  term(): Term {
+    return this.storage.writtenHardState().term;
+  }
+}
+
+interface ReadRecord {
+  readonly id: number;
+  readonly node: NodeId;
+  readonly minIndex: Index; // highest index applied anywhere when the read started
+}
+
+type LivenessState =
+  | { readonly phase: 'off' }
+  | { readonly phase: 'elect'; readonly since: number }
+  | { readonly phase: 'propose'; readonly since: number; pending: number[]; acked: Index[] }
+  | { readonly phase: 'converge'; readonly since: number; readonly target: Index }
+  | { readonly phase: 'done' };
+
+export function emptyStats(): SimStats {
+  return {
+    events: 0,
+    ticks: 0,
+    messagesDelivered: 0,
+    messagesDropped: 0,
+    messagesDuplicated: 0,
+    proposals: 0,
+    proposalsRejected: 0,
+    acked: 0,
+    crashes: 0,
+    restarts: 0,
+    partitions: 0,
+    snapshotsCreated: 0,
+    snapshotsInstalled: 0,
+    confChangesApplied: 0,
+    membersAdded: 0,
+    membersRemoved: 0,
+    transfers: 0,
+    reads: 0,
+    readsAnswered: 0,
+    leaderTerms: 0,
+    maxTerm: 0,
+    maxCommitted: 0,
+    livenessTicks: 0,
+  };
+}
+
+class Simulation {
+  private readonly rng: Rng;
+  private readonly profile: Profile;
+  private readonly queue = new EventQueue<SimEvent>();
+  private readonly nodes = new Map<NodeId, SimNode>();
+  private readonly initial: ConfState;
+  private readonly spare: NodeId[]; // ids never used yet
+  private readonly partitions = new Map<number, Set<number>>(); // id -> blocked links (from * 1024 + to)
+  private nextPartition = 1;
+  private nextProposal = 1;
+  private nextRead = 1;
+  private readonly reads = new Map<number, ReadRecord>();
+  private readonly checker = new SafetyChecker();
+  readonly trace: Trace;
+  readonly stats = emptyStats();
+  private now = 0;
+  private healed = false; // the fault phase is over
+  private healedAtTick = 0;
+  private live: LivenessState = { phase: 'off' };
+
+  constructor(private readonly opts: SimOptions) {
+    this.rng = seededRng(opts.seed);
+    this.profile = drawProfile(this.rng);
+    this.trace = new Trace(opts.traceSize ?? 40);
+    const voters: NodeId[] = [];
+    for (let i = 1; i <= opts.nodes; i++) voters.push(i);
+    this.initial = { voters, learners: [] };
+    this.spare = [];
+    for (let i = 1; i <= SPARE_IDS; i++) this.spare.push(opts.nodes + i);
+    for (const id of voters) this.startNode(id);
+    const p = this.profile;
+    this.record([code('profile'), p.dropRate * 1000, p.dupRate * 1000, p.crashRate * 1000, p.partitionRate * 1000], () =>
+      `profile ${JSON.stringify(p)}`,
+    );
+  }
+
+  run(): void {
+    const steps = this.opts.steps ?? 2000;
+    this.queue.push(TICK, { kind: 'tick' });
+    for (;;) {
+      if (!this.healed && this.stats.events >= steps) {
+        if (this.opts.liveness === false) return;
+        this.heal();
+      }
+      if (this.live.phase === 'done') return;
+      const next = this.queue.pop();
+      if (next === undefined) throw new Error('event queue ran dry (the tick event is always scheduled)');
+      this.now = next.time;
+      this.stats.events++;
+      this.handle(next.event);
+    }
+  }
+
+  finish(): void {
+    const c = this.checker;
+    this.stats.leaderTerms = c.leaderTerms;
+    this.stats.maxTerm = c.maxTerm;
+    this.stats.maxCommitted = c.maxCommitted;
+    let acked = 0;
+    for (const p of c.proposals.values()) if (p.status === 'acked') acked++;
+    this.stats.acked = acked;
+  }
+
+  // ---------------------------------------------------------------- events
+
+  private handle(ev: SimEvent): void {
+    switch (ev.kind) {
+      case 'tick':
+        this.onTick();
+        return;
+      case 'deliver':
+        this.deliver(ev.env);
+        return;
+      case 'sync': {
+        const n = this.node(ev.node);
+        if (!n.up || n.epoch !== ev.epoch) return;
+        const rd = n.inflight;
+        if (rd === undefined) throw new Error(`sync event for node ${n.id} without a Ready in flight`);
+        this.record([code('sync'), n.id], () => `n${n.id} fsync done`);
+        this.finishReady(n, rd);
+        this.process(n);
+        return;
+      }
+      case 'report-snapshot': {
+        const n = this.node(ev.node);
+        if (!n.up || n.epoch !== ev.epoch) return;
+        this.input(n, { kind: 'report-snapshot', id: ev.to, ok: ev.ok });
+        return;
+      }
+      case 'restart': {
+        const n = this.node(ev.node);
+        if (n.up || n.retired || n.epoch !== ev.epoch) return;
+        this.restart(n);
+        return;
+      }
+      case 'heal': {
+        if (this.partitions.delete(ev.partition)) {
+          this.record([code('heal'), ev.partition], () => `heal partition #${ev.partition}`);
+        }
+        return;
+      }
+      default: {
+        const never: never = ev;
+        throw new Error(`unknown event ${JSON.stringify(never)}`);
+      }
+    }
+  }
+
+  private onTick(): void {
+    this.stats.ticks++;
+    this.queue.push(this.now + TICK, { kind: 'tick' });
+    this.record([code('tick'), this.stats.ticks], () => `tick ${this.stats.ticks}`);
+    const ups = shuffle(this.rng, this.upNodes());
+    for (const n of ups) this.input(n, { kind: 'tick' });
+    if (this.healed) this.livenessTick();
+    else this.faults();
+  }
+
+  // ---------------------------------------------------------------- the driver (one per node)
+
+  /** Hands one input to a node: queued while a Ready is in flight, else stepped at once. */
+  private input(n: SimNode, item: InboxItem): void {
+    if (!n.up) return;
+    n.inbox.push(item);
+    this.process(n);
+  }
+
+  /** The driver loop: drain the inbox into the core, then handle Readys, until waiting on a sync or idle. */
+  private process(n: SimNode): void {
+    while (n.up && n.inflight === undefined) {
+      if (n.inbox.length > 0) {
+        const items = n.inbox;
+        n.inbox = [];
+        for (const item of items) this.step(n, item);
+        continue;
+      }
+      const raw = this.rawOf(n);
+      if (!this.core(n, 'hasReady', () => raw.hasReady())) break;
+      this.handleReady(n);
+    }
+    this.checkInvariants(n);
+  }
+
+  /** The core's own per-node invariants (src/raft/invariants.ts), after every step that touched the node. */
+  private checkInvariants(n: SimNode): void {
+    const raw = n.raw;
+    if (!n.up || raw === undefined || n.invariants === undefined) return;
+    try {
+      checkNodeInvariants(raw);
+      n.invariants.check(raw);
+    } catch (err) {
+      const msg = err instanceof Error ? err.message : String(err);
+      throw new SimViolation('node-invariant', msg);
+    }
+  }
+
+  private step(n: SimNode, item: InboxItem): void {
+    const raw = this.rawOf(n);
+    switch (item.kind) {
+      case 'msg':
+        if (item.env.msg.type === 'snap' && item.env.payload !== undefined) {
+          n.snapPayloads.set(item.env.msg.snapshot.metadata.index, item.env.payload);
+        }
+        this.core(n, 'step', () => raw.step(item.env.msg));
+        return;
+      case 'tick':
+        this.core(n, 'tick', () => raw.tick());
+        return;
+      case 'propose': {
+        const r = this.expected(n, 'propose', () => raw.propose(item.data));
+        if (r === undefined) return;
+        this.stats.proposals++;
+        const e: Entry = { index: r.index, term: r.term, type: 'normal', data: item.data };
+        const p: ProposalRecord = { id: item.proposalId, node: n.id, index: r.index, term: r.term, key: entryKey(e), status: 'pending' };
+        this.checker.addProposal(p);
+        this.record([code('proposed'), n.id, item.proposalId, r.index, r.term], () =>
+          `n${n.id} proposal p${item.proposalId} -> ${r.index}/t${r.term}`,
+        );
+        if (this.live.phase === 'propose') this.live.pending.push(item.proposalId);
+        return;
+      }
+      case 'conf-change': {
+        const r = this.expected(n, 'proposeConfChange', () => raw.proposeConfChange(item.cc));
+        if (r === undefined) return;
+        this.record([code('cc-proposed'), n.id, r.index, item.cc.nodeId], () =>
+          `n${n.id} conf change ${item.cc.type} ${item.cc.nodeId} -> ${r.index}/t${r.term}`,
+        );
+        return;
+      }
+      case 'transfer': {
+        const ok = this.expected(n, 'transferLeader', () => {
+          raw.transferLeader(item.to);
+          return true;
+        });
+        if (ok === true) {
+          this.stats.transfers++;
+          this.record([code('transfer'), n.id, item.to], () => `n${n.id} transfer leadership to n${item.to}`);
+        }
+        return;
+      }
+      case 'read': {
+        const ctx = new Uint8Array(4);
+        new DataView(ctx.buffer).setUint32(0, item.readId);
+        const ok = this.expected(n, 'readIndex', () => {
+          raw.readIndex(ctx);
+          return true;
+        });
+        if (ok === true) {
+          this.stats.reads++;
+          this.reads.set(item.readId, { id: item.readId, node: n.id, minIndex: this.checker.maxApplied });
+        }
+        return;
+      }
+      case 'report-unreachable':
+        this.core(n, 'reportUnreachable', () => raw.reportUnreachable(item.id));
+        return;
+      case 'report-snapshot':
+        this.core(n, 'reportSnapshot', () => raw.reportSnapshot(item.id, item.ok));
+        return;
+      case 'leader-unreachable':
+        this.core(n, 'leaderUnreachable', () => raw.leaderUnreachable());
+        return;
+      default: {
+        const never: never = item;
+        throw new Error(`unknown inbox item ${JSON.stringify(never)}`);
+      }
+    }
+  }
+
+  private handleReady(n: SimNode): void {
+    const raw = this.rawOf(n);
+    const rd = this.core(n, 'ready', () => raw.ready());
+    n.inflight = rd; // from here until finishReady, inputs (even our own transport's reports) only queue
+    this.checkReadyContract(n, rd);
+    this.record(
+      [code('ready'), n.id, rd.hardState?.term ?? -1, rd.hardState?.commit ?? -1, rd.entries.length, rd.committedEntries.length],
+      () => `n${n.id} ${describeReady(rd)}`,
+    );
+    // 1. messages that do not depend on this Ready's persistence
+    for (const m of rd.messages) this.send(n, m);
+    // 2. write: snapshot, entries, hard state
+    const st = n.storage;
+    if (rd.snapshot !== undefined) {
+      const idx = rd.snapshot.metadata.index;
+      const payload = n.snapPayloads.get(idx);
+      if (payload === undefined) {
+        throw new SimViolation('ready-contract', `node ${n.id}: Ready.snapshot at ${idx} was never received`);
+      }
+      this.storageWrite(n, () => st.applySnapshot(rd.snapshot as Snapshot, payload));
+      this.checker.onSnapshot(n.id, idx, rd.snapshot.metadata.term);
+      n.recordedCommit = Math.max(n.recordedCommit, idx);
+    }
+    this.storageWrite(n, () => st.append(rd.entries));
+    if (rd.hardState !== undefined) {
+      const hs = rd.hardState;
+      this.storageWrite(n, () => st.setHardState(hs));
+    }
+    this.checker.onEntriesWritten(n.id, rd.entries, st);
+    if (rd.softState !== undefined) {
+      const wasLeader = n.role === 'leader';
+      n.role = rd.softState.role;
+      n.leader = rd.softState.leader;
+      if (n.role === 'leader' && !wasLeader) this.checker.onLeader(n.id, n.term(), st);
+      this.record([code('soft'), n.id, code(n.role), n.leader, n.term()], () =>
+        `n${n.id} is ${n.role} in term ${n.term()} (leader n${n.leader})`,
+      );
+    }
+    const commit = st.writtenHardState().commit;
+    if (commit > n.recordedCommit) n.recordedCommit = this.checker.onCommit(n.id, n.recordedCommit, commit, st);
+    // 3. wait for the fsync, then the rest
+    if (rd.mustSync) {
+      const latency = chance(this.rng, this.healed ? 0 : this.profile.slowSyncRate) ? between(this.rng, 10, 40) : between(this.rng, 1, 5);
+      this.queue.push(this.now + latency, { kind: 'sync', node: n.id, epoch: n.epoch });
+    } else {
+      this.finishReady(n, rd);
+    }
+  }
+
+  private finishReady(n: SimNode, rd: Ready): void {
+    const raw = this.rawOf(n);
+    if (rd.mustSync) n.storage.sync();
+    if (rd.snapshot !== undefined) {
+      const meta = rd.snapshot.metadata;
+      const payload = n.snapPayloads.get(meta.index);
+      if (payload === undefined) throw new Error(`node ${n.id}: payload of snapshot ${meta.index} vanished`);
+      if (payload.applied !== meta.index || payload.appliedTerm !== meta.term) {
+        throw new SimViolation('ready-contract', `node ${n.id}: snapshot ${meta.index}/t${meta.term} with payload ${payload.applied}/t${payload.appliedTerm}`);
+      }
+      if (meta.index < n.sm.applied) {
+        throw new SimViolation('state-machine-safety', `node ${n.id}: snapshot ${meta.index} would move applied back from ${n.sm.applied}`);
+      }
+      this.checker.onRestore(n.id, meta.index, meta.term, payload.chain);
+      n.sm.restore(payload);
+      n.snapPayloads.clear();
+      this.stats.snapshotsInstalled++;
+      this.record([code('install'), n.id, meta.index], () => `n${n.id} installs snapshot ${meta.index}/t${meta.term}`);
+    }
+    for (const m of rd.messagesAfterPersist) this.send(n, m);
+    if (this.opts.syncBeforeApply === true && rd.committedEntries.length > 0) n.storage.sync();
+    for (const e of rd.committedEntries) this.apply(n, raw, e);
+    for (const rs of rd.readStates) this.onReadState(n, rs.index, rs.context);
+    this.core(n, 'advance', () => raw.advance(rd));
+    n.inflight = undefined;
+  }
+
+  private apply(n: SimNode, raw: RawNode, e: Entry): void {
+    if (e.index <= n.sm.applied) {
+      throw new SimViolation('state-machine-safety', `node ${n.id} applies ${e.index} again (applied ${n.sm.applied})`);
+    }
+    if (e.index !== n.sm.applied + 1) {
+      throw new SimViolation('state-machine-safety', `node ${n.id} applies ${e.index} after ${n.sm.applied}: a gap`);
+    }
+    if (e.index > n.storage.durableLastIndex()) {
+      throw new SimViolation('ready-contract', `node ${n.id} applies ${e.index}, durable lastIndex ${n.storage.durableLastIndex()}`);
+    }
+    n.sm.apply(e);
+    this.checker.onApply(n.id, e, n.sm.chain);
+    if (e.type === 'conf-change') {
+      const cc = decodeConfChange(e.data);
+      const cs = this.core(n, 'applyConfChange', () => raw.applyConfChange(cc));
+      n.sm.confState = cs;
+      this.stats.confChangesApplied++;
+      this.record([code('cc-applied'), n.id, e.index, cc.nodeId], () =>
+        `n${n.id} applied conf change ${cc.type} ${cc.nodeId} at ${e.index}: voters [${cs.voters.join(',')}] learners [${cs.learners.join(',')}]`,
+      );
+      this.membershipEffects(cc, cs);
+    }
+  }
+
+  /** The operator's side of a membership change: start an added node, shut a removed one down for good. */
+  private membershipEffects(cc: ConfChange, cs: ConfState): void {
+    const member = cs.voters.includes(cc.nodeId) || cs.learners.includes(cc.nodeId);
+    if (cc.type !== 'remove' && member && !this.nodes.has(cc.nodeId)) {
+      this.stats.membersAdded++;
+      this.startNode(cc.nodeId);
+    } else if (cc.type === 'remove' && !member) {
+      const gone = this.nodes.get(cc.nodeId);
+      if (gone !== undefined && !gone.retired) {
+        this.stats.membersRemoved++;
+        if (gone.up) this.crash(gone, 'removed');
+        gone.retired = true;
+        this.record([code('retire'), gone.id], () => `n${gone.id} retired (removed from the cluster)`);
+      }
+    }
+  }
+
+  private onReadState(n: SimNode, index: Index, context: Uint8Array): void {
+    if (context.byteLength !== 4) throw new SimViolation('read-index', `node ${n.id}: unknown read context of ${context.byteLength} bytes`);
+    const id = new DataView(context.buffer, context.byteOffset, 4).getUint32(0);
+    const r = this.reads.get(id);
+    if (r === undefined) return; // a duplicate answer
+    this.reads.delete(id);
+    if (r.node !== n.id) throw new SimViolation('read-index', `read ${id} of node ${r.node} answered on node ${n.id}`);
+    if (index < r.minIndex) {
+      throw new SimViolation('read-index', `read ${id} on node ${n.id} got index ${index} < ${r.minIndex} applied before it started`);
+    }
+    this.stats.readsAnswered++;
+    this.record([code('read'), n.id, id, index], () => `n${n.id} read r${id} at index ${index}`);
+  }
+
+  private checkReadyContract(n: SimNode, rd: Ready): void {
+    const hs = rd.hardState;
+    const prev = n.storage.writtenHardState();
+    if (!rd.mustSync) {
+      if (rd.entries.length > 0 || rd.snapshot !== undefined) {
+        throw new SimViolation('ready-contract', `node ${n.id}: entries or snapshot with mustSync false`);
+      }
+      if (hs !== undefined && (hs.term !== prev.term || hs.vote !== prev.vote)) {
+        throw new SimViolation('ready-contract', `node ${n.id}: term/vote change with mustSync false`);
+      }
+    }
+    if (hs !== undefined) {
+      if (hs.term < prev.term) throw new SimViolation('ready-contract', `node ${n.id}: term ${prev.term} -> ${hs.term}`);
+      if (hs.commit < prev.commit) throw new SimViolation('ready-contract', `node ${n.id}: commit ${prev.commit} -> ${hs.commit}`);
+      if (hs.term === prev.term && prev.vote !== NONE && hs.vote !== prev.vote) {
+        throw new SimViolation('ready-contract', `node ${n.id}: vote changed from ${prev.vote} to ${hs.vote} in term ${hs.term}`);
+      }
+    }
+    if (rd.mustSync) {
+      for (const m of rd.messages) {
+        if ((m.type === 'vote-resp' || m.type === 'app-resp') && !m.reject) {
+          throw new SimViolation('ready-contract', `node ${n.id}: ${describeMessage(m)} sent before persisting`);
+        }
+      }
+    }
+  }
+
+  /** Runs a storage write; a storage refusal is the core's fault (it asked for an impossible write). */
+  private storageWrite(n: SimNode, f: () => void): void {
+    try {
+      f();
+    } catch (err) {
+      if (err instanceof SimViolation) throw err;
+      throw new SimViolation('ready-contract', `node ${n.id}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+
+  /** Calls into the core where it must not throw. */
+  private core<T>(n: SimNode, what: string, f: () => T): T {
+    try {
+      return f();
+    } catch (err) {
+      if (err instanceof SimViolation) throw err;
+      const msg = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+      throw new SimViolation('core-exception', `node ${n.id} ${what}: ${msg}`);
+    }
+  }
+
+  /** Calls into the core where a RaftError is an expected refusal (returns undefined). */
+  private expected<T>(n: SimNode, what: string, f: () => T): T | undefined {
+    try {
+      return f();
+    } catch (err) {
+      if (err instanceof RaftError) {
+        if (what === 'propose') this.stats.proposalsRejected++;
+        this.record([code('refused'), n.id, code(err.code)], () => `n${n.id} ${what} refused: ${err.code}`);
+        return undefined;
+      }
+      if (err instanceof SimViolation) throw err;
+      const msg = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+      throw new SimViolation('core-exception', `node ${n.id} ${what}: ${msg}`);
+    }
+  }
+
+  // ---------------------------------------------------------------- network
+
+  private send(from: SimNode, m: Message): void {
+    if (m.from !== from.id) throw new SimViolation('ready-contract', `node ${from.id} sends a message from ${m.from}`);
+    let payload: SmSnapshot | undefined;
+    if (m.type === 'snap') {
+      const p = from.storage.snapshotPayload();
+      if (p.applied !== m.snapshot.metadata.index) {
+        // The application cannot stream this snapshot any more: report the failure.
+        this.queue.push(this.now + 1, { kind: 'report-snapshot', node: from.id, to: m.to, ok: false, epoch: from.epoch });
+        return;
+      }
+      payload = p;
+    }
+    const to = this.nodes.get(m.to);
+    const env: Envelope = { msg: m, payload };
+    if (to === undefined || this.blocked(m.from, m.to) || chance(this.rng, this.healed ? 0 : this.profile.dropRate)) {
+      this.drop(env, to === undefined ? 'no such node' : 'lost');
+      if (to !== undefined && this.blocked(m.from, m.to) && chance(this.rng, 0.3)) {
+        // The transport notices the broken stream.
+        this.input(from, { kind: 'report-unreachable', id: m.to });
+        if (from.leader === m.to && from.role === 'follower') this.input(from, { kind: 'leader-unreachable' });
+      }
+      return;
+    }
+    this.queue.push(this.now + this.latency(), { kind: 'deliver', env });
+    if (chance(this.rng, this.healed ? 0 : this.profile.dupRate)) {
+      this.stats.messagesDuplicated++;
+      this.queue.push(this.now + this.latency(), { kind: 'deliver', env });
+    }
+  }
+
+  private latency(): number {
+    if (!this.healed && chance(this.rng, this.profile.longDelayRate)) return between(this.rng, TICK, 8 * TICK);
+    return between(this.rng, 1, TICK - 2);
+  }
+
+  private deliver(env: Envelope): void {
+    const m = env.msg;
+    const to = this.nodes.get(m.to);
+    if (to === undefined || !to.up || this.blocked(m.from, m.to)) {
+      this.drop(env, to?.up === true ? 'partitioned' : 'node down');
+      return;
+    }
+    this.stats.messagesDelivered++;
+    this.record(messageWords(m), () => `deliver ${describeMessage(m)}`);
+    if (m.type === 'snap') {
+      const from = this.nodes.get(m.from);
+      if (from !== undefined) {
+        this.queue.push(this.now + between(this.rng, 1, TICK), { kind: 'report-snapshot', node: from.id, to: m.to, ok: true, epoch: from.epoch });
+      }
+    }
+    this.input(to, { kind: 'msg', env });
+  }
+
+  private drop(env: Envelope, why: string): void {
+    const m = env.msg;
+    this.stats.messagesDropped++;
+    this.record([code('drop'), ...messageWords(m)], () => `drop (${why}) ${describeMessage(m)}`);
+    if (m.type === 'snap') {
+      const from = this.nodes.get(m.from);
+      if (from !== undefined && from.up) {
+        this.queue.push(this.now + between(this.rng, 1, TICK), { kind: 'report-snapshot', node: from.id, to: m.to, ok: false, epoch: from.epoch });
+      }
+    }
+  }
+
+  private blocked(from: NodeId, to: NodeId): boolean {
+    if (this.partitions.size === 0) return false;
+    const link = from * 1024 + to;
+    for (const p of this.partitions.values()) if (p.has(link)) return true;
+    return false;
+  }
+
+  // ---------------------------------------------------------------- faults and client actions (fault phase)
+
+  private faults(): void {
+    const p = this.profile;
+    const rng = this.rng;
+    const ups = this.upNodes();
+    // Client proposals, mostly to a node that believes it leads.
+    let proposals = Math.floor(p.proposalsPerTick) + (chance(rng, p.proposalsPerTick % 1) ? 1 : 0);
+    while (proposals-- > 0 && ups.length > 0) {
+      const leaders = ups.filter((n) => n.role === 'leader');
+      const target = leaders.length > 0 && !chance(rng, 0.1) ? pick(rng, leaders) : pick(rng, ups);
+      this.propose(target);
+    }
+    if (ups.length > 0 && chance(rng, p.readRate)) {
+      const target = pick(rng, ups);
+      this.input(target, { kind: 'read', readId: this.nextRead++ });
+    }
+    if (chance(rng, p.confChangeRate)) this.confChange();
+    if (chance(rng, p.transferRate)) this.transfer();
+    for (const n of ups) {
+      if (n.up && chance(rng, p.snapshotRate)) this.takeSnapshot(n);
+    }
+    if (chance(rng, p.crashRate)) {
+      const live = this.upNodes();
+      if (live.length > 0) {
+        const victim = pick(rng, live);
+        this.crash(victim, 'crash');
+        if (chance(rng, 0.8)) {
+          this.queue.push(this.now + between(rng, 1, 40) * TICK + between(rng, 0, TICK - 1), { kind: 'restart', node: victim.id, epoch: victim.epoch });
+        }
+      }
+    }
+    if (chance(rng, p.partitionRate) && this.partitions.size < 2) this.partition();
+  }
+
+  private propose(target: SimNode): void {
+    const id = this.nextProposal++;
+    const data = encodeProposal(id, this.rng.int(16));
+    this.input(target, { kind: 'propose', proposalId: id, data });
+  }
+
+  private confChange(): void {
+    const leaders = this.upNodes().filter((n) => n.role === 'leader');
+    if (leaders.length === 0) return;
+    const leader = pick(this.rng, leaders);
+    const cs = leader.sm.confState;
+    const options: ConfChange[] = [];
+    const empty = new Uint8Array(0);
+    const fresh = this.spare[0];
+    if (fresh !== undefined) {
+      options.push({ type: 'add-learner', nodeId: fresh, context: empty });
+      options.push({ type: 'add-voter', nodeId: fresh, context: empty });
+    }
+    for (const l of cs.learners) {
+      options.push({ type: 'add-voter', nodeId: l, context: empty });
+      options.push({ type: 'remove', nodeId: l, context: empty });
+    }
+    if (cs.voters.length >= 3) for (const v of cs.voters) options.push({ type: 'remove', nodeId: v, context: empty });
+    if (options.length === 0) return;
+    const cc = pick(this.rng, options);
+    if (cc.nodeId === fresh && cc.type !== 'remove') this.spare.shift(); // an id is used at most once
+    this.input(leader, { kind: 'conf-change', cc });
+  }
+
+  private transfer(): void {
+    const leaders = this.upNodes().filter((n) => n.role === 'leader');
+    if (leaders.length === 0) return;
+    const leader = pick(this.rng, leaders);
+    const others = leader.sm.confState.voters.filter((v) => v !== leader.id);
+    if (others.length === 0) return;
+    this.input(leader, { kind: 'transfer', to: pick(this.rng, others) });
+  }
+
+  /** The application snapshots its state machine at the applied index and compacts the log behind it. */
+  private takeSnapshot(n: SimNode): void {
+    if (n.inflight !== undefined) return;
+    const applied = n.sm.applied;
+    const st = n.storage;
+    if (applied <= st.snapshot().metadata.index || applied - st.snapshot().metadata.index < 3) return;
+    const snap = st.createSnapshot(applied, n.sm.confState, n.sm.snapshot());
+    const keep = pick(this.rng, [0, 2, 10]);
+    const compactTo = Math.max(0, applied - keep);
+    if (compactTo >= st.writtenFirstIndex()) st.compact(compactTo);
+    this.stats.snapshotsCreated++;
+    this.record([code('snapshot'), n.id, applied, compactTo], () =>
+      `n${n.id} snapshot at ${applied}/t${snap.metadata.term}, compacted to ${compactTo}`,
+    );
+  }
+
+  private partition(): void {
+    const ids = this.upNodes().map((n) => n.id);
+    if (ids.length < 2) return;
+    const links = new Set<number>();
+    const kind = this.rng.int(3);
+    let desc: string;
+    if (kind === 0) {
+      const x = pick(this.rng, ids);
+      for (const y of this.allIds()) {
+        if (y === x) continue;
+        links.add(x * 1024 + y);
+        links.add(y * 1024 + x);
+      }
+      desc = `isolate n${x}`;
+    } else if (kind === 1) {
+      const shuffled = shuffle(this.rng, this.allIds());
+      const cut = between(this.rng, 1, shuffled.length - 1);
+      const a = shuffled.slice(0, cut);
+      const b = shuffled.slice(cut);
+      for (const x of a) for (const y of b) {
+        links.add(x * 1024 + y);
+        links.add(y * 1024 + x);
+      }
+      desc = `split [${a.join(',')}] | [${b.join(',')}]`;
+    } else {
+      const pairs: string[] = [];
+      const count = between(this.rng, 1, 3);
+      for (let k = 0; k < count; k++) {
+        const x = pick(this.rng, ids);
+        const y = pick(this.rng, ids);
+        if (x === y) continue;
+        links.add(x * 1024 + y);
+        pairs.push(`n${x}->n${y}`);
+      }
+      desc = `one-way cut ${pairs.join(' ')}`;
+    }
+    const id = this.nextPartition++;
+    this.partitions.set(id, links);
+    this.stats.partitions++;
+    this.queue.push(this.now + between(this.rng, 2, 60) * TICK, { kind: 'heal', partition: id });
+    this.record([code('partition'), id, links.size], () => `partition #${id}: ${desc}`);
+  }
+
+  // ---------------------------------------------------------------- crashes and restarts
+
+  private crash(n: SimNode, why: 'crash' | 'removed'): void {
+    const lost = n.storage.crash(this.rng);
+    n.up = false;
+    n.raw = undefined;
+    n.invariants = undefined;
+    n.inbox = [];
+    n.inflight = undefined;
+    n.snapPayloads.clear();
+    n.role = 'follower';
+    n.leader = NONE;
+    n.recordedCommit = 0;
+    n.epoch++;
+    if (why === 'crash') this.stats.crashes++;
+    this.record([code('crash'), n.id, lost.keptOps, lost.lostOps], () =>
+      `n${n.id} ${why === 'crash' ? 'crashes' : 'shuts down'}: ${lost.lostOps} unsynced writes lost, ${lost.keptOps} kept`,
+    );
+  }
+
+  private restart(n: SimNode): void {
+    this.stats.restarts++;
+    this.boot(n);
+    this.record([code('restart'), n.id, n.sm.applied], () =>
+      `n${n.id} restarts: applied ${n.sm.applied}, durable ${JSON.stringify(n.storage.durableHardState())} lastIndex ${n.storage.writtenLastIndex()}`,
+    );
+    this.process(n);
+  }
+
+  private startNode(id: NodeId): void {
+    const n = new SimNode(id, this.initial);
+    this.nodes.set(id, n);
+    this.boot(n);
+    this.record([code('start'), id], () => `n${id} starts`);
+    this.process(n);
+  }
+
+  private boot(n: SimNode): void {
+    const base = defaultRaftConfig(n.id, seededRng(childSeed(this.rng)));
+    const config: RaftConfig = {
+      ...base,
+      electionTimeoutTicks: ELECTION_TIMEOUT_TICKS,
+      heartbeatIntervalTicks: 1,
+      maxSizePerMsgBytes: this.profile.maxSizePerMsgBytes,
+      maxInflightMsgs: this.profile.maxInflightMsgs,
+      applied: n.sm.applied,
+    };
+    if (this.opts.testingFault !== undefined) config.testingFault = this.opts.testingFault;
+    n.raw = this.core(n, 'new RawNode', () => new RawNode(config, n.storage));
+    // A fresh checker per incarnation: a crash may legitimately lose an unsynced term or vote.
+    n.invariants = new NodeInvariantChecker();
+    n.up = true;
+    n.role = 'follower';
+    n.leader = NONE;
+    n.recordedCommit = 0;
+  }
+
+  // ---------------------------------------------------------------- heal + liveness
+
+  private heal(): void {
+    this.healed = true;
+    this.healedAtTick = this.stats.ticks;
+    this.partitions.clear();
+    for (const n of this.nodes.values()) {
+      if (!n.up && !n.retired) this.restart(n);
+    }
+    this.live = { phase: 'elect', since: this.stats.ticks };
+    this.record([code('heal-all')], () => 'heal everything: liveness phase');
+  }
+
+  private livenessTick(): void {
+    const s = this.live;
+    const ticks = this.stats.ticks;
+    switch (s.phase) {
+      case 'off':
+      case 'done':
+        return;
+      case 'elect': {
+        if (this.stableLeader() !== undefined) {
+          this.live = { phase: 'propose', since: ticks, pending: [], acked: [] };
+        } else if (ticks - s.since > ELECTION_BOUND_TICKS) {
+          throw new SimViolation('liveness', `no leader ${ELECTION_BOUND_TICKS} ticks after healing (${this.describeNodes()})`);
+        }
+        return;
+      }
+      case 'propose': {
+        // Settle proposals: acked ones count, dropped/refused ones are retried.
+        const still: number[] = [];
+        for (const id of s.pending) {
+          const p = this.checker.proposals.get(id);
+          if (p === undefined) continue;
+          if (p.status === 'acked') s.acked.push(p.index);
+          else if (p.status === 'pending') still.push(id);
+        }
+        s.pending = still;
+        if (s.acked.length >= LIVENESS_PROPOSALS) {
+          this.live = { phase: 'converge', since: ticks, target: Math.max(...s.acked) };
+          return;
+        }
+        if (ticks - s.since > CONVERGE_BOUND_TICKS) {
+          throw new SimViolation('liveness', `only ${s.acked.length}/${LIVENESS_PROPOSALS} proposals committed in ${CONVERGE_BOUND_TICKS} ticks (${this.describeNodes()})`);
+        }
+        const leader = this.stableLeader();
+        if (leader !== undefined && s.pending.length < LIVENESS_PROPOSALS - s.acked.length) this.propose(leader);
+        return;
+      }
+      case 'converge': {
+        const members = this.members();
+        const behind = members.filter((n) => !n.up || n.sm.applied < s.target);
+        if (behind.length === 0) {
+          this.finalChecks(members, s.target);
+          this.stats.livenessTicks = ticks - this.healedAtTick;
+          this.live = { phase: 'done' };
+        } else if (ticks - s.since > CONVERGE_BOUND_TICKS) {
+          throw new SimViolation(
+            'liveness',
+            `members ${behind.map((n) => `n${n.id}(applied ${n.sm.applied})`).join(' ')} did not apply ${s.target} in ${CONVERGE_BOUND_TICKS} ticks (${this.describeNodes()})`,
+          );
+        }
+        return;
+      }
+      default: {
+        const never: never = s;
+        throw new Error(`unknown liveness state ${JSON.stringify(never)}`);
+      }
+    }
+  }
+
+  /** A leader whose term is the highest among live nodes. */
+  private stableLeader(): SimNode | undefined {
+    const ups = this.upNodes();
+    let maxTerm = 0;
+    for (const n of ups) maxTerm = Math.max(maxTerm, n.term());
+    return ups.find((n) => n.role === 'leader' && n.term() === maxTerm);
+  }
+
+  /** The members per the most advanced state machine's membership. */
+  private members(): SimNode[] {
+    let best: SimNode | undefined;
+    for (const n of this.nodes.values()) if (!n.retired && (best === undefined || n.sm.applied > best.sm.applied)) best = n;
+    if (best === undefined) return [];
+    const cs = best.sm.confState;
+    const out: SimNode[] = [];
+    for (const id of [...cs.voters, ...cs.learners]) {
+      const n = this.nodes.get(id);
+      if (n === undefined) throw new SimViolation('liveness', `member ${id} was never started`);
+      out.push(n);
+    }
+    return out;
+  }
+
+  private finalChecks(members: SimNode[], target: Index): void {
+    const c = this.checker;
+    for (const p of c.proposals.values()) {
+      if (p.status !== 'acked') continue;
+      if (c.appliedKey(p.index) !== p.key) {
+        throw new SimViolation('acknowledged-write-lost', `proposal p${p.id} acknowledged at ${p.index} but ${String(c.appliedKey(p.index))} is there`);
+      }
+      for (const n of members) {
+        if (n.sm.applied < p.index) {
+          throw new SimViolation('acknowledged-write-lost', `proposal p${p.id} at ${p.index} not applied on member n${n.id} (applied ${n.sm.applied})`);
+        }
+      }
+    }
+    for (const n of members) {
+      if (c.appliedChain(n.sm.applied) !== n.sm.chain) {
+        throw new SimViolation('state-machine-safety', `member n${n.id} at ${n.sm.applied} has a chain different from the first to apply it`);
+      }
+    }
+    const want = c.appliedChain(target);
+    if (want === undefined) throw new SimViolation('liveness', `target ${target} never applied`);
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  private node(id: NodeId): SimNode {
+    const n = this.nodes.get(id);
+    if (n === undefined) throw new Error(`unknown node ${id}`);
+    return n;
+  }
+
+  private rawOf(n: SimNode): RawNode {
+    if (n.raw === undefined) throw new Error(`node ${n.id} has no core (down)`);
+    return n.raw;
+  }
+
+  private upNodes(): SimNode[] {
+    const out: SimNode[] = [];
+    for (const n of this.nodes.values()) if (n.up) out.push(n);
+    return out;
+  }
+
+  private allIds(): NodeId[] {
+    return [...this.nodes.keys()];
+  }
+
+  describeNodes(): string {
+    const parts: string[] = [];
+    for (const n of this.nodes.values()) {
+      const hs = n.storage.writtenHardState();
+      parts.push(
+        `n${n.id}:${n.retired ? 'retired' : n.up ? n.role : 'down'} t${hs.term} v${hs.vote} c${hs.commit} applied ${n.sm.applied} last ${n.storage.writtenLastIndex()} conf [${n.sm.confState.voters.join(',')}|${n.sm.confState.learners.join(',')}]`,
+      );
+    }
+    return parts.join('; ');
+  }
+
+  private record(words: number[], describe: () => string): void {
+    const t = this.now;
+    this.trace.record(words, () => `[t${t}] ${describe()}`);
+  }
+}
+
+function messageWords(m: Message): number[] {
+  const w = [code(m.type), m.from, m.to, m.term];
+  switch (m.type) {
+    case 'app':
+      w.push(m.index, m.logTerm, m.entries.length, m.commit);
+      break;
+    case 'app-resp':
+      w.push(m.index, m.reject ? 1 : 0, m.rejectHint, m.logTerm);
+      break;
+    case 'vote':
+    case 'pre-vote':
+      w.push(m.index, m.logTerm, m.transfer ? 1 : 0);
+      break;
+    case 'vote-resp':
+    case 'pre-vote-resp':
+      w.push(m.reject ? 1 : 0);
+      break;
+    case 'heartbeat':
+      w.push(m.commit, m.context.byteLength);
+      break;
+    case 'heartbeat-resp':
+      w.push(m.context.byteLength);
+      break;
+    case 'snap':
+      w.push(m.snapshot.metadata.index, m.snapshot.metadata.term);
+      break;
+    case 'timeout-now':
+      break;
+    case 'read-index':
+      w.push(m.context.byteLength);
+      break;
+    case 'read-index-resp':
+      w.push(m.index, m.reject ? 1 : 0);
+      break;
+    default: {
+      const never: never = m;
+      throw new Error(`unknown message ${JSON.stringify(never)}`);
+    }
+  }
+  return w;
+}
+
+/** Runs one seeded simulation; never throws for a property violation (it is in the result). */
+export function runSimulation(opts: SimOptions): SimResult {
+  const sim = new Simulation(opts);
+  let violation: SimResult['violation'];
+  try {
+    sim.run();
+  } catch (err) {
+    if (err instanceof SimViolation) {
+      violation = { property: err.property, detail: err.detail, event: sim.stats.events, time: sim.stats.ticks };
+    } else {
+      const msg = err instanceof Error ? `${err.name}: ${err.message}\n${err.stack ?? ''}` : String(err);
+      violation = { property: 'core-exception', detail: `simulation error: ${msg}`, event: sim.stats.events, time: sim.stats.ticks };
+    }
+  }
+  sim.finish();
+  return {
+    seed: opts.seed,
+    nodes: opts.nodes,
+    ok: violation === undefined,
+    violation,
+    trace: violation === undefined ? [] : sim.trace.lines(),
+    traceHash: sim.trace.digest(),
+    stats: sim.stats,
+  };
+}
+
+/** A failure report: seed, property, detail, the last events, and how to replay. */
+export function formatFailure(r: SimResult, steps: number): string {
+  if (r.violation === undefined) return `seed ${r.seed}: ok`;
+  const v = r.violation;
+  return [
+    `SIMULATION FAILURE seed=${r.seed} nodes=${r.nodes} property=${v.property} at event ${v.event} (tick ${v.time})`,
+    `  ${v.detail}`,
+    `  last ${r.trace.length} events:`,
+    ...r.trace.map((l) => `    ${l}`),
+    `  replay: SEED=${r.seed} npm run sim -- --nodes ${r.nodes} --steps ${steps}`,
+  ].join('\n');
+}

@@ -1,0 +1,26 @@
+// A safety or liveness property the simulation saw broken. Thrown by the checkers, caught by runSimulation.
+
+export type SimProperty =
+  | 'election-safety' // at most one leader per term
+  | 'log-matching' // same index+term => same entry and same prefix
+  | 'leader-completeness' // every committed entry is in every later leader's log
+  | 'state-machine-safety' // the same entry applied at each index on every node
+  | 'acknowledged-write-lost' // a committed proposal missing or different at the end
+  | 'durability' // term/vote regressed on disk, commit beyond the log, vote changed within a term
+  | 'ready-contract' // a Ready that breaks its documented contract
+  | 'read-index' // a read index below an index acknowledged before the read started
+  | 'node-invariant' // checkNodeInvariants from src/raft/invariants.ts
+  | 'core-exception' // the core threw where it must not (step/tick/advance/ready or an assertion)
+  | 'liveness'; // no leader, or proposals not applied everywhere, within the bound after healing
+
+export class SimViolation extends Error {
+  readonly property: SimProperty;
+  readonly detail: string;
+
+  constructor(property: SimProperty, detail: string) {
+    super(`${property}: ${detail}`);
+    this.name = 'SimViolation';
+    this.property = property;
+    this.detail = detail;
+  }
+}

@@ -1,5 +1,5 @@
 // `npm run chaos -- [--nodes 3|5] [--time SECONDS] [--seed S] [--nemesis kill,pause,partition,member,transfer]
-//                   [--clients N] [--keys N] [--run-dir DIR]`
+//                   [--clients N] [--keys N] [--run-dir DIR] [--client kv|raw] [--quiet]`
 // Runs one chaos run against real `raftkv serve` processes (build first: `npm run build`), prints the run
 // folder, and exits 0 if the run passed, 1 on any violation (not linearizable, or an acknowledged write
 // lost), 2 if the run could not be checked (unknown), 64 for bad flags.
@@ -12,6 +12,12 @@ function intFlag(name: string, v: string | undefined, dflt: number, min: number,
   const n = Number(v);
   if (!Number.isSafeInteger(n) || n < min || n > max) throw new Error(`--${name} must be an integer in [${min}, ${max}], got "${v}"`);
   return n;
+}
+
+function parseClient(v: string | undefined): 'kv' | 'raw' {
+  if (v === undefined || v === 'kv') return 'kv';
+  if (v === 'raw') return 'raw';
+  throw new Error(`--client must be kv or raw, got "${v}"`);
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -28,6 +34,7 @@ async function main(argv: string[]): Promise<number> {
         keys: { type: 'string' },
         'run-dir': { type: 'string' },
         quiet: { type: 'boolean' },
+        client: { type: 'string' },
       },
       strict: true,
     });
@@ -40,6 +47,7 @@ async function main(argv: string[]): Promise<number> {
       nemeses: parseNemesisKinds(values.nemesis ?? NEMESIS_KINDS.join(',')),
       clients: intFlag('clients', values.clients, 5, 1, 64),
       keys: intFlag('keys', values.keys, 4, 1, 1000),
+      client: parseClient(values.client),
       ...(values['run-dir'] !== undefined ? { runDir: values['run-dir'] } : {}),
       ...(values.quiet === true ? {} : { log: (line: string) => process.stderr.write(line + '\n') }),
     };

@@ -8,6 +8,7 @@
 //                  still be applied later)
 // A write that got an ambiguous answer is retried with the same client id and sequence number (the state
 // machine applies it at most once), so a later success makes the op 'ok'; if none comes, it is indeterminate.
+// KvClientAdapter runs the workers over the project's own client library instead (the default).
 import { Client, credentials, Metadata, type MethodDefinition, type ServiceError } from '@grpc/grpc-js';
 import { fromGrpcError } from '../../src/server/errors.js';
 import { RaftKvError, type ErrorCode } from '../../src/node/errors.js';
@@ -17,6 +18,7 @@ import {
   type WireMember,
   type WireStatusResponse,
 } from '../../src/proto.js';
+import type { KvClient } from '../../src/client/kv-client.js';
 import { assertNever, type Outcome } from './history.js';
 
 const CHANNEL_OPTIONS = {
@@ -113,7 +115,7 @@ export interface OpReport {
 type Attempt<T> = (client: Client, timeoutMs: number) => Promise<{ value: T; memberId: number; term: number }>;
 
 /** A leader-following client for one chaos worker. Ops are sequential per instance. */
-export class ChaosKvClient {
+export class ChaosKvClient implements ChaosKv {
   private readonly channels = new Channels();
   private leader: string; // the address we think leads
   private seq = 0; // last sequence number used
@@ -260,5 +262,67 @@ export class AdminClient {
 
   close(): void {
     this.channels.close();
+  }
+}
+
+/** What a chaos worker needs from a client: one call per op, each classified for the history. */
+export interface ChaosKv {
+  put(key: string, value: string): Promise<OpReport>;
+  get(key: string): Promise<OpReport>;
+  delete(key: string): Promise<OpReport>;
+  cas(key: string, expected: string | null, value: string): Promise<OpReport>;
+  close(): void;
+}
+
+/**
+ * The project's client library (src/client KvClient) as a chaos worker's client. KvClient retries inside one
+ * call and reports only the last attempt's error, so an error cannot prove that no earlier attempt reached a
+ * leader: every failed write is recorded as indeterminate (sound, if less sharp than ChaosKvClient's
+ * attempt-by-attempt classification). Failed reads constrain nothing either way.
+ */
+export class KvClientAdapter implements ChaosKv {
+  constructor(private readonly client: KvClient) {}
+
+  private async run(isWrite: boolean, fn: () => Promise<{ result: string | null; memberId: number; term: number }>): Promise<OpReport> {
+    try {
+      const r = await fn();
+      return { outcome: { kind: 'ok', result: r.result }, attempts: 1, lastError: undefined, servedBy: r.memberId, term: r.term };
+    } catch (err) {
+      if (!(err instanceof RaftKvError)) throw err; // a bug in the client, not an outcome
+      const outcome: Outcome = isWrite ? { kind: 'indeterminate' } : { kind: 'failed' };
+      return { outcome, attempts: 1, lastError: `${err.code}: ${err.message}`, servedBy: 0, term: 0 };
+    }
+  }
+
+  put(key: string, value: string): Promise<OpReport> {
+    return this.run(true, async () => {
+      const r = await this.client.put(key, value);
+      return { result: null, memberId: r.header.memberId, term: r.header.term };
+    });
+  }
+
+  get(key: string): Promise<OpReport> {
+    return this.run(false, async () => {
+      const r = await this.client.get(key);
+      return { result: r.kv === undefined ? null : Buffer.from(r.kv.value).toString('utf8'), memberId: r.header.memberId, term: r.header.term };
+    });
+  }
+
+  delete(key: string): Promise<OpReport> {
+    return this.run(true, async () => {
+      const r = await this.client.delete(key);
+      return { result: null, memberId: r.header.memberId, term: r.header.term };
+    });
+  }
+
+  cas(key: string, expected: string | null, value: string): Promise<OpReport> {
+    return this.run(true, async () => {
+      const r = await this.client.cas(key, expected, value);
+      return { result: r.succeeded ? 'true' : 'false', memberId: r.header.memberId, term: r.header.term };
+    });
+  }
+
+  close(): void {
+    this.client.close();
   }
 }

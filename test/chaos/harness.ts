@@ -9,7 +9,8 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { LocalCluster, REPO_ROOT, delay } from '../../cluster/local-cluster.js';
 import type { NodeId } from '../../src/raft/types.js';
-import { AdminClient, ChaosKvClient } from './chaos-client.js';
+import { KvClient } from '../../src/client/kv-client.js';
+import { AdminClient, ChaosKvClient, KvClientAdapter, type ChaosKv } from './chaos-client.js';
 import { HistoryRecorder, type HistoryOp, type OpKind, type Outcome } from './history.js';
 import { checkFinalState, checkLinearizability } from './linearizability.js';
 import { Nemesis, SeededRng, type ClusterControl, type NemesisKind } from './nemesis.js';
@@ -29,6 +30,11 @@ export interface ChaosOptions {
   readonly holdMs?: readonly [number, number]; // fault duration, default [2000, 4000]
   readonly quietMs?: readonly [number, number]; // between faults, default [1000, 2000]
   readonly log?: (line: string) => void; // progress lines (default: none)
+  /**
+   * Workers' client: 'kv' = the project's KvClient (src/client; failed writes are all indeterminate), 'raw' =
+   * the harness's own gRPC client (classifies each attempt, so definite failures are recorded as failed).
+   */
+  readonly client?: 'kv' | 'raw';
 }
 
 export interface ChaosResult {
@@ -209,7 +215,7 @@ class RealCluster implements ClusterControl {
 /** One worker: a sequential client doing put / get / cas / delete over the key set with unique values. */
 async function worker(
   client: number,
-  kv: ChaosKvClient,
+  kv: ChaosKv,
   recorder: HistoryRecorder,
   keys: readonly string[],
   rng: SeededRng,
@@ -292,14 +298,14 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
   });
   const admin = new AdminClient();
   const real = new RealCluster(cluster, mesh, admin, log);
-  const kvClients: ChaosKvClient[] = [];
+  const kvClients: ChaosKv[] = [];
   const leaders: LeaderObservation[] = [];
   let monitorStop = false;
   let monitor: Promise<void> = Promise.resolve();
   let finalValues: Map<string, string | null> | undefined;
   let nemesis: Nemesis | undefined;
   try {
-    log(`run folder ${runDir}; seed ${opts.seed}; ${opts.nodes} nodes; nemesis ${opts.nemeses.join(',')}; ports ${ports.peer}/${ports.client}`);
+    log(`run folder ${runDir}; seed ${opts.seed}; ${opts.nodes} nodes; nemesis ${opts.nemeses.join(',')}; client ${opts.client ?? 'kv'}; ports ${ports.peer}/${ports.client}`);
     cluster.up();
     try {
       const l = await real.waitForLeader(30_000);
@@ -327,13 +333,12 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     let workersStopped = false;
     const workers: Promise<void>[] = [];
     for (let c = 1; c <= clients; c++) {
-      const kv = new ChaosKvClient({
-        endpoints: [...endpoints.slice(c % endpoints.length), ...endpoints.slice(0, c % endpoints.length)],
-        clientId: `chaos-${opts.seed}-${nonce}-${c}`,
-        opTimeoutMs: OP_TIMEOUT_MS,
-        attemptTimeoutMs: ATTEMPT_TIMEOUT_MS,
-        retryBackoffMs: 50,
-      });
+      const rotated = [...endpoints.slice(c % endpoints.length), ...endpoints.slice(0, c % endpoints.length)];
+      const clientId = `chaos-${opts.seed}-${nonce}-${c}`;
+      const kv: ChaosKv =
+        (opts.client ?? 'kv') === 'kv'
+          ? new KvClientAdapter(new KvClient({ endpoints: rotated, clientId, timeoutMs: OP_TIMEOUT_MS, attemptTimeoutMs: ATTEMPT_TIMEOUT_MS, backoffMinMs: 20, backoffMaxMs: 200 }))
+          : new ChaosKvClient({ endpoints: rotated, clientId, opTimeoutMs: OP_TIMEOUT_MS, attemptTimeoutMs: ATTEMPT_TIMEOUT_MS, retryBackoffMs: 50 });
       kvClients.push(kv);
       workers.push(worker(c, kv, recorder, keys, new SeededRng(opts.seed * 1000 + c), () => workersStopped));
     }

@@ -1,0 +1,49 @@
+// Shared pieces of the integration tests: a real cluster of `raftkv serve` processes in a temp folder,
+// on ports that no other test file uses, torn down after the test.
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { KvClient } from '../../src/client/index.js';
+import { LocalCluster } from '../../cluster/local-cluster.js';
+import { waitForLeader } from '../../cluster/wait.js';
+
+export interface TestCluster {
+  readonly cluster: LocalCluster;
+  readonly client: KvClient;
+  leader(opts?: { exclude?: readonly number[]; timeoutMs?: number }): Promise<number>;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts `nodes` members with fast ticks (50 ms, election 10 ticks = 500 ms) on ports basePort+1.. (peers)
+ * and basePort+101.. (clients), and waits for a leader.
+ */
+export async function startTestCluster(opts: { nodes: number; basePort: number; snapshotCount?: number; electionTicks?: number }): Promise<TestCluster> {
+  const dir = mkdtempSync(join(tmpdir(), 'raftkv-it-'));
+  const cluster = new LocalCluster({
+    nodes: opts.nodes,
+    dir,
+    basePeerPort: opts.basePort,
+    baseClientPort: opts.basePort + 100,
+    tickMs: 50,
+    electionTicks: opts.electionTicks ?? 10,
+    ...(opts.snapshotCount !== undefined ? { snapshotCount: opts.snapshotCount } : {}),
+    logLevel: 'info',
+  });
+  cluster.up();
+  const client = new KvClient({ endpoints: cluster.endpoints(), timeoutMs: 10_000 });
+  const leader = (o: { exclude?: readonly number[]; timeoutMs?: number } = {}): Promise<number> => {
+    const live = cluster.ids().filter((id) => !(o.exclude ?? []).includes(id) && cluster.isRunning(id));
+    return waitForLeader(cluster.endpoints(live), o.timeoutMs ?? 20_000);
+  };
+  await leader();
+  return {
+    cluster,
+    client,
+    leader,
+    async close() {
+      client.close();
+      await cluster.down({ wipe: true });
+    },
+  };
+}

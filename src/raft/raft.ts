@@ -120,6 +120,10 @@ export class Raft {
       this.term = hardState.term;
       this.vote = hardState.vote;
     }
+    // The state machine's applied index is durable with its effects, but a commit-only hard state change is
+    // written without an fsync: after a crash `applied` may exceed the durable commit. Applied entries were
+    // committed, so the commit index rises to meet it (they are in the durable log: entries persist before apply).
+    if (cfg.applied > this.log.committed) this.log.commitTo(cfg.applied);
     if (cfg.applied > 0) this.log.appliedTo(cfg.applied);
     this.becomeFollower(this.term, NONE);
   }

@@ -31,6 +31,7 @@ import type {
   WireResponseOp,
   WireSnapshotSaveChunk,
   WireStatusResponse,
+  WireTxnRequest,
 } from '../proto.js';
 import { fromGrpcError } from '../server/errors.js';
 
@@ -264,7 +265,7 @@ export class KvClient {
   }
 
   async txn(t: { compares?: readonly TxnCompare[]; success?: readonly TxnOp[]; failure?: readonly TxnOp[] }, opts: CallOpts = {}): Promise<TxnResult> {
-    const req = {
+    const req: WireTxnRequest = {
       compares: (t.compares ?? []).map(compareToWire),
       success: (t.success ?? []).map(opToWire),
       failure: (t.failure ?? []).map(opToWire),
@@ -375,7 +376,7 @@ export class KvClient {
   }
 
   /** A write in a session slot: retries reuse the slot and seq (at-most-once). */
-  private async write<Req, Res>(m: MethodDefinition<Req & { clientId?: string; seq?: number }, Res>, req: Req, opts: CallOpts): Promise<Res> {
+  private async write<Req extends { clientId?: string; seq?: number }, Res>(m: MethodDefinition<Req, Res>, req: Req, opts: CallOpts): Promise<Res> {
     if (this.clientId === '') return this.call('leader', m, { ...req, clientId: '', seq: 0 }, opts);
     const session = this.freeSessions.pop() ?? { id: `${this.clientId}.${++this.sessionCount}`, seq: 0 };
     session.seq++;
@@ -401,6 +402,7 @@ export class KvClient {
     const deadline = started + (opts.timeoutMs ?? this.timeoutMs);
     let redirects = 0;
     let failures = 0;
+    let lastTelling: RaftKvError | undefined; // the last error other than an attempt's timeout
     let target = this.pickTarget(route);
     for (;;) {
       const attemptDeadline = Math.min(deadline, Date.now() + attemptTimeoutMs);
@@ -424,19 +426,21 @@ export class KvClient {
         continue;
       }
       if (this.leader === target) this.leader = undefined;
-      if (now >= deadline) {
-        const spent = now - started;
-        throw new RaftKvError(err.code === 'NOT_LEADER' ? 'UNAVAILABLE' : err.code, `${err.message} (gave up after ${failures + 1} attempts in ${spent} ms)`, err.leader);
-      }
-      // Back off with jitter, then try the next endpoint (a fresh round of redirects).
+      // Back off with jitter, then try the next endpoint (a fresh round of redirects); give up when the backoff
+      // would reach the deadline, with the most telling error seen.
       failures++;
+      if (err.code !== 'DEADLINE_EXCEEDED') lastTelling = err;
       const base = Math.min(this.backoffMaxMs, this.backoffMinMs * 2 ** Math.min(failures - 1, 16));
-      const delay = Math.min(base / 2 + Math.random() * (base / 2), deadline - now);
+      const delay = base / 2 + Math.random() * (base / 2);
+      if (now + delay >= deadline) {
+        const spent = now - started;
+        const why = err.code === 'DEADLINE_EXCEEDED' && lastTelling !== undefined ? `${err.message}; before that: ${lastTelling.code} ${lastTelling.message}` : err.message;
+        throw new RaftKvError(err.code === 'NOT_LEADER' ? 'UNAVAILABLE' : err.code, `${why} (gave up after ${failures} attempts in ${spent} ms)`, err.leader);
+      }
       await new Promise((r) => setTimeout(r, delay));
       redirects = 0;
       this.rotate();
       target = this.pickTarget(route);
-      if (target === err.leader?.leaderAddress && route === 'leader') this.rotate();
     }
   }
 

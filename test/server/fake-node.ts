@@ -1,0 +1,233 @@
+// A fake KvNode for service and client tests: an in-memory key-value map shared by a fake cluster, a settable
+// leader, scripted failures, per-session deduplication (like the real state machine) and a record of calls.
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { KvNode, Member, NodeStatus, ReadOptions, ResponseHeader, WriteOptions } from '../../src/node/api.js';
+import type { NodeConfig } from '../../src/node/config.js';
+import { RaftKvError } from '../../src/node/errors.js';
+import type { ErrorCode } from '../../src/node/errors.js';
+import type { Command, CommandResult, KeyValue, RangeRequest, RangeResult } from '../../src/kv/types.js';
+import { DEFAULT_KV_LIMITS } from '../../src/kv/types.js';
+import { compareBytes, isOpenEnd } from '../../src/kv/validate.js';
+import type { NodeId } from '../../src/raft/types.js';
+
+export class FakeCluster {
+  leaderId: NodeId = 1; // 0 = no leader
+  term = 2;
+  index = 10; // last applied index (writes bump it)
+  readonly addresses = new Map<NodeId, string>(); // client addresses, filled in once bound
+  readonly store = new Map<string, KeyValue>(); // hex(key) -> kv
+  readonly sessions = new Map<string, { seq: number; result: CommandResult; index: number }>();
+  readonly applied: { clientId: string; seq: number; command: Command }[] = []; // every command applied
+  members: Member[] = [];
+}
+
+export interface CallRecord {
+  readonly kind: 'write' | 'read';
+  readonly opts: WriteOptions | ReadOptions;
+  readonly command?: Command;
+}
+
+const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
+
+export class FakeNode implements KvNode {
+  readonly calls: CallRecord[] = [];
+  /** Failures to throw on the next calls, in order (then normal service). */
+  readonly failures: ErrorCode[] = [];
+  /** Apply the next write, then answer it with this error (the answer is lost; a retry must not apply twice). */
+  loseNextAnswer: ErrorCode | undefined;
+  /** Hold every call until its deadline, then DEADLINE_EXCEEDED. */
+  hang = false;
+  snapshotBytes = Buffer.from('snapshot payload '.repeat(50_000));
+  stopped = false;
+
+  constructor(
+    readonly id: NodeId,
+    readonly cluster: FakeCluster,
+  ) {}
+
+  private header(): ResponseHeader {
+    return { memberId: this.id, term: this.cluster.term, index: this.cluster.index, leaderId: this.cluster.leaderId };
+  }
+
+  private async gate(deadlineMs: number, needLeader: boolean): Promise<void> {
+    if (this.hang) {
+      await new Promise((r) => setTimeout(r, Math.max(0, deadlineMs - Date.now())));
+      throw new RaftKvError('DEADLINE_EXCEEDED', 'fake: held until the deadline');
+    }
+    const failure = this.failures.shift();
+    if (failure !== undefined) throw new RaftKvError(failure, `fake: scripted ${failure}`);
+    if (needLeader && this.cluster.leaderId !== this.id) {
+      if (this.cluster.leaderId === 0) throw new RaftKvError('UNAVAILABLE', 'no leader');
+      throw new RaftKvError('NOT_LEADER', `member ${this.id} is not the leader`, {
+        leaderId: this.cluster.leaderId,
+        leaderAddress: this.cluster.addresses.get(this.cluster.leaderId) ?? '',
+      });
+    }
+  }
+
+  async write(command: Command, opts: WriteOptions): Promise<{ header: ResponseHeader; result: CommandResult }> {
+    this.calls.push({ kind: 'write', opts, command });
+    await this.gate(opts.deadlineMs, true);
+    const session = opts.clientId === '' ? undefined : this.cluster.sessions.get(opts.clientId);
+    if (session !== undefined && session.seq === opts.seq) return { header: { ...this.header(), index: session.index }, result: session.result };
+    if (session !== undefined && opts.seq < session.seq) throw new RaftKvError('FAILED_PRECONDITION', 'stale seq');
+    const result = this.apply(command);
+    this.cluster.applied.push({ clientId: opts.clientId, seq: opts.seq, command });
+    this.cluster.index++;
+    if (opts.clientId !== '') this.cluster.sessions.set(opts.clientId, { seq: opts.seq, result, index: this.cluster.index });
+    const lose = this.loseNextAnswer;
+    this.loseNextAnswer = undefined;
+    if (lose !== undefined) throw new RaftKvError(lose, 'fake: answer lost');
+    return { header: this.header(), result };
+  }
+
+  private inRange(key: Uint8Array, r: { key: Uint8Array; end: Uint8Array }): boolean {
+    if (r.end.length === 0) return compareBytes(key, r.key) === 0;
+    return compareBytes(key, r.key) >= 0 && (isOpenEnd(r.end) || compareBytes(key, r.end) < 0);
+  }
+
+  private rangeNow(req: RangeRequest): RangeResult {
+    const all = [...this.cluster.store.values()].filter((kv) => this.inRange(kv.key, req)).sort((a, b) => compareBytes(a.key, b.key));
+    const limited = req.limit > 0 ? all.slice(0, req.limit) : all;
+    return { kvs: req.countOnly ? [] : limited.map((kv) => (req.keysOnly ? { ...kv, value: new Uint8Array(0) } : kv)), more: limited.length < all.length, count: all.length };
+  }
+
+  private apply(command: Command): CommandResult {
+    const index = this.cluster.index + 1;
+    switch (command.type) {
+      case 'put': {
+        const prev = this.cluster.store.get(hex(command.key));
+        this.cluster.store.set(hex(command.key), { key: command.key, value: command.value, createIndex: prev?.createIndex ?? index, modIndex: index, version: (prev?.version ?? 0) + 1 });
+        return { type: 'put', prevKv: command.prevKv ? prev : undefined };
+      }
+      case 'delete': {
+        const gone = [...this.cluster.store.values()].filter((kv) => this.inRange(kv.key, command.range));
+        for (const kv of gone) this.cluster.store.delete(hex(kv.key));
+        return { type: 'delete', deleted: gone.length, prevKvs: command.prevKv ? gone : [] };
+      }
+      case 'txn': {
+        const ok = command.compares.every((c) => {
+          const kv = this.cluster.store.get(hex(c.key));
+          if (c.target === 'value') return c.op === '=' ? kv !== undefined && compareBytes(kv.value, c.value) === 0 : kv === undefined || compareBytes(kv.value, c.value) !== 0;
+          const v = kv === undefined ? 0 : c.target === 'version' ? kv.version : c.target === 'create' ? kv.createIndex : kv.modIndex;
+          return c.op === '=' ? v === c.number : c.op === '!=' ? v !== c.number : c.op === '<' ? v < c.number : v > c.number;
+        });
+        const results = (ok ? command.success : command.failure).map((op) => {
+          switch (op.type) {
+            case 'put': {
+              const r = this.apply({ type: 'put', key: op.key, value: op.value, prevKv: op.prevKv });
+              return { type: 'put' as const, prevKv: r.type === 'put' ? r.prevKv : undefined };
+            }
+            case 'delete': {
+              const r = this.apply({ type: 'delete', range: op.range, prevKv: op.prevKv });
+              return r.type === 'delete' ? r : { type: 'delete' as const, deleted: 0, prevKvs: [] };
+            }
+            case 'range':
+              return { type: 'range' as const, result: this.rangeNow(op.request) };
+          }
+        });
+        return { type: 'txn', succeeded: ok, results };
+      }
+    }
+  }
+
+  async read(request: RangeRequest, opts: ReadOptions): Promise<{ header: ResponseHeader; result: RangeResult }> {
+    this.calls.push({ kind: 'read', opts });
+    await this.gate(opts.deadlineMs, !opts.serializable);
+    return { header: this.header(), result: this.rangeNow(request) };
+  }
+
+  status(): NodeStatus {
+    return {
+      id: this.id,
+      clusterId: 'test',
+      clientAddress: this.cluster.addresses.get(this.id) ?? '',
+      role: this.cluster.leaderId === this.id ? 'leader' : 'follower',
+      term: this.cluster.term,
+      leaderId: this.cluster.leaderId,
+      commitIndex: this.cluster.index,
+      appliedIndex: this.cluster.index,
+      lastLogIndex: this.cluster.index,
+      snapshotIndex: 0,
+      dataSizeBytes: 1234,
+      members: this.cluster.members,
+      progress: this.cluster.leaderId === this.id ? this.cluster.members.map((m) => ({ id: m.id, match: this.cluster.index - 1, state: 'replicate' })) : [],
+    };
+  }
+
+  members(): readonly Member[] {
+    return this.cluster.members;
+  }
+
+  async addMember(member: Member, deadlineMs: number): Promise<readonly Member[]> {
+    await this.gate(deadlineMs, true);
+    if (this.cluster.members.some((m) => m.id === member.id)) throw new RaftKvError('FAILED_PRECONDITION', `member ${member.id} exists`);
+    this.cluster.members = [...this.cluster.members, member];
+    return this.cluster.members;
+  }
+
+  async removeMember(id: NodeId, deadlineMs: number): Promise<readonly Member[]> {
+    await this.gate(deadlineMs, true);
+    if (!this.cluster.members.some((m) => m.id === id)) throw new RaftKvError('NOT_FOUND', `no member ${id}`);
+    this.cluster.members = this.cluster.members.filter((m) => m.id !== id);
+    return this.cluster.members;
+  }
+
+  async promoteLearner(id: NodeId, deadlineMs: number): Promise<readonly Member[]> {
+    await this.gate(deadlineMs, true);
+    const m = this.cluster.members.find((x) => x.id === id);
+    if (m === undefined) throw new RaftKvError('NOT_FOUND', `no member ${id}`);
+    if (!m.learner) throw new RaftKvError('FAILED_PRECONDITION', `member ${id} is not a learner`);
+    this.cluster.members = this.cluster.members.map((x) => (x.id === id ? { ...x, learner: false } : x));
+    return this.cluster.members;
+  }
+
+  async transferLeadership(to: NodeId, deadlineMs: number): Promise<void> {
+    await this.gate(deadlineMs, true);
+    if (!this.cluster.members.some((m) => m.id === to)) throw new RaftKvError('NOT_FOUND', `no member ${to}`);
+    this.cluster.leaderId = to;
+    this.cluster.term++;
+  }
+
+  async saveSnapshot(): Promise<string> {
+    const dir = await mkdtemp(join(tmpdir(), 'raftkv-fake-snap-'));
+    const path = join(dir, 'snap');
+    await writeFile(path, this.snapshotBytes);
+    return path;
+  }
+
+  stop(): Promise<void> {
+    this.stopped = true;
+    return Promise.resolve();
+  }
+}
+
+export function testConfig(id: NodeId, dataDir: string, overrides: Partial<NodeConfig> = {}): NodeConfig {
+  return {
+    id,
+    clusterId: 'test',
+    dataDir,
+    peerListen: '127.0.0.1:0',
+    clientListen: '127.0.0.1:0',
+    advertisePeer: '127.0.0.1:0',
+    advertiseClient: '127.0.0.1:0',
+    initialClusterState: 'new',
+    initialMembers: [],
+    tickIntervalMs: 100,
+    electionTimeoutTicks: 10,
+    heartbeatIntervalTicks: 1,
+    snapshotEveryEntries: 10_000,
+    snapshotsKept: 3,
+    walSegmentSizeBytes: 64 * 1024 * 1024,
+    maxInboxItems: 10_000,
+    maxPendingProposals: 10_000,
+    maxPendingReads: 10_000,
+    maxRequestBytes: 2 * 1024 * 1024,
+    kvLimits: DEFAULT_KV_LIMITS,
+    logLevel: 'error',
+    logPretty: false,
+    ...overrides,
+  };
+}

@@ -34,6 +34,7 @@
 import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ClassicLevel } from 'classic-level';
+import type { Iterator as LevelIterator } from 'classic-level';
 import { RaftKvError } from '../node/errors.js';
 import type { Member } from '../node/api.js';
 import { confChangeProblem, decodeConfChange } from '../raft/conf-change.js';
@@ -317,6 +318,7 @@ export class KvStateMachine {
   /** As of appliedIndex; Map order is LRU order: lastIndex strictly increasing from first to last. */
   private readonly sessions = new Map<string, Session>();
   private readonly serial = new Serial();
+  private readonly snapshotSerial = new Serial(); // one createSnapshot at a time: its .tmp cleanup is then safe
   private readonly snapshotsInFlight = new Set<Promise<unknown>>(); // streams reading the live db
   private broken: Error | undefined; // a batch write failed: in-memory state may be ahead of LevelDB
   private closed = false;
@@ -819,11 +821,14 @@ export class KvStateMachine {
    * Writes a snapshot of the applied state to `snapDir` and keeps the newest `keep` snapshot files.
    * The view is captured between two batches; applies go on while the file is streamed.
    */
-  async createSnapshot(snapDir: string, keep: number): Promise<{ path: string; metadata: SnapshotMetadata }> {
-    if (!Number.isSafeInteger(keep) || keep < 1) throw new RaftKvError('INVALID_ARGUMENT', 'kv: keep must be >= 1');
-    await mkdir(snapDir, { recursive: true });
-    const work = this.serial.run(async () => {
+  createSnapshot(snapDir: string, keep: number): Promise<{ path: string; metadata: SnapshotMetadata }> {
+    if (!Number.isSafeInteger(keep) || keep < 1) {
+      return Promise.reject(new RaftKvError('INVALID_ARGUMENT', 'kv: keep must be >= 1'));
+    }
+    // Enqueued now: the view is the state after every apply() called before this call, and before any later one.
+    const captured = this.serial.run(async () => {
       this.check();
+      await mkdir(snapDir, { recursive: true });
       // A synced write makes every earlier batch durable: the WAL may be compacted up to this snapshot.
       await this.db.put(KEY_APPLIED, encodeApplied(this.appliedIndexValue, this.appliedTermValue), { sync: true });
       const metadata: SnapshotMetadata = {
@@ -835,7 +840,15 @@ export class KvStateMachine {
       const iterator = this.db.iterator(); // its implicit LevelDB snapshot is the consistent view
       return { metadata, members, iterator };
     });
-    const { metadata, members, iterator } = await work;
+    return this.snapshotSerial.run(async () => this.writeSnapshot(snapDir, keep, await captured));
+  }
+
+  private async writeSnapshot(
+    snapDir: string,
+    keep: number,
+    captured: { metadata: SnapshotMetadata; members: Member[]; iterator: LevelIterator<Db, Uint8Array, Uint8Array> },
+  ): Promise<{ path: string; metadata: SnapshotMetadata }> {
+    const { metadata, members, iterator } = captured;
     const stream = (async () => {
       let writer: SnapshotFileWriter | undefined;
       try {
@@ -863,6 +876,10 @@ export class KvStateMachine {
     }
     const files = await listSnapshotFiles(snapDir);
     for (const f of files.slice(keep)) await rm(join(snapDir, f.name), { force: true });
+    for (const name of await readdir(snapDir)) {
+      // Left by a crash between write and rename: never valid, never read.
+      if (name.startsWith('snapshot-') && name.endsWith('.snap.tmp')) await rm(join(snapDir, name), { force: true });
+    }
     this.opts.logger?.info({ path, index: metadata.index, term: metadata.term }, 'kv: snapshot written');
     return { path, metadata };
   }
@@ -877,10 +894,10 @@ export class KvStateMachine {
    * it in atomically (CURRENT rename). A crash at any point leaves either the old or the new state.
    * Refuses (FAILED_PRECONDITION) a snapshot older than appliedIndex.
    */
-  async restoreSnapshot(path: string): Promise<SnapshotMetadata> {
-    const header = await verifySnapshotHeader(path);
+  restoreSnapshot(path: string): Promise<SnapshotMetadata> {
     return this.serial.run(async () => {
       this.check();
+      const header = await verifySnapshotHeader(path);
       if (header.index < this.appliedIndexValue) {
         throw new RaftKvError(
           'FAILED_PRECONDITION',

@@ -328,9 +328,7 @@ export class Wal {
       }
       this.durableRecords = target;
       this.durableSnapshotIndex = state.snapshot.index;
-      while (this.waiters.length > 0 && (this.waiters[0]?.target ?? Infinity) <= this.durableRecords) {
-        this.waiters.shift()?.resolve();
-      }
+      // Housekeeping before the waiters resume, so that compact()/applySnapshot() return with it done.
       if (this.cutRequested || this.currentSegment().bytes >= this.segmentSizeBytes) {
         try {
           await this.cut(state);
@@ -341,6 +339,9 @@ export class Wal {
         }
       }
       await this.deleteObsoleteSegments();
+      while (this.waiters.length > 0 && (this.waiters[0]?.target ?? Infinity) <= this.durableRecords) {
+        this.waiters.shift()?.resolve();
+      }
     }
   }
 

@@ -1,0 +1,385 @@
+// Recovery of the WAL: round trips, torn tails, bit flips, lost/truncated/reordered segments, conflicting
+// suffixes across restarts, ENOSPC, leftover temporary files, and group commit.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { isRaftKvError } from '../../src/node/errors.js';
+import { readFrame } from '../../src/storage/wal-codec.js';
+import { WalStorage } from '../../src/storage/wal-storage.js';
+import type { WalOptions } from '../../src/storage/wal-storage.js';
+import { FaultFs } from './fault-fs.js';
+import { dirContents, entries, entry, plain, removeDir, rngFrom, tempDir, testSeed, walFiles } from './helpers.js';
+
+const dirs: string[] = [];
+afterAll(() => {
+  for (const d of dirs) removeDir(d);
+});
+function newDir(): string {
+  const d = tempDir('wal-rec');
+  dirs.push(d);
+  return d;
+}
+function copyDir(src: string): string {
+  const d = newDir();
+  fs.cpSync(src, d, { recursive: true });
+  return d;
+}
+
+interface LogLine {
+  level: string;
+  msg: string;
+  fields: object | undefined;
+}
+function capture(): { logs: LogLine[]; logger: NonNullable<WalOptions['logger']> } {
+  const logs: LogLine[] = [];
+  return { logs, logger: (level, msg, fields) => logs.push({ level, msg, fields }) };
+}
+
+/** Offsets of the records in a segment file. */
+function recordOffsets(file: string): number[] {
+  const buf = fs.readFileSync(file);
+  const out: number[] = [];
+  let o = 0;
+  while (o < buf.length) {
+    const fr = readFrame(buf, o);
+    if (!fr.ok) throw new Error(`${file} at ${o}: ${fr.reason}`);
+    out.push(o);
+    o = fr.nextOffset;
+  }
+  return out;
+}
+
+/** A WAL of entries 1..n (term = 1 + index/50, 32-byte payloads), synced every `syncEvery`. */
+async function buildWal(dir: string, n: number, segmentSizeBytes: number, syncEvery = 5): Promise<void> {
+  const w = await WalStorage.bootstrap(dir, { voters: [1, 2, 3], learners: [] }, { segmentSizeBytes });
+  for (let i = 1; i <= n; i++) {
+    w.append([entry(i, 1 + Math.floor(i / 50), 32)]);
+    if (i % syncEvery === 0) {
+      w.setHardState({ term: 1 + Math.floor(i / 50), vote: 2, commit: i - 1 });
+      await w.sync();
+    }
+  }
+  await w.close();
+}
+
+function expectedEntries(from: number, to: number): ReturnType<typeof plain> {
+  const out = [];
+  for (let i = from; i <= to; i++) out.push(entry(i, 1 + Math.floor(i / 50), 32));
+  return plain(out);
+}
+
+async function expectCorruption(dir: string, file: string, offset: number | undefined, what?: RegExp): Promise<void> {
+  const before = dirContents(dir);
+  let caught: unknown;
+  try {
+    const w = await WalStorage.open(dir, { logger: () => {} });
+    await w.close();
+  } catch (err) {
+    caught = err;
+  }
+  expect(isRaftKvError(caught, 'DATA_CORRUPTION'), `expected DATA_CORRUPTION, got ${String(caught)}`).toBe(true);
+  const msg = caught instanceof Error ? caught.message : '';
+  expect(msg).toContain(`${path.join(dir, file)} at offset ${offset ?? ''}`);
+  if (what !== undefined) expect(msg).toMatch(what);
+  expect(dirContents(dir), 'corruption must not change any file').toEqual(before);
+}
+
+describe('WAL recovery', () => {
+  it('round-trips entries, hard state and snapshots across many segments, deleting segments below the snapshot', async () => {
+    const dir = newDir();
+    await buildWal(dir, 400, 2048);
+    let w = await WalStorage.open(dir, { segmentSizeBytes: 2048 });
+    expect(w.isNew()).toBe(false);
+    expect(w.lastIndex()).toBe(400);
+    expect(w.initialState()).toEqual({ hardState: { term: 9, vote: 2, commit: 399 }, confState: { voters: [1, 2, 3], learners: [] } });
+    expect(plain(w.entries(1, 401, Infinity))).toEqual(expectedEntries(1, 400));
+    const segmentsBefore = w.stats().segments;
+    expect(segmentsBefore).toBeGreaterThan(5);
+    await w.compact({ metadata: { index: 300, term: w.term(300), confState: { voters: [1, 2], learners: [3] } } });
+    const after = w.stats();
+    expect(after.segments).toBeLessThan(segmentsBefore);
+    expect(walFiles(dir)).toEqual(w.segmentFiles());
+    await w.close();
+    w = await WalStorage.open(dir, { segmentSizeBytes: 2048 });
+    expect(w.firstIndex()).toBe(301);
+    expect(w.lastIndex()).toBe(400);
+    expect(w.snapshot().metadata).toEqual({ index: 300, term: 7, confState: { voters: [1, 2], learners: [3] } });
+    expect(plain(w.entries(301, 401, Infinity))).toEqual(expectedEntries(301, 400));
+    expect(w.stats()).toEqual(after);
+    await w.close();
+  });
+
+  it('truncates a torn tail at every byte offset of the last record, and reports it', async () => {
+    const dir = newDir();
+    await buildWal(dir, 20, 1 << 20);
+    const [seg] = walFiles(dir);
+    if (seg === undefined) throw new Error('no segment');
+    const file = path.join(dir, seg);
+    const offsets = recordOffsets(file);
+    const lastStart = offsets[offsets.length - 1] ?? 0;
+    // The last record is the hard state after entry 20; the one before it is entry 20.
+    const size = fs.statSync(file).size;
+    for (let cut = lastStart - 1; cut < size; cut++) {
+      const d = copyDir(dir);
+      fs.truncateSync(path.join(d, seg), cut);
+      const { logs, logger } = capture();
+      const w = await WalStorage.open(d, { logger });
+      const tornAt = cut < lastStart ? offsets[offsets.length - 2] : lastStart;
+      expect(w.lastIndex(), `cut at ${cut}`).toBe(cut < lastStart ? 19 : 20);
+      expect(plain(w.entries(1, w.lastIndex() + 1, Infinity))).toEqual(expectedEntries(1, w.lastIndex()));
+      const warn = logs.find((l) => l.level === 'warn');
+      if (cut === lastStart) expect(warn, `cut at ${cut}`).toBeUndefined();
+      else expect(warn?.fields, `cut at ${cut}`).toMatchObject({ file: path.join(d, seg), offset: tornAt });
+      // Appending after the truncated tail works, and survives another restart.
+      w.append([entry(w.lastIndex() + 1, 1, 32)]);
+      await w.sync();
+      await w.close();
+      const again = await WalStorage.open(d, { logger });
+      expect(again.lastIndex()).toBe(cut < lastStart ? 20 : 21);
+      await again.close();
+      removeDir(d);
+    }
+  });
+
+  it('treats a bad last record followed by zeros or garbage to EOF as a torn tail', async () => {
+    const seed = testSeed();
+    const rng = rngFrom(seed);
+    const dir = newDir();
+    await buildWal(dir, 20, 1 << 20);
+    const [seg] = walFiles(dir);
+    if (seg === undefined) throw new Error('no segment');
+    const offsets = recordOffsets(path.join(dir, seg));
+    const last = offsets[offsets.length - 1] ?? 0;
+    for (const tail of ['zeros', 'garbage', 'flip'] as const) {
+      const d = copyDir(dir);
+      const f = path.join(d, seg);
+      const buf = fs.readFileSync(f);
+      if (tail === 'flip') {
+        buf[buf.length - 1] = (buf[buf.length - 1] ?? 0) ^ 0x10; // bad checksum on the very last record
+        fs.writeFileSync(f, buf);
+      } else {
+        const junk = Buffer.alloc(3000);
+        if (tail === 'garbage') for (let i = 0; i < junk.length; i++) junk[i] = rng.int(256);
+        buf.fill(0xee, last + 12); // the last record's payload overwritten ...
+        fs.writeFileSync(f, Buffer.concat([buf, junk])); // ... and junk after it
+      }
+      const { logs, logger } = capture();
+      const w = await WalStorage.open(d, { logger });
+      expect(w.lastIndex(), `${tail}, seed ${seed}`).toBe(20);
+      expect(logs.some((l) => l.level === 'warn' && l.msg.includes('torn')), `${tail}, seed ${seed}`).toBe(true);
+      expect(fs.statSync(f).size).toBe(last);
+      await w.close();
+    }
+  });
+
+  it('reports a flipped bit in any field of a record before the tail as corruption, naming file and offset', async () => {
+    const dir = newDir();
+    await buildWal(dir, 120, 2048);
+    const files = walFiles(dir);
+    expect(files.length).toBeGreaterThan(2);
+    for (const seg of [files[0], files[files.length - 1]]) {
+      if (seg === undefined) continue;
+      const offsets = recordOffsets(path.join(dir, seg));
+      const mid = offsets[Math.floor(offsets.length / 2)] ?? 0;
+      const fields: Record<string, number[]> = {
+        length: [mid, mid + 1, mid + 3],
+        crc: [mid + 4, mid + 7],
+        type: [mid + 8],
+        payload: [mid + 9, mid + 20],
+      };
+      for (const [field, positions] of Object.entries(fields)) {
+        for (const pos of positions) {
+          for (const bit of [0, 7]) {
+            const d = copyDir(dir);
+            const f = path.join(d, seg);
+            const buf = fs.readFileSync(f);
+            buf[pos] = (buf[pos] ?? 0) ^ (1 << bit);
+            fs.writeFileSync(f, buf);
+            await expectCorruption(d, seg, mid);
+            removeDir(d);
+            void field;
+          }
+        }
+      }
+    }
+  });
+
+  it('detects lost, truncated and reordered segments', async () => {
+    const dir = newDir();
+    await buildWal(dir, 150, 2048);
+    const files = walFiles(dir);
+    expect(files.length).toBeGreaterThan(3);
+    const [f0, f1, f2] = files;
+    if (f0 === undefined || f1 === undefined || f2 === undefined) throw new Error('segments');
+
+    // A middle segment lost: a gap in the sequence.
+    let d = copyDir(dir);
+    fs.rmSync(path.join(d, f1));
+    await expectCorruption(d, f2, 0, /sequence gap/);
+
+    // The first segment lost (nothing compacted): entries missing.
+    d = copyDir(dir);
+    fs.rmSync(path.join(d, f0));
+    await expectCorruption(d, f1, 0, /missing/);
+
+    // A non-last segment truncated inside a record.
+    d = copyDir(dir);
+    const size1 = fs.statSync(path.join(d, f1)).size;
+    const lastRec = recordOffsets(path.join(d, f1)).pop() ?? 0;
+    fs.truncateSync(path.join(d, f1), size1 - 3);
+    await expectCorruption(d, f1, lastRec, /incomplete/);
+
+    // A non-last segment truncated at a record boundary: the next segment does not follow.
+    d = copyDir(dir);
+    const offs = recordOffsets(path.join(d, f1));
+    fs.truncateSync(path.join(d, f1), offs[offs.length - 4] ?? 0);
+    await expectCorruption(d, f2, 0, /out of order/);
+
+    // Two segments swapped (renamed onto each other).
+    d = copyDir(dir);
+    fs.renameSync(path.join(d, f1), path.join(d, 'x'));
+    fs.renameSync(path.join(d, f2), path.join(d, f1));
+    fs.renameSync(path.join(d, 'x'), path.join(d, f2));
+    await expectCorruption(d, f1, 0, /file name says/);
+
+    // A segment renamed to the place of a later one (same seq, other index): its header disagrees.
+    d = copyDir(dir);
+    const renamed = `${f1.slice(0, 17)}00000000000fffff.wal`;
+    fs.renameSync(path.join(d, f1), path.join(d, renamed));
+    await expectCorruption(d, renamed, 0, /file name says/);
+  });
+
+  it('replays a conflicting-suffix truncation after a restart, also below the current segment', async () => {
+    const dir = newDir();
+    let w = await WalStorage.bootstrap(dir, { voters: [1], learners: [] }, { segmentSizeBytes: 1024 });
+    w.append(entries(1, 60, 1, 32));
+    await w.sync();
+    const segs = w.stats().segments;
+    w.append(entries(5, 7, 2, 32)); // truncates entries 5..60, written in the 2nd+ segment
+    await w.sync();
+    w.append(entries(8, 70, 2, 32));
+    w.append(entries(40, 41, 3, 32));
+    await w.sync();
+    expect(w.stats().segments).toBeGreaterThan(segs);
+    const expected = plain([...entries(1, 4, 1, 32), ...entries(5, 39, 2, 32), ...entries(40, 41, 3, 32)]);
+    expect(plain(w.entries(1, 42, Infinity))).toEqual(expected);
+    await w.close();
+    w = await WalStorage.open(dir, { segmentSizeBytes: 1024 });
+    expect(w.lastIndex()).toBe(41);
+    expect(plain(w.entries(1, 42, Infinity))).toEqual(expected);
+    // Compaction past the truncation point deletes the older segments; the rest still replays.
+    await w.compact({ metadata: { index: 41, term: 3, confState: { voters: [1], learners: [] } } });
+    w.append(entries(42, 45, 3, 32));
+    await w.close();
+    w = await WalStorage.open(dir, { segmentSizeBytes: 1024 });
+    expect(w.firstIndex()).toBe(42);
+    expect(plain(w.entries(42, 46, Infinity))).toEqual(plain(entries(42, 45, 3, 32)));
+    expect(w.stats().segments).toBeLessThanOrEqual(2);
+    await w.close();
+  });
+
+  it('removes an unfinished segment left by a crash between write and rename', async () => {
+    const dir = newDir();
+    await buildWal(dir, 10, 1 << 20);
+    fs.writeFileSync(path.join(dir, '0000000000000002-000000000000000b.wal.tmp'), Buffer.from('half a preamble'));
+    const { logs, logger } = capture();
+    const w = await WalStorage.open(dir, { logger });
+    expect(w.lastIndex()).toBe(10);
+    expect(fs.readdirSync(dir).filter((n) => n.endsWith('.tmp'))).toEqual([]);
+    expect(logs.some((l) => l.msg.includes('unfinished'))).toBe(true);
+    await w.close();
+  });
+
+  it('refuses to bootstrap a directory that already holds a WAL', async () => {
+    const dir = newDir();
+    await buildWal(dir, 3, 1 << 20);
+    await expect(WalStorage.bootstrap(dir, { voters: [9], learners: [] })).rejects.toMatchObject({ code: 'FAILED_PRECONDITION' });
+    const w = await WalStorage.open(dir);
+    expect(w.initialState().confState).toEqual({ voters: [1, 2, 3], learners: [] });
+    await w.close();
+  });
+});
+
+describe('WAL on a full disk (ENOSPC through FsLike)', () => {
+  it('fails writes with DISK_FULL, leaves a valid log, and accepts them again once space returns', async () => {
+    const dir = newDir();
+    const ffs = new FaultFs();
+    const w = await WalStorage.bootstrap(dir, { voters: [1], learners: [] }, { fs: ffs, segmentSizeBytes: 1 << 20 });
+    w.append(entries(1, 10, 1, 100));
+    await w.sync();
+    ffs.spaceLeftBytes = 250; // room for about 2 of the next 5 records: a partial write
+    w.append(entries(11, 15, 1, 100));
+    await expect(w.sync()).rejects.toMatchObject({ code: 'DISK_FULL' });
+    // More appends while full are buffered; the retry fails again.
+    w.append(entries(16, 17, 1, 100));
+    await expect(w.sync()).rejects.toMatchObject({ code: 'DISK_FULL' });
+    // What is on disk now is a clean log of the durable entries (no half-accepted record).
+    const view = copyDir(dir);
+    const { logs, logger } = capture();
+    const r = await WalStorage.open(view, { logger });
+    expect(r.lastIndex()).toBe(10);
+    expect(logs.filter((l) => l.level === 'warn')).toEqual([]);
+    await r.close();
+    // A failed fdatasync is not trusted either: the data is written again.
+    ffs.spaceLeftBytes = Infinity;
+    ffs.datasyncFailures = 1;
+    await expect(w.sync()).rejects.toMatchObject({ code: 'DISK_FULL' });
+    // Space is back: the retry succeeds and everything is durable.
+    await w.sync();
+    expect(w.lastIndex()).toBe(17);
+    await w.close();
+    const again = await WalStorage.open(dir);
+    expect(plain(again.entries(1, 18, Infinity))).toEqual(plain(entries(1, 17, 1, 100)));
+    await again.close();
+  });
+
+  it('keeps appending to the current segment when a new one cannot be created', async () => {
+    const dir = newDir();
+    const ffs = new FaultFs();
+    const { logs, logger } = capture();
+    const w = await WalStorage.bootstrap(dir, { voters: [1], learners: [] }, { fs: ffs, segmentSizeBytes: 512, logger });
+    ffs.failOpenForWrite = true;
+    for (let i = 1; i <= 20; i++) {
+      w.append([entry(i, 1, 64)]);
+      await w.sync();
+    }
+    expect(w.stats().segments).toBe(1);
+    expect(logs.some((l) => l.msg.includes('cutting'))).toBe(true);
+    ffs.failOpenForWrite = false;
+    w.append([entry(21, 1, 64)]);
+    await w.sync();
+    expect(w.stats().segments).toBe(2);
+    await w.close();
+    const again = await WalStorage.open(dir);
+    expect(plain(again.entries(1, 22, Infinity))).toEqual(plain([...Array(21).keys()].map((i) => entry(i + 1, 1, 64))));
+    await again.close();
+  });
+});
+
+describe('WAL group commit', () => {
+  it('resolves sync() only after the covering fdatasync, and covers concurrent appends with few fdatasyncs', async () => {
+    const dir = newDir();
+    const ffs = new FaultFs();
+    const w = await WalStorage.bootstrap(dir, { voters: [1], learners: [] }, { fs: ffs });
+    let release: () => void = () => {};
+    ffs.datasyncGate = new Promise<void>((r) => (release = r));
+    w.append([entry(1, 1)]);
+    let resolved = false;
+    const first = w.sync().then(() => (resolved = true));
+    // While the first fdatasync is held, 63 more appenders arrive.
+    const rest: Promise<void>[] = [];
+    for (let i = 2; i <= 64; i++) {
+      w.append([entry(i, 1)]);
+      rest.push(w.sync());
+    }
+    await new Promise((r) => setImmediate(r));
+    expect(resolved).toBe(false);
+    expect(ffs.datasyncs).toBe(0);
+    ffs.datasyncGate = undefined;
+    release();
+    await first;
+    await Promise.all(rest);
+    expect(ffs.datasyncs).toBe(2); // one for entry 1, one for the 63 that queued behind it
+    await w.close();
+  });
+});

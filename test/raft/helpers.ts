@@ -61,8 +61,10 @@ export function tickN(s: Solo, n: number): Message[] {
   return out;
 }
 
-export function ofType<T extends Message['type']>(msgs: readonly Message[], type: T): Extract<Message, { type: T }>[] {
-  return msgs.filter((m): m is Extract<Message, { type: T }> => m.type === type);
+export type MessageOf<T extends Message['type']> = Message & { type: T };
+
+export function ofType<T extends Message['type']>(msgs: readonly Message[], type: T): MessageOf<T>[] {
+  return msgs.filter((m): m is MessageOf<T> => m.type === type);
 }
 
 export function vote(from: NodeId, to: NodeId, term: Term, index: number, logTerm: Term, type: 'vote' | 'pre-vote' = 'vote', transfer = false): Message {

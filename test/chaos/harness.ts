@@ -1,4 +1,4 @@
-// The chaos harness: a real cluster of `raftkv serve` processes (cluster/local-cluster.ts) whose peer links
+// The chaos harness: a real cluster of `raftkv serve` processes (processes.ts) whose peer links
 // go through fault-injecting proxies (proxy.ts), concurrent clients recording a history (history.ts), a
 // nemesis on a seeded schedule (nemesis.ts), then the checks (linearizability.ts) and the report (report.ts).
 //
@@ -7,7 +7,6 @@
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { LocalCluster, REPO_ROOT, delay } from '../../cluster/local-cluster.js';
 import type { NodeId } from '../../src/raft/types.js';
 import { KvClient } from '../../src/client/kv-client.js';
 import { AdminClient, ChaosKvClient, KvClientAdapter, type ChaosKv } from './chaos-client.js';
@@ -15,6 +14,7 @@ import { HistoryRecorder, type HistoryOp, type OpKind, type Outcome } from './hi
 import { checkFinalState, checkLinearizability } from './linearizability.js';
 import { Nemesis, SeededRng, type ClusterControl, type NemesisKind } from './nemesis.js';
 import { ProxyMesh, type CutMode } from './proxy.js';
+import { REPO_ROOT, RAFTKV_MAIN, ServeProcesses } from './processes.js';
 import { buildReport, writeRunFiles, type ChaosReport, type LeaderObservation } from './report.js';
 
 export interface ChaosOptions {
@@ -48,6 +48,10 @@ const ATTEMPT_TIMEOUT_MS = 1000;
 const STATUS_TIMEOUT_MS = 300;
 const ADMIN_TIMEOUT_MS = 5000;
 
+function delay(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
 async function portFree(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = createServer();
@@ -80,7 +84,7 @@ class RealCluster implements ClusterControl {
   private readonly joinState = new Map<NodeId, 'new' | 'existing'>(); // how each member was last started
 
   constructor(
-    readonly cluster: LocalCluster,
+    readonly cluster: ServeProcesses,
     readonly mesh: ProxyMesh,
     readonly admin: AdminClient,
     private readonly log: (msg: string) => void,
@@ -135,8 +139,7 @@ class RealCluster implements ClusterControl {
   }
 
   async kill(id: NodeId): Promise<void> {
-    this.cluster.kill(id);
-    await this.cluster.waitExit(id);
+    await this.cluster.kill(id);
   }
 
   async restart(id: NodeId): Promise<void> {
@@ -276,16 +279,14 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
   const tickMs = opts.tickMs ?? 50;
   const electionTicks = opts.electionTicks ?? 10;
   const notes: string[] = [];
-  if (!existsSync(join(REPO_ROOT, 'dist', 'src', 'cli', 'main.js'))) {
-    throw new Error('dist/src/cli/main.js is missing: run `npm run build` first');
-  }
+  if (!existsSync(RAFTKV_MAIN)) throw new Error(`${RAFTKV_MAIN} is missing: run \`npm run build\` first`);
 
   const ports = await findPorts(opts.nodes);
   const peerAddresses = new Map<NodeId, string>();
   for (let id = 1; id <= opts.nodes; id++) peerAddresses.set(id, `127.0.0.1:${ports.peer + id}`);
   const mesh = new ProxyMesh(peerAddresses);
   await mesh.start();
-  const cluster = new LocalCluster({
+  const cluster = new ServeProcesses({
     nodes: opts.nodes,
     dir: runDir,
     clusterId: `chaos-${opts.seed}`,
@@ -306,7 +307,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
   let nemesis: Nemesis | undefined;
   try {
     log(`run folder ${runDir}; seed ${opts.seed}; ${opts.nodes} nodes; nemesis ${opts.nemeses.join(',')}; client ${opts.client ?? 'kv'}; ports ${ports.peer}/${ports.client}`);
-    cluster.up();
+    for (const id of cluster.ids()) cluster.start(id, { state: 'new', members: cluster.ids() });
     try {
       const l = await real.waitForLeader(30_000);
       log(`leader ${l} elected`);
@@ -398,7 +399,6 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     await monitor;
     for (const kv of kvClients) kv.close();
     admin.close();
-    for (const id of cluster.ids()) cluster.resume(id);
     await cluster.down();
     await mesh.stop();
   }

@@ -279,7 +279,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
   const tickMs = opts.tickMs ?? 50;
   const electionTicks = opts.electionTicks ?? 10;
   const notes: string[] = [];
-  if (!existsSync(RAFTKV_MAIN)) throw new Error(`${RAFTKV_MAIN} is missing: run \`npm run build\` first`);
+  if (process.env['RAFTKV_CHAOS_BIN'] === undefined && !existsSync(RAFTKV_MAIN)) throw new Error(`${RAFTKV_MAIN} is missing: run \`npm run build\` first`);
 
   const ports = await findPorts(opts.nodes);
   const peerAddresses = new Map<NodeId, string>();

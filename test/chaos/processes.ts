@@ -11,6 +11,8 @@ import type { NodeId } from '../../src/raft/types.js';
 export const REPO_ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), fileURLToPath(import.meta.url).includes('/dist/') ? '../../..' : '../..');
 export const RAFTKV_BIN = join(REPO_ROOT, 'bin', 'raftkv.js');
 export const RAFTKV_MAIN = join(REPO_ROOT, 'dist', 'src', 'cli', 'main.js');
+/** Test hook: another script that takes `serve` and its flags (default bin/raftkv.js). */
+const SERVE_BIN = process.env['RAFTKV_CHAOS_BIN'];
 
 export interface ProcessesOptions {
   readonly nodes: number;
@@ -82,11 +84,11 @@ export class ServeProcesses {
 
   start(id: NodeId, opts: { state: 'new' | 'existing'; members: readonly NodeId[] }): void {
     if (this.isRunning(id)) throw new Error(`member ${id} is already running`);
-    if (!existsSync(RAFTKV_MAIN)) throw new Error(`${RAFTKV_MAIN} is missing: run \`npm run build\` first`);
+    if (SERVE_BIN === undefined && !existsSync(RAFTKV_MAIN)) throw new Error(`${RAFTKV_MAIN} is missing: run \`npm run build\` first`);
     mkdirSync(this.dataDir(id), { recursive: true });
     const log = openSync(this.logFile(id), 'a');
     try {
-      const child = spawn(process.execPath, [RAFTKV_BIN, ...this.serveArgs(id, opts.state, opts.members)], {
+      const child = spawn(process.execPath, [SERVE_BIN ?? RAFTKV_BIN, ...this.serveArgs(id, opts.state, opts.members)], {
         cwd: REPO_ROOT,
         stdio: ['ignore', log, log],
       });

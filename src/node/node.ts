@@ -266,7 +266,7 @@ export class RaftKvNode implements KvNode {
   private failure: Error | undefined; // a fatal error ended the loop
   private wakeDiskRetry: (() => void) | undefined; // interrupts the disk-full retry wait
   private loopDone: Promise<void> = Promise.resolve(); // resolves when the loop exits
-  private loopWaiting = false; // the loop is parked in inbox.wait()
+  private loopParked: 'input' | 'disk-retry' | undefined; // what the loop is waiting for, when it waits for time or input
   private idleWaiters: (() => void)[] = []; // whenIdle() callers
   private stopPromise: Promise<void> | undefined; // set by the first stop() call
   private peerIds = new Set<NodeId>(); // peers given to the transport
@@ -512,10 +512,11 @@ export class RaftKvNode implements KvNode {
   }
 
   isIdle(): boolean {
-    return (
-      this.loopStopped ||
-      (this.loopWaiting && this.inbox.size === 0 && this.pendingTicks === 0 && this.inflightSnapshotSends === 0 && this.inflightReads === 0)
-    );
+    if (this.loopStopped) return true;
+    if (this.inflightSnapshotSends > 0 || this.inflightReads > 0) return false;
+    // Waiting out a disk-full retry: only time moves it on.
+    if (this.loopParked === 'disk-retry') return true;
+    return this.loopParked === 'input' && this.inbox.size === 0 && this.pendingTicks === 0;
   }
 
   /** The last known leader (NONE if unknown) and this node's role, as of the last Ready. */
@@ -614,10 +615,10 @@ export class RaftKvNode implements KvNode {
     try {
       while (!this.stopping) {
         if (!this.rawNode.hasReady() && this.inbox.size === 0 && this.pendingTicks === 0) {
-          this.loopWaiting = true;
+          this.loopParked = 'input';
           this.notifyIdle();
           await this.inbox.wait();
-          this.loopWaiting = false;
+          this.loopParked = undefined;
           if (this.stopping) break;
         }
         this.drainInbox();
@@ -628,12 +629,16 @@ export class RaftKvNode implements KvNode {
         await this.maybeSnapshot();
       }
     } catch (err) {
+      if (this.stopping && isRaftKvError(err, 'DISK_FULL')) {
+        this.log.warn({ term: this.term, role: this.role }, 'stopped while the disk was full: the last Ready was not persisted');
+        return;
+      }
       this.failure = err instanceof Error ? err : new Error(String(err));
       this.log.fatal({ err: this.failure, term: this.term, role: this.role }, 'driver loop failed: the node stops');
       this.failEverything(new RaftKvError('UNAVAILABLE', `node ${this.id} failed: ${this.failure.message}`));
     } finally {
       this.loopStopped = true;
-      this.loopWaiting = false;
+      this.loopParked = undefined;
       this.notifyIdle();
     }
   }
@@ -836,7 +841,9 @@ export class RaftKvNode implements KvNode {
         { term: this.term, role: this.role, to: m.to, index: m.snapshot.metadata.index, fileIndex: file?.metadata.index },
         'no snapshot file matches the log snapshot: taking a fresh one',
       );
-      this.snapshotRequests.push(new PendingRequest<string>(this.clock, this.clock.now() + 60_000, 'snapshot', () => undefined));
+      const internal = new PendingRequest<string>(this.clock, this.clock.now() + 60_000, 'snapshot', () => undefined);
+      internal.promise.catch((err: unknown) => this.log.warn({ err }, 'snapshot for a follower failed'));
+      this.snapshotRequests.push(internal);
       this.enqueueInternal({ type: 'snapshot-status', peer: m.to, ok: false });
       return;
     }
@@ -901,8 +908,10 @@ export class RaftKvNode implements KvNode {
     }
   }
 
-  private sleepInterruptibly(ms: number): Promise<void> {
-    return new Promise((resolve) => {
+  private async sleepInterruptibly(ms: number): Promise<void> {
+    this.loopParked = 'disk-retry';
+    this.notifyIdle();
+    await new Promise<void>((resolve) => {
       const cancel = this.clock.setTimeout(() => {
         this.wakeDiskRetry = undefined;
         resolve();
@@ -913,6 +922,7 @@ export class RaftKvNode implements KvNode {
         resolve();
       };
     });
+    this.loopParked = undefined;
   }
 
   /** A snapshot from the leader, accepted by the core: restore the state machine, then record it in the log. */

@@ -598,11 +598,8 @@ export class Raft {
       return;
     }
     const wasPaused = pr.isPaused();
-    if (pr.state === 'probe') pr.probeSent = false;
-    if (!pr.maybeUpdate(m.index)) {
-      if (wasPaused && !pr.isPaused()) this.sendAppend(m.from);
-      return;
-    }
+    // A probe answered at the match we already knew (e.g. after reportUnreachable) also ends probing.
+    if (!pr.maybeUpdate(m.index) && !(pr.state === 'probe' && pr.match === m.index)) return; // stale
     switch (pr.state) {
       case 'probe':
         pr.becomeReplicate();

@@ -134,6 +134,7 @@ export class Network {
     this.cuts.clear();
     this.isolated.clear();
     this.dropRules.length = 0;
+    this.transform = undefined;
   }
 
   private dropped(m: Message): boolean {
@@ -144,8 +145,11 @@ export class Network {
 
   // ---- driving ---------------------------------------------------------------------------------------
 
+  /** Rewrites messages as they are sent (e.g. to strip entries); cleared by heal(). */
+  transform: ((m: Message) => Message) | undefined = undefined;
+
   send(msgs: readonly Message[]): void {
-    for (const m of msgs) if (!this.dropped(m)) this.queue.push(m);
+    for (const m of msgs) if (!this.dropped(m)) this.queue.push(this.transform === undefined ? m : this.transform(m));
   }
 
   /** Runs every node's Ready (persist, send, apply, advance) until none has one. */
@@ -189,7 +193,17 @@ export class Network {
     throw new Error(`no node holds snapshot data for index ${s.metadata.index}`);
   }
 
+  /** The first entry applied at each index by any node: every node must apply the same one. */
+  private readonly appliedByIndex = new Map<number, { node: NodeId; term: number; data: string }>();
+
   private apply(n: TestNode, e: Entry): void {
+    const data = dec.decode(e.data);
+    const first = this.appliedByIndex.get(e.index);
+    if (first === undefined) {
+      this.appliedByIndex.set(e.index, { node: n.id, term: e.term, data });
+    } else if (first.term !== e.term || first.data !== data) {
+      throw new Error(`applied entries differ at index ${e.index}: ${first.term}/${first.data} on ${first.node}, ${e.term}/${data} on ${n.id} (seed ${this.seed})`);
+    }
     n.appliedIndexes.push(e.index);
     if (e.type === 'conf-change') {
       n.confState = n.raw.applyConfChange(decodeConfChange(e.data));
@@ -256,9 +270,9 @@ export class Network {
   }
 
   /** Ticks all nodes until a leader is elected (returns it) or `maxTicks` pass. */
-  tickUntilLeader(maxTicks = 200): NodeId {
+  tickUntilLeader(maxTicks = 200, among?: readonly NodeId[]): NodeId {
     for (let t = 0; t < maxTicks; t++) {
-      const l = this.leader();
+      const l = this.leader(among);
       if (l !== undefined) return l;
       this.tick();
     }
@@ -272,9 +286,10 @@ export class Network {
   }
 
   /** The unique leader of the highest term, if any. */
-  leader(): NodeId | undefined {
+  leader(among?: readonly NodeId[]): NodeId | undefined {
     let best: { id: NodeId; term: number } | undefined;
     for (const n of this.nodes.values()) {
+      if (among !== undefined && !among.includes(n.id)) continue;
       const s = n.raw.status();
       if (s.role === 'leader' && (best === undefined || s.term > best.term)) best = { id: n.id, term: s.term };
     }

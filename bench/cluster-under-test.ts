@@ -10,5 +10,9 @@ export interface ClusterUnderTest extends FailoverCluster {
   /** Each member's pid (for CPU and RSS), labelled by its client endpoint. */
   pids(): { label: string; pid: number }[];
   makeTarget(): Promise<BenchTarget>;
+  /** A client that talks to member `index` only (serializable reads show that member's own state). */
+  targetFor(index: number): Promise<BenchTarget>;
+  /** Adds a new member as a learner (member add), starts it on an empty data dir, returns its index. */
+  addLearner(): Promise<number>;
   stop(): Promise<void>;
 }

@@ -13,6 +13,7 @@ export interface EtcdClusterOptions {
   readonly size: number; // members (3)
   readonly clientBasePort: number; // member i (1-based) serves clients on clientBasePort + i
   readonly peerBasePort: number; // and peers on peerBasePort + i
+  readonly extraFlags?: readonly string[]; // e.g. ['--snapshot-count', '200000']
 }
 
 function onPath(cmd: string): boolean {
@@ -48,37 +49,62 @@ export class EtcdCluster implements ClusterUnderTest {
 
   constructor(private readonly opts: EtcdClusterOptions) {
     this.version = ensureEtcdInstalled();
-    const dir = join(opts.runDir, 'etcd');
-    mkdirSync(dir, { recursive: true });
-    const token = `raftkv-bench-${process.pid}-${Date.now()}`;
-    const peerUrl = (i: number): string => `http://127.0.0.1:${opts.peerBasePort + i}`;
-    const initialCluster = Array.from({ length: opts.size }, (_, k) => `m${k + 1}=${peerUrl(k + 1)}`).join(',');
-    for (let i = 1; i <= opts.size; i++) {
-      const clientUrl = `http://127.0.0.1:${opts.clientBasePort + i}`;
-      this.clientEndpoints.push(`127.0.0.1:${opts.clientBasePort + i}`);
-      this.members.push(
-        new ManagedProcess(
-          `etcd m${i}`,
-          'etcd',
-          [
-            '--name', `m${i}`,
-            '--data-dir', join(dir, `m${i}`),
-            '--listen-client-urls', clientUrl,
-            '--advertise-client-urls', clientUrl,
-            '--listen-peer-urls', peerUrl(i),
-            '--initial-advertise-peer-urls', peerUrl(i),
-            '--initial-cluster', initialCluster,
-            '--initial-cluster-token', token,
-            '--initial-cluster-state', 'new',
-            '--heartbeat-interval', '100',
-            '--election-timeout', '1000',
-            '--logger', 'zap',
-            '--log-level', 'warn',
-          ],
-          join(dir, `m${i}.log`),
-        ),
-      );
-    }
+    this.dir = join(opts.runDir, 'etcd');
+    mkdirSync(this.dir, { recursive: true });
+    const initialCluster = Array.from({ length: opts.size }, (_, k) => `m${k + 1}=${this.peerUrl(k + 1)}`).join(',');
+    for (let i = 1; i <= opts.size; i++) this.addMemberProcess(i, initialCluster, 'new');
+  }
+
+  private readonly dir: string; // runDir/etcd
+  private readonly token = `raftkv-bench-${process.pid}-${Date.now()}`; // --initial-cluster-token
+
+  private peerUrl(i: number): string {
+    return `http://127.0.0.1:${this.opts.peerBasePort + i}`;
+  }
+
+  private addMemberProcess(i: number, initialCluster: string, state: 'new' | 'existing'): void {
+    const clientUrl = `http://127.0.0.1:${this.opts.clientBasePort + i}`;
+    this.clientEndpoints.push(`127.0.0.1:${this.opts.clientBasePort + i}`);
+    this.members.push(
+      new ManagedProcess(
+        `etcd m${i}`,
+        'etcd',
+        [
+          '--name', `m${i}`,
+          '--data-dir', join(this.dir, `m${i}`),
+          '--listen-client-urls', clientUrl,
+          '--advertise-client-urls', clientUrl,
+          '--listen-peer-urls', this.peerUrl(i),
+          '--initial-advertise-peer-urls', this.peerUrl(i),
+          '--initial-cluster', initialCluster,
+          '--initial-cluster-token', this.token,
+          '--initial-cluster-state', state,
+          '--heartbeat-interval', '100',
+          '--election-timeout', '1000',
+          '--logger', 'zap',
+          '--log-level', 'warn',
+          ...(this.opts.extraFlags ?? []),
+        ],
+        join(this.dir, `m${i}.log`),
+      ),
+    );
+  }
+
+  async addLearner(): Promise<number> {
+    const i = this.members.length + 1;
+    const env = { ...process.env, ETCDCTL_API: '3' };
+    const live = this.clientEndpoints.filter((_, k) => this.members[k]?.running === true).join(',');
+    execFileSync('etcdctl', ['--endpoints', live, 'member', 'add', `m${i}`, `--peer-urls=${this.peerUrl(i)}`, '--learner'], { env, stdio: 'ignore' });
+    const initialCluster = Array.from({ length: i }, (_, k) => `m${k + 1}=${this.peerUrl(k + 1)}`).join(',');
+    this.addMemberProcess(i, initialCluster, 'existing');
+    this.members[i - 1]?.start();
+    return Promise.resolve(i - 1);
+  }
+
+  async targetFor(index: number): Promise<EtcdTarget> {
+    const ep = this.clientEndpoints[index];
+    if (ep === undefined) throw new Error(`no etcd member ${index}`);
+    return Promise.resolve(new EtcdTarget({ endpoints: [ep], connsPerEndpoint: 1 }));
   }
 
   /** Starts every member and waits until a leader answers writes. */

@@ -131,6 +131,13 @@ export class EtcdTarget implements BenchTarget {
     return { term: numField(header, 'raftTerm'), memberId: strField(header, 'memberId') };
   }
 
+  async putMany(kvs: readonly { readonly key: Uint8Array; readonly value: Uint8Array }[], timeoutMs: number): Promise<WriteAck> {
+    const req = { compare: [], success: kvs.map((kv) => ({ requestPut: { key: kv.key, value: kv.value } })), failure: [] };
+    const res = await this.leaderCall('/etcdserverpb.KV/Txn', 'TxnRequest', 'TxnResponse', req, timeoutMs);
+    const header = objField(res, 'header');
+    return { term: numField(header, 'raftTerm'), memberId: strField(header, 'memberId') };
+  }
+
   async get(key: Uint8Array, serializable: boolean, timeoutMs: number): Promise<GetResult> {
     const req = { key, serializable };
     const res = serializable

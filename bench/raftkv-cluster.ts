@@ -5,6 +5,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ClusterUnderTest } from './cluster-under-test.js';
 import { repoRoot } from './paths.js';
+import { KvClient } from '../src/client/index.js';
 import { ManagedProcess } from './proc-group.js';
 import { createTarget } from './run-bench.js';
 import type { BenchTarget } from './target.js';
@@ -32,30 +33,65 @@ export class RaftKvCluster implements ClusterUnderTest {
       throw new Error('dist/src/cli/main.js is missing: run `npm run build` first (bin/raftkv.js runs the compiled CLI)');
     }
     this.version = `raftkv (${root})`;
-    const dir = join(opts.runDir, 'raftkv');
-    mkdirSync(dir, { recursive: true });
-    const peer = (i: number): string => `127.0.0.1:${opts.peerBasePort + i}`;
-    const client = (i: number): string => `127.0.0.1:${opts.clientBasePort + i}`;
-    const initialCluster = Array.from({ length: opts.size }, (_, k) => `${k + 1}=${peer(k + 1)}/${client(k + 1)}`).join(',');
-    for (let i = 1; i <= opts.size; i++) {
-      this.clientEndpoints.push(client(i));
-      const dataDir = join(dir, `n${i}`);
-      this.dataDirs.push(dataDir);
-      const args = [
-        bin, 'serve',
-        '--id', String(i),
-        '--cluster-id', 'bench',
-        '--data-dir', dataDir,
-        '--listen-peer', peer(i),
-        '--listen-client', client(i),
-        '--initial-cluster', initialCluster,
-        '--tick-ms', '100',
-        '--election-ticks', '10',
-        '--log-level', 'warn',
-        ...(opts.extraFlags ?? []),
-      ];
-      this.members.push(new ManagedProcess(`raftkv ${i}`, process.execPath, args, join(dir, `n${i}.log`)));
+    this.bin = bin;
+    this.dir = join(opts.runDir, 'raftkv');
+    mkdirSync(this.dir, { recursive: true });
+    for (let i = 1; i <= opts.size; i++) this.addMemberProcess(i, this.initialCluster(opts.size), 'new');
+  }
+
+  private readonly bin: string; // bin/raftkv.js
+  private readonly dir: string; // runDir/raftkv
+
+  private peer(i: number): string {
+    return `127.0.0.1:${this.opts.peerBasePort + i}`;
+  }
+
+  private client(i: number): string {
+    return `127.0.0.1:${this.opts.clientBasePort + i}`;
+  }
+
+  private initialCluster(size: number): string {
+    return Array.from({ length: size }, (_, k) => `${k + 1}=${this.peer(k + 1)}/${this.client(k + 1)}`).join(',');
+  }
+
+  private addMemberProcess(i: number, initialCluster: string, state: 'new' | 'existing'): void {
+    this.clientEndpoints.push(this.client(i));
+    const dataDir = join(this.dir, `n${i}`);
+    this.dataDirs.push(dataDir);
+    const args = [
+      this.bin, 'serve',
+      '--id', String(i),
+      '--cluster-id', 'bench',
+      '--data-dir', dataDir,
+      '--listen-peer', this.peer(i),
+      '--listen-client', this.client(i),
+      '--initial-cluster', initialCluster,
+      '--initial-cluster-state', state,
+      '--tick-ms', '100',
+      '--election-ticks', '10',
+      '--log-level', 'warn',
+      ...(this.opts.extraFlags ?? []),
+    ];
+    this.members.push(new ManagedProcess(`raftkv ${i}`, process.execPath, args, join(this.dir, `n${i}.log`)));
+  }
+
+  async addLearner(): Promise<number> {
+    const i = this.members.length + 1;
+    const client = new KvClient({ endpoints: this.clientEndpoints });
+    try {
+      await client.memberAdd({ id: i, peerAddress: this.peer(i), clientAddress: this.client(i), learner: true }, { timeoutMs: 10_000 });
+    } finally {
+      client.close();
     }
+    this.addMemberProcess(i, this.initialCluster(i), 'existing');
+    this.members[i - 1]?.start();
+    return i - 1;
+  }
+
+  targetFor(index: number): Promise<BenchTarget> {
+    const ep = this.clientEndpoints[index];
+    if (ep === undefined) throw new Error(`no raftkv member ${index}`);
+    return createTarget('raftkv', [ep], 1);
   }
 
   async start(timeoutMs = 30_000): Promise<void> {

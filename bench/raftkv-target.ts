@@ -25,6 +25,11 @@ export class RaftKvTarget implements BenchTarget {
     return { term: r.header.term, memberId: String(r.header.memberId) };
   }
 
+  async putMany(kvs: readonly { readonly key: Uint8Array; readonly value: Uint8Array }[], timeoutMs: number): Promise<WriteAck> {
+    const r = await this.main.txn({ success: kvs.map((kv) => ({ type: 'put' as const, key: kv.key, value: kv.value })) }, { timeoutMs });
+    return { term: r.header.term, memberId: String(r.header.memberId) };
+  }
+
   async get(key: Uint8Array, serializable: boolean, timeoutMs: number): Promise<GetResult> {
     let client = this.main;
     if (serializable) {

@@ -28,6 +28,8 @@ export interface BenchTarget {
   get(key: Uint8Array, serializable: boolean, timeoutMs: number): Promise<GetResult>;
   /** Puts `value` iff the key's version is `expectedVersion` (0 = absent): one transaction, one round-trip. */
   compareAndSwap(key: Uint8Array, expectedVersion: number, value: Uint8Array, timeoutMs: number): Promise<CasResult>;
+  /** Puts several keys in one transaction (bulk loading; at most 128 ops, both systems' default limit). */
+  putMany(kvs: readonly { readonly key: Uint8Array; readonly value: Uint8Array }[], timeoutMs: number): Promise<WriteAck>;
   close(): void;
 }
 

@@ -35,6 +35,11 @@ class FakeTarget implements BenchTarget {
     return { term: 1, memberId: '1' };
   }
 
+  async putMany(kvs: readonly { readonly key: Uint8Array }[]): Promise<WriteAck> {
+    for (const kv of kvs) await this.put(kv.key);
+    return { term: 1, memberId: '1' };
+  }
+
   async get(key: Uint8Array): Promise<GetResult> {
     await this.step();
     this.gets++;

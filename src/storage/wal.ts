@@ -264,8 +264,8 @@ export class Wal {
     if (this.closed) return;
     try {
       await this.sync();
-      await this.flushDone;
     } finally {
+      await this.flushDone; // never rejects; the loop must not touch the handle after it is closed
       this.closed = true;
       await this.handle.close();
     }

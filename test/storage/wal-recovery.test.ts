@@ -278,6 +278,23 @@ describe('WAL recovery', () => {
     await w.close();
   });
 
+  it('after a snapshot install, starts a new segment and deletes every older one', async () => {
+    const dir = newDir();
+    await buildWal(dir, 200, 2048);
+    let w = await WalStorage.open(dir, { segmentSizeBytes: 2048 });
+    expect(w.stats().segments).toBeGreaterThan(3);
+    await w.applySnapshot({ metadata: { index: 150, term: 9, confState: { voters: [1, 2, 3], learners: [] } } });
+    w.setHardState({ term: 9, vote: 0, commit: 150 });
+    await w.sync();
+    expect(w.stats().segments).toBe(1);
+    expect(walFiles(dir)).toEqual(w.segmentFiles());
+    await w.close();
+    w = await WalStorage.open(dir);
+    expect({ first: w.firstIndex(), last: w.lastIndex(), term: w.term(150) }).toEqual({ first: 151, last: 150, term: 9 });
+    expect(w.initialState().hardState).toEqual({ term: 9, vote: 0, commit: 150 });
+    await w.close();
+  });
+
   it('removes an unfinished segment left by a crash between write and rename', async () => {
     const dir = newDir();
     await buildWal(dir, 10, 1 << 20);

@@ -8,9 +8,10 @@
 // machine), snap/ (state machine snapshot files), snap-inbox/ (snapshots received from a leader).
 //
 // Bootstrap and restarts (what this driver does, and what it leaves to the operator):
-// - 'new' on an empty directory: records initialMembers as the state machine's member table (kv bootstrap)
-//   and a snapshot at index 0 / term 0 carrying them as voters in the WAL: every initial member starts from
-//   the same (empty) log and membership.
+// - 'new' on an empty directory: a WAL whose index-0 snapshot carries initialMembers as voters (what the
+//   core reads), plus committed conf-change entries 1..n of term 1 adding them with their addresses (what the
+//   state machine's member table and any later joiner replaying the log learn them from). Every initial
+//   member writes the identical log.
 // - 'new' on a directory with a log: an ordinary restart; initialMembers are ignored.
 // - 'existing' on an empty directory: starts with no membership, never campaigns, and waits for the leader
 //   to send the log or a snapshot. The peers it can answer are initialMembers until it learns the table.
@@ -21,7 +22,7 @@ import { randomInt } from 'node:crypto';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { pino } from 'pino';
-import { decodeConfChange } from '../raft/conf-change.js';
+import { decodeConfChange, encodeConfChange } from '../raft/conf-change.js';
 import { defaultRaftConfig } from '../raft/config.js';
 import { RaftError, isRaftError } from '../raft/errors.js';
 import { RawNode } from '../raft/raw-node.js';
@@ -270,6 +271,13 @@ export class RaftKvNode implements KvNode {
   private idleWaiters: (() => void)[] = []; // whenIdle() callers
   private stopPromise: Promise<void> | undefined; // set by the first stop() call
   private peerIds = new Set<NodeId>(); // peers given to the transport
+  /**
+   * An empty directory started with 'existing': until the leader's log or snapshot arrives, this member may
+   * have lost a vote it cast before its directory was wiped, so it grants no (pre-)votes (availability only).
+   */
+  private joining = false;
+  private dataSizeBytesCached = 0; // WAL + state machine bytes, refreshed after snapshots and every few seconds
+  private sizeRefreshTicks = 0; // ticks since the last refresh
 
   private constructor(
     private readonly config: NodeConfig,
@@ -316,6 +324,8 @@ export class RaftKvNode implements KvNode {
     };
     const rawNode = new RawNode(raftConfig, wal);
     const node = new RaftKvNode(config, deps, wal, sm, rawNode, logger);
+    node.joining = config.initialClusterState === 'existing' && wal.lastIndex() === 0 && wal.snapshot().metadata.index === 0;
+    await node.refreshDataSize();
     node.lastSnapshot = await sm.latestSnapshot(snapDir);
     await node.cleanSnapshotInbox();
     node.updatePeers();
@@ -343,7 +353,9 @@ export class RaftKvNode implements KvNode {
     if (sm.appliedIndex === 0 && sm.members().length === 0 && wal.snapshot().metadata.index === 0 && wal.lastIndex() === 0) {
       if (config.initialClusterState === 'new') {
         // A brand-new member (or one whose bootstrap a crash interrupted): the WAL was created with the
-        // voters (openStores passes initialConfState); record the member table in the state machine.
+        // voters in its index-0 snapshot (startNode passes initialConfState). The initial membership also goes
+        // into the log as committed conf-change entries 1..n of term 1, identical on every initial member, so
+        // that a member joining later and replaying the log from index 1 learns it too (etcd does the same).
         const members: Member[] = [...config.initialMembers]
           .sort((x, y) => x.id - y.id)
           .map((m) => ({ id: m.id, peerAddress: m.peerAddress, clientAddress: m.clientAddress, learner: false }));
@@ -355,7 +367,15 @@ export class RaftKvNode implements KvNode {
             `the log in ${config.dataDir} starts with voters [${walVoters.join(',')}], not initialMembers [${voters.join(',')}]`,
           );
         }
-        await sm.bootstrap(members);
+        const entries: Entry[] = members.map((m, i) => ({
+          term: 1,
+          index: i + 1,
+          type: 'conf-change',
+          data: encodeConfChange({ type: 'add-voter', nodeId: m.id, context: encodeMemberContext(m) }),
+        }));
+        await wal.append(entries);
+        await wal.setHardState({ term: 1, vote: NONE, commit: entries.length });
+        await wal.sync();
         log.info({ voters }, 'bootstrapped a new cluster');
       } else {
         log.info('empty data directory joining an existing cluster: waiting for the leader to send the log');
@@ -440,7 +460,7 @@ export class RaftKvNode implements KvNode {
       appliedIndex: this.sm.appliedIndex,
       lastLogIndex: st.lastIndex,
       snapshotIndex: this.wal.snapshot().metadata.index,
-      dataSizeBytes: 0,
+      dataSizeBytes: this.dataSizeBytesCached,
       members: this.members(),
       progress: [...st.progress.entries()]
         .filter(([id]) => id !== this.id)
@@ -657,11 +677,19 @@ export class RaftKvNode implements KvNode {
     const ticks = Math.min(this.pendingTicks, maxTicks);
     this.pendingTicks = 0;
     for (let i = 0; i < ticks; i++) this.rawNode.tick();
+    this.sizeRefreshTicks += ticks;
+    if (this.sizeRefreshTicks >= 50) {
+      this.sizeRefreshTicks = 0;
+      void this.refreshDataSize();
+    }
     const reads: PendingRead[] = [];
     for (const item of this.inbox.drain()) {
       switch (item.type) {
         case 'messages':
-          for (const m of item.messages) this.rawNode.step(m);
+          for (const m of item.messages) {
+            if (this.joining && (m.type === 'vote' || m.type === 'pre-vote')) continue;
+            this.rawNode.step(m);
+          }
           break;
         case 'snapshot': {
           const index = item.message.snapshot.metadata.index;
@@ -891,6 +919,10 @@ export class RaftKvNode implements KvNode {
           await this.wal.sync();
           this.stats.syncs++;
         }
+        if (this.joining && (this.wal.lastIndex() > 0 || this.wal.snapshot().metadata.index > 0)) {
+          this.joining = false;
+          this.log.info({ term: this.term, role: this.role }, 'joined: received the log from the leader');
+        }
         if (this.diskFull) {
           this.diskFull = false;
           this.log.warn({ term: this.term, role: this.role }, 'disk has space again: writes resume');
@@ -1087,6 +1119,7 @@ export class RaftKvNode implements KvNode {
         'snapshot taken, log compacted',
       );
       for (const r of asked) r.resolve(file.path);
+      void this.refreshDataSize();
     } catch (err) {
       if (isRaftKvError(err, 'DISK_FULL')) {
         this.log.error({ term: this.term, role: this.role, err }, 'snapshot failed: disk full');
@@ -1095,6 +1128,17 @@ export class RaftKvNode implements KvNode {
         return;
       }
       throw err;
+    }
+  }
+
+  /** Recomputes the on-disk size reported by status() (off the loop; the core is not involved). */
+  private async refreshDataSize(): Promise<void> {
+    try {
+      const walBytes = this.wal.stats?.().bytes ?? 0;
+      const kvBytes = this.loopStopped || this.stopping ? 0 : await this.sm.dataSizeBytes();
+      this.dataSizeBytesCached = walBytes + kvBytes;
+    } catch (err) {
+      this.log.debug({ err }, 'data size refresh failed');
     }
   }
 

@@ -14,6 +14,8 @@ export interface DurableLog extends LogStorage {
   applySnapshot(snap: Snapshot): Promise<void>;
   compact(snap: Snapshot): Promise<void>;
   close(): Promise<void>;
+  /** Bytes of the WAL on disk (reported in status). */
+  stats?(): { readonly bytes: number };
 }
 
 /** The state machine's answer for one applied entry. */
@@ -32,8 +34,6 @@ export interface StateMachine {
   readonly appliedTerm: Term;
   members(): readonly Member[];
   confState(): ConfState;
-  /** Records the initial member table of a brand-new cluster (empty state machine only). */
-  bootstrap(members: readonly Member[]): Promise<void>;
   dataSizeBytes(): Promise<number>;
   apply(entries: readonly Entry[]): Promise<readonly ApplyOutcome[]>;
   range(req: RangeRequest): Promise<RangeResult>;

@@ -13,6 +13,7 @@ import type { KvNode, Member, NodeStatus } from '../node/api.js';
 import type { NodeConfig } from '../node/config.js';
 import { RaftKvError } from '../node/errors.js';
 import { createLogger } from '../node/logger.js';
+import { startNode as realStartNode } from '../node/node.js';
 import { ADMIN_SERVICE, KV_SERVICE } from '../proto.js';
 import type { NodeId } from '../raft/types.js';
 import { GrpcTransport, PEER_MAX_MESSAGE_BYTES } from '../transport/grpc-transport.js';
@@ -41,12 +42,6 @@ export interface RunningServer {
   stop(): Promise<void>;
 }
 
-async function defaultStartNode(): Promise<StartNode> {
-  // Resolved at run time: the node driver is a separate module of this package.
-  const mod = (await import(new URL('../node/node.js', import.meta.url).href)) as { startNode?: StartNode };
-  if (typeof mod.startNode !== 'function') throw new Error('src/node/node.ts does not export startNode');
-  return mod.startNode;
-}
 
 /** A KvNode stand-in that answers UNAVAILABLE until the real node is set. */
 class LateNode implements KvNode {
@@ -112,7 +107,7 @@ function shutdown(server: Server, graceMs: number): Promise<void> {
 
 export async function runServer(config: NodeConfig, opts: RunServerOptions = {}): Promise<RunningServer> {
   const logger = opts.logger ?? createLogger(config);
-  const startNode = opts.startNode ?? (await defaultStartNode());
+  const startNode: StartNode = opts.startNode ?? realStartNode;
   const transport = new GrpcTransport({
     id: config.id,
     clusterId: config.clusterId,
@@ -174,7 +169,7 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
         logger.error({ err }, 'node stop failed');
       }
       await transport.stop();
-      await Promise.all(servers.map((s) => shutdown(s, 2000)));
+      await Promise.all(servers.map((s) => shutdown(s, 1000)));
       logger.info('stopped');
     })();
     return stopping;

@@ -94,6 +94,7 @@ export class GrpcTransport implements Transport {
   private readonly links = new Map<NodeId, PeerLink>(); // one per known peer (never this member)
   private readonly knownPeers = new Map<NodeId, string>(); // advertised peer address of each known peer
   private readonly loggedRefusals = new Set<string>(); // "log once" keys
+  private readonly inbound = new Set<(err: { code: GrpcStatus; details: string } | null) => void>(); // open inbound streams' finishers
   private handlers: TransportHandlers | undefined; // set by start(), cleared by stop()
   private stopped = false;
   readonly unknownPeerDrops = { count: 0 }; // messages addressed to no known peer
@@ -358,7 +359,8 @@ export class GrpcTransport implements Transport {
 
   private refusalStatus(err: unknown, what: string): { code: GrpcStatus; details: string } {
     if (err instanceof RefusedError) {
-      this.logOnce(err.logKey, { reason: err.message }, `refused peer ${what}`);
+      if (err.code === GrpcStatus.UNAVAILABLE) this.opts.logger.debug({ reason: err.message }, `refused peer ${what}`);
+      else this.logOnce(err.logKey, { reason: err.message }, `refused peer ${what}`);
       return { code: err.code, details: err.message };
     }
     const message = err instanceof Error ? err.message : String(err);
@@ -389,9 +391,11 @@ export class GrpcTransport implements Transport {
     const finish = (err: { code: GrpcStatus; details: string } | null): void => {
       if (finished) return;
       finished = true;
+      this.inbound.delete(finish);
       if (err === null) callback(null, {});
       else callback(err);
     };
+    this.inbound.add(finish);
     call.on('data', (batch: WirePeerBatch) => {
       if (finished) return;
       try {
@@ -417,6 +421,7 @@ export class GrpcTransport implements Transport {
     call.on('error', (err) => {
       this.opts.logger.debug({ err }, 'inbound peer stream error');
       finished = true;
+      this.inbound.delete(finish);
     });
   }
 
@@ -493,6 +498,8 @@ export class GrpcTransport implements Transport {
   async stop(): Promise<void> {
     this.stopped = true;
     this.handlers = undefined;
+    // End inbound streams: their senders learn at once that this member is gone (onPeerUnreachable there).
+    for (const finish of [...this.inbound]) finish({ code: GrpcStatus.UNAVAILABLE, details: `member ${this.opts.id} is stopping` });
     for (const link of this.links.values()) this.closeLink(link);
     this.links.clear();
     await Promise.resolve();

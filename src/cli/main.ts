@@ -1,0 +1,381 @@
+// The `raftkv` command: argument parsing (node:util parseArgs) and output only. Client commands use KvClient;
+// `serve` starts the server. Failures throw (bin/raftkv.js prints "raftkv: <message>" on stderr and exits 1).
+import { parseArgs } from 'node:util';
+import { KvClient, text } from '../client/index.js';
+import type { StatusResult } from '../client/index.js';
+import type { KeyValue } from '../kv/types.js';
+import type { ResponseHeader } from '../node/api.js';
+import { RaftKvError } from '../node/errors.js';
+import { parseAddress, parseServeArgs, SERVE_USAGE } from './serve-config.js';
+
+export const DEFAULT_ENDPOINTS = '127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103';
+
+export const USAGE = `raftkv: a Raft-replicated key-value store
+
+usage: raftkv [global flags] COMMAND [args] [flags]
+
+commands:
+  put KEY VALUE [--prev-kv]                 write a key
+  get KEY [--serializable]                  read a key (linearizable unless --serializable)
+  del KEY [--prefix] [--prev-kv]            delete a key, or every key under a prefix
+  range PREFIX [--limit N] [--keys-only] [--count-only] [--serializable]
+  cas KEY EXPECTED NEW                      set KEY to NEW iff its value is EXPECTED (fails otherwise)
+  cas KEY NEW --create                      set KEY to NEW iff it does not exist
+  status [--watch] [--interval-ms 500] [--count N]
+                                            every member: id, address, role, term, leader, commit, applied, lag
+  member list
+  member add ID PEER_ADDR CLIENT_ADDR [--learner]
+  member remove ID
+  member promote ID
+  transfer-leader ID                        hand leadership to member ID
+  snapshot save FILE                        download a verified snapshot of the state machine
+  serve ...                                 run a member (raftkv serve --help)
+
+global flags:
+  --endpoints H:P,H:P,...   client addresses (default $RAFTKV_ENDPOINTS, else ${DEFAULT_ENDPOINTS})
+  -w, --write-out FORMAT    simple (default) | json
+  --timeout-ms N            per command, across retries (default 5000)
+  -h, --help
+
+exit status: 0 on success; 1 with a one-line error on stderr otherwise (a cas that did not match included).`;
+
+export interface CliIo {
+  readonly stdout: { write(s: string): unknown };
+  readonly env: Readonly<Record<string, string | undefined>>;
+  /** Resolves when the user asks to stop (Ctrl-C) a long-running command (status --watch). */
+  readonly interrupted?: Promise<void>;
+}
+
+const COMMAND_FLAGS: Readonly<Record<string, readonly string[]>> = {
+  put: ['prev-kv'],
+  get: ['serializable'],
+  del: ['prefix', 'prev-kv'],
+  range: ['limit', 'keys-only', 'count-only', 'serializable'],
+  cas: ['create'],
+  status: ['watch', 'interval-ms', 'count'],
+  member: ['learner'],
+  'transfer-leader': [],
+  snapshot: [],
+  help: [],
+};
+const GLOBAL_FLAGS = ['endpoints', 'write-out', 'timeout-ms', 'help'];
+
+function invalid(message: string): RaftKvError {
+  return new RaftKvError('INVALID_ARGUMENT', message);
+}
+
+function wantArgs(cmd: string, args: readonly string[], n: number, usage: string): void {
+  if (args.length !== n) throw invalid(`${cmd}: expected ${usage}, got ${args.length === 0 ? 'nothing' : args.map((a) => JSON.stringify(a)).join(' ')}`);
+}
+
+function parseCount(flag: string, v: string | undefined, def: number, min: number): number {
+  if (v === undefined) return def;
+  if (!/^\d+$/.test(v) || Number(v) < min) throw invalid(`--${flag}: ${JSON.stringify(v)} is not a whole number >= ${min}`);
+  return Number(v);
+}
+
+function parseMemberId(what: string, v: string | undefined): number {
+  if (v === undefined || !/^\d+$/.test(v) || Number(v) < 1 || Number(v) >= 2 ** 31) throw invalid(`${what}: ${JSON.stringify(v ?? '')} is not a member id (1..2^31-1)`);
+  return Number(v);
+}
+
+function kvJson(kv: KeyValue): object {
+  return { key: text(kv.key), value: text(kv.value), createIndex: kv.createIndex, modIndex: kv.modIndex, version: kv.version };
+}
+
+function headerText(h: ResponseHeader): string {
+  return `member ${h.memberId}, term ${h.term}, index ${h.index}, leader ${h.leaderId}`;
+}
+
+export async function main(argv: string[], io: CliIo = { stdout: process.stdout, env: process.env }): Promise<void> {
+  if (argv[0] === 'serve') return serve(argv.slice(1), io);
+
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      options: {
+        endpoints: { type: 'string' },
+        'write-out': { type: 'string', short: 'w' },
+        'timeout-ms': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+        'prev-kv': { type: 'boolean' },
+        serializable: { type: 'boolean' },
+        prefix: { type: 'boolean' },
+        limit: { type: 'string' },
+        'keys-only': { type: 'boolean' },
+        'count-only': { type: 'boolean' },
+        create: { type: 'boolean' },
+        watch: { type: 'boolean' },
+        'interval-ms': { type: 'string' },
+        count: { type: 'string' },
+        learner: { type: 'boolean' },
+      },
+      allowPositionals: true,
+      strict: true,
+    });
+  } catch (err) {
+    throw invalid(`${err instanceof Error ? (err.message.split('\n')[0] ?? '') : String(err)} (see raftkv --help)`);
+  }
+  const { values, positionals } = parsed;
+  const [cmd, ...args] = positionals;
+  if (values.help === true || cmd === undefined || cmd === 'help') {
+    io.stdout.write(USAGE + '\n');
+    return;
+  }
+  const allowed = COMMAND_FLAGS[cmd];
+  if (allowed === undefined) throw invalid(`unknown command ${JSON.stringify(cmd)} (see raftkv --help)`);
+  for (const [flag, v] of Object.entries(values)) {
+    if (v !== undefined && !GLOBAL_FLAGS.includes(flag) && !allowed.includes(flag)) throw invalid(`${cmd}: unknown flag --${flag}`);
+  }
+  const format = values['write-out'] ?? 'simple';
+  if (format !== 'simple' && format !== 'json') throw invalid(`--write-out: ${JSON.stringify(format)} is not simple or json`);
+  const json = format === 'json';
+  const out = (simple: string, obj: object): void => {
+    io.stdout.write(json ? JSON.stringify(obj) + '\n' : simple === '' ? '' : simple + '\n');
+  };
+  const endpoints = (values.endpoints ?? io.env['RAFTKV_ENDPOINTS'] ?? DEFAULT_ENDPOINTS)
+    .split(',')
+    .map((e) => e.trim())
+    .filter((e) => e !== '');
+  if (endpoints.length === 0) throw invalid('--endpoints: no endpoints given');
+  for (const e of endpoints) parseAddress('endpoints', e);
+  const timeoutMs = parseCount('timeout-ms', values['timeout-ms'], 5000, 1);
+
+  // Validate positionals before connecting anywhere.
+  const client = (): KvClient => new KvClient({ endpoints, timeoutMs });
+  switch (cmd) {
+    case 'put': {
+      wantArgs(cmd, args, 2, 'KEY VALUE');
+      const [key = '', value = ''] = args;
+      const k = client();
+      try {
+        const r = await k.put(key, value, { prevKv: values['prev-kv'] ?? false });
+        const prev = r.prevKv ? `\n${text(r.prevKv.key)}\n${text(r.prevKv.value)}` : '';
+        out(`OK (${headerText(r.header)})${prev}`, { header: r.header, prevKv: r.prevKv ? kvJson(r.prevKv) : null });
+      } finally {
+        k.close();
+      }
+      return;
+    }
+    case 'get': {
+      wantArgs(cmd, args, 1, 'KEY');
+      const k = client();
+      try {
+        const r = await k.get(args[0] ?? '', { serializable: values.serializable ?? false });
+        out(r.kv ? `${text(r.kv.key)}\n${text(r.kv.value)}` : '', { header: r.header, kv: r.kv ? kvJson(r.kv) : null });
+      } finally {
+        k.close();
+      }
+      return;
+    }
+    case 'del': {
+      wantArgs(cmd, args, 1, 'KEY');
+      const key = args[0] ?? '';
+      const k = client();
+      try {
+        const r = await k.delete(values.prefix === true ? { prefix: key } : key, { prevKv: values['prev-kv'] ?? false });
+        const prev = r.prevKvs.map((kv) => `\n${text(kv.key)}\n${text(kv.value)}`).join('');
+        out(`${r.deleted}${prev}`, { header: r.header, deleted: r.deleted, prevKvs: r.prevKvs.map(kvJson) });
+      } finally {
+        k.close();
+      }
+      return;
+    }
+    case 'range': {
+      wantArgs(cmd, args, 1, 'PREFIX');
+      const limit = parseCount('limit', values.limit, 0, 0);
+      const k = client();
+      try {
+        const r = await k.range({ prefix: args[0] ?? '' }, { limit, keysOnly: values['keys-only'] ?? false, countOnly: values['count-only'] ?? false, serializable: values.serializable ?? false });
+        const lines = values['count-only'] === true ? [String(r.count)] : r.kvs.flatMap((kv) => (values['keys-only'] === true ? [text(kv.key)] : [text(kv.key), text(kv.value)]));
+        out(lines.join('\n'), { header: r.header, kvs: r.kvs.map(kvJson), more: r.more, count: r.count });
+      } finally {
+        k.close();
+      }
+      return;
+    }
+    case 'cas': {
+      const create = values.create === true;
+      wantArgs(cmd, args, create ? 2 : 3, create ? 'KEY NEW (with --create)' : 'KEY EXPECTED NEW');
+      const key = args[0] ?? '';
+      const expected = create ? null : (args[1] ?? '');
+      const next = (create ? args[1] : args[2]) ?? '';
+      const k = client();
+      try {
+        const r = await k.cas(key, expected, next);
+        if (json) out('', { header: r.header, succeeded: r.succeeded });
+        if (!r.succeeded) {
+          throw new RaftKvError('FAILED_PRECONDITION', `cas: ${create ? 'the key exists' : 'the value is not the expected one'} (${headerText(r.header)})`);
+        }
+        if (!json) out(`OK (${headerText(r.header)})`, {});
+      } finally {
+        k.close();
+      }
+      return;
+    }
+    case 'status':
+      wantArgs(cmd, args, 0, 'no arguments');
+      return status(endpoints, timeoutMs, values.watch === true, parseCount('interval-ms', values['interval-ms'], 500, 10), parseCount('count', values.count, 0, 1), json, io);
+    case 'member':
+      return member(args, values.learner === true, client, out);
+    case 'transfer-leader': {
+      wantArgs(cmd, args, 1, 'ID');
+      const id = parseMemberId('transfer-leader', args[0]);
+      const k = client();
+      try {
+        const r = await k.transferLeader(id);
+        out(`OK: leadership transferred to member ${id} (${headerText(r.header)})`, { header: r.header });
+      } finally {
+        k.close();
+      }
+      return;
+    }
+    case 'snapshot': {
+      if (args[0] !== 'save') throw invalid('snapshot: expected "snapshot save FILE"');
+      wantArgs('snapshot save', args.slice(1), 1, 'FILE');
+      const k = new KvClient({ endpoints, timeoutMs: Math.max(timeoutMs, 60_000) });
+      try {
+        const r = await k.snapshotSave(args[1] ?? '');
+        out(`saved ${r.sizeBytes} bytes to ${args[1] ?? ''} (sha256 ${r.sha256}; ${headerText(r.header)})`, { header: r.header, file: args[1], sizeBytes: r.sizeBytes, sha256: r.sha256 });
+      } finally {
+        k.close();
+      }
+      return;
+    }
+    default:
+      throw invalid(`unknown command ${JSON.stringify(cmd)} (see raftkv --help)`);
+  }
+}
+
+async function member(args: readonly string[], learner: boolean, client: () => KvClient, out: (simple: string, obj: object) => void): Promise<void> {
+  const [sub, ...rest] = args;
+  const show = (r: { header: ResponseHeader; members: readonly { id: number; peerAddress: string; clientAddress: string; learner: boolean }[] }): void => {
+    const lines = r.members.map((m) => `${m.id}\t${m.learner ? 'learner' : 'voter'}\tpeer=${m.peerAddress}\tclient=${m.clientAddress}`);
+    out(lines.join('\n'), { header: r.header, members: r.members });
+  };
+  if (learner && sub !== 'add') throw invalid(`member ${sub ?? ''}: unknown flag --learner`);
+  switch (sub) {
+    case 'list': {
+      wantArgs('member list', rest, 0, 'no arguments');
+      const k = client();
+      try {
+        show(await k.members());
+      } finally {
+        k.close();
+      }
+      return;
+    }
+    case 'add': {
+      wantArgs('member add', rest, 3, 'ID PEER_ADDR CLIENT_ADDR');
+      const id = parseMemberId('member add', rest[0]);
+      const peerAddress = parseAddress('member add PEER_ADDR', rest[1] ?? '');
+      const clientAddress = parseAddress('member add CLIENT_ADDR', rest[2] ?? '');
+      const k = client();
+      try {
+        show(await k.memberAdd({ id, peerAddress, clientAddress, learner }));
+      } finally {
+        k.close();
+      }
+      return;
+    }
+    case 'remove':
+    case 'promote': {
+      wantArgs(`member ${sub}`, rest, 1, 'ID');
+      const id = parseMemberId(`member ${sub}`, rest[0]);
+      const k = client();
+      try {
+        show(sub === 'remove' ? await k.memberRemove(id) : await k.memberPromote(id));
+      } finally {
+        k.close();
+      }
+      return;
+    }
+    case undefined:
+    default:
+      throw invalid(`member: expected list, add, remove or promote, got ${JSON.stringify(sub ?? '')}`);
+  }
+}
+
+interface StatusRow {
+  readonly address: string;
+  readonly status: StatusResult | undefined;
+  readonly error: string | undefined;
+}
+
+/** One status round: every endpoint and every member any of them lists, asked in parallel. */
+export async function collectStatus(client: KvClient, endpoints: readonly string[], attemptTimeoutMs: number): Promise<StatusRow[]> {
+  const ask = (address: string): Promise<StatusRow> =>
+    client.status(address, { timeoutMs: attemptTimeoutMs }).then(
+      (status) => ({ address, status, error: undefined }),
+      (err: unknown) => ({ address, status: undefined, error: err instanceof RaftKvError ? err.code : String(err) }),
+    );
+  const rows = await Promise.all(endpoints.map(ask));
+  const known = new Set(endpoints);
+  const more = new Set<string>();
+  for (const r of rows) for (const m of r.status?.members ?? []) if (!known.has(m.clientAddress)) more.add(m.clientAddress);
+  rows.push(...(await Promise.all([...more].map(ask))));
+  const idOf = (r: StatusRow): number => r.status?.id ?? Number.MAX_SAFE_INTEGER;
+  return rows.sort((a, b) => idOf(a) - idOf(b) || a.address.localeCompare(b.address));
+}
+
+export function statusTable(rows: readonly StatusRow[]): string {
+  const leader = rows.find((r) => r.status?.role === 'leader')?.status;
+  const header = ['ID', 'ADDRESS', 'ROLE', 'TERM', 'LEADER', 'COMMIT', 'APPLIED', 'LAG'];
+  const body = rows.map((r) => {
+    const s = r.status;
+    if (s === undefined) return ['?', r.address, `unreachable (${r.error ?? ''})`, '', '', '', '', ''];
+    const match = leader?.progress.find((p) => p.id === s.id)?.match;
+    const lag = s.role === 'leader' ? 0 : leader !== undefined && match !== undefined ? Math.max(0, leader.lastLogIndex - match) : undefined;
+    const learner = s.members.find((m) => m.id === s.id)?.learner === true ? ' (learner)' : '';
+    return [String(s.id), r.address, s.role + learner, String(s.term), String(s.leaderId || '-'), String(s.commitIndex), String(s.appliedIndex), lag === undefined ? '-' : String(lag)];
+  });
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => (row[i] ?? '').length)));
+  const line = (cells: readonly string[]): string => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
+  return [line(header), ...body.map(line)].join('\n');
+}
+
+async function status(endpoints: readonly string[], timeoutMs: number, watch: boolean, intervalMs: number, count: number, json: boolean, io: CliIo): Promise<void> {
+  const k = new KvClient({ endpoints, timeoutMs });
+  let stop = false;
+  let onSigint: (() => void) | undefined;
+  const interrupted = io.interrupted ?? new Promise<void>((resolve) => {
+    onSigint = () => resolve();
+    if (watch) process.once('SIGINT', onSigint);
+  });
+  void interrupted.then(() => {
+    stop = true;
+  });
+  try {
+    for (let round = 1; ; round++) {
+      const rows = await collectStatus(k, endpoints, Math.min(timeoutMs, 1000));
+      if (json) {
+        io.stdout.write(JSON.stringify(rows.map((r) => (r.status ? { ...r.status, address: r.address } : { address: r.address, error: r.error }))) + '\n');
+      } else {
+        const clear = watch ? '\x1b[H\x1b[2J' : '';
+        const stamp = watch ? `${new Date().toISOString()}  (every ${intervalMs} ms, Ctrl-C to stop)\n` : '';
+        io.stdout.write(`${clear}${stamp}${statusTable(rows)}\n`);
+      }
+      if (!watch) {
+        if (rows.every((r) => r.status === undefined)) throw new RaftKvError('UNAVAILABLE', `status: no member answered (${endpoints.join(', ')})`);
+        return;
+      }
+      if (stop || (count > 0 && round >= count)) return;
+      await Promise.race([new Promise((r) => setTimeout(r, intervalMs)), interrupted]);
+      if (stop) return;
+    }
+  } finally {
+    if (onSigint !== undefined) process.removeListener('SIGINT', onSigint);
+    k.close();
+  }
+}
+
+async function serve(args: readonly string[], io: CliIo): Promise<void> {
+  if (args.includes('--help') || args.includes('-h')) {
+    io.stdout.write(SERVE_USAGE + '\n');
+    return;
+  }
+  const { config, dialOverrides } = parseServeArgs(args);
+  const { runServer } = await import('../server/serve.js');
+  await runServer(config, { dialOverrides, handleSignals: true });
+}

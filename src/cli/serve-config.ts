@@ -1,0 +1,203 @@
+// `raftkv serve` flags + optional JSON config file -> a validated NodeConfig (with defaults), before anything
+// starts. Flags win over the file; the file uses the flags' names in camelCase. Every problem is a one-line
+// RaftKvError('INVALID_ARGUMENT') naming the flag.
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import type { NodeConfig, PeerConfig } from '../node/config.js';
+import { RaftKvError } from '../node/errors.js';
+import { DEFAULT_KV_LIMITS } from '../kv/types.js';
+import type { NodeId } from '../raft/types.js';
+
+export interface ServeConfig {
+  readonly config: NodeConfig;
+  readonly dialOverrides: ReadonlyMap<NodeId, string>; // --dial-override (test hook)
+}
+
+export const SERVE_USAGE = `raftkv serve --id N --cluster-id NAME --data-dir DIR
+  --listen-peer HOST:PORT --listen-client HOST:PORT
+  --initial-cluster ID=PEER/CLIENT,...          e.g. 1=127.0.0.1:7001/127.0.0.1:7101,2=...
+  [--advertise-peer HOST:PORT] [--advertise-client HOST:PORT]   (default: the listen addresses)
+  [--initial-cluster-state new|existing]        (default new; existing = joining after \`member add\`)
+  [--tick-ms 100] [--election-ticks 10] [--heartbeat-ticks 1] [--snapshot-count 10000]
+  [--max-request-bytes 2097152] [--log-level info] [--log-pretty]
+  [--dial-override ID=HOST:PORT,...]            (test hook: dial these addresses for these peers)
+  [--config FILE]                               (JSON, same keys in camelCase; flags win)`;
+
+const STRING_FLAGS = [
+  'id',
+  'cluster-id',
+  'data-dir',
+  'listen-peer',
+  'listen-client',
+  'advertise-peer',
+  'advertise-client',
+  'initial-cluster',
+  'initial-cluster-state',
+  'tick-ms',
+  'election-ticks',
+  'heartbeat-ticks',
+  'snapshot-count',
+  'max-request-bytes',
+  'log-level',
+  'dial-override',
+  'config',
+] as const;
+type StringFlag = (typeof STRING_FLAGS)[number];
+
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error'] as const;
+type LogLevel = (typeof LOG_LEVELS)[number];
+
+function invalid(message: string): RaftKvError {
+  return new RaftKvError('INVALID_ARGUMENT', message);
+}
+
+function camel(flag: string): string {
+  return flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
+const ADDRESS = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\]):(\d{1,5})$/;
+
+export function parseAddress(flag: string, value: string): string {
+  const m = ADDRESS.exec(value);
+  const port = m ? Number(m[1]) : -1;
+  if (!m || port > 65535) throw invalid(`--${flag}: ${JSON.stringify(value)} is not HOST:PORT`);
+  return value;
+}
+
+function parseInteger(flag: string, value: string, min: number, max: number): number {
+  if (!/^\d+$/.test(value)) throw invalid(`--${flag}: ${JSON.stringify(value)} is not a whole number`);
+  const n = Number(value);
+  if (n < min || n > max) throw invalid(`--${flag}: ${n} is out of range ${min}..${max}`);
+  return n;
+}
+
+function parseId(flag: string, value: string): NodeId {
+  return parseInteger(flag, value, 1, 2 ** 31 - 1);
+}
+
+export function parseInitialCluster(value: string): PeerConfig[] {
+  const members: PeerConfig[] = [];
+  for (const part of value.split(',').map((s) => s.trim()).filter((s) => s !== '')) {
+    const m = /^(\d+)=([^/]+)\/(.+)$/.exec(part);
+    if (!m) throw invalid(`--initial-cluster: ${JSON.stringify(part)} is not ID=PEER_HOST:PORT/CLIENT_HOST:PORT`);
+    const id = parseId('initial-cluster', m[1] ?? '');
+    if (members.some((x) => x.id === id)) throw invalid(`--initial-cluster: member ${id} is listed twice`);
+    members.push({ id, peerAddress: parseAddress('initial-cluster', m[2] ?? ''), clientAddress: parseAddress('initial-cluster', m[3] ?? '') });
+  }
+  if (members.length === 0) throw invalid('--initial-cluster: no members');
+  return members;
+}
+
+export function parseDialOverrides(value: string): Map<NodeId, string> {
+  const out = new Map<NodeId, string>();
+  for (const part of value.split(',').map((s) => s.trim()).filter((s) => s !== '')) {
+    const m = /^(\d+)=(.+)$/.exec(part);
+    if (!m) throw invalid(`--dial-override: ${JSON.stringify(part)} is not ID=HOST:PORT`);
+    out.set(parseId('dial-override', m[1] ?? ''), parseAddress('dial-override', m[2] ?? ''));
+  }
+  return out;
+}
+
+/** Reads the JSON config file into flag-name -> string values (booleans and numbers accepted). */
+function readConfigFile(path: string): { values: Partial<Record<StringFlag, string>>; logPretty: boolean | undefined } {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw invalid(`--config ${path}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw invalid(`--config ${path}: not a JSON object`);
+  const byCamel = new Map<string, StringFlag>(STRING_FLAGS.filter((f) => f !== 'config').map((f) => [camel(f), f]));
+  const values: Partial<Record<StringFlag, string>> = {};
+  let logPretty: boolean | undefined;
+  for (const [key, v] of Object.entries(raw)) {
+    if (key === 'logPretty') {
+      if (typeof v !== 'boolean') throw invalid(`--config ${path}: logPretty must be true or false`);
+      logPretty = v;
+      continue;
+    }
+    const flag = byCamel.get(key);
+    if (flag === undefined) throw invalid(`--config ${path}: unknown key ${JSON.stringify(key)}`);
+    if (typeof v === 'string') values[flag] = v;
+    else if (typeof v === 'number' && Number.isFinite(v)) values[flag] = String(v);
+    else throw invalid(`--config ${path}: ${key} must be a string or a number`);
+  }
+  return { values, logPretty };
+}
+
+/** Parses `serve` arguments (after the word "serve"). Throws INVALID_ARGUMENT with a one-line message. */
+export function parseServeArgs(args: readonly string[]): ServeConfig {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: [...args],
+      options: {
+        ...Object.fromEntries(STRING_FLAGS.map((f) => [f, { type: 'string' as const }])),
+        'log-pretty': { type: 'boolean' },
+      },
+      allowPositionals: false,
+      strict: true,
+    });
+  } catch (err) {
+    throw invalid(`serve: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`);
+  }
+  const flags = parsed.values as Partial<Record<StringFlag, string>> & { 'log-pretty'?: boolean };
+  const file = flags.config !== undefined ? readConfigFile(flags.config) : { values: {}, logPretty: undefined };
+  const get = (f: StringFlag): string | undefined => flags[f] ?? file.values[f];
+  const need = (f: StringFlag): string => {
+    const v = get(f);
+    if (v === undefined || v === '') throw invalid(`serve: --${f} is required`);
+    return v;
+  };
+
+  const id = parseId('id', need('id'));
+  const clusterId = need('cluster-id');
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(clusterId)) throw invalid(`--cluster-id: ${JSON.stringify(clusterId)} must be 1-64 of [A-Za-z0-9._-]`);
+  const dataDir = need('data-dir');
+  const peerListen = parseAddress('listen-peer', need('listen-peer'));
+  const clientListen = parseAddress('listen-client', need('listen-client'));
+  const advertisePeer = parseAddress('advertise-peer', get('advertise-peer') ?? peerListen);
+  const advertiseClient = parseAddress('advertise-client', get('advertise-client') ?? clientListen);
+  const initialMembers = parseInitialCluster(need('initial-cluster'));
+  if (!initialMembers.some((m) => m.id === id)) throw invalid(`--initial-cluster: does not list this member (--id ${id})`);
+  const state = get('initial-cluster-state') ?? 'new';
+  if (state !== 'new' && state !== 'existing') throw invalid(`--initial-cluster-state: ${JSON.stringify(state)} is not new or existing`);
+  const tickIntervalMs = parseInteger('tick-ms', get('tick-ms') ?? '100', 1, 60_000);
+  const heartbeatIntervalTicks = parseInteger('heartbeat-ticks', get('heartbeat-ticks') ?? '1', 1, 1000);
+  const electionTimeoutTicks = parseInteger('election-ticks', get('election-ticks') ?? '10', 2, 10_000);
+  if (electionTimeoutTicks <= heartbeatIntervalTicks) {
+    throw invalid(`--election-ticks (${electionTimeoutTicks}) must be greater than --heartbeat-ticks (${heartbeatIntervalTicks})`);
+  }
+  const snapshotEveryEntries = parseInteger('snapshot-count', get('snapshot-count') ?? '10000', 1, 100_000_000);
+  const maxRequestBytes = parseInteger('max-request-bytes', get('max-request-bytes') ?? String(2 * 1024 * 1024), 1024, 32 * 1024 * 1024);
+  const logLevel = get('log-level') ?? 'info';
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) throw invalid(`--log-level: ${JSON.stringify(logLevel)} is not one of ${LOG_LEVELS.join(', ')}`);
+  const dialOverrides = parseDialOverrides(get('dial-override') ?? '');
+
+  const config: NodeConfig = {
+    id,
+    clusterId,
+    dataDir,
+    peerListen,
+    clientListen,
+    advertisePeer,
+    advertiseClient,
+    initialClusterState: state,
+    initialMembers,
+    tickIntervalMs,
+    electionTimeoutTicks,
+    heartbeatIntervalTicks,
+    snapshotEveryEntries,
+    snapshotsKept: 3,
+    walSegmentSizeBytes: 64 * 1024 * 1024,
+    maxInboxItems: 10_000,
+    maxPendingProposals: 10_000,
+    maxPendingReads: 10_000,
+    maxRequestBytes,
+    // A value cannot be larger than a request.
+    kvLimits: { ...DEFAULT_KV_LIMITS, maxValueBytes: Math.min(DEFAULT_KV_LIMITS.maxValueBytes, maxRequestBytes) },
+    logLevel: logLevel as LogLevel,
+    logPretty: flags['log-pretty'] ?? file.logPretty ?? false,
+  };
+  return { config, dialOverrides };
+}

@@ -497,6 +497,9 @@ const VALID_TYPES = new Set<number>(Object.values(RECORD_TYPE));
 
 /** True if some offset >= from starts a well-framed record with a matching checksum. */
 function validRecordAfter(buf: Buffer, from: number): boolean {
+  let nonZero = from;
+  while (nonZero < buf.length && buf[nonZero] === 0) nonZero++;
+  if (nonZero === buf.length) return false; // only zeros to EOF (the common torn tail): nothing to scan
   for (let p = from; p + FRAME_HEADER_BYTES <= buf.length; p++) {
     const len = buf.readUInt32LE(p);
     if (len < 1 || len > MAX_RECORD_BYTES || len > buf.length - p - 8) continue;

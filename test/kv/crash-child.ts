@@ -1,0 +1,52 @@
+// Child process of crash.test.ts (compiled to dist/test/kv/crash-child.js by `npm run build`):
+// applies the crash model's log in random-sized batches forever, snapshotting now and then while it writes,
+// until the parent SIGKILLs it. Usage: node crash-child.js <kvDir> <snapDir> <seed>
+// Prints "open <appliedIndex>" once and "applied <index>" after each batch has resolved.
+import { KvStateMachine } from '../../src/kv/state-machine.js';
+import { entriesFrom } from './crash-model.js';
+
+function rngFrom(seed: number): (n: number) => number {
+  let a = seed >>> 0;
+  return (n: number) => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return Math.floor((((t ^ (t >>> 14)) >>> 0) / 4294967296) * n);
+  };
+}
+
+async function main(): Promise<void> {
+  const [kvDir, snapDir, seedText] = process.argv.slice(2);
+  if (kvDir === undefined || snapDir === undefined || seedText === undefined) {
+    throw new Error('usage: crash-child.js <kvDir> <snapDir> <seed>');
+  }
+  const rng = rngFrom(Number(seedText));
+  const sm = await KvStateMachine.open(kvDir, { sessionTtlEntries: 500, maxSessions: 2 });
+  process.stdout.write(`open ${sm.appliedIndex}\n`);
+  let snapshotting = false;
+  for (let batch = 0; ; batch++) {
+    // Like a driver replaying its WAL after a restart: start a little below the applied index.
+    const from = Math.max(1, sm.appliedIndex + 1 - rng(4));
+    const count = sm.appliedIndex + 1 - from + 1 + rng(150);
+    await sm.apply(entriesFrom(from, count));
+    process.stdout.write(`applied ${sm.appliedIndex}\n`);
+    if (!snapshotting && rng(4) === 0) {
+      snapshotting = true;
+      sm.createSnapshot(snapDir, 2).then(
+        () => {
+          snapshotting = false;
+        },
+        (err: unknown) => {
+          process.stderr.write(`snapshot failed: ${String(err)}\n`);
+          process.exit(2);
+        },
+      );
+    }
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`crash-child: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});

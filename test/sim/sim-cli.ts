@@ -15,10 +15,12 @@ interface CliOptions {
   progress: number; // print a progress line every this many seeds (0: never)
   maxReports: number; // full failure reports printed
   syncBeforeApply: boolean; // driver policy, see SimOptions
+  traceSize: number; // events shown in a failure report
+  tornWrites: boolean; // crash model, see SimOptions
 }
 
 function usage(msg: string): never {
-  process.stderr.write(`${msg}\nusage: npm run sim -- --seeds N [--seed S] [--nodes 3|5] [--steps K] [--fault commit-old-term|vote-without-up-to-date-check] [--progress M] [--reports R] [--sync-before-apply]\n`);
+  process.stderr.write(`${msg}\nusage: npm run sim -- --seeds N [--seed S] [--nodes 3|5] [--steps K] [--fault commit-old-term|vote-without-up-to-date-check] [--progress M] [--reports R] [--trace EVENTS] [--sync-before-apply] [--torn-writes]\n`);
   process.exit(2);
 }
 
@@ -38,6 +40,8 @@ function parse(argv: readonly string[]): CliOptions {
     progress: 0,
     maxReports: 3,
     syncBeforeApply: false,
+    traceSize: 40,
+    tornWrites: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] ?? '';
@@ -70,6 +74,13 @@ function parse(argv: readonly string[]): CliOptions {
         o.maxReports = intArg(a, v);
         i++;
         break;
+      case '--trace':
+        o.traceSize = intArg(a, v);
+        i++;
+        break;
+      case '--torn-writes':
+        o.tornWrites = true;
+        break;
       case '--sync-before-apply':
         o.syncBeforeApply = true;
         break;
@@ -97,7 +108,7 @@ function main(): void {
     const seed = o.seed + k;
     const nodes = o.nodes ?? nodesForSeed(seed);
     const t0 = performance.now();
-    const r = runSimulation({ seed, nodes, steps: o.steps, testingFault: o.fault, syncBeforeApply: o.syncBeforeApply });
+    const r = runSimulation({ seed, nodes, steps: o.steps, testingFault: o.fault, syncBeforeApply: o.syncBeforeApply, traceSize: o.traceSize, tornWrites: o.tornWrites });
     const dt = performance.now() - t0;
     const agg = perNodes.get(nodes) ?? { seeds: 0, ms: 0 };
     agg.seeds++;
@@ -131,5 +142,11 @@ function main(): void {
     process.exitCode = 1;
   }
 }
+
+// `npm run sim | head` closes our stdout early: stop quietly instead of crashing on EPIPE.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw err;
+});
 
 main();

@@ -116,6 +116,8 @@ export class SimStorage implements LogStorage {
   private visible: LogImage; // what the process has written (the core reads this)
   private durable: LogImage; // what survives a crash
   private pending: WriteOp[] = []; // written, not yet synced, in write order
+  private pendingBatch: number[] = []; // batch number of each pending op (one batch per Ready)
+  private batch = 0; // current batch number
   private readonly confState: () => ConfState; // the durable state machine's membership (initialState)
 
   constructor(initial: ConfState, payload: SmSnapshot, confState: () => ConfState) {
@@ -174,34 +176,54 @@ export class SimStorage implements LogStorage {
     const op: WriteOp = { kind: 'append', entries };
     this.visible.append(entries);
     this.pending.push(op);
+    this.pendingBatch.push(this.batch);
   }
 
   setHardState(hs: HardState): void {
     this.visible.hardState = hs;
     this.pending.push({ kind: 'hard-state', hardState: hs });
+    this.pendingBatch.push(this.batch);
   }
 
   applySnapshot(snap: Snapshot, payload: SmSnapshot): void {
     this.visible.applySnapshot(snap, payload);
     this.pending.push({ kind: 'snapshot', snapshot: snap, payload });
+    this.pendingBatch.push(this.batch);
   }
 
   /** fsync: every write so far becomes durable. */
   sync(): void {
     for (const op of this.pending) this.applyDurable(op);
     this.pending = [];
+    this.pendingBatch = [];
   }
 
-  /** Power loss: keep the durable image plus a random prefix of the unsynced writes (maybe a torn append). */
-  crash(rng: Rng): { keptOps: number; lostOps: number } {
+  /** Ends the current write batch (the writes of one Ready): a crash keeps whole batches unless torn. */
+  endBatch(): void {
+    this.batch++;
+  }
+
+  /**
+   * Power loss: keep the durable image plus a random prefix of the unsynced write batches. With `torn`, the
+   * first lost batch may also leave a prefix of its writes (a WAL writing one record per entry / hard state).
+   */
+  crash(rng: Rng, torn: boolean): { keptOps: number; lostOps: number } {
     const n = this.pending.length;
-    const keep = n === 0 ? 0 : rng.int(n + 1);
+    const starts: number[] = []; // index of the first op of each batch
+    for (let k = 0; k < n; k++) if (k === 0 || this.pendingBatch[k] !== this.pendingBatch[k - 1]) starts.push(k);
+    const keptBatches = rng.int(starts.length + 1);
+    let keep = keptBatches < starts.length ? (starts[keptBatches] as number) : n;
+    if (torn && keep < n) {
+      const end = keptBatches + 1 < starts.length ? (starts[keptBatches + 1] as number) : n;
+      keep += rng.int(end - keep + 1);
+    }
     for (let k = 0; k < keep; k++) this.applyDurable(this.pending[k] as WriteOp);
-    const torn = this.pending[keep];
-    if (torn !== undefined && torn.kind === 'append' && torn.entries.length > 1 && rng.int(2) === 0) {
-      this.applyDurable({ kind: 'append', entries: torn.entries.slice(0, rng.int(torn.entries.length)) });
+    const next = this.pending[keep];
+    if (torn && next !== undefined && next.kind === 'append' && next.entries.length > 1 && rng.int(2) === 0) {
+      this.applyDurable({ kind: 'append', entries: next.entries.slice(0, rng.int(next.entries.length)) });
     }
     this.pending = [];
+    this.pendingBatch = [];
     this.visible = this.durable.clone();
     return { keptOps: keep, lostOps: n - keep };
   }

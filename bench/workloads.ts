@@ -23,7 +23,7 @@ export const WORKLOADS: readonly WorkloadSpec[] = [
   { name: 'get-linear', kind: 'get-linearizable', concurrency: 64, description: 'linearizable gets, 64 in flight' },
   { name: 'get-serial', kind: 'get-serializable', concurrency: 64, description: 'serializable gets, 64 in flight' },
   { name: 'mix-90-10', kind: 'mix-90-10', concurrency: 64, description: '90% linearizable gets, 10% puts, 64 in flight' },
-  { name: 'cas', kind: 'cas', concurrency: 16, description: 'compare-and-swap on version, 16 in flight' },
+  { name: 'cas', kind: 'cas', concurrency: 16, description: 'compare-and-swap on version (fresh keys, shared version cache), 16 in flight' },
 ];
 
 export function findWorkload(name: string): WorkloadSpec {
@@ -42,6 +42,11 @@ export function makeKey(i: number, keySize: number): Uint8Array {
   const s = String(i);
   if (digits < s.length) throw new Error(`--key-size ${keySize} is too small for key number ${i}`);
   return Buffer.from(`k${s.padStart(digits, '0')}`);
+}
+
+/** A compare-and-swap key: "c", a 4-hex-digit run nonce, then the key number as in makeKey (keySize + 4 bytes). */
+export function makeCasKey(i: number, keySize: number, nonce: string): Uint8Array {
+  return Buffer.concat([Buffer.from(`c${nonce}`), makeKey(i, keySize).subarray(1)]);
 }
 
 export interface RunOptions {
@@ -98,10 +103,14 @@ export async function runWorkload(target: BenchTarget, kind: WorkloadKind, opts:
   };
   const progressTimer = opts.onProgress === undefined ? undefined : setInterval(report, 200);
 
+  // cas: keys of their own, absent when the run starts (a fresh run nonce in the name), and one version cache
+  // shared by the workers, so a failed compare means a real race between two workers on one key.
+  const casNonce = ((opts.seed ^ Date.now()) & 0xffff).toString(16).padStart(4, '0');
+  const casVersion = new Map<number, number>(); // cas: the last version seen of key k (absent = 0)
+
   const worker = async (w: number): Promise<void> => {
     const rng = new BenchRng((opts.seed + Math.imul(w + 1, 0x9e3779b1)) >>> 0);
     const value = rng.bytes(opts.valueSize);
-    const casVersion = new Map<number, number>(); // cas: the version this worker last saw per key
     for (;;) {
       const now = performance.now();
       if (now >= endAt) return;
@@ -126,8 +135,8 @@ export async function runWorkload(target: BenchTarget, kind: WorkloadKind, opts:
             else await target.put(key, value, opts.timeoutMs);
             break;
           case 'cas': {
-            const r = await target.compareAndSwap(key, casVersion.get(k) ?? 0, value, opts.timeoutMs);
-            casVersion.set(k, r.version);
+            const r = await target.compareAndSwap(makeCasKey(k, opts.keySize, casNonce), casVersion.get(k) ?? 0, value, opts.timeoutMs);
+            if (r.version > (casVersion.get(k) ?? 0)) casVersion.set(k, r.version);
             if (!r.succeeded && performance.now() >= windowStart) casConflicts++;
             break;
           }

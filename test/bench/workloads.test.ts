@@ -96,6 +96,17 @@ describe(`workload runner (seed ${SEED})`, () => {
     expect(t.casSucceeded).toBeGreaterThan(600 / 4);
   });
 
+  it('compare-and-swap: fresh keys and a shared version cache, so conflicts come only from races', async () => {
+    const t = new FakeTarget();
+    t.versions.set('k0000001', 5); // a preloaded key of the same number must not matter: cas keys are distinct
+    const r = await runWorkload(t, 'cas', { ...base, keys: 1000, ops: 800, concurrency: 4 });
+    expect(r.ops).toBe(800);
+    expect(r.casConflicts, `seed ${SEED}`).toBeLessThan(800 * 0.05);
+    const casKeys = [...t.versions.keys()].filter((k) => k.startsWith('c'));
+    expect(casKeys.every((k) => /^c[0-9a-f]{4}\d{7}$/.test(k))).toBe(true);
+    expect(t.versions.get('k0000001')).toBe(5);
+  });
+
   it('mix-90-10 issues about 10% writes', async () => {
     const t = new FakeTarget();
     await runWorkload(t, 'mix-90-10', { ...base, ops: 4000 });

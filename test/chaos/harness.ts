@@ -138,6 +138,18 @@ class RealCluster implements ClusterControl {
     }
   }
 
+  /** Waits until every member answers a status call. */
+  async waitForAll(timeoutMs: number): Promise<void> {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      const up = new Set((await this.statuses()).map((s) => s.id));
+      const missing = this.members().filter((id) => !up.has(id));
+      if (missing.length === 0) return;
+      if (Date.now() > until) throw new Error(`members ${missing.join(',')} not answering within ${timeoutMs} ms`);
+      await delay(100);
+    }
+  }
+
   async kill(id: NodeId): Promise<void> {
     await this.cluster.kill(id);
   }
@@ -309,6 +321,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     log(`run folder ${runDir}; seed ${opts.seed}; ${opts.nodes} nodes; nemesis ${opts.nemeses.join(',')}; client ${opts.client ?? 'kv'}; ports ${ports.peer}/${ports.client}`);
     for (const id of cluster.ids()) cluster.start(id, { state: 'new', members: cluster.ids() });
     try {
+      await real.waitForAll(30_000);
       const l = await real.waitForLeader(30_000);
       log(`leader ${l} elected`);
     } catch (err) {
@@ -406,6 +419,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
   const history = recorder.finish();
   const faults = nemesis?.faults ?? [];
   for (const f of faults) if (f.error !== undefined) notes.push(`fault "${f.detail}": ${f.error}`);
+  for (const e of cluster.unexpectedExits) if (e.code === 0) notes.push(`member ${e.id} exited by itself with code 0`);
   const linearizability = checkLinearizability(history);
   const finalState = checkFinalState(history, finalValues ?? new Map());
   const report = buildReport({
@@ -425,6 +439,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     linearizability,
     finalState,
     notes,
+    problems: cluster.unexpectedExits.filter((e) => e.code !== 0).map((e) => `member ${e.id} exited unexpectedly (code ${String(e.code)}, signal ${String(e.signal)}): ${e.logTail.trim().split('\n').slice(-2).join(' | ')}`),
   });
   writeRunFiles(runDir, report, history);
   log(`verdict ${report.verdict}${report.reasons.length > 0 ? ': ' + report.reasons.join('; ') : ''}`);

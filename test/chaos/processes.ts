@@ -2,7 +2,7 @@
 // the run folder (n<id>/data, n<id>/raftkv.log). Kill (SIGKILL), pause (SIGSTOP), resume (SIGCONT), restart,
 // wipe. Children stay attached to this process and are all killed by down().
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { NodeId } from '../../src/raft/types.js';
@@ -30,10 +30,20 @@ interface Member {
   child: ChildProcess | undefined; // undefined when not started or exited
   exited: Promise<void>; // resolves when the current child exits
   paused: boolean;
+  expectingExit: boolean; // we sent SIGKILL: the exit is the nemesis's doing
+}
+
+export interface UnexpectedExit {
+  readonly id: NodeId;
+  readonly code: number | null;
+  readonly signal: string | null;
+  readonly logTail: string;
 }
 
 export class ServeProcesses {
   private readonly members = new Map<NodeId, Member>();
+  /** Members that exited without being killed by us (a crash, or a refusal to start). */
+  readonly unexpectedExits: UnexpectedExit[] = [];
 
   constructor(readonly options: ProcessesOptions) {}
 
@@ -92,11 +102,20 @@ export class ServeProcesses {
         cwd: REPO_ROOT,
         stdio: ['ignore', log, log],
       });
-      const m: Member = { child, exited: Promise.resolve(), paused: false };
+      const m: Member = { child, exited: Promise.resolve(), paused: false, expectingExit: false };
       m.exited = new Promise<void>((resolveExit) => {
-        child.once('exit', () => {
+        child.once('exit', (code, signal) => {
           if (m.child === child) m.child = undefined;
           m.paused = false;
+          if (!m.expectingExit) {
+            let logTail = '';
+            try {
+              logTail = readFileSync(this.logFile(id), 'utf8').split('\n').slice(-6).join('\n');
+            } catch (err) {
+              logTail = `(log unreadable: ${String(err)})`;
+            }
+            this.unexpectedExits.push({ id, code, signal, logTail });
+          }
           resolveExit();
         });
         child.once('error', () => {
@@ -124,6 +143,7 @@ export class ServeProcesses {
   async kill(id: NodeId): Promise<void> {
     const m = this.members.get(id);
     if (m?.child === undefined) return;
+    m.expectingExit = true;
     this.signal(id, 'SIGKILL');
     await m.exited;
   }

@@ -30,6 +30,8 @@ export interface RunInput {
   readonly linearizability: LinearizabilityResult;
   readonly finalState: FinalStateResult;
   readonly notes: readonly string[];
+  /** Failures seen outside the history (e.g. a member process that crashed): each fails the run. */
+  readonly problems?: readonly string[];
 }
 
 interface Counts {
@@ -156,6 +158,7 @@ export function buildReport(input: RunInput): ChaosReport {
   const lin = input.linearizability;
   const reasons: string[] = [];
   if (lin.verdict === 'violation') reasons.push(`not linearizable: ${lin.firstViolation?.text.split('\n')[0] ?? ''}`);
+  for (const p of input.problems ?? []) reasons.push(p);
   if (input.finalState.lost.length > 0) reasons.push(`${input.finalState.lost.length} acknowledged write(s) lost (RPO > 0)`);
   const unknown: string[] = [];
   if (lin.verdict === 'unknown') unknown.push('the linearizability search ran out of its step budget');

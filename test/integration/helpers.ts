@@ -43,7 +43,10 @@ export async function startTestCluster(opts: { nodes: number; basePort: number; 
     leader,
     async close() {
       client.close();
-      await cluster.down({ wipe: true });
+      // RAFTKV_KEEP_TEST_DIRS=1 keeps the data and logs for a post-mortem (the folder is printed).
+      const keep = process.env.RAFTKV_KEEP_TEST_DIRS === '1';
+      if (keep) console.log(`kept ${dir}`);
+      await cluster.down({ wipe: !keep });
     },
   };
 }

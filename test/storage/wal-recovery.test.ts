@@ -68,7 +68,7 @@ function expectedEntries(from: number, to: number): ReturnType<typeof plain> {
   return plain(out);
 }
 
-async function expectCorruption(dir: string, file: string, offset: number | undefined, what?: RegExp): Promise<void> {
+async function expectCorruption(dir: string, file: string, offset: number | undefined, what?: RegExp, context = ''): Promise<void> {
   const before = dirContents(dir);
   let caught: unknown;
   try {
@@ -77,11 +77,11 @@ async function expectCorruption(dir: string, file: string, offset: number | unde
   } catch (err) {
     caught = err;
   }
-  expect(isRaftKvError(caught, 'DATA_CORRUPTION'), `expected DATA_CORRUPTION, got ${String(caught)}`).toBe(true);
+  expect(isRaftKvError(caught, 'DATA_CORRUPTION'), `${context} expected DATA_CORRUPTION, got ${String(caught)}`).toBe(true);
   const msg = caught instanceof Error ? caught.message : '';
-  expect(msg).toContain(`${path.join(dir, file)} at offset ${offset ?? ''}`);
+  expect(msg, context).toContain(`${path.join(dir, file)} at offset ${offset ?? ''}`);
   if (what !== undefined) expect(msg).toMatch(what);
-  expect(dirContents(dir), 'corruption must not change any file').toEqual(before);
+  expect(dirContents(dir), `${context} corruption must not change any file`).toEqual(before);
 }
 
 describe('WAL recovery', () => {
@@ -201,6 +201,41 @@ describe('WAL recovery', () => {
           }
         }
       }
+    }
+  });
+
+  it('fuzz: any single flipped bit is corruption at its record, or a torn tail if in the very last record', async () => {
+    const seed = testSeed();
+    const rng = rngFrom(seed);
+    const dir = newDir();
+    await buildWal(dir, 100, 1500);
+    const files = walFiles(dir);
+    for (let iter = 0; iter < 60; iter++) {
+      const fi = rng.int(files.length);
+      const seg = files[fi] ?? '';
+      const offsets = recordOffsets(path.join(dir, seg));
+      const size = fs.statSync(path.join(dir, seg)).size;
+      const pos = rng.int(size);
+      const bit = rng.int(8);
+      const recordStart = offsets.filter((o) => o <= pos).pop() ?? 0;
+      const inLastRecord = fi === files.length - 1 && recordStart === offsets[offsets.length - 1];
+      const d = copyDir(dir);
+      const f = path.join(d, seg);
+      const buf = fs.readFileSync(f);
+      buf[pos] = (buf[pos] ?? 0) ^ (1 << bit);
+      fs.writeFileSync(f, buf);
+      const where = `seed ${seed} iter ${iter}: ${seg} byte ${pos} bit ${bit}`;
+      if (inLastRecord) {
+        const { logs, logger } = capture();
+        const w = await WalStorage.open(d, { logger });
+        expect(logs.some((l) => l.msg.includes('torn')), where).toBe(true);
+        expect(plain(w.entries(1, w.lastIndex() + 1, Infinity)), where).toEqual(expectedEntries(1, w.lastIndex()));
+        expect(w.lastIndex(), where).toBeGreaterThanOrEqual(99);
+        await w.close();
+      } else {
+        await expectCorruption(d, seg, recordStart, undefined, where);
+      }
+      removeDir(d);
     }
   });
 

@@ -256,6 +256,8 @@ export class RaftKvNode implements KvNode {
   private readyReads: ReadBatch[] = []; // read index known, awaiting apply
   private readonly transferWaiters: { to: NodeId; request: PendingRequest<void> }[] = [];
   private snapshotRequests: PendingRequest<string>[] = []; // saveSnapshot() callers awaiting the next snapshot
+  private snapshotInFlight: { asked: PendingRequest<string>[] } | undefined; // a snapshot file being written
+  private finishedSnapshot: { file?: SnapshotFile; error?: Error; asked: PendingRequest<string>[] } | undefined; // awaiting the loop
   private lastSnapshot: SnapshotFile | undefined; // newest local snapshot file (what we send to followers)
   private lastSnapshotIndex: Index; // applied index of the last snapshot taken or installed
   private readonly receivedSnapshots = new Map<Index, string>(); // verified files from a leader, by index
@@ -533,7 +535,7 @@ export class RaftKvNode implements KvNode {
 
   isIdle(): boolean {
     if (this.loopStopped) return true;
-    if (this.inflightSnapshotSends > 0 || this.inflightReads > 0) return false;
+    if (this.inflightSnapshotSends > 0 || this.inflightReads > 0 || this.snapshotInFlight !== undefined) return false;
     // Waiting out a disk-full retry: only time moves it on.
     if (this.loopParked === 'disk-retry') return true;
     return this.loopParked === 'input' && this.inbox.size === 0 && this.pendingTicks === 0;
@@ -634,7 +636,7 @@ export class RaftKvNode implements KvNode {
   private async run(): Promise<void> {
     try {
       while (!this.stopping) {
-        if (!this.rawNode.hasReady() && this.inbox.size === 0 && this.pendingTicks === 0) {
+        if (!this.rawNode.hasReady() && this.inbox.size === 0 && this.pendingTicks === 0 && this.finishedSnapshot === undefined) {
           this.loopParked = 'input';
           this.notifyIdle();
           await this.inbox.wait();
@@ -646,7 +648,8 @@ export class RaftKvNode implements KvNode {
           await this.handleReady();
         }
         if (this.stopping) break;
-        await this.maybeSnapshot();
+        await this.completeSnapshot();
+        this.startSnapshotIfDue();
       }
     } catch (err) {
       if (this.stopping && isRaftKvError(err, 'DISK_FULL')) {
@@ -695,6 +698,12 @@ export class RaftKvNode implements KvNode {
           const index = item.message.snapshot.metadata.index;
           const previous = this.receivedSnapshots.get(index);
           if (previous !== undefined && previous !== item.filePath) this.removeFile(previous);
+          for (const [i, p] of this.receivedSnapshots) {
+            if (i <= this.sm.appliedIndex) {
+              this.receivedSnapshots.delete(i); // stale: the core will not install it
+              this.removeFile(p);
+            }
+          }
           this.receivedSnapshots.set(index, item.filePath);
           this.rawNode.step(item.message);
           break;
@@ -869,9 +878,7 @@ export class RaftKvNode implements KvNode {
         { term: this.term, role: this.role, to: m.to, index: m.snapshot.metadata.index, fileIndex: file?.metadata.index },
         'no snapshot file matches the log snapshot: taking a fresh one',
       );
-      const internal = new PendingRequest<string>(this.clock, this.clock.now() + 60_000, 'snapshot', () => undefined);
-      internal.promise.catch((err: unknown) => this.log.warn({ err }, 'snapshot for a follower failed'));
-      this.snapshotRequests.push(internal);
+      this.requestInternalSnapshot('for a follower');
       this.enqueueInternal({ type: 'snapshot-status', peer: m.to, ok: false });
       return;
     }
@@ -989,8 +996,8 @@ export class RaftKvNode implements KvNode {
       }
     }
     this.updatePeers();
-    // Our own copy to send on if we lead later: the log's snapshot must have a file.
-    this.lastSnapshot = await this.sm.createSnapshot(this.snapDir, this.config.snapshotsKept);
+    // Our own snapshot file, to send on if we lead later (written off the loop, like any snapshot).
+    this.requestInternalSnapshot('after installing a snapshot');
     this.log.info({ term: this.term, role: this.role, index, applied: this.sm.appliedIndex }, 'snapshot installed');
   }
 
@@ -1100,35 +1107,61 @@ export class RaftKvNode implements KvNode {
     this.peerIds = new Set(wanted.keys());
   }
 
-  /** Takes a snapshot when snapshotEveryEntries were applied since the last one, or when asked. */
-  private async maybeSnapshot(): Promise<void> {
+  private requestInternalSnapshot(why: string): void {
+    const internal = new PendingRequest<string>(this.clock, this.clock.now() + 10 * 60_000, `snapshot ${why}`, () => undefined);
+    internal.promise.catch((err: unknown) => this.log.warn({ term: this.term, role: this.role, err }, `snapshot ${why} failed`));
+    this.snapshotRequests.push(internal);
+  }
+
+  /**
+   * Starts a state machine snapshot when snapshotEveryEntries were applied since the last one, or when asked.
+   * The file is written off the loop (the state machine captures a consistent view and keeps applying);
+   * the loop compacts the WAL when it completes (completeSnapshot).
+   */
+  private startSnapshotIfDue(): void {
+    if (this.snapshotInFlight !== undefined) return;
     const due = this.sm.appliedIndex - this.lastSnapshotIndex >= this.config.snapshotEveryEntries;
     const asked = this.snapshotRequests.filter((r) => !r.settled);
-    if (!due && asked.length === 0) return;
     this.snapshotRequests = [];
-    try {
-      const file = await this.sm.createSnapshot(this.snapDir, this.config.snapshotsKept);
-      this.stats.snapshotsTaken++;
-      this.lastSnapshotIndex = file.metadata.index;
-      if (file.metadata.index > this.wal.snapshot().metadata.index) {
-        await this.wal.compact({ metadata: file.metadata });
-      }
-      this.lastSnapshot = file;
-      this.log.info(
-        { term: this.term, role: this.role, index: file.metadata.index, path: file.path, firstIndex: this.wal.firstIndex() },
-        'snapshot taken, log compacted',
-      );
-      for (const r of asked) r.resolve(file.path);
-      void this.refreshDataSize();
-    } catch (err) {
-      if (isRaftKvError(err, 'DISK_FULL')) {
-        this.log.error({ term: this.term, role: this.role, err }, 'snapshot failed: disk full');
-        for (const r of asked) r.reject(err);
-        this.lastSnapshotIndex = this.sm.appliedIndex; // try again after another snapshotEveryEntries
-        return;
-      }
-      throw err;
+    if (!due && asked.length === 0) return;
+    const inFlight: { asked: PendingRequest<string>[] } = { asked };
+    this.snapshotInFlight = inFlight;
+    this.lastSnapshotIndex = this.sm.appliedIndex; // the next one is due snapshotEveryEntries after this one
+    this.sm.createSnapshot(this.snapDir, this.config.snapshotsKept).then(
+      (file) => {
+        this.finishedSnapshot = { file, asked: inFlight.asked };
+      },
+      (err: unknown) => {
+        this.finishedSnapshot = { error: err instanceof Error ? err : new Error(String(err)), asked: inFlight.asked };
+      },
+    ).finally(() => {
+      this.snapshotInFlight = undefined;
+      this.inbox.notify();
+    });
+  }
+
+  /** The loop's half of a snapshot: compact the WAL up to it and answer saveSnapshot() callers. */
+  private async completeSnapshot(): Promise<void> {
+    const done = this.finishedSnapshot;
+    if (done === undefined) return;
+    this.finishedSnapshot = undefined;
+    if (done.error !== undefined) {
+      this.log.error({ term: this.term, role: this.role, err: done.error }, 'snapshot failed');
+      for (const r of done.asked) r.reject(done.error);
+      return;
     }
+    const file = done.file;
+    assert(file !== undefined, 'a finished snapshot has a file or an error');
+    this.stats.snapshotsTaken++;
+    // A snapshot installed from the leader meanwhile may already cover it.
+    if (file.metadata.index > this.wal.snapshot().metadata.index) await this.wal.compact({ metadata: file.metadata });
+    if (this.lastSnapshot === undefined || file.metadata.index >= this.lastSnapshot.metadata.index) this.lastSnapshot = file;
+    this.log.info(
+      { term: this.term, role: this.role, index: file.metadata.index, path: file.path, firstIndex: this.wal.firstIndex() },
+      'snapshot taken, log compacted',
+    );
+    for (const r of done.asked) r.resolve(file.path);
+    void this.refreshDataSize();
   }
 
   /** Recomputes the on-disk size reported by status() (off the loop; the core is not involved). */
@@ -1228,5 +1261,8 @@ export class RaftKvNode implements KvNode {
     this.transferWaiters.length = 0;
     for (const r of this.snapshotRequests) r.reject(err);
     this.snapshotRequests = [];
+    for (const r of this.snapshotInFlight?.asked ?? []) r.reject(err);
+    for (const r of this.finishedSnapshot?.asked ?? []) r.reject(err);
+    this.finishedSnapshot = undefined;
   }
 }

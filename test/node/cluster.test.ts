@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it, onTestFailed } from 'vitest';
 import { isRaftKvError } from '../../src/node/errors.js';
+import { verifySnapshotFile } from '../../src/kv/state-machine.js';
 import { TestCluster, dec, get, put } from './harness.js';
 
 let cluster: TestCluster | undefined;
@@ -147,6 +148,11 @@ describe('node driver: failures and partitions', () => {
     // And it keeps following with ordinary appends.
     const w = await c.run(leader.write(put('after', 'snap'), { clientId: '', seq: 0, deadlineMs: c.deadline() }));
     await c.tickUntil(() => back.status().appliedIndex >= w.header.index, 10, 'follows after snapshot');
+    // saveSnapshot() writes a fresh, verifiable snapshot file on demand.
+    const path = await c.run(leader.saveSnapshot());
+    const meta = await verifySnapshotFile(path);
+    expect(meta.index).toBe(leader.status().appliedIndex);
+    expect(meta.confState.voters).toEqual([1, 2, 3]);
     // It survives a restart after the install (the WAL and the state machine agree).
     await c.stopMember(follower);
     const again = await c.startMember(follower);

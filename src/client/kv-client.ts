@@ -103,6 +103,9 @@ export type ClientOpResult =
 
 const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['NOT_LEADER', 'UNAVAILABLE', 'PROPOSAL_DROPPED', 'RESOURCE_EXHAUSTED', 'DEADLINE_EXCEEDED']);
 
+/** An attempt is not started with less time than this left: it could only time out. */
+const MIN_ATTEMPT_MS = 20;
+
 const COMPARE_OPS: Readonly<Record<CompareOp, WireCompareOp>> = { '=': 'EQUAL', '!=': 'NOT_EQUAL', '<': 'LESS', '>': 'GREATER' };
 
 export function toBytes(b: Bytes): Uint8Array {
@@ -432,7 +435,7 @@ export class KvClient {
       if (err.code !== 'DEADLINE_EXCEEDED') lastTelling = err;
       const base = Math.min(this.backoffMaxMs, this.backoffMinMs * 2 ** Math.min(failures - 1, 16));
       const delay = base / 2 + Math.random() * (base / 2);
-      if (now + delay >= deadline) {
+      if (now + delay + MIN_ATTEMPT_MS >= deadline) {
         const spent = now - started;
         const why = err.code === 'DEADLINE_EXCEEDED' && lastTelling !== undefined ? `${err.message}; before that: ${lastTelling.code} ${lastTelling.message}` : err.message;
         throw new RaftKvError(err.code === 'NOT_LEADER' ? 'UNAVAILABLE' : err.code, `${why} (gave up after ${failures} attempts in ${spent} ms)`, err.leader);

@@ -9,7 +9,7 @@ import { seededRng } from '../../src/raft/rng.js';
 import { decodeConfChange } from '../../src/raft/conf-change.js';
 import { NodeInvariantChecker, checkLogMatching } from '../../src/raft/invariants.js';
 import { describeMessage } from '../../src/raft/describe.js';
-import type { ConfState, Entry, Message, MessageType, NodeId, ReadState, Snapshot } from '../../src/raft/types.js';
+import type { ConfState, Entry, Message, MessageType, NodeId, ReadState, Rng, Snapshot } from '../../src/raft/types.js';
 
 export interface TestNode {
   readonly id: NodeId;
@@ -97,6 +97,7 @@ export class Network {
     const n: TestNode = { ...old, raw, applied, appliedIndexes: [], readStates: [], confState: snap.metadata.confState };
     n.checker.onRestart();
     this.nodes.set(id, n);
+    for (const m of this.queue) if (m.type === 'snap' && m.to === id) this.lostSnapshots.push(m);
     this.queue = this.queue.filter((m) => m.to !== id && m.from !== id);
     return n;
   }
@@ -148,13 +149,30 @@ export class Network {
   /** Rewrites messages as they are sent (e.g. to strip entries); cleared by heal(). */
   transform: ((m: Message) => Message) | undefined = undefined;
 
+  /** Snapshot transfers that were lost: their senders learn it (reportSnapshot false) at the next step. */
+  private lostSnapshots: Message[] = [];
+
   send(msgs: readonly Message[]): void {
-    for (const m of msgs) if (!this.dropped(m)) this.queue.push(this.transform === undefined ? m : this.transform(m));
+    for (const m of msgs) {
+      if (this.dropped(m)) {
+        if (m.type === 'snap') this.lostSnapshots.push(m);
+        continue;
+      }
+      this.queue.push(this.transform === undefined ? m : this.transform(m));
+    }
+  }
+
+  /** A transport reports a failed snapshot stream; ordinary messages are lost silently. */
+  private reportLostSnapshots(): boolean {
+    const lost = this.lostSnapshots;
+    this.lostSnapshots = [];
+    for (const m of lost) this.nodes.get(m.from)?.raw.reportSnapshot(m.to, false);
+    return lost.length > 0;
   }
 
   /** Runs every node's Ready (persist, send, apply, advance) until none has one. */
   processReadies(): boolean {
-    let any = false;
+    let any = this.reportLostSnapshots();
     for (let progress = true; progress; ) {
       progress = false;
       for (const n of this.nodes.values()) {
@@ -257,6 +275,33 @@ export class Network {
         this.checkCrossNode();
         return;
       }
+    }
+    throw new Error(`network did not stabilize in ${maxSteps} steps (seed ${this.seed})`);
+  }
+
+  /**
+   * Like stabilize(), but delivers queued messages in a random order, dropping and duplicating some: the
+   * adversarial schedule of the randomized tests. Returns when quiet.
+   */
+  stabilizeChaotic(rng: Rng, opts: { dropPct: number; dupPct: number }, maxSteps = 100_000): void {
+    for (let i = 0; i < maxSteps; i++) {
+      const readies = this.processReadies();
+      if (this.queue.length === 0) {
+        if (!readies) {
+          this.checkCrossNode();
+          return;
+        }
+        continue;
+      }
+      const k = rng.int(this.queue.length);
+      const [m] = this.queue.splice(k, 1);
+      if (m === undefined) continue;
+      if (rng.int(100) < opts.dropPct) {
+        if (m.type === 'snap') this.lostSnapshots.push(m);
+        continue;
+      }
+      if (rng.int(100) < opts.dupPct) this.queue.push(m);
+      this.deliver(m);
     }
     throw new Error(`network did not stabilize in ${maxSteps} steps (seed ${this.seed})`);
   }

@@ -31,11 +31,10 @@ describe('snapshots (§7)', () => {
     net.elect(1);
     lagBehindCompaction(net, 1, 3, 5);
     net.heal();
-    net.dropType('snap');
-    net.tick(undefined, 2);
-    expect(net.raw(1).status().progress.get(3)?.state).toBe('snapshot'); // waiting: no appends meanwhile
-    net.raw(1).reportSnapshot(3, false);
+    net.dropType('snap'); // the network reports lost snapshot streams with reportSnapshot(false)
+    net.tick(undefined, 3);
     expect(net.raw(1).status().progress.get(3)?.state).toBe('probe');
+    expect(net.node(3).applied).not.toEqual(net.node(1).applied);
     net.heal();
     net.tick(undefined, 3);
     expect(net.node(3).applied).toEqual(net.node(1).applied);

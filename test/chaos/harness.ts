@@ -227,7 +227,11 @@ class RealCluster implements ClusterControl {
   }
 }
 
-/** One worker: a sequential client doing put / get / cas / delete over the key set with unique values. */
+/**
+ * One worker: a sequential client doing put / get / cas / delete over the key set with unique values. A
+ * read-only worker only reads: it stays with whichever member answers its reads, so a deposed leader that
+ * keeps serving reads from its own state shows up as a stale read (writers move away at their first write).
+ */
 async function worker(
   client: number,
   kv: ChaosKv,
@@ -235,13 +239,14 @@ async function worker(
   keys: readonly string[],
   rng: SeededRng,
   stopped: () => boolean,
+  readOnly: boolean,
 ): Promise<void> {
   const lastSeen = new Map<string, string | null>(); // what this client last read or wrote per key
   let n = 0;
   while (!stopped()) {
     const key = rng.pick(keys);
     const r = rng.next();
-    const op: OpKind = r < 0.4 ? 'get' : r < 0.75 ? 'put' : r < 0.95 ? 'cas' : 'delete';
+    const op: OpKind = readOnly || r < 0.4 ? 'get' : r < 0.75 ? 'put' : r < 0.95 ? 'cas' : 'delete';
     const value = op === 'put' || op === 'cas' ? `${client}-${++n}` : null;
     const expected = op === 'cas' ? (rng.next() < 0.8 ? (lastSeen.get(key) ?? null) : `${client}-${Math.max(1, n - 1)}`) : null;
     const slot = recorder.begin({ client, op, key, value, expected });
@@ -354,7 +359,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
           ? new KvClientAdapter(new KvClient({ endpoints: rotated, clientId, timeoutMs: OP_TIMEOUT_MS, attemptTimeoutMs: ATTEMPT_TIMEOUT_MS, backoffMinMs: 20, backoffMaxMs: 200 }))
           : new ChaosKvClient({ endpoints: rotated, clientId, opTimeoutMs: OP_TIMEOUT_MS, attemptTimeoutMs: ATTEMPT_TIMEOUT_MS, retryBackoffMs: 50 });
       kvClients.push(kv);
-      workers.push(worker(c, kv, recorder, keys, new SeededRng(opts.seed * 1000 + c), () => workersStopped));
+      const readOnly = clients >= 3 && c === clients; // the last worker only reads
+      workers.push(worker(c, kv, recorder, keys, new SeededRng(opts.seed * 1000 + c), () => workersStopped, readOnly));
     }
 
     const nem = new Nemesis(

@@ -334,13 +334,15 @@ export function renderTimeline(r: ChaosReport, history: readonly HistoryOp[]): s
   parts.push(`<text x="${left - 6}" y="${indetBand + 4}" text-anchor="end" fill="#d62728">indet.</text>`);
   // Leader changes.
   let prev: string | undefined;
+  let shown = 0;
   for (const l of r.leaders) {
     const label = l.leader === 0 ? 'no leader' : `L${l.leader} t${l.term}`;
     if (label === prev) continue;
     prev = label;
     const xx = x(l.atMs);
+    const ly = top + plotH - 4 - (shown++ % 3) * 11; // staggered so close changes stay readable
     parts.push(`<line x1="${xx.toFixed(1)}" y1="${top}" x2="${xx.toFixed(1)}" y2="${top + plotH}" stroke="#000" stroke-dasharray="3,3" stroke-opacity="0.35"/>`);
-    parts.push(`<text x="${(xx + 2).toFixed(1)}" y="${top + plotH - 4}" fill="#555" font-size="10">${esc(label)}</text>`);
+    parts.push(`<text x="${(xx + 2).toFixed(1)}" y="${ly}" fill="#555" font-size="10">${esc(label)}</text>`);
   }
   // Ops.
   for (const h of history) {

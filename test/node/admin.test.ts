@@ -8,6 +8,7 @@ import { WalStorage } from '../../src/storage/wal-storage.js';
 import { checkDataDirIdentity } from '../../src/node/identity.js';
 import type { DurableLog } from '../../src/node/ports.js';
 import type { RaftKvNode } from '../../src/node/node.js';
+import type { Message } from '../../src/raft/types.js';
 import { TestCluster, dec, get, peer, put } from './harness.js';
 
 let cluster: TestCluster | undefined;
@@ -245,5 +246,27 @@ describe('node driver: disk full', () => {
     expect(node.isDiskFull).toBe(false);
     const after = await c.run(node.write(put('k3', 'y'), { clientId: '', seq: 0, deadlineMs: c.deadline() }), 5);
     expect(after.header.index).toBeGreaterThan(done.header.index);
+  });
+});
+
+describe('node driver: joining with an empty directory', () => {
+  it('grants no votes until it has received the log from a leader (it may have lost a vote it cast)', async () => {
+    cluster = await TestCluster.create(1);
+    const c = cluster;
+    const joiner = await c.startMember(4, { initialClusterState: 'existing', initialMembers: [peer(4), peer(9)] });
+    const control = await c.startMember(5, { initialClusterState: 'new', initialMembers: [peer(5), peer(9)] });
+    const probe = c.hub.transport(9, join(c.baseDir, 'probe-inbox'));
+    const got: Message[] = [];
+    await probe.start({ onMessages: (m) => got.push(...m), onSnapshot: () => undefined, onPeerUnreachable: () => undefined });
+    probe.setPeer(4, 'x');
+    probe.setPeer(5, 'x');
+    const vote = (to: number): Message => ({ type: 'vote', from: 9, to, term: 5, index: 10, logTerm: 3, transfer: false });
+    probe.send([vote(4), vote(5)]);
+    await c.settle();
+    expect(got.filter((m) => m.type === 'vote-resp' && m.from === 5)).toHaveLength(1); // the path works
+    expect(got.filter((m) => m.from === 4)).toHaveLength(0); // the joiner stays silent
+    expect(joiner.status().term).toBe(0);
+    expect(control.status().term).toBe(5);
+    await probe.stop();
   });
 });

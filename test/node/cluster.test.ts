@@ -98,6 +98,25 @@ describe('node driver: failures and partitions', () => {
     );
   });
 
+  it('a write proposed by a deposed leader and overwritten by the new leader is answered PROPOSAL_DROPPED', async () => {
+    const c = await start3();
+    const old = await c.waitForLeader();
+    const others = [...c.nodes.keys()].filter((id) => id !== old.id);
+    c.hub.isolate(old.id, others);
+    const lost = old.write(put('lost', '1'), { clientId: '', seq: 0, deadlineMs: c.deadline(600_000) });
+    lost.catch(() => undefined); // awaited below
+    await c.settle();
+    await c.tickUntil(() => others.some((id) => c.node(id).status().role === 'leader'), 80, 'majority elects');
+    const next = c.leader();
+    if (next === undefined || next.id === old.id) throw new Error('no new leader');
+    const kept = await c.run(next.write(put('kept', '2'), { clientId: '', seq: 0, deadlineMs: c.deadline() }));
+    c.hub.heal();
+    await c.tickUntil(() => old.status().appliedIndex >= kept.header.index, 60, 'old leader catches up');
+    await expect(lost).rejects.toSatisfy((e: unknown) => isRaftKvError(e, 'PROPOSAL_DROPPED'));
+    const r = await old.read(get('lost'), { serializable: true, deadlineMs: c.deadline() });
+    expect(r.result.kvs).toHaveLength(0);
+  });
+
   it('a write whose deadline passes is answered DEADLINE_EXCEEDED', async () => {
     const c = await start3();
     const leader = await c.waitForLeader();

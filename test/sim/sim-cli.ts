@@ -17,10 +17,11 @@ interface CliOptions {
   syncBeforeApply: boolean; // driver policy, see SimOptions
   traceSize: number; // events shown in a failure report
   tornWrites: boolean; // crash model, see SimOptions
+  commitRuleCheck: boolean; // see SimOptions
 }
 
 function usage(msg: string): never {
-  process.stderr.write(`${msg}\nusage: npm run sim -- --seeds N [--seed S] [--nodes 3|5] [--steps K] [--fault commit-old-term|vote-without-up-to-date-check] [--progress M] [--reports R] [--trace EVENTS] [--sync-before-apply] [--torn-writes]\n`);
+  process.stderr.write(`${msg}\nusage: npm run sim -- --seeds N [--seed S] [--nodes 3|5] [--steps K] [--fault commit-old-term|vote-without-up-to-date-check] [--progress M] [--reports R] [--trace EVENTS] [--sync-before-apply] [--torn-writes] [--no-commit-rule]\n`);
   process.exit(2);
 }
 
@@ -42,6 +43,7 @@ function parse(argv: readonly string[]): CliOptions {
     syncBeforeApply: false,
     traceSize: 40,
     tornWrites: false,
+    commitRuleCheck: true,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] ?? '';
@@ -81,6 +83,9 @@ function parse(argv: readonly string[]): CliOptions {
       case '--torn-writes':
         o.tornWrites = true;
         break;
+      case '--no-commit-rule':
+        o.commitRuleCheck = false;
+        break;
       case '--sync-before-apply':
         o.syncBeforeApply = true;
         break;
@@ -108,7 +113,7 @@ function main(): void {
     const seed = o.seed + k;
     const nodes = o.nodes ?? nodesForSeed(seed);
     const t0 = performance.now();
-    const r = runSimulation({ seed, nodes, steps: o.steps, testingFault: o.fault, syncBeforeApply: o.syncBeforeApply, traceSize: o.traceSize, tornWrites: o.tornWrites });
+    const r = runSimulation({ seed, nodes, steps: o.steps, testingFault: o.fault, syncBeforeApply: o.syncBeforeApply, traceSize: o.traceSize, tornWrites: o.tornWrites, commitRuleCheck: o.commitRuleCheck });
     const dt = performance.now() - t0;
     const agg = perNodes.get(nodes) ?? { seeds: 0, ms: 0 };
     agg.seeds++;

@@ -42,6 +42,8 @@ export interface SimOptions {
    * tornWrites a crash may keep part of a batch, e.g. entries without the hard state written after them.
    */
   readonly tornWrites?: boolean;
+  /** Check §5.4.2 directly on every leader commit (default true); off, only the end-to-end checkers remain. */
+  readonly commitRuleCheck?: boolean;
 }
 
 export interface SimStats {
@@ -467,6 +469,7 @@ class Simulation {
       [code('ready'), n.id, rd.hardState?.term ?? -1, rd.hardState?.commit ?? -1, rd.entries.length, rd.committedEntries.length],
       () => `n${n.id} ${describeReady(rd)}`,
     );
+    const prevCommit = n.storage.writtenHardState().commit;
     // 1. messages that do not depend on this Ready's persistence
     for (const m of rd.messages) this.send(n, m);
     // 2. write: snapshot, entries, hard state
@@ -504,6 +507,13 @@ class Simulation {
       this.record([code('soft'), n.id, code(role), leader, term], () => `n${n.id} is ${role} in term ${term} (leader n${leader})`);
     }
     const commit = st.writtenHardState().commit;
+    if (this.opts.commitRuleCheck !== false && n.role === 'leader' && rd.hardState !== undefined && commit > prevCommit) {
+      // §5.4.2: a leader counts replicas only for entries of its current term (older ones commit indirectly).
+      const t = st.writtenTerm(commit);
+      if (t !== rd.hardState.term) {
+        throw new SimViolation('commit-rule', `leader ${n.id} of term ${rd.hardState.term} advanced commit ${prevCommit} -> ${commit}, an entry of term ${String(t)}`);
+      }
+    }
     if (commit > n.recordedCommit) n.recordedCommit = this.checker.onCommit(n.id, n.recordedCommit, commit, st);
     // 3. wait for the fsync, then the rest
     if (rd.mustSync) {
@@ -915,6 +925,16 @@ class Simulation {
   }
 
   private boot(n: SimNode): void {
+    // Recovery: a snapshot installed in the log storage but not yet in the state machine (crash between the
+    // two) is restored from its durable payload first, as the application does on startup.
+    const snap = n.storage.snapshot().metadata;
+    if (snap.index > n.sm.applied) {
+      const payload = n.storage.snapshotPayload();
+      this.checker.onRestore(n.id, snap.index, snap.term, payload.chain);
+      n.sm.restore(payload);
+      const idx = snap.index;
+      this.record([code('recover'), n.id, idx], () => `n${n.id} recovers its state machine from snapshot ${idx}`);
+    }
     const base = defaultRaftConfig(n.id, seededRng(childSeed(this.rng)));
     const config: RaftConfig = {
       ...base,

@@ -6,6 +6,7 @@ export type SimProperty =
   | 'leader-completeness' // every committed entry is in every later leader's log
   | 'state-machine-safety' // the same entry applied at each index on every node
   | 'acknowledged-write-lost' // a committed proposal missing or different at the end
+  | 'commit-rule' // §5.4.2: a leader advances its commit index only to an entry of its own term
   | 'durability' // term/vote regressed on disk, commit beyond the log, vote changed within a term
   | 'ready-contract' // a Ready that breaks its documented contract
   | 'read-index' // a read index below an index acknowledged before the read started

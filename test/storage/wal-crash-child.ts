@@ -3,6 +3,8 @@
 // random moments and checks that every reported entry survived with the right content.
 // Run: node dist/test/storage/wal-crash-child.js <dir> <seed>  (or the parent's own transpiled copy).
 import type { Entry, Index, Term } from '../../src/raft/types.js';
+import { nodeFs } from '../../src/storage/fs-like.js';
+import type { FsLike } from '../../src/storage/fs-like.js';
 import { WalStorage } from '../../src/storage/wal-storage.js';
 import { payloadFor, rngFrom } from './helpers.js';
 
@@ -13,6 +15,17 @@ export function crashEntry(index: Index, term: Term): Entry {
 
 export const CRASH_SEGMENT_SIZE_BYTES = 4096; // small: segments are cut and deleted all the time
 
+/** The real file system, but every write is cut into short writes (so a kill can tear a record in two). */
+function shortWritesFs(rng: { int(n: number): number }): FsLike {
+  return {
+    ...nodeFs,
+    async open(p, flags) {
+      const h = await nodeFs.open(p, flags);
+      return { ...h, write: (buffer, offset, length, position) => h.write(buffer, offset, Math.min(length, 1 + rng.int(64)), position) };
+    },
+  };
+}
+
 async function main(): Promise<void> {
   const dir = process.argv[2];
   const seed = Number(process.argv[3] ?? '1');
@@ -20,6 +33,7 @@ async function main(): Promise<void> {
   const rng = rngFrom(seed);
   const w = await WalStorage.open(dir, {
     segmentSizeBytes: CRASH_SEGMENT_SIZE_BYTES,
+    fs: shortWritesFs(rngFrom(seed + 1)),
     initialConfState: { voters: [1], learners: [] },
     logger: (level, msg, fields) => process.stderr.write(`${level} ${msg} ${JSON.stringify(fields ?? {})}\n`),
   });

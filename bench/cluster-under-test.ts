@@ -14,5 +14,7 @@ export interface ClusterUnderTest extends FailoverCluster {
   targetFor(index: number): Promise<BenchTarget>;
   /** Adds a new member as a learner (member add), starts it on an empty data dir, returns its index. */
   addLearner(): Promise<number>;
+  /** Member `index`'s latest snapshot index, where the system reports it (raftkv status), for evidence of a snapshot install. */
+  snapshotIndexOf?(index: number): Promise<number>;
   stop(): Promise<void>;
 }

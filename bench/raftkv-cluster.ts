@@ -88,6 +88,17 @@ export class RaftKvCluster implements ClusterUnderTest {
     return i - 1;
   }
 
+  async snapshotIndexOf(index: number): Promise<number> {
+    const ep = this.clientEndpoints[index];
+    if (ep === undefined) throw new Error(`no raftkv member ${index}`);
+    const client = new KvClient({ endpoints: [ep] });
+    try {
+      return (await client.status(ep, { timeoutMs: 5000 })).snapshotIndex;
+    } finally {
+      client.close();
+    }
+  }
+
   targetFor(index: number): Promise<BenchTarget> {
     const ep = this.clientEndpoints[index];
     if (ep === undefined) throw new Error(`no raftkv member ${index}`);

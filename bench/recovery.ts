@@ -41,6 +41,7 @@ interface CatchupResult {
   readonly learnerIndex: number;
   readonly startToServeMs: number; // learner spawn -> serializable read of the marker answered by it
   readonly learnerRssMiB: number;
+  readonly learnerSnapshotIndex: number | undefined; // raftkv: > 0 shows the learner holds a snapshot (installed from the leader)
 }
 
 async function load(target: BenchTarget, name: string, keys: number, extraEntries: number, valueSize: number, seed: number, progress: boolean): Promise<number> {
@@ -166,8 +167,12 @@ async function catchupPhase(name: TargetName, runDir: string, keys: number, valu
     const learner = await cluster.addLearner();
     const startToServeMs = await timeUntilServes(cluster, learner, version, t0, 600_000);
     const pid = cluster.pids()[learner]?.pid;
-    process.stderr.write(`[${name}] catch-up: new member ${learner + 1} serves ${startToServeMs.toFixed(0)} ms after member add + start\n`);
-    return { keys, extraEntries: entries, loadS, learnerIndex: learner, startToServeMs, learnerRssMiB: pid === undefined ? Number.NaN : rssMiB(pid) };
+    const learnerSnapshotIndex = cluster.snapshotIndexOf === undefined ? undefined : await cluster.snapshotIndexOf(learner);
+    process.stderr.write(
+      `[${name}] catch-up: new member ${learner + 1} serves ${startToServeMs.toFixed(0)} ms after member add + start` +
+        `${learnerSnapshotIndex === undefined ? '' : ` (its snapshot index: ${learnerSnapshotIndex})`}\n`,
+    );
+    return { keys, extraEntries: entries, loadS, learnerIndex: learner, startToServeMs, learnerRssMiB: pid === undefined ? Number.NaN : rssMiB(pid), learnerSnapshotIndex };
   } finally {
     await cluster.stop();
   }
@@ -210,7 +215,7 @@ async function main(argv: readonly string[]): Promise<number> {
   const rows = results.map((r) => [
     r.target,
     String(keys),
-    r.restart === undefined ? '-' : fmt(r.restart.loadS, 1),
+    fmt(r.restart?.loadS ?? r.catchup?.loadS ?? Number.NaN, 1),
     r.restart === undefined ? '-' : r.restart.rssAtKeysMiB.map((x) => fmt(x, 0)).join('/'),
     r.restart === undefined ? '-' : fmt(r.restart.restartToServeMs, 0),
     r.restart === undefined ? '-' : fmt(r.restart.restartedRssMiB, 0),

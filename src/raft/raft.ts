@@ -111,18 +111,20 @@ export class Raft {
     this.log = new RaftLog(storage);
     const { hardState, confState } = storage.initialState();
     this.setConfState(confState);
-    if (hardState.term !== 0 || hardState.vote !== NONE || hardState.commit !== 0) {
-      assert(
-        hardState.commit >= this.log.committed && hardState.commit <= this.log.lastIndex(),
-        () => `hard state commit ${hardState.commit} outside [${this.log.committed}, ${this.log.lastIndex()}]`,
-      );
-      this.log.committed = hardState.commit;
-      this.term = hardState.term;
-      this.vote = hardState.vote;
+    // Commit durability is optional (a commit-only change is written without an fsync): the durable commit may
+    // lag behind the snapshot (log.committed starts at firstIndex-1) or the state machine's applied index.
+    // Both were committed, so the commit index is the largest of the three.
+    assert(hardState.commit <= this.log.lastIndex(), () => `hard state commit ${hardState.commit} beyond last index ${this.log.lastIndex()}`);
+    this.log.committed = Math.max(this.log.committed, hardState.commit);
+    this.term = hardState.term;
+    this.vote = hardState.vote;
+    // A crash may keep entries whose hard state (term) record was not yet durable: entries of term T imply we
+    // had seen term T. Raising the term is safe (the lost vote was never sent: votes wait for persistence).
+    const lastTerm = this.log.lastTerm();
+    if (lastTerm > this.term) {
+      this.term = lastTerm;
+      this.vote = NONE;
     }
-    // The state machine's applied index is durable with its effects, but a commit-only hard state change is
-    // written without an fsync: after a crash `applied` may exceed the durable commit. Applied entries were
-    // committed, so the commit index rises to meet it (they are in the durable log: entries persist before apply).
     if (cfg.applied > this.log.committed) this.log.commitTo(cfg.applied);
     if (cfg.applied > 0) this.log.appliedTo(cfg.applied);
     this.becomeFollower(this.term, NONE);

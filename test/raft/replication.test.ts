@@ -6,6 +6,7 @@ import type { Message } from '../../src/raft/types.js';
 import { NONE } from '../../src/raft/types.js';
 import { isRaftError } from '../../src/raft/errors.js';
 import { logTermsAt } from '../../src/raft/invariants.js';
+import { RawNode } from '../../src/raft/raw-node.js';
 
 /** Makes `s` leader of its next term with fabricated votes from `voters`, and returns its messages. */
 function makeLeader(s: Solo, voters: number[]): Message[] {
@@ -359,5 +360,27 @@ describe('flow control', () => {
     net.elect(1);
     expect(() => net.raw(2).propose(enc('x'))).toThrow(expect.objectContaining({ code: 'NOT_LEADER' }) as Error);
     expect(() => net.raw(1).propose(new Uint8Array(2000))).toThrow(expect.objectContaining({ code: 'PROPOSAL_TOO_LARGE' }) as Error);
+  });
+});
+
+describe('restart from durable state', () => {
+  it('a durable commit below the snapshot index or the applied index is raised on restart', () => {
+    const s = solo(1, [1, 2, 3], { terms: [1, 1, 1, 1, 1, 1], hardState: { term: 1, vote: 0, commit: 2 } });
+    s.storage.createSnapshot(4, { voters: [1, 2, 3], learners: [] });
+    s.storage.compact(4);
+    const cfg = { ...s.raw.raft.cfg, applied: 4 };
+    const restarted = new RawNode(cfg, s.storage);
+    expect(restarted.status()).toMatchObject({ commit: 4, applied: 4 });
+    const ahead = new RawNode({ ...s.raw.raft.cfg, applied: 5 }, s.storage);
+    expect(ahead.status()).toMatchObject({ commit: 5, applied: 5 });
+  });
+
+  it('entries whose term record was lost in a crash raise the term on restart (and it is persisted)', () => {
+    const s = solo(1, [1, 2, 3], { terms: [1, 3], hardState: { term: 2, vote: 2, commit: 0 } });
+    expect(s.raw.status()).toMatchObject({ term: 3, vote: 0 });
+    const rd = s.raw.ready();
+    expect(rd.hardState).toMatchObject({ term: 3, vote: 0 });
+    expect(rd.mustSync).toBe(true);
+    s.raw.advance(rd);
   });
 });

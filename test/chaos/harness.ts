@@ -211,6 +211,14 @@ class RealCluster implements ClusterControl {
   }
 
   async wipeAndReadd(id: NodeId): Promise<void> {
+    // Only a removed member may lose its data: wiping a voter would be a lost disk, not a membership change.
+    const membersNow = await this.onLeader(`member list`, async (addr) => (await this.admin.status(addr, ADMIN_TIMEOUT_MS)).members);
+    if (membersNow.some((m) => m.id === id)) {
+      this.current.add(id);
+      this.log(`member ${id} is still a member (its removal did not happen): restarting it without wiping`);
+      await this.restart(id);
+      return;
+    }
     if (this.cluster.isRunning(id)) await this.kill(id);
     this.cluster.wipe(id);
     const member = { id, peerAddress: this.cluster.peerAddress(id), clientAddress: this.cluster.clientAddress(id), learner: false };

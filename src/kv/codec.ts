@@ -119,15 +119,18 @@ export class ByteWriter {
   }
 
   finish(): Uint8Array {
-    return this.buf.slice(0, this.len);
+    return this.len === this.buf.length ? this.buf : this.buf.slice(0, this.len);
   }
 }
 
 /** A bounds-checked reader: every overrun is a DATA_CORRUPTION error, never an exception of another type. */
 export class ByteReader {
   private pos = 0; // next byte to read; invariant: pos <= b.length
+  private readonly b: Uint8Array; // a plain Uint8Array view: slice() copies (Buffer#slice would not)
 
-  constructor(private readonly b: Uint8Array) {}
+  constructor(input: Uint8Array) {
+    this.b = new Uint8Array(input.buffer, input.byteOffset, input.byteLength);
+  }
 
   get remaining(): number {
     return this.b.length - this.pos;
@@ -165,7 +168,7 @@ export class ByteReader {
 
   /** Copies: the result does not alias the input buffer. */
   bytes(): Uint8Array {
-    return Uint8Array.from(this.raw(this.uvarint()));
+    return this.raw(this.uvarint()).slice();
   }
 
   string(): string {
@@ -182,7 +185,7 @@ export class ByteReader {
   }
 
   rest(): Uint8Array {
-    return Uint8Array.from(this.raw(this.remaining));
+    return this.raw(this.remaining).slice();
   }
 
   end(): void {
@@ -357,6 +360,12 @@ export function decodeEnvelope(b: Uint8Array): Envelope {
 
 // ---------------------------------------------------------------- stored values
 
+function varintBytes(n: number): number {
+  let bytes = 1;
+  for (let v = n; v >= 0x80; v = Math.floor(v / 0x80)) bytes++;
+  return bytes;
+}
+
 /** The LevelDB value of a user key: its metadata and value (the key itself is the LevelDB key). */
 export interface StoredValue {
   readonly createIndex: number;
@@ -366,7 +375,7 @@ export interface StoredValue {
 }
 
 export function encodeStoredValue(v: StoredValue): Uint8Array {
-  const w = new ByteWriter(16 + v.value.length);
+  const w = new ByteWriter(1 + varintBytes(v.createIndex) + varintBytes(v.modIndex) + varintBytes(v.version) + v.value.length);
   w.u8(FORMAT_VERSION).uvarint(v.createIndex).uvarint(v.modIndex).uvarint(v.version).raw(v.value);
   return w.finish();
 }

@@ -110,31 +110,36 @@ export class SnapshotFileWriter {
   }
 
   private async push(b: Uint8Array): Promise<void> {
-    if (this.len + b.length > this.buf.length) await this.flush();
-    if (b.length > this.buf.length) {
-      this.buf = Buffer.allocUnsafe(b.length);
-    }
+    await this.room(b.length);
     this.buf.set(b, this.len);
     this.len += b.length;
   }
 
-  private varint(n: number): Buffer {
-    const out: number[] = [];
+  /** Makes room for n more buffered bytes (flushing first if needed). */
+  private async room(n: number): Promise<void> {
+    if (this.len + n <= this.buf.length) return;
+    await this.flush();
+    if (n > this.buf.length) this.buf = Buffer.allocUnsafe(n);
+  }
+
+  private varint(n: number): void {
     let v = n;
     while (v >= 0x80) {
-      out.push((v % 0x80) | 0x80);
+      this.buf[this.len++] = (v % 0x80) | 0x80;
       v = Math.floor(v / 0x80);
     }
-    out.push(v);
-    return Buffer.from(out);
+    this.buf[this.len++] = v;
   }
 
   async record(key: Uint8Array, value: Uint8Array): Promise<void> {
     if (key.length === 0) throw new Error('snapshot record with an empty key');
-    await this.push(this.varint(key.length));
-    await this.push(key);
-    await this.push(this.varint(value.length));
-    await this.push(value);
+    await this.room(16 + key.length + value.length);
+    this.varint(key.length);
+    this.buf.set(key, this.len);
+    this.len += key.length;
+    this.varint(value.length);
+    this.buf.set(value, this.len);
+    this.len += value.length;
     this.count++;
   }
 
@@ -309,10 +314,12 @@ export async function readSnapshotFile(
     for (;;) {
       const keyLen = await r.uvarint();
       if (keyLen === 0) break;
-      // Copies: the reader's buffer is reused.
-      const key = Uint8Array.from(await r.raw(keyLen));
+      const keyBytes = await r.raw(keyLen);
+      // Copies (plain Uint8Arrays): the reader's buffer is reused.
+      const key = onRecords === undefined ? keyBytes : new Uint8Array(keyBytes);
       const valueLen = await r.uvarint();
-      const value = Uint8Array.from(await r.raw(valueLen));
+      const valueBytes = await r.raw(valueLen);
+      const value = onRecords === undefined ? valueBytes : new Uint8Array(valueBytes);
       count++;
       if (onRecords !== undefined) {
         batch.push({ key, value });

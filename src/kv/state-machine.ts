@@ -62,6 +62,7 @@ import type {
   Command,
   CommandResult,
   Compare,
+  Envelope,
   KeyRange,
   KeyValue,
   KvLimits,
@@ -257,6 +258,8 @@ function toKeyValue(key: Uint8Array, sv: StoredValue, keysOnly = false): KeyValu
 
 /** Writes of the batch being applied, seen by later entries of the same batch before LevelDB has them. */
 class Overlay {
+  /** Envelopes of this batch's normal entries, decoded once (by prefetch), by entry index. */
+  readonly envelopes = new Map<Index, Envelope>();
   readonly data = new Map<string, { key: Uint8Array; sv: StoredValue | undefined }>(); // undefined = deleted
   /** Values read from LevelDB for this batch (no other writer exists while a batch is applied). */
   readonly cache = new Map<string, StoredValue | undefined>();
@@ -535,7 +538,9 @@ export class KvStateMachine {
       if (e.type !== 'normal' || e.data.length === 0) continue;
       let cmd: Command;
       try {
-        cmd = decodeEnvelope(e.data).command;
+        const env = decodeEnvelope(e.data);
+        overlay.envelopes.set(e.index, env);
+        cmd = env.command;
       } catch {
         continue; // reported by applyNormal
       }
@@ -599,9 +604,9 @@ export class KvStateMachine {
     overlay: Overlay,
     sessionWrites: Map<string, SessionAnswer>,
   ): Promise<ApplyOutcome> {
-    let env;
+    let env = overlay.envelopes.get(e.index);
     try {
-      env = decodeEnvelope(e.data);
+      env ??= decodeEnvelope(e.data);
     } catch (err) {
       const error = err instanceof RaftKvError ? err : new RaftKvError('DATA_CORRUPTION', String(err));
       this.opts.logger?.warn({ index: e.index, err: error.message }, 'kv: undecodable entry applied as a no-op');
@@ -705,7 +710,7 @@ export class KvStateMachine {
             }
           }
           if (overlay?.data.has(ks) === true) continue; // overwritten or deleted in this batch
-          yield [Uint8Array.from(key), decodeStoredValue(v)];
+          yield [new Uint8Array(key), decodeStoredValue(v)]; // a plain copy: LevelDB gives Buffers
         }
       }
     } finally {

@@ -76,6 +76,8 @@ describe('KvStateMachine', () => {
     const all = await sm.range({ ...ALL, limit: 2, keysOnly: false, countOnly: false });
     expect(all.kvs.map(show)).toEqual(['a=v-a c1 m1 v1', 'ab=v-ab c2 m2 v1']);
     expect(all).toMatchObject({ more: true, count: 6 });
+    // Plain Uint8Array copies, never Buffers or views of LevelDB's buffers (deep equality and gRPC rely on it).
+    for (const kv of all.kvs) expect([kv.key.constructor, kv.value.constructor]).toEqual([Uint8Array, Uint8Array]);
     const keysOnly = await sm.range(rangeReq('ab', 'b', { keysOnly: true }));
     expect(keysOnly.kvs.map((kv) => [dec(kv.key), kv.value.length])).toEqual([
       ['ab', 0],

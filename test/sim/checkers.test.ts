@@ -1,7 +1,7 @@
 // Unit tests of the global checkers on hand-made histories: each property check fires on its violation.
 import { describe, expect, it } from 'vitest';
 import type { ConfState, Entry } from '../../src/raft/types.js';
-import { SafetyChecker } from './checkers.js';
+import { SafetyChecker, checkDurableLogMatching } from './checkers.js';
 import { SimStorage } from './sim-storage.js';
 import { HashChainStateMachine, encodeProposal } from './state-machine.js';
 import { SimViolation, type SimProperty } from './violation.js';
@@ -79,6 +79,31 @@ describe('SafetyChecker', () => {
     c.onApply(1, entry(2, 2, 9), 6);
     expect(c.proposals.get(1)?.status).toBe('acked');
     expect(c.proposals.get(2)?.status).toBe('dropped');
+  });
+});
+
+describe('checkDurableLogMatching', () => {
+  it('fires when two durable logs share an (index, term) but differ before it', () => {
+    const a = storage();
+    const b = storage();
+    a.append([entry(1, 1, 1), entry(2, 1, 2), entry(3, 2, 3)]);
+    b.append([entry(1, 1, 1), entry(2, 1, 7), entry(3, 2, 3)]);
+    const c = storage();
+    c.append([entry(1, 1, 1), entry(2, 3, 8)]); // diverges after 1: fine
+    for (const s of [a, b, c]) s.sync();
+    expect(violationOf(() => checkDurableLogMatching([{ id: 1, storage: a }, { id: 3, storage: c }]))).toBeUndefined();
+    expect(violationOf(() => checkDurableLogMatching([{ id: 1, storage: a }, { id: 2, storage: b }]))).toBe('log-matching');
+  });
+
+  it('only looks at durable entries', () => {
+    const a = storage();
+    const b = storage();
+    a.append([entry(1, 1, 1)]);
+    b.append([entry(1, 1, 9)]); // written, never synced: not on disk
+    a.sync();
+    expect(violationOf(() => checkDurableLogMatching([{ id: 1, storage: a }, { id: 2, storage: b }]))).toBeUndefined();
+    b.sync();
+    expect(violationOf(() => checkDurableLogMatching([{ id: 1, storage: a }, { id: 2, storage: b }]))).toBe('log-matching');
   });
 });
 

@@ -299,6 +299,19 @@ export class SimStorage implements LogStorage {
     return this.durable.lastIndex();
   }
 
+  durableFirstIndex(): Index {
+    return this.durable.offsetIndex + 1;
+  }
+
+  /** Term at i in the durable log (i = firstIndex-1 gives the snapshot's term), undefined outside. */
+  durableTerm(i: Index): Term | undefined {
+    return this.durable.termAt(i);
+  }
+
+  durableEntry(i: Index): Entry | undefined {
+    return this.durable.entryAt(i);
+  }
+
   private applyDurable(op: WriteOp): void {
     const before = this.durable.hardState;
     applyOp(this.durable, op);

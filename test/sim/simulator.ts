@@ -10,7 +10,7 @@ import { RaftError } from '../../src/raft/errors.js';
 import { decodeConfChange } from '../../src/raft/conf-change.js';
 import type { ConfChange, ConfState, Entry, Index, Message, NodeId, Ready, Rng, Role, Snapshot, Term } from '../../src/raft/types.js';
 import { NONE } from '../../src/raft/types.js';
-import { SafetyChecker, type ProposalRecord } from './checkers.js';
+import { SafetyChecker, checkDurableLogMatching, type ProposalRecord } from './checkers.js';
 import { EventQueue } from './event-queue.js';
 import { SimStorage } from './sim-storage.js';
 import { between, chance, childSeed, pick, shuffle } from './sim-rng.js';
@@ -338,8 +338,14 @@ class Simulation {
     }
   }
 
+  /** Full pairwise log matching over every node's durable log (also after every crash and every 100 ticks). */
+  private checkDurableLogs(): void {
+    checkDurableLogMatching([...this.nodes.values()].map((n) => ({ id: n.id, storage: n.storage })));
+  }
+
   private onTick(): void {
     this.stats.ticks++;
+    if (this.stats.ticks % 100 === 0) this.checkDurableLogs();
     this.queue.push(this.now + TICK, { kind: 'tick' });
     const tick = this.stats.ticks;
     this.record([code('tick'), tick], () => `tick ${tick}`);
@@ -889,6 +895,7 @@ class Simulation {
     n.recordedCommit = 0;
     n.epoch++;
     if (why === 'crash') this.stats.crashes++;
+    this.checkDurableLogs();
     this.record([code('crash'), n.id, lost.keptOps, lost.lostOps], () =>
       `n${n.id} ${why === 'crash' ? 'crashes' : 'shuts down'}: ${lost.lostOps} unsynced writes lost, ${lost.keptOps} kept`,
     );
@@ -1071,6 +1078,7 @@ class Simulation {
 
   private finalChecks(members: SimNode[], target: Index): void {
     const c = this.checker;
+    this.checkDurableLogs();
     for (const p of c.proposals.values()) {
       if (p.status !== 'acked') continue;
       if (c.appliedKey(p.index) !== p.key) {

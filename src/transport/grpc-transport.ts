@@ -129,17 +129,10 @@ export class GrpcTransport implements Transport {
       if (existing.address === address) return;
       this.closeLink(existing);
     }
-    const channelOptions: ChannelOptions = {
-      'grpc.max_send_message_length': this.opts.maxMessageBytes,
-      'grpc.max_receive_message_length': this.opts.maxMessageBytes,
-      'grpc.initial_reconnect_backoff_ms': this.opts.reconnectBackoffMinMs,
-      'grpc.max_reconnect_backoff_ms': this.opts.reconnectBackoffMaxMs,
-      'grpc.enable_retries': 0,
-    };
     this.links.set(id, {
       id,
       address,
-      client: new Client(address, credentials.createInsecure(), channelOptions),
+      client: new Client(address, credentials.createInsecure(), this.channelOptions()),
       call: undefined,
       openedAtMs: 0,
       queue: [],
@@ -149,6 +142,16 @@ export class GrpcTransport implements Transport {
       retryTimer: undefined,
       stats: { sentMessages: 0, sentBatches: 0, droppedMessages: 0, streamFailures: 0 },
     });
+  }
+
+  private channelOptions(): ChannelOptions {
+    return {
+      'grpc.max_send_message_length': this.opts.maxMessageBytes,
+      'grpc.max_receive_message_length': this.opts.maxMessageBytes,
+      'grpc.initial_reconnect_backoff_ms': this.opts.reconnectBackoffMinMs,
+      'grpc.max_reconnect_backoff_ms': this.opts.reconnectBackoffMaxMs,
+      'grpc.enable_retries': 0,
+    };
   }
 
   removePeer(id: NodeId): void {
@@ -291,11 +294,24 @@ export class GrpcTransport implements Transport {
     const link = this.links.get(message.to);
     if (link === undefined || this.stopped) throw new Error(`sendSnapshot: unknown peer ${message.to}`);
     const { size } = await stat(filePath);
+    // Its own connection (a local subchannel pool), so a large transfer does not hold up the message stream.
+    const client = new Client(link.address, credentials.createInsecure(), {
+      ...this.channelOptions(),
+      'grpc.use_local_subchannel_pool': 1,
+    });
+    try {
+      await this.streamSnapshot(client, message, filePath, size);
+    } finally {
+      client.close();
+    }
+  }
+
+  private async streamSnapshot(client: Client, message: SnapshotMessage, filePath: string, size: number): Promise<void> {
     const m = PEER_METHODS.sendSnapshot;
     let failure: Error | undefined;
     let call: ClientWritableStream<WireSnapshotChunk> | undefined;
     const done = new Promise<void>((resolve, reject) => {
-      call = link.client.makeClientStreamRequest<WireSnapshotChunk, WireSnapshotAck>(
+      call = client.makeClientStreamRequest<WireSnapshotChunk, WireSnapshotAck>(
         m.path,
         m.requestSerialize,
         m.responseDeserialize,

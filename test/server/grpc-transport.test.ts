@@ -91,6 +91,19 @@ describe('GrpcTransport', () => {
     expect(stats?.droppedMessages).toBe(0);
   });
 
+  it('dials the override address for a peer (--dial-override)', async () => {
+    const b = await member(2);
+    const a = new GrpcTransport({ id: 1, clusterId: 'c1', logger: silentLogger, snapshotInboxDir: join(dir, 'o'), dialOverrides: new Map([[2, b.address]]) });
+    const unreachable: NodeId[] = [];
+    await a.start({ onMessages: () => undefined, onSnapshot: () => undefined, onPeerUnreachable: (p) => unreachable.push(p) });
+    a.setPeer(2, '127.0.0.1:1'); // the advertised address: nothing listens there
+    b.transport.setPeer(1, '127.0.0.1:1');
+    a.send([hb(1, 2, 5)]);
+    await waitFor('message via the override', () => b.got.messages.length === 1);
+    expect(unreachable).toEqual([]);
+    await a.stop();
+  });
+
   it('drops and counts past the per-peer queue bound, and for unknown peers', async () => {
     const a = new GrpcTransport({ id: 1, clusterId: 'c1', logger: silentLogger, snapshotInboxDir: join(dir, 'x'), maxQueuedMessages: 10 });
     await a.start({ onMessages: () => undefined, onSnapshot: () => undefined, onPeerUnreachable: () => undefined });

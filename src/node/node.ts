@@ -26,6 +26,7 @@ import { decodeConfChange, encodeConfChange } from '../raft/conf-change.js';
 import { defaultRaftConfig } from '../raft/config.js';
 import { RaftError, isRaftError } from '../raft/errors.js';
 import { RawNode } from '../raft/raw-node.js';
+import type { RaftStatus } from '../raft/raw-node.js';
 import { seededRng } from '../raft/rng.js';
 import type {
   ConfChange,
@@ -272,6 +273,7 @@ export class RaftKvNode implements KvNode {
   private loopParked: 'input' | 'disk-retry' | undefined; // what the loop is waiting for, when it waits for time or input
   private idleWaiters: (() => void)[] = []; // whenIdle() callers
   private stopPromise: Promise<void> | undefined; // set by the first stop() call
+  private handingOver = false; // stop() is waiting for a leadership handover
   private peerIds = new Set<NodeId>(); // peers given to the transport
   /**
    * An empty directory started with 'existing': until the leader's log or snapshot arrives, this member may
@@ -322,7 +324,9 @@ export class RaftKvNode implements KvNode {
       ...defaultRaftConfig(config.id, rng),
       electionTimeoutTicks: config.electionTimeoutTicks,
       heartbeatIntervalTicks: config.heartbeatIntervalTicks,
-      applied: sm.appliedIndex,
+      // Not the state machine's applied index: the core replays the committed entries after the log's snapshot,
+      // so that it relearns the membership changes among them (the state machine skips what it has applied).
+      applied: wal.snapshot().metadata.index,
     };
     const rawNode = new RawNode(raftConfig, wal);
     const node = new RaftKvNode(config, deps, wal, sm, rawNode, logger);
@@ -539,6 +543,17 @@ export class RaftKvNode implements KvNode {
     // Waiting out a disk-full retry: only time moves it on.
     if (this.loopParked === 'disk-retry') return true;
     return this.loopParked === 'input' && this.inbox.size === 0 && this.pendingTicks === 0;
+  }
+
+  /** Where stop() is: a leader first hands over (time must pass for its bounded wait), then closes. */
+  get stopPhase(): 'running' | 'handing-over' | 'closing' {
+    if (this.stopPromise === undefined) return 'running';
+    return this.handingOver ? 'handing-over' : 'closing';
+  }
+
+  /** The core's own status (its membership, progress): for tests and diagnostics. */
+  raftStatus(): RaftStatus {
+    return this.rawNode.status();
   }
 
   /** The last known leader (NONE if unknown) and this node's role, as of the last Ready. */
@@ -1001,14 +1016,22 @@ export class RaftKvNode implements KvNode {
     this.log.info({ term: this.term, role: this.role, index, applied: this.sm.appliedIndex }, 'snapshot installed');
   }
 
-  private async applyEntries(entries: readonly Entry[]): Promise<void> {
-    const first = entries[0];
-    assert(first !== undefined, 'applyEntries: empty batch');
-    if (first.index <= this.sm.appliedIndex) {
-      // Already applied (a snapshot restore raced ahead): skip what the state machine has.
-      entries = entries.filter((e) => e.index > this.sm.appliedIndex);
-      if (entries.length === 0) return;
+  private async applyEntries(committed: readonly Entry[]): Promise<void> {
+    // After a restart the core replays entries the state machine already applied: only their membership
+    // changes matter (the core's ConfState comes from the log's snapshot plus the changes after it).
+    const applied = this.sm.appliedIndex;
+    let replayedConfChanges = false;
+    for (const e of committed) {
+      if (e.index > applied || e.type !== 'conf-change') continue;
+      this.rawNode.applyConfChange(decodeConfChange(e.data));
+      replayedConfChanges = true;
     }
+    if (replayedConfChanges) {
+      const cs = this.rawNode.status().confState;
+      this.log.info({ term: this.term, role: this.role, voters: cs.voters, learners: cs.learners }, 'membership relearned from the log');
+    }
+    const entries = committed.filter((e) => e.index > applied);
+    if (entries.length === 0) return;
     const outcomes = await this.sm.apply(entries);
     assert(outcomes.length === entries.length, `state machine answered ${outcomes.length} outcomes for ${entries.length} entries`);
     this.stats.entriesApplied += entries.length;
@@ -1188,7 +1211,14 @@ export class RaftKvNode implements KvNode {
 
   private async doStop(): Promise<void> {
     this.log.info({ term: this.term, role: this.role }, 'stopping');
-    if (this.role === 'leader' && this.failure === undefined && !this.loopStopped) await this.handOverLeadership();
+    if (this.role === 'leader' && this.failure === undefined && !this.loopStopped) {
+      this.handingOver = true;
+      try {
+        await this.handOverLeadership();
+      } finally {
+        this.handingOver = false;
+      }
+    }
     this.stopping = true;
     this.cancelTick?.();
     this.inbox.notify();

@@ -65,6 +65,28 @@ describe('node driver: membership and leadership', () => {
     await expect(leader.removeMember(99, c.deadline())).rejects.toSatisfy((e: unknown) => isRaftKvError(e, 'NOT_FOUND'));
   });
 
+  it('membership changes survive a restart of every member (the core relearns them from the log)', async () => {
+    const c = await startCluster(3);
+    const leader = await c.waitForLeader();
+    await c.run(leader.addMember({ ...peer(4), learner: true }, c.deadline()));
+    const joinCfg = { initialClusterState: 'existing' as const, initialMembers: [1, 2, 3, 4].map(peer) };
+    const n4 = await c.startMember(4, joinCfg);
+    await c.tickUntil(() => n4.status().appliedIndex >= leader.status().commitIndex, 30, 'learner catches up');
+    // More entries after the membership change, so it is not covered by any snapshot.
+    await c.run(leader.write(put('a', '1'), { clientId: '', seq: 0, deadlineMs: c.deadline() }));
+    for (const id of [4, 1, 2, 3]) await c.stopMember(id);
+    for (const id of [1, 2, 3]) await c.startMember(id);
+    const n4b = await c.startMember(4, joinCfg);
+    await c.settle();
+    for (const id of [1, 2, 3, 4]) {
+      expect(c.node(id).raftStatus().confState, `node ${id} after restart`).toEqual({ voters: [1, 2, 3], learners: [4] });
+    }
+    const l2 = await c.waitForLeader();
+    const w = await c.run(l2.write(put('b', '2'), { clientId: '', seq: 0, deadlineMs: c.deadline() }), 5);
+    await c.tickUntil(() => n4b.status().appliedIndex >= w.header.index, 30, 'the learner still receives the log after restarts');
+    expect(l2.status().progress.map((p) => p.id)).toContain(4);
+  });
+
   it('transfers leadership on request', async () => {
     const c = await startCluster(3);
     const leader = await c.waitForLeader();

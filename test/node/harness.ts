@@ -109,17 +109,13 @@ export class TestCluster {
     return n;
   }
 
-  /** Graceful stop (a leader hands over first); time moves while it waits. */
+  /** Graceful stop (a leader hands over first); time moves only while it waits for the handover. */
   async stopMember(id: NodeId): Promise<void> {
     const n = this.node(id);
     const done = n.stop();
-    let finished = false;
-    void done.finally(() => {
-      finished = true;
-    });
-    for (let i = 0; i < 100 && !finished; i++) {
+    for (let i = 0; i < 100 && n.stopPhase === 'handing-over'; i++) {
       await this.settle();
-      if (!finished) this.clock.advance(TICK_MS);
+      if (n.stopPhase === 'handing-over') this.clock.advance(TICK_MS);
     }
     await done;
     this.nodes.delete(id);

@@ -2,6 +2,7 @@
 // workload against each, measures failover (kill -9 the leader under load), stops everything, and prints
 // the side-by-side table with the raftkv/etcd ratio per workload. Results also go to <run dir>/vs-etcd.json.
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { ClusterUnderTest } from './cluster-under-test.js';
@@ -145,7 +146,8 @@ async function main(argv: readonly string[]): Promise<number> {
     failoverReps: num(values['failover-reps'], 'failover-reps'),
     progress: !values['no-progress'],
   };
-  process.stderr.write(`vs-etcd: run dir ${runDir}, seed ${seed}\n`);
+  const loadAvgAtStart = loadavg();
+  process.stderr.write(`vs-etcd: run dir ${runDir}, seed ${seed}, load average ${loadAvgAtStart.map((x) => x.toFixed(1)).join(' ')} on ${cpus().length} CPUs\n`);
 
   let etcd: SystemResult | undefined;
   let raftkv: SystemResult | undefined;
@@ -159,7 +161,8 @@ async function main(argv: readonly string[]): Promise<number> {
   const out = {
     runDir,
     seed,
-    machine: { cpus: (await import('node:os')).cpus().length, node: process.version },
+    // A load average above the CPU count means other work shared the machine: the figures are noisy.
+    machine: { cpus: cpus().length, node: process.version, loadAvgAtStart, loadAvgAtEnd: loadavg() },
     options: opts,
     systems: [raftkv, etcd].filter((s) => s !== undefined),
   };
@@ -171,6 +174,8 @@ async function main(argv: readonly string[]): Promise<number> {
     }
     if (s !== undefined) process.stdout.write(`${s.name} idle RSS per member (MiB): ${s.idleRssMiB.map((x) => fmt(x, 0)).join(', ')}\n`);
   }
+  const noisy = Math.max(loadAvgAtStart[0] ?? 0, loadavg()[0] ?? 0) > cpus().length;
+  if (noisy) process.stdout.write(`NOISY: load average ${loadAvgAtStart.map((x) => x.toFixed(1)).join(' ')} at start, ${loadavg().map((x) => x.toFixed(1)).join(' ')} at end, on ${cpus().length} CPUs\n`);
   process.stdout.write(`(seed ${seed}; ratio = raftkv / etcd; latencies in ms; RSS = largest member, MiB; details in ${join(runDir, 'vs-etcd.json')})\n`);
   return 0;
 }

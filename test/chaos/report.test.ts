@@ -87,6 +87,14 @@ describe('chaos report', () => {
     expect(renderTimeline(r, bad)).toContain('First linearizability violation');
   });
 
+  it('escapes table cells in markdown', () => {
+    const { history } = synthetic();
+    const faults: FaultRecord[] = [{ kind: 'partition', detail: 'bridge: [1] | 2 | [3] (stall)', targets: [1, 2, 3], startNs: 0, healNs: 5 * MS, error: 'a | b' }];
+    const md = renderMarkdown(buildReport(input(history, faults, new Map([['a', 'v59']]))));
+    expect(md).toContain('| bridge: [1] \\| 2 \\| [3] (stall) |');
+    expect(md).toContain('| a \\| b |');
+  });
+
   it('is unknown without a final read', () => {
     const { history, faults } = synthetic();
     const i = { ...input(history, faults, new Map()), finalValues: undefined };

@@ -201,6 +201,8 @@ export function buildReport(input: RunInput): ChaosReport {
 }
 
 const fmt = (x: number | null): string => (x === null ? '—' : x.toFixed(0));
+/** Text safe inside a markdown table cell. */
+const cell = (s: string): string => s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
 
 export function renderMarkdown(r: ChaosReport): string {
   const lines: string[] = [];
@@ -233,7 +235,7 @@ export function renderMarkdown(r: ChaosReport): string {
   lines.push('|---:|---:|---:|---|---:|---:|---|');
   r.faults.forEach((f, i) => {
     lines.push(
-      `| ${i + 1} | ${(f.startMs / 1000).toFixed(2)} | ${f.healMs === null ? '—' : (f.healMs / 1000).toFixed(2)} | ${f.detail} | ${fmt(f.rtoMs)} | ${fmt(f.rtoAfterHealMs)} | ${f.error ?? ''} |`,
+      `| ${i + 1} | ${(f.startMs / 1000).toFixed(2)} | ${f.healMs === null ? '—' : (f.healMs / 1000).toFixed(2)} | ${cell(f.detail)} | ${fmt(f.rtoMs)} | ${fmt(f.rtoAfterHealMs)} | ${cell(f.error ?? '')} |`,
     );
   });
   lines.push('');

@@ -130,6 +130,7 @@ function drawProfile(rng: Rng): Profile {
 interface Envelope {
   readonly msg: Message;
   readonly payload: SmSnapshot | undefined; // the state machine data streamed beside a 'snap'
+  readonly senderEpoch: number; // the sender's incarnation when sent: a power loss may lose what is still queued
 }
 
 type InboxItem =
@@ -150,6 +151,7 @@ type SimEvent =
   | { readonly kind: 'report-snapshot'; readonly node: NodeId; readonly to: NodeId; readonly ok: boolean; readonly epoch: number }
   | { readonly kind: 'restart'; readonly node: NodeId; readonly epoch: number }
   | { readonly kind: 'crash'; readonly node: NodeId; readonly epoch: number }
+  | { readonly kind: 'isolate'; readonly node: NodeId; readonly epoch: number }
   | { readonly kind: 'heal'; readonly partition: number };
 
 class SimNode {
@@ -323,6 +325,12 @@ class Simulation {
         if (!n.up || n.epoch !== ev.epoch || this.healed) return;
         this.crash(n, 'crash');
         this.scheduleRestart(n);
+        return;
+      }
+      case 'isolate': {
+        const n = this.node(ev.node);
+        if (!n.up || n.epoch !== ev.epoch || this.healed) return;
+        this.isolate(n.id, between(this.rng, 3, 40));
         return;
       }
       case 'heal': {
@@ -504,7 +512,9 @@ class Simulation {
       if (n.role === 'leader' && !wasLeader) {
         this.checker.onLeader(n.id, n.term(), st);
         if (!this.healed && chance(this.rng, this.profile.leaderCrashRate)) {
-          this.queue.push(this.now + between(this.rng, 1, 3 * TICK), { kind: 'crash', node: n.id, epoch: n.epoch });
+          // The new leader dies or is cut off before (most of) its first appends arrive.
+          const kind = this.rng.int(2) === 0 ? 'crash' : 'isolate';
+          this.queue.push(this.now + between(this.rng, 0, 3 * TICK), { kind, node: n.id, epoch: n.epoch });
         }
       }
       const role = n.role;
@@ -691,7 +701,7 @@ class Simulation {
       payload = p;
     }
     const to = this.nodes.get(m.to);
-    const env: Envelope = { msg: m, payload };
+    const env: Envelope = { msg: m, payload, senderEpoch: from.epoch };
     if (to === undefined || this.blocked(m.from, m.to) || chance(this.rng, this.healed ? 0 : this.profile.dropRate)) {
       this.drop(env, to === undefined ? 'no such node' : 'lost');
       if (to !== undefined && this.blocked(m.from, m.to) && chance(this.rng, 0.3)) {
@@ -718,6 +728,11 @@ class Simulation {
     const to = this.nodes.get(m.to);
     if (to === undefined || !to.up || this.blocked(m.from, m.to)) {
       this.drop(env, to?.up === true ? 'partitioned' : 'node down');
+      return;
+    }
+    const sender = this.nodes.get(m.from);
+    if (sender !== undefined && sender.epoch !== env.senderEpoch && !this.healed && chance(this.rng, 0.7)) {
+      this.drop(env, 'sender lost power before it left');
       return;
     }
     this.stats.messagesDelivered++;
@@ -835,6 +850,21 @@ class Simulation {
     this.record([code('snapshot'), n.id, applied, compactTo], () =>
       `n${n.id} snapshot at ${applied}/t${snap.metadata.term}, compacted to ${compactTo}`,
     );
+  }
+
+  /** Cuts node x off from everyone, both ways, for `ticks`. */
+  private isolate(x: NodeId, ticks: number): void {
+    const links = new Set<number>();
+    for (const y of this.allIds()) {
+      if (y === x) continue;
+      links.add(x * 1024 + y);
+      links.add(y * 1024 + x);
+    }
+    const id = this.nextPartition++;
+    this.partitions.set(id, links);
+    this.stats.partitions++;
+    this.queue.push(this.now + ticks * TICK, { kind: 'heal', partition: id });
+    this.record([code('isolate'), id, x], () => `partition #${id}: isolate n${x} for ${ticks} ticks`);
   }
 
   private partition(): void {

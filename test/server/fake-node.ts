@@ -41,6 +41,8 @@ export class FakeNode implements KvNode {
   hang = false;
   snapshotBytes = Buffer.from('snapshot payload '.repeat(50_000));
   stopped = false;
+  /** Overrides the leader this member claims in NOT_LEADER (to build redirect loops). */
+  claimedLeader: { leaderId: NodeId; leaderAddress: string } | undefined;
 
   constructor(
     readonly id: NodeId,
@@ -58,6 +60,7 @@ export class FakeNode implements KvNode {
     }
     const failure = this.failures.shift();
     if (failure !== undefined) throw new RaftKvError(failure, `fake: scripted ${failure}`);
+    if (needLeader && this.claimedLeader !== undefined) throw new RaftKvError('NOT_LEADER', `member ${this.id} is not the leader`, this.claimedLeader);
     if (needLeader && this.cluster.leaderId !== this.id) {
       if (this.cluster.leaderId === 0) throw new RaftKvError('UNAVAILABLE', 'no leader');
       throw new RaftKvError('NOT_LEADER', `member ${this.id} is not the leader`, {

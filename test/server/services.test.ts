@@ -114,6 +114,26 @@ describe('KV service + KvClient', () => {
     expect((await client([addrs[0] ?? '']).get('k', { serializable: true })).header.memberId).toBe(1);
   });
 
+  it('follows at most maxRedirects hops per round (a redirect loop ends at the deadline)', async () => {
+    const { nodes, addrs } = await cluster(2);
+    const [n1, n2] = nodes;
+    if (!n1 || !n2) throw new Error('no nodes');
+    n1.claimedLeader = { leaderId: 2, leaderAddress: addrs[1] ?? '' };
+    n2.claimedLeader = { leaderId: 1, leaderAddress: addrs[0] ?? '' };
+    const k = client([addrs[0] ?? ''], { maxRedirects: 3, backoffMinMs: 50, backoffMaxMs: 50 });
+    const err = (await k.put('k', 'v', { timeoutMs: 400 }).catch((e: unknown) => e)) as RaftKvError;
+    expect(err.code).toBe('UNAVAILABLE');
+    const calls = n1.calls.length + n2.calls.length;
+    // Each round: 1 attempt + 3 hops, then a backoff of 25..50 ms: at most 400 / 25 + 1 rounds (unbounded hops
+    // over loopback would make hundreds of calls in 400 ms).
+    expect(calls).toBeGreaterThanOrEqual(4);
+    expect(calls).toBeLessThanOrEqual(4 * 17);
+    // The loop resolves once one of them really leads.
+    n2.claimedLeader = undefined;
+    n1.claimedLeader = undefined;
+    expect((await k.put('k', 'v')).header.memberId).toBe(1);
+  });
+
   it('backs off and retries while no leader is known, and gives up at its deadline', async () => {
     const { nodes, addrs } = await cluster(1);
     const node = nodes[0];

@@ -1,5 +1,6 @@
 // `npm run bench -- [flags]`: the load generator. Runs workloads against a running raftkv or etcd cluster and
 // prints throughput, latency percentiles, errors and each server's CPU and RSS, as a table or as JSON.
+import { cpus, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { workloadTable } from './report.js';
 import { randomSeed } from './rng.js';
@@ -93,8 +94,9 @@ export async function main(argv: readonly string[]): Promise<number> {
       progress: !values['no-progress'],
       servers,
     });
-    if (values.json) process.stdout.write(`${JSON.stringify(reports, null, 2)}\n`);
-    else process.stdout.write(`${workloadTable(reports)}\n(seed ${seed}; latencies of successful requests; server CPU% of one core per member)\n`);
+    const load = loadavg().map((x) => x.toFixed(1)).join(' ');
+    if (values.json) process.stdout.write(`${JSON.stringify({ seed, loadAvg: loadavg(), cpus: cpus().length, reports }, null, 2)}\n`);
+    else process.stdout.write(`${workloadTable(reports)}\n(seed ${seed}; latencies of successful requests; server CPU% of one core per member; load average ${load} on ${cpus().length} CPUs)\n`);
   } finally {
     t.close();
   }

@@ -37,8 +37,9 @@
 // tail: a crash of the process never does this, the page cache survives it.)
 //
 // Writing: appends are encoded at once and buffered; one flush writes everything buffered with one positional
-// write and one fdatasync (group commit), and resolves every sync() waiting on those records. A segment is cut
-// once it reaches segmentSizeBytes (so a segment may exceed it by one flushed batch). On a failed write or
+// write and one fdatasync (group commit), and resolves every sync() waiting on those records. A write stops at
+// segmentSizeBytes: the rest goes to a new segment (a segment exceeds the size only when one record does, or
+// when a new segment cannot be created). An install marker ends its segment. On a failed write or
 // fdatasync (ENOSPC: DISK_FULL) the file is truncated back to its last durable size and the records stay
 // buffered: the next sync() writes them again (after a failed fsync the page cache cannot be trusted).
 import * as path from 'node:path';
@@ -104,6 +105,12 @@ interface StreamState {
   lastIndex: Index;
 }
 
+interface PendingRecord {
+  readonly buf: Buffer; // the framed record
+  readonly after: StreamState; // the log's state once this record is applied
+  readonly cutAfter: boolean; // start a new segment right after it (snapshot install)
+}
+
 interface Waiter {
   readonly target: number; // resolves once durableRecords >= target
   readonly resolve: () => void;
@@ -132,15 +139,14 @@ export class Wal {
   private readonly segments: Segment[]; // seq-ordered, contiguous seqs; the last one is open for appends
   private handle: FileHandleLike; // the last segment, open 'r+'
   private stream: StreamState; // state after every appended record (durable or not)
-  private durableSnapshotIndex: Index; // snapshot index as of the last durable record
-  private pending: Buffer[] = []; // encoded records not yet durable, in append order
-  private pendingBytes = 0; // sum of pending lengths
+  private durableState: StreamState; // state after the last durable record (the preamble of the next cut)
+  private pending: PendingRecord[] = []; // records not yet durable, in append order
   private appendedRecords = 0; // records ever appended (monotonic)
   private durableRecords = 0; // records durable (<= appendedRecords)
   private waiters: Waiter[] = []; // sync() callers, targets ascending
   private flushRunning = false; // one flush loop at a time
   private flushDone: Promise<void> = Promise.resolve(); // the running (or last) flush loop
-  private cutRequested = false; // cut a new segment after the next flush (snapshot install)
+  private segmentHasRecords = true; // the current segment holds more than its preamble (false right after a cut)
   private truncateNeeded = false; // a failed write may have left bytes past the durable size
   private dirSyncNeeded = false; // a segment was renamed in but the directory fsync failed
   private closed = false;
@@ -161,7 +167,7 @@ export class Wal {
     this.segments = segments;
     this.handle = handle;
     this.stream = stream;
-    this.durableSnapshotIndex = stream.snapshot.index;
+    this.durableState = { ...stream };
   }
 
   /** Opens (recovering) or creates the WAL in `dir`. Throws DATA_CORRUPTION without touching any file. */
@@ -225,27 +231,29 @@ export class Wal {
   }
 
   appendEntry(e: Entry): void {
-    this.push(encodeEntry(e));
+    const buf = encodeEntry(e);
     this.stream.lastIndex = e.index;
+    this.push(buf, false);
   }
 
   appendHardState(hs: HardState): void {
-    this.push(encodeHardState(hs));
+    const buf = encodeHardState(hs);
     this.stream.hardState = hs;
+    this.push(buf, false);
   }
 
   appendSnapshot(kind: SnapshotRecordKind, metadata: SnapshotMetadata): void {
-    this.push(encodeSnapshot(kind, metadata));
+    const buf = encodeSnapshot(kind, metadata);
     this.stream.snapshot = metadata;
-    if (kind === 'install') {
-      this.stream.lastIndex = metadata.index;
-      this.cutRequested = true; // the new segment's preamble makes every older segment obsolete
-    }
+    if (kind === 'install') this.stream.lastIndex = metadata.index;
+    // After an install, a new segment whose preamble is the snapshot makes every older segment obsolete.
+    this.push(buf, kind === 'install');
   }
 
   appendTruncate(lastIndexKept: Index): void {
-    this.push(encodeTruncate(lastIndexKept));
+    const buf = encodeTruncate(lastIndexKept);
     this.stream.lastIndex = lastIndexKept;
+    this.push(buf, false);
   }
 
   /** Group commit: resolves once every record appended before this call is durable. */
@@ -282,11 +290,28 @@ export class Wal {
     return this.segments.map((s) => path.basename(s.path));
   }
 
-  private push(record: Buffer): void {
+  /** Queues a record; call after updating this.stream to the state the record leads to. */
+  private push(buf: Buffer, cutAfter: boolean): void {
     if (this.closed) throw new Error('wal: append after close');
-    this.pending.push(record);
-    this.pendingBytes += record.length;
+    this.pending.push({ buf, after: { ...this.stream }, cutAfter });
     this.appendedRecords++;
+  }
+
+  /**
+   * How many leading pending records go into the current segment's next write: those that fit in it, at
+   * least one if it holds nothing but its preamble, 0 if it is full; a write ends after a record that asks
+   * for a cut.
+   */
+  private recordsForNextWrite(): number {
+    let room = this.segmentSizeBytes - this.currentSegment().bytes;
+    let n = 0;
+    for (const r of this.pending) {
+      if (r.buf.length > room && (n > 0 || this.segmentHasRecords)) break;
+      room -= r.buf.length;
+      n++;
+      if (r.cutAfter) break;
+    }
+    return n;
   }
 
   private kick(): void {
@@ -308,17 +333,22 @@ export class Wal {
         this.flushRunning = false;
         return;
       }
-      const batch = this.pending;
-      const batchBytes = this.pendingBytes;
-      const target = this.appendedRecords;
-      const state: StreamState = { ...this.stream };
-      this.pending = [];
-      this.pendingBytes = 0;
+      let count = this.recordsForNextWrite();
+      if (count === 0) {
+        // The current segment is full: start a new one (if that fails, write into this one anyway).
+        await this.tryCut();
+        count = this.recordsForNextWrite();
+        if (count === 0) {
+          // No new segment: this one grows past its size (up to the next forced cut, if any).
+          const cutAt = this.pending.findIndex((r) => r.cutAfter);
+          count = cutAt >= 0 ? cutAt + 1 : this.pending.length;
+        }
+      }
+      const records = this.pending.slice(0, count);
       try {
-        await this.writeBatch(batch, batchBytes);
+        await this.writeBatch(records);
       } catch (err) {
-        this.pending = batch.concat(this.pending);
-        this.pendingBytes += batchBytes;
+        // The records stay pending: the next sync() writes them again.
         const mapped = mapWriteError(err, this.currentSegment().path);
         const waiters = this.waiters;
         this.waiters = [];
@@ -326,22 +356,27 @@ export class Wal {
         this.flushRunning = false;
         return;
       }
-      this.durableRecords = target;
-      this.durableSnapshotIndex = state.snapshot.index;
+      this.pending.splice(0, count);
+      this.durableRecords += count;
+      const last = records[records.length - 1];
+      if (last === undefined) throw new Error('wal: empty write');
+      this.durableState = last.after;
       // Housekeeping before the waiters resume, so that compact()/applySnapshot() return with it done.
-      if (this.cutRequested || this.currentSegment().bytes >= this.segmentSizeBytes) {
-        try {
-          await this.cut(state);
-          this.cutRequested = false;
-        } catch (err) {
-          // The current segment stays valid and open: keep appending to it, cut again after the next flush.
-          this.logger('warn', 'wal: cutting a new segment failed', { error: String(err) });
-        }
-      }
+      if (last.cutAfter || this.currentSegment().bytes >= this.segmentSizeBytes) await this.tryCut();
       await this.deleteObsoleteSegments();
       while (this.waiters.length > 0 && (this.waiters[0]?.target ?? Infinity) <= this.durableRecords) {
         this.waiters.shift()?.resolve();
       }
+    }
+  }
+
+  /** Cuts a new segment after the last durable record; on failure keeps the current one (logged). */
+  private async tryCut(): Promise<void> {
+    try {
+      await this.cut(this.durableState);
+    } catch (err) {
+      // The current segment stays valid and open: appends continue in it; the next full write cuts again.
+      this.logger('warn', 'wal: cutting a new segment failed', { error: String(err) });
     }
   }
 
@@ -352,7 +387,7 @@ export class Wal {
   }
 
   /** Writes the batch at the durable end of the current segment and fdatasyncs it. */
-  private async writeBatch(batch: Buffer[], batchBytes: number): Promise<void> {
+  private async writeBatch(records: readonly PendingRecord[]): Promise<void> {
     const seg = this.currentSegment();
     if (this.truncateNeeded) {
       await this.handle.truncate(seg.bytes);
@@ -362,8 +397,8 @@ export class Wal {
       await syncDir(this.fs, this.dir);
       this.dirSyncNeeded = false;
     }
-    if (batch.length === 0) return;
-    const buf = batch.length === 1 && batch[0] !== undefined ? batch[0] : Buffer.concat(batch, batchBytes);
+    const first = records[0];
+    const buf = records.length === 1 && first !== undefined ? first.buf : Buffer.concat(records.map((r) => r.buf));
     try {
       let written = 0;
       while (written < buf.length) {
@@ -387,6 +422,7 @@ export class Wal {
       throw err;
     }
     seg.bytes += buf.length;
+    this.segmentHasRecords = true;
   }
 
   /** Starts a new segment whose preamble is `state` (the state after the last flushed record). */
@@ -397,6 +433,7 @@ export class Wal {
     const old = this.handle;
     this.handle = handle;
     this.segments.push(segment);
+    this.segmentHasRecords = false;
     this.dirSyncNeeded = true;
     await old.close().catch((err: unknown) => {
       this.logger('warn', 'wal: closing the previous segment failed', { file: prev.path, error: String(err) });
@@ -411,7 +448,7 @@ export class Wal {
     let keepFrom = 0; // the largest k with segments[k].firstIndex - 1 <= durable snapshot index
     for (let k = 0; k < this.segments.length; k++) {
       const s = this.segments[k];
-      if (s !== undefined && s.firstIndex - 1 <= this.durableSnapshotIndex) keepFrom = k;
+      if (s !== undefined && s.firstIndex - 1 <= this.durableState.snapshot.index) keepFrom = k;
     }
     if (keepFrom === 0) return;
     let deleted = 0;

@@ -109,6 +109,22 @@ describe('WAL recovery', () => {
     await w.close();
   });
 
+  it('bounds segments by segmentSizeBytes even when one sync covers many records; a larger record goes alone', async () => {
+    const dir = newDir();
+    const w = await WalStorage.bootstrap(dir, { voters: [1], learners: [] }, { segmentSizeBytes: 1024 });
+    w.append(entries(1, 100, 1, 40));
+    w.append([entry(101, 1, 3000)]);
+    w.append(entries(102, 110, 1, 40));
+    await w.sync();
+    const sizes = walFiles(dir).map((n) => fs.statSync(path.join(dir, n)).size);
+    expect(sizes.length).toBeGreaterThan(7);
+    expect(sizes.filter((b) => b > 1024)).toHaveLength(1); // the one holding only the 3000-byte entry
+    await w.close();
+    const again = await WalStorage.open(dir);
+    expect(plain(again.entries(1, 111, Infinity))).toEqual(plain([...entries(1, 100, 1, 40), entry(101, 1, 3000), ...entries(102, 110, 1, 40)]));
+    await again.close();
+  });
+
   it('truncates a torn tail at every byte offset of the last record, and reports it', async () => {
     const dir = newDir();
     await buildWal(dir, 20, 1 << 20);
@@ -309,7 +325,10 @@ describe('WAL recovery', () => {
     w = await WalStorage.open(dir, { segmentSizeBytes: 1024 });
     expect(w.firstIndex()).toBe(42);
     expect(plain(w.entries(42, 46, Infinity))).toEqual(plain(entries(42, 45, 3, 32)));
-    expect(w.stats().segments).toBeLessThanOrEqual(2);
+    // Kept: the newest segment starting at or below the snapshot (41), and those after it.
+    const firstIndexes = w.segmentFiles().map((n) => parseInt(n.slice(17, 33), 16));
+    expect(firstIndexes[0]).toBeLessThanOrEqual(42);
+    expect(firstIndexes.slice(1).every((f) => f > 42), firstIndexes.join(',')).toBe(true);
     await w.close();
   });
 

@@ -10,6 +10,8 @@ function fail(node: RawNode, msg: string): never {
 
 /** How many trailing log entries the stateless check scans for non-decreasing terms. */
 const TAIL_SCAN = 64;
+/** How many of the newest committed entries the stateful checker re-verifies at every check. */
+const COMMITTED_WINDOW = 64;
 
 /** Stateless checks of one node's core (cheap enough to run after every step). */
 export function checkNodeInvariants(node: RawNode): void {
@@ -85,12 +87,16 @@ export class NodeInvariantChecker {
     }
     if (r.log.committed < this.lastCommit) fail(node, `commit went back ${this.lastCommit} -> ${r.log.committed}`);
     const first = r.log.firstIndex();
-    for (let i = Math.max(this.lastCommit + 1, first); i <= r.log.committed; i++) {
+    // Only a window of the newest committed entries is remembered (constant cost per check). That suffices:
+    // a truncation that replaces committed entry k also replaces every entry after it, including the newest
+    // committed one (an entry with the same index and term would mean identical logs up to it, §5.3).
+    const low = Math.max(first, r.log.committed - COMMITTED_WINDOW + 1);
+    for (let i = Math.max(this.lastCommit + 1, low); i <= r.log.committed; i++) {
       const t = r.log.maybeTerm(i);
       if (t !== undefined) this.committedTerms.set(i, t);
     }
     for (const [i, t] of this.committedTerms) {
-      if (i < first) {
+      if (i < low) {
         this.committedTerms.delete(i);
         continue;
       }

@@ -82,7 +82,8 @@ export class MemoryStorage implements LogStorage {
     const start = toAppend[0];
     assert(start !== undefined, 'memory storage: nothing to append');
     assert(start.index <= this.lastIndex() + 1, () => `memory storage: gap, appending ${start.index} after ${this.lastIndex()}`);
-    this.ents = this.ents.slice(0, start.index - this.offset).concat(toAppend);
+    this.ents.length = start.index - this.offset; // truncate a conflicting suffix (no-op when appending at the end)
+    for (const e of toAppend) this.ents.push(e);
   }
 
   /** Resets the log to the snapshot. */

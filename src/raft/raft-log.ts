@@ -46,8 +46,12 @@ export class RaftLog {
 
   /** Term of entry i, or undefined when it is compacted or beyond the log. */
   maybeTerm(i: Index): Term | undefined {
+    // Bounds first: this is on the hot path (findConflict probes past the end) and errors are costly.
+    if (i < this.firstIndex() - 1 || i > this.lastIndex()) return undefined;
+    const t = this.unstable.maybeTerm(i);
+    if (t !== undefined) return t;
     try {
-      return this.term(i);
+      return this.storage.term(i);
     } catch (err) {
       if (isRaftError(err, 'COMPACTED') || isRaftError(err, 'UNAVAILABLE')) return undefined;
       throw err;

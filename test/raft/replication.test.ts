@@ -254,6 +254,29 @@ describe('Ready and durability', () => {
     expect(rd2.hardState?.commit).toBe(2);
   });
 
+  it('§5.4.2 + durability: a leader whose own write is pending counts only durable replicas toward commitment', () => {
+    const net = new Network([1, 2, 3]);
+    net.elect(1);
+    net.isolate(3);
+    net.raw(1).propose(enc('z'));
+    const rd = net.raw(1).ready(); // the leader has not written 'z' yet
+    const app = rd.messages.find((m) => m.type === 'app' && m.to === 2);
+    if (app === undefined) throw new Error('no append to 2');
+    net.raw(2).step(app);
+    const rd2 = net.raw(2).ready(); // 2 persists and acknowledges
+    net.node(2).storage.append(rd2.entries);
+    if (rd2.hardState !== undefined) net.node(2).storage.setHardState(rd2.hardState);
+    net.raw(2).advance(rd2);
+    const ack = rd2.messagesAfterPersist.find((m) => m.type === 'app-resp' && m.to === 1);
+    if (ack === undefined) throw new Error('no ack from 2');
+    net.raw(1).step(ack);
+    const last = rd.entries[rd.entries.length - 1]?.index ?? 0;
+    expect(net.raw(1).status().commit).toBeLessThan(last); // 1 durable copy of 3: not committed
+    net.node(1).storage.append(rd.entries);
+    net.raw(1).advance(rd); // now the leader's own copy is durable: 2 of 3
+    expect(net.raw(1).status().commit).toBe(last);
+  });
+
   it('appends go out in messages (before persist); acknowledgements in messagesAfterPersist', () => {
     const net = new Network([1, 2, 3]);
     net.elect(1);

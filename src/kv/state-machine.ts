@@ -109,6 +109,10 @@ const SESSION_LO = Uint8Array.of(PREFIX_SESSION);
 const SESSION_HI = Uint8Array.of(PREFIX_SESSION + 1);
 const SESSION_RECORD_VERSION = 1;
 const CURRENT = 'CURRENT';
+const SNAPSHOT_READ_BYTES = 4 * 1024 * 1024; // iterator read-ahead while streaming a snapshot
+const SNAPSHOT_READ_ENTRIES = 20_000;
+const SCAN_READ_BYTES = 1024 * 1024; // iterator read-ahead of range scans
+const INGEST_WRITE_BUFFER_BYTES = 64 * 1024 * 1024; // bulk load of a restore: fewer, larger level-0 tables
 
 type Db = ClassicLevel<Uint8Array, Uint8Array>;
 type BatchOp = { type: 'put'; key: Uint8Array; value: Uint8Array } | { type: 'del'; key: Uint8Array };
@@ -299,8 +303,8 @@ async function writeFileDurably(dir: string, name: string, content: string): Pro
   await fsyncDir(dir);
 }
 
-async function openDb(path: string): Promise<Db> {
-  const db = new ClassicLevel<Uint8Array, Uint8Array>(path, { keyEncoding: 'view', valueEncoding: 'view' });
+async function openDb(path: string, writeBufferSize?: number): Promise<Db> {
+  const db = new ClassicLevel<Uint8Array, Uint8Array>(path, { keyEncoding: 'view', valueEncoding: 'view', writeBufferSize });
   await db.open();
   return db;
 }
@@ -692,12 +696,13 @@ export class KvStateMachine {
     const pending = overlay?.inRange(range) ?? [];
     let p = 0;
     const it = this.db.iterator({
+      highWaterMarkBytes: SCAN_READ_BYTES,
       gte: prefixed(PREFIX_DATA, range.key),
       lt: isOpenEnd(range.end) ? DATA_HI : prefixed(PREFIX_DATA, range.end),
     });
     try {
       for (;;) {
-        const chunk = await it.nextv(512);
+        const chunk = await it.nextv(2000);
         if (chunk.length === 0) break;
         for (const [k, v] of chunk) {
           const key = k.subarray(1);
@@ -842,7 +847,8 @@ export class KvStateMachine {
         confState: this.confState(),
       };
       const members = this.members();
-      const iterator = this.db.iterator(); // its implicit LevelDB snapshot is the consistent view
+      // Its implicit LevelDB snapshot is the consistent view. Large reads: one thread-pool hop per ~4 MiB.
+      const iterator = this.db.iterator({ highWaterMarkBytes: SNAPSHOT_READ_BYTES });
       return { metadata, members, iterator };
     });
     return this.snapshotSerial.run(async () => this.writeSnapshot(snapDir, keep, await captured));
@@ -859,7 +865,7 @@ export class KvStateMachine {
       try {
         writer = await SnapshotFileWriter.create(snapDir, { ...metadata, members });
         for (;;) {
-          const chunk = await iterator.nextv(1000);
+          const chunk = await iterator.nextv(SNAPSHOT_READ_ENTRIES);
           if (chunk.length === 0) break;
           for (const [k, v] of chunk) await writer.record(k, v);
         }
@@ -912,7 +918,7 @@ export class KvStateMachine {
       const nextGen = this.generation + 1;
       const nextDir = join(this.dir, `db-${nextGen}`);
       await rm(nextDir, { recursive: true, force: true });
-      const fresh = await openDb(nextDir);
+      const fresh = await openDb(nextDir, INGEST_WRITE_BUFFER_BYTES);
       const seen: { applied: { index: Index; term: Term } | undefined } = { applied: undefined };
       try {
         await readSnapshotFile(path, async (records) => {

@@ -128,5 +128,5 @@ describe('kv crash safety with a real child process', () => {
     } finally {
       await dir.cleanup();
     }
-  });
+  }, 600_000); // 24 process starts: generous for a loaded 2-core CI machine
 });

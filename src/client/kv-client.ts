@@ -483,6 +483,7 @@ export class KvClient {
       return { header: header ?? headerOf(null), sizeBytes: size, sha256 };
     } finally {
       if (!moved) {
+        // Cleanup after a failure: the failure itself is what the caller gets; a cleanup error would hide it.
         await fh.close().catch(() => undefined);
         await unlink(tmp).catch(() => undefined);
       }

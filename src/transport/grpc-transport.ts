@@ -352,7 +352,7 @@ export class GrpcTransport implements Transport {
       stream.end();
     } catch (err) {
       stream.cancel();
-      await done.catch(() => undefined);
+      await done.catch(() => undefined); // the call's own failure (if any) is secondary to `err`, rethrown
       throw err;
     }
     await done;

@@ -1,5 +1,6 @@
 // `npm run chaos -- [--nodes 3|5] [--time SECONDS] [--seed S] [--nemesis kill,pause,partition,member,transfer]
-//                   [--clients N] [--keys N] [--run-dir DIR] [--client kv|raw] [--quiet]`
+//                   [--clients N] [--keys N] [--run-dir DIR] [--client kv|raw] [--snapshot-count N]
+//                   [--hold-ms MIN-MAX] [--quiet-ms MIN-MAX] [--quiet]`
 // Runs one chaos run against real `raftkv serve` processes (build first: `npm run build`), prints the run
 // folder, and exits 0 if the run passed, 1 on any violation (not linearizable, or an acknowledged write
 // lost), 2 if the run could not be checked (unknown), 64 for bad flags.
@@ -12,6 +13,15 @@ function intFlag(name: string, v: string | undefined, dflt: number, min: number,
   const n = Number(v);
   if (!Number.isSafeInteger(n) || n < min || n > max) throw new Error(`--${name} must be an integer in [${min}, ${max}], got "${v}"`);
   return n;
+}
+
+/** "MIN-MAX" or "N" milliseconds. */
+function rangeFlag(name: string, v: string): [number, number] {
+  const m = /^(\d+)(?:-(\d+))?$/.exec(v);
+  const lo = Number(m?.[1]);
+  const hi = Number(m?.[2] ?? m?.[1]);
+  if (m === null || !(lo > 0) || hi < lo) throw new Error(`--${name} must be MS or MIN-MAX in ms, got "${v}"`);
+  return [lo, hi];
 }
 
 function parseClient(v: string | undefined): 'kv' | 'raw' {
@@ -35,6 +45,9 @@ async function main(argv: string[]): Promise<number> {
         'run-dir': { type: 'string' },
         quiet: { type: 'boolean' },
         client: { type: 'string' },
+        'snapshot-count': { type: 'string' },
+        'hold-ms': { type: 'string' },
+        'quiet-ms': { type: 'string' },
       },
       strict: true,
     });
@@ -48,6 +61,9 @@ async function main(argv: string[]): Promise<number> {
       clients: intFlag('clients', values.clients, 5, 1, 64),
       keys: intFlag('keys', values.keys, 4, 1, 1000),
       client: parseClient(values.client),
+      ...(values['snapshot-count'] !== undefined ? { snapshotCount: intFlag('snapshot-count', values['snapshot-count'], 0, 1, 10_000_000) } : {}),
+      ...(values['hold-ms'] !== undefined ? { holdMs: rangeFlag('hold-ms', values['hold-ms']) } : {}),
+      ...(values['quiet-ms'] !== undefined ? { quietMs: rangeFlag('quiet-ms', values['quiet-ms']) } : {}),
       ...(values['run-dir'] !== undefined ? { runDir: values['run-dir'] } : {}),
       ...(values.quiet === true ? {} : { log: (line: string) => process.stderr.write(line + '\n') }),
     };

@@ -27,6 +27,7 @@ export interface ChaosOptions {
   readonly keys?: number; // key set size, default 4
   readonly tickMs?: number; // default 50
   readonly electionTicks?: number; // default 10
+  readonly snapshotCount?: number; // --snapshot-count for the members (small values exercise snapshots)
   readonly holdMs?: readonly [number, number]; // fault duration, default [2000, 4000]
   readonly quietMs?: readonly [number, number]; // between faults, default [1000, 2000]
   readonly log?: (line: string) => void; // progress lines (default: none)
@@ -320,6 +321,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     tickMs,
     electionTicks,
     logLevel: 'info',
+    ...(opts.snapshotCount !== undefined ? { snapshotCount: opts.snapshotCount } : {}),
     extraArgs: (id) => ['--dial-override', mesh.dialOverride(id)],
   });
   const admin = new AdminClient();

@@ -163,10 +163,20 @@ export class Nemesis {
     try {
       switch (kind) {
         case 'kill': {
-          const { target, leader } = await this.pickTarget(this.rng.next() < 0.5);
-          f = this.record(kind, `kill -9 member ${target}${target === leader ? ' (leader)' : ''}`, [target]);
-          this.killed.add(target);
-          await this.ctl.kill(target);
+          const r = this.rng.next();
+          if (r < 0.25) {
+            // A majority crashes at once: only what was fsynced survives, and every acknowledged write must.
+            const members = this.ctl.members();
+            const victims = this.rng.shuffle(members).slice(0, Math.floor(members.length / 2) + 1).sort((a, b) => a - b);
+            f = this.record(kind, `kill -9 a majority: members ${victims.join(',')}`, victims);
+            for (const v of victims) this.killed.add(v);
+            await Promise.all(victims.map((v) => this.ctl.kill(v)));
+          } else {
+            const { target, leader } = await this.pickTarget(r < 0.6);
+            f = this.record(kind, `kill -9 member ${target}${target === leader ? ' (leader)' : ''}`, [target]);
+            this.killed.add(target);
+            await this.ctl.kill(target);
+          }
           await this.hold();
           await this.healAll();
           break;

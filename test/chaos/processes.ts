@@ -23,6 +23,7 @@ export interface ProcessesOptions {
   readonly tickMs: number;
   readonly electionTicks: number;
   readonly logLevel: string;
+  readonly snapshotCount?: number; // --snapshot-count (default: the server's)
   readonly extraArgs: (id: NodeId) => readonly string[]; // e.g. --dial-override
 }
 
@@ -80,6 +81,7 @@ export class ServeProcesses {
       '--tick-ms', String(o.tickMs),
       '--election-ticks', String(o.electionTicks),
       '--log-level', o.logLevel,
+      ...(o.snapshotCount !== undefined ? ['--snapshot-count', String(o.snapshotCount)] : []),
       ...o.extraArgs(id),
     ];
   }

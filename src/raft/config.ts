@@ -15,6 +15,8 @@ export interface RaftConfig {
   maxInflightMsgs: number; // pipelined 'app' messages in flight per follower in replicate state
   maxUncommittedEntriesBytes: number; // proposals refused past this (UNCOMMITTED_LIMIT)
   applied: Index; // last applied index on restart (from the state machine)
+  /** Bytes of committed entries handed out in one Ready (at least one entry); default 64 MiB. */
+  maxCommittedSizePerReadyBytes?: number;
   rng: Rng;
   /** TEST ONLY: break §5.4.2 or §5.4.1 on purpose so the simulation can show its checkers fail. */
   testingFault?: TestingFault;

@@ -167,12 +167,12 @@ export class RaftLog {
   }
 
   /** Committed entries not yet applied (none while a snapshot waits to be installed). */
-  nextCommittedEntries(): Entry[] {
+  nextCommittedEntries(maxBytes: number): Entry[] {
     if (this.hasPendingSnapshot()) return [];
     const lo = Math.max(this.applied + 1, this.firstIndex());
     const hi = this.committed + 1;
     if (lo >= hi) return [];
-    return this.slice(lo, hi, Number.POSITIVE_INFINITY);
+    return this.slice(lo, hi, maxBytes);
   }
 
   hasNextCommittedEntries(): boolean {

@@ -21,6 +21,8 @@ export interface RaftStatus {
   progress: Map<NodeId, { match: Index; next: Index; state: ProgressState; recentActive: boolean }>;
 }
 
+const DEFAULT_MAX_COMMITTED_SIZE_PER_READY_BYTES = 64 * 1024 * 1024;
+
 function sameHardState(a: HardState, b: HardState): boolean {
   return a.term === b.term && a.vote === b.vote && a.commit === b.commit;
 }
@@ -122,7 +124,7 @@ export class RawNode {
       hardState: sameHardState(hs, this.prevHardState) ? undefined : hs,
       snapshot,
       entries,
-      committedEntries: r.log.nextCommittedEntries(),
+      committedEntries: r.log.nextCommittedEntries(r.cfg.maxCommittedSizePerReadyBytes ?? DEFAULT_MAX_COMMITTED_SIZE_PER_READY_BYTES),
       messages,
       messagesAfterPersist,
       readStates,

@@ -407,3 +407,13 @@ describe('restart from durable state', () => {
     s.raw.advance(rd);
   });
 });
+
+describe('Ready size', () => {
+  it('committed entries are handed out in Readies of at most maxCommittedSizePerReadyBytes (at least one entry)', () => {
+    const s = solo(2, [1, 2, 3], { terms: [1, 1, 1, 1, 1], hardState: { term: 1, vote: 0, commit: 5 }, config: { maxCommittedSizePerReadyBytes: 2 * 25 } });
+    const sizes: number[] = [];
+    while (s.raw.hasReady()) sizes.push(drain(s).committedEntries.length);
+    expect(sizes).toEqual([2, 2, 1]);
+    expect(s.raw.status().applied).toBe(5);
+  });
+});

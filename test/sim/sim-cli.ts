@@ -16,12 +16,12 @@ interface CliOptions {
   maxReports: number; // full failure reports printed
   syncBeforeApply: boolean; // driver policy, see SimOptions
   traceSize: number; // events shown in a failure report
-  tornWrites: boolean; // crash model, see SimOptions
+  tornWrites: boolean | undefined; // crash model, see SimOptions (undefined: drawn from the seed)
   commitRuleCheck: boolean; // see SimOptions
 }
 
 function usage(msg: string): never {
-  process.stderr.write(`${msg}\nusage: npm run sim -- --seeds N [--seed S] [--nodes 3|5] [--steps K] [--fault commit-old-term|vote-without-up-to-date-check] [--progress M] [--reports R] [--trace EVENTS] [--sync-before-apply] [--torn-writes] [--no-commit-rule]\n`);
+  process.stderr.write(`${msg}\nusage: npm run sim -- --seeds N [--seed S] [--nodes 3|5] [--steps K] [--fault commit-old-term|vote-without-up-to-date-check] [--progress M] [--reports R] [--trace EVENTS] [--sync-before-apply] [--torn-writes|--whole-batches] [--no-commit-rule]\n`);
   process.exit(2);
 }
 
@@ -42,7 +42,7 @@ function parse(argv: readonly string[]): CliOptions {
     maxReports: 3,
     syncBeforeApply: false,
     traceSize: 40,
-    tornWrites: false,
+    tornWrites: undefined,
     commitRuleCheck: true,
   };
   for (let i = 0; i < argv.length; i++) {
@@ -82,6 +82,9 @@ function parse(argv: readonly string[]): CliOptions {
         break;
       case '--torn-writes':
         o.tornWrites = true;
+        break;
+      case '--whole-batches':
+        o.tornWrites = false;
         break;
       case '--no-commit-rule':
         o.commitRuleCheck = false;

@@ -38,8 +38,9 @@ export interface SimOptions {
    */
   readonly syncBeforeApply?: boolean;
   /**
-   * Crash model: by default a crash keeps whole write batches (each Ready's writes are one WAL batch). With
-   * tornWrites a crash may keep part of a batch, e.g. entries without the hard state written after them.
+   * Crash model: false, a crash keeps whole write batches (each Ready's writes are one WAL batch); true, a
+   * crash may keep part of a batch, e.g. entries without the hard state written after them. Default: drawn
+   * from the seed.
    */
   readonly tornWrites?: boolean;
   /** Check §5.4.2 directly on every leader commit (default true); off, only the end-to-end checkers remain. */
@@ -106,6 +107,7 @@ interface Profile {
   slowSyncRate: number; // per sync
   maxSizePerMsgBytes: number;
   maxInflightMsgs: number;
+  tornWrites: boolean; // crash model (SimOptions.tornWrites overrides)
 }
 
 function drawProfile(rng: Rng): Profile {
@@ -124,6 +126,7 @@ function drawProfile(rng: Rng): Profile {
     slowSyncRate: pick(rng, [0, 0.05]),
     maxSizePerMsgBytes: pick(rng, [1024 * 1024, 300, 1]),
     maxInflightMsgs: pick(rng, [256, 2, 1]),
+    tornWrites: rng.int(2) === 0,
   };
 }
 
@@ -913,7 +916,7 @@ class Simulation {
   // ---------------------------------------------------------------- crashes and restarts
 
   private crash(n: SimNode, why: 'crash' | 'removed'): void {
-    const lost = n.storage.crash(this.rng, this.opts.tornWrites === true);
+    const lost = n.storage.crash(this.rng, this.opts.tornWrites ?? this.profile.tornWrites);
     n.up = false;
     n.raw = undefined;
     n.invariants = undefined;

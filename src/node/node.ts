@@ -69,6 +69,12 @@ export interface NodeDeps {
   rng?: Rng;
   /** Ticks, deadlines and retries. Default: the system clock (setInterval / setTimeout / Date.now). */
   clock?: Clock;
+  /**
+   * Called once if the driver loop dies (a bug assertion, DATA_CORRUPTION found while running, an I/O error
+   * other than ENOSPC). The node then answers every request UNAVAILABLE; a server should exit so that a
+   * supervisor restarts it (recovery runs on start).
+   */
+  onFatal?: (err: Error) => void;
 }
 
 /** The durable pieces a node runs on; startNode opens the real ones, tests may open them themselves. */
@@ -674,6 +680,11 @@ export class RaftKvNode implements KvNode {
       this.failure = err instanceof Error ? err : new Error(String(err));
       this.log.fatal({ err: this.failure, term: this.term, role: this.role }, 'driver loop failed: the node stops');
       this.failEverything(new RaftKvError('UNAVAILABLE', `node ${this.id} failed: ${this.failure.message}`));
+      const onFatal = this.deps.onFatal;
+      if (onFatal !== undefined) {
+        const failure = this.failure;
+        queueMicrotask(() => onFatal(failure));
+      }
     } finally {
       this.loopStopped = true;
       this.loopParked = undefined;

@@ -36,6 +36,9 @@ export class TestCluster {
   readonly nodes = new Map<NodeId, RaftKvNode>();
   readonly transports = new Map<NodeId, MemoryTransport>();
   readonly logger: pino.Logger;
+  /** Driver loops that died (onFatal), by node id. destroy() fails the test if any did, unless expected. */
+  readonly fatal = new Map<NodeId, Error>();
+  fatalExpected = false;
 
   private constructor(
     readonly baseDir: string,
@@ -95,7 +98,13 @@ export class TestCluster {
   async startMember(id: NodeId, extra: Partial<NodeConfig> = {}, stores?: NodeStores): Promise<RaftKvNode> {
     if (this.nodes.has(id)) throw new Error(`node ${id} already running`);
     const transport = this.hub.transport(id, join(this.baseDir, `snap-transfer-${id}`));
-    const deps = { transport, logger: this.logger, clock: this.clock, rng: seededRng(this.seed * 31 + id) };
+    const deps = {
+      transport,
+      logger: this.logger,
+      clock: this.clock,
+      rng: seededRng(this.seed * 31 + id),
+      onFatal: (err: Error) => this.fatal.set(id, err),
+    };
     const cfg = this.config(id, extra);
     const node = stores === undefined ? await startNode(cfg, deps) : await RaftKvNode.start(cfg, deps, stores);
     this.nodes.set(id, node);
@@ -208,5 +217,9 @@ export class TestCluster {
       }
     }
     await rm(this.baseDir, { recursive: true, force: true });
+    if (this.fatal.size > 0 && !this.fatalExpected) {
+      const [id, err] = [...this.fatal][0] ?? [0, new Error('?')];
+      throw new Error(`driver loop of node ${id} died: ${err.message} (seed ${this.seed})`);
+    }
   }
 }

@@ -1,9 +1,12 @@
 // Restart recovery of the driver: the WAL and the state machine disagree after a crash, and the node
 // reconciles them before the core starts.
-import { cp, rm } from 'node:fs/promises';
+import { cp, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, expect, it, onTestFailed } from 'vitest';
 import { WalStorage } from '../../src/storage/wal-storage.js';
+import { KvStateMachine } from '../../src/kv/state-machine.js';
+import { isRaftKvError } from '../../src/node/errors.js';
+import { checkDataDirIdentity } from '../../src/node/identity.js';
 import { TestCluster, dec, get, put } from './harness.js';
 
 let cluster: TestCluster | undefined;
@@ -68,4 +71,34 @@ it('restores the newest snapshot when the state machine lost writes the WAL alre
   await c.settle();
   expect(n.status().appliedIndex).toBe(last);
   await expectKeys(c, 1, [0, 2, 3, 15, 32]);
+});
+
+it('a driver loop that dies reports it once (onFatal) and answers UNAVAILABLE instead of hanging', async () => {
+  cluster = await TestCluster.create(1);
+  const c = cluster;
+  c.fatalExpected = true;
+  const cfg = c.config(1);
+  await mkdir(cfg.dataDir, { recursive: true });
+  await checkDataDirIdentity(cfg.dataDir, { nodeId: 1, clusterId: cfg.clusterId });
+  const wal = await WalStorage.open(join(cfg.dataDir, 'wal'), { initialConfState: { voters: [1], learners: [] } });
+  const real = await KvStateMachine.open(join(cfg.dataDir, 'kv'), { limits: cfg.kvLimits });
+  let broken = false;
+  const sm = new Proxy(real, {
+    get(target, prop, receiver) {
+      if (prop === 'apply' && broken) return () => Promise.reject(new Error('test: LevelDB I/O error'));
+      const v: unknown = Reflect.get(target, prop, receiver);
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+  const node = await c.startMember(1, {}, { wal, stateMachine: sm });
+  await c.waitForLeader();
+  await c.run(node.write(put('a', '1'), { clientId: '', seq: 0, deadlineMs: c.deadline() }));
+  broken = true;
+  const w = node.write(put('b', '2'), { clientId: '', seq: 0, deadlineMs: c.deadline(600_000) });
+  await expect(c.run(w)).rejects.toSatisfy((e: unknown) => isRaftKvError(e, 'UNAVAILABLE') && /LevelDB I\/O error/.test(e.message));
+  expect(c.fatal.get(1)?.message).toMatch(/LevelDB I\/O error/);
+  expect(node.fatalError).toBeDefined();
+  await expect(node.write(put('c', '3'), { clientId: '', seq: 0, deadlineMs: c.deadline() })).rejects.toSatisfy((e: unknown) =>
+    isRaftKvError(e, 'UNAVAILABLE'),
+  );
 });

@@ -37,7 +37,7 @@ function putU64(buf: Buffer, offset: number, n: number): void {
 
 function getU64(buf: Buffer, offset: number): number {
   const n = buf.readUInt32LE(offset) + buf.readUInt32LE(offset + 4) * TWO_32;
-  if (!Number.isSafeInteger(n)) throw new WalDecodeError(`u64 at payload offset ${offset} exceeds 2^53`);
+  if (n > Number.MAX_SAFE_INTEGER) throw new WalDecodeError(`u64 at offset ${offset} exceeds 2^53`);
   return n;
 }
 
@@ -142,18 +142,40 @@ export type FrameResult =
   | { readonly ok: true; readonly type: number; readonly payload: Buffer; readonly nextOffset: number }
   | { readonly ok: false; readonly reason: string };
 
-/** Checks the frame at `offset` (length in bounds, checksum) without decoding the payload. */
-export function readFrame(buf: Buffer, offset: number): FrameResult {
+/**
+ * Checks the frame at `offset` (length in bounds, checksum) without decoding it: returns its length field
+ * (type + payload bytes) or why it is bad. Allocation-light: recovery calls it once per record.
+ */
+export function checkFrame(buf: Buffer, offset: number): number | string {
   const remaining = buf.length - offset;
-  if (remaining < FRAME_HEADER_BYTES) return { ok: false, reason: `incomplete record header (${remaining} bytes to EOF)` };
+  if (remaining < FRAME_HEADER_BYTES) return `incomplete record header (${remaining} bytes to EOF)`;
   const len = buf.readUInt32LE(offset);
-  if (len < 1 || len > MAX_RECORD_BYTES) return { ok: false, reason: `bad record length ${len}` };
-  if (len > remaining - 8) return { ok: false, reason: `incomplete record (length ${len}, ${remaining - 8} bytes to EOF)` };
-  const body = buf.subarray(offset + 8, offset + 8 + len);
+  if (len < 1 || len > MAX_RECORD_BYTES) return `bad record length ${len}`;
+  if (len > remaining - 8) return `incomplete record (length ${len}, ${remaining - 8} bytes to EOF)`;
   const want = buf.readUInt32LE(offset + 4);
-  const got = crc32(body);
-  if (want !== got) return { ok: false, reason: `bad checksum (stored ${hex32(want)}, computed ${hex32(got)})` };
-  return { ok: true, type: body.readUInt8(0), payload: body.subarray(1), nextOffset: offset + 8 + len };
+  const got = crc32(buf.subarray(offset + 8, offset + 8 + len));
+  if (want !== got) return `bad checksum (stored ${hex32(want)}, computed ${hex32(got)})`;
+  return len;
+}
+
+/** checkFrame, then the type and payload of a good frame. */
+export function readFrame(buf: Buffer, offset: number): FrameResult {
+  const len = checkFrame(buf, offset);
+  if (typeof len === 'string') return { ok: false, reason: len };
+  return { ok: true, type: buf.readUInt8(offset + 8), payload: buf.subarray(offset + 9, offset + 8 + len), nextOffset: offset + 8 + len };
+}
+
+/** Decodes a checksum-verified entry record in place: the payload is buf[payloadOffset, +payloadBytes). */
+export function decodeEntryAt(buf: Buffer, payloadOffset: number, payloadBytes: number): Entry {
+  if (payloadBytes < ENTRY_FIXED_BYTES) throw new WalDecodeError(`entry payload of ${payloadBytes} bytes, expected >= ${ENTRY_FIXED_BYTES}`);
+  const code = buf.readUInt8(payloadOffset + 16);
+  if (code > 1) throw new WalDecodeError(`unknown entry type ${code}`);
+  return {
+    index: getU64(buf, payloadOffset),
+    term: getU64(buf, payloadOffset + 8),
+    type: code === 0 ? 'normal' : 'conf-change',
+    data: new Uint8Array(buf.buffer, buf.byteOffset + payloadOffset + ENTRY_FIXED_BYTES, payloadBytes - ENTRY_FIXED_BYTES),
+  };
 }
 
 function hex32(n: number): string {
@@ -176,16 +198,8 @@ export function decodeRecord(type: number, payload: Buffer): WalRecord {
       if (version !== WAL_FORMAT_VERSION) throw new WalDecodeError(`unsupported format version ${version}`);
       return { type: 'header', seq: getU64(payload, 8), firstIndex: getU64(payload, 16) };
     }
-    case RECORD_TYPE.entry: {
-      need(ENTRY_FIXED_BYTES, false);
-      const code = payload.readUInt8(16);
-      if (code > 1) throw new WalDecodeError(`unknown entry type ${code}`);
-      const data = new Uint8Array(payload.buffer, payload.byteOffset + ENTRY_FIXED_BYTES, payload.length - ENTRY_FIXED_BYTES);
-      return {
-        type: 'entry',
-        entry: { index: getU64(payload, 0), term: getU64(payload, 8), type: code === 0 ? 'normal' : 'conf-change', data },
-      };
-    }
+    case RECORD_TYPE.entry:
+      return { type: 'entry', entry: decodeEntryAt(payload, 0, payload.length) };
     case RECORD_TYPE.hardState:
       need(20, true);
       return {

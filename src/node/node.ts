@@ -1056,6 +1056,9 @@ export class RaftKvNode implements KvNode {
         const cs = this.rawNode.applyConfChange(cc);
         membershipChanged = true;
         this.log.info({ term: this.term, role: this.role, index: e.index, change: cc.type, member: cc.nodeId, voters: cs.voters, learners: cs.learners }, 'membership changed');
+        if (cc.type === 'remove' && cc.nodeId === this.id) {
+          this.log.warn({ term: this.term, role: this.role, index: e.index }, 'this member was removed from the cluster: it no longer votes or receives the log; stop it');
+        }
       }
       const p = this.proposals.get(e.index);
       if (p === undefined) continue;

@@ -1,7 +1,8 @@
 // A 3-member raftkv on loopback for the comparison: `node bin/raftkv.js serve ...` per member (the flags in
 // the serve contract), --tick-ms 100 --election-ticks 10 to match etcd's --heartbeat-interval 100
 // --election-timeout 1000, data dirs under a run folder.
-import { existsSync, mkdirSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ClusterUnderTest } from './cluster-under-test.js';
 import { repoRoot } from './paths.js';
@@ -10,6 +11,34 @@ import { ManagedProcess } from './proc-group.js';
 import { createTarget } from './run-bench.js';
 import type { BenchTarget } from './target.js';
 import { errorCode } from './target.js';
+
+/** The commit being measured, "+dirty" if src/ has uncommitted changes. */
+function gitDescribe(root: string): string {
+  try {
+    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src'], { cwd: root, encoding: 'utf8' }).trim() !== '';
+    return `${head}${dirty ? '+dirty' : ''}`;
+  } catch (err) {
+    return `(no git: ${err instanceof Error ? err.message.split('\n')[0] : String(err)})`;
+  }
+}
+
+/** src/**\/*.ts files modified after their dist/src/**\/*.js (the servers would run older code). */
+function staleBuildFiles(root: string): string[] {
+  const out: string[] = [];
+  const walk = (dir: string): void => {
+    for (const e of readdirSync(join(root, dir), { withFileTypes: true })) {
+      const rel = join(dir, e.name);
+      if (e.isDirectory()) walk(rel);
+      else if (e.name.endsWith('.ts') && !e.name.endsWith('.d.ts')) {
+        const built = join(root, 'dist', rel.replace(/\.ts$/, '.js'));
+        if (!existsSync(built) || statSync(built).mtimeMs < statSync(join(root, rel)).mtimeMs) out.push(rel);
+      }
+    }
+  };
+  walk('src');
+  return out;
+}
 
 export interface RaftKvClusterOptions {
   readonly runDir: string; // data dirs and logs go under runDir/raftkv
@@ -32,7 +61,11 @@ export class RaftKvCluster implements ClusterUnderTest {
     if (!existsSync(join(root, 'dist', 'src', 'cli', 'main.js'))) {
       throw new Error('dist/src/cli/main.js is missing: run `npm run build` first (bin/raftkv.js runs the compiled CLI)');
     }
-    this.version = `raftkv (${root})`;
+    this.version = `raftkv ${gitDescribe(root)}`;
+    const stale = staleBuildFiles(root);
+    if (stale.length > 0) {
+      process.stderr.write(`raftkv: WARNING ${stale.length} file(s) in src/ are newer than their build in dist/ (e.g. ${stale[0] ?? ''}): run \`npm run build\` to measure the current code\n`);
+    }
     this.bin = bin;
     this.dir = join(opts.runDir, 'raftkv');
     mkdirSync(this.dir, { recursive: true });

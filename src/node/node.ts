@@ -1238,7 +1238,7 @@ export class RaftKvNode implements KvNode {
     this.inbox.notify();
     this.wakeDiskRetry?.();
     await this.loopDone;
-    this.failEverything(new RaftKvError('UNAVAILABLE', `node ${this.id} stopped`, this.leaderHint()));
+    this.failEverything(new RaftKvError('UNAVAILABLE', `node ${this.id} stopped (a pending write's outcome is unknown)`, this.leaderHint()));
     let firstErr: Error | undefined;
     for (const close of [() => this.deps.transport.stop(), () => this.wal.close(), () => this.sm.close()]) {
       try {
@@ -1256,9 +1256,15 @@ export class RaftKvNode implements KvNode {
   private async handOverLeadership(): Promise<void> {
     const st = this.rawNode.status();
     let best: { id: NodeId; match: Index } | undefined;
+    let bestActive = false;
     for (const [id, p] of st.progress) {
       if (id === this.id || !st.confState.voters.includes(id)) continue;
-      if (best === undefined || p.match > best.match) best = { id, match: p.match };
+      // Prefer followers heard from recently, then the most up to date.
+      const better = best === undefined || (p.recentActive && !bestActive) || (p.recentActive === bestActive && p.match > best.match);
+      if (better) {
+        best = { id, match: p.match };
+        bestActive = p.recentActive;
+      }
     }
     if (best === undefined) return;
     const waitMs = 2 * this.config.electionTimeoutTicks * this.config.tickIntervalMs;

@@ -327,6 +327,8 @@ export class KvStateMachine {
   private readonly serial = new Serial();
   private readonly snapshotSerial = new Serial(); // one createSnapshot at a time: its .tmp cleanup is then safe
   private readonly snapshotsInFlight = new Set<Promise<unknown>>(); // streams reading the live db
+  private readonly readsInFlight = new Set<Promise<unknown>>(); // range() calls reading the live db
+  private readGate: Promise<void> | undefined; // set while the live db is swapped or closed: new reads wait
   private broken: Error | undefined; // a batch write failed: in-memory state may be ahead of LevelDB
   private closed = false;
   private readonly limits: KvLimits;
@@ -822,7 +824,30 @@ export class KvStateMachine {
   async range(req: RangeRequest): Promise<RangeResult> {
     this.check();
     validateRange(req, this.limits);
-    return this.rangeWith(req, undefined);
+    while (this.readGate !== undefined) await this.readGate;
+    this.check();
+    const read = this.rangeWith(req, undefined);
+    this.readsInFlight.add(read);
+    try {
+      return await read;
+    } finally {
+      this.readsInFlight.delete(read);
+    }
+  }
+
+  /** Runs `fn` (which closes or replaces the live db) once no read uses the db; reads arriving meanwhile wait. */
+  private async withReadsQuiesced<T>(fn: () => Promise<T>): Promise<T> {
+    let open = (): void => undefined;
+    this.readGate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    try {
+      await Promise.allSettled([...this.readsInFlight, ...this.snapshotsInFlight]);
+      return await fn();
+    } finally {
+      this.readGate = undefined;
+      open();
+    }
   }
 
   // ------------------------------------------------------------ snapshots
@@ -942,12 +967,13 @@ export class KvStateMachine {
       this.opts.failpoint?.('restore-before-swap');
       await writeFileDurably(this.dir, CURRENT, `db-${nextGen}\n`); // the commit point
       this.opts.failpoint?.('restore-after-swap');
-      await Promise.allSettled([...this.snapshotsInFlight]);
       const oldDir = join(this.dir, `db-${this.generation}`);
-      await this.db.close();
-      this.db = await openDb(nextDir);
-      this.generation = nextGen;
-      await this.load();
+      await this.withReadsQuiesced(async () => {
+        await this.db.close();
+        this.db = await openDb(nextDir);
+        this.generation = nextGen;
+        await this.load();
+      });
       await rm(oldDir, { recursive: true, force: true });
       this.opts.logger?.info({ path, index: header.index, term: header.term }, 'kv: snapshot restored');
       return { index: header.index, term: header.term, confState: header.confState };
@@ -962,9 +988,8 @@ export class KvStateMachine {
   async close(): Promise<void> {
     await this.serial.run(async () => {
       if (this.closed) return;
-      this.closed = true;
-      await Promise.allSettled([...this.snapshotsInFlight]);
-      await this.db.close();
+      this.closed = true; // reads waiting at the gate then fail with UNAVAILABLE
+      await this.withReadsQuiesced(() => this.db.close());
     });
   }
 }

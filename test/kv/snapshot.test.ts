@@ -222,6 +222,42 @@ describe('KvStateMachine snapshots', () => {
     }
   });
 
+  it('reads running during a restore and a close see the old or the new state, never a closed store', async () => {
+    const source = await KvStateMachine.open(p('src'), opts);
+    const sm = await KvStateMachine.open(p('a'), opts);
+    try {
+      await source.apply(workload(new LogBuilder(), 3000, seed));
+      const { path, metadata } = await source.createSnapshot(p('snaps'), 1);
+      await sm.apply(workload(new LogBuilder(), 10, seed + 3));
+      const req = { key: Uint8Array.of(0), end: Uint8Array.of(0), limit: 1, keysOnly: true, countOnly: false };
+      const counts = new Set<number>();
+      let done = false;
+      const restoring = sm.restoreSnapshot(path).finally(() => {
+        done = true;
+      });
+      let reads = 0;
+      while (!done) {
+        // Several reads in flight at once, as a driver serving serializable reads would have.
+        const batch = await Promise.all([sm.range(req), sm.range(req), sm.range(req)]);
+        for (const r of batch) counts.add(r.count);
+        reads += batch.length;
+      }
+      expect(await restoring).toEqual(metadata);
+      expect(reads).toBeGreaterThan(0);
+      const final = (await sm.range(req)).count;
+      expect([...counts].every((c) => c === final || c <= 10), `counts seen ${[...counts].join(',')}`).toBe(true);
+      const racing = [sm.range(req), sm.range(req)];
+      await sm.close();
+      const settled = await Promise.allSettled(racing);
+      for (const r of settled) {
+        if (r.status === 'rejected') expect(isRaftKvError(r.reason, 'UNAVAILABLE'), String(r.reason)).toBe(true);
+      }
+    } finally {
+      await source.close();
+      await sm.close();
+    }
+  });
+
   it('refuses to restore a snapshot older than the applied index', async () => {
     const log = new LogBuilder();
     const sm = await KvStateMachine.open(p('a'), opts);

@@ -67,6 +67,9 @@ function runSeed(seed: number): void {
           learnerAdded = true;
         } else if (net.raw(leader).status().confState.learners.includes(9)) {
           net.raw(leader).proposeConfChange({ type: 'add-voter', nodeId: 9, context: new Uint8Array() });
+        } else if (net.raw(leader).status().confState.voters.length > 3) {
+          // Remove a random voter, possibly the leader itself (§4.2.2).
+          net.raw(leader).proposeConfChange({ type: 'remove', nodeId: pick(rng, net.raw(leader).status().confState.voters), context: new Uint8Array() });
         }
       }
     } catch (err) {

@@ -20,7 +20,7 @@ export function sweep(nodes: 3 | 5, firstSeed = 1, seeds = SEEDS_PER_NODE_COUNT)
       }
       const report = failures
         .slice(0, 3)
-        .map((f) => formatFailure(f, DEFAULT_STEPS))
+        .map((f) => formatFailure(f))
         .join('\n');
       if (failures.length > 0) process.stderr.write(`${report}\n`);
       expect(

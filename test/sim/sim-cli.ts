@@ -4,7 +4,7 @@
 import { performance } from 'node:perf_hooks';
 import type { TestingFault } from '../../src/raft/config.js';
 import { DEFAULT_STEPS, nodesForSeed } from './sim-defaults.js';
-import { formatFailure, runSimulation, type SimResult } from './simulator.js';
+import { formatFailure, runSimulation, type ProfileKind, type SimResult } from './simulator.js';
 
 interface CliOptions {
   seeds: number;
@@ -18,10 +18,12 @@ interface CliOptions {
   traceSize: number; // events shown in a failure report
   tornWrites: boolean | undefined; // crash model, see SimOptions (undefined: drawn from the seed)
   commitRuleCheck: boolean; // see SimOptions
+  profile: ProfileKind;
+  liveness: boolean; // run the heal + liveness phase
 }
 
 function usage(msg: string): never {
-  process.stderr.write(`${msg}\nusage: npm run sim -- --seeds N [--seed S] [--nodes 3|5] [--steps K] [--fault commit-old-term|vote-without-up-to-date-check] [--progress M] [--reports R] [--trace EVENTS] [--sync-before-apply] [--torn-writes|--whole-batches] [--no-commit-rule]\n`);
+  process.stderr.write(`${msg}\nusage: npm run sim -- --seeds N [--seed S] [--nodes 3|5] [--steps K] [--fault commit-old-term|vote-without-up-to-date-check] [--progress M] [--reports R] [--trace EVENTS] [--sync-before-apply] [--torn-writes|--whole-batches] [--no-commit-rule] [--profile mixed|figure-8] [--no-liveness]\n`);
   process.exit(2);
 }
 
@@ -44,6 +46,8 @@ function parse(argv: readonly string[]): CliOptions {
     traceSize: 40,
     tornWrites: undefined,
     commitRuleCheck: true,
+    profile: 'mixed',
+    liveness: true,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] ?? '';
@@ -86,6 +90,14 @@ function parse(argv: readonly string[]): CliOptions {
       case '--whole-batches':
         o.tornWrites = false;
         break;
+      case '--profile':
+        if (v !== 'mixed' && v !== 'figure-8') usage(`unknown --profile ${String(v)}`);
+        o.profile = v;
+        i++;
+        break;
+      case '--no-liveness':
+        o.liveness = false;
+        break;
       case '--no-commit-rule':
         o.commitRuleCheck = false;
         break;
@@ -116,7 +128,7 @@ function main(): void {
     const seed = o.seed + k;
     const nodes = o.nodes ?? nodesForSeed(seed);
     const t0 = performance.now();
-    const r = runSimulation({ seed, nodes, steps: o.steps, testingFault: o.fault, syncBeforeApply: o.syncBeforeApply, traceSize: o.traceSize, tornWrites: o.tornWrites, commitRuleCheck: o.commitRuleCheck });
+    const r = runSimulation({ seed, nodes, steps: o.steps, testingFault: o.fault, syncBeforeApply: o.syncBeforeApply, traceSize: o.traceSize, tornWrites: o.tornWrites, commitRuleCheck: o.commitRuleCheck, profile: o.profile, liveness: o.liveness });
     const dt = performance.now() - t0;
     const agg = perNodes.get(nodes) ?? { seeds: 0, ms: 0 };
     agg.seeds++;
@@ -125,7 +137,7 @@ function main(): void {
     events += r.stats.events;
     if (!r.ok) {
       failures.push(r);
-      if (failures.length <= o.maxReports) process.stdout.write(`${formatFailure(r, o.steps)}\n`);
+      if (failures.length <= o.maxReports) process.stdout.write(`${formatFailure(r)}\n`);
       else process.stdout.write(`FAIL seed=${seed} nodes=${nodes} ${r.violation?.property ?? ''}: ${r.violation?.detail ?? ''}\n`);
     }
     if (o.seeds === 1) {

@@ -42,6 +42,25 @@ describe('membership changes (§4.1 single-server changes, learners)', () => {
     expect(net.delivered.some((m) => (m.type === 'vote' || m.type === 'pre-vote') && m.to === 4)).toBe(false);
   });
 
+  it('§4.1 a joiner also learns the membership when the log itself starts with it (the driver bootstrap)', () => {
+    const net = new Network([1, 2, 3]);
+    for (const id of [1, 2, 3]) {
+      const n = net.node(id);
+      n.storage.append([1, 2, 3].map((v, i) => ({ term: 1, index: i + 1, type: 'conf-change' as const, data: encodeConfChange(cc('add-voter', v)) })));
+      n.storage.setHardState({ term: 1, vote: 0, commit: 3 });
+      net.restart(id);
+    }
+    net.stabilize(); // apply the bootstrap entries first: nobody campaigns with unapplied conf changes
+    net.elect(1);
+    net.propose(1, 'x');
+    net.addNode(4);
+    change(net, 1, cc('add-learner', 4));
+    expect(net.raw(4).status().confState).toEqual({ voters: [1, 2, 3], learners: [4] });
+    expect(net.node(4).applied).toEqual(['x']);
+    change(net, 1, cc('add-voter', 4));
+    expect(net.raw(4).status().confState).toEqual({ voters: [1, 2, 3, 4], learners: [] });
+  });
+
   it('§4.1 learners are not counted in quorums', () => {
     const net = new Network([1, 2, 3], { learners: [4, 5] });
     net.elect(1);

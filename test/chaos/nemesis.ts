@@ -200,8 +200,9 @@ export class Nemesis {
           const members = this.ctl.members();
           const leader = await this.ctl.leader();
           const followers = members.filter((m) => m !== leader);
-          const target = this.rng.pick(followers.length > 0 ? followers : members);
-          f = this.record(kind, `remove member ${target}, wipe it, re-add it as 'existing'`, [target]);
+          // Mostly a follower; sometimes the leader itself (it must step down once its removal commits).
+          const target = leader !== undefined && (this.rng.next() < 0.3 || followers.length === 0) ? leader : this.rng.pick(followers);
+          f = this.record(kind, `remove member ${target}${target === leader ? ' (leader)' : ''}, wipe it, re-add it as 'existing'`, [target]);
           this.removed.add(target);
           await this.ctl.removeMember(target);
           await this.hold();

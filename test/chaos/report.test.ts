@@ -95,10 +95,18 @@ describe('chaos report', () => {
     expect(md).toContain('| a \\| b |');
   });
 
-  it('is unknown without a final read', () => {
+  it('fails when the cluster never served the final reads (no recovery after healing)', () => {
     const { history, faults } = synthetic();
-    const i = { ...input(history, faults, new Map()), finalValues: undefined };
-    expect(buildReport(i).verdict).toBe('unknown');
+    const r = buildReport({ ...input(history, faults, new Map()), finalValues: undefined });
+    expect(r.verdict).toBe('fail');
+    expect(r.reasons.join()).toMatch(/liveness/);
+  });
+
+  it('is unknown when the search budget runs out', () => {
+    const { history, faults } = synthetic();
+    const i = input(history, faults, new Map([['a', 'v59']]));
+    const r = buildReport({ ...i, linearizability: { ...i.linearizability, verdict: 'unknown' } });
+    expect(r.verdict).toBe('unknown');
   });
 
   it('writes the run files: a history that parses back, JSON, markdown, and a self-contained SVG page', () => {

@@ -162,7 +162,10 @@ export function buildReport(input: RunInput): ChaosReport {
   if (input.finalState.lost.length > 0) reasons.push(`${input.finalState.lost.length} acknowledged write(s) lost (RPO > 0)`);
   const unknown: string[] = [];
   if (lin.verdict === 'unknown') unknown.push('the linearizability search ran out of its step budget');
-  if (input.finalValues === undefined) unknown.push('the final read of every key did not succeed: RPO not checked');
+  if (input.finalValues === undefined) {
+    // Every fault was healed and every member restarted: a cluster that still cannot serve a read is stuck.
+    reasons.push('liveness: the cluster did not recover after every fault was healed (final reads failed; RPO not checked)');
+  }
   const ackedOk = byOp.put.ok + byOp.cas.ok + byOp.delete.ok;
   if (ackedOk === 0) unknown.push('no write was acknowledged during the run');
   const verdict = reasons.length > 0 ? 'fail' : unknown.length > 0 ? 'unknown' : 'pass';

@@ -1,4 +1,15 @@
 // The driver's handle on the core: feed ticks, messages and requests in; take a Ready out; advance().
+//
+// Contract with the driver (see Ready in types.ts for the order of work inside one Ready):
+// - ready() and advance(rd) alternate: a second ready() before advance() is a bug (asserted). Between them the
+//   driver may call applyConfChange() (when applying a committed conf-change entry) and nothing else.
+// - The leader counts its own log toward commitment only once persisted: advance(rd) moves its own match to the
+//   last of rd.entries. Commit-only hard state changes have mustSync false (their durability is optional: on
+//   restart commit = max(durable commit, snapshot index, config.applied)).
+// - A node with no membership at all (an empty data directory joining a cluster) rejects appends until it has
+//   a snapshot: the leader answers with a 'snap' (possibly of index 0 carrying the bootstrap membership).
+// - Snapshots: the leader emits 'snap' (metadata only) and waits in 'snapshot' state until reportSnapshot();
+//   the driver must report every stream's outcome, failures included, or that follower is never retried.
 import type { ConfChange, ConfState, HardState, Index, LogStorage, Message, NodeId, Ready, Role, SoftState, Term } from './types.js';
 import type { RaftConfig } from './config.js';
 import type { ProgressState } from './progress.js';
@@ -51,7 +62,10 @@ export class RawNode {
     this.raft.step(m);
   }
 
-  /** Starts an election now (pre-vote first if enabled). */
+  /**
+   * Starts an election now (pre-vote first if enabled). Ignored on a leader, a learner or removed node, and
+   * while committed conf-change entries are not yet applied (the membership may be about to change).
+   */
   campaign(): void {
     this.raft.hup(false);
   }

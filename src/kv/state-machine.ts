@@ -475,8 +475,12 @@ export class KvStateMachine {
     try {
       return await this.applyChecked(entries);
     } catch (err) {
-      // In-memory sessions and members may be ahead of LevelDB now: refuse further use until reopened.
+      // In-memory sessions and members may be ahead of LevelDB now (and LevelDB itself refuses writes after a
+      // failed one): refuse further use until closed and reopened, which resumes after the last applied entry.
       this.broken = err instanceof Error ? err : new Error(String(err));
+      if (/no space left|ENOSPC/i.test(this.broken.message)) {
+        throw new RaftKvError('DISK_FULL', `kv: LevelDB write failed, reopen when space returns: ${this.broken.message}`);
+      }
       throw err;
     }
   }

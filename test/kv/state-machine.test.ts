@@ -284,6 +284,23 @@ describe('KvStateMachine', () => {
     await expect(sm.apply([gap])).rejects.toThrow(/apply gap/);
   });
 
+  it('a batch failing midway applies nothing; the state machine refuses use until reopened', async () => {
+    log.cmd(put('before', '1'));
+    await apply();
+    log.cmd(put('a', '1'), 'c1', 1);
+    log.conf('add-learner', 9, '127.0.0.1:9', '127.0.0.1:19');
+    log.raw(Uint8Array.of(7, 7, 7), 'conf-change'); // undecodable: a corrupt log, not a client error
+    log.cmd(put('b', '1'));
+    await expect(apply()).rejects.toThrow(/conf change/);
+    await expect(sm.range(rangeReq('a'))).rejects.toThrow(/reopen/);
+    await sm.close();
+    sm = await KvStateMachine.open(join(dir.path, 'kv'), { limits });
+    expect(sm.appliedIndex).toBe(1);
+    expect([await get('before'), await get('a'), await get('b')]).toEqual(['before=1 c1 m1 v1', '-', '-']);
+    expect(sm.members()).toEqual([]);
+    expect(sm.sessionCount()).toBe(0);
+  });
+
   it('applies conf changes to the member table and confState like the core does', async () => {
     await bootstrapMembers(sm, [
       { id: 1, peerAddress: '127.0.0.1:1', clientAddress: '127.0.0.1:11', learner: false },

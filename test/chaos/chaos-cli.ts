@@ -1,11 +1,16 @@
 // `npm run chaos -- [--nodes 3|5] [--time SECONDS] [--seed S] [--nemesis kill,pause,partition,member,transfer]
 //                   [--clients N] [--keys N] [--run-dir DIR] [--client kv|raw] [--snapshot-count N]
 //                   [--hold-ms MIN-MAX] [--quiet-ms MIN-MAX] [--quiet]`
+// `npm run chaos -- --check RUN_DIR` re-checks a recorded run's history.jsonl (same exit codes).
 // Runs one chaos run against real `raftkv serve` processes (build first: `npm run build`), prints the run
 // folder, and exits 0 if the run passed, 1 on any violation (not linearizable, or an acknowledged write
 // lost), 2 if the run could not be checked (unknown), 64 for bad flags.
 import { parseArgs } from 'node:util';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { runChaos } from './harness.js';
+import { readHistoryFile } from './history.js';
+import { checkFinalState, checkLinearizability } from './linearizability.js';
 import { NEMESIS_KINDS, parseNemesisKinds } from './nemesis.js';
 
 function intFlag(name: string, v: string | undefined, dflt: number, min: number, max: number): number {
@@ -22,6 +27,28 @@ function rangeFlag(name: string, v: string): [number, number] {
   const hi = Number(m?.[2] ?? m?.[1]);
   if (m === null || !(lo > 0) || hi < lo) throw new Error(`--${name} must be MS or MIN-MAX in ms, got "${v}"`);
   return [lo, hi];
+}
+
+/** `--check RUN_DIR`: re-runs the checks on a recorded run (history.jsonl, final values from report.json). */
+function recheck(dir: string): number {
+  const history = readHistoryFile(join(dir, 'history.jsonl'));
+  const lin = checkLinearizability(history);
+  let finalNote = 'no report.json: final state not checked';
+  let lost = 0;
+  try {
+    const report = JSON.parse(readFileSync(join(dir, 'report.json'), 'utf8')) as { finalValues: Record<string, string | null> | null };
+    if (report.finalValues !== null) {
+      const final = checkFinalState(history, new Map(Object.entries(report.finalValues)));
+      lost = final.lost.length;
+      finalNote = `RPO: ${lost} lost of ${final.acknowledgedWrites} acknowledged writes`;
+    } else finalNote = 'the run has no final values: final state not checked';
+  } catch (err) {
+    finalNote = `report.json unreadable (${err instanceof Error ? err.message : String(err)}): final state not checked`;
+  }
+  process.stdout.write(`${history.length} ops; linearizability: ${lin.verdict} (${lin.steps} steps); ${finalNote}\n`);
+  if (lin.firstViolation !== undefined) process.stdout.write(lin.firstViolation.text + '\n');
+  if (lin.verdict === 'violation' || lost > 0) return 1;
+  return lin.verdict === 'unknown' ? 2 : 0;
 }
 
 function parseClient(v: string | undefined): 'kv' | 'raw' {
@@ -48,9 +75,11 @@ async function main(argv: string[]): Promise<number> {
         'snapshot-count': { type: 'string' },
         'hold-ms': { type: 'string' },
         'quiet-ms': { type: 'string' },
+        check: { type: 'string' },
       },
       strict: true,
     });
+    if (values.check !== undefined) return recheck(values.check);
     const nodes = intFlag('nodes', values.nodes, 3, 3, 5);
     if (nodes !== 3 && nodes !== 5) throw new Error('--nodes must be 3 or 5');
     opts = {

@@ -436,7 +436,9 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
   const faults = nemesis?.faults ?? [];
   for (const f of faults) if (f.error !== undefined) notes.push(`fault "${f.detail}": ${f.error}`);
   for (const e of cluster.unexpectedExits) if (e.code === 0) notes.push(`member ${e.id} exited by itself with code 0`);
+  const checkStart = Date.now();
   const linearizability = checkLinearizability(history);
+  notes.push(`linearizability search: ${linearizability.steps} steps in ${Date.now() - checkStart} ms`);
   const finalState = checkFinalState(history, finalValues ?? new Map());
   const report = buildReport({
     runDir,

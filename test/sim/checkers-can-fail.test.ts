@@ -35,6 +35,22 @@ describe('the end-to-end checkers alone catch commit-old-term (Figure 8)', () =>
   });
 });
 
+describe('the durability checker catches a broken driver', () => {
+  it('acknowledging appends and votes before the fsync: a commit not durable on a quorum', () => {
+    for (const nodes of [3, 5] as const) {
+      let found: SimResult | undefined;
+      for (let seed = 1; seed <= 10 && found === undefined; seed++) {
+        const r = runSimulation({ seed, nodes, steps: 2000, driverFault: 'ack-before-fsync' });
+        if (!r.ok) found = r;
+      }
+      expect(found, `${nodes} nodes: no violation in 10 seeds`).toBeDefined();
+      if (found === undefined) return;
+      expect(found.violation?.property, formatFailure(found)).toBe('durability');
+      expect(runSimulation({ seed: found.seed, nodes, steps: 2000 }).ok).toBe(true);
+    }
+  });
+});
+
 describe('the checkers catch a broken core', () => {
   const cases: { fault: TestingFault; nodes: 3 | 5; maxSeeds: number; expected: readonly SimProperty[] }[] = [
     // §5.4.2 broken: a leader commits an older term's entry by counting replicas (Figure 8).

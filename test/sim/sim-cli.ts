@@ -20,10 +20,11 @@ interface CliOptions {
   commitRuleCheck: boolean; // see SimOptions
   profile: ProfileKind;
   liveness: boolean; // run the heal + liveness phase
+  driverFault: 'ack-before-fsync' | undefined; // see SimOptions
 }
 
 function usage(msg: string): never {
-  process.stderr.write(`${msg}\nusage: npm run sim -- --seeds N [--seed S] [--nodes 3|5] [--steps K] [--fault commit-old-term|vote-without-up-to-date-check] [--progress M] [--reports R] [--trace EVENTS] [--sync-before-apply] [--torn-writes|--whole-batches] [--no-commit-rule] [--profile mixed|figure-8] [--no-liveness]\n`);
+  process.stderr.write(`${msg}\nusage: npm run sim -- --seeds N [--seed S] [--nodes 3|5] [--steps K] [--fault commit-old-term|vote-without-up-to-date-check] [--progress M] [--reports R] [--trace EVENTS] [--sync-before-apply] [--torn-writes|--whole-batches] [--no-commit-rule] [--profile mixed|figure-8] [--no-liveness] [--driver-fault ack-before-fsync]\n`);
   process.exit(2);
 }
 
@@ -48,6 +49,7 @@ function parse(argv: readonly string[]): CliOptions {
     commitRuleCheck: true,
     profile: 'mixed',
     liveness: true,
+    driverFault: undefined,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] ?? '';
@@ -95,6 +97,11 @@ function parse(argv: readonly string[]): CliOptions {
         o.profile = v;
         i++;
         break;
+      case '--driver-fault':
+        if (v !== 'ack-before-fsync') usage(`unknown --driver-fault ${String(v)}`);
+        o.driverFault = v;
+        i++;
+        break;
       case '--no-liveness':
         o.liveness = false;
         break;
@@ -128,7 +135,7 @@ function main(): void {
     const seed = o.seed + k;
     const nodes = o.nodes ?? nodesForSeed(seed);
     const t0 = performance.now();
-    const r = runSimulation({ seed, nodes, steps: o.steps, testingFault: o.fault, syncBeforeApply: o.syncBeforeApply, traceSize: o.traceSize, tornWrites: o.tornWrites, commitRuleCheck: o.commitRuleCheck, profile: o.profile, liveness: o.liveness });
+    const r = runSimulation({ seed, nodes, steps: o.steps, testingFault: o.fault, syncBeforeApply: o.syncBeforeApply, traceSize: o.traceSize, tornWrites: o.tornWrites, commitRuleCheck: o.commitRuleCheck, profile: o.profile, liveness: o.liveness, driverFault: o.driverFault });
     const dt = performance.now() - t0;
     const agg = perNodes.get(nodes) ?? { seeds: 0, ms: 0 };
     agg.seeds++;
@@ -158,7 +165,8 @@ function main(): void {
     `total: ${o.seeds} seeds (${o.seed}..${o.seed + o.seeds - 1}), ${failures.length} failed, ${events} events, ${(totalMs / 1000).toFixed(1)} s, ${Math.round((o.seeds * 60_000) / totalMs)} seeds/min\n`,
   );
   if (failures.length > 0) {
-    process.stdout.write(`failing seeds: ${failures.map((f) => `${f.seed}(${f.nodes}n ${f.violation?.property ?? ''})`).join(' ')}\n`);
+    const shown = failures.slice(0, 50).map((f) => `${f.seed}(${f.nodes}n ${f.violation?.property ?? ''})`);
+    process.stdout.write(`failing seeds: ${shown.join(' ')}${failures.length > 50 ? ' ...' : ''}\n`);
     process.exitCode = 1;
   }
 }

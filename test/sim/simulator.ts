@@ -46,6 +46,8 @@ export interface SimOptions {
    * from the seed.
    */
   readonly tornWrites?: boolean;
+  /** TEST ONLY: break the driver on purpose: send messagesAfterPersist before the fsync (acks of unsynced writes). */
+  readonly driverFault?: 'ack-before-fsync';
   /** Check §5.4.2 directly on every leader commit (default true); off, only the end-to-end checkers remain. */
   readonly commitRuleCheck?: boolean;
 }
@@ -566,13 +568,38 @@ class Simulation {
         throw new SimViolation('commit-rule', `leader ${n.id} of term ${rd.hardState.term} advanced commit ${prevCommit} -> ${commit}, an entry of term ${String(t)}`);
       }
     }
+    if (n.role === 'leader' && commit > prevCommit) this.checkCommitDurable(n, commit);
     if (commit > n.recordedCommit) n.recordedCommit = this.checker.onCommit(n.id, n.recordedCommit, commit, st);
+    if (this.opts.driverFault === 'ack-before-fsync') for (const m of rd.messagesAfterPersist) this.send(n, m);
     // 3. wait for the fsync, then the rest
     if (rd.mustSync) {
       const latency = chance(this.rng, this.healed ? 0 : this.profile.slowSyncRate) ? between(this.rng, 10, 40) : between(this.rng, 1, 5);
       this.queue.push(this.now + latency, { kind: 'sync', node: n.id, epoch: n.epoch });
     } else {
       this.finishReady(n, rd);
+    }
+  }
+
+  /**
+   * A leader's new commit index is durable on a quorum of its (applied) voters right now: the entry, or a
+   * snapshot covering it, survives any crash on a majority. Catches acks before fsync and a leader counting its
+   * own unpersisted log.
+   */
+  private checkCommitDurable(leader: SimNode, commit: Index): void {
+    const term = leader.storage.writtenTerm(commit);
+    if (term === undefined) return; // compacted on the leader: covered by its snapshot
+    const voters = leader.sm.confState.voters;
+    const holders: NodeId[] = [];
+    for (const v of voters) {
+      const st = this.nodes.get(v)?.storage;
+      if (st === undefined) continue;
+      if (st.durableTerm(commit) === term || st.durableFirstIndex() - 1 > commit) holders.push(v);
+    }
+    if (holders.length * 2 <= voters.length) {
+      throw new SimViolation(
+        'durability',
+        `leader ${leader.id} commits ${commit}/t${term} but only [${holders.join(',')}] of voters [${voters.join(',')}] hold it durably`,
+      );
     }
   }
 
@@ -595,7 +622,7 @@ class Simulation {
       this.stats.snapshotsInstalled++;
       this.record([code('install'), n.id, meta.index], () => `n${n.id} installs snapshot ${meta.index}/t${meta.term}`);
     }
-    for (const m of rd.messagesAfterPersist) this.send(n, m);
+    if (this.opts.driverFault !== 'ack-before-fsync') for (const m of rd.messagesAfterPersist) this.send(n, m);
     if (this.opts.syncBeforeApply === true && rd.committedEntries.length > 0) n.storage.sync();
     for (const e of rd.committedEntries) this.apply(n, raw, e);
     for (const rs of rd.readStates) this.onReadState(n, rs.index, rs.context);
@@ -610,8 +637,11 @@ class Simulation {
     if (e.index !== n.sm.applied + 1) {
       throw new SimViolation('state-machine-safety', `node ${n.id} applies ${e.index} after ${n.sm.applied}: a gap`);
     }
-    if (e.index > n.storage.durableLastIndex()) {
-      throw new SimViolation('ready-contract', `node ${n.id} applies ${e.index}, durable lastIndex ${n.storage.durableLastIndex()}`);
+    if (n.storage.durableTerm(e.index) !== e.term) {
+      throw new SimViolation(
+        'ready-contract',
+        `node ${n.id} applies ${e.index}/t${e.term}, its durable log has term ${String(n.storage.durableTerm(e.index))} there`,
+      );
     }
     n.sm.apply(e);
     this.checker.onApply(n.id, e, n.sm.chain);
@@ -1282,6 +1312,7 @@ export function replayCommand(o: SimOptions): string {
   if (o.commitRuleCheck === false) flags.push('--no-commit-rule');
   if (o.tornWrites !== undefined) flags.push(o.tornWrites ? '--torn-writes' : '--whole-batches');
   if (o.syncBeforeApply === true) flags.push('--sync-before-apply');
+  if (o.driverFault !== undefined) flags.push(`--driver-fault ${o.driverFault}`);
   if (o.liveness === false) flags.push('--no-liveness');
   return `SEED=${o.seed} npm run sim -- ${flags.join(' ')}`;
 }

@@ -15,9 +15,21 @@
 // - 'new' on a directory with a log: an ordinary restart; initialMembers are ignored.
 // - 'existing' on an empty directory: starts with no membership, never campaigns, and waits for the leader
 //   to send the log or a snapshot. The peers it can answer are initialMembers until it learns the table.
+//   Until then it grants no (pre-)votes: a wiped voter may have voted in a term it no longer remembers.
 // - A member that lost its directory must be removed and re-added (member remove / member add) before it
 //   restarts with 'existing'; starting it with 'new' on an empty directory makes it a second, diverging
 //   cluster history: that is the operator's error and is documented, not detected.
+// - Restart: the core starts at the log's snapshot (RaftConfig.applied = snapshot index) and replays the
+//   committed entries after it; the state machine skips those it already applied, but their membership
+//   changes are applied to the core again (its ConfState = the snapshot's + the changes after it).
+//   recover() first reconciles a crash's leftovers: a state machine behind the log's snapshot restores the
+//   newest snapshot file; one ahead of the durable commit index raises it (or records its snapshot in the log).
+//
+// Snapshots: taken off the loop every snapshotEveryEntries applied entries (then the loop compacts the WAL
+// to them). A leader streams the newest file with transport.sendSnapshot when the core emits 'snap' (and
+// takes a fresh one if the core asks for a snapshot no file matches). A received, verified file is kept
+// aside and the 'snap' message stepped; only if the core accepts it (Ready.snapshot) does the loop restore
+// the state machine from it, then record it in the WAL (a crash between the two is repaired by recover()).
 import { randomInt } from 'node:crypto';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';

@@ -713,12 +713,9 @@ export class KvStateMachine {
         for (const [k, v] of chunk) {
           const key = k.subarray(1);
           const ks = keyString(key);
+          // The batch's own writes up to and including this key come first (and replace it if equal).
           for (let w = pending[p]; w !== undefined && w.ks <= ks; w = pending[++p]) {
             if (w.sv !== undefined) yield [w.key, w.sv];
-            if (w.ks === ks) {
-              p++;
-              break;
-            }
           }
           if (overlay?.data.has(ks) === true) continue; // overwritten or deleted in this batch
           yield [new Uint8Array(key), decodeStoredValue(v)]; // a plain copy: LevelDB gives Buffers

@@ -103,7 +103,8 @@ export async function checkDataDirIdentity(dataDir: string, expected: DataDirIde
   }
   // No identity: the directory must not hold someone's state (a WAL or a state machine without identity is
   // a directory we did not create, or a crash between mkdir and the first write: only stray tmp files allowed).
-  const stray = (await readdir(dataDir)).filter((n) => n !== `${IDENTITY_FILE}.tmp`);
+  // (lost+found: a freshly formatted volume mounted as the data directory.)
+  const stray = (await readdir(dataDir)).filter((n) => n !== `${IDENTITY_FILE}.tmp` && n !== 'lost+found');
   if (stray.length > 0) {
     throw new RaftKvError(
       'CLUSTER_MISMATCH',

@@ -4,7 +4,7 @@
 import { performance } from 'node:perf_hooks';
 import type { TestingFault } from '../../src/raft/config.js';
 import { DEFAULT_STEPS, nodesForSeed } from './sim-defaults.js';
-import { formatFailure, runSimulation, type ProfileKind, type SimResult } from './simulator.js';
+import { emptyStats, formatFailure, runSimulation, type ProfileKind, type SimResult, type SimStats } from './simulator.js';
 
 interface CliOptions {
   seeds: number;
@@ -131,6 +131,11 @@ function main(): void {
   const perNodes = new Map<number, { seeds: number; ms: number }>();
   const failures: SimResult[] = [];
   let events = 0;
+  const totals = emptyStats();
+  let seedsWithCrash = 0;
+  let seedsWithConfChange = 0;
+  let seedsWithSnapshotInstall = 0;
+  let seedsWithTransfer = 0;
   for (let k = 0; k < o.seeds; k++) {
     const seed = o.seed + k;
     const nodes = o.nodes ?? nodesForSeed(seed);
@@ -142,6 +147,11 @@ function main(): void {
     agg.ms += dt;
     perNodes.set(nodes, agg);
     events += r.stats.events;
+    for (const key of Object.keys(totals) as (keyof SimStats)[]) totals[key] += r.stats[key];
+    if (r.stats.crashes > 0) seedsWithCrash++;
+    if (r.stats.confChangesApplied > 0) seedsWithConfChange++;
+    if (r.stats.snapshotsInstalled > 0) seedsWithSnapshotInstall++;
+    if (r.stats.transfers > 0) seedsWithTransfer++;
     if (!r.ok) {
       failures.push(r);
       if (failures.length <= o.maxReports) process.stdout.write(`${formatFailure(r)}\n`);
@@ -164,6 +174,11 @@ function main(): void {
   process.stdout.write(
     `total: ${o.seeds} seeds (${o.seed}..${o.seed + o.seeds - 1}), ${failures.length} failed, ${events} events, ${(totalMs / 1000).toFixed(1)} s, ${Math.round((o.seeds * 60_000) / totalMs)} seeds/min\n`,
   );
+  if (o.seeds > 1) {
+    process.stdout.write(
+      `coverage: seeds with crashes ${seedsWithCrash}, conf changes ${seedsWithConfChange}, snapshot installs ${seedsWithSnapshotInstall}, transfers ${seedsWithTransfer}; totals ${JSON.stringify(totals)}\n`,
+    );
+  }
   if (failures.length > 0) {
     const shown = failures.slice(0, 50).map((f) => `${f.seed}(${f.nodes}n ${f.violation?.property ?? ''})`);
     process.stdout.write(`failing seeds: ${shown.join(' ')}${failures.length > 50 ? ' ...' : ''}\n`);

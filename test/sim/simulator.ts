@@ -70,6 +70,7 @@ export interface SimStats {
   membersAdded: number;
   membersRemoved: number;
   transfers: number;
+  campaigns: number; // campaign() calls
   reads: number;
   readsAnswered: number;
   leaderTerms: number;
@@ -108,6 +109,7 @@ interface Profile {
   proposalsPerTick: number; // mean
   confChangeRate: number; // per tick
   transferRate: number; // per tick
+  campaignRate: number; // per tick: a random node is told to campaign() now (an operator forcing an election)
   snapshotRate: number; // per node per tick
   readRate: number; // per tick
   slowSyncRate: number; // per sync
@@ -134,6 +136,7 @@ function drawFigure8Profile(rng: Rng): Profile {
     proposalsPerTick: pick(rng, [1, 2, 3]),
     confChangeRate: 0,
     transferRate: 0,
+    campaignRate: 0,
     snapshotRate: 0,
     readRate: 0,
     slowSyncRate: 0,
@@ -156,6 +159,7 @@ function drawProfile(rng: Rng, kind: ProfileKind): Profile {
     proposalsPerTick: pick(rng, [0.3, 1, 2]),
     confChangeRate: pick(rng, [0, 0.01, 0.04]),
     transferRate: pick(rng, [0, 0.005, 0.02]),
+    campaignRate: pick(rng, [0, 0.005]),
     snapshotRate: pick(rng, [0, 0.02, 0.1]),
     readRate: pick(rng, [0, 0.1, 0.3]),
     slowSyncRate: pick(rng, [0, 0.05]),
@@ -180,7 +184,8 @@ type InboxItem =
   | { readonly kind: 'read'; readonly readId: number }
   | { readonly kind: 'report-unreachable'; readonly id: NodeId }
   | { readonly kind: 'report-snapshot'; readonly id: NodeId; readonly ok: boolean }
-  | { readonly kind: 'leader-unreachable' };
+  | { readonly kind: 'leader-unreachable' }
+  | { readonly kind: 'campaign' };
 
 type SimEvent =
   | { readonly kind: 'deliver'; readonly env: Envelope }
@@ -252,6 +257,7 @@ export function emptyStats(): SimStats {
     membersAdded: 0,
     membersRemoved: 0,
     transfers: 0,
+    campaigns: 0,
     reads: 0,
     readsAnswered: 0,
     leaderTerms: 0,
@@ -504,6 +510,11 @@ class Simulation {
         return;
       case 'leader-unreachable':
         this.core(n, 'leaderUnreachable', () => raw.leaderUnreachable());
+        return;
+      case 'campaign':
+        this.stats.campaigns++;
+        this.record([code('campaign'), n.id], () => `n${n.id} told to campaign`);
+        this.core(n, 'campaign', () => raw.campaign());
         return;
       default: {
         const never: never = item;
@@ -850,6 +861,7 @@ class Simulation {
     }
     if (chance(rng, p.confChangeRate)) this.confChange();
     if (chance(rng, p.transferRate)) this.transfer();
+    if (ups.length > 0 && chance(rng, p.campaignRate)) this.input(pick(rng, ups), { kind: 'campaign' });
     for (const n of ups) {
       if (n.up && chance(rng, p.snapshotRate)) this.takeSnapshot(n);
     }

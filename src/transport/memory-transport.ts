@@ -2,7 +2,7 @@
 // Messages are delivered synchronously into the receiver's handlers (which only queue them), in send order.
 // Links can be cut and healed per direction; a stopped or unknown endpoint drops what is sent to it.
 // Snapshot files are copied into the receiver's snapshot inbox directory, as the gRPC transport would.
-import { copyFile, mkdir } from 'node:fs/promises';
+import { copyFile, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Message, NodeId, SnapshotMessage } from '../raft/types.js';
 import type { Transport, TransportHandlers } from './transport.js';
@@ -11,13 +11,16 @@ export interface MemoryHubStats {
   delivered: number; // messages handed to a receiver
   dropped: number; // messages lost to cut links, unknown peers or stopped endpoints
   snapshotsSent: number; // snapshot files delivered
+  snapshotsFailed: number; // snapshot transfers that failed (unreachable, cut, or injected)
 }
 
 export class MemoryHub {
   private readonly endpoints = new Map<NodeId, MemoryTransport>(); // started endpoints by node id
   private readonly cutLinks = new Set<string>(); // "from>to": messages from -> to are dropped
   private snapshotSeq = 0; // names received snapshot files uniquely
-  readonly stats: MemoryHubStats = { delivered: 0, dropped: 0, snapshotsSent: 0 };
+  readonly stats: MemoryHubStats = { delivered: 0, dropped: 0, snapshotsSent: 0, snapshotsFailed: 0 };
+  /** Tests: the next this-many snapshot transfers fail after copying (as a broken stream would). */
+  failNextSnapshots = 0;
 
   /** A transport for node `id`; received snapshot files are copied into `snapshotInboxDir`. */
   transport(id: NodeId, snapshotInboxDir: string): MemoryTransport {
@@ -73,6 +76,15 @@ export class MemoryHub {
 
   /** @internal */
   async deliverSnapshot(from: NodeId, message: SnapshotMessage, filePath: string): Promise<void> {
+    try {
+      await this.transferSnapshot(from, message, filePath);
+    } catch (err) {
+      this.stats.snapshotsFailed++;
+      throw err;
+    }
+  }
+
+  private async transferSnapshot(from: NodeId, message: SnapshotMessage, filePath: string): Promise<void> {
     const dest = this.endpoints.get(message.to);
     if (dest === undefined || this.cutLinks.has(`${from}>${message.to}`)) {
       throw new Error(`snapshot to node ${message.to}: unreachable`);
@@ -80,6 +92,11 @@ export class MemoryHub {
     await mkdir(dest.snapshotInboxDir, { recursive: true });
     const target = join(dest.snapshotInboxDir, `recv-${from}-${message.snapshot.metadata.index}-${++this.snapshotSeq}.snap`);
     await copyFile(filePath, target);
+    if (this.failNextSnapshots > 0) {
+      this.failNextSnapshots--;
+      await rm(target, { force: true });
+      throw new Error(`snapshot to node ${message.to}: stream broken (injected)`);
+    }
     // The link may have been cut, or the receiver stopped, while the file was copied.
     if (this.endpoints.get(message.to) !== dest || this.cutLinks.has(`${from}>${message.to}`)) {
       throw new Error(`snapshot to node ${message.to}: link lost during transfer`);

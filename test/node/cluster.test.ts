@@ -156,8 +156,10 @@ describe('node driver: failures and partitions', () => {
     expect(leader.stats.snapshotsTaken).toBeGreaterThanOrEqual(3);
     expect(leader.status().snapshotIndex).toBeGreaterThan(10);
     const sentBefore = c.hub.stats.snapshotsSent;
+    c.hub.failNextSnapshots = 1; // the first transfer breaks: the leader reports it and sends again later
     const back = await c.startMember(follower);
-    await c.tickUntil(() => back.status().appliedIndex >= last, 40, 'snapshot catch-up');
+    await c.tickUntil(() => back.status().appliedIndex >= last, 60, 'snapshot catch-up');
+    expect(c.hub.stats.snapshotsFailed).toBe(1);
     expect(c.hub.stats.snapshotsSent).toBeGreaterThan(sentBefore);
     expect(back.stats.snapshotsInstalled).toBe(1);
     for (const k of [0, 20, 44]) {

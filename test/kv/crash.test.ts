@@ -119,7 +119,8 @@ describe('kv crash safety with a real child process', () => {
         await applyRange(replay, snapIndex + 1, survivor.appliedIndex);
         expect(replay.appliedIndex).toBe(survivor.appliedIndex);
         expect(await dumpState(survivor, join(dir.path, 'd3')), `seed ${seed}`).toEqual(await dumpState(replay, join(dir.path, 'd4')));
-        expect((await readdir(snapDir)).filter((n) => n.endsWith('.snap')).length).toBeLessThanOrEqual(2);
+        // keep = 2, plus one when a kill fell between a new snapshot's rename and the pruning of the oldest.
+        expect((await readdir(snapDir)).filter((n) => n.endsWith('.snap')).length).toBeLessThanOrEqual(3);
       } finally {
         await survivor.close();
         await replay.close();

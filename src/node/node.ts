@@ -292,6 +292,7 @@ export class RaftKvNode implements KvNode {
   private idleWaiters: (() => void)[] = []; // whenIdle() callers
   private stopPromise: Promise<void> | undefined; // set by the first stop() call
   private handingOver = false; // stop() is waiting for a leadership handover
+  private restoring: Promise<void> | undefined; // set while the state machine restores a received snapshot
   private peerIds = new Set<NodeId>(); // peers given to the transport
   /**
    * An empty directory started with 'existing': until the leader's log or snapshot arrives, this member may
@@ -455,6 +456,8 @@ export class RaftKvNode implements KvNode {
     this.checkRunning();
     validateRange(range, this.config.kvLimits);
     if (opts.serializable) {
+      // Not while the state machine swaps in a snapshot from the leader.
+      if (this.restoring !== undefined) await this.restoring;
       const index = this.sm.appliedIndex;
       const result = await this.sm.range(range);
       return { result, header: this.header(index) };
@@ -856,9 +859,25 @@ export class RaftKvNode implements KvNode {
     }
     if (rd.softState !== undefined) this.onSoftState(rd.softState);
     this.sendMessages(rd.messages);
-    await this.persist(rd);
+    // Committed entries already durable here (below this Ready's first new entry, and no snapshot to install)
+    // are applied while this Ready persists: the apply batch and the WAL fsync overlap instead of queueing.
+    // The rest (entries this Ready makes durable) wait for the persist, as before.
+    let early = 0;
+    if (rd.snapshot === undefined) {
+      const firstNew = rd.entries[0]?.index ?? Infinity;
+      while (early < rd.committedEntries.length && (rd.committedEntries[early]?.index ?? Infinity) < firstNew) early++;
+    }
+    const applying = early > 0 ? this.applyEntries(early === rd.committedEntries.length ? rd.committedEntries : rd.committedEntries.slice(0, early)) : undefined;
+    applying?.catch(() => undefined); // awaited below; this keeps a failure during the persist from being unhandled
+    try {
+      await this.persist(rd);
+    } catch (err) {
+      if (applying !== undefined) await applying.catch(() => undefined); // settle it before the loop fails
+      throw err;
+    }
     this.sendMessages(rd.messagesAfterPersist);
-    if (rd.committedEntries.length > 0) await this.applyEntries(rd.committedEntries);
+    if (applying !== undefined) await applying;
+    if (early < rd.committedEntries.length) await this.applyEntries(early === 0 ? rd.committedEntries : rd.committedEntries.slice(early));
     this.onReadStates(rd.readStates);
     this.serveReadyReads();
     this.rawNode.advance(rd);
@@ -1011,8 +1030,15 @@ export class RaftKvNode implements KvNode {
     // State machine first: if we crash before the log records the snapshot, recover() sees the state machine
     // ahead of the log and records the snapshot then.
     if (this.sm.appliedIndex !== index) {
-      const restored = await this.sm.restoreSnapshot(path);
-      assert(restored.index === index, `snapshot file ${path} holds index ${restored.index}, expected ${index}`);
+      let done: () => void = () => undefined;
+      this.restoring = new Promise<void>((resolve) => (done = resolve));
+      try {
+        const restored = await this.sm.restoreSnapshot(path);
+        assert(restored.index === index, `snapshot file ${path} holds index ${restored.index}, expected ${index}`);
+      } finally {
+        this.restoring = undefined;
+        done();
+      }
     }
     if (this.wal.snapshot().metadata.index !== index) await this.wal.applySnapshot(snap);
     else await this.wal.sync(); // a retry after DISK_FULL: the install record is buffered, make it durable

@@ -119,6 +119,9 @@ async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
+// Ctrl-C / SIGTERM: exit, which kills every serve process this run started (processes.ts exit hook).
+for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => process.exit(130));
+
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err: unknown) => {

@@ -41,6 +41,17 @@ export interface UnexpectedExit {
   readonly logTail: string;
 }
 
+/** Every serve process of this process's runs: killed if we exit first (a crash, a test timeout, Ctrl-C). */
+const LIVE_CHILDREN = new Set<ChildProcess>();
+let exitHookInstalled = false;
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.once('exit', () => {
+    for (const c of LIVE_CHILDREN) c.kill('SIGKILL');
+  });
+}
+
 export class ServeProcesses {
   private readonly members = new Map<NodeId, Member>();
   /** Members that exited without being killed by us (a crash, or a refusal to start). */
@@ -104,9 +115,12 @@ export class ServeProcesses {
         cwd: REPO_ROOT,
         stdio: ['ignore', log, log],
       });
+      installExitHook();
+      LIVE_CHILDREN.add(child);
       const m: Member = { child, exited: Promise.resolve(), paused: false, expectingExit: false };
       m.exited = new Promise<void>((resolveExit) => {
         child.once('exit', (code, signal) => {
+          LIVE_CHILDREN.delete(child);
           if (m.child === child) m.child = undefined;
           m.paused = false;
           if (!m.expectingExit) {
@@ -121,6 +135,7 @@ export class ServeProcesses {
           resolveExit();
         });
         child.once('error', () => {
+          LIVE_CHILDREN.delete(child);
           if (m.child === child) m.child = undefined;
           resolveExit();
         });

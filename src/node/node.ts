@@ -462,6 +462,7 @@ export class RaftKvNode implements KvNode {
       const result = await this.sm.range(range);
       return { result, header: this.header(index) };
     }
+    this.checkDeadline(opts.deadlineMs, 'read');
     this.checkLeader();
     if (this.pendingReadCount >= this.config.maxPendingReads) {
       throw new RaftKvError('RESOURCE_EXHAUSTED', `too many pending linearizable reads (maxPendingReads ${this.config.maxPendingReads})`);
@@ -623,7 +624,12 @@ export class RaftKvNode implements KvNode {
     return new RaftKvError('NOT_LEADER', `node ${this.id} is not the leader; the leader is ${this.leaderId}`, this.leaderHint());
   }
 
+  private checkDeadline(deadlineMs: number, what: string): void {
+    if (!(deadlineMs > this.clock.now())) throw new RaftKvError('DEADLINE_EXCEEDED', `${what}: the deadline had passed on arrival`);
+  }
+
   private newWriteSlot<T>(deadlineMs: number, what: string): PendingRequest<T> {
+    this.checkDeadline(deadlineMs, what);
     if (this.pendingWriteCount >= this.config.maxPendingProposals) {
       throw new RaftKvError('RESOURCE_EXHAUSTED', `too many pending proposals (maxPendingProposals ${this.config.maxPendingProposals})`);
     }

@@ -124,6 +124,10 @@ describe('node driver: failures and partitions', () => {
     const p = leader.write(put('late', '1'), { clientId: '', seq: 0, deadlineMs: c.clock.now() + 3 * 100 });
     const settled = c.run(p, 5);
     await expect(settled).rejects.toSatisfy((e: unknown) => isRaftKvError(e, 'DEADLINE_EXCEEDED'));
+    // A request whose deadline has already passed is not even queued.
+    await expect(leader.read(get('x'), { serializable: false, deadlineMs: c.clock.now() })).rejects.toSatisfy((e: unknown) =>
+      isRaftKvError(e, 'DEADLINE_EXCEEDED'),
+    );
   });
 
   it('a restarted follower catches up from the log', async () => {

@@ -195,6 +195,7 @@ type SimEvent =
   | { readonly kind: 'restart'; readonly node: NodeId; readonly epoch: number }
   | { readonly kind: 'crash'; readonly node: NodeId; readonly epoch: number }
   | { readonly kind: 'isolate'; readonly node: NodeId; readonly epoch: number }
+  | { readonly kind: 'retire'; readonly node: NodeId }
   | { readonly kind: 'heal'; readonly partition: number };
 
 class SimNode {
@@ -274,6 +275,7 @@ class Simulation {
   private readonly nodes = new Map<NodeId, SimNode>();
   private readonly initial: ConfState;
   private readonly spare: NodeId[]; // ids never used yet
+  private readonly retiring = new Set<NodeId>(); // removed from the membership, shut down soon
   private readonly partitions = new Map<number, Set<number>>(); // id -> blocked links (from * 1024 + to)
   private nextPartition = 1;
   private nextProposal = 1;
@@ -371,6 +373,9 @@ class Simulation {
         this.scheduleRestart(n);
         return;
       }
+      case 'retire':
+        this.retire(this.node(ev.node));
+        return;
       case 'isolate': {
         const n = this.node(ev.node);
         if (!n.up || n.epoch !== ev.epoch || this.healed) return;
@@ -676,13 +681,22 @@ class Simulation {
       this.startNode(cc.nodeId);
     } else if (cc.type === 'remove' && !member) {
       const gone = this.nodes.get(cc.nodeId);
-      if (gone !== undefined && !gone.retired) {
-        this.stats.membersRemoved++;
-        if (gone.up) this.crash(gone, 'removed');
-        gone.retired = true;
-        this.record([code('retire'), gone.id], () => `n${gone.id} retired (removed from the cluster)`);
+      if (gone !== undefined && !gone.retired && !this.retiring.has(gone.id)) {
+        // The operator shuts the removed node down a while later: until then it may still campaign.
+        this.retiring.add(gone.id);
+        const delay = this.healed ? 1 : between(this.rng, 0, 30) * TICK + 1;
+        this.queue.push(this.now + delay, { kind: 'retire', node: gone.id });
       }
     }
+  }
+
+  private retire(gone: SimNode): void {
+    this.retiring.delete(gone.id);
+    if (gone.retired) return;
+    this.stats.membersRemoved++;
+    if (gone.up) this.crash(gone, 'removed');
+    gone.retired = true;
+    this.record([code('retire'), gone.id], () => `n${gone.id} retired (removed from the cluster)`);
   }
 
   private onReadState(n: SimNode, index: Index, context: Uint8Array): void {

@@ -88,6 +88,7 @@ export interface SimResult {
   readonly trace: string[]; // last events, formatted
   readonly traceHash: string; // digest of every event of the run
   readonly stats: SimStats;
+  readonly faults: string; // the fault mix this seed drew (JSON)
 }
 
 const TICK = 10; // time units per tick
@@ -1255,6 +1256,10 @@ class Simulation {
     return parts.join('; ');
   }
 
+  profileOf(): Profile {
+    return this.profile;
+  }
+
   private record(words: number[], describe: () => string): void {
     const t = this.now;
     this.trace.record(words, () => `[t${t}] ${describe()}`);
@@ -1327,6 +1332,7 @@ export function runSimulation(opts: SimOptions): SimResult {
     trace: violation === undefined ? [] : sim.trace.lines(),
     traceHash: sim.trace.digest(),
     stats: sim.stats,
+    faults: JSON.stringify(sim.profileOf()),
   };
 }
 
@@ -1350,6 +1356,7 @@ export function formatFailure(r: SimResult): string {
   return [
     `SIMULATION FAILURE seed=${r.seed} nodes=${r.nodes} property=${v.property} at event ${v.event} (tick ${v.time})`,
     `  ${v.detail}`,
+    `  faults: ${r.faults}`,
     `  last ${r.trace.length} events:`,
     ...r.trace.map((l) => `    ${l}`),
     `  replay: npm run build && ${replayCommand(r.options)}`,

@@ -1,5 +1,9 @@
 // The file operations the WAL needs, injectable so fault tests can fail them (ENOSPC, EIO) on purpose.
+import { writeSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
+
+/** Writes up to this size go to the page cache synchronously (see nodeFs.open). */
+const SYNC_WRITE_MAX_BYTES = 256 * 1024;
 
 /** An open file. Writes are positional (pwrite): the WAL always says where the bytes go. */
 export interface FileHandleLike {
@@ -25,7 +29,11 @@ export const nodeFs: FsLike = {
   async open(path, flags) {
     const handle = await fsp.open(path, flags);
     return {
-      write: (buffer, offset, length, position) => handle.write(buffer, offset, length, position),
+      // Small writes (a group commit's records) are copied into the page cache synchronously: that takes
+      // microseconds, while a thread-pool round trip costs a wake-up of a pool thread and of the event loop,
+      // right on the write path (write, then fdatasync). Large writes stay asynchronous.
+      write: async (buffer, offset, length, position) =>
+        length <= SYNC_WRITE_MAX_BYTES ? { bytesWritten: writeSync(handle.fd, buffer, offset, length, position) } : handle.write(buffer, offset, length, position),
       datasync: () => handle.datasync(),
       sync: () => handle.sync(),
       truncate: (lengthBytes) => handle.truncate(lengthBytes),

@@ -886,6 +886,9 @@ export class KvStateMachine {
     captured: { metadata: SnapshotMetadata; members: Member[]; iterator: LevelIterator<Db, Uint8Array, Uint8Array> },
   ): Promise<{ path: string; metadata: SnapshotMetadata }> {
     const { metadata, members, iterator } = captured;
+    // Also before writing: a crash between an earlier rename and its pruning left one file too many. So there
+    // are never more than keep + 1 snapshot files.
+    await pruneSnapshots(snapDir, keep);
     const stream = (async () => {
       let writer: SnapshotFileWriter | undefined;
       try {
@@ -911,12 +914,7 @@ export class KvStateMachine {
     } finally {
       this.snapshotsInFlight.delete(stream);
     }
-    const files = await listSnapshotFiles(snapDir);
-    for (const f of files.slice(keep)) await rm(join(snapDir, f.name), { force: true });
-    for (const name of await readdir(snapDir)) {
-      // Left by a crash between write and rename: never valid, never read.
-      if (name.startsWith('snapshot-') && name.endsWith('.snap.tmp')) await rm(join(snapDir, name), { force: true });
-    }
+    await pruneSnapshots(snapDir, keep);
     this.opts.logger?.info({ path, index: metadata.index, term: metadata.term }, 'kv: snapshot written');
     return { path, metadata };
   }
@@ -992,6 +990,15 @@ export class KvStateMachine {
       this.closed = true; // reads waiting at the gate then fail with UNAVAILABLE
       await this.withReadsQuiesced(() => this.db.close());
     });
+  }
+}
+
+/** Keeps the newest `keep` snapshot files and removes stray .tmp files (a crash between write and rename). */
+async function pruneSnapshots(snapDir: string, keep: number): Promise<void> {
+  const files = await listSnapshotFiles(snapDir);
+  for (const f of files.slice(keep)) await rm(join(snapDir, f.name), { force: true });
+  for (const name of await readdir(snapDir)) {
+    if (name.startsWith('snapshot-') && name.endsWith('.snap.tmp')) await rm(join(snapDir, name), { force: true });
   }
 }
 

@@ -72,6 +72,7 @@ import type { LeaderHint } from './errors.js';
 import { checkDataDirIdentity } from './identity.js';
 import { Inbox } from './inbox.js';
 import type { DurableLog, SnapshotFile, StateMachine } from './ports.js';
+import { checkReconfigSafe } from './reconfig-check.js';
 import { PendingRequest } from './request.js';
 
 export interface NodeDeps {
@@ -802,6 +803,7 @@ export class RaftKvNode implements KvNode {
   private proposeConfChangeNow(cc: ConfChange, request: PendingRequest<AdminReply>): void {
     if (request.settled) return;
     try {
+      checkReconfigSafe(this.rawNode.status(), cc);
       const { index, term } = this.rawNode.proposeConfChange(cc);
       this.log.info({ term, role: this.role, change: cc.type, member: cc.nodeId, index }, 'membership change proposed');
       this.trackProposal(index, { kind: 'conf-change', term, request });

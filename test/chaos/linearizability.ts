@@ -157,6 +157,9 @@ function withoutUnobservedIndeterminateWrites(ops: readonly HistoryOp[]): Histor
   });
 }
 
+/** The head of the event list: never linearized, never read. */
+const SENTINEL_OP: HistoryOp = { client: -1, op: 'get', key: '', value: null, expected: null, call: 0, return: 0, ok: true, result: null };
+
 /** The WGL search over one key's ops. */
 function searchKey(key: string, history: readonly HistoryOp[], maxSteps: number, contextOps: number): KeyResult {
   const ops: SearchOp[] = history.map((h, id) => ({
@@ -174,7 +177,7 @@ function searchKey(key: string, history: readonly HistoryOp[], maxSteps: number,
     if (op.determinate) raw.push({ op, isCall: false, time: op.ret });
   }
   raw.sort((a, b) => a.time - b.time || (a.isCall === b.isCall ? a.op.id - b.op.id : a.isCall ? -1 : 1));
-  const sentinelOp: SearchOp = { id: -1, h: history[0] as HistoryOp, call: -Infinity, ret: -Infinity, determinate: false };
+  const sentinelOp: SearchOp = { id: -1, h: SENTINEL_OP, call: -Infinity, ret: -Infinity, determinate: false };
   const head: Event = { op: sentinelOp, isCall: false, match: undefined, prev: undefined, next: undefined }; // never lifted
   const callOf = new Map<number, Event>();
   let tail = head;

@@ -68,6 +68,7 @@ describe('chaos report', () => {
     expect(r.faults[0]?.rtoMs).toBe(610);
     expect(r.faults[0]?.rtoAfterHealMs).toBe(10);
     expect(r.leaderChanges).toBe(1);
+    expect(r.rtoSummaryMs).toEqual({ median: 610, max: 610, unrecovered: 0 });
     expect(r.rpo.lostWrites).toBe(0);
     const md = renderMarkdown(r);
     expect(md).toContain('# Chaos run: PASS');

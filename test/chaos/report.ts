@@ -67,6 +67,8 @@ export interface ChaosReport {
   readonly ops: Counts & { readonly byOp: Record<OpKind, Counts>; readonly throughputPerS: number };
   readonly latencyMs: { readonly p50: number; readonly p99: number; readonly max: number }; // acknowledged ops
   readonly faults: readonly FaultReport[];
+  /** Over the faults that recovered: median and max RTO from the fault; faults never followed by a write. */
+  readonly rtoSummaryMs: { readonly median: number | null; readonly max: number | null; readonly unrecovered: number };
   readonly leaderChanges: number;
   readonly leaders: readonly { readonly atMs: number; readonly leader: NodeId; readonly term: number }[];
   readonly rpo: {
@@ -133,6 +135,15 @@ export function countLeaderChanges(leaders: readonly LeaderObservation[]): numbe
   return changes;
 }
 
+function rtoSummary(faults: readonly FaultReport[]): ChaosReport['rtoSummaryMs'] {
+  const rtos = faults.map((f) => f.rtoMs).filter((x): x is number => x !== null).sort((a, b) => a - b);
+  return {
+    median: rtos.length === 0 ? null : (rtos[Math.floor((rtos.length - 1) / 2)] ?? null),
+    max: rtos.length === 0 ? null : (rtos[rtos.length - 1] ?? null),
+    unrecovered: faults.length - rtos.length,
+  };
+}
+
 export function buildReport(input: RunInput): ChaosReport {
   const h = input.history;
   const byOp = {
@@ -183,6 +194,7 @@ export function buildReport(input: RunInput): ChaosReport {
     ops: { ...counts(h), byOp, throughputPerS: durationMs > 0 ? round((counts(h).ok * 1000) / durationMs) : 0 },
     latencyMs: { p50: round(percentile(latencies, 50)), p99: round(percentile(latencies, 99)), max: round(latencies[latencies.length - 1] ?? 0) },
     faults,
+    rtoSummaryMs: rtoSummary(faults),
     leaderChanges: countLeaderChanges(input.leaders),
     leaders: input.leaders.map((o) => ({ atMs: ms(o.ns), leader: o.leader, term: o.term })),
     rpo: {
@@ -243,6 +255,7 @@ export function renderMarkdown(r: ChaosReport): string {
   });
   lines.push('');
   lines.push('RTO = time from the fault (or its heal) to the return of the first acknowledged write called after it.');
+  lines.push(`RTO from fault: median ${fmt(r.rtoSummaryMs.median)} ms, max ${fmt(r.rtoSummaryMs.max)} ms; faults never followed by an acknowledged write: ${r.rtoSummaryMs.unrecovered}.`);
   lines.push('');
   lines.push(`## Leaders: ${r.leaderChanges} change(s)`);
   lines.push('');

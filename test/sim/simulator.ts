@@ -60,6 +60,7 @@ export interface SimStats {
   messagesDuplicated: number;
   proposals: number; // accepted by a core
   proposalsRejected: number; // RaftError from propose (NOT_LEADER, ...)
+  proposalsOverLimit: number; // of which UNCOMMITTED_LIMIT
   acked: number;
   crashes: number;
   restarts: number;
@@ -116,6 +117,7 @@ interface Profile {
   slowSyncRate: number; // per sync
   maxSizePerMsgBytes: number;
   maxInflightMsgs: number;
+  maxUncommittedEntriesBytes: number; // small: proposals refused with UNCOMMITTED_LIMIT during outages
   tornWrites: boolean; // crash model (SimOptions.tornWrites overrides)
 }
 
@@ -143,6 +145,7 @@ function drawFigure8Profile(rng: Rng): Profile {
     slowSyncRate: 0,
     maxSizePerMsgBytes: 1,
     maxInflightMsgs: pick(rng, [1, 2, 256]),
+    maxUncommittedEntriesBytes: 64 * 1024 * 1024,
     tornWrites: false,
   };
 }
@@ -166,6 +169,7 @@ function drawProfile(rng: Rng, kind: ProfileKind): Profile {
     slowSyncRate: pick(rng, [0, 0.05]),
     maxSizePerMsgBytes: pick(rng, [1024 * 1024, 300, 1]),
     maxInflightMsgs: pick(rng, [256, 2, 1]),
+    maxUncommittedEntriesBytes: pick(rng, [64 * 1024 * 1024, 64 * 1024 * 1024, 1024]),
     tornWrites: rng.int(2) === 0,
   };
 }
@@ -249,6 +253,7 @@ export function emptyStats(): SimStats {
     messagesDuplicated: 0,
     proposals: 0,
     proposalsRejected: 0,
+    proposalsOverLimit: 0,
     acked: 0,
     crashes: 0,
     restarts: 0,
@@ -769,6 +774,7 @@ class Simulation {
     } catch (err) {
       if (err instanceof RaftError) {
         if (what === 'propose') this.stats.proposalsRejected++;
+        if (err.code === 'UNCOMMITTED_LIMIT') this.stats.proposalsOverLimit++;
         this.record([code('refused'), n.id, code(err.code)], () => `n${n.id} ${what} refused: ${err.code}`);
         return undefined;
       }
@@ -1072,6 +1078,7 @@ class Simulation {
       heartbeatIntervalTicks: 1,
       maxSizePerMsgBytes: this.profile.maxSizePerMsgBytes,
       maxInflightMsgs: this.profile.maxInflightMsgs,
+      maxUncommittedEntriesBytes: this.profile.maxUncommittedEntriesBytes,
       applied: n.sm.applied,
     };
     if (this.opts.testingFault !== undefined) config.testingFault = this.opts.testingFault;

@@ -99,6 +99,20 @@ describe('node driver: membership and leadership', () => {
     await expect(followerOf(c, target).transferLeadership(99, c.deadline())).rejects.toSatisfy((e: unknown) => isRaftKvError(e, 'NOT_FOUND'));
   });
 
+  it('a transfer the core abandons (target cannot catch up) is answered at once, not at the deadline', async () => {
+    const c = await startCluster(3);
+    const leader = await c.waitForLeader();
+    const target = followerOf(c, leader);
+    c.hub.cut(leader.id, target.id);
+    await c.run(leader.write(put('a', '1'), { clientId: '', seq: 0, deadlineMs: c.deadline() }), 5);
+    const t0 = c.clock.now();
+    const transfer = c.run(leader.transferLeadership(target.id, c.deadline(60_000)), 100);
+    await expect(transfer).rejects.toSatisfy((e: unknown) => isRaftKvError(e, 'UNAVAILABLE') && /abandoned/.test((e as Error).message));
+    expect(c.clock.now() - t0).toBeLessThan(10_000); // about one election timeout, far before the deadline
+    expect(leader.status().role).toBe('leader');
+    c.hub.heal();
+  });
+
   it('a gracefully stopped leader hands over before an election timeout could pass', async () => {
     const c = await startCluster(3);
     const leader = await c.waitForLeader();

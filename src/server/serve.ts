@@ -22,7 +22,10 @@ import { createAdminService } from './admin-service.js';
 import { createKvService } from './kv-service.js';
 import { addPeerService } from './peer-service.js';
 
-export type StartNode = (config: NodeConfig, deps: { transport: Transport; logger: pino.Logger }) => Promise<KvNode>;
+export type StartNode = (
+  config: NodeConfig,
+  deps: { transport: Transport; logger: pino.Logger; onFatal?: (err: Error) => void },
+) => Promise<KvNode>;
 
 export interface RunServerOptions {
   readonly logger?: pino.Logger; // default: createLogger(config)
@@ -151,7 +154,13 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
 
   let node: KvNode;
   try {
-    node = await startNode(config, { transport, logger });
+    // A bug (a failed assertion) kills the driver loop. In a process of its own (the CLI) the member exits
+    // with status 70 so its supervisor restarts it and it recovers from the WAL; it never lingers half-alive.
+    const onFatal = (err: Error): void => {
+      logger.fatal({ err }, 'driver loop died: exiting');
+      if (opts.handleSignals === true) logger.flush(() => process.exit(70));
+    };
+    node = await startNode(config, { transport, logger, onFatal });
   } catch (err) {
     for (const s of servers) s.forceShutdown();
     await transport.stop();

@@ -734,7 +734,17 @@ export class RaftKvNode implements KvNode {
       void this.refreshDataSize();
     }
     const reads: PendingRead[] = [];
+    // Consecutive writes are proposed together (one append per follower for the lot), before the next other item.
+    let writes: { data: Uint8Array; request: PendingRequest<WriteReply> }[] = [];
     for (const item of this.inbox.drain()) {
+      if (item.type === 'propose') {
+        writes.push(item);
+        continue;
+      }
+      if (writes.length > 0) {
+        this.proposeWrites(writes);
+        writes = [];
+      }
       switch (item.type) {
         case 'messages':
           for (const m of item.messages) {
@@ -763,9 +773,6 @@ export class RaftKvNode implements KvNode {
         case 'snapshot-status':
           this.rawNode.reportSnapshot(item.peer, item.ok);
           break;
-        case 'propose':
-          this.proposeWrite(item.data, item.request);
-          break;
         case 'read':
           if (!item.request.settled) reads.push({ range: item.range, request: item.request });
           break;
@@ -782,21 +789,29 @@ export class RaftKvNode implements KvNode {
           assertNever(item);
       }
     }
+    if (writes.length > 0) this.proposeWrites(writes);
     if (reads.length > 0) this.startReadBatch(reads);
   }
 
-  private proposeWrite(data: Uint8Array, request: PendingRequest<WriteReply>): void {
-    if (request.settled) return;
+  private proposeWrites(writes: readonly { data: Uint8Array; request: PendingRequest<WriteReply> }[]): void {
+    const live = writes.filter((w) => !w.request.settled);
+    if (live.length === 0) return;
     if (this.diskFull) {
-      request.reject(new RaftKvError('DISK_FULL', `node ${this.id}: the disk is full`));
+      for (const w of live) w.request.reject(new RaftKvError('DISK_FULL', `node ${this.id}: the disk is full`));
       return;
     }
-    try {
-      const { index, term } = this.rawNode.propose(data);
+    const outcomes = this.rawNode.proposeBatch(live.map((w) => w.data));
+    assert(outcomes.length === live.length, `core answered ${outcomes.length} outcomes for ${live.length} proposals`);
+    for (let i = 0; i < live.length; i++) {
+      const w = live[i];
+      const o = outcomes[i];
+      assert(w !== undefined && o !== undefined, 'proposal/outcome index');
+      if (o instanceof RaftError) {
+        w.request.reject(this.mapCoreError(o));
+        continue;
+      }
       this.stats.proposals++;
-      this.trackProposal(index, { kind: 'write', term, request });
-    } catch (err) {
-      request.reject(this.mapCoreError(err));
+      this.trackProposal(o.index, { kind: 'write', term: o.term, request: w.request });
     }
   }
 

@@ -777,19 +777,58 @@ export class Raft {
   }
 
   private proposeEntry(type: Entry['type'], data: Uint8Array): { index: Index; term: Term } {
-    if (this.role !== 'leader') throw new RaftError('NOT_LEADER', `not the leader (leader is ${this.lead})`);
-    if (this.leadTransferee !== NONE) throw new RaftError('TRANSFER_IN_PROGRESS', `leadership moving to ${this.leadTransferee}`);
-    const size = data.byteLength + 24;
-    if (size > this.cfg.maxUncommittedEntriesBytes) {
-      throw new RaftError('PROPOSAL_TOO_LARGE', `entry of ${size} bytes exceeds ${this.cfg.maxUncommittedEntriesBytes}`);
-    }
-    if (this.uncommittedSizeBytes + size > this.cfg.maxUncommittedEntriesBytes) {
-      throw new RaftError('UNCOMMITTED_LIMIT', `${this.uncommittedSizeBytes} bytes uncommitted`);
-    }
+    const refusal = this.proposalRefusal(data);
+    if (refusal !== undefined) throw refusal;
     const index = this.appendEntries([{ type, data }]);
-    this.uncommittedSizeBytes += size;
+    this.uncommittedSizeBytes += data.byteLength + 24;
     this.bcastAppend();
     return { index, term: this.term };
+  }
+
+  /**
+   * Proposes several normal entries at once, each checked as by propose(): the accepted ones are appended in
+   * order and go out together (one append per follower, up to maxSizePerMsgBytes each, instead of one per
+   * entry). outcomes[i] is datas[i]'s index and term, or the RaftError that refused it.
+   */
+  proposeBatch(datas: readonly Uint8Array[]): ({ index: Index; term: Term } | RaftError)[] {
+    const outcomes: ({ index: Index; term: Term } | RaftError)[] = [];
+    let accepted = 0;
+    for (const data of datas) {
+      const refusal = this.proposalRefusal(data);
+      if (refusal !== undefined) {
+        outcomes.push(refusal);
+        continue;
+      }
+      const index = this.appendEntries([{ type: 'normal', data }]);
+      this.uncommittedSizeBytes += data.byteLength + 24;
+      outcomes.push({ index, term: this.term });
+      accepted++;
+    }
+    if (accepted > 0) {
+      for (const id of this.progress.keys()) {
+        if (id === this.id) continue;
+        this.sendAppend(id);
+        // As many appends as the window allows (what one broadcast per entry would have sent).
+        while (this.maybeSendAppend(id, false)) {
+          // keep sending
+        }
+      }
+    }
+    return outcomes;
+  }
+
+  /** Why a proposal of `data` is refused now (undefined: it is accepted). */
+  private proposalRefusal(data: Uint8Array): RaftError | undefined {
+    if (this.role !== 'leader') return new RaftError('NOT_LEADER', `not the leader (leader is ${this.lead})`);
+    if (this.leadTransferee !== NONE) return new RaftError('TRANSFER_IN_PROGRESS', `leadership moving to ${this.leadTransferee}`);
+    const size = data.byteLength + 24;
+    if (size > this.cfg.maxUncommittedEntriesBytes) {
+      return new RaftError('PROPOSAL_TOO_LARGE', `entry of ${size} bytes exceeds ${this.cfg.maxUncommittedEntriesBytes}`);
+    }
+    if (this.uncommittedSizeBytes + size > this.cfg.maxUncommittedEntriesBytes) {
+      return new RaftError('UNCOMMITTED_LIMIT', `${this.uncommittedSizeBytes} bytes uncommitted`);
+    }
+    return undefined;
   }
 
   reduceUncommittedSize(applied: readonly Entry[]): void {

@@ -15,6 +15,7 @@ import type { RaftConfig } from './config.js';
 import type { ProgressState } from './progress.js';
 import { Raft } from './raft.js';
 import { assert } from './util.js';
+import type { RaftError } from './errors.js';
 
 export interface RaftStatus {
   id: NodeId;
@@ -72,6 +73,11 @@ export class RawNode {
 
   propose(data: Uint8Array): { index: Index; term: Term } {
     return this.raft.propose(data);
+  }
+
+  /** Several normal entries at once, sent together; outcomes[i]: datas[i]'s index and term, or why it was refused. */
+  proposeBatch(datas: readonly Uint8Array[]): ({ index: Index; term: Term } | RaftError)[] {
+    return this.raft.proposeBatch(datas);
   }
 
   proposeConfChange(cc: ConfChange): { index: Index; term: Term } {

@@ -912,9 +912,14 @@ export class Raft {
 
   leaderUnreachable(): void {
     if (this.role !== 'follower' || !this.cfg.preVote || !this.promotable()) return;
-    // The pre-vote is harmless: it succeeds only if a quorum lost the leader too (their lease ran out).
+    // Give up the lease on the lost leader (so this node grants the other followers' pre-votes) and campaign
+    // after a random 1..ceil(e/2) ticks rather than at once: every follower sees the leader's stream break at
+    // the same moment, and campaigning together split the vote (two terms per failover in the benchmark).
+    // The pre-vote stays harmless: it succeeds only if a quorum lost the leader too. A heartbeat from a live
+    // leader meanwhile resets the timer and restores the lease.
     this.lead = NONE;
-    this.hup(false);
+    const delayTicks = 1 + this.cfg.rng.int(Math.max(1, Math.ceil(this.cfg.electionTimeoutTicks / 2)));
+    this.electionElapsed = Math.max(this.electionElapsed, this.randomizedElectionTimeout - delayTicks);
   }
 
   /** Decodes a committed conf-change entry (helper for drivers). */

@@ -283,6 +283,9 @@ export class RaftKvNode implements KvNode {
   private readonly receivedSnapshots = new Map<Index, string>(); // verified files from a leader, by index
   private inflightSnapshotSends = 0; // sendSnapshot() calls not yet reported back
   private inflightReads = 0; // reads being served from the state machine
+  private applyChain: Promise<void> = Promise.resolve(); // committed entries applied off the loop, in order (never rejects)
+  private appliesPending = 0; // batches queued on applyChain and not yet applied
+  private applyFailure: Error | undefined; // an off-loop apply failed: the loop rethrows it (it dies as if it had applied)
   private diskFull = false; // the WAL refused a write with ENOSPC; writes are refused until a retry succeeds
   private stopping = false; // stop() called: new requests are refused
   private loopStopped = false; // the loop has exited
@@ -562,7 +565,7 @@ export class RaftKvNode implements KvNode {
 
   isIdle(): boolean {
     if (this.loopStopped) return true;
-    if (this.inflightSnapshotSends > 0 || this.inflightReads > 0 || this.snapshotInFlight !== undefined) return false;
+    if (this.inflightSnapshotSends > 0 || this.inflightReads > 0 || this.snapshotInFlight !== undefined || this.appliesPending > 0) return false;
     // Waiting out a disk-full retry: only time moves it on.
     if (this.loopParked === 'disk-retry') return true;
     return this.loopParked === 'input' && this.inbox.size === 0 && this.pendingTicks === 0;
@@ -686,6 +689,7 @@ export class RaftKvNode implements KvNode {
           this.loopParked = undefined;
           if (this.stopping) break;
         }
+        if (this.applyFailure !== undefined) throw this.applyFailure;
         this.drainInbox();
         while (this.rawNode.hasReady() && !this.stopping) {
           await this.handleReady();
@@ -882,6 +886,12 @@ export class RaftKvNode implements KvNode {
     }
     if (rd.softState !== undefined) this.onSoftState(rd.softState);
     this.sendMessages(rd.messages);
+    // Without a snapshot or a membership change among them, committed entries are applied off the loop, in
+    // order (applyChain): the loop goes on proposing and persisting meanwhile. Writes are answered and reads
+    // served as their batch lands. A snapshot or a conf change first waits for every queued batch, and is
+    // applied on the loop between ready() and advance(), as the core requires.
+    const offLoop = rd.snapshot === undefined && !rd.committedEntries.some((e) => e.type === 'conf-change');
+    if (!offLoop) await this.waitForApplies();
     // Committed entries already durable here (below this Ready's first new entry, and no snapshot to install)
     // are applied while this Ready persists: the apply batch and the WAL fsync overlap instead of queueing.
     // The rest (entries this Ready makes durable) wait for the persist, as before.
@@ -890,7 +900,9 @@ export class RaftKvNode implements KvNode {
       const firstNew = rd.entries[0]?.index ?? Infinity;
       while (early < rd.committedEntries.length && (rd.committedEntries[early]?.index ?? Infinity) < firstNew) early++;
     }
-    const applying = early > 0 ? this.applyEntries(early === rd.committedEntries.length ? rd.committedEntries : rd.committedEntries.slice(0, early)) : undefined;
+    const earlyEntries = early === rd.committedEntries.length ? rd.committedEntries : rd.committedEntries.slice(0, early);
+    if (offLoop && early > 0) this.queueApply(earlyEntries);
+    const applying = !offLoop && early > 0 ? this.applyEntries(earlyEntries) : undefined;
     applying?.catch(() => undefined); // awaited below; this keeps a failure during the persist from being unhandled
     try {
       await this.persist(rd);
@@ -900,10 +912,37 @@ export class RaftKvNode implements KvNode {
     }
     this.sendMessages(rd.messagesAfterPersist);
     if (applying !== undefined) await applying;
-    if (early < rd.committedEntries.length) await this.applyEntries(early === 0 ? rd.committedEntries : rd.committedEntries.slice(early));
+    if (early < rd.committedEntries.length) {
+      const lateEntries = early === 0 ? rd.committedEntries : rd.committedEntries.slice(early);
+      if (offLoop) this.queueApply(lateEntries);
+      else await this.applyEntries(lateEntries);
+    }
     this.onReadStates(rd.readStates);
     this.serveReadyReads();
     this.rawNode.advance(rd);
+  }
+
+  /** Applies `entries` (durable here, no conf change among them) after the batches queued before them. */
+  private queueApply(entries: readonly Entry[]): void {
+    this.appliesPending++;
+    this.applyChain = this.applyChain.then(async () => {
+      try {
+        if (this.applyFailure === undefined) await this.applyEntries(entries);
+        this.serveReadyReads();
+      } catch (err) {
+        this.applyFailure ??= err instanceof Error ? err : new Error(String(err));
+        this.inbox.notify(); // the loop rethrows it
+      } finally {
+        this.appliesPending--;
+        this.notifyIdle();
+      }
+    });
+  }
+
+  /** Waits until every queued apply batch landed; rethrows an apply failure. */
+  private async waitForApplies(): Promise<void> {
+    await this.applyChain;
+    if (this.applyFailure !== undefined) throw this.applyFailure;
   }
 
   private onSoftState(ss: SoftState): void {
@@ -1299,6 +1338,7 @@ export class RaftKvNode implements KvNode {
     this.inbox.notify();
     this.wakeDiskRetry?.();
     await this.loopDone;
+    await this.applyChain; // batches still landing answer their writes before the rest is failed
     this.failEverything(new RaftKvError('UNAVAILABLE', `node ${this.id} stopped (a pending write's outcome is unknown)`, this.leaderHint()));
     let firstErr: Error | undefined;
     for (const close of [() => this.deps.transport.stop(), () => this.wal.close(), () => this.sm.close()]) {

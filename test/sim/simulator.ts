@@ -282,6 +282,8 @@ class Simulation {
   private readonly initial: ConfState;
   private readonly spare: NodeId[]; // ids never used yet
   private readonly retiring = new Set<NodeId>(); // removed from the membership, shut down soon
+  private readonly everRemoved = new Set<NodeId>(); // ids a removal was requested for: never added back
+  private readonly removedAt = new Map<NodeId, Index>(); // log index of the applied removal of an id
   private readonly partitions = new Map<number, Set<number>>(); // id -> blocked links (from * 1024 + to)
   private nextPartition = 1;
   private nextProposal = 1;
@@ -482,6 +484,9 @@ class Simulation {
         return;
       }
       case 'conf-change': {
+        // The operator's tooling never adds back an id whose removal it requested (it may have been decided on
+        // a stale view while this request waited in the inbox).
+        if (item.cc.type !== 'remove' && this.everRemoved.has(item.cc.nodeId)) return;
         const r = this.expected(n, 'proposeConfChange', () => raw.proposeConfChange(item.cc));
         if (r === undefined) return;
         this.record([code('cc-proposed'), n.id, r.index, item.cc.nodeId], () =>
@@ -675,13 +680,18 @@ class Simulation {
       this.record([code('cc-applied'), n.id, e.index, cc.nodeId], () =>
         `n${n.id} applied conf change ${cc.type} ${cc.nodeId} at ${e.index}: voters [${cs.voters.join(',')}] learners [${cs.learners.join(',')}]`,
       );
-      this.membershipEffects(cc, cs);
+      this.membershipEffects(cc, cs, e.index);
     }
   }
 
   /** The operator's side of a membership change: start an added node, shut a removed one down for good. */
-  private membershipEffects(cc: ConfChange, cs: ConfState): void {
+  private membershipEffects(cc: ConfChange, cs: ConfState, index: Index): void {
     const member = cs.voters.includes(cc.nodeId) || cs.learners.includes(cc.nodeId);
+    const removedAt = this.removedAt.get(cc.nodeId);
+    if (cc.type !== 'remove' && removedAt !== undefined && index > removedAt) {
+      throw new Error(`simulation bug: node ${cc.nodeId} removed at ${removedAt} was added back at ${index}`);
+    }
+    if (cc.type === 'remove' && !member && (removedAt === undefined || index < removedAt)) this.removedAt.set(cc.nodeId, index);
     if (cc.type !== 'remove' && member && !this.nodes.has(cc.nodeId)) {
       this.stats.membersAdded++;
       this.startNode(cc.nodeId);
@@ -916,13 +926,14 @@ class Simulation {
       options.push({ type: 'add-voter', nodeId: fresh, context: empty });
     }
     for (const l of cs.learners) {
-      options.push({ type: 'add-voter', nodeId: l, context: empty });
+      if (!this.everRemoved.has(l)) options.push({ type: 'add-voter', nodeId: l, context: empty });
       options.push({ type: 'remove', nodeId: l, context: empty });
     }
     if (cs.voters.length >= 3) for (const v of cs.voters) options.push({ type: 'remove', nodeId: v, context: empty });
     if (options.length === 0) return;
     const cc = pick(this.rng, options);
     if (cc.nodeId === fresh && cc.type !== 'remove') this.spare.shift(); // an id is used at most once
+    if (cc.type === 'remove') this.everRemoved.add(cc.nodeId);
     this.input(leader, { kind: 'conf-change', cc });
   }
 

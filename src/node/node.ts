@@ -3,6 +3,10 @@
 // into the core synchronously, then handles the core's Ready: send `messages`, persist (snapshot install,
 // WAL append + hard state, one fsync for everything queued meanwhile: group commit), send
 // `messagesAfterPersist`, apply committed entries in one batch, answer writes and reads, advance.
+// Performance (issue 6; differs from DESIGN.md step 4, which is read-only to us): committed entries already
+// durable here are applied while the Ready persists, and batches with no snapshot or conf change go onto an
+// ordered apply chain off the loop (answering their writes and reads as they land), so the loop keeps
+// proposing and persisting. The writes of one loop turn are proposed together (one append per follower).
 //
 // Data directory layout: node.json (identity, see identity.ts), wal/ (WalStorage), kv/ (LevelDB state
 // machine), snap/ (state machine snapshot files), snap-inbox/ (snapshots received from a leader).

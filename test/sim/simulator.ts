@@ -61,6 +61,7 @@ export interface SimStats {
   proposals: number; // accepted by a core
   proposalsRejected: number; // RaftError from propose (NOT_LEADER, ...)
   proposalsOverLimit: number; // of which UNCOMMITTED_LIMIT
+  proposalBatches: number; // proposeBatch calls (2+ proposals drained in one loop turn)
   acked: number;
   crashes: number;
   restarts: number;
@@ -119,6 +120,7 @@ interface Profile {
   maxInflightMsgs: number;
   maxUncommittedEntriesBytes: number; // small: proposals refused with UNCOMMITTED_LIMIT during outages
   tornWrites: boolean; // crash model (SimOptions.tornWrites overrides)
+  batchProposals: boolean; // proposals drained in one loop turn go to RawNode.proposeBatch, as the node driver does
 }
 
 export type ProfileKind = 'mixed' | 'figure-8';
@@ -147,6 +149,7 @@ function drawFigure8Profile(rng: Rng): Profile {
     maxInflightMsgs: pick(rng, [1, 2, 256]),
     maxUncommittedEntriesBytes: 64 * 1024 * 1024,
     tornWrites: false,
+    batchProposals: false,
   };
 }
 
@@ -171,6 +174,7 @@ function drawProfile(rng: Rng, kind: ProfileKind): Profile {
     maxInflightMsgs: pick(rng, [256, 2, 1]),
     maxUncommittedEntriesBytes: pick(rng, [64 * 1024 * 1024, 64 * 1024 * 1024, 1024]),
     tornWrites: rng.int(2) === 0,
+    batchProposals: rng.int(2) === 0,
   };
 }
 
@@ -254,6 +258,7 @@ export function emptyStats(): SimStats {
     proposals: 0,
     proposalsRejected: 0,
     proposalsOverLimit: 0,
+    proposalBatches: 0,
     acked: 0,
     crashes: 0,
     restarts: 0,
@@ -435,7 +440,18 @@ class Simulation {
       if (n.inbox.length > 0) {
         const items = n.inbox;
         n.inbox = [];
-        for (const item of items) this.step(n, item);
+        for (let k = 0; k < items.length; ) {
+          const item = items[k] as InboxItem;
+          let j = k;
+          while (this.profile.batchProposals && items[j]?.kind === 'propose') j++;
+          if (j - k >= 2) {
+            this.proposeBatch(n, items.slice(k, j) as Extract<InboxItem, { kind: 'propose' }>[]);
+            k = j;
+          } else {
+            this.step(n, item);
+            k++;
+          }
+        }
         continue;
       }
       const raw = this.rawOf(n);
@@ -472,15 +488,7 @@ class Simulation {
         return;
       case 'propose': {
         const r = this.expected(n, 'propose', () => raw.propose(item.data));
-        if (r === undefined) return;
-        this.stats.proposals++;
-        const e: Entry = { index: r.index, term: r.term, type: 'normal', data: item.data };
-        const p: ProposalRecord = { id: item.proposalId, node: n.id, index: r.index, term: r.term, key: entryKey(e), status: 'pending' };
-        this.checker.addProposal(p);
-        this.record([code('proposed'), n.id, item.proposalId, r.index, r.term], () =>
-          `n${n.id} proposal p${item.proposalId} -> ${r.index}/t${r.term}`,
-        );
-        if (this.live.phase === 'propose') this.live.pending.push(item.proposalId);
+        if (r !== undefined) this.onProposed(n, item.proposalId, item.data, r.index, r.term);
         return;
       }
       case 'conf-change': {
@@ -537,6 +545,35 @@ class Simulation {
         throw new Error(`unknown inbox item ${JSON.stringify(never)}`);
       }
     }
+  }
+
+  private proposeBatch(n: SimNode, items: readonly Extract<InboxItem, { kind: 'propose' }>[]): void {
+    const raw = this.rawOf(n);
+    this.stats.proposalBatches++;
+    const outcomes = this.core(n, 'proposeBatch', () => raw.proposeBatch(items.map((i) => i.data)));
+    if (outcomes.length !== items.length) {
+      throw new SimViolation('core-exception', `node ${n.id} proposeBatch: ${outcomes.length} outcomes for ${items.length} proposals`);
+    }
+    items.forEach((item, k) => {
+      const r = outcomes[k];
+      if (r === undefined) return;
+      if (r instanceof RaftError) {
+        this.stats.proposalsRejected++;
+        if (r.code === 'UNCOMMITTED_LIMIT') this.stats.proposalsOverLimit++;
+        this.record([code('refused'), n.id, code(r.code)], () => `n${n.id} proposeBatch item refused: ${r.code}`);
+      } else {
+        this.onProposed(n, item.proposalId, item.data, r.index, r.term);
+      }
+    });
+  }
+
+  private onProposed(n: SimNode, proposalId: number, data: Uint8Array, index: Index, term: Term): void {
+    this.stats.proposals++;
+    const e: Entry = { index, term, type: 'normal', data };
+    const p: ProposalRecord = { id: proposalId, node: n.id, index, term, key: entryKey(e), status: 'pending' };
+    this.checker.addProposal(p);
+    this.record([code('proposed'), n.id, proposalId, index, term], () => `n${n.id} proposal p${proposalId} -> ${index}/t${term}`);
+    if (this.live.phase === 'propose') this.live.pending.push(proposalId);
   }
 
   private handleReady(n: SimNode): void {

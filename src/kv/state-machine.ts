@@ -109,7 +109,6 @@ const SESSION_LO = Uint8Array.of(PREFIX_SESSION);
 const SESSION_HI = Uint8Array.of(PREFIX_SESSION + 1);
 const SESSION_RECORD_VERSION = 1;
 const CURRENT = 'CURRENT';
-const SYNC_PREFETCH_MAX_KEYS = 128; // an apply batch naming more keys reads them with one getMany (off the event loop)
 const SNAPSHOT_READ_BYTES = 4 * 1024 * 1024; // iterator read-ahead while streaming a snapshot
 const SNAPSHOT_READ_ENTRIES = 20_000;
 const SCAN_READ_BYTES = 1024 * 1024; // iterator read-ahead of range scans
@@ -573,8 +572,7 @@ export class KvStateMachine {
     }
     if (keys.size === 0) return;
     const list = [...keys.values()];
-    // Few keys: synchronous point lookups (see read()); many: one getMany off the event loop.
-    const values = list.length <= SYNC_PREFETCH_MAX_KEYS ? list.map((k) => this.db.getSync(prefixed(PREFIX_DATA, k))) : await this.db.getMany(list.map((k) => prefixed(PREFIX_DATA, k)));
+    const values = await this.db.getMany(list.map((k) => prefixed(PREFIX_DATA, k)));
     list.forEach((k, i) => {
       const v = values[i];
       overlay.cache.set(keyString(k), v === undefined ? undefined : decodeStoredValue(v));
@@ -683,23 +681,21 @@ export class KvStateMachine {
 
   // ------------------------------------------------------------ commands
 
-  private read(key: Uint8Array, overlay: Overlay | undefined): StoredValue | undefined {
+  private async read(key: Uint8Array, overlay: Overlay | undefined): Promise<StoredValue | undefined> {
     if (overlay !== undefined) {
       const ks = keyString(key);
       const w = overlay.data.get(ks);
       if (w !== undefined) return w.sv;
       if (overlay.cache.has(ks)) return overlay.cache.get(ks);
     }
-    // Synchronous: a point lookup in LevelDB's memtable / block cache takes microseconds, far less than the
-    // thread-pool round trip of get() (a wake-up of a pool thread and of the event loop) on every read.
-    const v = this.db.getSync(prefixed(PREFIX_DATA, key));
+    const v = await this.db.get(prefixed(PREFIX_DATA, key));
     return v === undefined ? undefined : decodeStoredValue(v);
   }
 
   /** The live keys of a range in key order, the batch's own writes merged over LevelDB. */
   private async *scan(range: KeyRange, overlay: Overlay | undefined): AsyncGenerator<[Uint8Array, StoredValue]> {
     if (range.end.length === 0) {
-      const sv = this.read(range.key, overlay);
+      const sv = await this.read(range.key, overlay);
       if (sv !== undefined) yield [range.key, sv];
       return;
     }
@@ -742,8 +738,14 @@ export class KvStateMachine {
     return { kvs, more: !req.countOnly && count > kvs.length, count };
   }
 
-  private put(key: Uint8Array, value: Uint8Array, prevKv: boolean, index: Index, overlay: Overlay): KeyValue | undefined {
-    const prev = this.read(key, overlay);
+  private async put(
+    key: Uint8Array,
+    value: Uint8Array,
+    prevKv: boolean,
+    index: Index,
+    overlay: Overlay,
+  ): Promise<KeyValue | undefined> {
+    const prev = await this.read(key, overlay);
     const sv: StoredValue =
       prev === undefined
         ? { createIndex: index, modIndex: index, version: 1, value }
@@ -763,8 +765,8 @@ export class KvStateMachine {
     return { deleted: victims.length, prevKvs: prevKv ? victims.map(([k, sv]) => toKeyValue(k, sv)) : [] };
   }
 
-  private compare(c: Compare, overlay: Overlay): boolean {
-    const sv = this.read(c.key, overlay);
+  private async compare(c: Compare, overlay: Overlay): Promise<boolean> {
+    const sv = await this.read(c.key, overlay);
     switch (c.target) {
       case 'value':
         return sv !== undefined && cmpOp(compareBytes(sv.value, c.value), c.op);
@@ -782,13 +784,13 @@ export class KvStateMachine {
   private async execute(cmd: Command, index: Index, overlay: Overlay): Promise<CommandResult> {
     switch (cmd.type) {
       case 'put':
-        return { type: 'put', prevKv: this.put(cmd.key, cmd.value, cmd.prevKv, index, overlay) };
+        return { type: 'put', prevKv: await this.put(cmd.key, cmd.value, cmd.prevKv, index, overlay) };
       case 'delete':
         return { type: 'delete', ...(await this.deleteRange(cmd.range, cmd.prevKv, overlay)) };
       case 'txn': {
         let succeeded = true;
         for (const c of cmd.compares) {
-          if (!this.compare(c, overlay)) {
+          if (!(await this.compare(c, overlay))) {
             succeeded = false;
             break;
           }
@@ -797,7 +799,7 @@ export class KvStateMachine {
         for (const op of succeeded ? cmd.success : cmd.failure) {
           switch (op.type) {
             case 'put':
-              results.push({ type: 'put', prevKv: this.put(op.key, op.value, op.prevKv, index, overlay) });
+              results.push({ type: 'put', prevKv: await this.put(op.key, op.value, op.prevKv, index, overlay) });
               break;
             case 'delete':
               results.push({ type: 'delete', ...(await this.deleteRange(op.range, op.prevKv, overlay)) });

@@ -799,6 +799,22 @@ export class RaftKvNode implements KvNode {
     }
     if (writes.length > 0) this.proposeWrites(writes);
     if (reads.length > 0) this.startReadBatch(reads);
+    if (this.transferWaiters.length > 0) this.settleAbandonedTransfers();
+  }
+
+  /**
+   * The core abandons a transfer whose target did not catch up within an election timeout (§3.10) and stays
+   * leader: tell the callers now instead of letting them wait out their deadline (chaos seed 51).
+   */
+  private settleAbandonedTransfers(): void {
+    const st = this.rawNode.status();
+    if (st.role !== 'leader' || st.leadTransferee !== NONE) return;
+    for (const w of this.transferWaiters) {
+      w.request.reject(
+        new RaftKvError('UNAVAILABLE', `transfer to member ${w.to} abandoned: it did not catch up within an election timeout; member ${this.id} still leads`, this.leaderHint()),
+      );
+    }
+    this.transferWaiters.length = 0;
   }
 
   private proposeWrites(writes: readonly { data: Uint8Array; request: PendingRequest<WriteReply> }[]): void {

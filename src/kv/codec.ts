@@ -35,7 +35,7 @@
 //
 // Every decoder checks tags, lengths and that the input is consumed exactly, and throws
 // RaftKvError('DATA_CORRUPTION') on garbage. There is no checksum here: the WAL and snapshot files carry them.
-import { RaftKvError } from '../node/errors.js';
+import { RaftKvError, isErrorCode } from '../node/errors.js';
 import type { ErrorCode } from '../node/errors.js';
 import type {
   Command,
@@ -509,24 +509,6 @@ function readCommandResult(r: ByteReader): CommandResult {
 export type SessionAnswer =
   | { readonly type: 'result'; readonly result: CommandResult }
   | { readonly type: 'error'; readonly code: ErrorCode; readonly message: string };
-
-const ERROR_CODES: ReadonlySet<string> = new Set<ErrorCode>([
-  'NOT_LEADER',
-  'UNAVAILABLE',
-  'INVALID_ARGUMENT',
-  'RESOURCE_EXHAUSTED',
-  'DEADLINE_EXCEEDED',
-  'FAILED_PRECONDITION',
-  'NOT_FOUND',
-  'CLUSTER_MISMATCH',
-  'DATA_CORRUPTION',
-  'DISK_FULL',
-  'PROPOSAL_DROPPED',
-]);
-
-function isErrorCode(s: string): s is ErrorCode {
-  return ERROR_CODES.has(s);
-}
 
 export function writeAnswer(w: ByteWriter, a: SessionAnswer): void {
   switch (a.type) {

@@ -33,3 +33,23 @@ export class RaftKvError extends Error {
 export function isRaftKvError(err: unknown, code?: ErrorCode): err is RaftKvError {
   return err instanceof RaftKvError && (code === undefined || err.code === code);
 }
+
+// Every code once: the Record makes the compiler refuse a code missing here.
+const ERROR_CODES: Readonly<Record<ErrorCode, true>> = {
+  NOT_LEADER: true,
+  UNAVAILABLE: true,
+  INVALID_ARGUMENT: true,
+  RESOURCE_EXHAUSTED: true,
+  DEADLINE_EXCEEDED: true,
+  FAILED_PRECONDITION: true,
+  NOT_FOUND: true,
+  CLUSTER_MISMATCH: true,
+  DATA_CORRUPTION: true,
+  DISK_FULL: true,
+  PROPOSAL_DROPPED: true,
+};
+
+/** True if `s` is one of our stable error codes (decoding them from the wire or from disk). */
+export function isErrorCode(s: string): s is ErrorCode {
+  return Object.hasOwn(ERROR_CODES, s);
+}

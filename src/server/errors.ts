@@ -22,7 +22,7 @@
 // for transport-level failures and INVALID_ARGUMENT for UNIMPLEMENTED / INTERNAL deserialization errors.
 import { Metadata, status as GrpcStatus } from '@grpc/grpc-js';
 import type { ServiceError, StatusObject } from '@grpc/grpc-js';
-import { RaftKvError } from '../node/errors.js';
+import { RaftKvError, isErrorCode } from '../node/errors.js';
 import type { ErrorCode, LeaderHint } from '../node/errors.js';
 
 export const CODE_METADATA_KEY = 'raftkv-code';
@@ -60,24 +60,6 @@ export function grpcStatusOf(code: ErrorCode): GrpcStatus {
     default:
       return assertNever(code);
   }
-}
-
-const ERROR_CODES: ReadonlySet<string> = new Set<ErrorCode>([
-  'NOT_LEADER',
-  'UNAVAILABLE',
-  'INVALID_ARGUMENT',
-  'RESOURCE_EXHAUSTED',
-  'DEADLINE_EXCEEDED',
-  'FAILED_PRECONDITION',
-  'NOT_FOUND',
-  'CLUSTER_MISMATCH',
-  'DATA_CORRUPTION',
-  'DISK_FULL',
-  'PROPOSAL_DROPPED',
-]);
-
-function isErrorCode(s: string): s is ErrorCode {
-  return ERROR_CODES.has(s);
 }
 
 /** Server side: the status a handler answers with. Non-RaftKvError values are bugs: INTERNAL. */

@@ -127,7 +127,7 @@ export class LocalCluster {
       });
       if (child.pid === undefined) throw new Error(`could not start member ${id}`);
       if (this.options.detached) child.unref();
-      child.on('error', () => undefined);
+      child.on('error', (err) => process.stderr.write(`member ${id}: could not run ${RAFTKV_BIN}: ${err.message}\n`));
       this.state.pids[String(id)] = child.pid;
       this.save();
       return child.pid;

@@ -15,6 +15,7 @@ const USAGE = `usage: npm run bench -- --target raftkv|etcd --endpoints H:P,H:P,
   --warmup S                   unmeasured warm-up per workload in duration mode (default 1)
   --concurrency N              requests in flight, overrides each workload's own
   --conns N                    etcd: HTTP/2 connections per member (default 1)
+  --raftkv-transport stream|unary  raftkv client: KV calls on one stream per member (default) or unary calls
   --timeout-ms MS              per request (default 5000)
   --pids P,P,...               server pids to measure (default: found from the endpoints' ports)
   --seed N                     key sequence seed (default random, printed)
@@ -45,6 +46,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       warmup: { type: 'string' },
       concurrency: { type: 'string' },
       conns: { type: 'string' },
+      'raftkv-transport': { type: 'string', default: 'stream' },
       'timeout-ms': { type: 'string' },
       pids: { type: 'string' },
       seed: { type: 'string' },
@@ -77,7 +79,9 @@ export async function main(argv: readonly string[]): Promise<number> {
       : values.pids.split(',').map((p, i) => ({ label: endpoints[i] ?? `pid ${p}`, pid: intFlag(p, 'pids', 0) }));
   process.stderr.write(`bench: target ${target} at ${endpoints.join(',')}, seed ${seed}, servers ${servers.map((s) => s.pid).join(',') || 'none'}\n`);
 
-  const t = await createTarget(target, endpoints, intFlag(values.conns, 'conns', 1));
+  const transport = values['raftkv-transport'];
+  if (transport !== 'stream' && transport !== 'unary') throw new Error(`--raftkv-transport must be stream or unary, got "${transport}"`);
+  const t = await createTarget(target, endpoints, intFlag(values.conns, 'conns', 1), transport);
   try {
     const reports = await runBench(t, {
       workloads: parseWorkloads(values.workload),

@@ -9,6 +9,7 @@ import { repoRoot } from './paths.js';
 import { KvClient } from '../src/client/index.js';
 import { ManagedProcess } from './proc-group.js';
 import { createTarget } from './run-bench.js';
+import type { RaftKvTransport } from './run-bench.js';
 import type { BenchTarget } from './target.js';
 import { errorCode } from './target.js';
 
@@ -46,6 +47,7 @@ export interface RaftKvClusterOptions {
   readonly clientBasePort: number; // member i (1-based) serves clients on clientBasePort + i
   readonly peerBasePort: number; // and peers on peerBasePort + i
   readonly extraFlags?: readonly string[]; // e.g. ['--snapshot-count', '100000']
+  readonly transport?: RaftKvTransport; // the measured client's (default 'stream')
 }
 
 export class RaftKvCluster implements ClusterUnderTest {
@@ -192,7 +194,7 @@ export class RaftKvCluster implements ClusterUnderTest {
   }
 
   makeTarget(): Promise<BenchTarget> {
-    return createTarget('raftkv', this.clientEndpoints, 1);
+    return createTarget('raftkv', this.clientEndpoints, 1, this.opts.transport);
   }
 
   pids(): { label: string; pid: number }[] {

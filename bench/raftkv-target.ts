@@ -14,10 +14,10 @@ export class RaftKvTarget implements BenchTarget {
     private readonly readers: readonly KvClient[], // readers[i] prefers endpoints[i] (serializable reads)
   ) {}
 
-  static create(endpoints: readonly string[]): RaftKvTarget {
+  static create(endpoints: readonly string[], transport: 'stream' | 'unary' = 'stream'): RaftKvTarget {
     const rotated = endpoints.map((_, i) => [...endpoints.slice(i), ...endpoints.slice(0, i)]);
-    const readers = rotated.map((eps) => new KvClient({ endpoints: eps }));
-    return new RaftKvTarget(endpoints, new KvClient({ endpoints }), readers);
+    const readers = rotated.map((eps) => new KvClient({ endpoints: eps, transport }));
+    return new RaftKvTarget(endpoints, new KvClient({ endpoints, transport }), readers);
   }
 
   async put(key: Uint8Array, value: Uint8Array, timeoutMs: number): Promise<WriteAck> {

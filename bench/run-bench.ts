@@ -25,7 +25,10 @@ export interface BenchOptions {
   readonly servers: readonly { readonly label: string; readonly pid: number }[];
 }
 
-export async function createTarget(name: TargetName, endpoints: readonly string[], connsPerEndpoint: number): Promise<BenchTarget> {
+/** raftkv: 'stream' (the client's default: KV calls multiplexed on one stream per member) or 'unary' (one gRPC call each, as etcd's API). */
+export type RaftKvTransport = 'stream' | 'unary';
+
+export async function createTarget(name: TargetName, endpoints: readonly string[], connsPerEndpoint: number, raftkvTransport: RaftKvTransport = 'stream'): Promise<BenchTarget> {
   switch (name) {
     case 'etcd': {
       const t = new EtcdTarget({ endpoints, connsPerEndpoint });
@@ -33,7 +36,7 @@ export async function createTarget(name: TargetName, endpoints: readonly string[
       return t;
     }
     case 'raftkv': {
-      return RaftKvTarget.create(endpoints);
+      return RaftKvTarget.create(endpoints, raftkvTransport);
     }
     default: {
       const never: never = name;

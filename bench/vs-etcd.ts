@@ -21,7 +21,8 @@ const USAGE = `usage: npm run bench:vs-etcd -- [flags]
   --failover-reps N           kill -9 the leader N times per system (default 3; 0 = skip)
   --only raftkv|etcd          run one system only
   --run-dir DIR               data dirs, logs and vs-etcd.json (default runs/vs-etcd-<time>)
-  --seed N                    --no-progress`;
+  --seed N                    --no-progress
+  --raftkv-transport stream|unary  raftkv client: KV calls on one stream per member (default) or unary calls like etcd's`;
 
 interface SystemResult {
   readonly name: TargetName;
@@ -33,12 +34,12 @@ interface SystemResult {
 
 async function runSystem(
   cluster: ClusterUnderTest,
-  opts: { workloads: string; durationS: number; warmupS: number; keys: number; valueSize: number; seed: number; failoverReps: number; progress: boolean },
+  opts: { workloads: string; durationS: number; warmupS: number; keys: number; valueSize: number; seed: number; failoverReps: number; progress: boolean; raftkvTransport: string },
 ): Promise<SystemResult> {
   const log = (line: string): void => {
     process.stderr.write(`[${cluster.name}] ${line}\n`);
   };
-  log(`starting 3 members (${cluster.version})`);
+  log(`starting 3 members (${cluster.version}${cluster.name === 'raftkv' ? `, client transport ${opts.raftkvTransport}` : ''})`);
   const t0 = performance.now();
   await cluster.start();
   log(`ready in ${((performance.now() - t0) / 1000).toFixed(1)} s; client endpoints ${cluster.clientEndpoints.join(',')}`);
@@ -119,6 +120,7 @@ async function main(argv: readonly string[]): Promise<number> {
       'run-dir': { type: 'string' },
       seed: { type: 'string' },
       'no-progress': { type: 'boolean', default: false },
+      'raftkv-transport': { type: 'string', default: 'stream' },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -133,6 +135,8 @@ async function main(argv: readonly string[]): Promise<number> {
     return n;
   };
   if (values.only !== undefined && values.only !== 'raftkv' && values.only !== 'etcd') throw new Error(`--only must be raftkv or etcd\n${USAGE}`);
+  const transport = values['raftkv-transport'];
+  if (transport !== 'stream' && transport !== 'unary') throw new Error(`--raftkv-transport must be stream or unary\n${USAGE}`);
   const runDir = values['run-dir'] ?? join(repoRoot(), 'runs', `vs-etcd-${new Date().toISOString().replace(/[:.]/g, '-')}`);
   mkdirSync(runDir, { recursive: true });
   const seed = values.seed === undefined ? randomSeed() : num(values.seed, 'seed');
@@ -145,6 +149,7 @@ async function main(argv: readonly string[]): Promise<number> {
     seed,
     failoverReps: num(values['failover-reps'], 'failover-reps'),
     progress: !values['no-progress'],
+    raftkvTransport: transport,
   };
   const loadAvgAtStart = loadavg();
   process.stderr.write(`vs-etcd: run dir ${runDir}, seed ${seed}, load average ${loadAvgAtStart.map((x) => x.toFixed(1)).join(' ')} on ${cpus().length} CPUs\n`);
@@ -155,7 +160,7 @@ async function main(argv: readonly string[]): Promise<number> {
     etcd = await runSystem(new EtcdCluster({ runDir, size: 3, clientBasePort: 23790, peerBasePort: 23800 }), opts);
   }
   if (values.only !== 'etcd') {
-    raftkv = await runSystem(new RaftKvCluster({ runDir, size: 3, clientBasePort: 24790, peerBasePort: 24800 }), opts);
+    raftkv = await runSystem(new RaftKvCluster({ runDir, size: 3, clientBasePort: 24790, peerBasePort: 24800, transport }), opts);
   }
   const all = [...(raftkv?.reports ?? []), ...(etcd?.reports ?? [])];
   const out = {

@@ -157,6 +157,38 @@ export interface WireTxnResponse {
   succeeded: boolean;
   results: WireResponseOp[];
 }
+/** One call on the KV Stream (`request` names the set member of the oneof). */
+export interface WireStreamCall {
+  id: number;
+  timeoutMs?: number;
+  request?: 'put' | 'get' | 'range' | 'delete' | 'txn';
+  put?: WirePutRequest | null;
+  get?: WireGetRequest | null;
+  range?: WireRangeRequest | null;
+  delete?: WireDeleteRequest | null;
+  txn?: WireTxnRequest | null;
+}
+export interface WireStreamCalls {
+  calls: WireStreamCall[];
+}
+export interface WireStreamError {
+  code: number;
+  details: string;
+  metadata: Record<string, string>;
+}
+export interface WireStreamAnswer {
+  id: number;
+  response?: 'put' | 'get' | 'range' | 'delete' | 'txn' | 'error';
+  put?: WirePutResponse | null;
+  get?: WireGetResponse | null;
+  range?: WireRangeResponse | null;
+  delete?: WireDeleteResponse | null;
+  txn?: WireTxnResponse | null;
+  error?: WireStreamError | null;
+}
+export interface WireStreamAnswers {
+  answers: WireStreamAnswer[];
+}
 export interface WireMember {
   id: number;
   peerAddress: string;
@@ -227,6 +259,7 @@ export const KV_METHODS = {
   range: method<WireRangeRequest, WireRangeResponse>(KV_SERVICE, 'Range'),
   delete: method<WireDeleteRequest, WireDeleteResponse>(KV_SERVICE, 'Delete'),
   txn: method<WireTxnRequest, WireTxnResponse>(KV_SERVICE, 'Txn'),
+  stream: method<WireStreamCalls, WireStreamAnswers>(KV_SERVICE, 'Stream'),
 };
 
 export const ADMIN_METHODS = {

@@ -34,6 +34,8 @@ import type {
   WireTxnRequest,
 } from '../proto.js';
 import { fromGrpcError } from '../server/errors.js';
+import { KvStreamChannel, payloadBytes, STREAM_MAX_CALL_BYTES } from './kv-stream.js';
+import type { StreamKind, StreamKinds } from './kv-stream.js';
 
 export type Bytes = string | Uint8Array;
 
@@ -45,6 +47,8 @@ export interface KvClientOptions {
   readonly clientId?: string; // session id prefix for at-most-once writes; default a random UUID; "" = no sessions
   readonly backoffMinMs?: number; // default 20
   readonly backoffMaxMs?: number; // default 500
+  /** 'stream' (default): KV calls multiplexed on one stream per member; 'unary': one gRPC call each. */
+  readonly transport?: 'stream' | 'unary';
 }
 
 export interface CallOpts {
@@ -209,6 +213,8 @@ type Route = 'leader' | 'any';
 export class KvClient {
   private readonly endpoints: string[]; // known client addresses; redirects add to it
   private readonly clients = new Map<string, Client>(); // one channel per endpoint, created lazily
+  private readonly streams = new Map<string, KvStreamChannel>(); // KV Stream per endpoint, created lazily
+  private readonly transport: 'stream' | 'unary';
   private readonly timeoutMs: number;
   private readonly attemptTimeoutMs: number;
   private readonly maxRedirects: number;
@@ -234,6 +240,7 @@ export class KvClient {
     this.backoffMinMs = opts.backoffMinMs ?? 20;
     this.backoffMaxMs = opts.backoffMaxMs ?? 500;
     this.clientId = opts.clientId ?? randomUUID();
+    this.transport = opts.transport ?? 'stream';
   }
 
   /** The endpoint currently believed to be the leader (undefined if none is known). */
@@ -244,26 +251,26 @@ export class KvClient {
   // ---------------------------------------------------------------- KV
 
   async put(key: Bytes, value: Bytes, opts: CallOpts & { prevKv?: boolean } = {}): Promise<PutResult> {
-    const res = await this.write(KV_METHODS.put, { key: toBytes(key), value: toBytes(value), prevKv: opts.prevKv ?? false }, opts);
+    const res = await this.write('put', { key: toBytes(key), value: toBytes(value), prevKv: opts.prevKv ?? false }, opts);
     return { header: headerOf(res.header), prevKv: res.prevKv ? kvOf(res.prevKv) : undefined };
   }
 
   async get(key: Bytes, opts: CallOpts & { serializable?: boolean } = {}): Promise<GetResult> {
     const serializable = opts.serializable ?? false;
-    const res = await this.call(serializable ? 'any' : 'leader', KV_METHODS.get, { key: toBytes(key), serializable }, opts);
+    const res = await this.kv(serializable ? 'any' : 'leader', 'get', { key: toBytes(key), serializable }, opts);
     return { header: headerOf(res.header), kv: res.kv ? kvOf(res.kv) : undefined };
   }
 
   async range(spec: RangeSpec, opts: CallOpts & { limit?: number; keysOnly?: boolean; countOnly?: boolean; serializable?: boolean } = {}): Promise<RangeResponse> {
     const serializable = opts.serializable ?? false;
     const req = { ...rangeOf(typeof spec === 'string' || spec instanceof Uint8Array ? { prefix: spec } : spec), limit: opts.limit ?? 0, keysOnly: opts.keysOnly ?? false, countOnly: opts.countOnly ?? false, serializable };
-    const res = await this.call(serializable ? 'any' : 'leader', KV_METHODS.range, req, opts);
+    const res = await this.kv(serializable ? 'any' : 'leader', 'range', req, opts);
     return { header: headerOf(res.header), kvs: res.kvs.map(kvOf), more: res.more, count: res.count };
   }
 
   /** Deletes one key (a string / bytes), every key under `{ prefix }`, or `[key, end)`. */
   async delete(spec: RangeSpec, opts: CallOpts & { prevKv?: boolean } = {}): Promise<DeleteResult> {
-    const res = await this.write(KV_METHODS.delete, { ...rangeOf(spec), prevKv: opts.prevKv ?? false }, opts);
+    const res = await this.write('delete', { ...rangeOf(spec), prevKv: opts.prevKv ?? false }, opts);
     return { header: headerOf(res.header), deleted: res.deleted, prevKvs: res.prevKvs.map(kvOf) };
   }
 
@@ -273,7 +280,7 @@ export class KvClient {
       success: (t.success ?? []).map(opToWire),
       failure: (t.failure ?? []).map(opToWire),
     };
-    const res = await this.write(KV_METHODS.txn, req, opts);
+    const res = await this.write('txn', req, opts);
     return { header: headerOf(res.header), succeeded: res.succeeded, results: res.results.map(opResultOf) };
   }
 
@@ -341,6 +348,8 @@ export class KvClient {
 
   close(): void {
     this.closed = true;
+    for (const st of this.streams.values()) st.close();
+    this.streams.clear();
     for (const c of this.clients.values()) c.close();
     this.clients.clear();
   }
@@ -378,13 +387,30 @@ export class KvClient {
     return this.callAt(route, opts, (target, deadline) => this.unary(target, m, req, deadline));
   }
 
+  /** A KV call with retries and redirects: on the endpoint's stream, or unary (option, or a large request). */
+  private kv<K extends StreamKind>(route: Route, kind: K, req: StreamKinds[K][0], opts: CallOpts): Promise<StreamKinds[K][1]> {
+    const viaStream = this.transport === 'stream' && payloadBytes(req) <= STREAM_MAX_CALL_BYTES;
+    return this.callAt(route, opts, (target, deadline) =>
+      viaStream ? this.streamFor(target).call(kind, req, deadline) : this.unary(target, KV_METHODS[kind] as MethodDefinition<StreamKinds[K][0], StreamKinds[K][1]>, req, deadline),
+    );
+  }
+
+  private streamFor(endpoint: string): KvStreamChannel {
+    let st = this.streams.get(endpoint);
+    if (st === undefined) {
+      st = new KvStreamChannel(this.clientFor(endpoint), endpoint);
+      this.streams.set(endpoint, st);
+    }
+    return st;
+  }
+
   /** A write in a session slot: retries reuse the slot and seq (at-most-once). */
-  private async write<Req extends { clientId?: string; seq?: number }, Res>(m: MethodDefinition<Req, Res>, req: Req, opts: CallOpts): Promise<Res> {
-    if (this.clientId === '') return this.call('leader', m, { ...req, clientId: '', seq: 0 }, opts);
+  private async write<K extends 'put' | 'delete' | 'txn'>(kind: K, req: StreamKinds[K][0], opts: CallOpts): Promise<StreamKinds[K][1]> {
+    if (this.clientId === '') return this.kv('leader', kind, { ...req, clientId: '', seq: 0 }, opts);
     const session = this.freeSessions.pop() ?? { id: `${this.clientId}.${++this.sessionCount}`, seq: 0 };
     session.seq++;
     try {
-      return await this.call('leader', m, { ...req, clientId: session.id, seq: session.seq }, opts);
+      return await this.kv('leader', kind, { ...req, clientId: session.id, seq: session.seq }, opts);
     } finally {
       this.freeSessions.push(session);
     }

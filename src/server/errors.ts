@@ -77,6 +77,29 @@ export function toGrpcStatus(err: unknown): Partial<StatusObject> & { code: Grpc
   return { code: GrpcStatus.INTERNAL, details: `internal error: ${message}`, metadata };
 }
 
+/** A failed call on the KV Stream: the status its unary twin would have ended with, as plain data. */
+export interface StreamErrorData {
+  readonly code: number;
+  readonly details: string;
+  readonly metadata: Record<string, string>;
+}
+
+/** Server side, for a call on the KV Stream: toGrpcStatus() as plain data. */
+export function toStreamError(err: unknown): StreamErrorData {
+  const status = toGrpcStatus(err);
+  const metadata: Record<string, string> = {};
+  for (const [k, v] of Object.entries(status.metadata.getMap())) if (typeof v === 'string') metadata[k] = v;
+  return { code: status.code, details: status.details, metadata };
+}
+
+/** Client side: a KV Stream error as the ServiceError its unary twin would have failed with (for fromGrpcError). */
+export function serviceErrorOf(e: StreamErrorData): ServiceError {
+  const metadata = new Metadata();
+  for (const [k, v] of Object.entries(e.metadata)) metadata.set(k, v);
+  const name = GrpcStatus[e.code] ?? 'UNKNOWN';
+  return Object.assign(new Error(`${e.code} ${name}: ${e.details}`), { code: e.code, details: e.details, metadata });
+}
+
 function firstString(md: Metadata | undefined, key: string): string | undefined {
   const v = md?.get(key)[0];
   return typeof v === 'string' ? v : undefined;

@@ -1,6 +1,6 @@
 // The client-facing KV service: wire requests -> validated commands -> KvNode -> wire responses.
 // Malformed requests and invalid keys answer INVALID_ARGUMENT with a message; nothing a client sends can crash it.
-import type { sendUnaryData, ServerUnaryCall, UntypedServiceImplementation } from '@grpc/grpc-js';
+import type { sendUnaryData, ServerDuplexStream, ServerUnaryCall, UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { pino } from 'pino';
 import type { ResponseHeader, KvNode } from '../node/api.js';
 import { RaftKvError } from '../node/errors.js';
@@ -33,8 +33,11 @@ import type {
   WireResponseOp,
   WireTxnRequest,
   WireTxnResponse,
+  WireStreamCalls,
+  WireStreamAnswers,
 } from '../proto.js';
 import { toGrpcStatus } from './errors.js';
+import { serveKvStream } from './kv-stream.js';
 
 export interface ServiceOptions {
   readonly node: KvNode;
@@ -167,6 +170,14 @@ export function deadlineOf(call: { getDeadline(): Date | number }, defaultTimeou
   return Number.isFinite(ms) ? ms : Date.now() + defaultTimeoutMs;
 }
 
+/** INVALID_ARGUMENT when a request's byte and string fields add up to more than --max-request-bytes. */
+export function checkRequestSize(opts: Pick<ServiceOptions, 'maxRequestBytes'>, name: string, request: unknown): void {
+  const size = requestBytes(request);
+  if (size > opts.maxRequestBytes) {
+    throw invalid(`${name}: request of ${size} bytes is larger than the limit of ${opts.maxRequestBytes} (--max-request-bytes)`);
+  }
+}
+
 /** Runs one unary handler: request size check, then `fn`; RaftKvError -> its status, anything else -> INTERNAL + log. */
 export function unary<Req, Res>(
   opts: Pick<ServiceOptions, 'maxRequestBytes' | 'logger'>,
@@ -175,10 +186,7 @@ export function unary<Req, Res>(
 ): (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void {
   return (call, callback) => {
     const run = async (): Promise<Res> => {
-      const size = requestBytes(call.request);
-      if (size > opts.maxRequestBytes) {
-        throw invalid(`${name}: request of ${size} bytes is larger than the limit of ${opts.maxRequestBytes} (--max-request-bytes)`);
-      }
+      checkRequestSize(opts, name, call.request);
       return fn(call.request, call);
     };
     run().then(
@@ -213,47 +221,70 @@ function expectResult<T extends CommandResult['type']>(r: CommandResult, type: T
   return r as Extract<CommandResult, { type: T }>;
 }
 
-export function createKvService(opts: ServiceOptions): UntypedServiceImplementation {
+/** The five KV calls, shared by their unary methods and the Stream method: request in, response out. */
+export interface KvHandlers {
+  readonly put: (req: WirePutRequest, deadlineMs: number) => Promise<WirePutResponse>;
+  readonly get: (req: WireGetRequest, deadlineMs: number) => Promise<WireGetResponse>;
+  readonly range: (req: WireRangeRequest, deadlineMs: number) => Promise<WireRangeResponse>;
+  readonly delete: (req: WireDeleteRequest, deadlineMs: number) => Promise<WireDeleteResponse>;
+  readonly txn: (req: WireTxnRequest, deadlineMs: number) => Promise<WireTxnResponse>;
+}
+
+export function createKvHandlers(opts: ServiceOptions): KvHandlers {
   const { node, limits } = opts;
 
-  const write = async (command: Command, req: { clientId?: string; seq?: number }, call: { getDeadline(): Date | number }) => {
+  const write = async (command: Command, req: { clientId?: string; seq?: number }, deadlineMs: number) => {
     validateCommand(command, limits);
     const clientId = req.clientId ?? '';
     const seq = count(req.seq, 'seq');
     if (clientId.length > 256) throw invalid(`client_id is ${clientId.length} characters, more than 256`);
-    return node.write(command, { clientId, seq, deadlineMs: deadlineOf(call, opts.defaultTimeoutMs) });
+    return node.write(command, { clientId, seq, deadlineMs });
   };
 
-  const read = async (request: RangeRequest, serializable: boolean, call: { getDeadline(): Date | number }) => {
+  const read = async (request: RangeRequest, serializable: boolean, deadlineMs: number) => {
     validateRange(request, limits);
-    return node.read(request, { serializable, deadlineMs: deadlineOf(call, opts.defaultTimeoutMs) });
+    return node.read(request, { serializable, deadlineMs });
   };
 
   return {
-    Put: unary<WirePutRequest, WirePutResponse>(opts, 'Put', async (req, call) => {
-      const { header, result } = await write(commandFromPut(req), req, call);
+    put: async (req, deadlineMs) => {
+      const { header, result } = await write(commandFromPut(req), req, deadlineMs);
       const r = expectResult(result, 'put');
       return { header: headerToWire(header), prevKv: r.prevKv ? kvToWire(r.prevKv) : null };
-    }),
-    Get: unary<WireGetRequest, WireGetResponse>(opts, 'Get', async (req, call) => {
+    },
+    get: async (req, deadlineMs) => {
       const request: RangeRequest = { key: bytesOf(req.key), end: new Uint8Array(0), limit: 1, keysOnly: false, countOnly: false };
-      const { header, result } = await read(request, req.serializable ?? false, call);
+      const { header, result } = await read(request, req.serializable ?? false, deadlineMs);
       const kv = result.kvs[0];
       return { header: headerToWire(header), kv: kv ? kvToWire(kv) : null };
-    }),
-    Range: unary<WireRangeRequest, WireRangeResponse>(opts, 'Range', async (req, call) => {
-      const { header, result } = await read(rangeRequestFromWire(req), req.serializable ?? false, call);
+    },
+    range: async (req, deadlineMs) => {
+      const { header, result } = await read(rangeRequestFromWire(req), req.serializable ?? false, deadlineMs);
       return { header: headerToWire(header), ...rangeResultToWire(result) };
-    }),
-    Delete: unary<WireDeleteRequest, WireDeleteResponse>(opts, 'Delete', async (req, call) => {
-      const { header, result } = await write(commandFromDelete(req), req, call);
+    },
+    delete: async (req, deadlineMs) => {
+      const { header, result } = await write(commandFromDelete(req), req, deadlineMs);
       const r = expectResult(result, 'delete');
       return { header: headerToWire(header), deleted: r.deleted, prevKvs: r.prevKvs.map(kvToWire) };
-    }),
-    Txn: unary<WireTxnRequest, WireTxnResponse>(opts, 'Txn', async (req, call) => {
-      const { header, result } = await write(commandFromTxn(req), req, call);
+    },
+    txn: async (req, deadlineMs) => {
+      const { header, result } = await write(commandFromTxn(req), req, deadlineMs);
       const r = expectResult(result, 'txn');
       return { header: headerToWire(header), succeeded: r.succeeded, results: r.results.map(opResultToWire) };
-    }),
+    },
+  };
+}
+
+export function createKvService(opts: ServiceOptions): UntypedServiceImplementation {
+  const h = createKvHandlers(opts);
+  const deadline = (call: { getDeadline(): Date | number }): number => deadlineOf(call, opts.defaultTimeoutMs);
+  return {
+    Put: unary<WirePutRequest, WirePutResponse>(opts, 'Put', (req, call) => h.put(req, deadline(call))),
+    Get: unary<WireGetRequest, WireGetResponse>(opts, 'Get', (req, call) => h.get(req, deadline(call))),
+    Range: unary<WireRangeRequest, WireRangeResponse>(opts, 'Range', (req, call) => h.range(req, deadline(call))),
+    Delete: unary<WireDeleteRequest, WireDeleteResponse>(opts, 'Delete', (req, call) => h.delete(req, deadline(call))),
+    Txn: unary<WireTxnRequest, WireTxnResponse>(opts, 'Txn', (req, call) => h.txn(req, deadline(call))),
+    Stream: (call: ServerDuplexStream<WireStreamCalls, WireStreamAnswers>) =>
+      serveKvStream(call, h, { defaultTimeoutMs: opts.defaultTimeoutMs, logger: opts.logger, checkSize: (name, req) => checkRequestSize(opts, name, req) }),
   };
 }

@@ -59,10 +59,12 @@ async function codeOf(p: Promise<unknown>): Promise<string> {
   }
 }
 
-describe('KV service + KvClient', () => {
+describe.each(['stream', 'unary'] as const)('KV service + KvClient (%s)', (transport) => {
+  const kvClient = (endpoints: string[], opts: Partial<ConstructorParameters<typeof KvClient>[0]> = {}): KvClient => client(endpoints, { transport, ...opts });
+
   it('put, get, range, delete, cas, txn round-trip with headers', async () => {
     const { c, addrs } = await cluster(1);
-    const k = client(addrs);
+    const k = kvClient(addrs);
     const put = await k.put('a/1', 'one');
     expect(put.header).toEqual({ memberId: 1, term: 2, index: 11, leaderId: 1 });
     await k.put('a/2', Uint8Array.of(0, 255));
@@ -99,7 +101,7 @@ describe('KV service + KvClient', () => {
   it('follows NOT_LEADER to the leader and remembers it', async () => {
     const { c, nodes, addrs } = await cluster(3);
     c.leaderId = 3;
-    const k = client([addrs[0] ?? '']);
+    const k = kvClient([addrs[0] ?? '']);
     const put = await k.put('k', 'v');
     expect(put.header.memberId).toBe(3);
     expect(k.knownLeader).toBe(addrs[2]);
@@ -111,7 +113,7 @@ describe('KV service + KvClient', () => {
     expect((await k.get('k')).header.memberId).toBe(2);
     expect(k.knownLeader).toBe(addrs[1]);
     // A serializable read is served by whichever member is asked.
-    expect((await client([addrs[0] ?? '']).get('k', { serializable: true })).header.memberId).toBe(1);
+    expect((await kvClient([addrs[0] ?? '']).get('k', { serializable: true })).header.memberId).toBe(1);
   });
 
   it('follows at most maxRedirects hops per round (a redirect loop ends at the deadline)', async () => {
@@ -120,7 +122,7 @@ describe('KV service + KvClient', () => {
     if (!n1 || !n2) throw new Error('no nodes');
     n1.claimedLeader = { leaderId: 2, leaderAddress: addrs[1] ?? '' };
     n2.claimedLeader = { leaderId: 1, leaderAddress: addrs[0] ?? '' };
-    const k = client([addrs[0] ?? ''], { maxRedirects: 3, backoffMinMs: 50, backoffMaxMs: 50 });
+    const k = kvClient([addrs[0] ?? ''], { maxRedirects: 3, backoffMinMs: 50, backoffMaxMs: 50 });
     const err = (await k.put('k', 'v', { timeoutMs: 400 }).catch((e: unknown) => e)) as RaftKvError;
     expect(err.code).toBe('UNAVAILABLE');
     const calls = n1.calls.length + n2.calls.length;
@@ -139,7 +141,7 @@ describe('KV service + KvClient', () => {
     const node = nodes[0];
     if (!node) throw new Error('no node');
     node.failures.push('UNAVAILABLE', 'UNAVAILABLE', 'PROPOSAL_DROPPED', 'UNAVAILABLE');
-    const k = client(addrs, { backoffMinMs: 5, backoffMaxMs: 20 });
+    const k = kvClient(addrs, { backoffMinMs: 5, backoffMaxMs: 20 });
     await k.put('k', 'v');
     expect(node.calls.length).toBe(5);
     // The same write (same session and seq) every attempt.
@@ -164,7 +166,7 @@ describe('KV service + KvClient', () => {
     const node = nodes[0];
     if (!node) throw new Error('no node');
     node.failures.push('FAILED_PRECONDITION');
-    const k = client(addrs);
+    const k = kvClient(addrs);
     expect(await codeOf(k.put('k', 'v'))).toBe('FAILED_PRECONDITION');
     expect(node.calls.length).toBe(1);
   });
@@ -174,7 +176,7 @@ describe('KV service + KvClient', () => {
     const node = nodes[0];
     if (!node) throw new Error('no node');
     node.hang = true;
-    const k = client(addrs, { attemptTimeoutMs: 200 });
+    const k = kvClient(addrs, { attemptTimeoutMs: 200 });
     const t0 = Date.now();
     expect(await codeOf(k.get('k', { timeoutMs: 450 }))).toBe('DEADLINE_EXCEEDED');
     const elapsed = Date.now() - t0;
@@ -191,7 +193,7 @@ describe('KV service + KvClient', () => {
     const node = nodes[0];
     if (!node) throw new Error('no node');
     node.loseNextAnswer = 'UNAVAILABLE';
-    const k = client(addrs, { clientId: 'me', backoffMinMs: 1 });
+    const k = kvClient(addrs, { clientId: 'me', backoffMinMs: 1 });
     const put = await k.put('k', 'v');
     expect(node.calls.length).toBe(2);
     expect(c.applied).toHaveLength(1);
@@ -204,7 +206,7 @@ describe('KV service + KvClient', () => {
 
   it('answers INVALID_ARGUMENT for oversized and invalid requests, and keeps serving', async () => {
     const { addrs } = await cluster(1, { maxRequestBytes: 64 * 1024 });
-    const k = client(addrs);
+    const k = kvClient(addrs);
     const over = await k.put('k', new Uint8Array(100 * 1024)).catch((e: unknown) => e);
     expect((over as RaftKvError).code).toBe('INVALID_ARGUMENT');
     expect((over as RaftKvError).message).toMatch(/larger than the limit of 65536/);

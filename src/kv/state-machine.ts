@@ -455,12 +455,17 @@ export class KvStateMachine {
    * Applies committed entries in order, in ONE LevelDB batch together with the applied index and term.
    * Entries at or below appliedIndex are skipped (outcome 'none'); the rest must follow on contiguously.
    * outcomes[i] belongs to entries[i].
+   *
+   * `onOutcomes`, if given, receives the outcomes as soon as they are computed, while the batch is still being
+   * written: a committed entry's outcome is decided by the log alone (a crash before the batch lands replays
+   * it from the WAL to the same outcome), so writes can be answered a LevelDB round trip earlier. The returned
+   * promise resolves once the batch landed (appliedIndex advanced, reads see it); the next apply() starts after.
    */
-  async apply(entries: readonly Entry[]): Promise<ApplyOutcome[]> {
-    return this.serial.run(() => this.applyNow(entries));
+  async apply(entries: readonly Entry[], onOutcomes?: (outcomes: readonly ApplyOutcome[]) => void): Promise<ApplyOutcome[]> {
+    return this.serial.run(() => this.applyNow(entries, onOutcomes));
   }
 
-  private async applyNow(entries: readonly Entry[]): Promise<ApplyOutcome[]> {
+  private async applyNow(entries: readonly Entry[], onOutcomes: ((outcomes: readonly ApplyOutcome[]) => void) | undefined): Promise<ApplyOutcome[]> {
     this.check();
     let expect = this.appliedIndexValue + 1;
     let lastTerm = this.appliedTermValue;
@@ -473,7 +478,7 @@ export class KvStateMachine {
       lastTerm = e.term;
     }
     try {
-      return await this.applyChecked(entries);
+      return await this.applyChecked(entries, onOutcomes);
     } catch (err) {
       // In-memory sessions and members may be ahead of LevelDB now (and LevelDB itself refuses writes after a
       // failed one): refuse further use until closed and reopened, which resumes after the last applied entry.
@@ -485,7 +490,7 @@ export class KvStateMachine {
     }
   }
 
-  private async applyChecked(entries: readonly Entry[]): Promise<ApplyOutcome[]> {
+  private async applyChecked(entries: readonly Entry[], onOutcomes: ((outcomes: readonly ApplyOutcome[]) => void) | undefined): Promise<ApplyOutcome[]> {
     const outcomes: ApplyOutcome[] = [];
     const overlay = new Overlay();
     const batch: BatchOp[] = [];
@@ -494,7 +499,7 @@ export class KvStateMachine {
     let term = this.appliedTermValue;
     let membersChanged = false;
     const fresh = entries.filter((e) => e.index > this.appliedIndexValue);
-    await this.prefetch(fresh, overlay);
+    this.prefetch(fresh, overlay);
     for (const e of entries) {
       if (e.index <= this.appliedIndexValue) {
         outcomes.push({ type: 'none' });
@@ -528,14 +533,23 @@ export class KvStateMachine {
     }
     if (membersChanged) batch.push({ type: 'put', key: KEY_MEMBERS, value: encodeMembers(this.memberTable) });
     batch.push({ type: 'put', key: KEY_APPLIED, value: encodeApplied(index, term) });
-    await this.db.batch(batch);
+    const written = this.db.batch(batch);
+    if (onOutcomes !== undefined) {
+      written.catch(() => undefined); // awaited below; this keeps a failure during the callback from being unhandled
+      onOutcomes(outcomes);
+    }
+    await written;
     this.appliedIndexValue = index;
     this.appliedTermValue = term;
     return outcomes;
   }
 
-  /** One getMany for every single key the batch's commands name (puts, compares, single-key ops). */
-  private async prefetch(entries: readonly Entry[], overlay: Overlay): Promise<void> {
+  /**
+   * Reads every single key the batch's commands name (puts, compares, single-key ops) with getSync: a point
+   * read from LevelDB's memtable or block cache takes microseconds, a thread-pool round trip far longer.
+   * The previous batch has landed (applies are serial), so LevelDB holds every earlier write.
+   */
+  private prefetch(entries: readonly Entry[], overlay: Overlay): void {
     const keys = new Map<string, Uint8Array>();
     const add = (k: Uint8Array): void => {
       keys.set(keyString(k), k);
@@ -570,13 +584,10 @@ export class KvStateMachine {
           assertNever(cmd);
       }
     }
-    if (keys.size === 0) return;
-    const list = [...keys.values()];
-    const values = await this.db.getMany(list.map((k) => prefixed(PREFIX_DATA, k)));
-    list.forEach((k, i) => {
-      const v = values[i];
-      overlay.cache.set(keyString(k), v === undefined ? undefined : decodeStoredValue(v));
-    });
+    for (const [ks, k] of keys) {
+      const v = this.db.getSync(prefixed(PREFIX_DATA, k));
+      overlay.cache.set(ks, v === undefined ? undefined : decodeStoredValue(v));
+    }
   }
 
   /** Follows the core's rule (confChangeProblem): an inapplicable change leaves the table unchanged. */

@@ -75,7 +75,7 @@ import { RaftKvError, isRaftKvError } from './errors.js';
 import type { LeaderHint } from './errors.js';
 import { checkDataDirIdentity } from './identity.js';
 import { Inbox } from './inbox.js';
-import type { DurableLog, SnapshotFile, StateMachine } from './ports.js';
+import type { ApplyOutcome, DurableLog, SnapshotFile, StateMachine } from './ports.js';
 import { checkReconfigSafe } from './reconfig-check.js';
 import { PendingRequest } from './request.js';
 
@@ -1062,7 +1062,8 @@ export class RaftKvNode implements KvNode {
           this.stats.entriesPersisted += rd.entries.length;
         }
         if (rd.mustSync) {
-          await this.wal.sync();
+          // Nothing waits to be sent meanwhile (a follower acknowledges after this): fdatasync on the loop.
+          await this.wal.sync({ blocking: rd.messages.length === 0 });
           this.stats.syncs++;
         }
         if (this.joining && (this.wal.lastIndex() > 0 || this.wal.snapshot().metadata.index > 0)) {
@@ -1163,7 +1164,9 @@ export class RaftKvNode implements KvNode {
     }
     const entries = committed.filter((e) => e.index > applied);
     if (entries.length === 0) return;
-    const outcomes = await this.sm.apply(entries);
+    // Client writes are answered as soon as their outcomes are known (the state machine is still writing the
+    // batch; a committed entry's outcome cannot change); membership changes once the batch has landed.
+    const outcomes = await this.sm.apply(entries, (early) => this.settleWrites(entries, early));
     assert(outcomes.length === entries.length, `state machine answered ${outcomes.length} outcomes for ${entries.length} entries`);
     this.stats.entriesApplied += entries.length;
     let membershipChanged = false;
@@ -1211,6 +1214,31 @@ export class RaftKvNode implements KvNode {
       }
     }
     if (membershipChanged) this.updatePeers();
+  }
+
+  /** Answers the client writes among `entries` (proposals of other kinds wait for applyEntries). */
+  private settleWrites(entries: readonly Entry[], outcomes: readonly ApplyOutcome[]): void {
+    assert(outcomes.length === entries.length, `state machine answered ${outcomes.length} outcomes for ${entries.length} entries`);
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i];
+      const outcome = outcomes[i];
+      assert(e !== undefined && outcome !== undefined, 'entry/outcome index');
+      const p = this.proposals.get(e.index);
+      if (p === undefined || p.kind !== 'write' || p.term !== e.term) continue; // a replaced entry: applyEntries says so
+      this.proposals.delete(e.index);
+      switch (outcome.type) {
+        case 'result':
+          p.request.resolve({ header: this.header(e.index), result: outcome.result });
+          break;
+        case 'error':
+          p.request.reject(outcome.error);
+          break;
+        case 'none':
+          throw new Error(`state machine gave no result for the client write at index ${e.index}`);
+        default:
+          assertNever(outcome);
+      }
+    }
   }
 
   private onReadStates(states: readonly ReadState[]): void {

@@ -10,7 +10,7 @@ export interface DurableLog extends LogStorage {
   append(entries: readonly Entry[]): void | Promise<void>;
   setHardState(hs: HardState): void | Promise<void>;
   /** Makes every append and hard state so far durable (one fsync for all of them: group commit). */
-  sync(): Promise<void>;
+  sync(opts?: { readonly blocking?: boolean }): Promise<void>;
   applySnapshot(snap: Snapshot): Promise<void>;
   compact(snap: Snapshot): Promise<void>;
   close(): Promise<void>;
@@ -35,7 +35,8 @@ export interface StateMachine {
   members(): readonly Member[];
   confState(): ConfState;
   dataSizeBytes(): Promise<number>;
-  apply(entries: readonly Entry[]): Promise<readonly ApplyOutcome[]>;
+  /** Resolves once applied (reads see it); `onOutcomes` may get the outcomes earlier (see KvStateMachine.apply). */
+  apply(entries: readonly Entry[], onOutcomes?: (outcomes: readonly ApplyOutcome[]) => void): Promise<readonly ApplyOutcome[]>;
   range(req: RangeRequest): Promise<RangeResult>;
   createSnapshot(snapDir: string, keep: number): Promise<SnapshotFile>;
   latestSnapshot(snapDir: string): Promise<SnapshotFile | undefined>;

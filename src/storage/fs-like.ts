@@ -1,5 +1,5 @@
 // The file operations the WAL needs, injectable so fault tests can fail them (ENOSPC, EIO) on purpose.
-import { writeSync } from 'node:fs';
+import { fdatasyncSync, writeSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 
 /** Writes up to this size go to the page cache synchronously (see nodeFs.open). */
@@ -9,6 +9,8 @@ const SYNC_WRITE_MAX_BYTES = 256 * 1024;
 export interface FileHandleLike {
   write(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesWritten: number }>;
   datasync(): Promise<void>;
+  /** fdatasync on the calling thread (blocks the event loop); optional, datasync() is used without it. */
+  datasyncBlocking?(): void;
   sync(): Promise<void>;
   truncate(lengthBytes: number): Promise<void>;
   close(): Promise<void>;
@@ -35,6 +37,7 @@ export const nodeFs: FsLike = {
       write: async (buffer, offset, length, position) =>
         length <= SYNC_WRITE_MAX_BYTES ? { bytesWritten: writeSync(handle.fd, buffer, offset, length, position) } : handle.write(buffer, offset, length, position),
       datasync: () => handle.datasync(),
+      datasyncBlocking: () => fdatasyncSync(handle.fd),
       sync: () => handle.sync(),
       truncate: (lengthBytes) => handle.truncate(lengthBytes),
       close: () => handle.close(),

@@ -141,8 +141,8 @@ export class WalStorage implements LogStorage {
   }
 
   /** Group commit: resolves when everything appended before the call is durable. DISK_FULL on ENOSPC. */
-  sync(): Promise<void> {
-    return this.wal.sync();
+  sync(opts: { readonly blocking?: boolean } = {}): Promise<void> {
+    return this.wal.sync(opts);
   }
 
   /** Follower install (§7): the log is reset to the snapshot; durable on return. */

@@ -66,6 +66,29 @@ describe('KvStateMachine', () => {
     expect(sm.appliedTerm).toBe(1);
   });
 
+  it('hands outcomes to onOutcomes before the batch lands; appliedIndex moves once it has', async () => {
+    log.cmd(put('a', '1')); // 1
+    await apply();
+    log.cmd(put('a', '2', true)); // 2
+    log.cmd(put('b', '1')); // 3
+    let early: { outcomes: readonly ApplyOutcome[]; applied: number } | undefined;
+    const done = sm.apply(log.take(), (outcomes) => {
+      // Called while the batch is being written: appliedIndex (what reads are promised) has not moved yet.
+      early = { outcomes, applied: sm.appliedIndex };
+    });
+    const outcomes = await done;
+    expect(early?.applied).toBe(1);
+    expect(early?.outcomes).toEqual(outcomes);
+    const r = result(outcomes[0]);
+    expect(r.type === 'put' ? show(r.prevKv) : '').toBe('a=1 c1 m1 v1');
+    expect(sm.appliedIndex).toBe(3);
+    expect(await get('a')).toBe('a=2 c1 m2 v2');
+    // The next apply reads what the previous batch wrote (it starts after that batch landed).
+    log.cmd(put('a', '3', true)); // 4
+    const r4 = result((await apply())[0]);
+    expect(r4.type === 'put' ? show(r4.prevKv) : '').toBe('a=2 c1 m2 v2');
+  });
+
   it('deletes single keys, ranges and prefixes; ranges honour limit, count, keysOnly, countOnly', async () => {
     for (const k of ['a', 'ab', 'abc', 'abd', 'b', 'c']) log.cmd(put(k, `v-${k}`));
     log.cmd(del('zzz'));

@@ -13,6 +13,7 @@ export class FaultFs implements FsLike {
   failOpenForWrite = false; // open(..., 'w') fails with ENOSPC (a new segment cannot be created)
   datasyncGate: Promise<void> | undefined; // when set, datasync waits for it
   datasyncs = 0; // datasync calls that succeeded
+  blockingDatasyncs = 0; // of which on the calling thread (datasyncBlocking)
   writes = 0; // write calls
 
   async open(path: string, flags: string): Promise<FileHandleLike> {
@@ -38,6 +39,15 @@ export class FaultFs implements FsLike {
         }
         await h.datasync();
         this.datasyncs++;
+      },
+      datasyncBlocking: () => {
+        if (this.datasyncFailures > 0) {
+          this.datasyncFailures--;
+          throw enospc();
+        }
+        h.datasyncBlocking?.();
+        this.datasyncs++;
+        this.blockingDatasyncs++;
       },
       sync: () => h.sync(),
       truncate: (len) => h.truncate(len),

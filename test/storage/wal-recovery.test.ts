@@ -404,6 +404,29 @@ describe('WAL on a full disk (ENOSPC through FsLike)', () => {
     await again.close();
   });
 
+  it('sync({ blocking }) fdatasyncs on the calling thread, with the same failure handling', async () => {
+    const dir = newDir();
+    const ffs = new FaultFs();
+    const w = await WalStorage.bootstrap(dir, { voters: [1], learners: [] }, { fs: ffs, segmentSizeBytes: 1 << 20 });
+    const before = { all: ffs.datasyncs, blocking: ffs.blockingDatasyncs };
+    w.append(entries(1, 5, 1, 100));
+    await w.sync({ blocking: true });
+    expect(ffs.blockingDatasyncs - before.blocking).toBe(1);
+    w.append(entries(6, 8, 1, 100));
+    await w.sync(); // not blocking: the thread pool
+    expect(ffs.blockingDatasyncs - before.blocking).toBe(1);
+    expect(ffs.datasyncs - before.all).toBe(2);
+    // A failed blocking fdatasync: DISK_FULL, and the records are written again by the next sync.
+    ffs.datasyncFailures = 1;
+    w.append(entries(9, 10, 1, 100));
+    await expect(w.sync({ blocking: true })).rejects.toMatchObject({ code: 'DISK_FULL' });
+    await w.sync({ blocking: true });
+    await w.close();
+    const again = await WalStorage.open(dir);
+    expect(plain(again.entries(1, 11, Infinity))).toEqual(plain(entries(1, 10, 1, 100)));
+    await again.close();
+  });
+
   it('keeps appending to the current segment when a new one cannot be created', async () => {
     const dir = newDir();
     const ffs = new FaultFs();

@@ -112,6 +112,7 @@ const CURRENT = 'CURRENT';
 const SNAPSHOT_READ_BYTES = 4 * 1024 * 1024; // iterator read-ahead while streaming a snapshot
 const SNAPSHOT_READ_ENTRIES = 20_000;
 const SCAN_READ_BYTES = 1024 * 1024; // iterator read-ahead of range scans
+const DEFAULT_WRITE_BUFFER_BYTES = 4 * 1024 * 1024; // LevelDB memtable size: flushed to a level-0 table when full
 const INGEST_WRITE_BUFFER_BYTES = 64 * 1024 * 1024; // bulk load of a restore: fewer, larger level-0 tables
 
 type Db = ClassicLevel<Uint8Array, Uint8Array>;
@@ -303,7 +304,9 @@ async function writeFileDurably(dir: string, name: string, content: string): Pro
   await fsyncDir(dir);
 }
 
-async function openDb(path: string, writeBufferSize?: number): Promise<Db> {
+async function openDb(path: string, writeBufferSize = DEFAULT_WRITE_BUFFER_BYTES): Promise<Db> {
+  // Every option must be a number: classic-level reads a present-but-undefined option as garbage (it once
+  // left the memtable unflushed: LevelDB's log and the process's memory grew with every write).
   const db = new ClassicLevel<Uint8Array, Uint8Array>(path, { keyEncoding: 'view', valueEncoding: 'view', writeBufferSize });
   await db.open();
   return db;

@@ -239,6 +239,8 @@ export interface WirePeerBatch {
   from: number;
   to: number;
   payload: Buffer;
+  incarnation?: string;
+  known?: { id: number; incarnation: string; recordedAt: number }[];
 }
 export interface WireSnapshotChunk {
   clusterId?: string;
@@ -248,6 +250,7 @@ export interface WireSnapshotChunk {
   totalBytes?: number;
   data?: Uint8Array;
   sha256?: string;
+  incarnation?: string;
 }
 export interface WireSnapshotAck {
   receivedBytes: number;

@@ -1,10 +1,14 @@
 // The data directory's identity file.
 //
 // On-disk format of `<dataDir>/node.json` (UTF-8 JSON, one object):
-//   { "format": 1, "nodeId": <positive integer>, "clusterId": "<string>", "createdAt": "<ISO 8601>" }
+//   { "format": 1, "nodeId": <positive integer>, "clusterId": "<string>", "createdAt": "<ISO 8601>",
+//     "incarnation": "<32 hex digits>" }
 // Written once, on the first start of a node in an empty directory: to `node.json.tmp`, fsynced, renamed to
-// `node.json`, then the directory fsynced. A directory carrying another node id or cluster id is refused with
+// `node.json`, then the directory fsynced. `incarnation` is random: it names this directory (a wiped and
+// recreated directory has another one; see incarnations.ts). A file without it (written before it existed)
+// gets one added, the same way, on the next start. A directory carrying another node id or cluster id is refused with
 // RaftKvError CLUSTER_MISMATCH; an unreadable or malformed file with DATA_CORRUPTION.
+import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { NodeId } from '../raft/types.js';
@@ -21,6 +25,12 @@ export interface DataDirIdentity {
 export interface IdentityCheck {
   /** True when this call created node.json (the directory was empty before). */
   readonly created: boolean;
+  /** The directory's incarnation (created with node.json). */
+  readonly incarnation: string;
+}
+
+function newIncarnation(): string {
+  return randomBytes(16).toString('hex');
 }
 
 /** Writes `data` to `dir/name` atomically and durably: tmp file, fsync, rename, directory fsync. */
@@ -46,7 +56,7 @@ export async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
-function parseIdentity(text: string, path: string): DataDirIdentity {
+function parseIdentity(text: string, path: string): DataDirIdentity & { incarnation: string | undefined; raw: Record<string, unknown> } {
   let raw: unknown;
   try {
     raw = JSON.parse(text);
@@ -66,7 +76,11 @@ function parseIdentity(text: string, path: string): DataDirIdentity {
   if (typeof clusterId !== 'string' || clusterId === '') {
     throw new RaftKvError('DATA_CORRUPTION', `${path}: bad clusterId ${JSON.stringify(clusterId)}`);
   }
-  return { nodeId, clusterId };
+  const incarnation = o['incarnation'];
+  if (incarnation !== undefined && (typeof incarnation !== 'string' || !/^[0-9a-f]{32}$/.test(incarnation))) {
+    throw new RaftKvError('DATA_CORRUPTION', `${path}: bad incarnation ${JSON.stringify(incarnation)}`);
+  }
+  return { nodeId, clusterId, incarnation, raw: o };
 }
 
 /**
@@ -99,7 +113,10 @@ export async function checkDataDirIdentity(dataDir: string, expected: DataDirIde
           `use another --data-dir or the right --id`,
       );
     }
-    return { created: false };
+    if (found.incarnation !== undefined) return { created: false, incarnation: found.incarnation };
+    const incarnation = newIncarnation();
+    await writeFileDurably(dataDir, IDENTITY_FILE, `${JSON.stringify({ ...found.raw, incarnation })}\n`);
+    return { created: false, incarnation };
   }
   // No identity: the directory must not hold someone's state (a WAL or a state machine without identity is
   // a directory we did not create, or a crash between mkdir and the first write: only stray tmp files allowed).
@@ -113,12 +130,14 @@ export async function checkDataDirIdentity(dataDir: string, expected: DataDirIde
     );
   }
   await rm(join(dataDir, `${IDENTITY_FILE}.tmp`), { force: true });
+  const incarnation = newIncarnation();
   const body = JSON.stringify({
     format: IDENTITY_FORMAT,
     nodeId: expected.nodeId,
     clusterId: expected.clusterId,
     createdAt: new Date().toISOString(),
+    incarnation,
   });
   await writeFileDurably(dataDir, IDENTITY_FILE, `${body}\n`);
-  return { created: true };
+  return { created: true, incarnation };
 }

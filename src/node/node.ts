@@ -74,6 +74,7 @@ import type { NodeConfig } from './config.js';
 import { RaftKvError, isRaftKvError } from './errors.js';
 import type { LeaderHint } from './errors.js';
 import { checkDataDirIdentity } from './identity.js';
+import { IncarnationRegistry } from './incarnations.js';
 import { Inbox } from './inbox.js';
 import type { ApplyOutcome, DurableLog, SnapshotFile, StateMachine } from './ports.js';
 import { checkReconfigSafe } from './reconfig-check.js';
@@ -98,6 +99,8 @@ export interface NodeDeps {
 export interface NodeStores {
   wal: DurableLog;
   stateMachine: StateMachine;
+  /** Peers' incarnations (peers.json); absent: not checked (in-process tests). */
+  incarnations?: IncarnationRegistry;
 }
 
 export type WriteReply = { header: ResponseHeader; result: CommandResult };
@@ -221,7 +224,8 @@ function fromRaftError(err: RaftError, hint: LeaderHint): RaftKvError {
  */
 export async function startNode(config: NodeConfig, deps: NodeDeps): Promise<RaftKvNode> {
   validateNodeConfig(config);
-  await checkDataDirIdentity(config.dataDir, { nodeId: config.id, clusterId: config.clusterId });
+  const { incarnation } = await checkDataDirIdentity(config.dataDir, { nodeId: config.id, clusterId: config.clusterId });
+  const incarnations = await IncarnationRegistry.load(config.dataDir, config.id, incarnation);
   const logger = deps.logger.child({ nodeId: config.id });
   const voters = config.initialMembers.map((m) => m.id).sort((a, b) => a - b);
   const wal = await WalStorage.open(join(config.dataDir, 'wal'), {
@@ -237,7 +241,7 @@ export async function startNode(config: NodeConfig, deps: NodeDeps): Promise<Raf
     throw err;
   }
   try {
-    return await RaftKvNode.start(config, { ...deps, logger }, { wal, stateMachine: sm });
+    return await RaftKvNode.start(config, { ...deps, logger }, { wal, stateMachine: sm, incarnations });
   } catch (err) {
     await sm.close();
     await wal.close();
@@ -290,6 +294,8 @@ export class RaftKvNode implements KvNode {
   private applyChain: Promise<void> = Promise.resolve(); // committed entries applied off the loop, in order (never rejects)
   private appliesPending = 0; // batches queued on applyChain and not yet applied
   private applyFailure: Error | undefined; // an off-loop apply failed: the loop rethrows it (it dies as if it had applied)
+  private staleFailure: RaftKvError | undefined; // a peer refused this member as a stale incarnation: the loop ends with it
+  private incarnations: IncarnationRegistry | undefined; // peers' incarnations (undefined: not checked)
   private diskFull = false; // the WAL refused a write with ENOSPC; writes are refused until a retry succeeds
   private stopping = false; // stop() called: new requests are refused
   private loopStopped = false; // the loop has exited
@@ -362,10 +368,17 @@ export class RaftKvNode implements KvNode {
     node.lastSnapshot = await sm.latestSnapshot(snapDir);
     await node.cleanSnapshotInbox();
     node.updatePeers();
+    node.incarnations = stores.incarnations;
+    if (stores.incarnations !== undefined) {
+      stores.incarnations.appliedIndex = () => sm.appliedIndex;
+      stores.incarnations.onWriteError = (err: unknown) => logger.error({ err }, 'could not write peers.json');
+    }
     await deps.transport.start({
       onMessages: (messages) => node.onPeerMessages(messages),
       onSnapshot: (message, filePath) => node.onPeerSnapshot(message, filePath),
       onPeerUnreachable: (peer) => node.enqueueInternal({ type: 'peer-unreachable', peer }),
+      ...(stores.incarnations !== undefined ? { incarnations: stores.incarnations } : {}),
+      onRefusedAsStale: (peer, reason) => node.onRefusedAsStale(peer, reason),
     });
     node.cancelTick = node.clock.setInterval(() => {
       node.pendingTicks++;
@@ -673,6 +686,29 @@ export class RaftKvNode implements KvNode {
     this.enqueueInternal({ type: 'messages', messages });
   }
 
+  /**
+   * A peer knows another data directory for this member id: this one replaced a wiped directory without the
+   * member being removed and added again. It must not take part (it forgot its votes and log): stop.
+   */
+  private onRefusedAsStale(peer: NodeId, reason: string): void {
+    if (this.staleFailure !== undefined) return;
+    this.staleFailure = new RaftKvError(
+      'CLUSTER_MISMATCH',
+      `member ${peer} refused this member (${this.id}): its data directory is not the one the cluster knows for member ${this.id} ` +
+        `(it was emptied or replaced while still a member). Remove it (raftkv member remove ${this.id}), add it again ` +
+        `(raftkv member add ${this.id} ...) and start it on an empty data directory with --initial-cluster-state existing. ` +
+        `Peer said: ${reason}`,
+    );
+    this.inbox.notify();
+  }
+
+  /** Forgets a removed member's incarnation (durable; a failure is logged: the record stays, refusing that id). */
+  private forgetIncarnation(id: NodeId, removedAt: Index): void {
+    this.incarnations?.forget(id, removedAt).catch((err: unknown) => {
+      this.log.error({ term: this.term, role: this.role, member: id, err }, 'could not forget the incarnation of a removed member');
+    });
+  }
+
   private onPeerSnapshot(message: SnapshotMessage, filePath: string): void {
     if (this.loopStopped || this.stopping || !this.inbox.push({ type: 'snapshot', message, filePath })) {
       this.stats.droppedPeerMessages++;
@@ -694,6 +730,7 @@ export class RaftKvNode implements KvNode {
           if (this.stopping) break;
         }
         if (this.applyFailure !== undefined) throw this.applyFailure;
+        if (this.staleFailure !== undefined) throw this.staleFailure;
         this.drainInbox();
         while (this.rawNode.hasReady() && !this.stopping) {
           await this.handleReady();
@@ -1143,6 +1180,10 @@ export class RaftKvNode implements KvNode {
       }
     }
     this.updatePeers();
+    const cs = this.rawNode.status().confState;
+    this.incarnations?.forgetAbsent(new Set([...cs.voters, ...cs.learners]), index).catch((err: unknown) => {
+      this.log.error({ term: this.term, role: this.role, err }, 'could not update peers.json after a snapshot');
+    });
     // Our own snapshot file, to send on if we lead later (written off the loop, like any snapshot).
     this.requestInternalSnapshot('after installing a snapshot');
     this.log.info({ term: this.term, role: this.role, index, applied: this.sm.appliedIndex }, 'snapshot installed');
@@ -1155,7 +1196,9 @@ export class RaftKvNode implements KvNode {
     let replayedConfChanges = false;
     for (const e of committed) {
       if (e.index > applied || e.type !== 'conf-change') continue;
-      this.rawNode.applyConfChange(decodeConfChange(e.data));
+      const replayed = decodeConfChange(e.data);
+      this.rawNode.applyConfChange(replayed);
+      if (replayed.type === 'remove') this.forgetIncarnation(replayed.nodeId, e.index);
       replayedConfChanges = true;
     }
     if (replayedConfChanges) {
@@ -1178,6 +1221,7 @@ export class RaftKvNode implements KvNode {
         const cc = decodeConfChange(e.data);
         const cs = this.rawNode.applyConfChange(cc);
         membershipChanged = true;
+        if (cc.type === 'remove') this.forgetIncarnation(cc.nodeId, e.index);
         this.log.info({ term: this.term, role: this.role, index: e.index, change: cc.type, member: cc.nodeId, voters: cs.voters, learners: cs.learners }, 'membership changed');
         if (cc.type === 'remove' && cc.nodeId === this.id) {
           this.log.warn({ term: this.term, role: this.role, index: e.index }, 'this member was removed from the cluster: it no longer votes or receives the log; stop it');

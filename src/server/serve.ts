@@ -11,7 +11,7 @@ import type { ServerOptions } from '@grpc/grpc-js';
 import type { pino } from 'pino';
 import type { KvNode, Member, NodeStatus } from '../node/api.js';
 import type { NodeConfig } from '../node/config.js';
-import { RaftKvError } from '../node/errors.js';
+import { isRaftKvError, RaftKvError } from '../node/errors.js';
 import { createLogger } from '../node/logger.js';
 import { startNode as realStartNode } from '../node/node.js';
 import { ADMIN_SERVICE, KV_SERVICE } from '../proto.js';
@@ -21,6 +21,9 @@ import type { Transport } from '../transport/transport.js';
 import { createAdminService } from './admin-service.js';
 import { createKvService } from './kv-service.js';
 import { addPeerService } from './peer-service.js';
+
+/** Exit status of a member the cluster refused as a stale incarnation of itself (EX_CONFIG). */
+export const EXIT_STALE_MEMBER = 78;
 
 export type StartNode = (
   config: NodeConfig,
@@ -156,9 +159,13 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
   try {
     // A bug (a failed assertion) kills the driver loop. In a process of its own (the CLI) the member exits
     // with status 70 so its supervisor restarts it and it recovers from the WAL; it never lingers half-alive.
+    // A member refused as a stale incarnation (its data directory was replaced) exits 78: restarting it as it
+    // is cannot help (see README, failure behaviour).
     const onFatal = (err: Error): void => {
-      logger.fatal({ err }, 'driver loop died: exiting');
-      if (opts.handleSignals === true) logger.flush(() => process.exit(70));
+      const stale = isRaftKvError(err, 'CLUSTER_MISMATCH');
+      logger.fatal({ err }, stale ? 'refused by the cluster: exiting' : 'driver loop died: exiting');
+      if (stale) process.stderr.write(`raftkv: ${err.message}\n`);
+      if (opts.handleSignals === true) logger.flush(() => process.exit(stale ? EXIT_STALE_MEMBER : 70));
     };
     node = await startNode(config, { transport, logger, onFatal });
   } catch (err) {

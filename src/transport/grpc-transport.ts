@@ -29,6 +29,8 @@ import type {
   UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 import type { pino } from 'pino';
+import { isRaftKvError } from '../node/errors.js';
+import { STALE_MARKER } from '../node/incarnations.js';
 import type { Message, NodeId, SnapshotMessage } from '../raft/types.js';
 import { PEER_METHODS } from '../proto.js';
 import type { WireEmpty, WirePeerBatch, WireSnapshotAck, WireSnapshotChunk } from '../proto.js';
@@ -69,6 +71,7 @@ interface PeerLink {
   openedAtMs: number; // when `call` was opened
   queue: Message[]; // invariant: length <= maxQueuedMessages
   flushScheduled: boolean;
+  gossipVersion: number; // the IncarnationGuard version last sent on the current stream (-1: none yet)
   waitingDrain: boolean; // the call's buffer is full; flush resumes on 'drain'
   backoffMs: number; // next reconnect delay (before jitter)
   retryTimer: NodeJS.Timeout | undefined; // set while backing off: no stream is opened
@@ -137,6 +140,7 @@ export class GrpcTransport implements Transport {
       openedAtMs: 0,
       queue: [],
       flushScheduled: false,
+      gossipVersion: -1,
       waitingDrain: false,
       backoffMs: this.opts.reconnectBackoffMinMs,
       retryTimer: undefined,
@@ -212,7 +216,10 @@ export class GrpcTransport implements Transport {
         take++;
       }
       const batch = link.queue.splice(0, take);
-      const ok = call.write({ clusterId: this.opts.clusterId, from: this.opts.id, to: link.id, payload: Buffer.from(encodeMessages(batch)) });
+      const guard = this.handlers?.incarnations;
+      const known = guard !== undefined && link.gossipVersion !== guard.version ? guard.gossip() : [];
+      if (guard !== undefined) link.gossipVersion = guard.version;
+      const ok = call.write({ clusterId: this.opts.clusterId, from: this.opts.id, to: link.id, payload: Buffer.from(encodeMessages(batch)), incarnation: guard?.self ?? '', known });
       link.stats.sentMessages += batch.length;
       link.stats.sentBatches++;
       if (!ok) {
@@ -238,6 +245,7 @@ export class GrpcTransport implements Transport {
     // Errors are reported through the callback above; this listener keeps them from being unhandled.
     call.on('error', () => undefined);
     link.call = call;
+    link.gossipVersion = -1; // a new stream (maybe a restarted peer): tell it again
     link.openedAtMs = Date.now();
     link.waitingDrain = false;
     return call;
@@ -256,7 +264,10 @@ export class GrpcTransport implements Transport {
     link.stats.streamFailures++;
     link.stats.droppedMessages += link.queue.length;
     link.queue = [];
-    if (err.code === GrpcStatus.FAILED_PRECONDITION || err.code === GrpcStatus.INVALID_ARGUMENT) {
+    if (err.code === GrpcStatus.FAILED_PRECONDITION && err.details.includes(STALE_MARKER)) {
+      this.opts.logger.error({ peer: link.id, address: link.address, reason: err.details }, 'a peer refused this member as a stale incarnation');
+      this.handlers?.onRefusedAsStale?.(link.id, err.details);
+    } else if (err.code === GrpcStatus.FAILED_PRECONDITION || err.code === GrpcStatus.INVALID_ARGUMENT) {
       this.logOnce(`out:${link.id}:${err.details}`, { peer: link.id, address: link.address, reason: err.details }, 'peer refused our stream');
     } else {
       this.opts.logger.debug({ peer: link.id, address: link.address, code: err.code, reason: err.details }, 'peer stream broke');
@@ -341,7 +352,7 @@ export class GrpcTransport implements Transport {
       }
     };
     try {
-      await write({ clusterId: this.opts.clusterId, from: this.opts.id, to: message.to, message: encodeMessages([message]), totalBytes: size });
+      await write({ clusterId: this.opts.clusterId, from: this.opts.id, to: message.to, message: encodeMessages([message]), totalBytes: size, incarnation: this.handlers?.incarnations?.self ?? '' });
       const hash = createHash('sha256');
       for await (const chunk of createReadStream(filePath, { highWaterMark: this.opts.snapshotChunkBytes })) {
         const data = chunk as Buffer;
@@ -379,6 +390,11 @@ export class GrpcTransport implements Transport {
       else this.logOnce(err.logKey, { reason: err.message }, `refused peer ${what}`);
       return { code: err.code, details: err.message };
     }
+    if (isRaftKvError(err, 'CLUSTER_MISMATCH')) {
+      // A stale incarnation (IncarnationGuard.admit): once per message, which names the peer and both incarnations.
+      this.logOnce(`stale:${err.message}`, { reason: err.message }, `refused peer ${what}`);
+      return { code: GrpcStatus.FAILED_PRECONDITION, details: err.message };
+    }
     const message = err instanceof Error ? err.message : String(err);
     this.opts.logger.warn({ err }, `peer ${what} failed`);
     return { code: GrpcStatus.UNAVAILABLE, details: message };
@@ -412,10 +428,16 @@ export class GrpcTransport implements Transport {
       else callback(err);
     };
     this.inbound.add(finish);
-    call.on('data', (batch: WirePeerBatch) => {
+    // The sender's incarnation is checked on the stream's first batch (a stream comes from one process); until
+    // a first contact is recorded durably, later batches wait, in order.
+    let admission: { incarnation: string; waiting: WirePeerBatch[] | undefined } | undefined;
+    const deliver = (batch: WirePeerBatch): void => {
       if (finished) return;
       try {
         const from = this.checkSender(batch.clusterId, batch.from, batch.to);
+        if ((batch.incarnation ?? '') !== admission?.incarnation) {
+          throw new RefusedError(GrpcStatus.INVALID_ARGUMENT, `member ${from} changed incarnation within a stream`, `incchange:${from}`);
+        }
         let messages: Message[];
         try {
           messages = decodeMessages(batch.payload);
@@ -428,10 +450,57 @@ export class GrpcTransport implements Transport {
             throw new RefusedError(GrpcStatus.INVALID_ARGUMENT, `batch from ${from} carries a ${m.type} message ${m.from}->${m.to}`, `mixed:${from}`);
           }
         }
+        const guard = this.handlers?.incarnations;
+        if (guard !== undefined && batch.known !== undefined && batch.known.length > 0) {
+          // A leader (it sends appends and heartbeats) that knows this member by another incarnation: this
+          // directory replaced the one the cluster knows, without a removal (a leader that applied a removal of
+          // this id forgot the old incarnation). Stop before stepping anything of it (its commit index would be
+          // beyond this emptied log).
+          const mine = batch.known.find((k) => k.id === this.opts.id);
+          if (mine !== undefined && mine.incarnation !== guard.self && messages.some((m) => m.type === 'app' || m.type === 'heartbeat')) {
+            this.handlers?.onRefusedAsStale?.(
+              from,
+              `${STALE_MARKER} leader ${from} knows member ${this.opts.id} by incarnation ${mine.incarnation.slice(0, 8)}, this data directory is ${guard.self.slice(0, 8)}`,
+            );
+            return;
+          }
+          guard.merge(batch.known);
+        }
         if (messages.length > 0) this.handlers?.onMessages(messages);
       } catch (err) {
         finish(this.refusalStatus(err, 'stream'));
       }
+    };
+    call.on('data', (batch: WirePeerBatch) => {
+      if (finished) return;
+      if (admission === undefined) {
+        const incarnation = batch.incarnation ?? '';
+        admission = { incarnation, waiting: undefined };
+        let admitted: void | Promise<void>;
+        try {
+          this.checkSender(batch.clusterId, batch.from, batch.to);
+          admitted = this.handlers?.incarnations?.admit(batch.from, incarnation);
+        } catch (err) {
+          finish(this.refusalStatus(err, 'stream'));
+          return;
+        }
+        if (admitted !== undefined) {
+          const waiting: WirePeerBatch[] = [batch];
+          admission.waiting = waiting;
+          admitted.then(
+            () => {
+              if (admission !== undefined) admission.waiting = undefined;
+              for (const b of waiting) deliver(b);
+            },
+            (err: unknown) => finish(this.refusalStatus(err, 'stream')),
+          );
+          return;
+        }
+      } else if (admission.waiting !== undefined) {
+        admission.waiting.push(batch);
+        return;
+      }
+      deliver(batch);
     });
     call.on('end', () => finish(null));
     call.on('error', (err) => {
@@ -454,6 +523,7 @@ export class GrpcTransport implements Transport {
         const chunk = raw as WireSnapshotChunk;
         if (message === undefined) {
           const from = this.checkSender(chunk.clusterId, chunk.from, chunk.to);
+          await this.handlers?.incarnations?.admit(from, chunk.incarnation ?? '');
           let decoded: Message[];
           try {
             decoded = decodeMessages(chunk.message ?? new Uint8Array(0));

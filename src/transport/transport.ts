@@ -1,5 +1,6 @@
 // The node's view of peer messaging. Implementations: gRPC streams (grpc-transport.ts) and an in-memory
 // network for in-process tests. Sends never block the driver loop: they queue, batch and drop when full.
+import type { IncarnationGuard } from '../node/incarnations.js';
 import type { Message, NodeId, SnapshotMessage } from '../raft/types.js';
 
 export interface TransportHandlers {
@@ -12,6 +13,13 @@ export interface TransportHandlers {
   onSnapshot(message: SnapshotMessage, filePath: string): void;
   /** The stream to `peer` broke (connection reset / refused). A follower may pre-vote early if it was the leader. */
   onPeerUnreachable(peer: NodeId): void;
+  /**
+   * This member's incarnation (sent with every batch) and the check of each sender's, before anything of a
+   * stream is delivered. Absent: incarnations are neither sent nor checked (in-process tests).
+   */
+  readonly incarnations?: IncarnationGuard;
+  /** `peer` refused this member as a stale incarnation of itself (its data directory was replaced): stop. */
+  onRefusedAsStale?(peer: NodeId, reason: string): void;
 }
 
 export interface Transport {

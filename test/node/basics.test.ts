@@ -81,10 +81,10 @@ describe('PendingRequest', () => {
 describe('data directory identity', () => {
   it('records the identity on first start and refuses another node or cluster', async () => {
     const dir = join(await tempDir(), 'n1');
-    expect(await checkDataDirIdentity(dir, { nodeId: 1, clusterId: 'c1' })).toEqual({ created: true });
+    expect(await checkDataDirIdentity(dir, { nodeId: 1, clusterId: 'c1' })).toMatchObject({ created: true });
     const written = JSON.parse(await readFile(join(dir, 'node.json'), 'utf8')) as Record<string, unknown>;
     expect(written).toMatchObject({ format: 1, nodeId: 1, clusterId: 'c1' });
-    expect(await checkDataDirIdentity(dir, { nodeId: 1, clusterId: 'c1' })).toEqual({ created: false });
+    expect(await checkDataDirIdentity(dir, { nodeId: 1, clusterId: 'c1' })).toMatchObject({ created: false });
     await expect(checkDataDirIdentity(dir, { nodeId: 2, clusterId: 'c1' })).rejects.toSatisfy(
       (e: unknown) => isRaftKvError(e, 'CLUSTER_MISMATCH') && /node 1, not node 2/.test(e.message),
     );

@@ -39,7 +39,7 @@ function serveUntilExit(c: TestCluster['cluster'], id: number, state: 'new' | 'e
 
 describe('a member restarted on an empty data directory', () => {
   it('is refused and exits 78, also when only a follower knows it; remove + add on an empty directory is accepted', async () => {
-    tc = await startTestCluster({ nodes: 3, basePort: 23000 });
+    tc = await startTestCluster({ nodes: 3, basePort: 22600 });
     const c = tc.cluster;
     for (let i = 0; i < 10; i++) await tc.client.put(`w/${i}`, `v${i}`);
     const leader = await tc.leader();

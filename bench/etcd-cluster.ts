@@ -26,17 +26,21 @@ function onPath(cmd: string): boolean {
   }
 }
 
-/** Installs Debian's etcd-server non-interactively if `etcd` is not on PATH (needs root: says so if not). */
+/**
+ * Installs Debian's etcd-server (etcd) and etcd-client (etcdctl, for membership changes in the recovery
+ * benchmark) non-interactively if either is not on PATH (needs root: says so if not).
+ */
 export function ensureEtcdInstalled(): string {
-  if (!onPath('etcd')) {
+  const missing = [...(onPath('etcd') ? [] : ['etcd-server']), ...(onPath('etcdctl') ? [] : ['etcd-client'])];
+  if (missing.length > 0) {
     const isRoot = process.getuid?.() === 0;
     if (!isRoot) {
-      throw new Error('etcd is not installed and this is not root: run `sudo apt-get install -y etcd-server` (Debian/Ubuntu) first');
+      throw new Error(`etcd is not fully installed and this is not root: run \`sudo apt-get install -y ${missing.join(' ')}\` (Debian/Ubuntu) first`);
     }
-    process.stderr.write('etcd not found: installing Debian etcd-server (apt-get)\n');
+    process.stderr.write(`installing Debian ${missing.join(', ')} (apt-get)\n`);
     const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
     execFileSync('apt-get', ['update', '-q'], { stdio: ['ignore', 'ignore', 'inherit'], env });
-    execFileSync('apt-get', ['install', '-y', '-q', 'etcd-server'], { stdio: ['ignore', 'ignore', 'inherit'], env });
+    execFileSync('apt-get', ['install', '-y', '-q', ...missing], { stdio: ['ignore', 'ignore', 'inherit'], env });
   }
   return execFileSync('etcd', ['--version'], { encoding: 'utf8' }).split('\n')[0] ?? 'etcd (unknown version)';
 }

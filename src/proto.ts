@@ -40,6 +40,20 @@ export const KV_SERVICE = service('KV');
 export const ADMIN_SERVICE = service('Admin');
 export const PEER_SERVICE = service('Peer');
 
+/** Bytes a request carries in its byte and string fields (what --max-request-bytes bounds). */
+export function requestBytes(value: unknown): number {
+  if (value instanceof Uint8Array) return value.byteLength;
+  if (typeof value === 'string') return value.length;
+  if (typeof value === 'number' || typeof value === 'boolean') return 8;
+  if (Array.isArray(value)) return value.reduce((n: number, v) => n + requestBytes(v), 0);
+  if (value !== null && typeof value === 'object') {
+    let n = 0;
+    for (const v of Object.values(value)) n += requestBytes(v);
+    return n;
+  }
+  return 0;
+}
+
 function method<Req, Res>(svc: ServiceDefinition, name: string): MethodDefinition<Req, Res> {
   const m = svc[name];
   if (m === undefined) throw new Error(`method ${name} missing from ${PROTO_FILE}`);

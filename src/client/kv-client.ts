@@ -20,7 +20,7 @@ import type { ErrorCode } from '../node/errors.js';
 import type { CompareOp, KeyValue, RangeResult } from '../kv/types.js';
 import { prefixEnd } from '../kv/types.js';
 import type { Role } from '../raft/types.js';
-import { ADMIN_METHODS, KV_METHODS } from '../proto.js';
+import { ADMIN_METHODS, KV_METHODS, requestBytes } from '../proto.js';
 import type {
   WireCompare,
   WireCompareOp,
@@ -34,7 +34,7 @@ import type {
   WireTxnRequest,
 } from '../proto.js';
 import { fromGrpcError } from '../server/errors.js';
-import { KvStreamChannel, payloadBytes, STREAM_MAX_CALL_BYTES } from './kv-stream.js';
+import { KvStreamChannel, STREAM_MAX_CALL_BYTES } from './kv-stream.js';
 import type { StreamKind, StreamKinds } from './kv-stream.js';
 
 export type Bytes = string | Uint8Array;
@@ -389,7 +389,7 @@ export class KvClient {
 
   /** A KV call with retries and redirects: on the endpoint's stream, or unary (option, or a large request). */
   private kv<K extends StreamKind>(route: Route, kind: K, req: StreamKinds[K][0], opts: CallOpts): Promise<StreamKinds[K][1]> {
-    const viaStream = this.transport === 'stream' && payloadBytes(req) <= STREAM_MAX_CALL_BYTES;
+    const viaStream = this.transport === 'stream' && requestBytes(req) <= STREAM_MAX_CALL_BYTES;
     return this.callAt(route, opts, (target, deadline) =>
       viaStream ? this.streamFor(target).call(kind, req, deadline) : this.unary(target, KV_METHODS[kind] as MethodDefinition<StreamKinds[K][0], StreamKinds[K][1]>, req, deadline),
     );

@@ -10,7 +10,7 @@
 import type { Client, ClientDuplexStream } from '@grpc/grpc-js';
 import { Metadata, status as GrpcStatus } from '@grpc/grpc-js';
 import type { ServiceError } from '@grpc/grpc-js';
-import { KV_METHODS } from '../proto.js';
+import { KV_METHODS, requestBytes } from '../proto.js';
 import type {
   WireDeleteRequest,
   WireDeleteResponse,
@@ -50,20 +50,6 @@ interface PendingCall {
   readonly resolve: (answer: WireStreamAnswer) => void;
   readonly reject: (err: ServiceError) => void;
   readonly cancelTimer: () => void;
-}
-
-/** Bytes of a request's byte and string fields (the unit of --max-request-bytes). */
-export function payloadBytes(value: unknown): number {
-  if (value instanceof Uint8Array) return value.byteLength;
-  if (typeof value === 'string') return value.length;
-  if (typeof value === 'number' || typeof value === 'boolean') return 8;
-  if (Array.isArray(value)) return value.reduce((n: number, v) => n + payloadBytes(v), 0);
-  if (value !== null && typeof value === 'object') {
-    let n = 0;
-    for (const v of Object.values(value)) n += payloadBytes(v);
-    return n;
-  }
-  return 0;
 }
 
 function grpcError(code: GrpcStatus, details: string): ServiceError {
@@ -121,7 +107,7 @@ export class KvStreamChannel {
         },
       });
       this.queue.push(callOf(id, timeoutMs, kind, req));
-      this.queueBytes += payloadBytes(req) + 16;
+      this.queueBytes += requestBytes(req) + 16;
       if (this.queue.length >= STREAM_MAX_CALLS_PER_MESSAGE || this.queueBytes >= STREAM_MAX_MESSAGE_BYTES) this.flush();
       else if (!this.flushScheduled) {
         this.flushScheduled = true;

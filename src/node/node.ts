@@ -1236,18 +1236,7 @@ export class RaftKvNode implements KvNode {
       }
       switch (p.kind) {
         case 'write':
-          switch (outcome.type) {
-            case 'result':
-              p.request.resolve({ header: this.header(e.index), result: outcome.result });
-              break;
-            case 'error':
-              p.request.reject(outcome.error);
-              break;
-            case 'none':
-              throw new Error(`state machine gave no result for the client write at index ${e.index}`);
-            default:
-              assertNever(outcome);
-          }
+          this.answerWrite(p.request, e.index, outcome);
           break;
         case 'conf-change':
           if (outcome.type === 'error') p.request.reject(outcome.error);
@@ -1270,18 +1259,22 @@ export class RaftKvNode implements KvNode {
       const p = this.proposals.get(e.index);
       if (p === undefined || p.kind !== 'write' || p.term !== e.term) continue; // a replaced entry: applyEntries says so
       this.proposals.delete(e.index);
-      switch (outcome.type) {
-        case 'result':
-          p.request.resolve({ header: this.header(e.index), result: outcome.result });
-          break;
-        case 'error':
-          p.request.reject(outcome.error);
-          break;
-        case 'none':
-          throw new Error(`state machine gave no result for the client write at index ${e.index}`);
-        default:
-          assertNever(outcome);
-      }
+      this.answerWrite(p.request, e.index, outcome);
+    }
+  }
+
+  private answerWrite(request: PendingRequest<WriteReply>, index: Index, outcome: ApplyOutcome): void {
+    switch (outcome.type) {
+      case 'result':
+        request.resolve({ header: this.header(index), result: outcome.result });
+        break;
+      case 'error':
+        request.reject(outcome.error);
+        break;
+      case 'none':
+        throw new Error(`state machine gave no result for the client write at index ${index}`);
+      default:
+        assertNever(outcome);
     }
   }
 

@@ -36,6 +36,7 @@ import type {
   WireStreamCalls,
   WireStreamAnswers,
 } from '../proto.js';
+import { requestBytes } from '../proto.js';
 import { toGrpcStatus } from './errors.js';
 import { serveKvStream } from './kv-stream.js';
 
@@ -145,20 +146,6 @@ function opResultToWire(r: OpResult): WireResponseOp {
     default:
       return assertNever(r);
   }
-}
-
-/** Bytes a request carries in its byte and string fields (what --max-request-bytes bounds). */
-export function requestBytes(value: unknown): number {
-  if (value instanceof Uint8Array) return value.byteLength;
-  if (typeof value === 'string') return value.length;
-  if (typeof value === 'number' || typeof value === 'boolean') return 8;
-  if (Array.isArray(value)) return value.reduce((n: number, v) => n + requestBytes(v), 0);
-  if (value !== null && typeof value === 'object') {
-    let n = 0;
-    for (const v of Object.values(value)) n += requestBytes(v);
-    return n;
-  }
-  return 0;
 }
 
 // ------------------------------------------------------------------ handlers

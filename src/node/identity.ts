@@ -47,6 +47,16 @@ export async function writeFileDurably(dir: string, name: string, data: string |
   await fsyncDir(dir);
 }
 
+/** The file's UTF-8 text, or undefined when it does not exist (other errors propagate). */
+export async function readTextIfExists(path: string): Promise<string | undefined> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
 export async function fsyncDir(dir: string): Promise<void> {
   const dh = await open(dir, 'r');
   try {
@@ -90,13 +100,7 @@ function parseIdentity(text: string, path: string): DataDirIdentity & { incarnat
 export async function checkDataDirIdentity(dataDir: string, expected: DataDirIdentity): Promise<IdentityCheck> {
   await mkdir(dataDir, { recursive: true });
   const path = join(dataDir, IDENTITY_FILE);
-  let text: string | undefined;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    text = undefined;
-  }
+  const text = await readTextIfExists(path);
   if (text !== undefined) {
     const found = parseIdentity(text, path);
     if (found.clusterId !== expected.clusterId) {

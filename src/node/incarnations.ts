@@ -19,11 +19,10 @@
 //     "incarnations": { "<member id>": { "incarnation": "<hex>", "recordedAt": <index> }, ... },
 //     "removedAt": { "<member id>": <index of the last removal applied>, ... } }
 // A missing file is an empty registry; an unreadable or malformed one is DATA_CORRUPTION.
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Index, NodeId } from '../raft/types.js';
 import { RaftKvError } from './errors.js';
-import { writeFileDurably } from './identity.js';
+import { readTextIfExists, writeFileDurably } from './identity.js';
 
 export const PEERS_FILE = 'peers.json';
 const PEERS_FORMAT = 1;
@@ -75,12 +74,7 @@ export class IncarnationRegistry implements IncarnationGuard {
 
   static async load(dataDir: string, selfId: NodeId, self: string): Promise<IncarnationRegistry> {
     const path = join(dataDir, PEERS_FILE);
-    let text: string | undefined;
-    try {
-      text = await readFile(path, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    }
+    const text = await readTextIfExists(path);
     const parsed = text === undefined ? { known: new Map<NodeId, Entry>(), removedAt: new Map<NodeId, Index>() } : parsePeers(text, path);
     return new IncarnationRegistry(selfId, self, dataDir, parsed.known, parsed.removedAt);
   }

@@ -101,7 +101,8 @@ export function serveKvStream(call: ServerDuplexStream<WireStreamCalls, WireStre
       } catch (err) {
         running = Promise.reject(err instanceof Error ? err : new Error(String(err)));
       }
-      running
+      // Never rejects unless answer/fail throw, which is a bug: the unhandled rejection then ends the process.
+      void running
         .then(answer, (err: unknown) => fail(c.id, err, `Stream/${c.request ?? 'none'}`))
         .finally(() => {
           inflight--;

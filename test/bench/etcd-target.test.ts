@@ -2,7 +2,6 @@
 // independent client: this is what proves our etcdserverpb field numbers right. Skipped where etcd is absent.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -19,15 +18,6 @@ function installed(cmd: string): boolean {
   }
 }
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const a = s.address();
-  await new Promise<void>((r) => s.close(() => r()));
-  if (a === null || typeof a === 'string') throw new Error('no port');
-  return a.port;
-}
-
 const haveEtcd = installed('etcd') && installed('etcdctl');
 
 describe.skipIf(!haveEtcd)('EtcdTarget against a real etcd', () => {
@@ -38,7 +28,10 @@ describe.skipIf(!haveEtcd)('EtcdTarget against a real etcd', () => {
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'raftkv-etcd-target-'));
-    const [clientPort, peerPort] = [await freePort(), await freePort()];
+    // Fixed ports below the ephemeral range: a port found free and closed again can be taken meanwhile by any
+    // other test's outgoing connection (CI runs test files in parallel), and etcd would then fail to listen.
+    const clientPort = 30000 + (process.pid % 500) * 2;
+    const peerPort = clientPort + 1;
     endpoint = `127.0.0.1:${clientPort}`;
     etcd = new ManagedProcess('etcd', 'etcd', [
       '--name', 'solo', '--data-dir', join(dir, 'data'),

@@ -104,6 +104,27 @@ export class EtcdTarget implements BenchTarget {
     );
   }
 
+  /**
+   * Waits until every connection is established. A connection whose first attempt was refused (the member was
+   * still starting) sits in reconnect backoff, and grpc-js fails calls on it at once with that stale error.
+   */
+  async connect(timeoutMs: number): Promise<void> {
+    const deadline = new Date(Date.now() + timeoutMs);
+    await Promise.all(
+      this.clients.flatMap((conns, i) =>
+        conns.map(
+          (c) =>
+            new Promise<void>((resolve, reject) => {
+              c.waitForReady(deadline, (err) => {
+                if (err === undefined || err === null) resolve();
+                else reject(new TargetError('UNAVAILABLE', `${this.endpoints[i] ?? '?'}: not connected within ${timeoutMs} ms: ${err.message}`));
+              });
+            }),
+        ),
+      ),
+    );
+  }
+
   /** Finds the leader now (the bench calls it once before a run so the first ops do not pay for it). */
   async discoverLeader(timeoutMs = 2000): Promise<number | undefined> {
     const statuses = await Promise.allSettled(

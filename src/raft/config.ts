@@ -5,6 +5,8 @@ import { assert } from './util.js';
 /** Deliberate protocol violations, for proving that the simulation's checkers can fail. Never set in production. */
 export type TestingFault = 'commit-old-term' | 'vote-without-up-to-date-check';
 
+export type CommitBroadcast = 'eager' | 'lazy';
+
 export interface RaftConfig {
   id: NodeId;
   electionTimeoutTicks: number; // randomized election timeout drawn from [e, 2e)
@@ -17,6 +19,12 @@ export interface RaftConfig {
   applied: Index; // last applied index on restart (from the state machine)
   /** Bytes of committed entries handed out in one Ready (at least one entry); default 64 MiB. */
   maxCommittedSizePerReadyBytes?: number;
+  /**
+   * How followers learn that the commit index advanced. 'lazy' (default): with the next append or heartbeat
+   * (at most heartbeatIntervalTicks later), as hashicorp/raft does; 'eager': a message to every follower at
+   * once, as etcd's raft does. Lazy saves each follower a wake-up, an apply and an acknowledgement per commit.
+   */
+  commitBroadcast: CommitBroadcast;
   rng: Rng;
   /** TEST ONLY: break §5.4.2 or §5.4.1 on purpose so the simulation can show its checkers fail. */
   testingFault?: TestingFault;
@@ -33,6 +41,7 @@ export function defaultRaftConfig(id: NodeId, rng: Rng): RaftConfig {
     maxInflightMsgs: 256,
     maxUncommittedEntriesBytes: 64 * 1024 * 1024,
     applied: 0,
+    commitBroadcast: 'lazy',
     rng,
   };
 }

@@ -618,12 +618,12 @@ export class Raft {
       default:
         assertNever(pr.state);
     }
+    const prevCommitted = this.log.committed;
     if (this.maybeCommit()) {
       this.onCommitAdvanced();
-      this.bcastAppend();
-    } else if (wasPaused) {
-      this.sendAppend(m.from);
+      this.sendCommit(prevCommitted);
     }
+    if (wasPaused) this.sendAppend(m.from);
     // Pipelining: fill the window.
     while (this.maybeSendAppend(m.from, false)) {
       // keep sending
@@ -640,9 +640,31 @@ export class Raft {
     const self = this.progress.get(this.id);
     if (self === undefined) return;
     self.maybeUpdate(index);
+    const prevCommitted = this.log.committed;
     if (this.maybeCommit()) {
       this.onCommitAdvanced();
-      this.bcastAppend();
+      this.sendCommit(prevCommitted);
+    }
+  }
+
+  /** The commit index advanced from prevCommitted: send what is new to each follower; empty appends when eager. */
+  private sendCommit(prevCommitted: Index): void {
+    switch (this.cfg.commitBroadcast) {
+      case 'eager':
+        this.bcastAppend();
+        break;
+      case 'lazy':
+        // A membership change (or this term's first commit) is told at once: a removed follower must learn of
+        // its removal before the leader forgets it, and a new term's followers should learn their leader's commit.
+        if (this.pendingConfIndex > prevCommitted && this.pendingConfIndex <= this.log.committed) {
+          this.bcastAppend();
+          break;
+        }
+        // Otherwise followers learn the commit with the next append or heartbeat (both carry it).
+        for (const id of this.progress.keys()) if (id !== this.id) this.maybeSendAppend(id, false);
+        break;
+      default:
+        assertNever(this.cfg.commitBroadcast);
     }
   }
 

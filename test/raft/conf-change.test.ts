@@ -34,6 +34,7 @@ describe('membership changes (§4.1 single-server changes, learners)', () => {
     expect(net.node(4).applied).toEqual(['before']);
     expect(net.raw(4).status().confState).toEqual({ voters: [1, 2, 3], learners: [4] });
     net.propose(1, 'after');
+    net.heartbeat(1);
     expect(net.node(4).applied).toEqual(['before', 'after']);
     net.isolate(1);
     net.tick([2, 3, 4], 60); // 4 never campaigns; 2 or 3 takes over
@@ -147,6 +148,7 @@ describe('membership changes (§4.1 single-server changes, learners)', () => {
     const l = net.tickUntilLeader(200, [2, 3]);
     expect([2, 3]).toContain(l);
     net.propose(l, 'b');
+    net.heartbeat(l);
     for (const id of [2, 3]) expect(net.node(id).applied).toEqual(['a', 'b']);
     expect(net.delivered.slice(mark).some((m) => (m.type === 'vote' || m.type === 'pre-vote') && m.from === 1)).toBe(false);
   });

@@ -314,6 +314,15 @@ export class Network {
     }
   }
 
+  /**
+   * Ticks only `id` (a leader) until it sends heartbeats, then stabilizes: with lazy commit broadcast
+   * (the default) this is how followers learn a commit no later append carried.
+   */
+  heartbeat(id: NodeId): void {
+    for (let t = 0; t < this.configFor(id).heartbeatIntervalTicks; t++) this.raw(id).tick();
+    this.stabilize();
+  }
+
   /** Ticks all nodes until a leader is elected (returns it) or `maxTicks` pass. */
   tickUntilLeader(maxTicks = 200, among?: readonly NodeId[]): NodeId {
     for (let t = 0; t < maxTicks; t++) {

@@ -74,6 +74,9 @@ describe('RawNode.proposeBatch', () => {
     for (const m of rd.messages) c.nodes.get(m.to)?.raw.step(m);
     c.leader.advance(rd);
     c.pump();
+    expect(c.leader.status().commit).toBe(before + 50);
+    c.leader.tick(); // a heartbeat tells the followers (lazy commit broadcast)
+    c.pump();
     for (const n of c.nodes.values()) expect(n.raw.status().commit).toBe(before + 50);
   });
 

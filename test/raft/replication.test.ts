@@ -32,6 +32,7 @@ describe('log replication (§5.3)', () => {
     net.isolate(4);
     net.isolate(5);
     const { index } = net.propose(1, 'x');
+    net.heartbeat(1); // followers learn the commit with the next heartbeat (lazy commit broadcast)
     for (const id of [1, 2, 3]) {
       expect(net.raw(id).status().commit).toBe(index);
       expect(net.node(id).applied).toEqual(['x']);
@@ -139,6 +140,32 @@ describe('log replication (§5.3)', () => {
   });
 });
 
+describe('commit broadcast', () => {
+  it('lazy (default): followers learn a commit with the next append or heartbeat, not with an empty append', () => {
+    const net = new Network([1, 2, 3]);
+    net.elect(1);
+    net.heartbeat(1);
+    const mark = net.delivered.length;
+    const { index } = net.propose(1, 'x');
+    expect(net.raw(1).status().commit).toBe(index);
+    for (const id of [2, 3]) expect(net.raw(id).status().commit).toBe(index - 1);
+    const sent = net.delivered.slice(mark).filter((m) => m.type === 'app');
+    expect(sent.map((m) => (m.type === 'app' ? m.entries.length : -1))).toEqual([1, 1]); // the entry, nothing more
+    net.propose(1, 'y'); // the next append carries the commit of 'x'
+    for (const id of [2, 3]) expect(net.node(id).applied).toEqual(['x']);
+    net.heartbeat(1);
+    for (const id of [2, 3]) expect(net.node(id).applied).toEqual(['x', 'y']);
+  });
+
+  it('eager: followers learn a commit at once', () => {
+    const net = new Network([1, 2, 3], { config: { commitBroadcast: 'eager' } });
+    net.elect(1);
+    const { index } = net.propose(1, 'x');
+    for (const id of [1, 2, 3]) expect(net.raw(id).status().commit).toBe(index);
+    for (const id of [2, 3]) expect(net.node(id).applied).toEqual(['x']);
+  });
+});
+
 describe('commitment (§5.4.2)', () => {
   it('§5.4.2 Figure 8: a leader never commits an entry of a previous term by counting replicas', () => {
     // S1 holds (2/2) from its earlier leadership; as leader of term 4 it sees (2/2) on a majority.
@@ -217,6 +244,7 @@ describe('commitment (§5.4.2)', () => {
     net.elect(1);
     net.isolate(3);
     const { index } = net.propose(1, 'committed');
+    net.heartbeat(1);
     expect(net.raw(2).status().commit).toBe(index);
     net.heal();
     net.isolate(1);

@@ -7,6 +7,7 @@ describe('smoke', () => {
     const l = net.tickUntilLeader();
     net.propose(l, 'a');
     net.propose(l, 'b');
+    net.heartbeat(l); // followers learn the commit of 'b' with the next heartbeat (lazy commit broadcast)
     for (const n of net.nodes.values()) expect(n.applied).toEqual(['a', 'b']);
   });
 });

@@ -22,6 +22,7 @@ describe('snapshots (§7)', () => {
     expect(net.node(3).storage.snapshot().metadata.index).toBe(snapIndex);
     expect(net.node(3).applied).toEqual(net.node(1).applied);
     net.propose(1, 'after');
+    net.heartbeat(1);
     expect(net.node(3).applied[net.node(3).applied.length - 1]).toBe('after');
     expect(net.raw(1).status().progress.get(3)?.state).toBe('replicate');
   });
@@ -75,6 +76,7 @@ describe('snapshots (§7)', () => {
     for (let i = 0; i < 4; i++) net.propose(1, `a${i}`);
     net.compact(2);
     net.propose(1, 'b');
+    net.heartbeat(1);
     const before = [...net.node(2).applied];
     net.restart(2);
     net.tick(undefined, 2);

@@ -49,6 +49,21 @@ function recordOffsets(file: string): number[] {
   return out;
 }
 
+/** Offsets of the records in a segment file, up to the zeros after the last one (a preallocated file). */
+function recordOffsetsUntilZeros(file: string): number[] {
+  const buf = fs.readFileSync(file);
+  const out: number[] = [];
+  let o = 0;
+  while (o < buf.length && buf.readUInt32LE(o) !== 0) {
+    const fr = readFrame(buf, o);
+    if (!fr.ok) throw new Error(`${file} at ${o}: ${fr.reason}`);
+    out.push(o);
+    o = fr.nextOffset;
+  }
+  out.push(o); // where the next record goes
+  return out;
+}
+
 /** A WAL of entries 1..n (term = 1 + index/50, 32-byte payloads), synced every `syncEvery`. */
 async function buildWal(dir: string, n: number, segmentSizeBytes: number, syncEvery = 5): Promise<void> {
   const w = await WalStorage.bootstrap(dir, { voters: [1, 2, 3], learners: [] }, { segmentSizeBytes });
@@ -123,6 +138,75 @@ describe('WAL recovery', () => {
     const again = await WalStorage.open(dir);
     expect(plain(again.entries(1, 111, Infinity))).toEqual(plain([...entries(1, 100, 1, 40), entry(101, 1, 3000), ...entries(102, 110, 1, 40)]));
     await again.close();
+  });
+
+  it('preallocates the segment being written; a crash leaves zeros after the last record: the log ends there, silently', async () => {
+    const dir = newDir();
+    const segmentSizeBytes = 64 * 1024;
+    const w = await WalStorage.bootstrap(dir, { voters: [1, 2, 3], learners: [] }, { segmentSizeBytes });
+    for (let i = 1; i <= 1000; i++) {
+      w.append([entry(i, 1, 200)]);
+      if (i % 10 === 0) await w.sync();
+    }
+    const files = walFiles(dir);
+    expect(files.length).toBeGreaterThan(2);
+    const sizes = files.map((f) => fs.statSync(path.join(dir, f)).size);
+    const lastFile = files[files.length - 1] ?? '';
+    // Cut segments were trimmed to their records; the open one is preallocated.
+    for (const f of files.slice(0, -1)) expect(() => recordOffsets(path.join(dir, f)), f).not.toThrow();
+    expect(sizes[sizes.length - 1]).toBe(segmentSizeBytes);
+    // A crash now: the files as they are, zeros and all.
+    const crashed = copyDir(dir);
+    const { logs, logger } = capture();
+    const r = await WalStorage.open(crashed, { logger, segmentSizeBytes });
+    expect(logs.filter((l) => l.level === 'warn')).toEqual([]);
+    expect(r.lastIndex()).toBe(1000);
+    // Writing resumes right after the last record, in the preallocated file.
+    const before = recordOffsetsUntilZeros(path.join(crashed, lastFile));
+    r.append([entry(1001, 2, 200)]);
+    await r.sync();
+    expect(fs.statSync(path.join(crashed, lastFile)).size).toBe(segmentSizeBytes);
+    const after = recordOffsetsUntilZeros(path.join(crashed, lastFile));
+    expect(after.slice(0, before.length)).toEqual(before);
+    expect(after.length).toBe(before.length + 1);
+    await r.close();
+    // A clean close trims the zeros.
+    expect(() => recordOffsets(path.join(crashed, lastFile))).not.toThrow();
+    const again = await WalStorage.open(crashed);
+    expect(plain(again.entries(again.firstIndex(), 1002, Infinity))).toEqual(plain([...entries(again.firstIndex(), 1000, 1, 200), entry(1001, 2, 200)]));
+    await again.close();
+    await w.close();
+  });
+
+  it('a torn record before the preallocated zeros is a torn tail; zeros after a record of an older segment are corruption', async () => {
+    const dir = newDir();
+    const w = await WalStorage.bootstrap(dir, { voters: [1, 2, 3], learners: [] }, { segmentSizeBytes: 8 * 1024 * 1024 });
+    w.append(entries(1, 20, 1, 100));
+    await w.sync();
+    const [seg] = walFiles(dir);
+    if (seg === undefined) throw new Error('no segment');
+    const crashed = copyDir(dir);
+    await w.close();
+    const f = path.join(crashed, seg);
+    const offsets = recordOffsetsUntilZeros(f);
+    const last = offsets[offsets.length - 1] ?? 0;
+    const buf = fs.readFileSync(f);
+    expect(buf.length).toBe(8 * 1024 * 1024);
+    buf.fill(0, last - 40, last); // the last record's end never reached the disk
+    fs.writeFileSync(f, buf);
+    const { logs, logger } = capture();
+    const r = await WalStorage.open(crashed, { logger });
+    expect(r.lastIndex()).toBe(19);
+    expect(logs.some((l) => l.level === 'warn' && l.msg.includes('torn'))).toBe(true);
+    await r.close();
+    // Zeros after the records of a segment that is not the last: never written by the WAL, so corruption.
+    const multi = newDir();
+    await buildWal(multi, 120, 2048);
+    const files = walFiles(multi);
+    const first = files[0];
+    if (first === undefined || files.length < 3) throw new Error('expected several segments');
+    fs.appendFileSync(path.join(multi, first), Buffer.alloc(4096));
+    await expectCorruption(multi, first, undefined, /length 0|record header/);
   });
 
   it('truncates a torn tail at every byte offset of the last record, and reports it', async () => {

@@ -114,9 +114,35 @@ const SNAPSHOT_READ_ENTRIES = 20_000;
 const SCAN_READ_BYTES = 1024 * 1024; // iterator read-ahead of range scans
 const DEFAULT_WRITE_BUFFER_BYTES = 4 * 1024 * 1024; // LevelDB memtable size: flushed to a level-0 table when full
 const INGEST_WRITE_BUFFER_BYTES = 64 * 1024 * 1024; // bulk load of a restore: fewer, larger level-0 tables
+// Write-behind (as etcd's backend batches its bbolt commits): applied batches gather in memory and reach
+// LevelDB as one batch at most this often, or sooner past these sizes. One LevelDB write costs two thread
+// hand-offs (a pool thread, then the event loop), measured at ~0.15-0.2 ms of a sequential put's latency on
+// 2 cores. Nothing is at risk: the WAL holds every applied entry until a snapshot, which flushes first.
+export const APPLY_FLUSH_INTERVAL_MS = 20;
+export const APPLY_FLUSH_MAX_KEYS = 10_000;
+export const APPLY_FLUSH_MAX_BYTES = 8 * 1024 * 1024;
 
 type Db = ClassicLevel<Uint8Array, Uint8Array>;
 type BatchOp = { type: 'put'; key: Uint8Array; value: Uint8Array } | { type: 'del'; key: Uint8Array };
+
+/** Writes not yet in LevelDB, the last per key (keyed by the latin1 of the full LevelDB key). */
+class WriteBuffer {
+  readonly ops = new Map<string, BatchOp>();
+  bytes = 0;
+
+  add(op: BatchOp): void {
+    const ks = Buffer.from(op.key.buffer, op.key.byteOffset, op.key.byteLength).toString('latin1');
+    this.ops.set(ks, op);
+    this.bytes += op.key.length + (op.type === 'put' ? op.value.length : 0) + 32;
+  }
+
+  /** undefined: not here (ask LevelDB); null: deleted here; else the value. */
+  get(key: Uint8Array): Uint8Array | null | undefined {
+    const op = this.ops.get(Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('latin1'));
+    if (op === undefined) return undefined;
+    return op.type === 'put' ? op.value : null;
+  }
+}
 
 function prefixed(prefix: number, key: Uint8Array): Uint8Array {
   const out = new Uint8Array(key.length + 1);
@@ -322,7 +348,7 @@ async function dirSizeBytes(dir: string): Promise<number> {
 }
 
 export class KvStateMachine {
-  private appliedIndexValue: Index = 0; // last entry whose effects are in LevelDB
+  private appliedIndexValue: Index = 0; // last entry whose effects are readable (in LevelDB or the write buffers)
   private appliedTermValue: Term = 0; // term of that entry
   private readonly memberTable = new Map<number, Member>(); // as of appliedIndex
   /** As of appliedIndex; Map order is LRU order: lastIndex strictly increasing from first to last. */
@@ -333,6 +359,12 @@ export class KvStateMachine {
   private readonly readsInFlight = new Set<Promise<unknown>>(); // range() calls reading the live db
   private readGate: Promise<void> | undefined; // set while the live db is swapped or closed: new reads wait
   private broken: Error | undefined; // a batch write failed: in-memory state may be ahead of LevelDB
+  private unflushed = new WriteBuffer(); // applied writes not yet handed to LevelDB
+  private readonly flushing: WriteBuffer[] = []; // handed to LevelDB (queued or being written), oldest first
+  private flushDone: Promise<void> = Promise.resolve(); // the batch being written (never rejects; sets broken)
+  private flushTimer: NodeJS.Timeout | undefined; // the next write-behind flush
+  /** Called once when a background LevelDB batch fails (the state machine is then broken). */
+  onFlushFailure: ((err: Error) => void) | undefined;
   private closed = false;
   private readonly limits: KvLimits;
   private readonly sessionTtlEntries: number;
@@ -483,14 +515,97 @@ export class KvStateMachine {
     try {
       return await this.applyChecked(entries, onOutcomes);
     } catch (err) {
-      // In-memory sessions and members may be ahead of LevelDB now (and LevelDB itself refuses writes after a
-      // failed one): refuse further use until closed and reopened, which resumes after the last applied entry.
-      this.broken = err instanceof Error ? err : new Error(String(err));
-      if (/no space left|ENOSPC/i.test(this.broken.message)) {
-        throw new RaftKvError('DISK_FULL', `kv: LevelDB write failed, reopen when space returns: ${this.broken.message}`);
-      }
-      throw err;
+      throw this.breakWith(err);
     }
+  }
+
+  /**
+   * In-memory sessions and members may be ahead of LevelDB now (and LevelDB itself refuses writes after a
+   * failed one): refuse further use until closed and reopened, which resumes after the last flushed entry.
+   */
+  private breakWith(err: unknown): Error {
+    const e = err instanceof Error ? err : new Error(String(err));
+    this.broken ??= e;
+    if (/no space left|ENOSPC/i.test(e.message)) return new RaftKvError('DISK_FULL', `kv: LevelDB write failed, reopen when space returns: ${e.message}`);
+    return e;
+  }
+
+  // ------------------------------------------------------------ write-behind
+
+  /** A LevelDB point read through the write buffers (newest first). */
+  private getSync(key: Uint8Array): Uint8Array | undefined {
+    const v = this.buffered(key);
+    return v === undefined ? this.db.getSync(key) : (v ?? undefined);
+  }
+
+  private async getAsync(key: Uint8Array): Promise<Uint8Array | undefined> {
+    const v = this.buffered(key);
+    return v === undefined ? this.db.get(key) : (v ?? undefined);
+  }
+
+  /** undefined: in no write buffer; null: deleted there; else the newest buffered value. */
+  private buffered(key: Uint8Array): Uint8Array | null | undefined {
+    const v = this.unflushed.get(key);
+    if (v !== undefined) return v;
+    for (let i = this.flushing.length - 1; i >= 0; i--) {
+      const f = this.flushing[i]?.get(key);
+      if (f !== undefined) return f;
+    }
+    return undefined;
+  }
+
+  /** Resolves once everything applied before the call is in LevelDB (not fsynced); returns that applied index. */
+  async flush(): Promise<Index> {
+    const index = this.appliedIndexValue;
+    await this.flushAll();
+    return index;
+  }
+
+  /** Queues a batch of applied writes; starts a flush when the buffer is full, else makes sure one is timed. */
+  private bufferWrites(batch: readonly BatchOp[]): void {
+    for (const op of batch) this.unflushed.add(op);
+    if (this.unflushed.ops.size >= APPLY_FLUSH_MAX_KEYS || this.unflushed.bytes >= APPLY_FLUSH_MAX_BYTES) {
+      void this.startFlush(); // never rejects: a failure breaks the state machine and calls onFlushFailure
+    } else if (this.flushTimer === undefined) {
+      this.flushTimer = setTimeout(() => {
+        this.flushTimer = undefined;
+        void this.startFlush(); // never rejects (as above)
+      }, APPLY_FLUSH_INTERVAL_MS);
+      this.flushTimer.unref();
+    }
+  }
+
+  /** Hands the buffered writes to LevelDB as one batch, after the batch being written (if any). */
+  private startFlush(): Promise<void> {
+    if (this.flushTimer !== undefined) {
+      clearTimeout(this.flushTimer);
+      this.flushTimer = undefined;
+    }
+    if (this.unflushed.ops.size === 0) return this.flushDone;
+    const buffer = this.unflushed;
+    this.unflushed = new WriteBuffer();
+    this.flushing.push(buffer);
+    this.flushDone = this.flushDone.then(async () => {
+      if (this.broken !== undefined) return; // reads fail from now on; the buffers stay for them to shadow
+      try {
+        await this.db.batch([...buffer.ops.values()]);
+        this.flushing.shift(); // it is `buffer`: batches land in order
+      } catch (err) {
+        const e = this.breakWith(err);
+        this.opts.logger?.warn({ err: e.message }, 'kv: a LevelDB batch failed; the state machine must be reopened');
+        this.onFlushFailure?.(e);
+      }
+    });
+    return this.flushDone;
+  }
+
+  /**
+   * Everything applied before this call is in LevelDB (not fsynced) when it resolves; later applies may be
+   * too (LevelDB always holds whole apply batches). Throws if a batch failed.
+   */
+  private async flushAll(): Promise<void> {
+    await this.startFlush();
+    this.check();
   }
 
   private async applyChecked(entries: readonly Entry[], onOutcomes: ((outcomes: readonly ApplyOutcome[]) => void) | undefined): Promise<ApplyOutcome[]> {
@@ -536,14 +651,13 @@ export class KvStateMachine {
     }
     if (membersChanged) batch.push({ type: 'put', key: KEY_MEMBERS, value: encodeMembers(this.memberTable) });
     batch.push({ type: 'put', key: KEY_APPLIED, value: encodeApplied(index, term) });
-    const written = this.db.batch(batch);
-    if (onOutcomes !== undefined) {
-      written.catch(() => undefined); // awaited below; this keeps a failure during the callback from being unhandled
-      onOutcomes(outcomes);
-    }
-    await written;
+    // Readable now through the write buffer; in LevelDB within APPLY_FLUSH_INTERVAL_MS (the applied record with it).
+    this.bufferWrites(batch);
     this.appliedIndexValue = index;
     this.appliedTermValue = term;
+    onOutcomes?.(outcomes);
+    // Backpressure: with a full buffer behind a batch still being written, wait for that batch.
+    if (this.flushing.length > 1) await this.flushDone;
     return outcomes;
   }
 
@@ -588,7 +702,7 @@ export class KvStateMachine {
       }
     }
     for (const [ks, k] of keys) {
-      const v = this.db.getSync(prefixed(PREFIX_DATA, k));
+      const v = this.getSync(prefixed(PREFIX_DATA, k));
       overlay.cache.set(ks, v === undefined ? undefined : decodeStoredValue(v));
     }
   }
@@ -671,7 +785,7 @@ export class KvStateMachine {
   }
 
   private async storedAnswer(clientId: string): Promise<SessionAnswer> {
-    const v = await this.db.get(sessionKey(clientId));
+    const v = await this.getAsync(sessionKey(clientId));
     if (v === undefined) throw new Error(`kv: session ${clientId} is live but has no record`);
     return decodeSession(v).answer;
   }
@@ -702,7 +816,7 @@ export class KvStateMachine {
       if (w !== undefined) return w.sv;
       if (overlay.cache.has(ks)) return overlay.cache.get(ks);
     }
-    const v = await this.db.get(prefixed(PREFIX_DATA, key));
+    const v = await this.getAsync(prefixed(PREFIX_DATA, key));
     return v === undefined ? undefined : decodeStoredValue(v);
   }
 
@@ -713,6 +827,7 @@ export class KvStateMachine {
       if (sv !== undefined) yield [range.key, sv];
       return;
     }
+    await this.flushAll(); // the iterator reads LevelDB alone
     const pending = overlay?.inRange(range) ?? [];
     let p = 0;
     const it = this.db.iterator({
@@ -879,6 +994,7 @@ export class KvStateMachine {
     const captured = this.serial.run(async () => {
       this.check();
       await mkdir(snapDir, { recursive: true });
+      await this.flushAll();
       // A synced write makes every earlier batch durable: the WAL may be compacted up to this snapshot.
       await this.db.put(KEY_APPLIED, encodeApplied(this.appliedIndexValue, this.appliedTermValue), { sync: true });
       const metadata: SnapshotMetadata = {
@@ -946,6 +1062,7 @@ export class KvStateMachine {
   restoreSnapshot(path: string): Promise<SnapshotMetadata> {
     return this.serial.run(async () => {
       this.check();
+      await this.flushAll(); // superseded by the snapshot, but no batch may land in the db once it is swapped out
       const header = await verifySnapshotHeader(path);
       if (header.index < this.appliedIndexValue) {
         throw new RaftKvError(
@@ -1002,6 +1119,7 @@ export class KvStateMachine {
     await this.serial.run(async () => {
       if (this.closed) return;
       this.closed = true; // reads waiting at the gate then fail with UNAVAILABLE
+      await this.startFlush(); // never rejects: after a failed batch the rest is replayed from the WAL
       await this.withReadsQuiesced(() => this.db.close());
     });
   }

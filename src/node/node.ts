@@ -363,6 +363,10 @@ export class RaftKvNode implements KvNode {
     };
     const rawNode = new RawNode(raftConfig, wal);
     const node = new RaftKvNode(config, deps, wal, sm, rawNode, logger);
+    sm.onFlushFailure = (err) => {
+      node.applyFailure ??= err;
+      node.inbox.notify(); // the loop rethrows it
+    };
     node.joining = config.initialClusterState === 'existing' && wal.lastIndex() === 0 && wal.snapshot().metadata.index === 0;
     await node.refreshDataSize();
     node.lastSnapshot = await sm.latestSnapshot(snapDir);

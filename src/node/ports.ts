@@ -42,4 +42,6 @@ export interface StateMachine {
   latestSnapshot(snapDir: string): Promise<SnapshotFile | undefined>;
   restoreSnapshot(path: string): Promise<SnapshotMetadata>;
   close(): Promise<void>;
+  /** Set by the node: a write the state machine does in the background failed (the node then stops). */
+  onFlushFailure?: ((err: Error) => void) | undefined;
 }

@@ -1,7 +1,8 @@
 // Child process of crash.test.ts (compiled to dist/test/kv/crash-child.js by `npm run build`):
 // applies the crash model's log in random-sized batches forever, snapshotting now and then while it writes,
 // until the parent SIGKILLs it. Usage: node crash-child.js <kvDir> <snapDir> <seed>
-// Prints "open <appliedIndex>" once and "applied <index>" after each batch has resolved.
+// Prints "open <appliedIndex>" once, "applied <index>" after each batch has resolved, and "flushed <index>"
+// once everything up to index is in LevelDB (sm.flush()).
 import { KvStateMachine } from '../../src/kv/state-machine.js';
 import { entriesFrom } from './crash-model.js';
 
@@ -31,6 +32,8 @@ async function main(): Promise<void> {
     const count = sm.appliedIndex + 1 - from + 1 + rng(150);
     await sm.apply(entriesFrom(from, count));
     process.stdout.write(`applied ${sm.appliedIndex}\n`);
+    // What survives a crash is what reached LevelDB (the rest a driver replays from its WAL).
+    if (rng(3) === 0) process.stdout.write(`flushed ${await sm.flush()}\n`);
     if (!snapshotting && rng(4) === 0) {
       snapshotting = true;
       sm.createSnapshot(snapDir, 2).then(

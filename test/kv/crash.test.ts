@@ -1,6 +1,6 @@
 // A real child process applies the crash model's log in a loop (snapshotting while it writes) and is SIGKILLed
 // at seeded random moments. After every kill: the state equals the model at appliedIndex (nothing applied twice,
-// nothing skipped), no batch the child saw resolve is lost, and the latest snapshot verifies. At the end: the
+// nothing skipped), nothing the child saw flushed is lost, and the latest snapshot verifies. At the end: the
 // survivor equals a fresh replay of the log byte for byte, and its latest snapshot restores to the same state
 // as a replay up to the snapshot's index. Replay a failure with SEED=<seed>.
 import { describe, expect, it } from 'vitest';
@@ -29,7 +29,7 @@ function assertChildBuilt(): void {
 
 const show = (kv: KeyValue): string => `${dec(kv.key)}=${dec(kv.value)} c${kv.createIndex} m${kv.modIndex} v${kv.version}`;
 
-/** Runs the child until it has reported `batches` applied batches, then SIGKILLs it. Returns the last reported index. */
+/** Runs the child until it has reported `batches` applied batches, then SIGKILLs it. Returns the last flushed index reported. */
 async function runAndKill(
   kvDir: string,
   snapDir: string,
@@ -52,10 +52,8 @@ async function runAndKill(
   for await (const line of lines) {
     const [what, n] = line.split(' ');
     if (what === 'open') opened = Number(n);
-    if (what === 'applied') {
-      reported = Number(n);
-      seen++;
-    }
+    if (what === 'applied') seen++;
+    if (what === 'flushed') reported = Number(n);
     if (seen >= batches) break;
   }
   // The kill lands a seeded random while after the last report: inside a batch, a snapshot, or between them.
@@ -91,7 +89,7 @@ describe('kv crash safety with a real child process', () => {
         const sm = await KvStateMachine.open(kvDir, { sessionTtlEntries: 500, maxSessions: 2 });
         try {
           const applied = sm.appliedIndex;
-          expect(applied, `${at}: a batch the child saw resolve was lost`).toBeGreaterThanOrEqual(reported);
+          expect(applied, `${at}: a batch the child saw flushed was lost`).toBeGreaterThanOrEqual(reported);
           const all = await sm.range({ ...ALL, limit: 0, keysOnly: false, countOnly: false });
           expect(all.kvs.map(show), `${at}: state at applied index ${applied}`).toEqual(expectedKeys(applied));
           expect(sm.confState(), at).toEqual(expectedConfState(applied));

@@ -67,27 +67,36 @@ describe('KvStateMachine', () => {
     expect(sm.appliedTerm).toBe(1);
   });
 
-  it('hands outcomes to onOutcomes before the batch lands; appliedIndex moves once it has', async () => {
+  it('answers through onOutcomes; reads and the next apply see a batch before it reaches LevelDB (write-behind)', async () => {
     log.cmd(put('a', '1')); // 1
     await apply();
     log.cmd(put('a', '2', true)); // 2
     log.cmd(put('b', '1')); // 3
     let early: { outcomes: readonly ApplyOutcome[]; applied: number } | undefined;
     const done = sm.apply(log.take(), (outcomes) => {
-      // Called while the batch is being written: appliedIndex (what reads are promised) has not moved yet.
+      // Called before the batch reaches LevelDB; reads already see it through the write buffer.
       early = { outcomes, applied: sm.appliedIndex };
     });
     const outcomes = await done;
-    expect(early?.applied).toBe(1);
+    expect(early?.applied).toBe(3);
     expect(early?.outcomes).toEqual(outcomes);
     const r = result(outcomes[0]);
     expect(r.type === 'put' ? show(r.prevKv) : '').toBe('a=1 c1 m1 v1');
     expect(sm.appliedIndex).toBe(3);
     expect(await get('a')).toBe('a=2 c1 m2 v2');
-    // The next apply reads what the previous batch wrote (it starts after that batch landed).
+    await sm.flush(); // b=1 is in LevelDB now
+    // The next apply reads what the previous batch wrote.
     log.cmd(put('a', '3', true)); // 4
+    log.cmd(del('b', '', false)); // 5
     const r4 = result((await apply())[0]);
     expect(r4.type === 'put' ? show(r4.prevKv) : '').toBe('a=2 c1 m2 v2');
+    expect([await get('a'), await get('b')]).toEqual(['a=3 c1 m4 v3', '-']); // a buffered delete hides LevelDB's b
+    // flush() puts it in LevelDB: a reopen finds it.
+    expect(await sm.flush()).toBe(5);
+    await sm.close();
+    sm = await KvStateMachine.open(join(dir.path, 'kv'), { limits });
+    expect(sm.appliedIndex).toBe(5);
+    expect([await get('a'), await get('b')]).toEqual(['a=3 c1 m4 v3', '-']);
   });
 
   it('LevelDB flushes its memtable: its log stays near the write buffer size instead of growing with every write', async () => {
@@ -324,9 +333,31 @@ describe('KvStateMachine', () => {
     await expect(sm.apply([gap])).rejects.toThrow(/apply gap/);
   });
 
+  it('a background LevelDB write that fails breaks the state machine and tells onFlushFailure; a reopen resumes at the last flush', async () => {
+    log.cmd(put('kept', '1'));
+    await apply();
+    await sm.flush();
+    const failures: Error[] = [];
+    sm.onFlushFailure = (err) => failures.push(err);
+    const db = (sm as unknown as { db: { batch: (ops: unknown[]) => Promise<void> } }).db;
+    db.batch = () => Promise.reject(new Error('IO error: /x/000005.log: No space left on device'));
+    log.cmd(put('lost', '1'));
+    await apply(); // answered from the write buffer
+    expect(await get('lost')).toBe('lost=1 c2 m2 v1');
+    await expect(sm.flush()).rejects.toThrow(/reopen/);
+    expect(failures.map((e) => isRaftKvError(e, 'DISK_FULL'))).toEqual([true]);
+    log.cmd(put('after', '1'));
+    await expect(apply()).rejects.toThrow(/reopen/);
+    await sm.close();
+    sm = await KvStateMachine.open(join(dir.path, 'kv'), { limits });
+    expect(sm.appliedIndex).toBe(1); // the driver replays 2.. from its WAL
+    expect([await get('kept'), await get('lost')]).toEqual(['kept=1 c1 m1 v1', '-']);
+  });
+
   it('a batch failing midway applies nothing; the state machine refuses use until reopened', async () => {
     log.cmd(put('before', '1'));
     await apply();
+    await sm.flush();
     log.cmd(put('a', '1'), 'c1', 1);
     log.conf('add-learner', 9, '127.0.0.1:9', '127.0.0.1:19');
     log.raw(Uint8Array.of(7, 7, 7), 'conf-change'); // undecodable: a corrupt log, not a client error
@@ -369,6 +400,7 @@ describe('KvStateMachine', () => {
   it('reports its size on disk', async () => {
     for (let i = 0; i < 200; i++) log.cmd(put(`key-${i}`, 'v'.repeat(500)));
     await apply();
+    await sm.flush();
     expect(await sm.dataSizeBytes()).toBeGreaterThan(200 * 500 * 0.5);
   });
 });

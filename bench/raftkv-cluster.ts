@@ -107,7 +107,9 @@ export class RaftKvCluster implements ClusterUnderTest {
       '--log-level', 'warn',
       ...(this.opts.extraFlags ?? []),
     ];
-    this.members.push(new ManagedProcess(`raftkv ${i}`, process.execPath, args, join(this.dir, `n${i}.log`)));
+    // RAFTKV_NODE_ARGS: extra flags for node itself, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" or "--perf-basic-prof".
+    const nodeArgs = (process.env.RAFTKV_NODE_ARGS ?? '').split(' ').filter((x) => x !== '');
+    this.members.push(new ManagedProcess(`raftkv ${i}`, process.execPath, [...nodeArgs, ...args], join(this.dir, `n${i}.log`)));
   }
 
   async addLearner(): Promise<number> {

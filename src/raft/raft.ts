@@ -619,11 +619,12 @@ export class Raft {
         assertNever(pr.state);
     }
     const prevCommitted = this.log.committed;
+    let sent = false; // an append went to every follower, m.from included
     if (this.maybeCommit()) {
       this.onCommitAdvanced();
-      this.sendCommit(prevCommitted);
+      sent = this.sendCommit(prevCommitted);
     }
-    if (wasPaused) this.sendAppend(m.from);
+    if (wasPaused && !sent) this.sendAppend(m.from);
     // Pipelining: fill the window.
     while (this.maybeSendAppend(m.from, false)) {
       // keep sending
@@ -647,24 +648,27 @@ export class Raft {
     }
   }
 
-  /** The commit index advanced from prevCommitted: send what is new to each follower; empty appends when eager. */
-  private sendCommit(prevCommitted: Index): void {
+  /**
+   * The commit index advanced from prevCommitted: send what is new to each follower, and an empty append too
+   * when eager. Returns whether every follower got an append.
+   */
+  private sendCommit(prevCommitted: Index): boolean {
     switch (this.cfg.commitBroadcast) {
       case 'eager':
         this.bcastAppend();
-        break;
+        return true;
       case 'lazy':
         // A membership change (or this term's first commit) is told at once: a removed follower must learn of
         // its removal before the leader forgets it, and a new term's followers should learn their leader's commit.
         if (this.pendingConfIndex > prevCommitted && this.pendingConfIndex <= this.log.committed) {
           this.bcastAppend();
-          break;
+          return true;
         }
         // Otherwise followers learn the commit with the next append or heartbeat (both carry it).
         for (const id of this.progress.keys()) if (id !== this.id) this.maybeSendAppend(id, false);
-        break;
+        return false;
       default:
-        assertNever(this.cfg.commitBroadcast);
+        return assertNever(this.cfg.commitBroadcast);
     }
   }
 

@@ -583,7 +583,7 @@ const VALID_TYPES = new Set<number>(Object.values(RECORD_TYPE));
 const ZERO_CHUNK = Buffer.alloc(64 * 1024);
 
 /** The index after the last non-zero byte of buf (0 if all zeros); compares in chunks (memcmp), then bytes. */
-export function endOfNonZero(buf: Buffer): number {
+function endOfNonZero(buf: Buffer): number {
   let end = buf.length;
   while (end > 0) {
     const start = Math.max(0, end - ZERO_CHUNK.length);

@@ -125,20 +125,19 @@ export const APPLY_FLUSH_MAX_BYTES = 8 * 1024 * 1024;
 type Db = ClassicLevel<Uint8Array, Uint8Array>;
 type BatchOp = { type: 'put'; key: Uint8Array; value: Uint8Array } | { type: 'del'; key: Uint8Array };
 
-/** Writes not yet in LevelDB, the last per key (keyed by the latin1 of the full LevelDB key). */
+/** Writes not yet in LevelDB, the last per key (by keyString of the full LevelDB key). */
 class WriteBuffer {
   readonly ops = new Map<string, BatchOp>();
   bytes = 0;
 
   add(op: BatchOp): void {
-    const ks = Buffer.from(op.key.buffer, op.key.byteOffset, op.key.byteLength).toString('latin1');
-    this.ops.set(ks, op);
+    this.ops.set(keyString(op.key), op);
     this.bytes += op.key.length + (op.type === 'put' ? op.value.length : 0) + 32;
   }
 
   /** undefined: not here (ask LevelDB); null: deleted here; else the value. */
   get(key: Uint8Array): Uint8Array | null | undefined {
-    const op = this.ops.get(Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('latin1'));
+    const op = this.ops.get(keyString(key));
     if (op === undefined) return undefined;
     return op.type === 'put' ? op.value : null;
   }
@@ -656,7 +655,7 @@ export class KvStateMachine {
     this.appliedIndexValue = index;
     this.appliedTermValue = term;
     onOutcomes?.(outcomes);
-    // Backpressure: with a full buffer behind a batch still being written, wait for that batch.
+    // Backpressure: when a second buffer already waits behind the batch being written, wait for both.
     if (this.flushing.length > 1) await this.flushDone;
     return outcomes;
   }

@@ -3,14 +3,22 @@
 //
 // Directory layout of `dir` (the node's data-dir/kv):
 //   CURRENT        "db-<n>\n": names the live LevelDB directory. Replaced by tmp + fsync + rename + dir fsync;
-//                  that rename is the commit point of a snapshot restore.
-//   db-<n>/        the live LevelDB store
-//   anything else  leftovers of an interrupted restore (a db-<m> not named by CURRENT): removed at open
+//                  that rename is the commit point of a snapshot restore. Written once db-1 exists (first open).
+//   db-<n>/        the live LevelDB store, opened without create-if-missing: a LevelDB that lost its own
+//                  CURRENT or MANIFEST is refused (DATA_CORRUPTION naming it), never replaced by an empty one
+//   db-<m>/, m!=n  the other side of an interrupted restore (the new one before the swap, or the old one after
+//                  it): removed only once db-<n> has opened and its key space matched its digest
+// Without CURRENT, a directory holding anything but an untouched db-1 (a first open that crashed before
+// writing CURRENT) is refused and nothing is removed: the pointer was lost, and guessing could delete the
+// live store. At open the whole key space is scanned and must reproduce the stored digest
+// (key-space-digest.ts); verifyKeySpace() repeats that while running.
 //
 // LevelDB keys (byte strings; one-byte prefixes keep the spaces apart and in this order):
 //   'd' + user key          StoredValue (codec.ts): createIndex, modIndex, version, value
 //   'm' + "applied"         uvarint appliedIndex | uvarint appliedTerm
 //   'm' + "members"         UTF-8 JSON {"members":[Member...]} sorted by id; the ConfState is derived from it
+//   'm' + "digest"          the key-space digest as of the applied index (key-space-digest.ts); absent in
+//                           directories written before it existed: computed by a scan at the next open
 //   's' + clientId (UTF-8)  u8 1 | uvarint lastSeq | uvarint lastIndex | Answer (codec.ts)
 // Every apply() writes all of an entry batch's effects, the sessions, the members and the applied index/term in
 // ONE LevelDB batch: a restart resumes exactly after the last applied entry. The batch is not fsynced (LevelDB
@@ -57,6 +65,9 @@ import {
   readSnapshotFile,
   verifySnapshotHeader,
 } from './snapshot-file.js';
+import { KeySpaceDigest, decodeDigest, digestsEqual, encodeDigest, formatDigest } from './key-space-digest.js';
+import type { DigestValue } from './key-space-digest.js';
+import { EMPTY_DIGEST } from './key-space-digest.js';
 import { DEFAULT_KV_LIMITS } from './types.js';
 import type {
   Command,
@@ -94,6 +105,8 @@ export interface KvStateMachineOptions {
   readonly logger?: KvLogger;
   /** Tests only: called at each KvFailPoint; a throw there simulates a crash. */
   readonly failpoint?: (point: KvFailPoint) => void;
+  /** Scan the key space at open and compare it with the stored digest (default true; tests of the scan's absence only). */
+  readonly verifyOnOpen?: boolean;
 }
 
 export const DEFAULT_SESSION_TTL_ENTRIES = 100_000;
@@ -104,6 +117,8 @@ const PREFIX_META = 0x6d; // 'm'
 const PREFIX_SESSION = 0x73; // 's'
 const KEY_APPLIED = Uint8Array.from(Buffer.from('mapplied', 'latin1'));
 const KEY_MEMBERS = Uint8Array.from(Buffer.from('mmembers', 'latin1'));
+const KEY_DIGEST = Uint8Array.from(Buffer.from('mdigest', 'latin1'));
+const DATA_LO = Uint8Array.of(PREFIX_DATA);
 const DATA_HI = Uint8Array.of(PREFIX_DATA + 1);
 const SESSION_LO = Uint8Array.of(PREFIX_SESSION);
 const SESSION_HI = Uint8Array.of(PREFIX_SESSION + 1);
@@ -112,6 +127,14 @@ const CURRENT = 'CURRENT';
 const SNAPSHOT_READ_BYTES = 4 * 1024 * 1024; // iterator read-ahead while streaming a snapshot
 const SNAPSHOT_READ_ENTRIES = 20_000;
 const SCAN_READ_BYTES = 1024 * 1024; // iterator read-ahead of range scans
+const VERIFY_READ_ENTRIES = 20_000; // keys per iterator read of verifyKeySpace()
+// digestAt() answers for this many recent digest changes: enough for members' applied indices to meet while
+// writes go on (a lagging member is checked at an index its peers still remember), 2 numbers + index each.
+export const DIGEST_HISTORY_LENGTH = 10_000;
+/** What an operator does about a damaged state machine; every DATA_CORRUPTION about it ends with this. */
+export const KV_CORRUPTION_REMEDY =
+  'remove this member (raftkv member remove ID), wipe its data directory, add it back (raftkv member add) and start it ' +
+  'with --initial-cluster-state existing: it catches up from the leader';
 const DEFAULT_WRITE_BUFFER_BYTES = 4 * 1024 * 1024; // LevelDB memtable size: flushed to a level-0 table when full
 const INGEST_WRITE_BUFFER_BYTES = 64 * 1024 * 1024; // bulk load of a restore: fewer, larger level-0 tables
 // Write-behind (as etcd's backend batches its bbolt commits): applied batches gather in memory and reach
@@ -293,6 +316,7 @@ class Overlay {
   readonly data = new Map<string, { key: Uint8Array; sv: StoredValue | undefined }>(); // undefined = deleted
   /** Values read from LevelDB for this batch (no other writer exists while a batch is applied). */
   readonly cache = new Map<string, StoredValue | undefined>();
+  digestChanged = false; // a write since the digest was last added to the history
 
   inRange(range: KeyRange): { ks: string; key: Uint8Array; sv: StoredValue | undefined }[] {
     const lo = keyString(range.key);
@@ -329,12 +353,59 @@ async function writeFileDurably(dir: string, name: string, content: string): Pro
   await fsyncDir(dir);
 }
 
-async function openDb(path: string, writeBufferSize = DEFAULT_WRITE_BUFFER_BYTES): Promise<Db> {
+/**
+ * Opens a LevelDB store. 'existing' never creates one: a store that lost its CURRENT or MANIFEST, or a table
+ * file its MANIFEST names, is refused with LevelDB's own reason (DATA_CORRUPTION), not replaced by an empty one.
+ */
+async function openDb(path: string, writeBufferSize: number, mode: 'create' | 'existing'): Promise<Db> {
   // Every option must be a number: classic-level reads a present-but-undefined option as garbage (it once
   // left the memtable unflushed: LevelDB's log and the process's memory grew with every write).
-  const db = new ClassicLevel<Uint8Array, Uint8Array>(path, { keyEncoding: 'view', valueEncoding: 'view', writeBufferSize });
-  await db.open();
+  const db = new ClassicLevel<Uint8Array, Uint8Array>(path, {
+    keyEncoding: 'view',
+    valueEncoding: 'view',
+    writeBufferSize,
+    createIfMissing: mode === 'create',
+    errorIfExists: false,
+  });
+  try {
+    await db.open();
+  } catch (err) {
+    if (mode === 'create') throw err;
+    throw new RaftKvError('DATA_CORRUPTION', `kv: cannot open the LevelDB store ${path}: ${levelCause(err)}; ${KV_CORRUPTION_REMEDY}`);
+  }
   return db;
+}
+
+/** LevelDB's own message under classic-level's wrapper ("Database failed to open" says nothing). */
+function levelCause(err: unknown): string {
+  const cause = (err as { cause?: unknown } | null)?.cause;
+  if (cause instanceof Error) return cause.message;
+  return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * True if the store at `path` was created and never written (a first open that crashed before CURRENT): no table
+ * file and only empty logs. Decided from the file listing alone: opening a store rewrites its MANIFEST and log.
+ */
+async function isUntouchedDb(path: string): Promise<boolean> {
+  for (const name of await readdir(path)) {
+    if (name.endsWith('.ldb') || name.endsWith('.sst')) return false;
+    if (name.endsWith('.log') && (await stat(join(path, name))).size > 0) return false;
+  }
+  return true;
+}
+
+async function readTextIfExists(path: string): Promise<string | undefined> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+function isRaftKvErrorCode(err: unknown, code: RaftKvError['code']): boolean {
+  return err instanceof RaftKvError && err.code === code;
 }
 
 async function dirSizeBytes(dir: string): Promise<number> {
@@ -357,6 +428,9 @@ export class KvStateMachine {
   private readonly snapshotsInFlight = new Set<Promise<unknown>>(); // streams reading the live db
   private readonly readsInFlight = new Set<Promise<unknown>>(); // range() calls reading the live db
   private readGate: Promise<void> | undefined; // set while the live db is swapped or closed: new reads wait
+  private readonly digest = new KeySpaceDigest(); // the key space as of appliedIndex (with the write buffers)
+  private digestStored = false; // LevelDB holds a digest record (false: a directory from before digests)
+  private digestHistory: { index: Index; value: DigestValue }[] = []; // the digest after each change, oldest first
   private broken: Error | undefined; // a batch write failed: in-memory state may be ahead of LevelDB
   private unflushed = new WriteBuffer(); // applied writes not yet handed to LevelDB
   private readonly flushing: WriteBuffer[] = []; // handed to LevelDB (queued or being written), oldest first
@@ -383,36 +457,69 @@ export class KvStateMachine {
     }
   }
 
-  /** Opens (or creates) the state machine in `dir`, finishing or discarding an interrupted restore. */
+  /**
+   * Opens the state machine in `dir` (creating it in an empty or missing directory), checks its key space
+   * against its digest, then removes what an interrupted restore left. Refuses (DATA_CORRUPTION, naming the file
+   * and the remedy) a directory whose generation pointer or LevelDB store is missing or damaged; removes nothing
+   * before the live store has verified.
+   */
   static async open(dir: string, opts: KvStateMachineOptions = {}): Promise<KvStateMachine> {
     await mkdir(dir, { recursive: true });
-    let generation: number;
-    try {
-      const text = (await readFile(join(dir, CURRENT), 'utf8')).trim();
-      const m = /^db-(\d+)$/.exec(text);
-      if (m?.[1] === undefined) throw new RaftKvError('DATA_CORRUPTION', `kv: ${join(dir, CURRENT)} holds "${text}"`);
-      generation = Number(m[1]);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      generation = 1;
-      await writeFileDurably(dir, CURRENT, `db-${generation}\n`);
-    }
+    const generation = await KvStateMachine.liveGeneration(dir);
     const live = `db-${generation}`;
-    for (const name of await readdir(dir)) {
-      if (name !== CURRENT && name !== live) {
-        opts.logger?.info({ dir, name }, 'kv: removing a leftover of an interrupted restore');
-        await rm(join(dir, name), { recursive: true, force: true });
-      }
-    }
-    const db = await openDb(join(dir, live));
+    const db = await openDb(join(dir, live), DEFAULT_WRITE_BUFFER_BYTES, 'existing');
     const sm = new KvStateMachine(dir, db, generation, opts);
     try {
       await sm.load();
+      if (opts.verifyOnOpen !== false || !sm.digestStored) await sm.verifyKeySpace();
     } catch (err) {
       await db.close();
-      throw err;
+      if (err instanceof RaftKvError) throw err;
+      // LevelDB opened but cannot read its own tables (truncated, flipped bits in a block, ...).
+      throw new RaftKvError('DATA_CORRUPTION', `kv: the LevelDB store ${join(dir, live)} is damaged: ${levelCause(err)}; ${KV_CORRUPTION_REMEDY}`);
+    }
+    for (const name of await readdir(dir)) {
+      if (/^db-\d+$/.test(name) && name !== live) {
+        opts.logger?.info({ dir, name }, 'kv: removing the other side of an interrupted restore');
+        await rm(join(dir, name), { recursive: true, force: true });
+      }
     }
     return sm;
+  }
+
+  /** The generation CURRENT names (after checking that its store exists), or 1 in a fresh directory. */
+  private static async liveGeneration(dir: string): Promise<number> {
+    const pointer = join(dir, CURRENT);
+    const text = await readTextIfExists(pointer);
+    const names = (await readdir(dir)).filter((n) => n !== CURRENT && n !== `${CURRENT}.tmp`);
+    if (text === undefined) {
+      // A fresh directory, or a first open that crashed between creating db-1 and writing CURRENT (db-1 then
+      // holds nothing: the first apply comes after open). Anything else means the pointer was lost.
+      if (names.length > 1 || (names.length === 1 && (names[0] !== 'db-1' || !(await isUntouchedDb(join(dir, 'db-1')))))) {
+        throw new RaftKvError(
+          'DATA_CORRUPTION',
+          `kv: ${pointer} is missing but ${dir} holds ${names.slice(0, 5).join(', ')}: the pointer to the live LevelDB store ` +
+            `is lost and nothing was removed; if you know which db-N is live, write "db-N" into ${pointer}; otherwise ${KV_CORRUPTION_REMEDY}`,
+        );
+      }
+      const db = await openDb(join(dir, 'db-1'), DEFAULT_WRITE_BUFFER_BYTES, 'create');
+      await db.close();
+      await writeFileDurably(dir, CURRENT, 'db-1\n');
+      return 1;
+    }
+    const m = /^db-(\d+)$/.exec(text.trim());
+    if (m?.[1] === undefined) {
+      throw new RaftKvError('DATA_CORRUPTION', `kv: ${pointer} holds ${JSON.stringify(text.trim())}, not "db-N"; ${KV_CORRUPTION_REMEDY}`);
+    }
+    const live = `db-${m[1]}`;
+    if (!names.includes(live)) {
+      throw new RaftKvError(
+        'DATA_CORRUPTION',
+        `kv: ${pointer} names ${live}, which does not exist (${dir} holds ${names.slice(0, 5).join(', ') || 'nothing else'}); ` +
+          `nothing was removed; ${KV_CORRUPTION_REMEDY}`,
+      );
+    }
+    return Number(m[1]);
   }
 
   /** Loads applied index/term, members and sessions from the live db. */
@@ -424,6 +531,10 @@ export class KvStateMachine {
     this.memberTable.clear();
     const members = await this.db.get(KEY_MEMBERS);
     if (members !== undefined) for (const [id, m] of decodeMembers(members)) this.memberTable.set(id, m);
+    const digest = await this.db.get(KEY_DIGEST);
+    this.digestStored = digest !== undefined;
+    this.digest.set(digest === undefined ? EMPTY_DIGEST : decodeDigest(digest));
+    this.digestHistory = [{ index: this.appliedIndexValue, value: this.digest.value() }];
     const loaded: [string, Session][] = [];
     for await (const [k, v] of this.db.iterator({ gte: SESSION_LO, lt: SESSION_HI })) {
       const clientId = Buffer.from(k.subarray(1)).toString('utf8');
@@ -436,6 +547,95 @@ export class KvStateMachine {
 
   get appliedIndex(): Index {
     return this.appliedIndexValue;
+  }
+
+  /** The key-space digest as of appliedIndex. */
+  digestNow(): { index: Index; digest: DigestValue } {
+    return { index: this.appliedIndexValue, digest: this.digest.value() };
+  }
+
+  /**
+   * The digest as of `index` (a function of the log prefix, identical on every member), or undefined when this
+   * member has not applied `index` yet or no longer remembers it (DIGEST_HISTORY_LENGTH changes ago).
+   */
+  digestAt(index: Index): DigestValue | undefined {
+    if (index > this.appliedIndexValue) return undefined;
+    let found: DigestValue | undefined;
+    for (let i = this.digestHistory.length - 1; i >= 0; i--) {
+      const h = this.digestHistory[i];
+      if (h !== undefined && h.index <= index) {
+        found = h.value;
+        break;
+      }
+    }
+    return found;
+  }
+
+  /**
+   * Scans the whole key space as LevelDB holds it and compares it with the digest kept by apply. Throws
+   * DATA_CORRUPTION (naming the store, both digests and the remedy) on a mismatch, an undecodable record, or a
+   * LevelDB read error. Applies go on meanwhile: the scan reads a LevelDB snapshot taken between two batches.
+   * A directory without a stored digest (written before it existed) gets the scanned one stored instead.
+   */
+  async verifyKeySpace(): Promise<{ index: Index; digest: DigestValue }> {
+    const captured = await this.serial.run(async () => {
+      this.check();
+      await this.flushAll();
+      const it = this.db.iterator({ gte: DATA_LO, lt: DATA_HI, highWaterMarkBytes: SNAPSHOT_READ_BYTES });
+      return { index: this.appliedIndexValue, expected: this.digestStored ? this.digest.value() : undefined, it };
+    });
+    const store = join(this.dir, `db-${this.generation}`);
+    const scan = (async (): Promise<DigestValue> => {
+      const got = new KeySpaceDigest();
+      try {
+        for (;;) {
+          const chunk = await captured.it.nextv(VERIFY_READ_ENTRIES);
+          if (chunk.length === 0) break;
+          for (const [k, v] of chunk) {
+            let sv: StoredValue;
+            try {
+              sv = decodeStoredValue(v);
+            } catch (err) {
+              throw new RaftKvError('DATA_CORRUPTION', `kv: ${store}: undecodable record for key ${JSON.stringify(Buffer.from(k.subarray(1)).toString('latin1'))} (${(err as Error).message}); ${KV_CORRUPTION_REMEDY}`);
+            }
+            got.add(k.subarray(1), sv);
+          }
+        }
+      } catch (err) {
+        if (isRaftKvErrorCode(err, 'DATA_CORRUPTION')) throw err;
+        throw new RaftKvError('DATA_CORRUPTION', `kv: ${store}: LevelDB failed while reading the key space (${levelCause(err)}); ${KV_CORRUPTION_REMEDY}`);
+      } finally {
+        await captured.it.close();
+      }
+      return got.value();
+    })();
+    this.readsInFlight.add(scan);
+    let scanned: DigestValue;
+    try {
+      scanned = await scan;
+    } finally {
+      this.readsInFlight.delete(scan);
+    }
+    if (captured.expected === undefined) {
+      await this.serial.run(async () => {
+        this.check();
+        if (this.appliedIndexValue !== captured.index || this.digestStored) return; // applies went on: their batches carry it
+        this.digest.set(scanned);
+        this.digestHistory = [{ index: captured.index, value: scanned }];
+        await this.db.put(KEY_DIGEST, encodeDigest(scanned), { sync: true });
+        this.digestStored = true;
+        this.opts.logger?.info({ store, index: captured.index, digest: formatDigest(scanned) }, 'kv: key-space digest computed and stored');
+      });
+      return { index: captured.index, digest: scanned };
+    }
+    if (!digestsEqual(scanned, captured.expected)) {
+      throw new RaftKvError(
+        'DATA_CORRUPTION',
+        `kv: ${store} is damaged: at applied index ${captured.index} its key space scans to ${formatDigest(scanned)} ` +
+          `(digest/keys) but apply recorded ${formatDigest(captured.expected)}; ${KV_CORRUPTION_REMEDY}`,
+      );
+    }
+    return { index: captured.index, digest: scanned };
   }
 
   get appliedTerm(): Term {
@@ -637,7 +837,12 @@ export class KvStateMachine {
           assertNever(e.type);
       }
       this.expireSessions(index, sessionWrites, batch);
+      if (overlay.digestChanged) {
+        overlay.digestChanged = false;
+        this.digestHistory.push({ index, value: this.digest.value() });
+      }
     }
+    if (this.digestHistory.length > DIGEST_HISTORY_LENGTH * 2) this.digestHistory = this.digestHistory.slice(-DIGEST_HISTORY_LENGTH);
     if (index === this.appliedIndexValue) return outcomes;
     for (const v of overlay.data.values()) {
       const key = prefixed(PREFIX_DATA, v.key);
@@ -650,6 +855,7 @@ export class KvStateMachine {
     }
     if (membersChanged) batch.push({ type: 'put', key: KEY_MEMBERS, value: encodeMembers(this.memberTable) });
     batch.push({ type: 'put', key: KEY_APPLIED, value: encodeApplied(index, term) });
+    batch.push({ type: 'put', key: KEY_DIGEST, value: encodeDigest(this.digest.value()) });
     // Readable now through the write buffer; in LevelDB within APPLY_FLUSH_INTERVAL_MS (the applied record with it).
     this.bufferWrites(batch);
     this.appliedIndexValue = index;
@@ -878,8 +1084,15 @@ export class KvStateMachine {
       prev === undefined
         ? { createIndex: index, modIndex: index, version: 1, value }
         : { createIndex: prev.createIndex, modIndex: index, version: prev.version + 1, value };
-    overlay.data.set(keyString(key), { key, sv });
+    this.write(overlay, key, prev, sv);
     return prevKv && prev !== undefined ? toKeyValue(key, prev) : undefined;
+  }
+
+  /** The one place a batch changes a key: the overlay and the digest move together. */
+  private write(overlay: Overlay, key: Uint8Array, prev: StoredValue | undefined, next: StoredValue | undefined): void {
+    overlay.data.set(keyString(key), { key, sv: next });
+    this.digest.replace(key, prev, next);
+    overlay.digestChanged = true;
   }
 
   private async deleteRange(
@@ -889,7 +1102,7 @@ export class KvStateMachine {
   ): Promise<{ deleted: number; prevKvs: KeyValue[] }> {
     const victims: [Uint8Array, StoredValue][] = [];
     for await (const kv of this.scan(range, overlay)) victims.push(kv);
-    for (const [key] of victims) overlay.data.set(keyString(key), { key, sv: undefined });
+    for (const [key, prev] of victims) this.write(overlay, key, prev, undefined);
     return { deleted: victims.length, prevKvs: prevKv ? victims.map(([k, sv]) => toKeyValue(k, sv)) : [] };
   }
 
@@ -1072,13 +1285,16 @@ export class KvStateMachine {
       const nextGen = this.generation + 1;
       const nextDir = join(this.dir, `db-${nextGen}`);
       await rm(nextDir, { recursive: true, force: true });
-      const fresh = await openDb(nextDir, INGEST_WRITE_BUFFER_BYTES);
-      const seen: { applied: { index: Index; term: Term } | undefined } = { applied: undefined };
+      const fresh = await openDb(nextDir, INGEST_WRITE_BUFFER_BYTES, 'create');
+      const seen: { applied: { index: Index; term: Term } | undefined; digest: DigestValue | undefined } = { applied: undefined, digest: undefined };
+      const ingested = new KeySpaceDigest();
       try {
         await readSnapshotFile(path, async (records) => {
           const ops: BatchOp[] = [];
           for (const { key, value } of records) {
-            if (key[0] === PREFIX_META && compareBytes(key, KEY_APPLIED) === 0) seen.applied = decodeApplied(value);
+            if (key[0] === PREFIX_DATA) ingested.add(key.subarray(1), decodeStoredValue(value));
+            else if (key[0] === PREFIX_META && compareBytes(key, KEY_APPLIED) === 0) seen.applied = decodeApplied(value);
+            else if (key[0] === PREFIX_META && compareBytes(key, KEY_DIGEST) === 0) seen.digest = decodeDigest(value);
             ops.push({ type: 'put', key, value });
           }
           await fresh.batch(ops);
@@ -1086,7 +1302,20 @@ export class KvStateMachine {
         if (seen.applied?.index !== header.index || seen.applied.term !== header.term) {
           throw new RaftKvError('DATA_CORRUPTION', `kv: snapshot ${path}: applied record does not match its header`);
         }
-        await fresh.put(KEY_APPLIED, encodeApplied(header.index, header.term), { sync: true });
+        // A snapshot from before digests carries none: the ingested records' digest is stored instead.
+        if (seen.digest !== undefined && !digestsEqual(seen.digest, ingested.value())) {
+          throw new RaftKvError(
+            'DATA_CORRUPTION',
+            `kv: snapshot ${path}: its records digest to ${formatDigest(ingested.value())}, not the ${formatDigest(seen.digest)} it carries`,
+          );
+        }
+        await fresh.batch(
+          [
+            { type: 'put', key: KEY_DIGEST, value: encodeDigest(ingested.value()) },
+            { type: 'put', key: KEY_APPLIED, value: encodeApplied(header.index, header.term) },
+          ],
+          { sync: true },
+        );
       } catch (err) {
         await fresh.close();
         await rm(nextDir, { recursive: true, force: true });
@@ -1099,7 +1328,7 @@ export class KvStateMachine {
       const oldDir = join(this.dir, `db-${this.generation}`);
       await this.withReadsQuiesced(async () => {
         await this.db.close();
-        this.db = await openDb(nextDir);
+        this.db = await openDb(nextDir, DEFAULT_WRITE_BUFFER_BYTES, 'existing');
         this.generation = nextGen;
         await this.load();
       });

@@ -12,6 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { NodeId } from '../raft/types.js';
+import { LOCK_FILE } from './data-dir-lock.js';
 import { RaftKvError } from './errors.js';
 
 export const IDENTITY_FILE = 'node.json';
@@ -125,7 +126,7 @@ export async function checkDataDirIdentity(dataDir: string, expected: DataDirIde
   // No identity: the directory must not hold someone's state (a WAL or a state machine without identity is
   // a directory we did not create, or a crash between mkdir and the first write: only stray tmp files allowed).
   // (lost+found: a freshly formatted volume mounted as the data directory.)
-  const stray = (await readdir(dataDir)).filter((n) => n !== `${IDENTITY_FILE}.tmp` && n !== 'lost+found');
+  const stray = (await readdir(dataDir)).filter((n) => n !== `${IDENTITY_FILE}.tmp` && n !== 'lost+found' && n !== LOCK_FILE);
   if (stray.length > 0) {
     throw new RaftKvError(
       'CLUSTER_MISMATCH',

@@ -73,6 +73,7 @@ import { systemClock } from './clock.js';
 import type { NodeConfig } from './config.js';
 import { RaftKvError, isRaftKvError } from './errors.js';
 import type { LeaderHint } from './errors.js';
+import { DataDirLock } from './data-dir-lock.js';
 import { checkDataDirIdentity } from './identity.js';
 import { IncarnationRegistry } from './incarnations.js';
 import { Inbox } from './inbox.js';
@@ -101,6 +102,8 @@ export interface NodeStores {
   stateMachine: StateMachine;
   /** Peers' incarnations (peers.json); absent: not checked (in-process tests). */
   incarnations?: IncarnationRegistry;
+  /** The data directory's lock, released when the node has closed everything else; absent in some tests. */
+  lock?: DataDirLock;
 }
 
 export type WriteReply = { header: ResponseHeader; result: CommandResult };
@@ -224,27 +227,26 @@ function fromRaftError(err: RaftError, hint: LeaderHint): RaftKvError {
  */
 export async function startNode(config: NodeConfig, deps: NodeDeps): Promise<RaftKvNode> {
   validateNodeConfig(config);
-  const { incarnation } = await checkDataDirIdentity(config.dataDir, { nodeId: config.id, clusterId: config.clusterId });
-  const incarnations = await IncarnationRegistry.load(config.dataDir, config.id, incarnation);
-  const logger = deps.logger.child({ nodeId: config.id });
-  const voters = config.initialMembers.map((m) => m.id).sort((a, b) => a - b);
-  const wal = await WalStorage.open(join(config.dataDir, 'wal'), {
-    segmentSizeBytes: config.walSegmentSizeBytes,
-    logger: (level, msg, fields) => logger[level]({ ...fields }, msg),
-    ...(config.initialClusterState === 'new' ? { initialConfState: { voters, learners: [] } } : {}),
-  });
-  let sm: KvStateMachine;
+  // Before anything in the directory is read or written: a second process must not touch a live member's files.
+  const lock = await DataDirLock.acquire(config.dataDir);
+  let wal: WalStorage | undefined;
+  let sm: KvStateMachine | undefined;
   try {
+    const { incarnation } = await checkDataDirIdentity(config.dataDir, { nodeId: config.id, clusterId: config.clusterId });
+    const incarnations = await IncarnationRegistry.load(config.dataDir, config.id, incarnation);
+    const logger = deps.logger.child({ nodeId: config.id });
+    const voters = config.initialMembers.map((m) => m.id).sort((a, b) => a - b);
+    wal = await WalStorage.open(join(config.dataDir, 'wal'), {
+      segmentSizeBytes: config.walSegmentSizeBytes,
+      logger: (level, msg, fields) => logger[level]({ ...fields }, msg),
+      ...(config.initialClusterState === 'new' ? { initialConfState: { voters, learners: [] } } : {}),
+    });
     sm = await KvStateMachine.open(join(config.dataDir, 'kv'), { limits: config.kvLimits, logger });
+    return await RaftKvNode.start(config, { ...deps, logger }, { wal, stateMachine: sm, incarnations, lock });
   } catch (err) {
-    await wal.close();
-    throw err;
-  }
-  try {
-    return await RaftKvNode.start(config, { ...deps, logger }, { wal, stateMachine: sm, incarnations });
-  } catch (err) {
-    await sm.close();
-    await wal.close();
+    await sm?.close();
+    await wal?.close();
+    await lock.release();
     throw err;
   }
 }
@@ -296,6 +298,7 @@ export class RaftKvNode implements KvNode {
   private applyFailure: Error | undefined; // an off-loop apply failed: the loop rethrows it (it dies as if it had applied)
   private staleFailure: RaftKvError | undefined; // a peer refused this member as a stale incarnation: the loop ends with it
   private incarnations: IncarnationRegistry | undefined; // peers' incarnations (undefined: not checked)
+  private lock: DataDirLock | undefined; // the data directory's lock, released last in stop()
   private diskFull = false; // the WAL refused a write with ENOSPC; writes are refused until a retry succeeds
   private stopping = false; // stop() called: new requests are refused
   private loopStopped = false; // the loop has exited
@@ -373,6 +376,7 @@ export class RaftKvNode implements KvNode {
     await node.cleanSnapshotInbox();
     node.updatePeers();
     node.incarnations = stores.incarnations;
+    node.lock = stores.lock;
     if (stores.incarnations !== undefined) {
       stores.incarnations.appliedIndex = () => sm.appliedIndex;
       stores.incarnations.onWriteError = (err: unknown) => logger.error({ err }, 'could not write peers.json');
@@ -1430,7 +1434,8 @@ export class RaftKvNode implements KvNode {
     await this.applyChain; // batches still landing answer their writes before the rest is failed
     this.failEverything(new RaftKvError('UNAVAILABLE', `node ${this.id} stopped (a pending write's outcome is unknown)`, this.leaderHint()));
     let firstErr: Error | undefined;
-    for (const close of [() => this.deps.transport.stop(), () => this.wal.close(), () => this.sm.close()]) {
+    const closes = [() => this.deps.transport.stop(), () => this.wal.close(), () => this.sm.close(), async () => this.lock?.release()];
+    for (const close of closes) {
       try {
         await close();
       } catch (err) {

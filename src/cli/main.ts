@@ -5,6 +5,7 @@ import { KvClient, text } from '../client/index.js';
 import type { StatusResult } from '../client/index.js';
 import type { KeyValue } from '../kv/types.js';
 import type { ResponseHeader } from '../node/api.js';
+import { MAX_TIMER_DELAY_MS } from '../node/clock.js';
 import { RaftKvError } from '../node/errors.js';
 import { parseAddress, parseServeArgs, SERVE_USAGE } from './serve-config.js';
 
@@ -68,9 +69,13 @@ function wantArgs(cmd: string, args: readonly string[], n: number, usage: string
   if (args.length !== n) throw invalid(`${cmd}: expected ${usage}, got ${args.length === 0 ? 'nothing' : args.map((a) => JSON.stringify(a)).join(' ')}`);
 }
 
-function parseCount(flag: string, v: string | undefined, def: number, min: number): number {
+/** A whole-number flag in [min, max]; `max` defaults to the largest exact integer (2^53-1). */
+function parseCount(flag: string, v: string | undefined, def: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (v === undefined) return def;
   if (!/^\d+$/.test(v) || Number(v) < min) throw invalid(`--${flag}: ${JSON.stringify(v)} is not a whole number >= ${min}`);
+  if (Number(v) > max) {
+    throw invalid(`--${flag}: ${JSON.stringify(v)} is more than ${max}${max === MAX_TIMER_DELAY_MS ? ' (the longest timer Node can set)' : ''}`);
+  }
   return Number(v);
 }
 
@@ -140,7 +145,7 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
     .filter((e) => e !== '');
   if (endpoints.length === 0) throw invalid('--endpoints: no endpoints given');
   for (const e of endpoints) parseAddress('endpoints', e);
-  const timeoutMs = parseCount('timeout-ms', values['timeout-ms'], 5000, 1);
+  const timeoutMs = parseCount('timeout-ms', values['timeout-ms'], 5000, 1, MAX_TIMER_DELAY_MS);
 
   // Validate positionals before connecting anywhere.
   const client = (): KvClient => new KvClient({ endpoints, timeoutMs });
@@ -216,7 +221,7 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
     }
     case 'status':
       wantArgs(cmd, args, 0, 'no arguments');
-      return status(endpoints, timeoutMs, values.watch === true, parseCount('interval-ms', values['interval-ms'], 500, 10), parseCount('count', values.count, 0, 1), json, io);
+      return status(endpoints, timeoutMs, values.watch === true, parseCount('interval-ms', values['interval-ms'], 500, 10, MAX_TIMER_DELAY_MS), parseCount('count', values.count, 0, 1), json, io);
     case 'member':
       return member(args, values.learner === true, client, out);
     case 'transfer-leader': {

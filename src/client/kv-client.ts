@@ -10,11 +10,15 @@
 // At-most-once writes: every write runs in a client session `<clientId>.<slot>` with its own sequence number;
 // a retry of the same write reuses slot and seq, so the state machine applies it once. The state machine keeps
 // one outstanding request per session, so concurrent writes take different slots (a pool grows on demand).
+//
+// Validation: numbers in options and requests are checked here, before anything is sent: the wire's unsigned
+// fields would turn -1 into 2^64-1 and 1.5 into 1, and a timer cannot wait longer than MAX_TIMER_DELAY_MS.
 import { createHash, randomUUID } from 'node:crypto';
 import { open, rename, unlink } from 'node:fs/promises';
 import { Client, credentials, Metadata } from '@grpc/grpc-js';
 import type { CallOptions, ClientReadableStream, MethodDefinition, ServiceError } from '@grpc/grpc-js';
 import type { ResponseHeader, Member, NodeStatus } from '../node/api.js';
+import { MAX_TIMER_DELAY_MS } from '../node/clock.js';
 import { RaftKvError } from '../node/errors.js';
 import type { ErrorCode } from '../node/errors.js';
 import type { CompareOp, KeyValue, RangeResult } from '../kv/types.js';
@@ -110,6 +114,33 @@ const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['NOT_LEADER', 'UNA
 /** An attempt is not started with less time than this left: it could only time out. */
 const MIN_ATTEMPT_MS = 20;
 
+/** Member ids are positive integers below 2^31 (src/raft/types.ts). */
+const MAX_MEMBER_ID = 2 ** 31 - 1;
+
+function invalid(message: string): RaftKvError {
+  return new RaftKvError('INVALID_ARGUMENT', message);
+}
+
+/** A count or index the wire carries as an unsigned integer: refused unless a non-negative safe integer. */
+function checkNonNegativeInteger(what: string, n: number): number {
+  if (!Number.isSafeInteger(n) || n < 0) throw invalid(`${what} must be a non-negative integer, got ${n}`);
+  return n;
+}
+
+function checkMemberId(what: string, id: number): number {
+  if (!Number.isSafeInteger(id) || id < 1 || id > MAX_MEMBER_ID) throw invalid(`${what}: member id must be in 1..2^31-1, got ${id}`);
+  return id;
+}
+
+/** A timeout or delay in ms: a longer one than a timer can wait would fire at once (MAX_TIMER_DELAY_MS). */
+function checkDelayMs(what: string, ms: number, min: 'positive' | 'non-negative'): number {
+  const low = min === 'positive' ? !(ms > 0) : !(ms >= 0);
+  if (low || !(ms <= MAX_TIMER_DELAY_MS)) {
+    throw invalid(`${what} must be ${min === 'positive' ? 'more than 0' : 'at least 0'} and at most ${MAX_TIMER_DELAY_MS} ms (the longest timer Node can set), got ${ms}`);
+  }
+  return ms;
+}
+
 const COMPARE_OPS: Readonly<Record<CompareOp, WireCompareOp>> = { '=': 'EQUAL', '!=': 'NOT_EQUAL', '<': 'LESS', '>': 'GREATER' };
 
 export function toBytes(b: Bytes): Uint8Array {
@@ -159,14 +190,14 @@ function opResultOf(r: WireResponseOp): ClientOpResult {
   }
 }
 
-function opToWire(op: TxnOp): WireRequestOp {
+function opToWire(op: TxnOp, where: string): WireRequestOp {
   switch (op.type) {
     case 'put':
       return { put: { key: toBytes(op.key), value: toBytes(op.value), prevKv: op.prevKv ?? false } };
     case 'delete':
       return { delete: { ...rangeOf(op.range), prevKv: op.prevKv ?? false } };
     case 'range':
-      return { range: { ...rangeOf(op.range), limit: op.limit ?? 0, keysOnly: op.keysOnly ?? false, countOnly: op.countOnly ?? false } };
+      return { range: { ...rangeOf(op.range), limit: checkNonNegativeInteger(`${where}: limit`, op.limit ?? 0), keysOnly: op.keysOnly ?? false, countOnly: op.countOnly ?? false } };
     default: {
       const never: never = op;
       throw new Error(`unexpected op ${JSON.stringify(never)}`);
@@ -174,11 +205,12 @@ function opToWire(op: TxnOp): WireRequestOp {
   }
 }
 
-function compareToWire(c: TxnCompare): WireCompare {
+function compareToWire(c: TxnCompare, where: string): WireCompare {
   const key = toBytes(c.key);
   const op = COMPARE_OPS[c.op];
   if (c.target === 'value') return { key, target: 'VALUE', op, value: toBytes(c.value) };
-  return { key, target: c.target === 'version' ? 'VERSION' : c.target === 'create' ? 'CREATE' : 'MOD', op, number: c.number };
+  const number = checkNonNegativeInteger(`${where}: ${c.target}`, c.number);
+  return { key, target: c.target === 'version' ? 'VERSION' : c.target === 'create' ? 'CREATE' : 'MOD', op, number };
 }
 
 const ROLES: ReadonlySet<string> = new Set<Role>(['follower', 'pre-candidate', 'candidate', 'leader']);
@@ -234,11 +266,11 @@ export class KvClient {
       if (!/^[^\s:]+:\d{1,5}$/.test(e)) throw new RaftKvError('INVALID_ARGUMENT', `KvClient: endpoint ${JSON.stringify(e)} is not host:port`);
     }
     this.endpoints = endpoints;
-    this.timeoutMs = opts.timeoutMs ?? 5000;
-    this.attemptTimeoutMs = opts.attemptTimeoutMs ?? Math.min(this.timeoutMs, 2000);
-    this.maxRedirects = opts.maxRedirects ?? 3;
-    this.backoffMinMs = opts.backoffMinMs ?? 20;
-    this.backoffMaxMs = opts.backoffMaxMs ?? 500;
+    this.timeoutMs = checkDelayMs('KvClient: timeoutMs', opts.timeoutMs ?? 5000, 'positive');
+    this.attemptTimeoutMs = checkDelayMs('KvClient: attemptTimeoutMs', opts.attemptTimeoutMs ?? Math.min(this.timeoutMs, 2000), 'positive');
+    this.maxRedirects = checkNonNegativeInteger('KvClient: maxRedirects', opts.maxRedirects ?? 3);
+    this.backoffMinMs = checkDelayMs('KvClient: backoffMinMs', opts.backoffMinMs ?? 20, 'non-negative');
+    this.backoffMaxMs = checkDelayMs('KvClient: backoffMaxMs', opts.backoffMaxMs ?? 500, 'non-negative');
     this.clientId = opts.clientId ?? randomUUID();
     this.transport = opts.transport ?? 'stream';
   }
@@ -263,7 +295,8 @@ export class KvClient {
 
   async range(spec: RangeSpec, opts: CallOpts & { limit?: number; keysOnly?: boolean; countOnly?: boolean; serializable?: boolean } = {}): Promise<RangeResponse> {
     const serializable = opts.serializable ?? false;
-    const req = { ...rangeOf(typeof spec === 'string' || spec instanceof Uint8Array ? { prefix: spec } : spec), limit: opts.limit ?? 0, keysOnly: opts.keysOnly ?? false, countOnly: opts.countOnly ?? false, serializable };
+    const limit = checkNonNegativeInteger('range: limit', opts.limit ?? 0); // 0: no limit (the server's maximum)
+    const req = { ...rangeOf(typeof spec === 'string' || spec instanceof Uint8Array ? { prefix: spec } : spec), limit, keysOnly: opts.keysOnly ?? false, countOnly: opts.countOnly ?? false, serializable };
     const res = await this.kv(serializable ? 'any' : 'leader', 'range', req, opts);
     return { header: headerOf(res.header), kvs: res.kvs.map(kvOf), more: res.more, count: res.count };
   }
@@ -276,9 +309,9 @@ export class KvClient {
 
   async txn(t: { compares?: readonly TxnCompare[]; success?: readonly TxnOp[]; failure?: readonly TxnOp[] }, opts: CallOpts = {}): Promise<TxnResult> {
     const req: WireTxnRequest = {
-      compares: (t.compares ?? []).map(compareToWire),
-      success: (t.success ?? []).map(opToWire),
-      failure: (t.failure ?? []).map(opToWire),
+      compares: (t.compares ?? []).map((c, i) => compareToWire(c, `txn: compare ${i}`)),
+      success: (t.success ?? []).map((op, i) => opToWire(op, `txn: success op ${i}`)),
+      failure: (t.failure ?? []).map((op, i) => opToWire(op, `txn: failure op ${i}`)),
     };
     const res = await this.write('txn', req, opts);
     return { header: headerOf(res.header), succeeded: res.succeeded, results: res.results.map(opResultOf) };
@@ -296,7 +329,7 @@ export class KvClient {
   /** The status of one member (`endpoint`), or of the first endpoint that answers. */
   async status(endpoint?: string, opts: CallOpts = {}): Promise<StatusResult> {
     if (endpoint !== undefined) {
-      const deadline = Date.now() + (opts.timeoutMs ?? this.attemptTimeoutMs);
+      const deadline = Date.now() + checkDelayMs('status: timeoutMs', opts.timeoutMs ?? this.attemptTimeoutMs, 'positive');
       try {
         return statusOf(await this.unary(endpoint, ADMIN_METHODS.status, {}, deadline), endpoint);
       } catch (err) {
@@ -312,29 +345,30 @@ export class KvClient {
   }
 
   async memberAdd(member: { id: number; peerAddress: string; clientAddress: string; learner?: boolean }, opts: CallOpts = {}): Promise<MembersResult> {
+    checkMemberId('memberAdd', member.id);
     const res = await this.call('leader', ADMIN_METHODS.memberAdd, { member: { ...member, learner: member.learner ?? false } }, opts);
     return { header: headerOf(res.header), members: res.members.map(memberOf) };
   }
 
   async memberRemove(id: number, opts: CallOpts = {}): Promise<MembersResult> {
-    const res = await this.call('leader', ADMIN_METHODS.memberRemove, { id }, opts);
+    const res = await this.call('leader', ADMIN_METHODS.memberRemove, { id: checkMemberId('memberRemove', id) }, opts);
     return { header: headerOf(res.header), members: res.members.map(memberOf) };
   }
 
   async memberPromote(id: number, opts: CallOpts = {}): Promise<MembersResult> {
-    const res = await this.call('leader', ADMIN_METHODS.memberPromote, { id }, opts);
+    const res = await this.call('leader', ADMIN_METHODS.memberPromote, { id: checkMemberId('memberPromote', id) }, opts);
     return { header: headerOf(res.header), members: res.members.map(memberOf) };
   }
 
   async transferLeader(to: number, opts: CallOpts = {}): Promise<{ header: ResponseHeader }> {
-    const res = await this.call('leader', ADMIN_METHODS.transferLeader, { to }, opts);
+    const res = await this.call('leader', ADMIN_METHODS.transferLeader, { to: checkMemberId('transferLeader', to) }, opts);
     this.leader = undefined; // it moved
     return { header: headerOf(res.header) };
   }
 
   /** Downloads a fresh snapshot of the state machine from the leader (or `endpoint`) into `file` (verified). */
   async snapshotSave(file: string, opts: CallOpts & { endpoint?: string } = {}): Promise<SnapshotSaveResult> {
-    const timeoutMs = opts.timeoutMs ?? Math.max(this.timeoutMs, 60_000);
+    const timeoutMs = checkDelayMs('snapshotSave: timeoutMs', opts.timeoutMs ?? Math.max(this.timeoutMs, 60_000), 'positive');
     const run = (target: string, deadline: number) => this.downloadSnapshot(target, file, deadline);
     if (opts.endpoint !== undefined) {
       try {
@@ -406,6 +440,7 @@ export class KvClient {
 
   /** A write in a session slot: retries reuse the slot and seq (at-most-once). */
   private async write<K extends 'put' | 'delete' | 'txn'>(kind: K, req: StreamKinds[K][0], opts: CallOpts): Promise<StreamKinds[K][1]> {
+    if (opts.timeoutMs !== undefined) checkDelayMs('KvClient call: timeoutMs', opts.timeoutMs, 'positive'); // before a seq is used
     if (this.clientId === '') return this.kv('leader', kind, { ...req, clientId: '', seq: 0 }, opts);
     const session = this.freeSessions.pop() ?? { id: `${this.clientId}.${++this.sessionCount}`, seq: 0 };
     session.seq++;
@@ -428,7 +463,7 @@ export class KvClient {
 
   private async callAt<T>(route: Route, opts: CallOpts, attempt: (target: string, deadline: number) => Promise<T>, attemptTimeoutMs = this.attemptTimeoutMs): Promise<T> {
     const started = Date.now();
-    const deadline = started + (opts.timeoutMs ?? this.timeoutMs);
+    const deadline = started + checkDelayMs('KvClient call: timeoutMs', opts.timeoutMs ?? this.timeoutMs, 'positive');
     let redirects = 0;
     let failures = 0;
     let lastTelling: RaftKvError | undefined; // the last error other than an attempt's timeout

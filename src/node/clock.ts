@@ -11,14 +11,27 @@ export interface Clock {
   setTimeout(fn: () => void, delayMs: number): CancelTimer;
 }
 
+/**
+ * The longest delay one Node timer can wait: Node clamps a larger setTimeout/setInterval delay to 1 ms (with a
+ * TimeoutOverflowWarning), so a 30-day deadline would fire at once. systemClock.setTimeout chains timers of at
+ * most this length; callers that take a timeout from a user (client options, CLI flags) refuse larger ones.
+ */
+export const MAX_TIMER_DELAY_MS = 2 ** 31 - 1;
+
 export const systemClock: Clock = {
   now: () => Date.now(),
   setInterval(fn, intervalMs) {
+    if (!(intervalMs <= MAX_TIMER_DELAY_MS)) throw new Error(`systemClock: interval ${intervalMs} ms exceeds ${MAX_TIMER_DELAY_MS} ms`);
     const t = setInterval(fn, intervalMs);
     return () => clearInterval(t);
   },
   setTimeout(fn, delayMs) {
-    const t = setTimeout(fn, delayMs);
+    // A delay longer than one timer can wait: wait MAX_TIMER_DELAY_MS, then the rest (Infinity: never fires).
+    let t: NodeJS.Timeout;
+    const arm = (remainingMs: number): void => {
+      t = remainingMs > MAX_TIMER_DELAY_MS ? setTimeout(() => arm(remainingMs - MAX_TIMER_DELAY_MS), MAX_TIMER_DELAY_MS) : setTimeout(fn, remainingMs);
+    };
+    arm(delayMs);
     return () => clearTimeout(t);
   },
 };

@@ -10,6 +10,8 @@ export const FRAME_HEADER_BYTES = 9;
 export const MAX_RECORD_BYTES = 256 * 1024 * 1024;
 
 export const RECORD_TYPE = { header: 1, entry: 2, hardState: 3, snapshot: 4, truncate: 5 } as const;
+/** The one record of the last-segment file (not a segment record: inside a segment it is corruption). */
+export const LAST_SEGMENT_RECORD_TYPE = 6;
 
 export type SnapshotRecordKind = 'compact' | 'install';
 
@@ -136,6 +138,31 @@ export function encodeTruncate(lastIndexKept: Index): Buffer {
   const buf = frame(RECORD_TYPE.truncate, 8);
   putU64(buf, P, lastIndexKept);
   return seal(buf);
+}
+
+/** The content of the last-segment file: magic u32 | version u32 | seq u64, framed like a segment record. */
+export function encodeLastSegment(seq: number): Buffer {
+  assertU64(seq, 'seq');
+  const buf = frame(LAST_SEGMENT_RECORD_TYPE, 4 + 4 + 8);
+  buf.writeUInt32LE(WAL_MAGIC, P);
+  buf.writeUInt32LE(WAL_FORMAT_VERSION, P + 4);
+  putU64(buf, P + 8, seq);
+  return seal(buf);
+}
+
+/** The seq recorded in a last-segment file's bytes. Throws WalDecodeError if they are not exactly one such record. */
+export function decodeLastSegment(buf: Buffer): number {
+  const len = checkFrame(buf, 0);
+  if (typeof len === 'string') throw new WalDecodeError(len);
+  if (8 + len !== buf.length) throw new WalDecodeError(`${buf.length - 8 - len} bytes after the record`);
+  const type = buf.readUInt8(8);
+  if (type !== LAST_SEGMENT_RECORD_TYPE) throw new WalDecodeError(`record type ${type}, expected ${LAST_SEGMENT_RECORD_TYPE}`);
+  if (len - 1 !== 16) throw new WalDecodeError(`payload of ${len - 1} bytes, expected 16`);
+  const magic = buf.readUInt32LE(P);
+  if (magic !== WAL_MAGIC) throw new WalDecodeError(`bad magic ${hex32(magic)}`);
+  const version = buf.readUInt32LE(P + 4);
+  if (version !== WAL_FORMAT_VERSION) throw new WalDecodeError(`unsupported format version ${version}`);
+  return getU64(buf, P + 8);
 }
 
 export type FrameResult =

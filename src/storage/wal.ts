@@ -29,6 +29,23 @@
 // lastIndexKept. Entries between the oldest segment's preamble snapshot and its firstIndex are unknown until
 // a later snapshot marker covers them; if none does, a segment was lost: corruption.
 //
+// The last-segment file: `last-segment` in the same directory holds exactly one record, framed as above:
+//   6 last segment  magic u32 0x574b5252 | version u32 = 1 | seq u64   (only in this file; in a segment: corruption)
+// It records the seq of the newest segment. It is written (to `last-segment.tmp`, fsynced, renamed, directory
+// fsynced) only after that segment's rename is durable: when the WAL is created, after every cut, and on open
+// when it is missing or records an older seq. Segments are deleted oldest first and never the newest, so the
+// segment it names exists, or a newer one does (a crash or a failed write before it was updated leaves it
+// older: that only weakens the check, it is logged and caught up at the next cut or open). A directory
+// written before this file existed has none: it gets one on its first open; code that predates the file
+// ignores it (it is not a segment name), and the next open catches it up.
+//
+// Lost segments (a file deleted or misplaced while the member was stopped) are corruption, wherever they were:
+// the first (entries below the oldest segment not covered by a snapshot marker, above), one in the middle (a
+// sequence gap; each segment's firstIndex must follow the log before it), or the last (the newest segment's
+// seq is below the one the last-segment file records; or no segment at all next to a last-segment file). The
+// message names the missing segment (seq, and first index where the log says it) and the directory. A front
+// segment below a durable snapshot is not lost: compaction deletes those (see the preamble above).
+//
 // Failure rules: a bad frame (short, bad length, bad checksum) in the LAST segment with no valid record after
 // it up to EOF is a torn tail (a crash mid-write): it is truncated and reported through the logger. Any other
 // bad frame, an undecodable record, a sequence gap, an index gap or a header that does not match its name or
@@ -63,10 +80,12 @@ import {
   assertNever,
   checkFrame,
   decodeEntryAt,
+  decodeLastSegment,
   decodeRecord,
   encodeEntry,
   encodeHardState,
   encodeHeader,
+  encodeLastSegment,
   encodeSnapshot,
   encodeTruncate,
 } from './wal-codec.js';
@@ -86,6 +105,14 @@ export interface WalOptions {
 export const DEFAULT_SEGMENT_SIZE_BYTES = 64 * 1024 * 1024;
 
 const SEGMENT_NAME = /^([0-9a-f]{16})-([0-9a-f]{16})\.wal$/;
+
+/** Records the newest segment's seq (see the top); never matches SEGMENT_NAME. */
+export const LAST_SEGMENT_FILE = 'last-segment';
+const LAST_SEGMENT_TMP = `${LAST_SEGMENT_FILE}.tmp`;
+
+/** What an operator can do about a lost segment (the end of every lost-segment message). */
+const LOST_SEGMENT_REMEDY =
+  'restore the missing segment file (from a backup), or remove this member from the cluster, wipe its data directory and add it back';
 
 export function segmentName(seq: number, firstIndex: Index): string {
   return `${seq.toString(16).padStart(16, '0')}-${firstIndex.toString(16).padStart(16, '0')}.wal`;
@@ -159,6 +186,7 @@ export class Wal {
   private truncateNeeded = false; // a failed write may have left bytes past the durable size
   private allocatedBytes: number; // size of the current segment's file: its records then preallocated zeros
   private dirSyncNeeded = false; // a segment was renamed in but the directory fsync failed
+  private recordedLastSeq = 0; // the seq the last-segment file durably records (0: no file)
   private closed = false;
 
   private constructor(
@@ -191,6 +219,8 @@ export class Wal {
     await fs.mkdir(dir);
     const names = (await fs.readdir(dir)).sort();
     const tmpNames = names.filter((n) => n.endsWith('.wal.tmp'));
+    // undefined: no last-segment file (a new directory, or one written before the file existed).
+    const recordedSeq = names.includes(LAST_SEGMENT_FILE) ? await readLastSegment(fs, dir) : undefined;
     const found: Segment[] = [];
     for (const name of names) {
       const m = SEGMENT_NAME.exec(name);
@@ -203,6 +233,13 @@ export class Wal {
     let segments: Segment[];
     let lastFileBytes: number;
     if (found.length === 0) {
+      if (recordedSeq !== undefined) {
+        throw corruption(
+          path.join(dir, LAST_SEGMENT_FILE),
+          0,
+          `no segment file in ${dir}, but this file records segment seq ${recordedSeq}: every segment (up to seq ${recordedSeq}) is missing; ${LOST_SEGMENT_REMEDY}`,
+        );
+      }
       const snapshot: SnapshotMetadata = { index: 0, term: 0, confState: opts.initialConfState ?? { voters: [], learners: [] } };
       const created = await createSegment(fs, dir, 1, { snapshot, hardState: EMPTY_HARD_STATE, lastIndex: 0 });
       await created.handle.close();
@@ -213,6 +250,19 @@ export class Wal {
       logger('info', 'wal: created', { dir });
     } else {
       const r = await replay(fs, found);
+      const newest = found[found.length - 1];
+      if (newest !== undefined && recordedSeq !== undefined && newest.seq < recordedSeq) {
+        const lastIndex = r.snapshot.index + r.entries.length;
+        const next = newest.seq + 1;
+        const more = recordedSeq > next ? ` and the segments after it up to seq ${recordedSeq}` : '';
+        throw corruption(
+          newest.path,
+          newest.bytes,
+          `the log ends here at index ${lastIndex}, but ${LAST_SEGMENT_FILE} records segment seq ${recordedSeq}: ` +
+            `segment ${segmentName(next, lastIndex + 1)} (seq ${next}, first index ${lastIndex + 1})${more} is missing from ${dir} ` +
+            `(and with it the entries from index ${lastIndex + 1} on); ${LOST_SEGMENT_REMEDY}`,
+        );
+      }
       if (r.torn !== undefined) {
         const { segment, offset, reason } = r.torn;
         logger('warn', 'wal: truncating torn tail', { file: segment.path, offset, reason, bytesDropped: r.torn.fileBytes - offset });
@@ -232,6 +282,7 @@ export class Wal {
       logger('info', 'wal: removing an unfinished segment', { file: t });
       await fs.unlink(path.join(dir, t));
     }
+    if (names.includes(LAST_SEGMENT_TMP)) await fs.unlink(path.join(dir, LAST_SEGMENT_TMP)); // an unfinished update
     const last = segments[segments.length - 1];
     if (last === undefined) throw new Error('wal: no segment after open');
     const handle = await fs.open(last.path, 'r+');
@@ -241,6 +292,8 @@ export class Wal {
       hardState: recovered.hardState,
       lastIndex,
     }, lastFileBytes);
+    wal.recordedLastSeq = recordedSeq ?? 0;
+    await wal.recordLastSegment();
     await wal.deleteObsoleteSegments();
     return { wal, recovered };
   }
@@ -478,6 +531,27 @@ export class Wal {
     });
     await syncDir(this.fs, this.dir); // on failure: retried by the next write, before it is reported durable
     this.dirSyncNeeded = false;
+    await this.recordLastSegment();
+  }
+
+  /**
+   * Brings the last-segment file up to the current segment (whose rename must be durable). A failure is
+   * logged, not thrown: the file then records an older seq, which only weakens the lost-segment check until
+   * the next cut or open catches it up.
+   */
+  private async recordLastSegment(): Promise<void> {
+    const seq = this.currentSegment().seq;
+    if (this.recordedLastSeq >= seq) return;
+    try {
+      await writeLastSegment(this.fs, this.dir, seq);
+      this.recordedLastSeq = seq;
+    } catch (err) {
+      this.logger('warn', 'wal: recording the last segment failed; retried at the next cut or open', {
+        file: path.join(this.dir, LAST_SEGMENT_FILE),
+        seq,
+        error: String(err),
+      });
+    }
   }
 
   /** Cuts the current segment's file back to its records; true if it was longer. */
@@ -522,6 +596,46 @@ export class Wal {
   }
 }
 
+/** Writes all of buf at `position`, looping over short writes. */
+async function writeFully(handle: FileHandleLike, buf: Buffer, position: number): Promise<void> {
+  let written = 0;
+  while (written < buf.length) {
+    const { bytesWritten } = await handle.write(buf, written, buf.length - written, position + written);
+    if (!(bytesWritten > 0)) throw new Error(`wal: write returned ${bytesWritten}`);
+    written += bytesWritten;
+  }
+}
+
+/** The seq the last-segment file in `dir` records; DATA_CORRUPTION if it does not decode. */
+async function readLastSegment(fs: FsLike, dir: string): Promise<number> {
+  const file = path.join(dir, LAST_SEGMENT_FILE);
+  const raw = await fs.readFile(file);
+  const buf = Buffer.isBuffer(raw) ? raw : Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
+  try {
+    return decodeLastSegment(buf);
+  } catch (err) {
+    if (err instanceof WalDecodeError) {
+      throw corruption(file, 0, `${err.message} (this file records the newest segment's seq; it is written whole or not at all)`);
+    }
+    throw err;
+  }
+}
+
+/** Replaces the last-segment file with one recording `seq`: tmp, fsync, rename, directory fsync. */
+async function writeLastSegment(fs: FsLike, dir: string, seq: number): Promise<void> {
+  const file = path.join(dir, LAST_SEGMENT_FILE);
+  const tmp = path.join(dir, LAST_SEGMENT_TMP);
+  const handle = await fs.open(tmp, 'w');
+  try {
+    await writeFully(handle, encodeLastSegment(seq), 0);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await fs.rename(tmp, file); // a leftover tmp after a failure is removed by the next open
+  await syncDir(fs, dir);
+}
+
 async function syncDir(fs: FsLike, dir: string): Promise<void> {
   const h = await fs.open(dir, 'r');
   try {
@@ -552,12 +666,7 @@ async function createSegment(
   let handle: FileHandleLike | undefined;
   try {
     handle = await fs.open(tmp, 'w');
-    let written = 0;
-    while (written < preamble.length) {
-      const { bytesWritten } = await handle.write(preamble, written, preamble.length - written, written);
-      if (!(bytesWritten > 0)) throw new Error(`wal: write returned ${bytesWritten}`);
-      written += bytesWritten;
-    }
+    await writeFully(handle, preamble, 0);
     await handle.sync();
     await fs.rename(tmp, file);
   } catch (err) {
@@ -621,7 +730,14 @@ async function replay(fs: FsLike, segments: Segment[]): Promise<ReplayResult> {
     if (seg === undefined) break;
     const prev = segments[i - 1];
     if (prev !== undefined && seg.seq !== prev.seq + 1) {
-      throw corruption(seg.path, 0, `segment sequence gap: expected seq ${prev.seq + 1} after ${path.basename(prev.path)}`);
+      const next = prev.seq + 1;
+      const more = seg.seq > next + 1 ? ` and the segments after it up to seq ${seg.seq - 1}` : '';
+      throw corruption(
+        seg.path,
+        0,
+        `segment sequence gap: expected seq ${next} after ${path.basename(prev.path)}: segment ${segmentName(next, lastIndex() + 1)} ` +
+          `(seq ${next}, first index ${lastIndex() + 1})${more} is missing from ${path.dirname(seg.path)}; ${LOST_SEGMENT_REMEDY}`,
+      );
     }
     const raw = await fs.readFile(seg.path);
     const buf = Buffer.isBuffer(raw) ? raw : Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength); // no copy
@@ -735,10 +851,12 @@ async function replay(fs: FsLike, segments: Segment[]): Promise<ReplayResult> {
   }
   if (base > snapshot.index) {
     const oldest = segments[0];
+    const lost = oldest !== undefined && oldest.seq > 1 ? `segment seq ${oldest.seq - 1}, ending at index ${base},` : `a segment ending at index ${base}`;
     throw corruption(
       oldest?.path ?? '?',
       0,
-      `entries ${snapshot.index + 1}..${base} are missing: a segment before this one was lost`,
+      `entries ${snapshot.index + 1}..${base} are missing: a segment before this one was lost ` +
+        `(${lost} is missing from ${oldest !== undefined ? path.dirname(oldest.path) : '?'}, and no snapshot marker covers it); ${LOST_SEGMENT_REMEDY}`,
     );
   }
   return { snapshot, hardState, entries, torn, lastFileBytes };

@@ -118,6 +118,11 @@ describe('raftkv argument errors', () => {
     [['get'], /get: expected KEY, got nothing/],
     [['put', 'k'], /put: expected KEY VALUE/],
     [['range', 'p', '--limit', 'x'], /--limit: "x" is not a whole number/],
+    [['range', 'p', '--limit=-1'], /^--limit: "-1" is not a whole number >= 0$/],
+    [['range', 'p', '--limit', '1.5'], /^--limit: "1\.5" is not a whole number >= 0$/],
+    [['range', 'p', '--limit', '99999999999999999999'], /^--limit: "99999999999999999999" is more than 9007199254740991$/],
+    [['--timeout-ms', '2147483648', 'get', 'k'], /^--timeout-ms: "2147483648" is more than 2147483647 \(the longest timer Node can set\)$/],
+    [['status', '--watch', '--interval-ms', '4294967296'], /^--interval-ms: "4294967296" is more than 2147483647/],
     [['member', 'add', 'x', '127.0.0.1:1', '127.0.0.1:2'], /member add: "x" is not a member id/],
     [['member', 'add', '4', 'nohost', '127.0.0.1:2'], /PEER_ADDR: "nohost" is not HOST:PORT/],
     [['member', 'frob'], /member: expected list, add, remove or promote/],
@@ -206,6 +211,17 @@ describe('bin/raftkv.js', () => {
     const help = spawnSync(process.execPath, [bin, '--help'], { encoding: 'utf8', timeout: 20_000 });
     expect(help.status).toBe(0);
     expect(help.stdout).toMatch(/^raftkv: a Raft-replicated key-value store/);
+  });
+
+  it('exits 1 with a one-line error for a bad number flag, before connecting anywhere', () => {
+    for (const [args, stderr] of [
+      [['range', 'p', '--limit=-1'], 'raftkv: --limit: "-1" is not a whole number >= 0\n'],
+      [['--timeout-ms', '2147483648', 'get', 'k'], 'raftkv: --timeout-ms: "2147483648" is more than 2147483647 (the longest timer Node can set)\n'],
+    ] as const) {
+      const r = spawnSync(process.execPath, [bin, '--endpoints', '127.0.0.1:1', ...args], { encoding: 'utf8', timeout: 20_000 });
+      expect(r.status, args.join(' ')).toBe(1);
+      expect(r.stderr).toBe(stderr);
+    }
   });
 
   it('serve exits 1 before starting anything when a flag is bad', () => {

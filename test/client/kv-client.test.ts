@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { KvClient, RaftKvError } from '../../src/client/index.js';
+import { KvClient, RaftKvError, isRaftKvError } from '../../src/client/index.js';
 import { runServer } from '../../src/server/serve.js';
 import type { RunningServer } from '../../src/server/serve.js';
 import { FakeCluster, FakeNode, testConfig } from '../server/fake-node.js';
@@ -63,6 +63,62 @@ describe('KvClient', () => {
     expect(err.code).toBe('UNAVAILABLE');
     expect(Date.now() - t0).toBeGreaterThanOrEqual(200);
     expect(Date.now() - t0).toBeLessThan(2000);
+    k.close();
+  });
+
+  it('refuses a range limit that is not a non-negative safe integer, before sending; 0 means no limit', async () => {
+    // A dead endpoint: anything sent would end in UNAVAILABLE after the timeout, not INVALID_ARGUMENT at once.
+    const k = new KvClient({ endpoints: [DEAD], timeoutMs: 5000 });
+    const t0 = Date.now();
+    for (const limit of [-1, 1.5, Number.NaN, Infinity, 2 ** 53]) {
+      await expect(k.range('p', { limit })).rejects.toMatchObject({
+        code: 'INVALID_ARGUMENT',
+        message: `range: limit must be a non-negative integer, got ${limit}`,
+      });
+    }
+    await expect(k.txn({ success: [{ type: 'range', range: 'p', limit: -1 }] })).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      message: 'txn: success op 0: limit must be a non-negative integer, got -1',
+    });
+    await expect(k.txn({ failure: [{ type: 'put', key: 'a', value: 'b' }, { type: 'range', range: 'p', limit: 2.5 }] })).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      message: 'txn: failure op 1: limit must be a non-negative integer, got 2.5',
+    });
+    await expect(k.txn({ compares: [{ key: 'a', target: 'version', op: '>', number: -1 }] })).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      message: 'txn: compare 0: version must be a non-negative integer, got -1',
+    });
+    // Member ids travel as uint32: 1.5 would become member 1, -1 would wrap.
+    await expect(k.memberRemove(1.5)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: 'memberRemove: member id must be in 1..2^31-1, got 1.5' });
+    await expect(k.memberPromote(-1)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(k.transferLeader(0)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(k.memberAdd({ id: 2 ** 31, peerAddress: 'a:1', clientAddress: 'a:2' })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    expect(Date.now() - t0).toBeLessThan(1000);
+    k.close();
+    // 0 keeps meaning "no limit".
+    const l = new KvClient({ endpoints: [live] });
+    for (const key of ['lim/a', 'lim/b', 'lim/c']) await l.put(key, 'v');
+    expect((await l.range('lim/', { limit: 0 })).kvs).toHaveLength(3);
+    expect((await l.range('lim/', { limit: 2 })).kvs).toHaveLength(2);
+    l.close();
+  });
+
+  it('refuses a timeout longer than a timer can wait (2^31-1 ms), in the options and per call', async () => {
+    for (const opts of [{ timeoutMs: 2 ** 31 }, { attemptTimeoutMs: 2 ** 31 + 1000 }, { backoffMaxMs: Infinity }, { timeoutMs: 0 }, { timeoutMs: -5 }, { maxRedirects: 1.5 }]) {
+      const err = errorOf(() => new KvClient({ endpoints: [DEAD], ...opts }));
+      expect(err.code, JSON.stringify(opts)).toBe('INVALID_ARGUMENT');
+    }
+    expect(errorOf(() => new KvClient({ endpoints: [DEAD], timeoutMs: 2 ** 31 + 1000 })).message).toBe(
+      'KvClient: timeoutMs must be more than 0 and at most 2147483647 ms (the longest timer Node can set), got 2147484648',
+    );
+    const k = new KvClient({ endpoints: [DEAD], timeoutMs: 5000 });
+    const t0 = Date.now();
+    const long = { timeoutMs: 2 ** 31 + 1000 };
+    await expect(k.get('k', long)).rejects.toSatisfy((e: unknown) => isRaftKvError(e, 'INVALID_ARGUMENT') && e.message.startsWith('KvClient call: timeoutMs must be'));
+    await expect(k.put('k', 'v', long)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(k.status(DEAD, long)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(k.snapshotSave('/nonexistent/x', long)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    expect(Date.now() - t0).toBeLessThan(1000);
     k.close();
   });
 

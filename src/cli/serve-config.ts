@@ -3,6 +3,7 @@
 // RaftKvError('INVALID_ARGUMENT') naming the flag.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { DEFAULT_CORRUPT_CHECK_INTERVAL_MS } from '../node/config.js';
 import type { NodeConfig, PeerConfig } from '../node/config.js';
 import { RaftKvError } from '../node/errors.js';
 import { DEFAULT_KV_LIMITS } from '../kv/types.js';
@@ -20,6 +21,7 @@ export const SERVE_USAGE = `raftkv serve --id N --cluster-id NAME --data-dir DIR
   [--initial-cluster-state new|existing]        (default new; existing = joining after \`member add\`)
   [--tick-ms 100] [--election-ticks 10] [--heartbeat-ticks 1] [--snapshot-count 10000]
   [--max-request-bytes 2097152] [--log-level info] [--log-pretty]
+  [--corrupt-check-interval-ms 3600000]         (rescan the store against its digest; 0 = never)
   [--dial-override ID=HOST:PORT,...]            (test hook: dial these addresses for these peers)
   [--config FILE]                               (JSON, same keys in camelCase; flags win)`;
 
@@ -38,6 +40,7 @@ const STRING_FLAGS = [
   'heartbeat-ticks',
   'snapshot-count',
   'max-request-bytes',
+  'corrupt-check-interval-ms',
   'log-level',
   'dial-override',
   'config',
@@ -45,6 +48,7 @@ const STRING_FLAGS = [
 type StringFlag = (typeof STRING_FLAGS)[number];
 
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error'] as const;
+const MAX_CORRUPT_CHECK_INTERVAL_MS = 2 ** 31 - 1; // the longest delay a Node timer takes
 type LogLevel = (typeof LOG_LEVELS)[number];
 
 function invalid(message: string): RaftKvError {
@@ -170,6 +174,7 @@ export function parseServeArgs(args: readonly string[]): ServeConfig {
   }
   const snapshotEveryEntries = parseInteger('snapshot-count', get('snapshot-count') ?? '10000', 1, 100_000_000);
   const maxRequestBytes = parseInteger('max-request-bytes', get('max-request-bytes') ?? String(2 * 1024 * 1024), 1024, 32 * 1024 * 1024);
+  const corruptCheckIntervalMs = parseInteger('corrupt-check-interval-ms', get('corrupt-check-interval-ms') ?? String(DEFAULT_CORRUPT_CHECK_INTERVAL_MS), 0, MAX_CORRUPT_CHECK_INTERVAL_MS);
   const logLevel = get('log-level') ?? 'info';
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) throw invalid(`--log-level: ${JSON.stringify(logLevel)} is not one of ${LOG_LEVELS.join(', ')}`);
   const dialOverrides = parseDialOverrides(get('dial-override') ?? '');
@@ -198,6 +203,7 @@ export function parseServeArgs(args: readonly string[]): ServeConfig {
     kvLimits: { ...DEFAULT_KV_LIMITS, maxValueBytes: Math.min(DEFAULT_KV_LIMITS.maxValueBytes, maxRequestBytes) },
     logLevel: logLevel as LogLevel,
     logPretty: flags['log-pretty'] ?? file.logPretty ?? false,
+    corruptCheckIntervalMs,
   };
   return { config, dialOverrides };
 }

@@ -39,7 +39,7 @@
 // - Limits (validate.ts) are checked again on apply: a violating command is an INVALID_ARGUMENT error outcome.
 //   Replicas must run with the same limits. An undecodable normal entry is a DATA_CORRUPTION error outcome
 //   (applied as a no-op on every replica alike) rather than a crash that would stop every replica at once.
-import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ClassicLevel } from 'classic-level';
 import type { Iterator as LevelIterator } from 'classic-level';
@@ -96,7 +96,7 @@ export interface KvLogger {
 }
 
 /** Points where tests make the state machine "crash" (throw, leaving the files as they are). */
-export type KvFailPoint = 'snapshot-before-rename' | 'restore-before-swap' | 'restore-after-swap';
+export type KvFailPoint = 'snapshot-before-rename' | 'restore-before-swap' | 'restore-after-swap' | 'flush';
 
 export interface KvStateMachineOptions {
   readonly limits?: KvLimits;
@@ -137,6 +137,8 @@ export const KV_CORRUPTION_REMEDY =
   'with --initial-cluster-state existing: it catches up from the leader';
 const DEFAULT_WRITE_BUFFER_BYTES = 4 * 1024 * 1024; // LevelDB memtable size: flushed to a level-0 table when full
 const INGEST_WRITE_BUFFER_BYTES = 64 * 1024 * 1024; // bulk load of a restore: fewer, larger level-0 tables
+// A stalled store is reopened only with this much free: its new log, MANIFEST and a memtable's worth of table.
+const REOPEN_MIN_FREE_BYTES = 2 * DEFAULT_WRITE_BUFFER_BYTES;
 // Write-behind (as etcd's backend batches its bbolt commits): applied batches gather in memory and reach
 // LevelDB as one batch at most this often, or sooner past these sizes. One LevelDB write costs two thread
 // hand-offs (a pool thread, then the event loop), measured at ~0.15-0.2 ms of a sequential put's latency on
@@ -404,6 +406,25 @@ async function readTextIfExists(path: string): Promise<string | undefined> {
   }
 }
 
+async function freeBytes(dir: string): Promise<number> {
+  const st = await statfs(dir);
+  return st.bavail * st.bsize;
+}
+
+/** ENOSPC, as LevelDB reports it (an IO error whose text carries strerror) or as Node does (err.code). */
+function isNoSpace(err: unknown): boolean {
+  if ((err as NodeJS.ErrnoException | null)?.code === 'ENOSPC') return true;
+  return /No space left on device/.test(levelCause(err));
+}
+
+/** Two key-ordered write lists as one; on the same key `newer` wins. */
+function mergeWrites<T extends { ks: string }>(older: readonly T[], newer: readonly T[]): T[] {
+  const byKey = new Map<string, T>();
+  for (const w of older) byKey.set(w.ks, w);
+  for (const w of newer) byKey.set(w.ks, w);
+  return [...byKey.values()].sort((a, b) => (a.ks < b.ks ? -1 : a.ks > b.ks ? 1 : 0));
+}
+
 function isRaftKvErrorCode(err: unknown, code: RaftKvError['code']): boolean {
   return err instanceof RaftKvError && err.code === code;
 }
@@ -438,6 +459,12 @@ export class KvStateMachine {
   private flushTimer: NodeJS.Timeout | undefined; // the next write-behind flush
   /** Called once when a background LevelDB batch fails (the state machine is then broken). */
   onFlushFailure: ((err: Error) => void) | undefined;
+  /**
+   * Called when a background batch fails for want of space (DISK_FULL). Nothing is lost or broken: the batches
+   * stay in memory (reads see them), later ones queue behind them, and retryFlush() writes them in order.
+   */
+  onFlushStalled: ((err: Error) => void) | undefined;
+  private stalled: RaftKvError | undefined; // a batch failed with ENOSPC: nothing is written until retryFlush()
   private closed = false;
   private readonly limits: KvLimits;
   private readonly sessionTtlEntries: number;
@@ -725,8 +752,58 @@ export class KvStateMachine {
   private breakWith(err: unknown): Error {
     const e = err instanceof Error ? err : new Error(String(err));
     this.broken ??= e;
-    if (/no space left|ENOSPC/i.test(e.message)) return new RaftKvError('DISK_FULL', `kv: LevelDB write failed, reopen when space returns: ${e.message}`);
+    if (isNoSpace(e)) return new RaftKvError('DISK_FULL', `kv: LevelDB write failed, reopen when space returns: ${levelCause(e)}`);
     return e;
+  }
+
+  /** True while batches wait for disk space (see onFlushStalled). */
+  get isFlushStalled(): boolean {
+    return this.stalled !== undefined;
+  }
+
+  /**
+   * After a DISK_FULL stall: writes the waiting batches in order. LevelDB keeps a failed background write as a
+   * sticky error, so a batch that fails again is retried once on a reopened store. Returns true when every
+   * waiting batch landed (the stall is over), false while there is still no space. Other errors break the
+   * state machine (as any failed batch does).
+   */
+  async retryFlush(): Promise<boolean> {
+    if (this.stalled === undefined) return true;
+    const done = this.flushDone.then(async () => {
+      if (this.stalled === undefined || this.broken !== undefined) return;
+      for (let reopened = false; this.flushing.length > 0; ) {
+        const head = this.flushing[0];
+        if (head === undefined) break;
+        try {
+          this.opts.failpoint?.('flush');
+          await this.db.batch([...head.ops.values()]);
+          this.flushing.shift();
+        } catch (err) {
+          if (!isNoSpace(err)) {
+            this.opts.logger?.warn({ err: levelCause(err) }, 'kv: a LevelDB batch failed; the state machine must be reopened');
+            this.onFlushFailure?.(this.breakWith(err));
+            return;
+          }
+          // Still no space; or LevelDB's sticky error, which only a reopen clears (and a reopen writes a new log and
+          // MANIFEST: without room for them it would leave no store at all).
+          if (reopened || (await freeBytes(this.dir)) < REOPEN_MIN_FREE_BYTES) return;
+          reopened = true;
+          await this.withReadsQuiesced(async () => {
+            await this.db.close();
+            this.db = await openDb(join(this.dir, `db-${this.generation}`), DEFAULT_WRITE_BUFFER_BYTES, 'existing');
+          });
+        }
+      }
+      this.stalled = undefined;
+      this.opts.logger?.info({ applied: this.appliedIndexValue }, 'kv: disk has space again: the waiting batches landed');
+    });
+    this.flushDone = done.catch((err: unknown) => {
+      // The reopen failed: the store is unusable until the process restarts (recovery replays the WAL).
+      this.onFlushFailure?.(this.breakWith(err));
+    });
+    await this.flushDone;
+    if (this.stalled === undefined && this.broken === undefined) void this.startFlush(); // what applied meanwhile
+    return this.stalled === undefined && this.broken === undefined;
   }
 
   // ------------------------------------------------------------ write-behind
@@ -786,10 +863,18 @@ export class KvStateMachine {
     this.flushing.push(buffer);
     this.flushDone = this.flushDone.then(async () => {
       if (this.broken !== undefined) return; // reads fail from now on; the buffers stay for them to shadow
+      if (this.stalled !== undefined) return; // waits for retryFlush(), behind the batch that did not fit
       try {
+        this.opts.failpoint?.('flush');
         await this.db.batch([...buffer.ops.values()]);
         this.flushing.shift(); // it is `buffer`: batches land in order
       } catch (err) {
+        if (isNoSpace(err)) {
+          this.stalled = new RaftKvError('DISK_FULL', `kv: no space for a LevelDB batch (${levelCause(err)}); it waits in memory`);
+          this.opts.logger?.warn({ err: levelCause(err), waiting: this.flushing.length }, 'kv: disk full: applied batches wait in memory');
+          this.onFlushStalled?.(this.stalled);
+          return;
+        }
         const e = this.breakWith(err);
         this.opts.logger?.warn({ err: e.message }, 'kv: a LevelDB batch failed; the state machine must be reopened');
         this.onFlushFailure?.(e);
@@ -805,6 +890,27 @@ export class KvStateMachine {
   private async flushAll(): Promise<void> {
     await this.startFlush();
     this.check();
+    if (this.stalled !== undefined) throw this.stalled;
+  }
+
+  /** Like flushAll, but while the disk is full it returns with batches still waiting (scan() merges them). */
+  private async flushIfPossible(): Promise<void> {
+    await this.startFlush();
+    this.check();
+  }
+
+  /** The waiting batches' writes to data keys in [lo, hi), newest per key, in key order (only while stalled). */
+  private waitingInRange(lo: Uint8Array, hi: Uint8Array): { ks: string; key: Uint8Array; sv: StoredValue | undefined }[] {
+    const newest = new Map<string, BatchOp>();
+    for (const b of [...this.flushing, this.unflushed]) for (const [ks, op] of b.ops) newest.set(ks, op);
+    const los = keyString(lo);
+    const his = keyString(hi);
+    const out: { ks: string; key: Uint8Array; sv: StoredValue | undefined }[] = [];
+    for (const [ks, op] of newest) {
+      if (ks < los || ks >= his) continue;
+      out.push({ ks: ks.slice(1), key: op.key.subarray(1), sv: op.type === 'put' ? decodeStoredValue(op.value) : undefined });
+    }
+    return out.sort((a, b) => (a.ks < b.ks ? -1 : a.ks > b.ks ? 1 : 0));
   }
 
   private async applyChecked(entries: readonly Entry[], onOutcomes: ((outcomes: readonly ApplyOutcome[]) => void) | undefined): Promise<ApplyOutcome[]> {
@@ -1032,14 +1138,17 @@ export class KvStateMachine {
       if (sv !== undefined) yield [range.key, sv];
       return;
     }
-    await this.flushAll(); // the iterator reads LevelDB alone
-    const pending = overlay?.inRange(range) ?? [];
+    await this.flushIfPossible(); // the iterator reads LevelDB, which then holds every batch but this one's
+    const gte = prefixed(PREFIX_DATA, range.key);
+    const lt = isOpenEnd(range.end) ? DATA_HI : prefixed(PREFIX_DATA, range.end);
+    // While the disk is full, batches wait in memory: they are merged like this batch's own writes (an apply
+    // sees them too). This batch's writes are newer, so they replace a waiting write to the same key.
+    const waiting = this.stalled === undefined ? [] : this.waitingInRange(gte, lt);
+    const own = overlay?.inRange(range) ?? [];
+    const pending = waiting.length === 0 ? own : mergeWrites(waiting, own);
+    const shadowed = new Set(waiting.map((w) => w.ks));
     let p = 0;
-    const it = this.db.iterator({
-      highWaterMarkBytes: SCAN_READ_BYTES,
-      gte: prefixed(PREFIX_DATA, range.key),
-      lt: isOpenEnd(range.end) ? DATA_HI : prefixed(PREFIX_DATA, range.end),
-    });
+    const it = this.db.iterator({ highWaterMarkBytes: SCAN_READ_BYTES, gte, lt });
     try {
       for (;;) {
         const chunk = await it.nextv(2000);
@@ -1051,7 +1160,7 @@ export class KvStateMachine {
           for (let w = pending[p]; w !== undefined && w.ks <= ks; w = pending[++p]) {
             if (w.sv !== undefined) yield [w.key, w.sv];
           }
-          if (overlay?.data.has(ks) === true) continue; // overwritten or deleted in this batch
+          if (overlay?.data.has(ks) === true || shadowed.has(ks)) continue; // overwritten or deleted since LevelDB got it
           yield [new Uint8Array(key), decodeStoredValue(v)]; // a plain copy: LevelDB gives Buffers
         }
       }

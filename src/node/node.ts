@@ -70,6 +70,7 @@ import type { Transport } from '../transport/transport.js';
 import type { KvNode, Member, NodeStatus, ReadOptions, ResponseHeader, WriteOptions } from './api.js';
 import type { Clock } from './clock.js';
 import { systemClock } from './clock.js';
+import { DEFAULT_CORRUPT_CHECK_INTERVAL_MS } from './config.js';
 import type { NodeConfig } from './config.js';
 import { RaftKvError, isRaftKvError } from './errors.js';
 import type { LeaderHint } from './errors.js';
@@ -300,6 +301,11 @@ export class RaftKvNode implements KvNode {
   private incarnations: IncarnationRegistry | undefined; // peers' incarnations (undefined: not checked)
   private lock: DataDirLock | undefined; // the data directory's lock, released last in stop()
   private diskFull = false; // the WAL refused a write with ENOSPC; writes are refused until a retry succeeds
+  private kvDiskFull = false; // the state machine's LevelDB refused a batch with ENOSPC; writes refused until it lands
+  private cancelKvRetry: (() => void) | undefined; // the next state machine flush retry
+  private kvRetrying = false; // a state machine flush retry is running (the node is not idle)
+  private cancelCorruptCheck: (() => void) | undefined; // the periodic key-space check's timer
+  private corruptCheckRunning = false; // one check at a time (a scan of a large store takes seconds)
   private stopping = false; // stop() called: new requests are refused
   private loopStopped = false; // the loop has exited
   private failure: Error | undefined; // a fatal error ended the loop
@@ -370,6 +376,7 @@ export class RaftKvNode implements KvNode {
       node.applyFailure ??= err;
       node.inbox.notify(); // the loop rethrows it
     };
+    sm.onFlushStalled = (err) => node.onKvDiskFull(err);
     node.joining = config.initialClusterState === 'existing' && wal.lastIndex() === 0 && wal.snapshot().metadata.index === 0;
     await node.refreshDataSize();
     node.lastSnapshot = await sm.latestSnapshot(snapDir);
@@ -388,6 +395,8 @@ export class RaftKvNode implements KvNode {
       ...(stores.incarnations !== undefined ? { incarnations: stores.incarnations } : {}),
       onRefusedAsStale: (peer, reason) => node.onRefusedAsStale(peer, reason),
     });
+    const checkMs = config.corruptCheckIntervalMs ?? DEFAULT_CORRUPT_CHECK_INTERVAL_MS;
+    if (checkMs > 0) node.cancelCorruptCheck = node.clock.setInterval(() => void node.corruptCheck(), checkMs);
     node.cancelTick = node.clock.setInterval(() => {
       node.pendingTicks++;
       node.inbox.notify();
@@ -590,7 +599,7 @@ export class RaftKvNode implements KvNode {
 
   isIdle(): boolean {
     if (this.loopStopped) return true;
-    if (this.inflightSnapshotSends > 0 || this.inflightReads > 0 || this.snapshotInFlight !== undefined || this.appliesPending > 0) return false;
+    if (this.inflightSnapshotSends > 0 || this.inflightReads > 0 || this.snapshotInFlight !== undefined || this.appliesPending > 0 || this.kvRetrying) return false;
     // Waiting out a disk-full retry: only time moves it on.
     if (this.loopParked === 'disk-retry') return true;
     return this.loopParked === 'input' && this.inbox.size === 0 && this.pendingTicks === 0;
@@ -613,7 +622,73 @@ export class RaftKvNode implements KvNode {
   }
 
   get isDiskFull(): boolean {
-    return this.diskFull;
+    return this.diskFull || this.kvDiskFull;
+  }
+
+  /**
+   * The state machine's LevelDB found the disk full. Applied batches wait in its memory (reads see them, and
+   * the WAL holds them until a snapshot, which waits too); writes are refused with DISK_FULL and the flush is
+   * retried every DISK_FULL_RETRY_MS until it lands.
+   */
+  private onKvDiskFull(err: Error): void {
+    if (!this.kvDiskFull) {
+      this.kvDiskFull = true;
+      this.log.error({ term: this.term, role: this.role, err: err.message }, `disk full: writes refused, retrying every ${DISK_FULL_RETRY_MS} ms`);
+    }
+    this.scheduleKvRetry();
+  }
+
+  /**
+   * The periodic corruption check (etcd's --experimental-corrupt-check-time, here on by default): the state
+   * machine rescans its store against the digest apply kept. A mismatch is the CORRUPT alarm: the member stops
+   * (the loop dies with DATA_CORRUPTION; `raftkv serve` exits 70) and refuses to start again until the operator
+   * has replaced its data (the message names the remedy). Never rejects.
+   */
+  async corruptCheck(): Promise<void> {
+    if (this.corruptCheckRunning || this.stopping || this.sm.verifyKeySpace === undefined) return;
+    this.corruptCheckRunning = true;
+    try {
+      await this.sm.verifyKeySpace();
+    } catch (err) {
+      if (isRaftKvError(err, 'DATA_CORRUPTION')) {
+        this.log.fatal({ err: err.message }, 'CORRUPT: the state machine does not match its digest; this member stops serving');
+        this.applyFailure ??= err;
+        this.inbox.notify(); // the loop rethrows it
+      } else if (!this.stopping && !isRaftKvError(err, 'DISK_FULL')) {
+        this.log.warn({ err }, 'corruption check could not run');
+      }
+    } finally {
+      this.corruptCheckRunning = false;
+    }
+  }
+
+  private scheduleKvRetry(): void {
+    if (this.cancelKvRetry !== undefined || this.stopping) return;
+    this.cancelKvRetry = this.clock.setTimeout(() => {
+      this.cancelKvRetry = undefined;
+      void this.retryKvFlush(); // never rejects
+    }, DISK_FULL_RETRY_MS);
+  }
+
+  private async retryKvFlush(): Promise<void> {
+    let landed = false;
+    this.kvRetrying = true;
+    try {
+      landed = (await this.sm.retryFlush?.()) ?? true;
+    } catch (err) {
+      this.applyFailure ??= err instanceof Error ? err : new Error(String(err));
+      this.inbox.notify(); // the loop rethrows it
+      return;
+    } finally {
+      this.kvRetrying = false;
+      this.notifyIdle();
+    }
+    if (!landed) {
+      this.scheduleKvRetry();
+      return;
+    }
+    this.kvDiskFull = false;
+    this.log.warn({ term: this.term, role: this.role }, 'disk has space again: state machine writes landed, writes resume');
   }
 
   /** The fatal error that stopped the loop, if any. */
@@ -631,7 +706,7 @@ export class RaftKvNode implements KvNode {
 
   private checkAcceptingWrites(): void {
     this.checkRunning();
-    if (this.diskFull) throw new RaftKvError('DISK_FULL', `node ${this.id}: the disk is full; writes resume when space returns`);
+    if (this.diskFull || this.kvDiskFull) throw new RaftKvError('DISK_FULL', `node ${this.id}: the disk is full; writes resume when space returns`);
     this.checkLeader();
   }
 
@@ -865,7 +940,7 @@ export class RaftKvNode implements KvNode {
   private proposeWrites(writes: readonly { data: Uint8Array; request: PendingRequest<WriteReply> }[]): void {
     const live = writes.filter((w) => !w.request.settled);
     if (live.length === 0) return;
-    if (this.diskFull) {
+    if (this.diskFull || this.kvDiskFull) {
       for (const w of live) w.request.reject(new RaftKvError('DISK_FULL', `node ${this.id}: the disk is full`));
       return;
     }
@@ -1428,6 +1503,8 @@ export class RaftKvNode implements KvNode {
     }
     this.stopping = true;
     this.cancelTick?.();
+    this.cancelKvRetry?.();
+    this.cancelCorruptCheck?.();
     this.inbox.notify();
     this.wakeDiskRetry?.();
     await this.loopDone;

@@ -44,4 +44,10 @@ export interface StateMachine {
   close(): Promise<void>;
   /** Set by the node: a write the state machine does in the background failed (the node then stops). */
   onFlushFailure?: ((err: Error) => void) | undefined;
+  /** Set by the node: a background write found the disk full; the node refuses writes and calls retryFlush(). */
+  onFlushStalled?: ((err: Error) => void) | undefined;
+  /** After a stall: true once the waiting writes landed, false while the disk is still full. */
+  retryFlush?(): Promise<boolean>;
+  /** Scans the stored state and compares it with what apply recorded; throws DATA_CORRUPTION on a mismatch. */
+  verifyKeySpace?(): Promise<unknown>;
 }

@@ -45,6 +45,18 @@ export interface ReadOptions {
   readonly deadlineMs: number;
 }
 
+/**
+ * The key-space digest of the state machine at an applied index (src/kv/key-space-digest.ts): a function of the
+ * log prefix, so every healthy member has the same one at the same index (etcd's HashKV at a revision).
+ */
+export interface KeySpaceDigestAt {
+  readonly memberId: NodeId;
+  readonly index: Index; // the applied index it describes
+  readonly lane1: number; // uint32
+  readonly lane2: number; // uint32
+  readonly count: number; // live keys
+}
+
 /** Every method rejects with RaftKvError (src/node/errors.ts) for expected failures. */
 export interface KvNode {
   readonly id: NodeId;
@@ -58,6 +70,16 @@ export interface KvNode {
   transferLeadership(to: NodeId, deadlineMs: number): Promise<void>;
   /** Writes a fresh snapshot of the state machine and returns its file path (streamed by the admin service). */
   saveSnapshot(): Promise<string>;
+  /**
+   * The digest at applied index `index` (0: the current applied index). Waits until `index` is applied, up to
+   * deadlineMs (then DEADLINE_EXCEEDED); NOT_FOUND when this member no longer remembers that index.
+   */
+  keySpaceDigest(index: Index, deadlineMs: number): Promise<KeySpaceDigestAt>;
+  /**
+   * The CORRUPT alarm: this member's state machine disagrees with the cluster (or with its own digest). It stops
+   * serving: the loop dies with DATA_CORRUPTION (`raftkv serve` then exits), naming `reason` and the remedy.
+   */
+  raiseCorrupt(reason: string): void;
   /** Graceful stop: a leader first hands leadership to an up-to-date follower. */
   stop(): Promise<void>;
 }

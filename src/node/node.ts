@@ -62,12 +62,12 @@ import type {
 import { NONE } from '../raft/types.js';
 import type { Command, CommandResult, RangeRequest, RangeResult } from '../kv/types.js';
 import { encodeEnvelope } from '../kv/codec.js';
-import { encodeMemberContext } from '../kv/state-machine.js';
+import { KV_CORRUPTION_REMEDY, encodeMemberContext } from '../kv/state-machine.js';
 import { validateCommand, validateRange } from '../kv/validate.js';
 import { KvStateMachine } from '../kv/state-machine.js';
 import { WalStorage } from '../storage/wal-storage.js';
 import type { Transport } from '../transport/transport.js';
-import type { KvNode, Member, NodeStatus, ReadOptions, ResponseHeader, WriteOptions } from './api.js';
+import type { KeySpaceDigestAt, KvNode, Member, NodeStatus, ReadOptions, ResponseHeader, WriteOptions } from './api.js';
 import type { Clock } from './clock.js';
 import { systemClock } from './clock.js';
 import { DEFAULT_CORRUPT_CHECK_INTERVAL_MS } from './config.js';
@@ -303,6 +303,7 @@ export class RaftKvNode implements KvNode {
   private diskFull = false; // the WAL refused a write with ENOSPC; writes are refused until a retry succeeds
   private kvDiskFull = false; // the state machine's LevelDB refused a batch with ENOSPC; writes refused until it lands
   private cancelKvRetry: (() => void) | undefined; // the next state machine flush retry
+  private digestWaiters: { index: Index; request: PendingRequest<KeySpaceDigestAt> }[] = []; // keySpaceDigest() until applied
   private kvRetrying = false; // a state machine flush retry is running (the node is not idle)
   private cancelCorruptCheck: (() => void) | undefined; // the periodic key-space check's timer
   private corruptCheckRunning = false; // one check at a time (a scan of a large store takes seconds)
@@ -652,7 +653,7 @@ export class RaftKvNode implements KvNode {
     } catch (err) {
       if (isRaftKvError(err, 'DATA_CORRUPTION')) {
         this.log.fatal({ err: err.message }, 'CORRUPT: the state machine does not match its digest; this member stops serving');
-        this.applyFailure ??= err;
+        this.applyFailure ??= err; // the message names the store and the remedy
         this.inbox.notify(); // the loop rethrows it
       } else if (!this.stopping && !isRaftKvError(err, 'DISK_FULL')) {
         this.log.warn({ err }, 'corruption check could not run');
@@ -1373,6 +1374,7 @@ export class RaftKvNode implements KvNode {
   }
 
   private serveReadyReads(): void {
+    if (this.digestWaiters.length > 0) this.serveDigestWaiters();
     if (this.readyReads.length === 0) return;
     const applied = this.sm.appliedIndex;
     const waiting: ReadBatch[] = [];
@@ -1384,6 +1386,43 @@ export class RaftKvNode implements KvNode {
       for (const r of batch.reads) if (!r.request.settled) this.serveRead(r, applied);
     }
     this.readyReads = waiting;
+  }
+
+  private serveDigestWaiters(): void {
+    const applied = this.sm.appliedIndex;
+    const waiting: typeof this.digestWaiters = [];
+    for (const w of this.digestWaiters) {
+      if (w.request.settled) continue;
+      if (w.index > applied) waiting.push(w);
+      else this.answerDigest(w.index, w.request);
+    }
+    this.digestWaiters = waiting;
+  }
+
+  private answerDigest(index: Index, request: PendingRequest<KeySpaceDigestAt>): void {
+    const d = this.sm.digestAt?.(index);
+    if (d === undefined) {
+      request.reject(new RaftKvError('NOT_FOUND', `member ${this.id} no longer remembers the key-space digest at index ${index} (applied ${this.sm.appliedIndex})`));
+      return;
+    }
+    request.resolve({ memberId: this.id, index, lane1: d.lane1, lane2: d.lane2, count: d.count });
+  }
+
+  keySpaceDigest(index: Index, deadlineMs: number): Promise<KeySpaceDigestAt> {
+    this.checkRunning();
+    if (!Number.isSafeInteger(index) || index < 0) return Promise.reject(new RaftKvError('INVALID_ARGUMENT', `digest index must be a non-negative integer, got ${index}`));
+    const request = new PendingRequest<KeySpaceDigestAt>(this.clock, deadlineMs, 'key-space digest', () => undefined);
+    const at = index === 0 ? this.sm.appliedIndex : index;
+    if (at <= this.sm.appliedIndex) this.answerDigest(at, request);
+    else this.digestWaiters.push({ index: at, request });
+    return request.promise;
+  }
+
+  raiseCorrupt(reason: string): void {
+    const err = new RaftKvError('DATA_CORRUPTION', `CORRUPT: ${reason}; ${KV_CORRUPTION_REMEDY}`);
+    this.log.fatal({ err: err.message }, 'CORRUPT: this member stops serving');
+    this.applyFailure ??= err;
+    this.inbox.notify(); // the loop rethrows it
   }
 
   /** Served off the loop: the state machine's read view is at least at `applied` (>= the read index). */

@@ -1,5 +1,6 @@
 // What the driver needs from the durable log (WalStorage) and the state machine (KvStateMachine), stated
 // structurally so the loop can be read (and exercised) against these contracts alone.
+import type { DigestValue } from '../kv/key-space-digest.js';
 import type { ConfState, Entry, HardState, Index, LogStorage, Snapshot, SnapshotMetadata, Term } from '../raft/types.js';
 import type { CommandResult, RangeRequest, RangeResult } from '../kv/types.js';
 import type { Member } from './api.js';
@@ -50,4 +51,6 @@ export interface StateMachine {
   retryFlush?(): Promise<boolean>;
   /** Scans the stored state and compares it with what apply recorded; throws DATA_CORRUPTION on a mismatch. */
   verifyKeySpace?(): Promise<unknown>;
+  /** The key-space digest as of `index` (<= appliedIndex), if still remembered. */
+  digestAt?(index: Index): DigestValue | undefined;
 }

@@ -84,6 +84,12 @@ class LateNode implements KvNode {
   saveSnapshot(): Promise<string> {
     return this.get().saveSnapshot();
   }
+  keySpaceDigest(...args: Parameters<KvNode['keySpaceDigest']>): ReturnType<KvNode['keySpaceDigest']> {
+    return this.get().keySpaceDigest(...args);
+  }
+  raiseCorrupt(reason: string): void {
+    this.get().raiseCorrupt(reason);
+  }
   stop(): Promise<void> {
     return this.node?.stop() ?? Promise.resolve();
   }

@@ -3,7 +3,7 @@
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { KvNode, Member, NodeStatus, ReadOptions, ResponseHeader, WriteOptions } from '../../src/node/api.js';
+import type { KeySpaceDigestAt, KvNode, Member, NodeStatus, ReadOptions, ResponseHeader, WriteOptions } from '../../src/node/api.js';
 import type { NodeConfig } from '../../src/node/config.js';
 import { RaftKvError } from '../../src/node/errors.js';
 import type { ErrorCode } from '../../src/node/errors.js';
@@ -199,6 +199,22 @@ export class FakeNode implements KvNode {
     const path = join(dir, 'snap');
     await writeFile(path, this.snapshotBytes);
     return path;
+  }
+
+  /** Digests as a test sets them, by index (0: the latest set); NOT_FOUND otherwise. */
+  readonly digests = new Map<number, { lane1: number; lane2: number; count: number }>();
+  corruptReasons: string[] = []; // raiseCorrupt() calls
+
+  async keySpaceDigest(index: number, deadlineMs: number): Promise<KeySpaceDigestAt> {
+    await this.gate(deadlineMs, false);
+    const at = index === 0 ? Math.max(0, ...this.digests.keys()) : index;
+    const d = this.digests.get(at);
+    if (d === undefined) throw new RaftKvError('NOT_FOUND', `fake member ${this.id} has no digest at ${at}`);
+    return { memberId: this.id, index: at, ...d };
+  }
+
+  raiseCorrupt(reason: string): void {
+    this.corruptReasons.push(reason);
   }
 
   stop(): Promise<void> {

@@ -301,6 +301,7 @@ export class RaftKvNode implements KvNode {
   private incarnations: IncarnationRegistry | undefined; // peers' incarnations (undefined: not checked)
   private lock: DataDirLock | undefined; // the data directory's lock, released last in stop()
   private diskFull = false; // the WAL refused a write with ENOSPC; writes are refused until a retry succeeds
+  private diskFullSinceMs: number | undefined; // when the WAL first refused the write it still retries (clock ms)
   private kvDiskFull = false; // the state machine's LevelDB refused a batch with ENOSPC; writes refused until it lands
   private cancelKvRetry: (() => void) | undefined; // the next state machine flush retry
   private digestWaiters: { index: Index; request: PendingRequest<KeySpaceDigestAt> }[] = []; // keySpaceDigest() until applied
@@ -516,13 +517,19 @@ export class RaftKvNode implements KvNode {
 
   status(): NodeStatus {
     const st = this.rawNode.status();
+    // A leader whose WAL has refused writes for an election timeout cannot know whether it still leads (its loop
+    // waits for the disk, stepping nothing); the others have likely elected a leader. It says so instead of
+    // reporting its old term's leadership beside the real leader. The core is unchanged: with space back it
+    // steps the messages that waited and learns the newer term.
+    const parkedMs = this.diskFullSinceMs === undefined ? 0 : this.clock.now() - this.diskFullSinceMs;
+    const deposed = st.role === 'leader' && parkedMs >= this.config.electionTimeoutTicks * this.config.tickIntervalMs;
     return {
       id: this.id,
       clusterId: this.config.clusterId,
       clientAddress: this.config.advertiseClient,
-      role: st.role,
+      role: deposed ? 'follower' : st.role,
       term: st.term,
-      leaderId: st.leader,
+      leaderId: deposed ? NONE : st.leader,
       commitIndex: st.commit,
       appliedIndex: this.sm.appliedIndex,
       lastLogIndex: st.lastIndex,
@@ -1193,6 +1200,7 @@ export class RaftKvNode implements KvNode {
         }
         if (this.diskFull) {
           this.diskFull = false;
+          this.diskFullSinceMs = undefined;
           this.log.warn({ term: this.term, role: this.role }, 'disk has space again: writes resume');
         }
         return;
@@ -1200,6 +1208,7 @@ export class RaftKvNode implements KvNode {
         if (!isRaftKvError(err, 'DISK_FULL') || this.stopping) throw err;
         if (!this.diskFull) {
           this.diskFull = true;
+          this.diskFullSinceMs = this.clock.now();
           this.log.error({ term: this.term, role: this.role, err }, `disk full: writes refused, retrying every ${DISK_FULL_RETRY_MS} ms`);
         }
         await this.sleepInterruptibly(DISK_FULL_RETRY_MS);

@@ -106,6 +106,13 @@ it.runIf(process.getuid?.() === 0)(`${where} full (${expectedLog} refuses): writ
     expect(r.result.kvs.map((kv) => dec(kv.value)), k).toEqual([k]);
   }
   expect(c.fatal.size, 'no member died').toBe(0);
+  if (expectedLog === 'the WAL') {
+    // Its loop waits for the disk: after an election timeout it no longer claims to lead beside the real leader.
+    await c.ticks(15);
+    expect(full.status().role).not.toBe('leader');
+    expect(full.status().leaderId).toBe(0);
+    expect([1, 2].map((id) => c.node(id).status().role)).toContain('leader');
+  }
 
   await rm(filler);
   await c.tickUntil(() => !full.isDiskFull, 100, 'the full member notices the space');

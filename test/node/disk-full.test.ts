@@ -38,9 +38,9 @@ async function fill(dir: string): Promise<string> {
   return path;
 }
 
-async function tryWrite(c: TestCluster, n: RaftKvNode, key: string): Promise<string> {
+async function tryWrite(c: TestCluster, n: RaftKvNode, key: string, value = key): Promise<string> {
   try {
-    await c.run(n.write(put(key, key), { clientId: '', seq: 0, deadlineMs: c.deadline(2_000) }), 30);
+    await c.run(n.write(put(key, value), { clientId: '', seq: 0, deadlineMs: c.deadline(2_000) }), 30);
     return 'ok';
   } catch (err) {
     return isRaftKvError(err) ? err.code : String(err);
@@ -134,3 +134,27 @@ it.runIf(process.getuid?.() === 0)(`${where} full (${expectedLog} refuses): writ
   expect(c.fatal.size, 'no member died').toBe(0);
 });
 }
+
+it.runIf(process.getuid?.() === 0)('the snapshot directory full: snapshots fail and are retried, writes go on, the log is compacted once there is room', async () => {
+  const c = await TestCluster.create(1, { snapshotEveryEntries: 40 });
+  cluster = c;
+  onTestFailed(() => console.error(`seed: SEED=${c.seed}`));
+  await c.startMember(1);
+  await c.stopMember(1);
+  const snap = join(c.dataDir(1), 'snap');
+  await rm(snap, { recursive: true, force: true });
+  await mkdir(snap);
+  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${TMPFS_BYTES}`, 'tmpfs', snap]);
+  mnt = snap;
+  const node = await c.startMember(1);
+  await c.waitForLeader();
+  const filler = await fill(snap);
+  const big = 'x'.repeat(4096); // snapshots of a few hundred KiB: more than the full tmpfs has
+  for (let i = 0; i < 200; i++) expect(await tryWrite(c, node, `k${i}`, big)).toBe('ok');
+  expect(node.status().snapshotIndex, 'no snapshot could be written').toBeLessThan(40);
+  expect(node.isDiskFull).toBe(false); // writes never stopped
+  await rm(filler);
+  for (let i = 200; i < 260; i++) expect(await tryWrite(c, node, `k${i}`)).toBe('ok');
+  await c.tickUntil(() => node.status().snapshotIndex >= 200, 50, 'a snapshot once there is room');
+  expect(c.fatal.size, 'no member died').toBe(0);
+});

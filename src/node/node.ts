@@ -152,7 +152,14 @@ interface PendingRead {
 interface ReadBatch {
   readonly reads: readonly PendingRead[];
   index: Index | undefined; // the read index, once the leader confirmed it (ReadState)
+  readonly context: Uint8Array; // the ReadIndex request's context (a follower re-sends it)
+  waitedTicks: number; // ticks since a follower last asked the leader for this batch's read index
 }
+
+// A follower asks the leader again for a read index not answered within this many ticks (the request or its
+// answer may have been lost; etcd's follower retries after 500 ms too). The leader answers each request; the
+// first answer serves the batch, later ones find it gone.
+const READ_INDEX_RETRY_TICKS = 5;
 
 const DISK_FULL_RETRY_MS = 1000;
 const MAX_TICKS_PER_TURN_FACTOR = 2; // a stalled loop catches up at most 2 election timeouts of ticks at once
@@ -503,7 +510,7 @@ export class RaftKvNode implements KvNode {
       return { result, header: this.header(index) };
     }
     this.checkDeadline(opts.deadlineMs, 'read');
-    this.checkLeader();
+    if (this.leaderId === NONE) throw this.notLeaderError(); // any member serves it, given a leader to ask
     if (this.pendingReadCount >= this.config.maxPendingReads) {
       throw new RaftKvError('RESOURCE_EXHAUSTED', `too many pending linearizable reads (maxPendingReads ${this.config.maxPendingReads})`);
     }
@@ -864,6 +871,7 @@ export class RaftKvNode implements KvNode {
     const ticks = Math.min(this.pendingTicks, maxTicks);
     this.pendingTicks = 0;
     for (let i = 0; i < ticks; i++) this.rawNode.tick();
+    if (ticks > 0) this.retryFollowerReads(ticks);
     this.sizeRefreshTicks += ticks;
     if (this.sizeRefreshTicks >= 50) {
       this.sizeRefreshTicks = 0;
@@ -1006,8 +1014,13 @@ export class RaftKvNode implements KvNode {
   }
 
   /** One ReadIndex round for every linearizable read of this turn. */
+  /**
+   * One ReadIndex round for the linearizable reads of a loop turn. On the leader it is confirmed by a heartbeat
+   * round; on a follower the core asks the leader for its read index, and the reads are served here once this
+   * member has applied up to it (§6.4: any member answers linearizable reads).
+   */
   private startReadBatch(reads: PendingRead[]): void {
-    if (this.role !== 'leader') {
+    if (this.leaderId === NONE) {
       const err = this.notLeaderError();
       for (const r of reads) r.request.reject(err);
       return;
@@ -1022,7 +1035,22 @@ export class RaftKvNode implements KvNode {
       return;
     }
     this.stats.readBatches++;
-    this.readBatches.set(contextKey(ctx), { reads, index: undefined });
+    this.readBatches.set(contextKey(ctx), { reads, index: undefined, context: ctx, waitedTicks: 0 });
+  }
+
+  /** A follower's unanswered ReadIndex requests go to the leader again (see READ_INDEX_RETRY_TICKS). */
+  private retryFollowerReads(ticks: number): void {
+    if (this.role === 'leader' || this.readBatches.size === 0 || this.leaderId === NONE) return;
+    for (const batch of this.readBatches.values()) {
+      batch.waitedTicks += ticks;
+      if (batch.waitedTicks < READ_INDEX_RETRY_TICKS) continue;
+      batch.waitedTicks = 0;
+      try {
+        this.rawNode.readIndex(batch.context);
+      } catch (err) {
+        this.log.debug({ err }, 'read index retry failed');
+      }
+    }
   }
 
   private async handleReady(): Promise<void> {
@@ -1117,9 +1145,10 @@ export class RaftKvNode implements KvNode {
         this.transferWaiters.splice(i, 1);
       }
     }
-    if (wasLeader && ss.role !== 'leader') {
-      // ReadIndex rounds of a deposed leader will never be confirmed.
-      const err = this.notLeaderError();
+    if ((wasLeader && ss.role !== 'leader') || (ss.leader !== prevLeader && this.readBatches.size > 0)) {
+      // ReadIndex rounds of a deposed leader will never be confirmed, and a follower's went to a leader that
+      // is gone: fail them (retryable), as etcd does, rather than serve at an index the new leader never vouched for.
+      const err = ss.leader === NONE ? this.notLeaderError() : new RaftKvError('UNAVAILABLE', `node ${this.id}: the leader changed during a linearizable read; retry`, this.leaderHint());
       for (const batch of this.readBatches.values()) for (const r of batch.reads) r.request.reject(err);
       this.readBatches.clear();
     }

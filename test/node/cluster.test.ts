@@ -36,21 +36,54 @@ describe('node driver: 3-node in-process cluster', () => {
     }
   });
 
-  it('a follower answers NOT_LEADER with the leader id and client address', async () => {
+  it('a follower answers a write NOT_LEADER with the leader id and client address', async () => {
     const c = await start3();
     const leader = await c.waitForLeader();
     const follower = [...c.nodes.values()].find((n) => n.id !== leader.id);
     expect(follower).toBeDefined();
     if (follower === undefined) return;
-    for (const p of [
-      follower.write(put('a', 'b'), { clientId: '', seq: 0, deadlineMs: c.deadline() }),
-      follower.read(get('a'), { serializable: false, deadlineMs: c.deadline() }),
-    ]) {
-      await expect(p).rejects.toSatisfy(
-        (e: unknown) =>
-          isRaftKvError(e, 'NOT_LEADER') && e.leader?.leaderId === leader.id && e.leader.leaderAddress === `mem-client-${leader.id}:2`,
-      );
-    }
+    await expect(follower.write(put('a', 'b'), { clientId: '', seq: 0, deadlineMs: c.deadline() })).rejects.toSatisfy(
+      (e: unknown) =>
+        isRaftKvError(e, 'NOT_LEADER') && e.leader?.leaderId === leader.id && e.leader.leaderAddress === `mem-client-${leader.id}:2`,
+    );
+  });
+
+  it('a follower serves a linearizable read: it asks the leader for the read index and waits until it applied it', async () => {
+    const c = await start3();
+    const leader = await c.waitForLeader();
+    const follower = [...c.nodes.values()].find((n) => n.id !== leader.id);
+    if (follower === undefined) throw new Error('no follower');
+    await c.run(leader.write(put('a', '1'), { clientId: '', seq: 0, deadlineMs: c.deadline() }));
+    // Commits reach followers lazily: the follower has not applied the write yet, a serializable read is stale.
+    const stale = await follower.read(get('a'), { serializable: true, deadlineMs: c.deadline() });
+    expect(stale.result.kvs).toEqual([]);
+    const r = await c.run(follower.read(get('a'), { serializable: false, deadlineMs: c.deadline() }), 5);
+    expect(r.result.kvs.map((kv) => dec(kv.value))).toEqual(['1']);
+    expect(r.header.memberId).toBe(follower.id);
+    expect(r.header.index).toBeGreaterThanOrEqual(leader.status().commitIndex);
+  });
+
+  it("a follower's read index request lost on the way is asked again; a leader change fails it, retryable", async () => {
+    const c = await start3();
+    const leader = await c.waitForLeader();
+    const follower = [...c.nodes.values()].find((n) => n.id !== leader.id);
+    if (follower === undefined) throw new Error('no follower');
+    c.hub.cut(follower.id, leader.id, true); // the follower's messages to the leader are lost
+    const pending = follower.read(get('a'), { serializable: false, deadlineMs: c.deadline(3_000) });
+    let settled = false;
+    void pending.then(() => (settled = true), () => (settled = true));
+    await c.ticks(2);
+    expect(settled).toBe(false);
+    c.hub.heal();
+    const r = await c.run(pending, 40); // asked again after READ_INDEX_RETRY_TICKS (without: DEADLINE_EXCEEDED)
+    expect(r.header.memberId).toBe(follower.id);
+    // A read waiting on a leader that goes away fails (UNAVAILABLE or NOT_LEADER), and the client retries it.
+    c.hub.cut(follower.id, leader.id, true);
+    const orphan = follower.read(get('a'), { serializable: false, deadlineMs: c.deadline(60_000) });
+    void orphan.catch(() => undefined);
+    await c.settle();
+    c.hub.isolate(leader.id, [...c.nodes.keys()]);
+    await expect(c.run(orphan, 100)).rejects.toSatisfy((e: unknown) => isRaftKvError(e, 'UNAVAILABLE') || isRaftKvError(e, 'NOT_LEADER'));
   });
 });
 

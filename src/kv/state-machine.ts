@@ -1,25 +1,16 @@
 // The replicated state machine on LevelDB (classic-level): applies committed entries, serves local reads,
 // writes and restores snapshots.
 //
-// Directory layout of `dir` (the node's data-dir/kv):
-//   CURRENT        "db-<n>\n": names the live LevelDB directory. Replaced by tmp + fsync + rename + dir fsync;
-//                  that rename is the commit point of a snapshot restore. Written once db-1 exists (first open).
-//   db-<n>/        the live LevelDB store, opened without create-if-missing: a LevelDB that lost its own
-//                  CURRENT or MANIFEST is refused (DATA_CORRUPTION naming it), never replaced by an empty one
-//   db-<m>/, m!=n  the other side of an interrupted restore (the new one before the swap, or the old one after
-//                  it): removed only once db-<n> has opened and its key space matched its digest
-// Without CURRENT, a directory holding anything but an untouched db-1 (a first open that crashed before
-// writing CURRENT) is refused and nothing is removed: the pointer was lost, and guessing could delete the
-// live store. At open the whole key space is scanned and must reproduce the stored digest
-// (key-space-digest.ts); verifyKeySpace() repeats that while running.
+// Its directory and LevelDB stores: level-store.ts; the key layout: schema.ts; the member table: members.ts;
+// the write-behind buffers: write-buffer.ts; the snapshot directory: snapshot-dir.ts; the key-space digest
+// (scanned against the store at open and by verifyKeySpace()): key-space-digest.ts.
 //
-// LevelDB keys (byte strings; one-byte prefixes keep the spaces apart and in this order):
-//   'd' + user key          StoredValue (codec.ts): createIndex, modIndex, version, value
-//   'm' + "applied"         uvarint appliedIndex | uvarint appliedTerm
-//   'm' + "members"         UTF-8 JSON {"members":[Member...]} sorted by id; the ConfState is derived from it
-//   'm' + "digest"          the key-space digest as of the applied index (key-space-digest.ts); absent in
-//                           directories written before it existed: computed by a scan at the next open
-//   's' + clientId (UTF-8)  u8 1 | uvarint lastSeq | uvarint lastIndex | Answer (codec.ts)
+// Why one file of ~1,100 lines: one state (the live LevelDB store, the write-behind buffers, the applied
+// index, members, sessions and digest as of it, and the serial order of apply, snapshot capture, restore and
+// close) with one invariant (LevelDB holds whole apply batches with their applied index; everything else is in
+// the buffers, in order). The methods below each take a part of that state through the same serial order;
+// split across files they would share it through a back door.
+//
 // Every apply() writes all of an entry batch's effects, the sessions, the members and the applied index/term in
 // ONE LevelDB batch: a restart resumes exactly after the last applied entry. The batch is not fsynced (LevelDB
 // has written it to the OS when it resolves, which survives a process crash); createSnapshot() forces a synced
@@ -39,63 +30,86 @@
 // - Limits (validate.ts) are checked again on apply: a violating command is an INVALID_ARGUMENT error outcome.
 //   Replicas must run with the same limits. An undecodable normal entry is a DATA_CORRUPTION error outcome
 //   (applied as a no-op on every replica alike) rather than a crash that would stop every replica at once.
-import { mkdir, open, readdir, readFile, rename, rm, stat, statfs } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ClassicLevel } from 'classic-level';
 import type { Iterator as LevelIterator } from 'classic-level';
 import { RaftKvError } from '../node/errors.js';
 import type { Member } from '../node/api.js';
-import { confChangeProblem, decodeConfChange } from '../raft/conf-change.js';
-import type { ConfChange, ConfState, Entry, Index, SnapshotMetadata, Term } from '../raft/types.js';
-import {
-  ByteReader,
-  ByteWriter,
-  assertNever,
-  decodeEnvelope,
-  decodeStoredValue,
-  encodeStoredValue,
-  readAnswer,
-  writeAnswer,
-} from './codec.js';
+import { decodeConfChange } from '../raft/conf-change.js';
+import type { ConfState, Entry, Index, SnapshotMetadata, Term } from '../raft/types.js';
+import { assertNever, decodeEnvelope, decodeStoredValue, encodeStoredValue } from './codec.js';
 import type { SessionAnswer, StoredValue } from './codec.js';
-import {
-  SnapshotFileWriter,
-  fsyncDir,
-  listSnapshotFiles,
-  readSnapshotFile,
-  verifySnapshotHeader,
-} from './snapshot-file.js';
-import { KeySpaceDigest, decodeDigest, digestsEqual, encodeDigest, formatDigest } from './key-space-digest.js';
+import { Overlay, answerOutcome, cmpOp, toKeyValue } from './commands.js';
+import type { ApplyOutcome } from './commands.js';
+import { EMPTY_DIGEST, KeySpaceDigest, decodeDigest, digestsEqual, encodeDigest, formatDigest } from './key-space-digest.js';
 import type { DigestValue } from './key-space-digest.js';
-import { EMPTY_DIGEST } from './key-space-digest.js';
+import {
+  DEFAULT_WRITE_BUFFER_BYTES,
+  INGEST_WRITE_BUFFER_BYTES,
+  KV_CORRUPTION_REMEDY,
+  REOPEN_MIN_FREE_BYTES,
+  dirSizeBytes,
+  freeBytes,
+  isNoSpace,
+  isRaftKvErrorCode,
+  levelCause,
+  liveGeneration,
+  openDb,
+  removeOtherGenerations,
+  setLiveGeneration,
+} from './level-store.js';
+import type { Db } from './level-store.js';
+import { applyConfChangeToTable, confStateOf } from './members.js';
+import {
+  DATA_HI,
+  DATA_LO,
+  KEY_APPLIED,
+  KEY_DIGEST,
+  KEY_MEMBERS,
+  PREFIX_DATA,
+  PREFIX_META,
+  SESSION_HI,
+  SESSION_LO,
+  decodeApplied,
+  decodeMembers,
+  decodeSession,
+  encodeApplied,
+  encodeMembers,
+  encodeSession,
+  keyString,
+  prefixed,
+  sessionKey,
+} from './schema.js';
+import type { Session } from './schema.js';
+import { Serial } from './serial.js';
+import { SnapshotFileWriter, readSnapshotFile, verifySnapshotHeader } from './snapshot-file.js';
+import { latestSnapshot, pruneSnapshots } from './snapshot-dir.js';
 import { DEFAULT_KV_LIMITS } from './types.js';
-import type {
-  Command,
-  CommandResult,
-  Compare,
-  Envelope,
-  KeyRange,
-  KeyValue,
-  KvLimits,
-  Op,
-  OpResult,
-  RangeRequest,
-  RangeResult,
-} from './types.js';
+import type { Command, CommandResult, Compare, KeyRange, KeyValue, KvLimits, KvLogger, Op, OpResult, RangeRequest, RangeResult } from './types.js';
 import { compareBytes, isOpenEnd, validateCommand, validateRange } from './validate.js';
+import { WriteBuffer, mergeWrites } from './write-buffer.js';
+import type { BatchOp } from './write-buffer.js';
 
-export type ApplyOutcome =
-  | { readonly type: 'none' } // no-op, conf-change, or an entry at or below appliedIndex (skipped)
-  | { readonly type: 'result'; readonly result: CommandResult }
-  | { readonly type: 'error'; readonly error: RaftKvError }; // a limit violated, a stale session seq, ...
+export type { ApplyOutcome } from './commands.js';
+export type { KvLogger } from './types.js';
+export { KV_CORRUPTION_REMEDY } from './level-store.js';
+export { encodeMemberContext, decodeMemberContext, confStateOf } from './members.js';
+export type { MemberContext } from './members.js';
+export { latestSnapshot, verifySnapshotFile } from './snapshot-dir.js';
 
-/** The subset of a pino logger the state machine uses. */
-export interface KvLogger {
-  info(obj: object, msg: string): void;
-  warn(obj: object, msg: string): void;
+/** The one timer the state machine sets (a node's Clock has this shape). */
+export interface KvTimers {
+  setTimeout(fn: () => void, delayMs: number): () => void; // returns a cancel function
 }
 
-/** Points where tests make the state machine "crash" (throw, leaving the files as they are). */
+const SYSTEM_TIMERS: KvTimers = {
+  setTimeout(fn, delayMs) {
+    const t = setTimeout(fn, delayMs);
+    t.unref(); // a pending write-behind flush never keeps the process alive (close() flushes)
+    return () => clearTimeout(t);
+  },
+};
+
 export type KvFailPoint = 'snapshot-before-rename' | 'restore-before-swap' | 'restore-after-swap' | 'flush';
 
 export interface KvStateMachineOptions {
@@ -105,6 +119,8 @@ export interface KvStateMachineOptions {
   readonly logger?: KvLogger;
   /** Tests only: called at each KvFailPoint; a throw there simulates a crash. */
   readonly failpoint?: (point: KvFailPoint) => void;
+  /** The write-behind flush timer (default: Node's, unref'd). The node passes its clock, so a simulation drives it. */
+  readonly timers?: KvTimers;
   /** Scan the key space at open and compare it with the stored digest (default true; tests of the scan's absence only). */
   readonly verifyOnOpen?: boolean;
 }
@@ -112,18 +128,6 @@ export interface KvStateMachineOptions {
 export const DEFAULT_SESSION_TTL_ENTRIES = 100_000;
 export const DEFAULT_MAX_SESSIONS = 100_000;
 
-const PREFIX_DATA = 0x64; // 'd'
-const PREFIX_META = 0x6d; // 'm'
-const PREFIX_SESSION = 0x73; // 's'
-const KEY_APPLIED = Uint8Array.from(Buffer.from('mapplied', 'latin1'));
-const KEY_MEMBERS = Uint8Array.from(Buffer.from('mmembers', 'latin1'));
-const KEY_DIGEST = Uint8Array.from(Buffer.from('mdigest', 'latin1'));
-const DATA_LO = Uint8Array.of(PREFIX_DATA);
-const DATA_HI = Uint8Array.of(PREFIX_DATA + 1);
-const SESSION_LO = Uint8Array.of(PREFIX_SESSION);
-const SESSION_HI = Uint8Array.of(PREFIX_SESSION + 1);
-const SESSION_RECORD_VERSION = 1;
-const CURRENT = 'CURRENT';
 const SNAPSHOT_READ_BYTES = 4 * 1024 * 1024; // iterator read-ahead while streaming a snapshot
 const SNAPSHOT_READ_ENTRIES = 20_000;
 const SCAN_READ_BYTES = 1024 * 1024; // iterator read-ahead of range scans
@@ -131,14 +135,6 @@ const VERIFY_READ_ENTRIES = 20_000; // keys per iterator read of verifyKeySpace(
 // digestAt() answers for this many recent digest changes: enough for members' applied indices to meet while
 // writes go on (a lagging member is checked at an index its peers still remember), 2 numbers + index each.
 export const DIGEST_HISTORY_LENGTH = 10_000;
-/** What an operator does about a damaged state machine; every DATA_CORRUPTION about it ends with this. */
-export const KV_CORRUPTION_REMEDY =
-  'remove this member (raftkv member remove ID), wipe its data directory, add it back (raftkv member add) and start it ' +
-  'with --initial-cluster-state existing: it catches up from the leader';
-const DEFAULT_WRITE_BUFFER_BYTES = 4 * 1024 * 1024; // LevelDB memtable size: flushed to a level-0 table when full
-const INGEST_WRITE_BUFFER_BYTES = 64 * 1024 * 1024; // bulk load of a restore: fewer, larger level-0 tables
-// A stalled store is reopened only with this much free: its new log, MANIFEST and a memtable's worth of table.
-const REOPEN_MIN_FREE_BYTES = 2 * DEFAULT_WRITE_BUFFER_BYTES;
 // Write-behind (as etcd's backend batches its bbolt commits): applied batches gather in memory and reach
 // LevelDB as one batch at most this often, or sooner past these sizes. One LevelDB write costs two thread
 // hand-offs (a pool thread, then the event loop), measured at ~0.15-0.2 ms of a sequential put's latency on
@@ -146,297 +142,6 @@ const REOPEN_MIN_FREE_BYTES = 2 * DEFAULT_WRITE_BUFFER_BYTES;
 export const APPLY_FLUSH_INTERVAL_MS = 20;
 export const APPLY_FLUSH_MAX_KEYS = 10_000;
 export const APPLY_FLUSH_MAX_BYTES = 8 * 1024 * 1024;
-
-type Db = ClassicLevel<Uint8Array, Uint8Array>;
-type BatchOp = { type: 'put'; key: Uint8Array; value: Uint8Array } | { type: 'del'; key: Uint8Array };
-
-/** Writes not yet in LevelDB, the last per key (by keyString of the full LevelDB key). */
-class WriteBuffer {
-  readonly ops = new Map<string, BatchOp>();
-  bytes = 0;
-
-  add(op: BatchOp): void {
-    this.ops.set(keyString(op.key), op);
-    this.bytes += op.key.length + (op.type === 'put' ? op.value.length : 0) + 32;
-  }
-
-  /** undefined: not here (ask LevelDB); null: deleted here; else the value. */
-  get(key: Uint8Array): Uint8Array | null | undefined {
-    const op = this.ops.get(keyString(key));
-    if (op === undefined) return undefined;
-    return op.type === 'put' ? op.value : null;
-  }
-}
-
-function prefixed(prefix: number, key: Uint8Array): Uint8Array {
-  const out = new Uint8Array(key.length + 1);
-  out[0] = prefix;
-  out.set(key, 1);
-  return out;
-}
-
-/** A byte string as a JS string whose code-unit order is the bytes' order (for maps and sorting). */
-function keyString(key: Uint8Array): string {
-  return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('latin1');
-}
-
-function sessionKey(clientId: string): Uint8Array {
-  return prefixed(PREFIX_SESSION, Buffer.from(clientId, 'utf8'));
-}
-
-function encodeApplied(index: Index, term: Term): Uint8Array {
-  return new ByteWriter(16).uvarint(index).uvarint(term).finish();
-}
-
-function decodeApplied(b: Uint8Array): { index: Index; term: Term } {
-  const r = new ByteReader(b);
-  const index = r.uvarint();
-  const term = r.uvarint();
-  r.end();
-  return { index, term };
-}
-
-interface Session {
-  lastSeq: number; // seq of the last request applied for this client
-  lastIndex: Index; // index of the last entry that used the session (LRU order of the sessions map)
-}
-
-function encodeSession(s: Session, answer: SessionAnswer): Uint8Array {
-  const w = new ByteWriter(64).u8(SESSION_RECORD_VERSION).uvarint(s.lastSeq).uvarint(s.lastIndex);
-  writeAnswer(w, answer);
-  return w.finish();
-}
-
-function decodeSession(b: Uint8Array): { session: Session; answer: SessionAnswer } {
-  const r = new ByteReader(b);
-  const version = r.u8();
-  if (version !== SESSION_RECORD_VERSION) {
-    throw new RaftKvError('DATA_CORRUPTION', `kv: unknown session record format ${version}`);
-  }
-  const lastSeq = r.uvarint();
-  const lastIndex = r.uvarint();
-  const answer = readAnswer(r);
-  r.end();
-  return { session: { lastSeq, lastIndex }, answer };
-}
-
-function encodeMembers(members: ReadonlyMap<number, Member>): Uint8Array {
-  const list = [...members.values()].sort((a, b) => a.id - b.id);
-  return Buffer.from(JSON.stringify({ members: list }), 'utf8');
-}
-
-function decodeMembers(b: Uint8Array): Map<number, Member> {
-  const bad = (): RaftKvError => new RaftKvError('DATA_CORRUPTION', 'kv: malformed member table');
-  let o: unknown;
-  try {
-    o = JSON.parse(Buffer.from(b).toString('utf8'));
-  } catch {
-    throw bad();
-  }
-  const list = (o as { members?: unknown } | null)?.members;
-  if (!Array.isArray(list)) throw bad();
-  const out = new Map<number, Member>();
-  for (const m of list as unknown[]) {
-    const r = m as Record<string, unknown> | null;
-    if (
-      r === null ||
-      typeof r !== 'object' ||
-      !Number.isSafeInteger(r['id']) ||
-      typeof r['peerAddress'] !== 'string' ||
-      typeof r['clientAddress'] !== 'string' ||
-      typeof r['learner'] !== 'boolean'
-    ) {
-      throw bad();
-    }
-    const id = r['id'] as number;
-    out.set(id, { id, peerAddress: r['peerAddress'], clientAddress: r['clientAddress'], learner: r['learner'] });
-  }
-  return out;
-}
-
-/** The ConfChange context of an add: where the new member listens. */
-export interface MemberContext {
-  readonly peerAddress: string;
-  readonly clientAddress: string;
-}
-
-export function encodeMemberContext(ctx: MemberContext): Uint8Array {
-  return Buffer.from(JSON.stringify({ peerAddress: ctx.peerAddress, clientAddress: ctx.clientAddress }), 'utf8');
-}
-
-/** undefined for an empty or malformed context (the change still applies; addresses stay as they were or ""). */
-export function decodeMemberContext(b: Uint8Array): MemberContext | undefined {
-  if (b.length === 0) return undefined;
-  try {
-    const o = JSON.parse(Buffer.from(b).toString('utf8')) as Record<string, unknown> | null;
-    if (o !== null && typeof o['peerAddress'] === 'string' && typeof o['clientAddress'] === 'string') {
-      return { peerAddress: o['peerAddress'], clientAddress: o['clientAddress'] };
-    }
-    return undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** The ConfState implied by a member table: voters and learners, sorted by id. */
-export function confStateOf(members: Iterable<Member>): ConfState {
-  const voters: number[] = [];
-  const learners: number[] = [];
-  for (const m of members) (m.learner ? learners : voters).push(m.id);
-  return { voters: voters.sort((a, b) => a - b), learners: learners.sort((a, b) => a - b) };
-}
-
-function cmpOp(cmp: number, op: Compare['op']): boolean {
-  switch (op) {
-    case '=':
-      return cmp === 0;
-    case '!=':
-      return cmp !== 0;
-    case '<':
-      return cmp < 0;
-    case '>':
-      return cmp > 0;
-    default:
-      return assertNever(op);
-  }
-}
-
-function toKeyValue(key: Uint8Array, sv: StoredValue, keysOnly = false): KeyValue {
-  return {
-    key,
-    value: keysOnly ? new Uint8Array(0) : sv.value,
-    createIndex: sv.createIndex,
-    modIndex: sv.modIndex,
-    version: sv.version,
-  };
-}
-
-/** Writes of the batch being applied, seen by later entries of the same batch before LevelDB has them. */
-class Overlay {
-  /** Envelopes of this batch's normal entries, decoded once (by prefetch), by entry index. */
-  readonly envelopes = new Map<Index, Envelope>();
-  readonly data = new Map<string, { key: Uint8Array; sv: StoredValue | undefined }>(); // undefined = deleted
-  /** Values read from LevelDB for this batch (no other writer exists while a batch is applied). */
-  readonly cache = new Map<string, StoredValue | undefined>();
-  digestChanged = false; // a write since the digest was last added to the history
-
-  inRange(range: KeyRange): { ks: string; key: Uint8Array; sv: StoredValue | undefined }[] {
-    const lo = keyString(range.key);
-    const hi = isOpenEnd(range.end) ? undefined : keyString(range.end);
-    const out: { ks: string; key: Uint8Array; sv: StoredValue | undefined }[] = [];
-    for (const [ks, v] of this.data) {
-      if (ks >= lo && (hi === undefined || ks < hi)) out.push({ ks, key: v.key, sv: v.sv });
-    }
-    return out.sort((a, b) => (a.ks < b.ks ? -1 : a.ks > b.ks ? 1 : 0));
-  }
-}
-
-/** A simple FIFO mutex: apply, snapshot capture, restore, bootstrap and close run one at a time. */
-class Serial {
-  private tail: Promise<unknown> = Promise.resolve();
-
-  run<T>(fn: () => Promise<T>): Promise<T> {
-    const next = this.tail.then(fn, fn);
-    this.tail = next.catch(() => undefined);
-    return next;
-  }
-}
-
-async function writeFileDurably(dir: string, name: string, content: string): Promise<void> {
-  const tmp = join(dir, `${name}.tmp`);
-  const fh = await open(tmp, 'w');
-  try {
-    await fh.writeFile(content, 'utf8');
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await rename(tmp, join(dir, name));
-  await fsyncDir(dir);
-}
-
-/**
- * Opens a LevelDB store. 'existing' never creates one: a store that lost its CURRENT or MANIFEST, or a table
- * file its MANIFEST names, is refused with LevelDB's own reason (DATA_CORRUPTION), not replaced by an empty one.
- */
-async function openDb(path: string, writeBufferSize: number, mode: 'create' | 'existing'): Promise<Db> {
-  // Every option must be a number: classic-level reads a present-but-undefined option as garbage (it once
-  // left the memtable unflushed: LevelDB's log and the process's memory grew with every write).
-  const db = new ClassicLevel<Uint8Array, Uint8Array>(path, {
-    keyEncoding: 'view',
-    valueEncoding: 'view',
-    writeBufferSize,
-    createIfMissing: mode === 'create',
-    errorIfExists: false,
-  });
-  try {
-    await db.open();
-  } catch (err) {
-    if (mode === 'create') throw err;
-    throw new RaftKvError('DATA_CORRUPTION', `kv: cannot open the LevelDB store ${path}: ${levelCause(err)}; ${KV_CORRUPTION_REMEDY}`);
-  }
-  return db;
-}
-
-/** LevelDB's own message under classic-level's wrapper ("Database failed to open" says nothing). */
-function levelCause(err: unknown): string {
-  const cause = (err as { cause?: unknown } | null)?.cause;
-  if (cause instanceof Error) return cause.message;
-  return err instanceof Error ? err.message : String(err);
-}
-
-/**
- * True if the store at `path` was created and never written (a first open that crashed before CURRENT): no table
- * file and only empty logs. Decided from the file listing alone: opening a store rewrites its MANIFEST and log.
- */
-async function isUntouchedDb(path: string): Promise<boolean> {
-  for (const name of await readdir(path)) {
-    if (name.endsWith('.ldb') || name.endsWith('.sst')) return false;
-    if (name.endsWith('.log') && (await stat(join(path, name))).size > 0) return false;
-  }
-  return true;
-}
-
-async function readTextIfExists(path: string): Promise<string | undefined> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
-}
-
-async function freeBytes(dir: string): Promise<number> {
-  const st = await statfs(dir);
-  return st.bavail * st.bsize;
-}
-
-/** ENOSPC, as LevelDB reports it (an IO error whose text carries strerror) or as Node does (err.code). */
-function isNoSpace(err: unknown): boolean {
-  if ((err as NodeJS.ErrnoException | null)?.code === 'ENOSPC') return true;
-  return /No space left on device/.test(levelCause(err));
-}
-
-/** Two key-ordered write lists as one; on the same key `newer` wins. */
-function mergeWrites<T extends { ks: string }>(older: readonly T[], newer: readonly T[]): T[] {
-  const byKey = new Map<string, T>();
-  for (const w of older) byKey.set(w.ks, w);
-  for (const w of newer) byKey.set(w.ks, w);
-  return [...byKey.values()].sort((a, b) => (a.ks < b.ks ? -1 : a.ks > b.ks ? 1 : 0));
-}
-
-function isRaftKvErrorCode(err: unknown, code: RaftKvError['code']): boolean {
-  return err instanceof RaftKvError && err.code === code;
-}
-
-async function dirSizeBytes(dir: string): Promise<number> {
-  let total = 0;
-  for (const name of await readdir(dir)) {
-    const s = await stat(join(dir, name));
-    if (s.isFile()) total += s.size;
-  }
-  return total;
-}
 
 export class KvStateMachine {
   private appliedIndexValue: Index = 0; // last entry whose effects are readable (in LevelDB or the write buffers)
@@ -456,7 +161,7 @@ export class KvStateMachine {
   private unflushed = new WriteBuffer(); // applied writes not yet handed to LevelDB
   private readonly flushing: WriteBuffer[] = []; // handed to LevelDB (queued or being written), oldest first
   private flushDone: Promise<void> = Promise.resolve(); // the batch being written (never rejects; sets broken)
-  private flushTimer: NodeJS.Timeout | undefined; // the next write-behind flush
+  private cancelFlushTimer: (() => void) | undefined; // cancels the next write-behind flush
   /** Called once when a background LevelDB batch fails (the state machine is then broken). */
   onFlushFailure: ((err: Error) => void) | undefined;
   /**
@@ -467,6 +172,7 @@ export class KvStateMachine {
   private stalled: RaftKvError | undefined; // a batch failed with ENOSPC: nothing is written until retryFlush()
   private closed = false;
   private readonly limits: KvLimits;
+  private readonly timers: KvTimers; // the write-behind flush timer goes through it
   private readonly sessionTtlEntries: number;
   private readonly maxSessions: number;
 
@@ -477,6 +183,7 @@ export class KvStateMachine {
     private readonly opts: KvStateMachineOptions,
   ) {
     this.limits = opts.limits ?? DEFAULT_KV_LIMITS;
+    this.timers = opts.timers ?? SYSTEM_TIMERS;
     this.sessionTtlEntries = opts.sessionTtlEntries ?? DEFAULT_SESSION_TTL_ENTRIES;
     this.maxSessions = opts.maxSessions ?? DEFAULT_MAX_SESSIONS;
     if (!(this.sessionTtlEntries >= 1 && this.maxSessions >= 1)) {
@@ -492,7 +199,7 @@ export class KvStateMachine {
    */
   static async open(dir: string, opts: KvStateMachineOptions = {}): Promise<KvStateMachine> {
     await mkdir(dir, { recursive: true });
-    const generation = await KvStateMachine.liveGeneration(dir);
+    const generation = await liveGeneration(dir);
     const live = `db-${generation}`;
     const db = await openDb(join(dir, live), DEFAULT_WRITE_BUFFER_BYTES, 'existing');
     const sm = new KvStateMachine(dir, db, generation, opts);
@@ -505,48 +212,8 @@ export class KvStateMachine {
       // LevelDB opened but cannot read its own tables (truncated, flipped bits in a block, ...).
       throw new RaftKvError('DATA_CORRUPTION', `kv: the LevelDB store ${join(dir, live)} is damaged: ${levelCause(err)}; ${KV_CORRUPTION_REMEDY}`);
     }
-    for (const name of await readdir(dir)) {
-      if (/^db-\d+$/.test(name) && name !== live) {
-        opts.logger?.info({ dir, name }, 'kv: removing the other side of an interrupted restore');
-        await rm(join(dir, name), { recursive: true, force: true });
-      }
-    }
+    await removeOtherGenerations(dir, generation, opts.logger);
     return sm;
-  }
-
-  /** The generation CURRENT names (after checking that its store exists), or 1 in a fresh directory. */
-  private static async liveGeneration(dir: string): Promise<number> {
-    const pointer = join(dir, CURRENT);
-    const text = await readTextIfExists(pointer);
-    const names = (await readdir(dir)).filter((n) => n !== CURRENT && n !== `${CURRENT}.tmp`);
-    if (text === undefined) {
-      // A fresh directory, or a first open that crashed between creating db-1 and writing CURRENT (db-1 then
-      // holds nothing: the first apply comes after open). Anything else means the pointer was lost.
-      if (names.length > 1 || (names.length === 1 && (names[0] !== 'db-1' || !(await isUntouchedDb(join(dir, 'db-1')))))) {
-        throw new RaftKvError(
-          'DATA_CORRUPTION',
-          `kv: ${pointer} is missing but ${dir} holds ${names.slice(0, 5).join(', ')}: the pointer to the live LevelDB store ` +
-            `is lost and nothing was removed; if you know which db-N is live, write "db-N" into ${pointer}; otherwise ${KV_CORRUPTION_REMEDY}`,
-        );
-      }
-      const db = await openDb(join(dir, 'db-1'), DEFAULT_WRITE_BUFFER_BYTES, 'create');
-      await db.close();
-      await writeFileDurably(dir, CURRENT, 'db-1\n');
-      return 1;
-    }
-    const m = /^db-(\d+)$/.exec(text.trim());
-    if (m?.[1] === undefined) {
-      throw new RaftKvError('DATA_CORRUPTION', `kv: ${pointer} holds ${JSON.stringify(text.trim())}, not "db-N"; ${KV_CORRUPTION_REMEDY}`);
-    }
-    const live = `db-${m[1]}`;
-    if (!names.includes(live)) {
-      throw new RaftKvError(
-        'DATA_CORRUPTION',
-        `kv: ${pointer} names ${live}, which does not exist (${dir} holds ${names.slice(0, 5).join(', ') || 'nothing else'}); ` +
-          `nothing was removed; ${KV_CORRUPTION_REMEDY}`,
-      );
-    }
-    return Number(m[1]);
   }
 
   /** Loads applied index/term, members and sessions from the live db. */
@@ -842,20 +509,19 @@ export class KvStateMachine {
     for (const op of batch) this.unflushed.add(op);
     if (this.unflushed.ops.size >= APPLY_FLUSH_MAX_KEYS || this.unflushed.bytes >= APPLY_FLUSH_MAX_BYTES) {
       void this.startFlush(); // never rejects: a failure breaks the state machine and calls onFlushFailure
-    } else if (this.flushTimer === undefined) {
-      this.flushTimer = setTimeout(() => {
-        this.flushTimer = undefined;
+    } else if (this.cancelFlushTimer === undefined) {
+      this.cancelFlushTimer = this.timers.setTimeout(() => {
+        this.cancelFlushTimer = undefined;
         void this.startFlush(); // never rejects (as above)
       }, APPLY_FLUSH_INTERVAL_MS);
-      this.flushTimer.unref();
     }
   }
 
   /** Hands the buffered writes to LevelDB as one batch, after the batch being written (if any). */
   private startFlush(): Promise<void> {
-    if (this.flushTimer !== undefined) {
-      clearTimeout(this.flushTimer);
-      this.flushTimer = undefined;
+    if (this.cancelFlushTimer !== undefined) {
+      this.cancelFlushTimer();
+      this.cancelFlushTimer = undefined;
     }
     if (this.unflushed.ops.size === 0) return this.flushDone;
     const buffer = this.unflushed;
@@ -932,7 +598,7 @@ export class KvStateMachine {
       term = e.term;
       switch (e.type) {
         case 'conf-change':
-          this.applyConfChange(decodeConfChange(e.data));
+          applyConfChangeToTable(this.memberTable, decodeConfChange(e.data), this.opts.logger);
           membersChanged = true;
           outcomes.push({ type: 'none' });
           break;
@@ -1015,36 +681,6 @@ export class KvStateMachine {
     for (const [ks, k] of keys) {
       const v = this.getSync(prefixed(PREFIX_DATA, k));
       overlay.cache.set(ks, v === undefined ? undefined : decodeStoredValue(v));
-    }
-  }
-
-  /** Follows the core's rule (confChangeProblem): an inapplicable change leaves the table unchanged. */
-  private applyConfChange(cc: ConfChange): void {
-    const problem = confChangeProblem(this.confState(), cc);
-    if (problem !== undefined) {
-      this.opts.logger?.warn({ nodeId: cc.nodeId, problem }, 'kv: conf change ignored');
-      return;
-    }
-    const ctx = decodeMemberContext(cc.context);
-    const prev = this.memberTable.get(cc.nodeId);
-    switch (cc.type) {
-      case 'add-voter':
-      case 'add-learner':
-        if (prev === undefined && ctx === undefined) {
-          this.opts.logger?.warn({ nodeId: cc.nodeId }, 'kv: conf change adds a member without addresses');
-        }
-        this.memberTable.set(cc.nodeId, {
-          id: cc.nodeId,
-          peerAddress: ctx?.peerAddress ?? prev?.peerAddress ?? '',
-          clientAddress: ctx?.clientAddress ?? prev?.clientAddress ?? '',
-          learner: cc.type === 'add-learner',
-        });
-        return;
-      case 'remove':
-        this.memberTable.delete(cc.nodeId);
-        return;
-      default:
-        assertNever(cc.type);
     }
   }
 
@@ -1432,7 +1068,7 @@ export class KvStateMachine {
       }
       await fresh.close();
       this.opts.failpoint?.('restore-before-swap');
-      await writeFileDurably(this.dir, CURRENT, `db-${nextGen}\n`); // the commit point
+      await setLiveGeneration(this.dir, nextGen); // the commit point
       this.opts.failpoint?.('restore-after-swap');
       const oldDir = join(this.dir, `db-${this.generation}`);
       await this.withReadsQuiesced(async () => {
@@ -1460,49 +1096,6 @@ export class KvStateMachine {
       await this.withReadsQuiesced(() => this.db.close());
     });
   }
-}
-
-/** Keeps the newest `keep` snapshot files and removes stray .tmp files (a crash between write and rename). */
-async function pruneSnapshots(snapDir: string, keep: number): Promise<void> {
-  const files = await listSnapshotFiles(snapDir);
-  for (const f of files.slice(keep)) await rm(join(snapDir, f.name), { force: true });
-  for (const name of await readdir(snapDir)) {
-    if (name.startsWith('snapshot-') && name.endsWith('.snap.tmp')) await rm(join(snapDir, name), { force: true });
-  }
-}
-
-function answerOutcome(a: SessionAnswer): ApplyOutcome {
-  switch (a.type) {
-    case 'result':
-      return { type: 'result', result: a.result };
-    case 'error':
-      return { type: 'error', error: new RaftKvError(a.code, a.message) };
-    default:
-      return assertNever(a);
-  }
-}
-
-/** Checks a snapshot file (magic, framing, record count, SHA-256) and returns its metadata; throws DATA_CORRUPTION. */
-export async function verifySnapshotFile(path: string): Promise<SnapshotMetadata> {
-  const h = await verifySnapshotHeader(path);
-  return { index: h.index, term: h.term, confState: h.confState };
-}
-
-/** The newest snapshot in `snapDir` that verifies, if any (corrupt files are logged and skipped, not deleted). */
-export async function latestSnapshot(
-  snapDir: string,
-  logger?: KvLogger,
-): Promise<{ path: string; metadata: SnapshotMetadata } | undefined> {
-  for (const f of await listSnapshotFiles(snapDir)) {
-    const path = join(snapDir, f.name);
-    try {
-      return { path, metadata: await verifySnapshotFile(path) };
-    } catch (err) {
-      if (!(err instanceof RaftKvError && err.code === 'DATA_CORRUPTION')) throw err;
-      logger?.warn({ path, err: err.message }, 'kv: skipping a corrupt snapshot');
-    }
-  }
-  return undefined;
 }
 
 /**

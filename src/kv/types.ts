@@ -99,3 +99,9 @@ export function prefixEnd(prefix: Uint8Array): Uint8Array {
   }
   return Uint8Array.of(0); // every key: "\0" as end means "to the end of the keyspace"
 }
+
+/** The subset of a pino logger the state machine uses. */
+export interface KvLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+}

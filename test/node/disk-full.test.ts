@@ -98,6 +98,7 @@ it.runIf(process.getuid?.() === 0)(`${where} full (${expectedLog} refuses): writ
     const r = await tryWrite(c, full, `during-${i}`);
     if (r === 'ok') acked.push(`during-${i}`);
     else refused.push(r);
+    await c.ticks(1); // time for the write-behind flush (APPLY_FLUSH_INTERVAL_MS, on the cluster's clock)
   }
   expect(refused, 'writes refused with DISK_FULL').toContain('DISK_FULL');
   expect(full.isDiskFull).toBe(true);

@@ -70,3 +70,24 @@ export function walFiles(dir: string): string[] {
     .filter((n) => n.endsWith('.wal'))
     .sort();
 }
+
+/** Temp dirs of one test file, removed after it: `newDir()` and `copyDir(src)` (register `cleanup` in afterAll). */
+export function tempDirs(tag: string): { newDir: () => string; copyDir: (src: string) => string; cleanup: () => void } {
+  const dirs: string[] = [];
+  const newDir = (): string => {
+    const d = tempDir(tag);
+    dirs.push(d);
+    return d;
+  };
+  return {
+    newDir,
+    copyDir: (src) => {
+      const d = newDir();
+      fs.cpSync(src, d, { recursive: true });
+      return d;
+    },
+    cleanup: () => {
+      for (const d of dirs.splice(0)) removeDir(d);
+    },
+  };
+}

@@ -8,22 +8,10 @@ import { readFrame } from '../../src/storage/wal-codec.js';
 import { WalStorage } from '../../src/storage/wal-storage.js';
 import type { WalOptions } from '../../src/storage/wal-storage.js';
 import { FaultFs } from './fault-fs.js';
-import { dirContents, entries, entry, plain, removeDir, rngFrom, tempDir, testSeed, walFiles } from './helpers.js';
+import { dirContents, entries, entry, plain, removeDir, rngFrom, tempDirs, testSeed, walFiles } from './helpers.js';
 
-const dirs: string[] = [];
-afterAll(() => {
-  for (const d of dirs) removeDir(d);
-});
-function newDir(): string {
-  const d = tempDir('wal-rec');
-  dirs.push(d);
-  return d;
-}
-function copyDir(src: string): string {
-  const d = newDir();
-  fs.cpSync(src, d, { recursive: true });
-  return d;
-}
+const { newDir, copyDir, cleanup } = tempDirs('wal-rec');
+afterAll(cleanup);
 
 interface LogLine {
   level: string;

@@ -9,22 +9,10 @@ import { nodeFs } from '../../src/storage/fs-like.js';
 import type { FsLike } from '../../src/storage/fs-like.js';
 import { LAST_SEGMENT_FILE } from '../../src/storage/wal.js';
 import { WalStorage } from '../../src/storage/wal-storage.js';
-import { dirContents, entry, plain, removeDir, tempDir, walFiles } from './helpers.js';
+import { dirContents, entry, plain, tempDirs, walFiles } from './helpers.js';
 
-const dirs: string[] = [];
-afterAll(() => {
-  for (const d of dirs) removeDir(d);
-});
-function newDir(): string {
-  const d = tempDir('wal-loss');
-  dirs.push(d);
-  return d;
-}
-function copyDir(src: string): string {
-  const d = newDir();
-  fs.cpSync(src, d, { recursive: true });
-  return d;
-}
+const { newDir, copyDir, cleanup } = tempDirs('wal-loss');
+afterAll(cleanup);
 
 const SEGMENT_BYTES = 2048;
 

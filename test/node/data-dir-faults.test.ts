@@ -141,6 +141,14 @@ describe("LevelDB's own files damaged on a stopped member", () => {
       /missing files|\.ldb/,
     ],
     [
+      'another (the newest) table file removed',
+      async (db: string) => {
+        const t = (await tables(db)).at(-1);
+        if (t !== undefined) await rm(join(db, t));
+      },
+      /missing files|\.ldb/,
+    ],
+    [
       'a table file truncated',
       async (db: string) => {
         const t = (await tables(db))[0];

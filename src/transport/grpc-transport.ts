@@ -52,6 +52,8 @@ export interface GrpcTransportOptions {
   readonly reconnectBackoffMaxMs?: number; // default 1000
   readonly snapshotChunkBytes?: number; // default 256 KiB
   readonly snapshotTimeoutMs?: number; // default 10 minutes
+  readonly keepaliveTimeMs?: number; // HTTP/2 ping interval on peer connections; default PEER_KEEPALIVE_TIME_MS
+  readonly keepaliveTimeoutMs?: number; // no ping ack within this: the connection is dead; default PEER_KEEPALIVE_TIMEOUT_MS
 }
 
 export interface PeerStats {
@@ -62,6 +64,12 @@ export interface PeerStats {
 }
 
 export const PEER_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+// Keepalive pings on every peer connection, with or without a call: a peer that is paused (SIGSTOP), cut off by
+// a black-holing network or gone without a reset is noticed within time + timeout (2 s, two election timeouts
+// at the default tick) instead of when a stream write finally times out; the link then reports the peer
+// unreachable and redials. grpc-js servers accept pings at any rate, so the receiving side needs no setting.
+export const PEER_KEEPALIVE_TIME_MS = 1000;
+export const PEER_KEEPALIVE_TIMEOUT_MS = 1000;
 
 interface PeerLink {
   readonly id: NodeId;
@@ -111,6 +119,8 @@ export class GrpcTransport implements Transport {
       reconnectBackoffMaxMs: 1000,
       snapshotChunkBytes: 256 * 1024,
       snapshotTimeoutMs: 10 * 60 * 1000,
+      keepaliveTimeMs: PEER_KEEPALIVE_TIME_MS,
+      keepaliveTimeoutMs: PEER_KEEPALIVE_TIMEOUT_MS,
       ...options,
       dialOverrides: options.dialOverrides ?? new Map(),
     };
@@ -155,6 +165,9 @@ export class GrpcTransport implements Transport {
       'grpc.initial_reconnect_backoff_ms': this.opts.reconnectBackoffMinMs,
       'grpc.max_reconnect_backoff_ms': this.opts.reconnectBackoffMaxMs,
       'grpc.enable_retries': 0,
+      'grpc.keepalive_time_ms': this.opts.keepaliveTimeMs,
+      'grpc.keepalive_timeout_ms': this.opts.keepaliveTimeoutMs,
+      'grpc.keepalive_permit_without_calls': 1,
     };
   }
 

@@ -13,6 +13,8 @@ import type { WireSnapshotAck, WireSnapshotChunk } from '../../src/proto.js';
 import { addPeerService } from '../../src/server/peer-service.js';
 import { encodeMessages } from '../../src/transport/grpc-codec.js';
 import { GrpcTransport } from '../../src/transport/grpc-transport.js';
+import type { GrpcTransportOptions } from '../../src/transport/grpc-transport.js';
+import { LinkProxy } from '../chaos/proxy.js';
 import { silentLogger, startServer, stopServer, waitFor } from './helpers.js';
 
 interface Received {
@@ -44,9 +46,10 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function member(id: NodeId, clusterId = 'c1', port = 0): Promise<Member> {
+async function member(id: NodeId, clusterId = 'c1', port = 0, extra: Partial<GrpcTransportOptions> = {}): Promise<Member> {
   const got: Received = { messages: [], snapshots: [], unreachable: [] };
   const transport = new GrpcTransport({
+    ...extra,
     id,
     clusterId,
     logger: silentLogger,
@@ -135,6 +138,31 @@ describe('GrpcTransport', () => {
       return b.got.messages.some((m) => m.term >= 3);
     });
     expect(a.transport.peerStats(2)?.streamFailures).toBeGreaterThanOrEqual(1);
+  });
+
+  it('notices a peer that goes silent without a reset (keepalive pings) and reports it unreachable', async () => {
+    const a = await member(1, 'c1', 0, { keepaliveTimeMs: 200, keepaliveTimeoutMs: 200 });
+    const b = await member(2);
+    const proxy = new LinkProxy('1->2', { host: '127.0.0.1', port: b.port });
+    await proxy.start();
+    try {
+      a.transport.setPeer(2, proxy.address);
+      b.transport.setPeer(1, a.address);
+      a.transport.send([hb(1, 2, 1)]);
+      await waitFor('first message', () => b.got.messages.length === 1);
+      // The link black-holes every byte (as a paused process or a dead route): no reset, no error, nothing sent.
+      proxy.cut('stall');
+      await waitFor('unreachable reported with nothing sent', () => a.got.unreachable.includes(2));
+      expect(a.transport.peerStats(2)?.streamFailures).toBeGreaterThanOrEqual(1);
+      proxy.heal();
+      let term = 2;
+      await waitFor('a message after the link heals', () => {
+        a.transport.send([hb(1, 2, term++)]);
+        return b.got.messages.some((m) => m.term >= 2);
+      });
+    } finally {
+      await proxy.stop();
+    }
   });
 
   it('refuses a stream from another cluster and from an unknown sender, and reports it to the sender', async () => {

@@ -69,6 +69,8 @@ export const PEER_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 // at the default tick) instead of when a stream write finally times out; the link then reports the peer
 // unreachable and redials. grpc-js servers accept pings at any rate, so the receiving side needs no setting.
 export const PEER_KEEPALIVE_TIME_MS = 1000;
+// A snapshot stream may take this long: 10 minutes moves several GiB on a slow link; longer is a stuck peer.
+export const SNAPSHOT_SEND_TIMEOUT_MS = 10 * 60_000;
 export const PEER_KEEPALIVE_TIMEOUT_MS = 1000;
 
 interface PeerLink {
@@ -118,7 +120,7 @@ export class GrpcTransport implements Transport {
       reconnectBackoffMinMs: 50,
       reconnectBackoffMaxMs: 1000,
       snapshotChunkBytes: 256 * 1024,
-      snapshotTimeoutMs: 10 * 60 * 1000,
+      snapshotTimeoutMs: SNAPSHOT_SEND_TIMEOUT_MS,
       keepaliveTimeMs: PEER_KEEPALIVE_TIME_MS,
       keepaliveTimeoutMs: PEER_KEEPALIVE_TIMEOUT_MS,
       ...options,

@@ -248,6 +248,18 @@ export interface WireSnapshotSaveChunk {
   totalBytes: number;
   header: WireHeader | null;
 }
+export interface WireHashKvRequest {
+  index?: number; // 0 = the current applied index
+}
+/** The digest's 64-bit hash travels as two uint32 lanes (a uint64 would not survive `longs: Number`). */
+export interface WireHashKvResponse {
+  header: WireHeader | null;
+  memberId: number;
+  index: number;
+  hashLane1: number;
+  hashLane2: number;
+  keyCount: number;
+}
 export interface WirePeerBatch {
   clusterId: string;
   from: number;
@@ -287,6 +299,7 @@ export const ADMIN_METHODS = {
   memberPromote: method<WireIdRequest, WireMemberListResponse>(ADMIN_SERVICE, 'MemberPromote'),
   transferLeader: method<WireTransferLeaderRequest, WireTransferLeaderResponse>(ADMIN_SERVICE, 'TransferLeader'),
   snapshotSave: method<WireEmpty, WireSnapshotSaveChunk>(ADMIN_SERVICE, 'SnapshotSave'),
+  hashKv: method<WireHashKvRequest, WireHashKvResponse>(ADMIN_SERVICE, 'HashKV'),
 };
 
 export const PEER_METHODS = {

@@ -1,8 +1,9 @@
 // The `raftkv` command: argument parsing (node:util parseArgs) and output only. Client commands use KvClient;
-// `serve` starts the server. Failures throw (bin/raftkv.js prints "raftkv: <message>" on stderr and exits 1).
+// `serve` starts the server. Failures throw (bin/raftkv.js prints "raftkv: <message>" on stderr and exits 1, or
+// with the CliFailure's exitStatus).
 import { parseArgs } from 'node:util';
 import { KvClient, text } from '../client/index.js';
-import type { StatusResult } from '../client/index.js';
+import type { ErrorCode, HashKvResult, Member, StatusResult } from '../client/index.js';
 import type { KeyValue } from '../kv/types.js';
 import type { ResponseHeader } from '../node/api.js';
 import { MAX_TIMER_DELAY_MS } from '../node/clock.js';
@@ -30,6 +31,7 @@ commands:
   member promote ID
   transfer-leader ID                        hand leadership to member ID
   snapshot save FILE                        download a verified snapshot of the state machine
+  check                                     every member's key-space digest at one common index: do they agree?
   serve ...                                 run a member (raftkv serve --help)
 
 global flags:
@@ -38,7 +40,22 @@ global flags:
   --timeout-ms N            per command, across retries (default 5000)
   -h, --help
 
-exit status: 0 on success; 1 with a one-line error on stderr otherwise (a cas that did not match included).`;
+exit status: 0 on success; 1 with a one-line error on stderr otherwise (a cas that did not match included);
+  2 when check finds members whose digests differ (stderr names them and the remedy).`;
+
+/** Exit status of `raftkv check` when members' digests differ. */
+export const EXIT_DIGEST_MISMATCH = 2;
+
+/** A failure that ends the command with its own exit status (bin/raftkv.js), not 1. */
+export class CliFailure extends RaftKvError {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    readonly exitStatus: number,
+  ) {
+    super(code, message);
+  }
+}
 
 export interface CliIo {
   readonly stdout: { write(s: string): unknown };
@@ -57,6 +74,7 @@ const COMMAND_FLAGS: Readonly<Record<string, readonly string[]>> = {
   member: ['learner'],
   'transfer-leader': [],
   snapshot: [],
+  check: [],
   help: [],
 };
 const GLOBAL_FLAGS = ['endpoints', 'write-out', 'timeout-ms', 'help'];
@@ -248,6 +266,9 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
       }
       return;
     }
+    case 'check':
+      wantArgs(cmd, args, 0, 'no arguments');
+      return check(endpoints, timeoutMs, json, io);
     default:
       throw invalid(`unknown command ${JSON.stringify(cmd)} (see raftkv --help)`);
   }
@@ -383,4 +404,143 @@ async function serve(args: readonly string[], io: CliIo): Promise<void> {
   const { config, dialOverrides } = parseServeArgs(args);
   const { runServer } = await import('../server/serve.js');
   await runServer(config, { dialOverrides, handleSignals: true });
+}
+
+/** One member's row in `raftkv check`: its digest at the common index, or why there is none. */
+export interface CheckRow {
+  readonly member: Member;
+  readonly digest: HashKvResult | undefined;
+  readonly error: string | undefined; // "CODE: message" when the member gave no digest
+  verdict: 'ok' | 'MISMATCH' | 'no majority' | 'error'; // filled in once every row is in
+}
+
+/** What `raftkv check` found: the rows, and the digest held by a strict majority of those that answered. */
+export interface CheckReport {
+  readonly index: number; // the common index (0: none could be chosen)
+  readonly rows: readonly CheckRow[];
+  readonly majority: HashKvResult | undefined; // undefined: no digest has a strict majority (or none answered)
+}
+
+function digestKey(d: HashKvResult): string {
+  return `${d.hash}/${d.keyCount}`;
+}
+
+function errorText(err: unknown): string {
+  return err instanceof RaftKvError ? `${err.code}: ${err.message}` : String(err);
+}
+
+/**
+ * Asks every member for its current digest (index 0) to learn the applied indices, then all of them at the
+ * smallest (which each has applied, and which the others still remember unless they are 10,000 digest changes
+ * ahead). A member that has applied nothing cannot be compared and counts as an error.
+ */
+export async function collectDigests(client: KvClient, members: readonly Member[], callTimeoutMs: number): Promise<CheckReport> {
+  const sorted = [...members].sort((a, b) => a.id - b.id);
+  const ask = async (m: Member, index: number): Promise<{ digest: HashKvResult | undefined; error: string | undefined }> => {
+    try {
+      const d = await client.hashKv(m.clientAddress, index, { timeoutMs: callTimeoutMs });
+      if (d.memberId !== m.id) return { digest: undefined, error: `CLUSTER_MISMATCH: ${m.clientAddress} answered as member ${d.memberId}` };
+      if (index === 0 && d.index === 0) return { digest: undefined, error: 'FAILED_PRECONDITION: it has applied nothing yet' };
+      return { digest: d, error: undefined };
+    } catch (err) {
+      return { digest: undefined, error: errorText(err) };
+    }
+  };
+  const current = await Promise.all(sorted.map((m) => ask(m, 0)));
+  const indices = current.flatMap((c) => (c.digest === undefined ? [] : [c.digest.index]));
+  const index = indices.length === 0 ? 0 : Math.min(...indices);
+  const atIndex = await Promise.all(sorted.map((m, i) => (current[i]?.digest === undefined ? Promise.resolve(current[i] ?? { digest: undefined, error: 'no answer' }) : ask(m, index))));
+  const rows: CheckRow[] = sorted.map((member, i) => {
+    const r = atIndex[i] ?? { digest: undefined, error: 'no answer' };
+    return { member, digest: r.digest, error: r.error, verdict: r.digest === undefined ? 'error' : 'ok' };
+  });
+  const answered = rows.flatMap((r) => (r.digest === undefined ? [] : [r.digest]));
+  const counts = new Map<string, number>();
+  for (const d of answered) counts.set(digestKey(d), (counts.get(digestKey(d)) ?? 0) + 1);
+  const majority = answered.find((d) => 2 * (counts.get(digestKey(d)) ?? 0) > answered.length);
+  if (counts.size > 1) {
+    for (const r of rows) {
+      if (r.digest === undefined) continue;
+      r.verdict = majority === undefined ? 'no majority' : digestKey(r.digest) === digestKey(majority) ? 'ok' : 'MISMATCH';
+    }
+  }
+  return { index, rows, majority };
+}
+
+export function checkTable(report: CheckReport): string {
+  const header = ['ID', 'ADDRESS', 'INDEX', 'HASH', 'KEYS', 'VERDICT'];
+  const body = report.rows.map((r) => {
+    const d = r.digest;
+    if (d === undefined) return [String(r.member.id), r.member.clientAddress, '-', '-', '-', `error (${r.error ?? ''})`];
+    return [String(r.member.id), r.member.clientAddress, String(d.index), d.hash, String(d.keyCount), r.verdict];
+  });
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => (row[i] ?? '').length)));
+  const line = (cells: readonly string[]): string => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
+  return [line(header), ...body.map(line)].join('\n');
+}
+
+function idsText(rows: readonly CheckRow[]): string {
+  return `${rows.length === 1 ? 'member' : 'members'} ${rows.map((r) => r.member.id).join(', ')}`;
+}
+
+/** The one-line verdict, and the exit status it stands for (0 agree, 1 errors, EXIT_DIGEST_MISMATCH). */
+export function checkVerdict(report: CheckReport): { readonly line: string; readonly exitStatus: number } {
+  const answered = report.rows.filter((r) => r.digest !== undefined);
+  const failed = report.rows.filter((r) => r.digest === undefined);
+  const failedText = failed.length === 0 ? '' : `; no digest from ${failed.map((r) => `member ${r.member.id} (${r.member.clientAddress}: ${r.error ?? ''})`).join(', ')}`;
+  const shown = (d: HashKvResult): string => `${d.hash}/${d.keyCount} keys`;
+  const minority = answered.filter((r) => r.verdict === 'MISMATCH');
+  if (report.majority !== undefined && minority.length > 0) {
+    const agreeing = answered.filter((r) => r.verdict === 'ok');
+    const their = minority.map((r) => `member ${r.member.id} has ${r.digest === undefined ? '?' : shown(r.digest)}`).join(', ');
+    const remedy = minority
+      .map((r) => `remove member ${r.member.id} (raftkv member remove ${r.member.id}), wipe its data directory, add it back (raftkv member add ${r.member.id} ${r.member.peerAddress} ${r.member.clientAddress}${r.member.learner ? ' --learner' : ''}) and start it with --initial-cluster-state existing`)
+      .join('; ');
+    return {
+      line: `MISMATCH at index ${report.index}: ${their}, but the majority (${idsText(agreeing)}) has ${shown(report.majority)}${failedText}. Remedy: ${remedy}`,
+      exitStatus: EXIT_DIGEST_MISMATCH,
+    };
+  }
+  if (answered.some((r) => r.verdict === 'no majority')) {
+    const groups = new Map<string, CheckRow[]>();
+    for (const r of answered) if (r.digest !== undefined) groups.set(shown(r.digest), [...(groups.get(shown(r.digest)) ?? []), r]);
+    const split = [...groups].map(([d, rs]) => `${idsText(rs)}: ${d}`).join('; ');
+    return {
+      line: `MISMATCH at index ${report.index}: no digest is held by a majority of the ${answered.length} members that answered (${split})${failedText}; cannot tell which diverged: run check again when every member answers`,
+      exitStatus: EXIT_DIGEST_MISMATCH,
+    };
+  }
+  if (answered.length === 0) return { line: `check: no member gave its digest${failedText}`, exitStatus: 1 };
+  const first = answered[0]?.digest;
+  const digest = `${first === undefined ? '?' : shown(first)} at index ${report.index}`;
+  if (failed.length > 0) {
+    const agree = answered.length === 1 ? `the one member that answered has ${digest}` : `the ${answered.length} members that answered agree on ${digest}`;
+    return { line: `check: ${agree}${failedText}`, exitStatus: 1 };
+  }
+  return { line: answered.length === 1 ? `OK: the only member has ${digest}` : `OK: all ${answered.length} members agree on ${digest}`, exitStatus: 0 };
+}
+
+async function check(endpoints: readonly string[], timeoutMs: number, json: boolean, io: CliIo): Promise<void> {
+  const k = new KvClient({ endpoints, timeoutMs });
+  try {
+    let members: readonly Member[];
+    try {
+      members = (await k.members()).members;
+    } catch (err) {
+      throw new RaftKvError(err instanceof RaftKvError ? err.code : 'UNAVAILABLE', `check: cannot get the member list: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    const report = await collectDigests(k, members, timeoutMs);
+    const verdict = checkVerdict(report);
+    if (json) {
+      const rows = report.rows.map((r) => ({ id: r.member.id, address: r.member.clientAddress, index: r.digest?.index ?? null, hash: r.digest?.hash ?? null, keys: r.digest?.keyCount ?? null, verdict: r.verdict, error: r.error ?? null }));
+      io.stdout.write(JSON.stringify({ index: report.index, members: rows, exitStatus: verdict.exitStatus, verdict: verdict.line }) + '\n');
+    } else {
+      io.stdout.write(checkTable(report) + '\n');
+    }
+    if (verdict.exitStatus === EXIT_DIGEST_MISMATCH) throw new CliFailure('DATA_CORRUPTION', verdict.line, EXIT_DIGEST_MISMATCH);
+    if (verdict.exitStatus !== 0) throw new RaftKvError('UNAVAILABLE', verdict.line);
+    if (!json) io.stdout.write(verdict.line + '\n');
+  } finally {
+    k.close();
+  }
 }

@@ -21,7 +21,8 @@ export const SERVE_USAGE = `raftkv serve --id N --cluster-id NAME --data-dir DIR
   [--initial-cluster-state new|existing]        (default new; existing = joining after \`member add\`)
   [--tick-ms 100] [--election-ticks 10] [--heartbeat-ticks 1] [--snapshot-count 10000]
   [--max-request-bytes 2097152] [--log-level info] [--log-pretty]
-  [--corrupt-check-interval-ms 3600000]         (rescan the store against its digest; 0 = never)
+  [--corrupt-check-interval-ms 3600000]         (rescan the store against its digest and compare digests with
+                                                the other members, once after start and then this often; 0 = never)
   [--dial-override ID=HOST:PORT,...]            (test hook: dial these addresses for these peers)
   [--config FILE]                               (JSON, same keys in camelCase; flags win)`;
 

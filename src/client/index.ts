@@ -1,11 +1,12 @@
 // The raftkv client library's public entry point.
-export { KvClient, text, toBytes } from './kv-client.js';
+export { KvClient, hashHex, text, toBytes } from './kv-client.js';
 export type {
   Bytes,
   CallOpts,
   ClientOpResult,
   DeleteResult,
   GetResult,
+  HashKvResult,
   KvClientOptions,
   MembersResult,
   PutResult,

@@ -28,6 +28,7 @@ import { ADMIN_METHODS, KV_METHODS, requestBytes } from '../proto.js';
 import type {
   WireCompare,
   WireCompareOp,
+  WireHashKvResponse,
   WireHeader,
   WireKeyValue,
   WireMember,
@@ -87,6 +88,17 @@ export interface MembersResult {
 export interface StatusResult extends NodeStatus {
   readonly header: ResponseHeader;
   readonly endpoint: string; // the endpoint that answered
+}
+/** One member's key-space digest at one applied index (HashKV): equal on every healthy member at the same index. */
+export interface HashKvResult {
+  readonly endpoint: string; // the endpoint asked
+  readonly header: ResponseHeader;
+  readonly memberId: number; // the member that answered
+  readonly index: number; // the applied index the digest describes
+  readonly lane1: number; // uint32
+  readonly lane2: number; // uint32
+  readonly hash: string; // the two lanes as 16 hex digits (hashHex)
+  readonly keyCount: number; // live keys at that index
 }
 export interface SnapshotSaveResult {
   readonly header: ResponseHeader;
@@ -163,6 +175,15 @@ function rangeOf(spec: RangeSpec): { key: Uint8Array; end: Uint8Array } {
 
 function headerOf(h: WireHeader | null): ResponseHeader {
   return { memberId: h?.memberId ?? 0, term: h?.term ?? 0, index: h?.index ?? 0, leaderId: h?.leaderId ?? 0 };
+}
+
+/** A digest's two uint32 lanes as 16 hex digits, lane 1 first (how the members' logs print it too). */
+export function hashHex(lane1: number, lane2: number): string {
+  return `${lane1.toString(16).padStart(8, '0')}${lane2.toString(16).padStart(8, '0')}`;
+}
+
+function hashKvOf(r: WireHashKvResponse, endpoint: string): HashKvResult {
+  return { endpoint, header: headerOf(r.header), memberId: r.memberId, index: r.index, lane1: r.hashLane1, lane2: r.hashLane2, hash: hashHex(r.hashLane1, r.hashLane2), keyCount: r.keyCount };
 }
 
 function kvOf(kv: WireKeyValue): KeyValue {
@@ -337,6 +358,21 @@ export class KvClient {
       }
     }
     return this.callAt('any', opts, async (target, deadline) => statusOf(await this.unary(target, ADMIN_METHODS.status, {}, deadline), target));
+  }
+
+  /**
+   * The key-space digest of the member at `endpoint` (never another: no routing, no retries) at applied index
+   * `index` (0: its current applied index). The member waits until it has applied `index`, up to the timeout
+   * (then DEADLINE_EXCEEDED); NOT_FOUND when it no longer remembers that index.
+   */
+  async hashKv(endpoint: string, index: number, opts: CallOpts = {}): Promise<HashKvResult> {
+    checkNonNegativeInteger('hashKv: index', index);
+    const deadline = Date.now() + checkDelayMs('hashKv: timeoutMs', opts.timeoutMs ?? this.attemptTimeoutMs, 'positive');
+    try {
+      return hashKvOf(await this.unary(endpoint, ADMIN_METHODS.hashKv, { index }, deadline), endpoint);
+    } catch (err) {
+      throw fromGrpcError(err);
+    }
   }
 
   async members(opts: CallOpts = {}): Promise<MembersResult> {

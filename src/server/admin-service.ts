@@ -1,4 +1,5 @@
-// The admin service: status, membership, leadership transfer, snapshot download (server-streamed chunks).
+// The admin service: status, membership, leadership transfer, snapshot download (server-streamed chunks), and
+// HashKV (this member's key-space digest at an applied index, for `raftkv check` and the peer corrupt check).
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import type { ServerWritableStream, UntypedServiceImplementation } from '@grpc/grpc-js';
@@ -6,6 +7,8 @@ import type { Member, NodeStatus } from '../node/api.js';
 import { RaftKvError } from '../node/errors.js';
 import type {
   WireEmpty,
+  WireHashKvRequest,
+  WireHashKvResponse,
   WireHeader,
   WireIdRequest,
   WireMember,
@@ -95,6 +98,12 @@ export function createAdminService(opts: ServiceOptions): UntypedServiceImplemen
     TransferLeader: unary<WireTransferLeaderRequest, WireTransferLeaderResponse>(opts, 'TransferLeader', async (req, call) => {
       await node.transferLeadership(memberId(req.to, 'transfer leader'), deadlineOf(call, opts.defaultTimeoutMs));
       return { header: statusHeader(node.status()) };
+    }),
+    HashKV: unary<WireHashKvRequest, WireHashKvResponse>(opts, 'HashKV', async (req, call) => {
+      const index = req.index ?? 0;
+      if (!Number.isSafeInteger(index) || index < 0) throw invalid(`hash kv: index must be a whole number below 2^53, got ${index}`);
+      const d = await node.keySpaceDigest(index, deadlineOf(call, opts.defaultTimeoutMs));
+      return { header: statusHeader(node.status()), memberId: d.memberId, index: d.index, hashLane1: d.lane1, hashLane2: d.lane2, keyCount: d.count };
     }),
     SnapshotSave: (call: ServerWritableStream<WireEmpty, WireSnapshotSaveChunk>) => {
       void streamSnapshot(opts, call);

@@ -3,14 +3,19 @@
 // Order: bind first (a port in use fails before the data directory is touched), with the services answering
 // UNAVAILABLE "starting" until the node is up; then startNode. One server when peerListen == clientListen,
 // otherwise a peer server and a client server. Received snapshots land in <dataDir>/snap-inbox/.
-// Stop (SIGTERM / SIGINT when `handleSignals`): the node stops gracefully (a leader hands off leadership
-// first), then the transport, then the servers; the process exits 0.
+// Once the node is up, the peer corrupt check (corrupt-check.ts) compares its key-space digest with the other
+// members' (initial check, then every corruptCheckIntervalMs).
+// Stop (SIGTERM / SIGINT when `handleSignals`): the corrupt check stops, the node stops gracefully (a leader hands
+// off leadership first), then the transport, then the servers; the process exits 0.
 import { join } from 'node:path';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import type { ServerOptions } from '@grpc/grpc-js';
 import type { pino } from 'pino';
 import type { KvNode, Member, NodeStatus } from '../node/api.js';
+import type { Clock } from '../node/clock.js';
+import { systemClock } from '../node/clock.js';
 import type { NodeConfig } from '../node/config.js';
+import { DEFAULT_CORRUPT_CHECK_INTERVAL_MS } from '../node/config.js';
 import { isRaftKvError, RaftKvError } from '../node/errors.js';
 import { createLogger } from '../node/logger.js';
 import { startNode as realStartNode } from '../node/node.js';
@@ -19,6 +24,8 @@ import type { NodeId } from '../raft/types.js';
 import { GrpcTransport, PEER_MAX_MESSAGE_BYTES } from '../transport/grpc-transport.js';
 import type { Transport } from '../transport/transport.js';
 import { createAdminService } from './admin-service.js';
+import { CorruptCheck } from './corrupt-check.js';
+import type { PeerDigests } from './corrupt-check.js';
 import { createKvService } from './kv-service.js';
 import { addPeerService } from './peer-service.js';
 
@@ -38,6 +45,10 @@ export interface RunServerOptions {
   /** Install SIGTERM / SIGINT handlers that stop gracefully and exit 0 (the CLI does; tests do not). */
   readonly handleSignals?: boolean;
   readonly defaultTimeoutMs?: number; // deadline for client calls that carry none; default 10 s
+  /** The peer corrupt check's timers and the deadlines it hands the node: must be the node's clock. Default systemClock. */
+  readonly corruptCheckClock?: Clock;
+  /** How the peer corrupt check reaches other members. Default: HashKV over gRPC. Tests inject their own. */
+  readonly corruptCheckPeers?: PeerDigests;
 }
 
 export interface RunningServer {
@@ -45,6 +56,7 @@ export interface RunningServer {
   readonly transport: GrpcTransport;
   readonly clientAddress: string; // the bound client address (the real port when listening on :0)
   readonly peerAddress: string;
+  readonly corruptCheck: CorruptCheck; // the peer digest comparison (started with the node)
   stop(): Promise<void>;
 }
 
@@ -130,6 +142,14 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
   for (const p of config.initialMembers) transport.setPeer(p.id, p.peerAddress);
 
   const late = new LateNode(config.id);
+  // Made before anything is bound, so a bad interval is refused first; started once the node is up.
+  const corruptCheck = new CorruptCheck({
+    node: late,
+    clock: opts.corruptCheckClock ?? systemClock,
+    logger: logger.child({ module: 'corrupt-check' }),
+    intervalMs: config.corruptCheckIntervalMs ?? DEFAULT_CORRUPT_CHECK_INTERVAL_MS,
+    ...(opts.corruptCheckPeers !== undefined ? { peers: opts.corruptCheckPeers } : {}),
+  });
   const serviceOpts = {
     node: late,
     limits: config.kvLimits,
@@ -181,10 +201,12 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
   }
   late.node = node;
   logger.info({ clientAddress, peerAddress }, 'serving');
+  corruptCheck.start();
 
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
+      await corruptCheck.stop();
       try {
         await node.stop();
       } catch (err) {
@@ -212,5 +234,5 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
     process.once('SIGINT', onSignal);
   }
 
-  return { node, transport, clientAddress, peerAddress, stop };
+  return { node, transport, clientAddress, peerAddress, corruptCheck, stop };
 }

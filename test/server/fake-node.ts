@@ -53,12 +53,12 @@ export class FakeNode implements KvNode {
     return { memberId: this.id, term: this.cluster.term, index: this.cluster.index, leaderId: this.cluster.leaderId };
   }
 
-  private async gate(deadlineMs: number, needLeader: boolean): Promise<void> {
+  private async gate(deadlineMs: number, needLeader: boolean, failures: ErrorCode[] = this.failures): Promise<void> {
     if (this.hang) {
       await new Promise((r) => setTimeout(r, Math.max(0, deadlineMs - Date.now())));
       throw new RaftKvError('DEADLINE_EXCEEDED', 'fake: held until the deadline');
     }
-    const failure = this.failures.shift();
+    const failure = failures.shift();
     if (failure !== undefined) throw new RaftKvError(failure, `fake: scripted ${failure}`);
     if (needLeader && this.claimedLeader !== undefined) throw new RaftKvError('NOT_LEADER', `member ${this.id} is not the leader`, this.claimedLeader);
     if (needLeader && this.cluster.leaderId !== this.id) {
@@ -204,9 +204,16 @@ export class FakeNode implements KvNode {
   /** Digests as a test sets them, by index (0: the latest set); NOT_FOUND otherwise. */
   readonly digests = new Map<number, { lane1: number; lane2: number; count: number }>();
   corruptReasons: string[] = []; // raiseCorrupt() calls
+  /**
+   * Failures keySpaceDigest() throws on its next calls, in order: a queue of its own, so the peer corrupt check
+   * runServer starts does not take the failures a test scripted for KV calls.
+   */
+  readonly digestFailures: ErrorCode[] = [];
+  readonly digestCalls: number[] = []; // the index of every keySpaceDigest() call
 
   async keySpaceDigest(index: number, deadlineMs: number): Promise<KeySpaceDigestAt> {
-    await this.gate(deadlineMs, false);
+    this.digestCalls.push(index);
+    await this.gate(deadlineMs, false, this.digestFailures);
     const at = index === 0 ? Math.max(0, ...this.digests.keys()) : index;
     const d = this.digests.get(at);
     if (d === undefined) throw new RaftKvError('NOT_FOUND', `fake member ${this.id} has no digest at ${at}`);

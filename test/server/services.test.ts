@@ -242,6 +242,28 @@ describe('Admin service + KvClient', () => {
     expect((await k.put('k', 'v')).header.memberId).toBe(2);
   });
 
+  it('HashKV: the digest of the member asked, at an index; NOT_FOUND and bad indices as errors', async () => {
+    const { nodes, addrs } = await cluster(2, { corruptCheckIntervalMs: 0 }); // no peer corrupt check asking as well
+    const [n1, n2] = nodes;
+    if (n1 === undefined || n2 === undefined) throw new Error('no nodes');
+    n1.digests.set(7, { lane1: 0xdeadbeef, lane2: 0x00000001, count: 3 });
+    n1.digests.set(9, { lane1: 0xffffffff, lane2: 0x0badf00d, count: 4 });
+    n2.digests.set(7, { lane1: 5, lane2: 6, count: 1 });
+    const k = client(addrs);
+    const current = await k.hashKv(addrs[0] ?? '', 0);
+    expect(current).toMatchObject({ endpoint: addrs[0], memberId: 1, index: 9, lane1: 0xffffffff, lane2: 0x0badf00d, hash: 'ffffffff0badf00d', keyCount: 4 });
+    expect(current.header.memberId).toBe(1);
+    expect(await k.hashKv(addrs[0] ?? '', 7)).toMatchObject({ memberId: 1, index: 7, hash: 'deadbeef00000001', keyCount: 3 });
+    expect(await k.hashKv(addrs[1] ?? '', 7)).toMatchObject({ memberId: 2, index: 7, hash: '0000000500000006', keyCount: 1 });
+    expect(n2.digestCalls).toEqual([7]); // asked at the member named, not routed to another
+    expect(await codeOf(k.hashKv(addrs[1] ?? '', 8))).toBe('NOT_FOUND');
+    n2.digestFailures.push('DEADLINE_EXCEEDED');
+    expect(await codeOf(k.hashKv(addrs[1] ?? '', 7))).toBe('DEADLINE_EXCEEDED');
+    expect(await codeOf(k.hashKv(addrs[1] ?? '', -1))).toBe('INVALID_ARGUMENT');
+    expect(await codeOf(k.hashKv(addrs[1] ?? '', 1.5))).toBe('INVALID_ARGUMENT');
+    expect(n2.digestCalls).toEqual([7, 8, 7]); // refused before anything was sent
+  });
+
   it('downloads a verified snapshot into a file', async () => {
     const { nodes, addrs } = await cluster(1);
     const k = client(addrs);

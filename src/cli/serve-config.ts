@@ -3,10 +3,9 @@
 // RaftKvError('INVALID_ARGUMENT') naming the flag.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { DEFAULT_CORRUPT_CHECK_INTERVAL_MS } from '../node/config.js';
+import { NODE_CONFIG_DEFAULTS as D } from '../node/config.js';
 import type { NodeConfig, PeerConfig } from '../node/config.js';
 import { RaftKvError } from '../node/errors.js';
-import { DEFAULT_KV_LIMITS } from '../kv/types.js';
 import type { NodeId } from '../raft/types.js';
 
 export interface ServeConfig {
@@ -167,16 +166,16 @@ export function parseServeArgs(args: readonly string[]): ServeConfig {
   if (!initialMembers.some((m) => m.id === id)) throw invalid(`--initial-cluster: does not list this member (--id ${id})`);
   const state = get('initial-cluster-state') ?? 'new';
   if (state !== 'new' && state !== 'existing') throw invalid(`--initial-cluster-state: ${JSON.stringify(state)} is not new or existing`);
-  const tickIntervalMs = parseInteger('tick-ms', get('tick-ms') ?? '100', 1, 60_000);
-  const heartbeatIntervalTicks = parseInteger('heartbeat-ticks', get('heartbeat-ticks') ?? '1', 1, 1000);
-  const electionTimeoutTicks = parseInteger('election-ticks', get('election-ticks') ?? '10', 2, 10_000);
+  const tickIntervalMs = parseInteger('tick-ms', get('tick-ms') ?? String(D.tickIntervalMs), 1, 60_000);
+  const heartbeatIntervalTicks = parseInteger('heartbeat-ticks', get('heartbeat-ticks') ?? String(D.heartbeatIntervalTicks), 1, 1000);
+  const electionTimeoutTicks = parseInteger('election-ticks', get('election-ticks') ?? String(D.electionTimeoutTicks), 2, 10_000);
   if (electionTimeoutTicks <= heartbeatIntervalTicks) {
     throw invalid(`--election-ticks (${electionTimeoutTicks}) must be greater than --heartbeat-ticks (${heartbeatIntervalTicks})`);
   }
-  const snapshotEveryEntries = parseInteger('snapshot-count', get('snapshot-count') ?? '10000', 1, 100_000_000);
-  const maxRequestBytes = parseInteger('max-request-bytes', get('max-request-bytes') ?? String(2 * 1024 * 1024), 1024, 32 * 1024 * 1024);
-  const corruptCheckIntervalMs = parseInteger('corrupt-check-interval-ms', get('corrupt-check-interval-ms') ?? String(DEFAULT_CORRUPT_CHECK_INTERVAL_MS), 0, MAX_CORRUPT_CHECK_INTERVAL_MS);
-  const logLevel = get('log-level') ?? 'info';
+  const snapshotEveryEntries = parseInteger('snapshot-count', get('snapshot-count') ?? String(D.snapshotEveryEntries), 1, 100_000_000);
+  const maxRequestBytes = parseInteger('max-request-bytes', get('max-request-bytes') ?? String(D.maxRequestBytes), 1024, 32 * 1024 * 1024);
+  const corruptCheckIntervalMs = parseInteger('corrupt-check-interval-ms', get('corrupt-check-interval-ms') ?? String(D.corruptCheckIntervalMs), 0, MAX_CORRUPT_CHECK_INTERVAL_MS);
+  const logLevel = get('log-level') ?? D.logLevel;
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) throw invalid(`--log-level: ${JSON.stringify(logLevel)} is not one of ${LOG_LEVELS.join(', ')}`);
   const dialOverrides = parseDialOverrides(get('dial-override') ?? '');
 
@@ -194,16 +193,16 @@ export function parseServeArgs(args: readonly string[]): ServeConfig {
     electionTimeoutTicks,
     heartbeatIntervalTicks,
     snapshotEveryEntries,
-    snapshotsKept: 3,
-    walSegmentSizeBytes: 64 * 1024 * 1024,
-    maxInboxItems: 10_000,
-    maxPendingProposals: 10_000,
-    maxPendingReads: 10_000,
+    snapshotsKept: D.snapshotsKept,
+    walSegmentSizeBytes: D.walSegmentSizeBytes,
+    maxInboxItems: D.maxInboxItems,
+    maxPendingProposals: D.maxPendingProposals,
+    maxPendingReads: D.maxPendingReads,
     maxRequestBytes,
     // A value cannot be larger than a request.
-    kvLimits: { ...DEFAULT_KV_LIMITS, maxValueBytes: Math.min(DEFAULT_KV_LIMITS.maxValueBytes, maxRequestBytes) },
+    kvLimits: { ...D.kvLimits, maxValueBytes: Math.min(D.kvLimits.maxValueBytes, maxRequestBytes) },
     logLevel: logLevel as LogLevel,
-    logPretty: flags['log-pretty'] ?? file.logPretty ?? false,
+    logPretty: flags['log-pretty'] ?? file.logPretty ?? D.logPretty,
     corruptCheckIntervalMs,
   };
   return { config, dialOverrides };

@@ -1,6 +1,7 @@
 // A node's configuration: what `raftkv serve` flags and config files turn into (parsed in src/cli).
 import type { NodeId } from '../raft/types.js';
 import type { KvLimits } from '../kv/types.js';
+import { DEFAULT_KV_LIMITS } from '../kv/types.js';
 
 // How often a member rescans its state machine against the digest apply keeps (0: never). A scan reads every
 // key once (about a second per million keys here), so hourly costs well under 0.1% of one core.
@@ -42,3 +43,22 @@ export interface NodeConfig {
   /** Periodic rescan of the state machine against its digest, ms (0: off). Default DEFAULT_CORRUPT_CHECK_INTERVAL_MS. */
   readonly corruptCheckIntervalMs?: number;
 }
+
+/** Every setting that has a default, with it: `raftkv serve`, the tests and the benchmarks start from these. */
+export const NODE_CONFIG_DEFAULTS = {
+  tickIntervalMs: 100, // etcd's --heartbeat-interval
+  electionTimeoutTicks: 10, // 1 s: etcd's default --election-timeout
+  heartbeatIntervalTicks: 1,
+  snapshotEveryEntries: 10_000, // etcd's --snapshot-count
+  snapshotsKept: 3,
+  walSegmentSizeBytes: 64 * 1024 * 1024,
+  maxInboxItems: 10_000,
+  maxPendingProposals: 10_000,
+  maxPendingReads: 10_000,
+  maxRequestBytes: 2 * 1024 * 1024, // etcd's --max-request-bytes is 1.5 MiB; a value up to 1 MiB plus its key fits
+  kvLimits: DEFAULT_KV_LIMITS,
+  logLevel: 'info',
+  logPretty: false,
+  corruptCheckIntervalMs: DEFAULT_CORRUPT_CHECK_INTERVAL_MS,
+} as const satisfies Partial<NodeConfig>;
+

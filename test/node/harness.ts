@@ -6,9 +6,9 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { seededRng } from '../../src/raft/rng.js';
 import type { NodeId } from '../../src/raft/types.js';
-import { DEFAULT_KV_LIMITS } from '../../src/kv/types.js';
 import type { Command, RangeRequest } from '../../src/kv/types.js';
 import { ManualClock } from '../../src/node/clock.js';
+import { NODE_CONFIG_DEFAULTS } from '../../src/node/config.js';
 import type { NodeConfig, PeerConfig } from '../../src/node/config.js';
 import { RaftKvNode, startNode } from '../../src/node/node.js';
 import type { NodeStores } from '../../src/node/node.js';
@@ -77,19 +77,10 @@ export class TestCluster {
       advertiseClient: peer(id).clientAddress,
       initialClusterState: 'new',
       initialMembers: this.initialIds.map(peer),
+      ...NODE_CONFIG_DEFAULTS,
       tickIntervalMs: TICK_MS,
-      electionTimeoutTicks: 10,
-      heartbeatIntervalTicks: 1,
-      snapshotEveryEntries: 10_000,
       snapshotsKept: 2,
-      walSegmentSizeBytes: 1024 * 1024,
-      maxInboxItems: 10_000,
-      maxPendingProposals: 10_000,
-      maxPendingReads: 10_000,
-      maxRequestBytes: 2 * 1024 * 1024,
-      kvLimits: DEFAULT_KV_LIMITS,
-      logLevel: 'info',
-      logPretty: false,
+      walSegmentSizeBytes: 1024 * 1024, // small segments: tests cut and compact them
       ...this.overrides,
       ...extra,
     };

@@ -4,11 +4,11 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { KeySpaceDigestAt, KvNode, Member, NodeStatus, ReadOptions, ResponseHeader, WriteOptions } from '../../src/node/api.js';
+import { NODE_CONFIG_DEFAULTS } from '../../src/node/config.js';
 import type { NodeConfig } from '../../src/node/config.js';
 import { RaftKvError } from '../../src/node/errors.js';
 import type { ErrorCode } from '../../src/node/errors.js';
 import type { Command, CommandResult, KeyValue, RangeRequest, RangeResult } from '../../src/kv/types.js';
-import { DEFAULT_KV_LIMITS } from '../../src/kv/types.js';
 import { compareBytes, isOpenEnd } from '../../src/kv/validate.js';
 import type { NodeId } from '../../src/raft/types.js';
 
@@ -241,19 +241,8 @@ export function testConfig(id: NodeId, dataDir: string, overrides: Partial<NodeC
     advertiseClient: '127.0.0.1:0',
     initialClusterState: 'new',
     initialMembers: [],
-    tickIntervalMs: 100,
-    electionTimeoutTicks: 10,
-    heartbeatIntervalTicks: 1,
-    snapshotEveryEntries: 10_000,
-    snapshotsKept: 3,
-    walSegmentSizeBytes: 64 * 1024 * 1024,
-    maxInboxItems: 10_000,
-    maxPendingProposals: 10_000,
-    maxPendingReads: 10_000,
-    maxRequestBytes: 2 * 1024 * 1024,
-    kvLimits: DEFAULT_KV_LIMITS,
+    ...NODE_CONFIG_DEFAULTS,
     logLevel: 'error',
-    logPretty: false,
     ...overrides,
   };
 }

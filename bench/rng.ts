@@ -1,24 +1,22 @@
-// A small seeded PRNG (splitmix32 / mulberry32 style) so a benchmark's key sequence can be replayed from its seed.
+// The benchmark's seeded randomness (src/raft/rng.ts underneath), so a key sequence can be replayed from its seed.
+import { seededRng } from '../src/raft/rng.js';
+import type { SeededRng } from '../src/raft/rng.js';
 
 export class BenchRng {
-  private state: number; // 32-bit state, advanced by a Weyl sequence
+  private readonly rng: SeededRng; // the project's one seeded PRNG
 
   constructor(readonly seed: number) {
-    this.state = seed >>> 0;
+    this.rng = seededRng(seed);
   }
 
   /** A float in [0, 1). */
   next(): number {
-    this.state = (this.state + 0x6d2b79f5) >>> 0;
-    let t = this.state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    return this.rng.float();
   }
 
   /** An integer in [0, n). */
   int(n: number): number {
-    return Math.floor(this.next() * n);
+    return this.rng.int(n);
   }
 
   bytes(length: number): Uint8Array {

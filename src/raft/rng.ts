@@ -2,7 +2,12 @@
 import type { Rng } from './types.js';
 import { assert } from './util.js';
 
-export function seededRng(seed: number): Rng {
+/** The Rng plus what tests and benchmarks draw: floats in [0, 1). The one seeded PRNG of the project. */
+export interface SeededRng extends Rng {
+  float(): number; // uniform in [0, 1)
+}
+
+export function seededRng(seed: number): SeededRng {
   let state = seed >>> 0; // 32-bit state, advanced by a Weyl sequence
   const next = (): number => {
     state = (state + 0x6d2b79f5) >>> 0;
@@ -12,6 +17,7 @@ export function seededRng(seed: number): Rng {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
   return {
+    float: next,
     int(maxExclusive: number): number {
       assert(Number.isInteger(maxExclusive) && maxExclusive > 0, `rng.int(${maxExclusive}): bound must be a positive integer`);
       return Math.floor(next() * maxExclusive);

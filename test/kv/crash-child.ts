@@ -4,25 +4,16 @@
 // Prints "open <appliedIndex>" once, "applied <index>" after each batch has resolved, and "flushed <index>"
 // once everything up to index is in LevelDB (sm.flush()).
 import { KvStateMachine } from '../../src/kv/state-machine.js';
+import { seededRng } from '../../src/raft/rng.js';
 import { entriesFrom } from './crash-model.js';
-
-function rngFrom(seed: number): (n: number) => number {
-  let a = seed >>> 0;
-  return (n: number) => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return Math.floor((((t ^ (t >>> 14)) >>> 0) / 4294967296) * n);
-  };
-}
 
 async function main(): Promise<void> {
   const [kvDir, snapDir, seedText] = process.argv.slice(2);
   if (kvDir === undefined || snapDir === undefined || seedText === undefined) {
     throw new Error('usage: crash-child.js <kvDir> <snapDir> <seed>');
   }
-  const rng = rngFrom(Number(seedText));
+  const seeded = seededRng(Number(seedText));
+  const rng = (n: number): number => seeded.int(n);
   const sm = await KvStateMachine.open(kvDir, { sessionTtlEntries: 500, maxSessions: 2 });
   process.stdout.write(`open ${sm.appliedIndex}\n`);
   let snapshotting = false;

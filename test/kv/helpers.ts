@@ -18,18 +18,7 @@ export async function tempDir(tag: string): Promise<{ path: string; cleanup: () 
   return { path, cleanup: () => rm(path, { recursive: true, force: true }) };
 }
 
-/** mulberry32: a small seeded PRNG, enough for test schedules. */
-export function seededRng(seed: number): { int(maxExclusive: number): number; next(): number } {
-  let a = seed >>> 0;
-  const next = (): number => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return { next, int: (n: number) => Math.floor(next() * n) };
-}
+export { seededRng } from '../../src/raft/rng.js';
 
 export function seedFromEnv(): number {
   const s = process.env['SEED'];

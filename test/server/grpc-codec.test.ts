@@ -2,19 +2,9 @@
 import { describe, expect, it } from 'vitest';
 import type { Entry, Message, MessageType } from '../../src/raft/types.js';
 import { CodecError, decodeMessages, encodeMessages } from '../../src/transport/grpc-codec.js';
+import { seededRng } from '../../src/raft/rng.js';
 
 const SEED = Number(process.env['SEED'] ?? Date.now() % 1_000_000);
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const TYPES: MessageType[] = [
   'app', 'app-resp', 'vote', 'vote-resp', 'pre-vote', 'pre-vote-resp', 'heartbeat', 'heartbeat-resp', 'snap',
@@ -78,7 +68,8 @@ function gen(rand: () => number) {
 
 describe('grpc-codec', () => {
   it(`round-trips 2000 random batches (SEED=${SEED})`, () => {
-    const rand = mulberry32(SEED);
+    const rng = seededRng(SEED);
+    const rand = (): number => rng.float();
     const g = gen(rand);
     const seen = new Set<string>();
     for (let i = 0; i < 2000; i++) {
@@ -101,7 +92,8 @@ describe('grpc-codec', () => {
   });
 
   it(`refuses truncated, extended and corrupted payloads with CodecError (SEED=${SEED})`, () => {
-    const rand = mulberry32(SEED + 1);
+    const rng = seededRng(SEED + 1);
+    const rand = (): number => rng.float();
     const g = gen(rand);
     const batch = [g.message(), g.message(), { type: 'timeout-now', from: 1, to: 2, term: 7 } as Message];
     const payload = encodeMessages(batch);

@@ -4,18 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Entry, EntryType, Index, Term } from '../../src/raft/types.js';
 
-/** mulberry32: a small seeded PRNG (tests print the seed on failure). */
-export function rngFrom(seed: number): { int(maxExclusive: number): number; float(): number } {
-  let state = seed >>> 0;
-  const next = (): number => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return { int: (n) => Math.floor(next() * n), float: next };
-}
+export { seededRng } from '../../src/raft/rng.js';
 
 /** A seed from SEED or the clock; print it with every failure message. */
 export function testSeed(): number {

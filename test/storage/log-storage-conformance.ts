@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import type { ConfState, Entry, HardState, Index, LogStorage, Snapshot, Term } from '../../src/raft/types.js';
 import { EMPTY_HARD_STATE } from '../../src/raft/types.js';
-import { entries, entry, plain, rngFrom, testSeed } from './helpers.js';
+import { entries, entry, plain, seededRng, testSeed } from './helpers.js';
 
 export interface StorageUnderTest {
   readonly storage: LogStorage;
@@ -187,7 +187,7 @@ export function describeLogStorageConformance(name: string, factory: StorageFact
 
     it('matches a simple model under seeded random operations', async () => {
       const seed = testSeed();
-      const rng = rngFrom(seed);
+      const rng = seededRng(seed);
       let s = await factory(CONF);
       // The model: snapshot (index, term), then the entries after it.
       let snapIndex = 0;

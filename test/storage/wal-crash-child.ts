@@ -6,7 +6,7 @@ import type { Entry, Index, Term } from '../../src/raft/types.js';
 import { nodeFs } from '../../src/storage/fs-like.js';
 import type { FsLike } from '../../src/storage/fs-like.js';
 import { WalStorage } from '../../src/storage/wal-storage.js';
-import { payloadFor, rngFrom } from './helpers.js';
+import { payloadFor, seededRng } from './helpers.js';
 
 /** The entry the child writes at (index, term): the parent recomputes it to check the content. */
 export function crashEntry(index: Index, term: Term): Entry {
@@ -30,10 +30,10 @@ async function main(): Promise<void> {
   const dir = process.argv[2];
   const seed = Number(process.argv[3] ?? '1');
   if (dir === undefined) throw new Error('usage: wal-crash-child <dir> <seed>');
-  const rng = rngFrom(seed);
+  const rng = seededRng(seed);
   const w = await WalStorage.open(dir, {
     segmentSizeBytes: CRASH_SEGMENT_SIZE_BYTES,
-    fs: shortWritesFs(rngFrom(seed + 1)),
+    fs: shortWritesFs(seededRng(seed + 1)),
     initialConfState: { voters: [1], learners: [] },
     logger: (level, msg, fields) => process.stderr.write(`${level} ${msg} ${JSON.stringify(fields ?? {})}\n`),
   });

@@ -11,7 +11,7 @@ import ts from 'typescript';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WalStorage } from '../../src/storage/wal-storage.js';
 import { CRASH_SEGMENT_SIZE_BYTES, crashEntry } from './wal-crash-child.js';
-import { plain, removeDir, rngFrom, tempDir, testSeed } from './helpers.js';
+import { plain, removeDir, seededRng, tempDir, testSeed } from './helpers.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 let buildDir = '';
@@ -25,6 +25,8 @@ function transpileChild(): string {
     ...fs.readdirSync(path.join(root, 'src/storage')).map((f) => `src/storage/${f}`),
     'src/raft/types.ts',
     'src/raft/errors.ts',
+    'src/raft/rng.ts',
+    'src/raft/util.ts',
     'src/node/errors.ts',
     'test/storage/helpers.ts',
     'test/storage/wal-crash-child.ts',
@@ -95,7 +97,7 @@ describe('WAL crash test (real processes, SIGKILL)', () => {
   it('keeps every entry reported durable across random kills', async () => {
     const seed = testSeed();
     const kills = Number(process.env['CRASH_KILLS'] ?? '30');
-    const rng = rngFrom(seed);
+    const rng = seededRng(seed);
     const walDir = tempDir('wal-crash');
     dirs.push(walDir);
     const durable = new Map<number, number>(); // every index ever reported durable -> term

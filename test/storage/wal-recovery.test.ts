@@ -8,7 +8,7 @@ import { readFrame } from '../../src/storage/wal-codec.js';
 import { WalStorage } from '../../src/storage/wal-storage.js';
 import type { WalOptions } from '../../src/storage/wal-storage.js';
 import { FaultFs } from './fault-fs.js';
-import { dirContents, entries, entry, plain, removeDir, rngFrom, tempDirs, testSeed, walFiles } from './helpers.js';
+import { dirContents, entries, entry, plain, removeDir, seededRng, tempDirs, testSeed, walFiles } from './helpers.js';
 
 const { newDir, copyDir, cleanup } = tempDirs('wal-rec');
 afterAll(cleanup);
@@ -231,7 +231,7 @@ describe('WAL recovery', () => {
 
   it('treats a bad last record followed by zeros or garbage to EOF as a torn tail', async () => {
     const seed = testSeed();
-    const rng = rngFrom(seed);
+    const rng = seededRng(seed);
     const dir = newDir();
     await buildWal(dir, 20, 1 << 20);
     const [seg] = walFiles(dir);
@@ -294,7 +294,7 @@ describe('WAL recovery', () => {
 
   it('fuzz: any single flipped bit is corruption at its record, or a torn tail if in the very last record', async () => {
     const seed = testSeed();
-    const rng = rngFrom(seed);
+    const rng = seededRng(seed);
     const dir = newDir();
     await buildWal(dir, 100, 1500);
     const files = walFiles(dir);

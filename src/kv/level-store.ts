@@ -15,15 +15,14 @@ import { open, readdir, readFile, rename, rm, stat, statfs } from 'node:fs/promi
 import { join } from 'node:path';
 import { ClassicLevel } from 'classic-level';
 import { RaftKvError } from '../node/errors.js';
+import { REPLACE_MEMBER_REMEDY } from '../shared/remedies.js';
 import { fsyncDir } from './snapshot-file.js';
 import type { KvLogger } from './types.js';
 
 export const CURRENT = 'CURRENT';
 
 /** What an operator does about a damaged state machine; every DATA_CORRUPTION about it ends with this. */
-export const KV_CORRUPTION_REMEDY =
-  'remove this member (raftkv member remove ID), wipe its data directory, add it back (raftkv member add) and start it ' +
-  'with --initial-cluster-state existing: it catches up from the leader';
+export const KV_CORRUPTION_REMEDY = REPLACE_MEMBER_REMEDY;
 
 export const DEFAULT_WRITE_BUFFER_BYTES = 4 * 1024 * 1024; // LevelDB memtable size: flushed to a level-0 table when full
 

@@ -208,6 +208,10 @@ export class KvStateMachine {
       if (opts.verifyOnOpen !== false || !sm.digestStored) await sm.verifyKeySpace();
     } catch (err) {
       await db.close();
+      // A record load() could not decode: name the store and the remedy too.
+      if (isRaftKvErrorCode(err, 'DATA_CORRUPTION') && !(err as Error).message.includes(KV_CORRUPTION_REMEDY)) {
+        throw new RaftKvError('DATA_CORRUPTION', `kv: the LevelDB store ${join(dir, live)} is damaged: ${(err as Error).message}; ${KV_CORRUPTION_REMEDY}`);
+      }
       if (err instanceof RaftKvError) throw err;
       // LevelDB opened but cannot read its own tables (truncated, flipped bits in a block, ...).
       throw new RaftKvError('DATA_CORRUPTION', `kv: the LevelDB store ${join(dir, live)} is damaged: ${levelCause(err)}; ${KV_CORRUPTION_REMEDY}`);

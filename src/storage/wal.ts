@@ -66,6 +66,7 @@
 // when a new segment cannot be created). An install marker ends its segment. On a failed write or
 // fdatasync (ENOSPC: DISK_FULL) the file is truncated back to its last durable size and the records stay
 // buffered: the next sync() writes them again (after a failed fsync the page cache cannot be trusted).
+import { REPLACE_MEMBER_REMEDY } from '../shared/remedies.js';
 import * as path from 'node:path';
 import { EMPTY_HARD_STATE } from '../raft/types.js';
 import type { ConfState, Entry, HardState, Index, SnapshotMetadata } from '../raft/types.js';
@@ -111,8 +112,7 @@ export const LAST_SEGMENT_FILE = 'last-segment';
 const LAST_SEGMENT_TMP = `${LAST_SEGMENT_FILE}.tmp`;
 
 /** What an operator can do about a lost segment (the end of every lost-segment message). */
-const LOST_SEGMENT_REMEDY =
-  'restore the missing segment file (from a backup), or remove this member from the cluster, wipe its data directory and add it back';
+const LOST_SEGMENT_REMEDY = `restore the missing segment file (from a backup), or ${REPLACE_MEMBER_REMEDY}`;
 
 export function segmentName(seq: number, firstIndex: Index): string {
   return `${seq.toString(16).padStart(16, '0')}-${firstIndex.toString(16).padStart(16, '0')}.wal`;
@@ -156,8 +156,10 @@ const defaultLogger: WalLogger = (level, msg, fields) => {
   if (level === 'warn') process.stderr.write(`${JSON.stringify({ level, msg, ...fields })}\n`);
 };
 
+/** DATA_CORRUPTION naming the place; it ends with the remedy (a lost segment's message names its own first). */
 function corruption(file: string, offset: number, what: string): RaftKvError {
-  return new RaftKvError('DATA_CORRUPTION', `${file} at offset ${offset}: ${what}`);
+  const remedy = what.includes(REPLACE_MEMBER_REMEDY) ? '' : `; ${REPLACE_MEMBER_REMEDY}`;
+  return new RaftKvError('DATA_CORRUPTION', `${file} at offset ${offset}: ${what}${remedy}`);
 }
 
 /** Maps a write/sync failure: ENOSPC is an expected failure (DISK_FULL), anything else stays as thrown. */

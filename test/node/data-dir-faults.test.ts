@@ -206,6 +206,23 @@ describe("LevelDB's own files damaged on a stopped member", () => {
   });
 });
 
+describe('a record the state machine cannot decode', () => {
+  it('names the store and the remedy (found by the chaos damage nemesis: it used to say only "malformed member table")', async () => {
+    const c = await start();
+    await writeKeys(c, 10);
+    await c.stopMember(VICTIM);
+    const kv = join(c.dataDir(VICTIM), 'kv');
+    const live = join(kv, (await readFile(join(kv, 'CURRENT'), 'utf8')).trim());
+    const { ClassicLevel } = await import('classic-level');
+    const db = new ClassicLevel<Uint8Array, Uint8Array>(live, { keyEncoding: 'view', valueEncoding: 'view' });
+    await db.open();
+    await db.put(Uint8Array.from(Buffer.from('mmembers', 'latin1')), Uint8Array.from(Buffer.from('{"members":[{"id":"x"}]}')));
+    await db.close();
+    const e = await expectRefused(c, /is damaged: kv: malformed member table/);
+    expect(e.message).toContain(live);
+  });
+});
+
 describe('the generation pointer (kv/CURRENT)', () => {
   it('removed: refuses, deletes nothing, and says how to repair it; restoring the pointer brings the member back', async () => {
     const c = await start();

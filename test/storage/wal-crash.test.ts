@@ -23,6 +23,7 @@ function transpileChild(): string {
   dirs.push(out);
   const sources = [
     ...fs.readdirSync(path.join(root, 'src/storage')).map((f) => `src/storage/${f}`),
+    ...fs.readdirSync(path.join(root, 'src/shared')).map((f) => `src/shared/${f}`),
     'src/raft/types.ts',
     'src/raft/errors.ts',
     'src/raft/rng.ts',

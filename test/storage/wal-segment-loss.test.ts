@@ -49,7 +49,7 @@ async function expectLost(dir: string, parts: readonly string[]): Promise<string
   expect(isRaftKvError(caught, 'DATA_CORRUPTION'), `expected DATA_CORRUPTION, got ${String(caught)}`).toBe(true);
   const msg = caught instanceof Error ? caught.message : '';
   for (const p of parts) expect(msg).toContain(p);
-  expect(msg).toMatch(/restore the missing segment file .*or remove this member from the cluster, wipe its data directory and add it back/);
+  expect(msg).toMatch(/restore the missing segment file .*or remove this member \(raftkv member remove ID\), wipe its data directory, add it back \(raftkv member add\) and start it with --initial-cluster-state existing/);
   expect(dirContents(dir), 'corruption must not change any file').toEqual(before);
   return msg;
 }

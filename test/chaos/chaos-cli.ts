@@ -1,4 +1,4 @@
-// `npm run chaos -- [--nodes 3|5] [--time SECONDS] [--seed S] [--nemesis kill,pause,partition,member,transfer]
+// `npm run chaos -- [--nodes 3|5] [--time SECONDS] [--seed S] [--nemesis kill,pause,partition,member,transfer,damage]
 //                   [--clients N] [--keys N] [--run-dir DIR] [--client kv|raw] [--snapshot-count N]
 //                   [--hold-ms MIN-MAX] [--quiet-ms MIN-MAX] [--quiet]`
 // `npm run chaos -- --check RUN_DIR` re-checks a recorded run's history.jsonl (same exit codes).
@@ -110,6 +110,7 @@ async function main(argv: string[]): Promise<number> {
       `ops: ${r.ops.total} (${r.ops.ok} ok, ${r.ops.failed} failed, ${r.ops.indeterminate} indeterminate); faults: ${r.faults.length}; leader changes: ${r.leaderChanges}`,
       `RPO: ${r.rpo.lostWrites} lost of ${r.rpo.acknowledgedWrites} acknowledged writes; linearizability: ${r.linearizability.verdict}`,
       `RTO (ms) per fault: ${r.faults.map((f) => (f.rtoMs === null ? '—' : f.rtoMs.toFixed(0))).join(', ') || 'none'}`,
+      ...(r.damage.faults > 0 ? [`damage: ${r.damage.faults} faults: ${r.damage.refused} refused (replaced), ${r.damage.recovered} recovered, ${r.damage.failed} failed, ${r.damage.skipped} skipped`] : []),
       `see ${runDir}/report.md and ${runDir}/timeline.html`,
       '',
     ].join('\n'),

@@ -232,6 +232,12 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
+/** One key as one member holds it (AdminClient.localGet). */
+export interface LocalValue {
+  readonly index: number; // the member's applied index when it answered
+  readonly kv: { readonly value: string; readonly createIndex: number; readonly modIndex: number; readonly version: number } | null;
+}
+
 /** Admin calls against one member (no redirects: the caller picks the member). */
 export class AdminClient {
   private readonly channels = new Channels();
@@ -250,6 +256,18 @@ export class AdminClient {
 
   async memberPromote(address: string, id: number, timeoutMs: number): Promise<WireMember[]> {
     return (await unary(this.channels.get(address), ADMIN_METHODS.memberPromote, { id }, timeoutMs)).members;
+  }
+
+  /**
+   * A serializable get answered by this member from its own state machine (no leader involved), with the
+   * applied index it answered at: what the member itself holds.
+   */
+  async localGet(address: string, key: string, timeoutMs: number): Promise<LocalValue> {
+    const r = await unary(this.channels.get(address), KV_METHODS.get, { key: utf8(key), serializable: true }, timeoutMs);
+    return {
+      index: r.header?.index ?? 0,
+      kv: r.kv === null ? null : { value: r.kv.value.toString('utf8'), createIndex: r.kv.createIndex, modIndex: r.kv.modIndex, version: r.kv.version },
+    };
   }
 
   async transferLeader(address: string, to: number, timeoutMs: number): Promise<void> {

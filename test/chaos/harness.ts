@@ -9,10 +9,11 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import type { NodeId } from '../../src/raft/types.js';
 import { KvClient } from '../../src/client/kv-client.js';
-import { AdminClient, ChaosKvClient, KvClientAdapter, type ChaosKv } from './chaos-client.js';
+import { AdminClient, ChaosKvClient, KvClientAdapter, type ChaosKv, type LocalValue } from './chaos-client.js';
 import { HistoryRecorder, type HistoryOp, type OpKind, type Outcome } from './history.js';
 import { checkFinalState, checkLinearizability } from './linearizability.js';
 import { Nemesis, SeededRng, type ClusterControl, type NemesisKind } from './nemesis.js';
+import { applyDamage, saveState, type AppliedDamage, type SavedState, type StartResult } from './damage.js';
 import { ProxyMesh, type CutMode } from './proxy.js';
 import { REPO_ROOT, RAFTKV_MAIN, ServeProcesses } from './processes.js';
 import { buildReport, writeRunFiles, type ChaosReport, type LeaderObservation } from './report.js';
@@ -48,6 +49,9 @@ const OP_TIMEOUT_MS = 2000; // one client op, retries included; past it the op i
 const ATTEMPT_TIMEOUT_MS = 1000;
 const STATUS_TIMEOUT_MS = 300;
 const ADMIN_TIMEOUT_MS = 5000;
+const START_JUDGE_MS = 30_000; // a damaged member must serve or exit within this (a start takes well under 1 s)
+const START_POLL_MS = 100; // between status calls while a damaged member starts (an exit ends the wait at once)
+const CATCH_UP_MS = 20_000; // a replaced member catches up from the leader within this (snapshot + log)
 
 function delay(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
@@ -89,6 +93,7 @@ class RealCluster implements ClusterControl {
     readonly mesh: ProxyMesh,
     readonly admin: AdminClient,
     private readonly log: (msg: string) => void,
+    private readonly clockS: () => string, // the run's clock for notes ("12.345s")
   ) {
     for (const id of cluster.ids()) {
       this.current.add(id);
@@ -98,6 +103,10 @@ class RealCluster implements ClusterControl {
 
   members(): NodeId[] {
     return [...this.current].sort((a, b) => a - b);
+  }
+
+  isRunning(id: NodeId): boolean {
+    return this.cluster.isRunning(id);
   }
 
   /** Every member's status (members that do not answer in time are left out). */
@@ -155,11 +164,83 @@ class RealCluster implements ClusterControl {
     await this.cluster.kill(id);
   }
 
+  /** The flags `id` was last started with: its join state, and the membership it knows. */
+  private startFlags(id: NodeId): { state: 'new' | 'existing'; members: NodeId[] } {
+    return { state: this.joinState.get(id) ?? 'new', members: this.members().includes(id) ? this.members() : [...this.members(), id] };
+  }
+
   async restart(id: NodeId): Promise<void> {
     if (this.cluster.isRunning(id)) return;
-    this.cluster.start(id, { state: this.joinState.get(id) ?? 'new', members: this.members().includes(id) ? this.members() : [...this.members(), id] });
+    this.cluster.start(id, this.startFlags(id));
     this.admin.drop(this.cluster.clientAddress(id));
     await Promise.resolve();
+  }
+
+  saveState(id: NodeId): SavedState {
+    if (this.cluster.isRunning(id)) throw new Error(`member ${id} is running: copy only a stopped member's files`);
+    return saveState(this.cluster.dataDir(id), join(this.cluster.options.dir, `n${id}`, 'saved-state'), this.clockS());
+  }
+
+  damage(id: NodeId, rng: SeededRng, rollbackTo?: SavedState): AppliedDamage | undefined {
+    if (this.cluster.isRunning(id)) throw new Error(`member ${id} is running: damage only a stopped member`);
+    return applyDamage(this.cluster.dataDir(id), rng, rollbackTo);
+  }
+
+  /**
+   * Starts `id` with its exit claimed (processes.ts) and waits for the first of: it answers a status call (the
+   * node is up: the server answers UNAVAILABLE until then), it exits (with what it wrote since this start),
+   * START_JUDGE_MS. The claim is released when it serves or the wait ends: a later exit is a crash.
+   */
+  async startJudged(id: NodeId): Promise<StartResult> {
+    const started = Date.now();
+    const claim = this.cluster.startClaimed(id, this.startFlags(id));
+    const address = this.cluster.clientAddress(id);
+    this.admin.drop(address);
+    let lastError = 'no status call answered';
+    try {
+      for (;;) {
+        const exited = claim.exitStatus();
+        if (exited !== undefined) return { kind: 'exited', afterMs: Date.now() - started, status: exited };
+        let answered = false;
+        try {
+          answered = (await this.admin.status(address, STATUS_TIMEOUT_MS)).id === id;
+        } catch (err) {
+          lastError = err instanceof Error ? err.message : String(err); // starting (UNAVAILABLE) or not listening yet
+        }
+        const after = claim.exitStatus(); // an exit wins over an answer given just before it
+        if (after !== undefined) return { kind: 'exited', afterMs: Date.now() - started, status: after };
+        if (answered) return { kind: 'serving', afterMs: Date.now() - started, output: claim.output() };
+        if (Date.now() - started > START_JUDGE_MS) return { kind: 'silent', afterMs: Date.now() - started, output: `${claim.output()}\n(last status call: ${lastError})` };
+        await Promise.race([claim.exit, delay(START_POLL_MS)]);
+      }
+    } finally {
+      claim.release();
+    }
+  }
+
+  /**
+   * The remedy, then the wait the remedy's text promises ("it catches up from the leader"): until the new member
+   * has applied the leader's commit index as of its start, or CATCH_UP_MS. Until it has, a 3-member cluster
+   * depends on it for its quorum, and the next fault would meet a newcomer that cannot vote (FOUND-BUGS.md #1).
+   */
+  async replaceMember(id: NodeId): Promise<string> {
+    if (this.cluster.isRunning(id)) await this.kill(id);
+    await this.removeMember(id);
+    await this.wipeAndReadd(id);
+    const started = Date.now();
+    const target = await this.onLeader('leader status', async (addr) => (await this.admin.status(addr, ADMIN_TIMEOUT_MS)).commitIndex);
+    let applied = 0;
+    let lastError = '';
+    while (Date.now() - started < CATCH_UP_MS) {
+      try {
+        applied = (await this.admin.status(this.cluster.clientAddress(id), STATUS_TIMEOUT_MS)).appliedIndex;
+        if (applied >= target) return `caught up to index ${target} in ${Date.now() - started} ms`;
+      } catch (err) {
+        lastError = err instanceof Error ? err.message : String(err); // still starting
+      }
+      await delay(START_POLL_MS);
+    }
+    return `NOT caught up within ${CATCH_UP_MS} ms (applied ${applied} of ${target}${lastError !== '' ? `; ${lastError}` : ''})`;
   }
 
   pause(id: NodeId): void {
@@ -234,6 +315,54 @@ class RealCluster implements ClusterControl {
   async transferLeadership(from: NodeId, to: NodeId): Promise<void> {
     await this.admin.transferLeader(this.cluster.clientAddress(from), to, ADMIN_TIMEOUT_MS);
   }
+
+  /**
+   * Every voter's own copy of `keys` (serializable reads, answered from its state machine) once all of them
+   * answer at one applied index: a member that started on damaged data and serves something else shows here
+   * (value, createIndex, modIndex or version). Rounds repeat until the indices meet or `timeoutMs` passes
+   * (then: not checked, with the reason). With the workers stopped nothing moves the index but an election.
+   */
+  async compareMembers(keys: readonly string[], timeoutMs: number): Promise<{ problems: string[]; note: string }> {
+    const until = Date.now() + timeoutMs;
+    let why = '';
+    for (;;) {
+      // Voters that are down (a crash or an unreplaced member: failures of their own) are left out.
+      const ids = this.members().filter((id) => this.cluster.isRunning(id));
+      if (ids.length < 2) why = `${ids.length} voter(s) running`;
+      else {
+        const rows = await Promise.all(
+          ids.map(async (id) => {
+            try {
+              const values: LocalValue[] = [];
+              for (const key of keys) values.push(await this.admin.localGet(this.cluster.clientAddress(id), key, ATTEMPT_TIMEOUT_MS));
+              return { id, values, error: undefined };
+            } catch (err) {
+              return { id, values: [], error: err instanceof Error ? err.message : String(err) };
+            }
+          }),
+        );
+        const failed = rows.filter((r) => r.error !== undefined);
+        const indices = new Set(rows.flatMap((r) => r.values.map((v) => v.index)));
+        if (failed.length > 0) why = failed.map((r) => `member ${r.id}: ${r.error ?? ''}`).join('; ');
+        else if (indices.size > 1) why = `applied indices differ: ${rows.map((r) => `${r.id}@${[...new Set(r.values.map((v) => v.index))].join('/')}`).join(' ')}`;
+        else {
+          const index = [...indices][0] ?? 0;
+          const problems: string[] = [];
+          keys.forEach((key, k) => {
+            const seen = rows.map((r) => ({ id: r.id, kv: JSON.stringify(r.values[k]?.kv ?? null) }));
+            if (new Set(seen.map((x) => x.kv)).size > 1) {
+              problems.push(`members disagree at applied index ${index} on key ${key}: ${seen.map((x) => `member ${x.id} has ${x.kv}`).join(', ')}`);
+            }
+          });
+          const down = this.members().filter((id) => !ids.includes(id));
+          const left = down.length > 0 ? ` (members ${down.join(',')} down: not compared)` : '';
+          return { problems, note: `members ${ids.join(',')} hold the same ${keys.length} keys (value and metadata) at applied index ${index}${left}` };
+        }
+      }
+      if (Date.now() > until) return { problems: [], note: `members not compared: ${why} (for ${timeoutMs} ms)` };
+      await delay(200);
+    }
+  }
 }
 
 /**
@@ -305,6 +434,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
   const tickMs = opts.tickMs ?? 50;
   const electionTicks = opts.electionTicks ?? 10;
   const notes: string[] = [];
+  const memberProblems: string[] = []; // members that disagree about the final state
   if (process.env['RAFTKV_CHAOS_BIN'] === undefined && !existsSync(RAFTKV_MAIN)) throw new Error(`${RAFTKV_MAIN} is missing: run \`npm run build\` first`);
 
   const ports = await findPorts(opts.nodes);
@@ -325,7 +455,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     extraArgs: (id) => ['--dial-override', mesh.dialOverride(id)],
   });
   const admin = new AdminClient();
-  const real = new RealCluster(cluster, mesh, admin, log);
+  const real = new RealCluster(cluster, mesh, admin, log, () => `${(recorder.now() / 1e9).toFixed(3)}s`);
   const kvClients: ChaosKv[] = [];
   const leaders: LeaderObservation[] = [];
   let monitorStop = false;
@@ -396,8 +526,11 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     await Promise.all(workers);
     log(`clients stopped after ${recorder.size} ops`);
 
-    // Final read of every key on a healed cluster: what survived.
-    for (const id of real.members()) if (!cluster.isRunning(id)) await real.restart(id);
+    // Final read of every key on a healed cluster: what survived. A refused member that could not be replaced
+    // stays down (started as it is, it would only refuse again): the cluster lost it, which fails the run.
+    const unreplaced = nem.unreplaced();
+    for (const u of unreplaced) memberProblems.push(`member ${u.id} refused to start after "${u.fault.detail}" and could not be replaced (${u.fault.error ?? 'no heal'}): the cluster did not recover`);
+    for (const id of real.members()) if (!cluster.isRunning(id) && !unreplaced.some((u) => u.id === id)) await real.restart(id);
     try {
       await real.waitForLeader(30_000);
       const reader = new ChaosKvClient({ endpoints, clientId: `chaos-${opts.seed}-${nonce}-final`, opTimeoutMs: 3000, attemptTimeoutMs: 1000, retryBackoffMs: 100 });
@@ -418,6 +551,10 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
       }
       finalValues = values;
       log(`final values ${JSON.stringify(Object.fromEntries(values))}`);
+      const agreement = await real.compareMembers(keys, 30_000);
+      notes.push(agreement.note);
+      memberProblems.push(...agreement.problems);
+      log(agreement.problems.length > 0 ? `members disagree: ${agreement.problems.join('; ')}` : agreement.note);
     } catch (err) {
       notes.push(`final read failed: ${err instanceof Error ? err.message : String(err)}`);
       log(notes[notes.length - 1] ?? '');
@@ -457,7 +594,11 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     linearizability,
     finalState,
     notes,
-    problems: cluster.unexpectedExits.filter((e) => e.code !== 0).map((e) => `member ${e.id} exited unexpectedly (code ${String(e.code)}, signal ${String(e.signal)}): ${e.logTail.trim().split('\n').slice(-2).join(' | ')}`),
+    problems: [
+      ...cluster.unexpectedExits.filter((e) => e.code !== 0).map((e) => `member ${e.id} exited unexpectedly (code ${String(e.code)}, signal ${String(e.signal)}): ${e.logTail.trim().split('\n').slice(-2).join(' | ')}`),
+      ...faults.filter((f) => f.failure !== undefined).map((f) => `fault "${f.detail}": ${f.failure ?? ''}`),
+      ...memberProblems,
+    ],
   });
   writeRunFiles(runDir, report, history);
   log(`verdict ${report.verdict}${report.reasons.length > 0 ? ': ' + report.reasons.join('; ') : ''}`);

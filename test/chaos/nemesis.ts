@@ -4,9 +4,13 @@
 import type { NodeId } from '../../src/raft/types.js';
 import type { CutMode } from './proxy.js';
 import { assertNever } from './history.js';
+import { DAMAGES, judgeStart, type AppliedDamage, type SavedState, type StartResult } from './damage.js';
 
-export type NemesisKind = 'kill' | 'pause' | 'partition' | 'member' | 'transfer';
-export const NEMESIS_KINDS: readonly NemesisKind[] = ['kill', 'pause', 'partition', 'member', 'transfer'];
+const LEADER_WAIT_MS = 10_000; // the damage nemesis waits this long for a leader before it skips
+const LEADER_POLL_MS = 200;
+
+export type NemesisKind = 'kill' | 'pause' | 'partition' | 'member' | 'transfer' | 'damage';
+export const NEMESIS_KINDS: readonly NemesisKind[] = ['kill', 'pause', 'partition', 'member', 'transfer', 'damage'];
 
 export function parseNemesisKinds(s: string): NemesisKind[] {
   const out: NemesisKind[] = [];
@@ -59,6 +63,7 @@ export class SeededRng {
 /** What the nemesis may do to the cluster (implemented by the harness over real processes and proxies). */
 export interface ClusterControl {
   members(): NodeId[]; // current voters, as the harness tracks them
+  isRunning(id: NodeId): boolean; // its process is up (it may still be starting)
   leader(): Promise<NodeId | undefined>; // asks the members; undefined if none is known
   kill(id: NodeId): Promise<void>; // SIGKILL and wait for the exit
   restart(id: NodeId): Promise<void>; // start again on its data directory
@@ -73,6 +78,17 @@ export interface ClusterControl {
   /** Stop `id`, wipe its data directory, add it back through the admin API, start it as 'existing'. */
   wipeAndReadd(id: NodeId): Promise<void>;
   transferLeadership(from: NodeId, to: NodeId): Promise<void>;
+  /** Copies the kv/ of `id` (stopped) aside, for a later rollback. */
+  saveState(id: NodeId): SavedState;
+  /** Applies one seeded damage (damage.ts) to the data directory of `id`, which must be stopped; with `rollbackTo`, that rollback. */
+  damage(id: NodeId, rng: SeededRng, rollbackTo?: SavedState): AppliedDamage | undefined;
+  /** Starts `id` again (its last flags) and waits until it answers a status call, or exits, or a time limit. */
+  startJudged(id: NodeId): Promise<StartResult>;
+  /**
+   * The remedy of a refusal: remove `id` (through the leader), wipe it, add it back, start it as 'existing', and
+   * wait (bounded) until it has caught up. Resolves with how the catching up went.
+   */
+  replaceMember(id: NodeId): Promise<string>;
 }
 
 export interface FaultRecord {
@@ -82,6 +98,14 @@ export interface FaultRecord {
   readonly startNs: number; // when the fault was injected
   healNs: number | null; // when it was healed (null if the run ended first)
   error: string | undefined; // the injection or heal failed (the fault may not have happened fully)
+  outcome?: string; // what came of it (damage: "recovered: ...", "refused: <the member's line>", ...)
+  failure?: string; // the system under test broke its contract here: the run fails (damage: a bad start)
+}
+
+interface DamagedMember {
+  readonly fault: FaultRecord;
+  readonly damage: AppliedDamage | undefined;
+  stage: 'stopped' | 'replace';
 }
 
 export interface NemesisOptions {
@@ -99,6 +123,9 @@ export class Nemesis {
   private readonly killed = new Set<NodeId>();
   private partitioned = false;
   private readonly removed = new Set<NodeId>(); // removed and not yet re-added
+  // Damaged members not yet healed: 'stopped' (restart and judge it at the heal) or 'replace' (it did not
+  // start: the remedy is due, or failed and is retried at every heal).
+  private readonly damaged = new Map<NodeId, DamagedMember>();
 
   constructor(
     private readonly ctl: ClusterControl,
@@ -147,8 +174,8 @@ export class Nemesis {
     return { target: this.rng.pick(members), leader };
   }
 
-  private record(kind: NemesisKind, detail: string, targets: readonly NodeId[]): FaultRecord {
-    const f: FaultRecord = { kind, detail, targets, startNs: this.now(), healNs: null, error: undefined };
+  private record(kind: NemesisKind, detail: string, targets: readonly NodeId[], startNs = this.now()): FaultRecord {
+    const f: FaultRecord = { kind, detail, targets, startNs, healNs: null, error: undefined };
     this.faults.push(f);
     this.log(`nemesis: ${detail}`);
     return f;
@@ -223,6 +250,61 @@ export class Nemesis {
           f.healNs = this.now();
           break;
         }
+        case 'damage': {
+          // A refusal's remedy goes through the leader: without one the member would stay down, and the fault
+          // would test the election (the kill nemesis does that), not the damage. Give an election time first.
+          let leader = await this.ctl.leader();
+          for (let waited = 0; leader === undefined && waited < LEADER_WAIT_MS && !this.stopped; waited += LEADER_POLL_MS) {
+            await this.wait(LEADER_POLL_MS);
+            leader = await this.ctl.leader();
+          }
+          if (this.stopped) break;
+          if (leader === undefined) {
+            f = this.record(kind, `damage skipped: no leader within ${LEADER_WAIT_MS} ms`, []);
+            break;
+          }
+          // Mostly a follower; sometimes the leader. Killed, damaged while stopped, restarted at the heal. Only a
+          // running member that is not waiting for its own remedy (a damage on a dead directory tells nothing).
+          const candidates = this.ctl.members().filter((m) => this.ctl.isRunning(m) && !this.damaged.has(m));
+          if (candidates.length === 0) {
+            f = this.record(kind, 'damage skipped: no running member', []);
+            break;
+          }
+          const target = candidates.includes(leader) && this.rng.next() < 0.3 ? leader : this.rng.pick(candidates);
+          const startNs = this.now();
+          const label = `kill -9 member ${target}${target === leader ? ' (leader)' : ''}`;
+          // As often as any one damage: a rollback, which needs the member to run on after its copy is taken.
+          const rollback = this.rng.int(DAMAGES.length) === 0;
+          this.killed.add(target); // until it is damaged: a plain restart undoes a failed injection
+          await this.ctl.kill(target);
+          let saved: SavedState | undefined;
+          if (rollback) {
+            saved = this.ctl.saveState(target);
+            this.killed.delete(target);
+            const again = await this.ctl.startJudged(target);
+            if (again.kind !== 'serving') {
+              f = this.record(kind, `${label}, save its kv/, restart it (to roll it back later)`, [target], startNs);
+              const v = judgeStart(again, 'recovered');
+              f.outcome = v.outcome;
+              f.failure = `member ${target}, undamaged: ${v.failure ?? v.outcome}`;
+              this.damaged.set(target, { fault: f, damage: undefined, stage: 'replace' });
+              await this.healAll();
+              break;
+            }
+            this.log(`nemesis: ${label}, kv/ saved, restarted (serving after ${again.afterMs} ms): it runs on, then its state machine goes back to the copy`);
+            await this.hold();
+            this.killed.add(target);
+            await this.ctl.kill(target);
+          }
+          const damage = this.ctl.damage(target, this.rng, saved);
+          this.killed.delete(target);
+          const what = damage === undefined ? 'no damage applies (plain kill)' : `${damage.name}: ${damage.detail} (must be ${damage.expect === 'either' ? 'refused or recovered' : damage.expect})`;
+          f = this.record(kind, `${label}, damage its data: ${what}`, [target], startNs);
+          this.damaged.set(target, { fault: f, damage, stage: 'stopped' });
+          await this.hold();
+          await this.healAll();
+          break;
+        }
         default:
           assertNever(kind);
       }
@@ -232,6 +314,34 @@ export class Nemesis {
       if (f !== undefined) f.error = msg;
       await this.healAll();
     }
+  }
+
+  /**
+   * Restarts a damaged member, judges its start (damage.ts) and, if it did not start, does the remedy. A
+   * remedy that fails (no leader to remove it) leaves it in `damaged`: the next heal tries again.
+   */
+  private async restartDamaged(id: NodeId, d: DamagedMember): Promise<void> {
+    if (d.stage === 'stopped') {
+      const started = await this.ctl.startJudged(id);
+      const verdict = judgeStart(started, d.damage?.expect ?? 'recovered');
+      d.fault.outcome = verdict.outcome;
+      if (verdict.failure !== undefined) d.fault.failure = `member ${id} after ${d.damage?.name ?? 'a kill'}: ${verdict.failure}`;
+      this.log(`nemesis: damaged member ${id}: ${verdict.outcome}${verdict.failure !== undefined ? ` -- FAILURE: ${verdict.failure}` : ''}`);
+      if (!verdict.replace) {
+        this.damaged.delete(id);
+        return;
+      }
+      d.stage = 'replace';
+    }
+    const caughtUp = await this.ctl.replaceMember(id);
+    this.damaged.delete(id);
+    d.fault.outcome = `${d.fault.outcome ?? ''}; replaced at ${(this.now() / 1e9).toFixed(1)}s: removed, wiped, re-added, started as 'existing', ${caughtUp}`;
+    this.log(`nemesis: member ${id} replaced, ${caughtUp}`);
+  }
+
+  /** Damaged members whose remedy could not be done (they stay down): each one a member the cluster lost. */
+  unreplaced(): { id: NodeId; fault: FaultRecord }[] {
+    return [...this.damaged].filter(([, d]) => d.stage === 'replace').map(([id, d]) => ({ id, fault: d.fault }));
   }
 
   private async partition(): Promise<FaultRecord> {
@@ -297,6 +407,9 @@ export class Nemesis {
     for (const id of [...this.removed]) {
       await attempt(`re-add ${id}`, () => this.ctl.wipeAndReadd(id));
       this.removed.delete(id);
+    }
+    for (const [id, d] of [...this.damaged]) {
+      await attempt(`${d.stage === 'stopped' ? 'restart' : 'replace'} damaged ${id}`, () => this.restartDamaged(id, d));
     }
     const last = this.faults[this.faults.length - 1];
     if (last !== undefined && last.healNs === null) last.healNs = this.now();

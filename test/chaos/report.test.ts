@@ -72,7 +72,7 @@ describe('chaos report', () => {
     expect(r.rpo.lostWrites).toBe(0);
     const md = renderMarkdown(r);
     expect(md).toContain('# Chaos run: PASS');
-    expect(md).toContain('| 1 | 1.00 | 2.00 | kill -9 member 1 (leader) | 610 | 10 |');
+    expect(md).toContain('| 1 | 1.00 | 2.00 | kill -9 member 1 (leader) |  | 610 | 10 |');
   });
 
   it('fails a run with a lost write or a violation, and explains it', () => {
@@ -86,6 +86,24 @@ describe('chaos report', () => {
     expect(r.reasons[0]).toMatch(/not linearizable/);
     expect(renderMarkdown(r)).toContain('get -> "v2"');
     expect(renderTimeline(r, bad)).toContain('First linearizability violation');
+  });
+
+  it('shows each damage fault with its outcome, and counts them by outcome', () => {
+    const { history } = synthetic();
+    const base = { kind: 'damage' as const, targets: [1], startNs: 1000 * MS, healNs: 2000 * MS, error: undefined };
+    const faults: FaultRecord[] = [
+      { ...base, detail: 'kill -9 member 1, damage its data: leveldb-table-removed: removed table kv/db-1/000007.ldb', outcome: 'refused: raftkv: kv: ...; replaced' },
+      { ...base, detail: 'kill -9 member 1, damage its data: wal-torn-tail: ...', outcome: 'recovered: serving after 300 ms (wal: truncating torn tail)' },
+      { ...base, detail: 'kill -9 member 1, damage its data: wal-bitflip: ...', outcome: 'refused without the remedy: raftkv: ...', failure: 'the refusal does not name the remedy' },
+      { ...base, targets: [], detail: 'damage skipped: no leader' },
+    ];
+    const r = buildReport(input(history, faults, new Map([['a', null]])));
+    expect(r.damage).toEqual({ faults: 4, refused: 1, recovered: 1, failed: 1, skipped: 1 });
+    expect(r.faults[2]?.failure).toBe('the refusal does not name the remedy');
+    const md = renderMarkdown(r);
+    expect(md).toContain('| recovered: serving after 300 ms (wal: truncating torn tail) |');
+    expect(md).toContain('**FAILURE**: the refusal does not name the remedy; refused without the remedy');
+    expect(md).toContain('Damage: 4 fault(s): 1 refused (then replaced), 1 recovered, 1 failed, 1 skipped.');
   });
 
   it('escapes table cells in markdown', () => {

@@ -52,6 +52,28 @@ export interface FaultReport {
   /** Heal -> the first acknowledged write called after the heal. */
   readonly rtoAfterHealMs: number | null;
   readonly error: string | null;
+  readonly outcome: string | null; // what came of it (damage: recovered / refused: <line> / ...)
+  readonly failure: string | null; // the system broke its contract here (fails the run)
+}
+
+/** The damage nemesis's faults by outcome. */
+export interface DamageSummary {
+  readonly faults: number;
+  readonly recovered: number; // started and served
+  readonly refused: number; // refused with the remedy, then replaced
+  readonly failed: number; // anything else (each one also a reason of the verdict)
+  readonly skipped: number; // no leader, or no running member to damage
+}
+
+export function damageSummary(faults: readonly FaultReport[]): DamageSummary {
+  const d = faults.filter((f) => f.kind === 'damage');
+  return {
+    faults: d.length,
+    recovered: d.filter((f) => f.failure === null && (f.outcome ?? '').startsWith('recovered')).length,
+    refused: d.filter((f) => f.failure === null && (f.outcome ?? '').startsWith('refused:')).length,
+    failed: d.filter((f) => f.failure !== null).length,
+    skipped: d.filter((f) => f.targets.length === 0).length,
+  };
 }
 
 export interface ChaosReport {
@@ -67,6 +89,7 @@ export interface ChaosReport {
   readonly ops: Counts & { readonly byOp: Record<OpKind, Counts>; readonly throughputPerS: number };
   readonly latencyMs: { readonly p50: number; readonly p99: number; readonly max: number }; // acknowledged ops
   readonly faults: readonly FaultReport[];
+  readonly damage: DamageSummary;
   /** Over the faults that recovered: median and max RTO from the fault; faults never followed by a write. */
   readonly rtoSummaryMs: { readonly median: number | null; readonly max: number | null; readonly unrecovered: number };
   readonly leaderChanges: number;
@@ -165,6 +188,8 @@ export function buildReport(input: RunInput): ChaosReport {
     rtoMs: recoveryMs(h, f.startNs),
     rtoAfterHealMs: f.healNs === null ? null : recoveryMs(h, f.healNs),
     error: f.error ?? null,
+    outcome: f.outcome ?? null,
+    failure: f.failure ?? null,
   }));
   const lin = input.linearizability;
   const reasons: string[] = [];
@@ -194,6 +219,7 @@ export function buildReport(input: RunInput): ChaosReport {
     ops: { ...counts(h), byOp, throughputPerS: durationMs > 0 ? round((counts(h).ok * 1000) / durationMs) : 0 },
     latencyMs: { p50: round(percentile(latencies, 50)), p99: round(percentile(latencies, 99)), max: round(latencies[latencies.length - 1] ?? 0) },
     faults,
+    damage: damageSummary(faults),
     rtoSummaryMs: rtoSummary(faults),
     leaderChanges: countLeaderChanges(input.leaders),
     leaders: input.leaders.map((o) => ({ atMs: ms(o.ns), leader: o.leader, term: o.term })),
@@ -246,13 +272,18 @@ export function renderMarkdown(r: ChaosReport): string {
   lines.push('');
   lines.push('## Faults');
   lines.push('');
-  lines.push('| # | at (s) | healed (s) | fault | RTO from fault (ms) | RTO from heal (ms) | error |');
-  lines.push('|---:|---:|---:|---|---:|---:|---|');
+  lines.push('| # | at (s) | healed (s) | fault | outcome | RTO from fault (ms) | RTO from heal (ms) | error |');
+  lines.push('|---:|---:|---:|---|---|---:|---:|---|');
   r.faults.forEach((f, i) => {
+    const outcome = `${f.failure !== null ? '**FAILURE**: ' + f.failure + '; ' : ''}${f.outcome ?? ''}`;
     lines.push(
-      `| ${i + 1} | ${(f.startMs / 1000).toFixed(2)} | ${f.healMs === null ? '—' : (f.healMs / 1000).toFixed(2)} | ${cell(f.detail)} | ${fmt(f.rtoMs)} | ${fmt(f.rtoAfterHealMs)} | ${cell(f.error ?? '')} |`,
+      `| ${i + 1} | ${(f.startMs / 1000).toFixed(2)} | ${f.healMs === null ? '—' : (f.healMs / 1000).toFixed(2)} | ${cell(f.detail)} | ${cell(outcome)} | ${fmt(f.rtoMs)} | ${fmt(f.rtoAfterHealMs)} | ${cell(f.error ?? '')} |`,
     );
   });
+  if (r.damage.faults > 0) {
+    lines.push('');
+    lines.push(`Damage: ${r.damage.faults} fault(s): ${r.damage.refused} refused (then replaced), ${r.damage.recovered} recovered, ${r.damage.failed} failed, ${r.damage.skipped} skipped.`);
+  }
   lines.push('');
   lines.push('RTO = time from the fault (or its heal) to the return of the first acknowledged write called after it.');
   lines.push(`RTO from fault: median ${fmt(r.rtoSummaryMs.median)} ms, max ${fmt(r.rtoSummaryMs.max)} ms; faults never followed by an acknowledged write: ${r.rtoSummaryMs.unrecovered}.`);
@@ -299,6 +330,7 @@ const FAULT_COLORS: Record<NemesisKind, string> = {
   partition: '#8c564b',
   member: '#e377c2',
   transfer: '#17becf',
+  damage: '#bcbd22',
 };
 
 /** The timeline page: latency (log scale) of every op at its call time, faults shaded, leader changes marked. */
@@ -328,7 +360,7 @@ export function renderTimeline(r: ChaosReport, history: readonly HistoryOp[]): s
     const x1 = x(f.healMs ?? endMs);
     const color = FAULT_COLORS[f.kind];
     parts.push(
-      `<rect x="${x0.toFixed(1)}" y="${top}" width="${Math.max(2, x1 - x0).toFixed(1)}" height="${plotH}" fill="${color}" fill-opacity="0.15" stroke="${color}" stroke-opacity="0.5"><title>${esc(`#${i + 1} ${f.detail}\nfrom ${(f.startMs / 1000).toFixed(2)}s to ${f.healMs === null ? 'end' : (f.healMs / 1000).toFixed(2) + 's'}\nRTO ${fmt(f.rtoMs)} ms`)}</title></rect>`,
+      `<rect x="${x0.toFixed(1)}" y="${top}" width="${Math.max(2, x1 - x0).toFixed(1)}" height="${plotH}" fill="${color}" fill-opacity="0.15" stroke="${color}" stroke-opacity="0.5"><title>${esc(`#${i + 1} ${f.detail}${f.outcome !== null ? `\n-> ${f.outcome}` : ''}${f.failure !== null ? `\nFAILURE: ${f.failure}` : ''}\nfrom ${(f.startMs / 1000).toFixed(2)}s to ${f.healMs === null ? 'end' : (f.healMs / 1000).toFixed(2) + 's'}\nRTO ${fmt(f.rtoMs)} ms`)}</title></rect>`,
     );
     parts.push(`<text x="${(x0 + 2).toFixed(1)}" y="${top + 12 + (i % 3) * 12}" fill="${color}">${esc(`#${i + 1} ${f.kind}`)}</text>`);
   });

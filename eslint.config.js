@@ -30,7 +30,39 @@ export default tseslint.config(
         { object: 'Date', property: 'now', message: 'The Raft core has no clock: time is a tick.' },
         { object: 'Math', property: 'random', message: 'The Raft core uses the injected seeded Rng.' },
       ],
-      'no-restricted-imports': ['error', { patterns: ['node:*', '../storage/*', '../kv/*', '../node/*', '../transport/*', '../server/*'] }],
+      'no-restricted-imports': ['error', { patterns: ['node:*', '../shared/*', '../storage/*', '../kv/*', '../node/*', '../transport/*', '../protocol/*', '../server/*', '../client/*', '../cli/*'] }],
     },
   },
+  // Imports point one way (../shared/DESIGN.md): raft < shared < storage, kv, transport, protocol < node < server;
+  // the client needs only the protocol, shared and the request model (kv/types.ts); the cli uses the client and
+  // starts the server (a dynamic import, which this rule does not see) from a NodeConfig.
+  layer('src/shared', ['storage', 'kv', 'transport', 'protocol', 'node', 'server', 'client', 'cli']),
+  layer('src/storage', ['kv', 'transport', 'protocol', 'node', 'server', 'client', 'cli']),
+  layer('src/kv', ['storage', 'transport', 'protocol', 'node', 'server', 'client', 'cli']),
+  layer('src/transport', ['storage', 'kv', 'node', 'server', 'client', 'cli']),
+  layer('src/protocol', ['storage', 'kv', 'transport', 'node', 'server', 'client', 'cli']),
+  layer('src/node', ['protocol', 'server', 'client', 'cli']),
+  layer('src/server', ['storage', 'client', 'cli']),
+  layer('src/client', ['storage', 'transport', 'node', 'server', 'cli', 'kv'], ['../kv/types.js']),
+  layer('src/cli', ['storage', 'transport', 'protocol', 'server', 'kv', 'node'], ['../kv/types.js', '../node/config.js']),
 );
+
+/** A folder that may not import from the `forbidden` folders (except the `allowed` files). */
+function layer(folder, forbidden, allowed = []) {
+  return {
+    files: [`${folder}/**/*.ts`],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: [...forbidden.map((f) => `../${f}/*`), ...allowed.map((a) => `!${a}`)],
+              message: `${folder} may not import from ${forbidden.join(', ')} (the layers, ../shared/DESIGN.md)`,
+            },
+          ],
+        },
+      ],
+    },
+  };
+}

@@ -5,9 +5,9 @@ import { parseArgs } from 'node:util';
 import { KvClient, text } from '../client/index.js';
 import type { ErrorCode, HashKvResult, Member, StatusResult } from '../client/index.js';
 import type { KeyValue } from '../kv/types.js';
-import type { ResponseHeader } from '../node/api.js';
-import { MAX_TIMER_DELAY_MS } from '../node/clock.js';
-import { RaftKvError } from '../node/errors.js';
+import type { ResponseHeader } from '../shared/responses.js';
+import { MAX_TIMER_DELAY_MS } from '../shared/clock.js';
+import { RaftKvError } from '../shared/errors.js';
 import { parseAddress, parseServeArgs, SERVE_USAGE } from './serve-config.js';
 
 export const DEFAULT_ENDPOINTS = '127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103';

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { NODE_CONFIG_DEFAULTS as D } from '../node/config.js';
 import type { NodeConfig, PeerConfig } from '../node/config.js';
-import { RaftKvError } from '../node/errors.js';
+import { RaftKvError } from '../shared/errors.js';
 import type { NodeId } from '../raft/types.js';
 
 export interface ServeConfig {

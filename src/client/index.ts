@@ -18,7 +18,8 @@ export type {
   TxnOp,
   TxnResult,
 } from './kv-client.js';
-export { RaftKvError, isRaftKvError } from '../node/errors.js';
-export type { ErrorCode, LeaderHint } from '../node/errors.js';
-export type { ResponseHeader, Member } from '../node/api.js';
+export { RaftKvError, isRaftKvError } from '../shared/errors.js';
+export type { ErrorCode, LeaderHint } from '../shared/errors.js';
+export type { Member } from '../shared/member.js';
+export type { ResponseHeader } from '../shared/responses.js';
 export type { KeyValue } from '../kv/types.js';

@@ -17,14 +17,15 @@ import { createHash, randomUUID } from 'node:crypto';
 import { open, rename, unlink } from 'node:fs/promises';
 import { Client, credentials, Metadata } from '@grpc/grpc-js';
 import type { CallOptions, ClientReadableStream, MethodDefinition, ServiceError } from '@grpc/grpc-js';
-import type { ResponseHeader, Member, NodeStatus } from '../node/api.js';
-import { MAX_TIMER_DELAY_MS } from '../node/clock.js';
-import { RaftKvError } from '../node/errors.js';
-import type { ErrorCode } from '../node/errors.js';
+import type { Member } from '../shared/member.js';
+import type { NodeStatus, ResponseHeader } from '../shared/responses.js';
+import { MAX_TIMER_DELAY_MS } from '../shared/clock.js';
+import { RaftKvError } from '../shared/errors.js';
+import type { ErrorCode } from '../shared/errors.js';
 import type { CompareOp, KeyValue, RangeResult } from '../kv/types.js';
 import { prefixEnd } from '../kv/types.js';
 import type { Role } from '../raft/types.js';
-import { ADMIN_METHODS, KV_METHODS, requestBytes } from '../proto.js';
+import { ADMIN_METHODS, KV_METHODS, requestBytes } from '../protocol/proto.js';
 import type {
   WireCompare,
   WireCompareOp,
@@ -37,8 +38,8 @@ import type {
   WireSnapshotSaveChunk,
   WireStatusResponse,
   WireTxnRequest,
-} from '../proto.js';
-import { fromGrpcError } from '../server/errors.js';
+} from '../protocol/proto.js';
+import { fromGrpcError } from '../protocol/wire-errors.js';
 import { KvStreamChannel, STREAM_MAX_CALL_BYTES } from './kv-stream.js';
 import type { StreamKind, StreamKinds } from './kv-stream.js';
 

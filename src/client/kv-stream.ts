@@ -10,7 +10,7 @@
 import type { Client, ClientDuplexStream } from '@grpc/grpc-js';
 import { Metadata, status as GrpcStatus } from '@grpc/grpc-js';
 import type { ServiceError } from '@grpc/grpc-js';
-import { KV_METHODS, requestBytes } from '../proto.js';
+import { KV_METHODS, requestBytes } from '../protocol/proto.js';
 import type {
   WireDeleteRequest,
   WireDeleteResponse,
@@ -26,8 +26,8 @@ import type {
   WireStreamCalls,
   WireTxnRequest,
   WireTxnResponse,
-} from '../proto.js';
-import { serviceErrorOf } from '../server/errors.js';
+} from '../protocol/proto.js';
+import { serviceErrorOf } from '../protocol/wire-errors.js';
 
 /** Calls per StreamCalls message. */
 export const STREAM_MAX_CALLS_PER_MESSAGE = 1024;

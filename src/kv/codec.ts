@@ -35,8 +35,8 @@
 //
 // Every decoder checks tags, lengths and that the input is consumed exactly, and throws
 // RaftKvError('DATA_CORRUPTION') on garbage. There is no checksum here: the WAL and snapshot files carry them.
-import { RaftKvError, isErrorCode } from '../node/errors.js';
-import type { ErrorCode } from '../node/errors.js';
+import { RaftKvError, isErrorCode } from '../shared/errors.js';
+import type { ErrorCode } from '../shared/errors.js';
 import type {
   Command,
   CommandResult,

@@ -1,6 +1,6 @@
 // Pieces of command execution shared by the state machine's apply path: a batch's overlay of its own writes,
 // compare operators, the KeyValue view of a stored record, and an apply outcome from a stored session answer.
-import { RaftKvError } from '../node/errors.js';
+import { RaftKvError } from '../shared/errors.js';
 import type { Index } from '../raft/types.js';
 import { assertNever } from './codec.js';
 import type { SessionAnswer, StoredValue } from './codec.js';

@@ -12,7 +12,7 @@
 // Stored format (meta key 'm' + "digest"): u8 version 1 | uvarint lane1 | uvarint lane2 | uvarint count.
 import type { StoredValue } from './codec.js';
 import { ByteReader, ByteWriter } from './codec.js';
-import { RaftKvError } from '../node/errors.js';
+import { RaftKvError } from '../shared/errors.js';
 
 const DIGEST_RECORD_VERSION = 1;
 const FNV_PRIME = 0x01000193;

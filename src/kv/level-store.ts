@@ -11,12 +11,12 @@
 // Without CURRENT, a directory holding anything but an untouched db-1 (a first open that crashed before
 // writing CURRENT) is refused and nothing is removed: the pointer was lost, and guessing could delete the
 // live store.
-import { open, readdir, readFile, rename, rm, stat, statfs } from 'node:fs/promises';
+import { readdir, rm, stat, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ClassicLevel } from 'classic-level';
-import { RaftKvError } from '../node/errors.js';
+import { RaftKvError } from '../shared/errors.js';
+import { readTextIfExists, writeFileDurably } from '../shared/durable-file.js';
 import { REPLACE_MEMBER_REMEDY } from '../shared/remedies.js';
-import { fsyncDir } from './snapshot-file.js';
 import type { KvLogger } from './types.js';
 
 export const CURRENT = 'CURRENT';
@@ -32,19 +32,6 @@ export const INGEST_WRITE_BUFFER_BYTES = 64 * 1024 * 1024; // bulk load of a res
 export const REOPEN_MIN_FREE_BYTES = 2 * DEFAULT_WRITE_BUFFER_BYTES;
 
 export type Db = ClassicLevel<Uint8Array, Uint8Array>;
-
-export async function writeFileDurably(dir: string, name: string, content: string): Promise<void> {
-  const tmp = join(dir, `${name}.tmp`);
-  const fh = await open(tmp, 'w');
-  try {
-    await fh.writeFile(content, 'utf8');
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await rename(tmp, join(dir, name));
-  await fsyncDir(dir);
-}
 
 /**
  * Opens a LevelDB store. 'existing' never creates one: a store that lost its CURRENT or MANIFEST, or a table
@@ -86,15 +73,6 @@ export async function isUntouchedDb(path: string): Promise<boolean> {
     if (name.endsWith('.log') && (await stat(join(path, name))).size > 0) return false;
   }
   return true;
-}
-
-export async function readTextIfExists(path: string): Promise<string | undefined> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
 }
 
 export async function freeBytes(dir: string): Promise<number> {

@@ -1,6 +1,6 @@
 // The member table the state machine keeps (replicated through conf-change entries): what a conf change's
 // context carries, how a change applies to the table, and the ConfState the table implies.
-import type { Member } from '../node/api.js';
+import type { Member } from '../shared/member.js';
 import { confChangeProblem } from '../raft/conf-change.js';
 import type { ConfChange, ConfState } from '../raft/types.js';
 import { assertNever } from './codec.js';

@@ -7,8 +7,8 @@
 //   'm' + "digest"          the key-space digest as of the applied index (key-space-digest.ts); absent in
 //                           directories written before it existed: computed by a scan at the next open
 //   's' + clientId (UTF-8)  u8 1 | uvarint lastSeq | uvarint lastIndex | Answer (codec.ts)
-import { RaftKvError } from '../node/errors.js';
-import type { Member } from '../node/api.js';
+import { RaftKvError } from '../shared/errors.js';
+import type { Member } from '../shared/member.js';
 import type { Index, Term } from '../raft/types.js';
 import { ByteReader, ByteWriter, readAnswer, writeAnswer } from './codec.js';
 import type { SessionAnswer } from './codec.js';

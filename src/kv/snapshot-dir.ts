@@ -1,7 +1,7 @@
 // The snapshot directory (data-dir/snap): which files count, the newest that verifies, pruning.
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { RaftKvError } from '../node/errors.js';
+import { RaftKvError } from '../shared/errors.js';
 import type { SnapshotMetadata } from '../raft/types.js';
 import { listSnapshotFiles, verifySnapshotHeader } from './snapshot-file.js';
 import type { KvLogger } from './types.js';

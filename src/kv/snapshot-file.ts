@@ -18,8 +18,9 @@ import type { Hash } from 'node:crypto';
 import { open, readdir, rename, rm } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { RaftKvError } from '../node/errors.js';
-import type { Member } from '../node/api.js';
+import { RaftKvError } from '../shared/errors.js';
+import { fsyncDir } from '../shared/durable-file.js';
+import type { Member } from '../shared/member.js';
 import type { ConfState, SnapshotMetadata } from '../raft/types.js';
 
 const MAGIC = Buffer.from('RKVSNAP\0', 'latin1');
@@ -53,15 +54,6 @@ export async function listSnapshotFiles(dir: string): Promise<{ name: string; in
     if (m?.[1] !== undefined && m[2] !== undefined) out.push({ name, index: Number(m[1]), term: Number(m[2]) });
   }
   return out.sort((a, b) => (a.name < b.name ? 1 : a.name > b.name ? -1 : 0));
-}
-
-export async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
 }
 
 /** Streams records into `<dir>/<name>.tmp`; `commit()` fsyncs, renames and fsyncs the directory. */

@@ -33,8 +33,8 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Iterator as LevelIterator } from 'classic-level';
-import { RaftKvError } from '../node/errors.js';
-import type { Member } from '../node/api.js';
+import { RaftKvError } from '../shared/errors.js';
+import type { Member } from '../shared/member.js';
 import { decodeConfChange } from '../raft/conf-change.js';
 import type { ConfState, Entry, Index, SnapshotMetadata, Term } from '../raft/types.js';
 import { assertNever, decodeEnvelope, decodeStoredValue, encodeStoredValue } from './codec.js';

@@ -1,7 +1,7 @@
 // Request validation: the same checks on the way in (the server, before proposing) and on apply (every
 // replica, deterministically, so a command that slipped past an older server is refused identically).
 // Failures are RaftKvError('INVALID_ARGUMENT') with a message naming the field and the limit.
-import { RaftKvError } from '../node/errors.js';
+import { RaftKvError } from '../shared/errors.js';
 import { assertNever } from './codec.js';
 import type { Command, Compare, KeyRange, KvLimits, Op, RangeRequest } from './types.js';
 

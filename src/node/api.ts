@@ -1,38 +1,11 @@
 // What a running node offers to the gRPC services (src/server) and to in-process tests.
-import type { Index, NodeId, Role, Term } from '../raft/types.js';
+import type { Index, NodeId } from '../raft/types.js';
 import type { Command, CommandResult, RangeRequest, RangeResult } from '../kv/types.js';
+import type { Member } from '../shared/member.js';
+import type { NodeStatus, ResponseHeader } from '../shared/responses.js';
 
-/** Carried by every response, so a user can see a failover happen. */
-export interface ResponseHeader {
-  readonly memberId: NodeId; // the member that served the request
-  readonly term: Term; // its term when it answered
-  readonly index: Index; // write: the entry's log index; read: the applied index it was served at
-  readonly leaderId: NodeId; // the leader it knows of (0 = none)
-}
-
-export interface Member {
-  readonly id: NodeId;
-  readonly peerAddress: string; // host:port of the peer service
-  readonly clientAddress: string; // host:port of the client and admin services
-  readonly learner: boolean;
-}
-
-export interface NodeStatus {
-  readonly id: NodeId;
-  readonly clusterId: string;
-  readonly clientAddress: string;
-  readonly role: Role;
-  readonly term: Term;
-  readonly leaderId: NodeId;
-  readonly commitIndex: Index;
-  readonly appliedIndex: Index;
-  readonly lastLogIndex: Index;
-  readonly snapshotIndex: Index;
-  readonly dataSizeBytes: number; // WAL + snapshots + LevelDB on disk
-  readonly members: readonly Member[];
-  /** Leader only: each follower's match index (lag = lastLogIndex - match). */
-  readonly progress: readonly { readonly id: NodeId; readonly match: Index; readonly state: string }[];
-}
+export type { Member } from '../shared/member.js';
+export type { NodeStatus, ResponseHeader } from '../shared/responses.js';
 
 export interface WriteOptions {
   readonly clientId: string; // "" = no session (no deduplication of retries)
@@ -57,7 +30,7 @@ export interface KeySpaceDigestAt {
   readonly count: number; // live keys
 }
 
-/** Every method rejects with RaftKvError (src/node/errors.ts) for expected failures. */
+/** Every method rejects with RaftKvError (src/shared/errors.ts) for expected failures. */
 export interface KvNode {
   readonly id: NodeId;
   write(command: Command, opts: WriteOptions): Promise<{ header: ResponseHeader; result: CommandResult }>;

@@ -11,7 +11,7 @@ import { mkdir, open } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { RaftKvError } from './errors.js';
+import { RaftKvError } from '../shared/errors.js';
 
 export const LOCK_FILE = 'LOCK';
 

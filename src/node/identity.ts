@@ -9,11 +9,12 @@
 // gets one added, the same way, on the next start. A directory carrying another node id or cluster id is refused with
 // RaftKvError CLUSTER_MISMATCH; an unreadable or malformed file with DATA_CORRUPTION.
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
+import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { NodeId } from '../raft/types.js';
+import { readTextIfExists, writeFileDurably } from '../shared/durable-file.js';
 import { LOCK_FILE } from './data-dir-lock.js';
-import { RaftKvError } from './errors.js';
+import { RaftKvError } from '../shared/errors.js';
 
 export const IDENTITY_FILE = 'node.json';
 const IDENTITY_FORMAT = 1;
@@ -32,39 +33,6 @@ export interface IdentityCheck {
 
 function newIncarnation(): string {
   return randomBytes(16).toString('hex');
-}
-
-/** Writes `data` to `dir/name` atomically and durably: tmp file, fsync, rename, directory fsync. */
-export async function writeFileDurably(dir: string, name: string, data: string | Uint8Array): Promise<void> {
-  const tmp = join(dir, `${name}.tmp`);
-  const fh = await open(tmp, 'w');
-  try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await rename(tmp, join(dir, name));
-  await fsyncDir(dir);
-}
-
-/** The file's UTF-8 text, or undefined when it does not exist (other errors propagate). */
-export async function readTextIfExists(path: string): Promise<string | undefined> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
-}
-
-export async function fsyncDir(dir: string): Promise<void> {
-  const dh = await open(dir, 'r');
-  try {
-    await dh.sync();
-  } finally {
-    await dh.close();
-  }
 }
 
 function parseIdentity(text: string, path: string): DataDirIdentity & { incarnation: string | undefined; raw: Record<string, unknown> } {

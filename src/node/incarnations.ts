@@ -21,37 +21,14 @@
 // A missing file is an empty registry; an unreadable or malformed one is DATA_CORRUPTION.
 import { join } from 'node:path';
 import type { Index, NodeId } from '../raft/types.js';
-import { RaftKvError } from './errors.js';
-import { readTextIfExists, writeFileDurably } from './identity.js';
+import { RaftKvError } from '../shared/errors.js';
+import { readTextIfExists, writeFileDurably } from '../shared/durable-file.js';
+import { STALE_MARKER } from '../transport/transport.js';
+import type { IncarnationGuard, KnownIncarnation } from '../transport/transport.js';
+
 
 export const PEERS_FILE = 'peers.json';
 const PEERS_FORMAT = 1;
-
-/** Starts the message of a refusal for a stale incarnation: the refused member recognizes itself by it. */
-export const STALE_MARKER = 'stale incarnation:';
-
-export interface KnownIncarnation {
-  readonly id: NodeId;
-  readonly incarnation: string;
-  readonly recordedAt: Index;
-}
-
-/** What the transport asks before it delivers anything from a peer, and what it gossips. */
-export interface IncarnationGuard {
-  /** This member's incarnation, sent with every stream. */
-  readonly self: string;
-  /** Changes whenever the known records change (the transport gossips again to each peer then). */
-  readonly version: number;
-  /**
-   * Accepts `incarnation` for peer `from` (a first contact is recorded durably first: the returned promise),
-   * or throws CLUSTER_MISMATCH when another incarnation of `from` is known.
-   */
-  admit(from: NodeId, incarnation: string): void | Promise<void>;
-  /** What this member knows, to gossip. */
-  gossip(): KnownIncarnation[];
-  /** Takes in a peer's gossip: unknown members are recorded (unless from before their last removal). */
-  merge(known: readonly KnownIncarnation[]): void;
-}
 
 interface Entry {
   readonly incarnation: string;

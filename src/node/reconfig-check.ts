@@ -4,7 +4,7 @@
 // which no candidate can ever win (found by the chaos `member` nemesis, seed 82).
 import type { RaftStatus } from '../raft/raw-node.js';
 import type { ConfChange, NodeId } from '../raft/types.js';
-import { RaftKvError } from './errors.js';
+import { RaftKvError } from '../shared/errors.js';
 
 /** A follower counts as healthy when the leader heard from it lately and replicates to it normally. */
 function healthy(status: RaftStatus, id: NodeId): boolean {

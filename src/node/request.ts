@@ -1,6 +1,6 @@
 // One client request awaiting its answer: settles once (answer, error or deadline), then forgets its timer.
-import type { CancelTimer, Clock } from './clock.js';
-import { RaftKvError } from './errors.js';
+import type { CancelTimer, Clock } from '../shared/clock.js';
+import { RaftKvError } from '../shared/errors.js';
 
 export class PendingRequest<T> {
   readonly promise: Promise<T>;

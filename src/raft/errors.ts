@@ -1,4 +1,4 @@
-// Expected failures of the core, with stable codes. The driver maps them to RaftKvError (src/node/errors.ts).
+// Expected failures of the core, with stable codes. The driver maps them to RaftKvError (src/shared/errors.ts).
 
 export type RaftErrorCode =
   | 'NOT_LEADER' // propose / transfer / conf change on a non-leader

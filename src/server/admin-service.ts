@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import type { ServerWritableStream, UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { Member, NodeStatus } from '../node/api.js';
-import { RaftKvError } from '../node/errors.js';
+import { RaftKvError } from '../shared/errors.js';
 import type {
   WireEmpty,
   WireHashKvRequest,
@@ -18,8 +18,8 @@ import type {
   WireStatusResponse,
   WireTransferLeaderRequest,
   WireTransferLeaderResponse,
-} from '../proto.js';
-import { toGrpcStatus } from './errors.js';
+} from '../protocol/proto.js';
+import { toGrpcStatus } from '../protocol/wire-errors.js';
 import { deadlineOf, unary } from './kv-service.js';
 import type { ServiceOptions } from './kv-service.js';
 

@@ -29,13 +29,13 @@ import type { pino } from 'pino';
 import type { DigestValue } from '../kv/key-space-digest.js';
 import { digestsEqual, formatDigest } from '../kv/key-space-digest.js';
 import type { KeySpaceDigestAt, KvNode, Member } from '../node/api.js';
-import type { CancelTimer, Clock } from '../node/clock.js';
-import { MAX_TIMER_DELAY_MS } from '../node/clock.js';
-import { RaftKvError } from '../node/errors.js';
-import { ADMIN_METHODS } from '../proto.js';
-import type { WireHashKvResponse } from '../proto.js';
+import type { CancelTimer, Clock } from '../shared/clock.js';
+import { MAX_TIMER_DELAY_MS } from '../shared/clock.js';
+import { RaftKvError } from '../shared/errors.js';
+import { ADMIN_METHODS } from '../protocol/proto.js';
+import type { WireHashKvResponse } from '../protocol/proto.js';
 import type { Index, NodeId } from '../raft/types.js';
-import { fromGrpcError } from './errors.js';
+import { fromGrpcError } from '../protocol/wire-errors.js';
 
 // How long one peer has to answer: enough for a follower a few heartbeats behind to apply index i; a member
 // further behind is left out of this round rather than holding it up.
@@ -114,7 +114,7 @@ export interface PeerDigests {
   close(): void;
 }
 
-/** PeerDigests over HashKV on the generated admin client (src/proto.ts): one channel per peer address. */
+/** PeerDigests over HashKV on the generated admin client (src/protocol/proto.ts): one channel per peer address. */
 export class GrpcPeerDigests implements PeerDigests {
   private readonly clients = new Map<string, Client>(); // one channel per peer client address, created lazily
 

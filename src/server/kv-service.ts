@@ -3,7 +3,7 @@
 import type { sendUnaryData, ServerDuplexStream, ServerUnaryCall, UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { pino } from 'pino';
 import type { ResponseHeader, KvNode } from '../node/api.js';
-import { RaftKvError } from '../node/errors.js';
+import { RaftKvError } from '../shared/errors.js';
 import type {
   Command,
   Compare,
@@ -35,9 +35,9 @@ import type {
   WireTxnResponse,
   WireStreamCalls,
   WireStreamAnswers,
-} from '../proto.js';
-import { requestBytes } from '../proto.js';
-import { toGrpcStatus } from './errors.js';
+} from '../protocol/proto.js';
+import { requestBytes } from '../protocol/proto.js';
+import { toGrpcStatus } from '../protocol/wire-errors.js';
 import { serveKvStream } from './kv-stream.js';
 
 export interface ServiceOptions {

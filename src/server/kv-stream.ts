@@ -8,9 +8,9 @@
 // without bound. When the client half-closes, the server ends the stream once every call is answered.
 import type { ServerDuplexStream } from '@grpc/grpc-js';
 import type { pino } from 'pino';
-import { RaftKvError } from '../node/errors.js';
-import type { WireStreamAnswer, WireStreamAnswers, WireStreamCall, WireStreamCalls } from '../proto.js';
-import { toStreamError } from './errors.js';
+import { RaftKvError } from '../shared/errors.js';
+import type { WireStreamAnswer, WireStreamAnswers, WireStreamCall, WireStreamCalls } from '../protocol/proto.js';
+import { toStreamError } from '../protocol/wire-errors.js';
 import type { KvHandlers } from './kv-service.js';
 
 /** Unanswered calls one stream may hold; more are refused with RESOURCE_EXHAUSTED. */

@@ -8,7 +8,7 @@
 import type { ConfState, Entry, HardState, Index, LogStorage, Snapshot, SnapshotMetadata, Term } from '../raft/types.js';
 import { entrySizeBytes } from '../raft/types.js';
 import { RaftError } from '../raft/errors.js';
-import { RaftKvError } from '../node/errors.js';
+import { RaftKvError } from '../shared/errors.js';
 import { Wal } from './wal.js';
 import type { WalOptions } from './wal.js';
 

@@ -70,7 +70,7 @@ import { REPLACE_MEMBER_REMEDY } from '../shared/remedies.js';
 import * as path from 'node:path';
 import { EMPTY_HARD_STATE } from '../raft/types.js';
 import type { ConfState, Entry, HardState, Index, SnapshotMetadata } from '../raft/types.js';
-import { RaftKvError } from '../node/errors.js';
+import { RaftKvError } from '../shared/errors.js';
 import { errnoCode, nodeFs } from './fs-like.js';
 import type { FileHandleLike, FsLike } from './fs-like.js';
 import {

@@ -29,11 +29,11 @@ import type {
   UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 import type { pino } from 'pino';
-import { isRaftKvError } from '../node/errors.js';
-import { STALE_MARKER } from '../node/incarnations.js';
+import { isRaftKvError } from '../shared/errors.js';
+import { STALE_MARKER } from './transport.js';
 import type { Message, NodeId, SnapshotMessage } from '../raft/types.js';
-import { PEER_METHODS } from '../proto.js';
-import type { WireEmpty, WirePeerBatch, WireSnapshotAck, WireSnapshotChunk } from '../proto.js';
+import { PEER_METHODS } from '../protocol/proto.js';
+import type { WireEmpty, WirePeerBatch, WireSnapshotAck, WireSnapshotChunk } from '../protocol/proto.js';
 import { CodecError, decodeMessages, encodeMessages } from './grpc-codec.js';
 import type { Transport, TransportHandlers } from './transport.js';
 

@@ -1,7 +1,33 @@
 // The node's view of peer messaging. Implementations: gRPC streams (grpc-transport.ts) and an in-memory
 // network for in-process tests. Sends never block the driver loop: they queue, batch and drop when full.
-import type { IncarnationGuard } from '../node/incarnations.js';
-import type { Message, NodeId, SnapshotMessage } from '../raft/types.js';
+import type { Index, Message, NodeId, SnapshotMessage } from '../raft/types.js';
+
+// The transport's port for the incarnation check (node/incarnations.ts implements it): the consumer owns it.
+/** Starts the message of a refusal for a stale incarnation: the refused member recognizes itself by it. */
+export const STALE_MARKER = 'stale incarnation:';
+
+export interface KnownIncarnation {
+  readonly id: NodeId;
+  readonly incarnation: string;
+  readonly recordedAt: Index;
+}
+
+/** What the transport asks before it delivers anything from a peer, and what it gossips. */
+export interface IncarnationGuard {
+  /** This member's incarnation, sent with every stream. */
+  readonly self: string;
+  /** Changes whenever the known records change (the transport gossips again to each peer then). */
+  readonly version: number;
+  /**
+   * Accepts `incarnation` for peer `from` (a first contact is recorded durably first: the returned promise),
+   * or throws CLUSTER_MISMATCH when another incarnation of `from` is known.
+   */
+  admit(from: NodeId, incarnation: string): void | Promise<void>;
+  /** What this member knows, to gossip. */
+  gossip(): KnownIncarnation[];
+  /** Takes in a peer's gossip: unknown members are recorded (unless from before their last removal). */
+  merge(known: readonly KnownIncarnation[]): void;
+}
 
 export interface TransportHandlers {
   /** Raft messages from a peer, in arrival order. */

@@ -1,5 +1,5 @@
 // The chaos harness's view of the cluster: a small leader-following KV client and an admin client, both over
-// the real gRPC protocol (src/proto.ts), that classify every outcome for the history:
+// the real gRPC protocol (src/protocol/proto.ts), that classify every outcome for the history:
 //   ok             the cluster acknowledged the op
 //   failed         a definite error: the op did not happen (NOT_LEADER, INVALID_ARGUMENT, RESOURCE_EXHAUSTED,
 //                  FAILED_PRECONDITION, NOT_FOUND, CLUSTER_MISMATCH, DISK_FULL, DATA_CORRUPTION, and
@@ -10,14 +10,14 @@
 // machine applies it at most once), so a later success makes the op 'ok'; if none comes, it is indeterminate.
 // KvClientAdapter runs the workers over the project's own client library instead (the default).
 import { Client, credentials, Metadata, type MethodDefinition, type ServiceError } from '@grpc/grpc-js';
-import { fromGrpcError } from '../../src/server/errors.js';
-import { RaftKvError, type ErrorCode } from '../../src/node/errors.js';
+import { fromGrpcError } from '../../src/protocol/wire-errors.js';
+import { RaftKvError, type ErrorCode } from '../../src/shared/errors.js';
 import {
   ADMIN_METHODS,
   KV_METHODS,
   type WireMember,
   type WireStatusResponse,
-} from '../../src/proto.js';
+} from '../../src/protocol/proto.js';
 import type { KvClient } from '../../src/client/kv-client.js';
 import { assertNever, type Outcome } from './history.js';
 

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { CliFailure, EXIT_DIGEST_MISMATCH, main } from '../../src/cli/main.js';
 import type { CliIo } from '../../src/cli/main.js';
 import type { Member } from '../../src/node/api.js';
-import { RaftKvError } from '../../src/node/errors.js';
+import { RaftKvError } from '../../src/shared/errors.js';
 import { runServer } from '../../src/server/serve.js';
 import type { RunningServer } from '../../src/server/serve.js';
 import { FakeCluster, FakeNode, testConfig } from '../server/fake-node.js';

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main, statusTable } from '../../src/cli/main.js';
 import type { CliIo } from '../../src/cli/main.js';
 import { parseServeArgs } from '../../src/cli/serve-config.js';
-import { RaftKvError } from '../../src/node/errors.js';
+import { RaftKvError } from '../../src/shared/errors.js';
 import { runServer } from '../../src/server/serve.js';
 import type { RunningServer } from '../../src/server/serve.js';
 import { FakeCluster, FakeNode, testConfig } from '../server/fake-node.js';

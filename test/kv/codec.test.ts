@@ -7,7 +7,7 @@ import {
   encodeEnvelope,
   encodeStoredValue,
 } from '../../src/kv/codec.js';
-import { isRaftKvError } from '../../src/node/errors.js';
+import { isRaftKvError } from '../../src/shared/errors.js';
 import type { Command, CommandResult, Compare, Envelope, KeyValue, Op } from '../../src/kv/types.js';
 import { enc, seedFromEnv, seededRng } from './helpers.js';
 

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { KvStateMachine, latestSnapshot, verifySnapshotFile } from '../../src/kv/state-machine.js';
 import type { KvFailPoint, KvStateMachineOptions } from '../../src/kv/state-machine.js';
 import type { Entry } from '../../src/raft/types.js';
-import { isRaftKvError } from '../../src/node/errors.js';
+import { isRaftKvError } from '../../src/shared/errors.js';
 import { LogBuilder, dumpState, enc, put, seedFromEnv, seededRng, tempDir, txn } from './helpers.js';
 
 const opts: KvStateMachineOptions = { limits: { maxKeyBytes: 64, maxValueBytes: 4096, maxTxnOps: 8, maxRangeLimit: 100_000 } };

@@ -5,7 +5,7 @@ import { KvStateMachine, bootstrapMembers } from '../../src/kv/state-machine.js'
 import type { ApplyOutcome } from '../../src/kv/state-machine.js';
 import { prefixEnd } from '../../src/kv/types.js';
 import type { CommandResult, KeyValue, KvLimits, OpResult, RangeRequest } from '../../src/kv/types.js';
-import { isRaftKvError } from '../../src/node/errors.js';
+import { isRaftKvError } from '../../src/shared/errors.js';
 import { ALL, LogBuilder, dec, del, delRange, dumpState, enc, put, seedFromEnv, seededRng, tempDir, txn } from './helpers.js';
 
 const limits: KvLimits = { maxKeyBytes: 64, maxValueBytes: 1024, maxTxnOps: 8, maxRangeLimit: 1000 };

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { validateCommand, validateRange } from '../../src/kv/validate.js';
 import { DEFAULT_KV_LIMITS, prefixEnd } from '../../src/kv/types.js';
 import type { Command, KvLimits, RangeRequest } from '../../src/kv/types.js';
-import { isRaftKvError } from '../../src/node/errors.js';
+import { isRaftKvError } from '../../src/shared/errors.js';
 import { del, enc, put, txn } from './helpers.js';
 
 const limits: KvLimits = { maxKeyBytes: 8, maxValueBytes: 16, maxTxnOps: 3, maxRangeLimit: 10 };

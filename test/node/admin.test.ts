@@ -1,8 +1,8 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, onTestFailed } from 'vitest';
-import { isRaftKvError } from '../../src/node/errors.js';
-import { RaftKvError } from '../../src/node/errors.js';
+import { isRaftKvError } from '../../src/shared/errors.js';
+import { RaftKvError } from '../../src/shared/errors.js';
 import { KvStateMachine } from '../../src/kv/state-machine.js';
 import { WalStorage } from '../../src/storage/wal-storage.js';
 import { checkDataDirIdentity } from '../../src/node/identity.js';

@@ -1,8 +1,8 @@
 // systemClock timers past Node's one-timer limit (2^31-1 ms, beyond which Node fires after 1 ms), and a
 // PendingRequest deadline that far out. Fake timers (they clamp like Node does), no sleeps.
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { MAX_TIMER_DELAY_MS, systemClock } from '../../src/node/clock.js';
-import { isRaftKvError } from '../../src/node/errors.js';
+import { MAX_TIMER_DELAY_MS, systemClock } from '../../src/shared/clock.js';
+import { isRaftKvError } from '../../src/shared/errors.js';
 import { PendingRequest } from '../../src/node/request.js';
 
 const LONG_MS = 2 ** 31 + 1000;

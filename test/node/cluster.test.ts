@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, onTestFailed } from 'vitest';
-import { isRaftKvError } from '../../src/node/errors.js';
+import { isRaftKvError } from '../../src/shared/errors.js';
 import { verifySnapshotFile } from '../../src/kv/state-machine.js';
 import { TestCluster, dec, get, put } from './harness.js';
 

@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import { afterEach, expect, it, onTestFailed } from 'vitest';
 import { KvStateMachine } from '../../src/kv/state-machine.js';
-import { isRaftKvError } from '../../src/node/errors.js';
+import { isRaftKvError } from '../../src/shared/errors.js';
 import { WalStorage } from '../../src/storage/wal-storage.js';
 import { TICK_MS, TestCluster, put } from './harness.js';
 

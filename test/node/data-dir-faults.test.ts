@@ -8,8 +8,8 @@ import { cp, readFile, readdir, rm, stat, truncate, writeFile } from 'node:fs/pr
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, onTestFailed } from 'vitest';
 import { KvStateMachine } from '../../src/kv/state-machine.js';
-import { isRaftKvError } from '../../src/node/errors.js';
-import type { RaftKvError } from '../../src/node/errors.js';
+import { isRaftKvError } from '../../src/shared/errors.js';
+import type { RaftKvError } from '../../src/shared/errors.js';
 import { seededRng } from '../../src/raft/rng.js';
 import { TestCluster, dec, get, peer, put } from './harness.js';
 

@@ -5,7 +5,7 @@ import { execFileSync } from 'node:child_process';
 import { cp, mkdir, open, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, expect, it, onTestFailed } from 'vitest';
-import { isRaftKvError } from '../../src/node/errors.js';
+import { isRaftKvError } from '../../src/shared/errors.js';
 import type { RaftKvNode } from '../../src/node/node.js';
 import { TICK_MS, TestCluster, dec, get, put } from './harness.js';
 

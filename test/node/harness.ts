@@ -7,7 +7,7 @@ import { pino } from 'pino';
 import { seededRng } from '../../src/raft/rng.js';
 import type { NodeId } from '../../src/raft/types.js';
 import type { Command, RangeRequest } from '../../src/kv/types.js';
-import { ManualClock } from '../../src/node/clock.js';
+import { ManualClock } from '../../src/shared/clock.js';
 import { NODE_CONFIG_DEFAULTS } from '../../src/node/config.js';
 import type { NodeConfig, PeerConfig } from '../../src/node/config.js';
 import { RaftKvNode, startNode } from '../../src/node/node.js';

@@ -3,9 +3,10 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { isRaftKvError } from '../../src/node/errors.js';
+import { isRaftKvError } from '../../src/shared/errors.js';
 import { checkDataDirIdentity } from '../../src/node/identity.js';
-import { IncarnationRegistry, PEERS_FILE, STALE_MARKER } from '../../src/node/incarnations.js';
+import { IncarnationRegistry, PEERS_FILE } from '../../src/node/incarnations.js';
+import { STALE_MARKER } from '../../src/transport/transport.js';
 
 let dir = '';
 beforeEach(async () => {

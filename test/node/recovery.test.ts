@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterEach, expect, it, onTestFailed } from 'vitest';
 import { WalStorage } from '../../src/storage/wal-storage.js';
 import { KvStateMachine } from '../../src/kv/state-machine.js';
-import { isRaftKvError } from '../../src/node/errors.js';
+import { isRaftKvError } from '../../src/shared/errors.js';
 import { checkDataDirIdentity } from '../../src/node/identity.js';
 import { TestCluster, dec, get, put } from './harness.js';
 

@@ -2,9 +2,9 @@
 import { Metadata, status as GrpcStatus } from '@grpc/grpc-js';
 import type { ServiceError } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
-import { RaftKvError } from '../../src/node/errors.js';
-import type { ErrorCode } from '../../src/node/errors.js';
-import { fromGrpcError, grpcStatusOf, toGrpcStatus } from '../../src/server/errors.js';
+import { RaftKvError } from '../../src/shared/errors.js';
+import type { ErrorCode } from '../../src/shared/errors.js';
+import { fromGrpcError, grpcStatusOf, toGrpcStatus } from '../../src/protocol/wire-errors.js';
 
 const ALL: [ErrorCode, GrpcStatus][] = [
   ['NOT_LEADER', GrpcStatus.UNAVAILABLE],

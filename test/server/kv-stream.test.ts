@@ -8,10 +8,10 @@ import { Client, credentials, Metadata, status as GrpcStatus } from '@grpc/grpc-
 import type { ClientDuplexStream, ServiceError } from '@grpc/grpc-js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { KvStreamChannel } from '../../src/client/kv-stream.js';
-import { KV_METHODS } from '../../src/proto.js';
-import type { WireStreamAnswer, WireStreamAnswers, WireStreamCall, WireStreamCalls } from '../../src/proto.js';
+import { KV_METHODS } from '../../src/protocol/proto.js';
+import type { WireStreamAnswer, WireStreamAnswers, WireStreamCall, WireStreamCalls } from '../../src/protocol/proto.js';
 import { STREAM_MAX_INFLIGHT_CALLS } from '../../src/server/kv-stream.js';
-import { fromGrpcError } from '../../src/server/errors.js';
+import { fromGrpcError } from '../../src/protocol/wire-errors.js';
 import { runServer } from '../../src/server/serve.js';
 import type { RunningServer } from '../../src/server/serve.js';
 import { FakeCluster, FakeNode, testConfig } from './fake-node.js';

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { KvClient, text } from '../../src/client/index.js';
-import { RaftKvError } from '../../src/node/errors.js';
+import { RaftKvError } from '../../src/shared/errors.js';
 import type { NodeConfig } from '../../src/node/config.js';
 import type { RunningServer } from '../../src/server/serve.js';
 import { runServer } from '../../src/server/serve.js';

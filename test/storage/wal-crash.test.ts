@@ -28,7 +28,7 @@ function transpileChild(): string {
     'src/raft/errors.ts',
     'src/raft/rng.ts',
     'src/raft/util.ts',
-    'src/node/errors.ts',
+    'src/shared/errors.ts',
     'test/storage/helpers.ts',
     'test/storage/wal-crash-child.ts',
   ].filter((f) => f.endsWith('.ts'));

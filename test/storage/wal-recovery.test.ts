@@ -3,7 +3,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { isRaftKvError } from '../../src/node/errors.js';
+import { isRaftKvError } from '../../src/shared/errors.js';
 import { readFrame } from '../../src/storage/wal-codec.js';
 import { WalStorage } from '../../src/storage/wal-storage.js';
 import type { WalOptions } from '../../src/storage/wal-storage.js';

@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { isRaftKvError } from '../../src/node/errors.js';
+import { isRaftKvError } from '../../src/shared/errors.js';
 import { nodeFs } from '../../src/storage/fs-like.js';
 import type { FsLike } from '../../src/storage/fs-like.js';
 import { LAST_SEGMENT_FILE } from '../../src/storage/wal.js';

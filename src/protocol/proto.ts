@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import type { MethodDefinition, ServiceDefinition } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 
-/** Finds proto/raftkv.proto from src/ (tests, tsx) or dist/src/ (the built CLI). */
+/** Finds proto/raftkv.proto from src/protocol/ (tests, tsx) or dist/src/protocol/ (the built CLI). */
 function findProtoFile(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 6; i++) {

@@ -22,8 +22,8 @@
 // for transport-level failures and INVALID_ARGUMENT for UNIMPLEMENTED / INTERNAL deserialization errors.
 import { Metadata, status as GrpcStatus } from '@grpc/grpc-js';
 import type { ServiceError, StatusObject } from '@grpc/grpc-js';
-import { RaftKvError, isErrorCode } from '../node/errors.js';
-import type { ErrorCode, LeaderHint } from '../node/errors.js';
+import { RaftKvError, isErrorCode } from '../shared/errors.js';
+import type { ErrorCode, LeaderHint } from '../shared/errors.js';
 
 export const CODE_METADATA_KEY = 'raftkv-code';
 export const LEADER_ID_METADATA_KEY = 'raftkv-leader-id';

@@ -1,4 +1,4 @@
-// Expected failures: typed errors with stable codes. src/server/errors.ts maps them to gRPC status in one place.
+// Expected failures: typed errors with stable codes. src/protocol/wire-errors.ts maps them to gRPC status in one place.
 
 export type ErrorCode =
   | 'NOT_LEADER' // this member is not the leader; details carry the leader's id and client address if known

@@ -5,9 +5,10 @@
 // flip inside a table, a lost table file, keys LevelDB no longer finds) is corruption, found before the
 // member serves (at open) and while it runs (the periodic check), instead of being served as absence.
 //
-// Each record hashes to two independent 32-bit lanes (FNV-1a with different offsets, then a finaliser); the
-// digest is their sums mod 2^32 plus the record count, so adding and removing a record are O(record) and
-// order does not matter. It detects accidents (the disk, a bug), not an adversary.
+// Each record hashes to two 32-bit lanes in one pass over its bytes, four at a time (a murmur3 block step for
+// one lane, FNV-style for the other, from different starts, then murmur3's finaliser); the digest is their sums
+// mod 2^32 plus the record count, so adding and removing a record are O(record) and order does not matter. It
+// detects accidents (the disk, a bug), not an adversary. (A scan of 1M records of 256 bytes spends ~0.4 s here.)
 //
 // Stored format (meta key 'm' + "digest"): u8 version 1 | uvarint lane1 | uvarint lane2 | uvarint count.
 import type { StoredValue } from './codec.js';
@@ -28,25 +29,60 @@ function fmix32(h: number): number {
   return h >>> 0;
 }
 
-function mixBytes(h: number, b: Uint8Array): number {
-  for (let i = 0; i < b.length; i++) h = Math.imul(h ^ (b[i] as number), FNV_PRIME);
-  return h;
+const M1 = 0xcc9e2d51; // murmur3's word constants
+const M2 = 0x1b873593;
+
+/** Both lanes over `b`, four bytes at a time (murmur3's block step); the tail byte by byte. */
+function mixBytes(lanes: Lanes, b: Uint8Array): void {
+  let h1 = lanes.h1;
+  let h2 = lanes.h2;
+  const end = b.length & ~3;
+  for (let i = 0; i < end; i += 4) {
+    const w = (b[i] as number) | ((b[i + 1] as number) << 8) | ((b[i + 2] as number) << 16) | ((b[i + 3] as number) << 24);
+    let k = Math.imul(w, M1);
+    k = Math.imul((k << 15) | (k >>> 17), M2);
+    h1 ^= k;
+    h1 = Math.imul((h1 << 13) | (h1 >>> 19), 5) + 0xe6546b64;
+    h2 = Math.imul(h2 ^ k, FNV_PRIME);
+  }
+  for (let i = end; i < b.length; i++) {
+    const k = b[i] as number;
+    h1 = Math.imul(h1 ^ k, FNV_PRIME);
+    h2 = Math.imul(h2 ^ (k + 0x9e), FNV_PRIME);
+  }
+  lanes.h1 = h1;
+  lanes.h2 = h2;
 }
 
-function mixNumber(h: number, n: number): number {
-  // Indices and versions are safe integers: mix the low and high 32 bits.
-  h = Math.imul(h ^ (n >>> 0), FNV_PRIME);
-  return Math.imul(h ^ Math.floor(n / 2 ** 32), FNV_PRIME);
+function mixNumber(lanes: Lanes, n: number): void {
+  // Indices and versions are safe integers: mix the low and high 32 bits into both lanes.
+  const lo = n >>> 0;
+  const hi = Math.floor(n / 2 ** 32);
+  lanes.h1 = Math.imul(Math.imul(lanes.h1 ^ lo, FNV_PRIME) ^ hi, FNV_PRIME);
+  lanes.h2 = Math.imul(Math.imul(lanes.h2 ^ hi, M1) ^ lo, M2);
 }
 
-function laneHash(offset: number, key: Uint8Array, sv: StoredValue): number {
-  let h = mixNumber(offset, key.length);
-  h = mixBytes(h, key);
-  h = mixNumber(h, sv.createIndex);
-  h = mixNumber(h, sv.modIndex);
-  h = mixNumber(h, sv.version);
-  h = mixNumber(h, sv.value.length);
-  return fmix32(mixBytes(h, sv.value));
+interface Lanes {
+  h1: number;
+  h2: number;
+}
+
+const scratch: Lanes = { h1: 0, h2: 0 }; // reused by recordHash (synchronous; no state survives a call)
+
+/** The record's two 32-bit hashes, in `scratch`. */
+function recordHash(key: Uint8Array, sv: StoredValue): Lanes {
+  scratch.h1 = LANE1_OFFSET;
+  scratch.h2 = LANE2_OFFSET;
+  mixNumber(scratch, key.length);
+  mixBytes(scratch, key);
+  mixNumber(scratch, sv.createIndex);
+  mixNumber(scratch, sv.modIndex);
+  mixNumber(scratch, sv.version);
+  mixNumber(scratch, sv.value.length);
+  mixBytes(scratch, sv.value);
+  scratch.h1 = fmix32(scratch.h1);
+  scratch.h2 = fmix32(scratch.h2);
+  return scratch;
 }
 
 /** The digest's value at one moment (immutable). */
@@ -83,14 +119,16 @@ export class KeySpaceDigest {
   }
 
   add(key: Uint8Array, sv: StoredValue): void {
-    this.lane1 = (this.lane1 + laneHash(LANE1_OFFSET, key, sv)) >>> 0;
-    this.lane2 = (this.lane2 + laneHash(LANE2_OFFSET, key, sv)) >>> 0;
+    const h = recordHash(key, sv);
+    this.lane1 = (this.lane1 + h.h1) >>> 0;
+    this.lane2 = (this.lane2 + h.h2) >>> 0;
     this.count++;
   }
 
   remove(key: Uint8Array, sv: StoredValue): void {
-    this.lane1 = (this.lane1 - laneHash(LANE1_OFFSET, key, sv)) >>> 0;
-    this.lane2 = (this.lane2 - laneHash(LANE2_OFFSET, key, sv)) >>> 0;
+    const h = recordHash(key, sv);
+    this.lane1 = (this.lane1 - h.h1) >>> 0;
+    this.lane2 = (this.lane2 - h.h2) >>> 0;
     this.count--;
     if (this.count < 0) throw new Error('kv: key-space digest count below zero (a record removed twice)');
   }

@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import protobuf from 'protobufjs';
-import { repoRoot } from './paths.js';
+import { REPO_ROOT } from '../cluster/serve-process.js';
 import { TargetError, type BenchTarget, type CasResult, type GetResult, type WriteAck } from './target.js';
 
 type Obj = Record<string, unknown>;
@@ -19,7 +19,7 @@ interface Codec {
 }
 
 function loadCodecs(): Map<string, Codec> {
-  const root = protobuf.loadSync(join(repoRoot(), 'bench', 'proto', 'etcd-kv.proto'));
+  const root = protobuf.loadSync(join(REPO_ROOT, 'bench', 'proto', 'etcd-kv.proto'));
   const codecs = new Map<string, Codec>();
   for (const name of [
     'RangeRequest',

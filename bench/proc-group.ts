@@ -1,28 +1,21 @@
 // Child processes the benchmark starts (etcd, raftkv members): output to a log file, kill -9, graceful stop,
-// and a last-resort cleanup so nothing we started outlives us (exit, SIGINT, SIGTERM).
-import { spawn, type ChildProcess } from 'node:child_process';
-import { openSync, closeSync } from 'node:fs';
+// and a last-resort cleanup so nothing we started outlives us (exit, SIGINT, SIGTERM). The spawn and the
+// kill-on-exit are cluster/serve-process.ts's (spawnLogged).
+import { spawnLogged, type LoggedChild } from '../cluster/serve-process.js';
 
-const live = new Set<ManagedProcess>(); // every started process not yet known to have exited
-let cleanupInstalled = false; // the exit/signal hooks are installed once per process
+/** The exit status of a run stopped by SIGINT or SIGTERM (128 + SIGINT's 2, the shell's convention). */
+const INTERRUPTED_EXIT_CODE = 130;
+let signalHooksInstalled = false; // installed once per process
 
-function installCleanup(): void {
-  if (cleanupInstalled) return;
-  cleanupInstalled = true;
-  const killAll = (): void => {
-    for (const p of live) p.signalKill();
-  };
-  process.on('exit', killAll);
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(sig, () => {
-      killAll();
-      process.exit(130);
-    });
-  }
+/** On SIGINT or SIGTERM, exit: the exit hook of spawnLogged's killOnExit then kills every child still running. */
+function installSignalHooks(): void {
+  if (signalHooksInstalled) return;
+  signalHooksInstalled = true;
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => process.exit(INTERRUPTED_EXIT_CODE));
 }
 
 export class ManagedProcess {
-  private child: ChildProcess | undefined; // the running child, undefined once it exited
+  private current: LoggedChild | undefined; // the running child, undefined once it exited
   private exited: Promise<number | null> = Promise.resolve(null); // resolves with the exit code
 
   constructor(
@@ -34,55 +27,39 @@ export class ManagedProcess {
   ) {}
 
   get pid(): number | undefined {
-    return this.child?.pid;
+    return this.current?.child.pid;
   }
 
   get running(): boolean {
-    return this.child !== undefined;
+    return this.current !== undefined;
   }
 
   start(): void {
-    if (this.child !== undefined) throw new Error(`${this.label} is already running`);
-    installCleanup();
-    const fd = openSync(this.logFile, 'a');
-    const child = spawn(this.command, [...this.args], { stdio: ['ignore', fd, fd], env: this.env });
-    closeSync(fd);
-    this.child = child;
-    live.add(this);
-    this.exited = new Promise((resolve) => {
-      child.once('exit', (code) => {
-        if (this.child === child) this.child = undefined;
-        live.delete(this);
-        resolve(code);
-      });
-      child.once('error', (err) => {
-        process.stderr.write(`${this.label}: cannot start ${this.command}: ${err.message}\n`);
-        if (this.child === child) this.child = undefined;
-        live.delete(this);
-        resolve(null);
-      });
+    if (this.current !== undefined) throw new Error(`${this.label} is already running`);
+    installSignalHooks();
+    const started = spawnLogged(this.command, this.args, { logFile: this.logFile, env: this.env, killOnExit: true });
+    this.current = started;
+    this.exited = started.exited.then((exit) => {
+      if (exit.spawnError !== undefined) process.stderr.write(`${this.label}: cannot start ${this.command}: ${exit.spawnError}\n`);
+      if (this.current === started) this.current = undefined;
+      return exit.code;
     });
-  }
-
-  /** SIGKILL now, without waiting (exit hooks). */
-  signalKill(): void {
-    this.child?.kill('SIGKILL');
   }
 
   /** SIGKILL now; resolves when the process is gone. */
   async kill9(): Promise<void> {
-    const child = this.child;
-    if (child === undefined) return;
-    child.kill('SIGKILL');
+    const started = this.current;
+    if (started === undefined) return;
+    started.signal('SIGKILL');
     await this.exited;
   }
 
   /** SIGTERM, then SIGKILL after `graceMs`. */
   async stop(graceMs = 5000): Promise<void> {
-    const child = this.child;
-    if (child === undefined) return;
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    const started = this.current;
+    if (started === undefined) return;
+    started.signal('SIGTERM');
+    const timer = setTimeout(() => started.signal('SIGKILL'), graceMs);
     try {
       await this.exited;
     } finally {

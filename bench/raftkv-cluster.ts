@@ -1,17 +1,21 @@
-// A 3-member raftkv on loopback for the comparison: `node bin/raftkv.js serve ...` per member (the flags in
-// the serve contract), --tick-ms 100 --election-ticks 10 to match etcd's --heartbeat-interval 100
+// A 3-member raftkv on loopback for the comparison: `node bin/raftkv.js serve ...` per member (the flags:
+// cluster/serve-process.ts), --tick-ms 100 --election-ticks 10 to match etcd's --heartbeat-interval 100
 // --election-timeout 1000, data dirs under a run folder.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ClusterUnderTest } from './cluster-under-test.js';
-import { repoRoot } from './paths.js';
 import { KvClient } from '../src/client/index.js';
+import { RAFTKV_BIN, REPO_ROOT, memberIds, peerAddress, clientAddress, planAddresses, requireBuiltCli, serveArgs, type PortPlan } from '../cluster/serve-process.js';
 import { ManagedProcess } from './proc-group.js';
 import { createTarget } from './run-bench.js';
 import type { RaftKvTransport } from './run-bench.js';
 import type { BenchTarget } from './target.js';
 import { errorCode } from './target.js';
+
+// etcd's timing (bench/etcd-cluster.ts) in raftkv's units: a tick per heartbeat, the election timeout in ticks.
+const TICK_MS = 100;
+const ELECTION_TICKS = 10;
 
 /** The commit being measured, "+dirty" if src/ has uncommitted changes. */
 function gitDescribe(root: string): string {
@@ -58,69 +62,51 @@ export class RaftKvCluster implements ClusterUnderTest {
   readonly dataDirs: string[] = [];
 
   constructor(private readonly opts: RaftKvClusterOptions) {
-    const root = repoRoot();
-    const bin = join(root, 'bin', 'raftkv.js');
-    if (!existsSync(join(root, 'dist', 'src', 'cli', 'main.js'))) {
-      throw new Error('dist/src/cli/main.js is missing: run `npm run build` first (bin/raftkv.js runs the compiled CLI)');
-    }
-    this.version = `raftkv ${gitDescribe(root)}`;
-    const stale = staleBuildFiles(root);
+    requireBuiltCli();
+    this.version = `raftkv ${gitDescribe(REPO_ROOT)}`;
+    const stale = staleBuildFiles(REPO_ROOT);
     if (stale.length > 0) {
       process.stderr.write(`raftkv: WARNING ${stale.length} file(s) in src/ are newer than their build in dist/ (e.g. ${stale[0] ?? ''}): run \`npm run build\` to measure the current code\n`);
     }
-    this.bin = bin;
+    this.ports = { basePeerPort: opts.peerBasePort, baseClientPort: opts.clientBasePort };
     this.dir = join(opts.runDir, 'raftkv');
     mkdirSync(this.dir, { recursive: true });
-    for (let i = 1; i <= opts.size; i++) this.addMemberProcess(i, this.initialCluster(opts.size), 'new');
+    for (let i = 1; i <= opts.size; i++) this.addMemberProcess(i, opts.size, 'new');
   }
 
-  private readonly bin: string; // bin/raftkv.js
+  private readonly ports: PortPlan; // member i on peerBasePort + i and clientBasePort + i
   private readonly dir: string; // runDir/raftkv
 
-  private peer(i: number): string {
-    return `127.0.0.1:${this.opts.peerBasePort + i}`;
-  }
-
-  private client(i: number): string {
-    return `127.0.0.1:${this.opts.clientBasePort + i}`;
-  }
-
-  private initialCluster(size: number): string {
-    return Array.from({ length: size }, (_, k) => `${k + 1}=${this.peer(k + 1)}/${this.client(k + 1)}`).join(',');
-  }
-
-  private addMemberProcess(i: number, initialCluster: string, state: 'new' | 'existing'): void {
-    this.clientEndpoints.push(this.client(i));
+  /** Member i, started with members 1..initialSize as its initial cluster. */
+  private addMemberProcess(i: number, initialSize: number, state: 'new' | 'existing'): void {
+    this.clientEndpoints.push(clientAddress(this.ports, i));
     const dataDir = join(this.dir, `n${i}`);
     this.dataDirs.push(dataDir);
-    const args = [
-      this.bin, 'serve',
-      '--id', String(i),
-      '--cluster-id', 'bench',
-      '--data-dir', dataDir,
-      '--listen-peer', this.peer(i),
-      '--listen-client', this.client(i),
-      '--initial-cluster', initialCluster,
-      '--initial-cluster-state', state,
-      '--tick-ms', '100',
-      '--election-ticks', '10',
-      '--log-level', 'warn',
-      ...(this.opts.extraFlags ?? []),
-    ];
+    const args = serveArgs({
+      id: i,
+      clusterId: 'bench',
+      dataDir,
+      ...planAddresses(this.ports, i, memberIds(initialSize)),
+      initialClusterState: state,
+      tickMs: TICK_MS,
+      electionTicks: ELECTION_TICKS,
+      logLevel: 'warn',
+      extraArgs: this.opts.extraFlags,
+    });
     // RAFTKV_NODE_ARGS: extra flags for node itself, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" or "--perf-basic-prof".
     const nodeArgs = (process.env.RAFTKV_NODE_ARGS ?? '').split(' ').filter((x) => x !== '');
-    this.members.push(new ManagedProcess(`raftkv ${i}`, process.execPath, [...nodeArgs, ...args], join(this.dir, `n${i}.log`)));
+    this.members.push(new ManagedProcess(`raftkv ${i}`, process.execPath, [...nodeArgs, RAFTKV_BIN, ...args], join(this.dir, `n${i}.log`)));
   }
 
   async addLearner(): Promise<number> {
     const i = this.members.length + 1;
     const client = new KvClient({ endpoints: this.clientEndpoints });
     try {
-      await client.memberAdd({ id: i, peerAddress: this.peer(i), clientAddress: this.client(i), learner: true }, { timeoutMs: 10_000 });
+      await client.memberAdd({ id: i, peerAddress: peerAddress(this.ports, i), clientAddress: clientAddress(this.ports, i), learner: true }, { timeoutMs: 10_000 });
     } finally {
       client.close();
     }
-    this.addMemberProcess(i, this.initialCluster(i), 'existing');
+    this.addMemberProcess(i, i, 'existing');
     this.members[i - 1]?.start();
     return i - 1;
   }

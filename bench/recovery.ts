@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { ClusterUnderTest } from './cluster-under-test.js';
 import { EtcdCluster } from './etcd-cluster.js';
-import { repoRoot } from './paths.js';
+import { REPO_ROOT } from '../cluster/serve-process.js';
 import { rssMiB } from './proc-stats.js';
 import { ProgressBar } from './progress.js';
 import { RaftKvCluster } from './raftkv-cluster.js';
@@ -201,7 +201,7 @@ async function main(argv: readonly string[]): Promise<number> {
   const valueSize = Number(values['value-size']);
   const seed = Number(values.seed);
   if (![keys, entries, valueSize, seed].every((n) => Number.isInteger(n) && n >= 0) || keys < 1) throw new Error('--keys, --entries, --value-size, --seed: non-negative integers (keys >= 1)');
-  const runDir = values['run-dir'] ?? join(repoRoot(), 'runs', `recovery-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+  const runDir = values['run-dir'] ?? join(REPO_ROOT, 'runs', `recovery-${new Date().toISOString().replace(/[:.]/g, '-')}`);
   mkdirSync(runDir, { recursive: true });
   const progress = !values['no-progress'];
   const results: { target: string; restart?: RestartResult; catchup?: CatchupResult }[] = [];

@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import type { ClusterUnderTest } from './cluster-under-test.js';
 import { EtcdCluster } from './etcd-cluster.js';
 import { measureFailover, type FailoverResult } from './failover.js';
-import { repoRoot } from './paths.js';
+import { REPO_ROOT } from '../cluster/serve-process.js';
 import { RaftKvCluster } from './raftkv-cluster.js';
 import { fmt, formatTable, workloadTable, type WorkloadReport } from './report.js';
 import { randomSeed } from './rng.js';
@@ -137,7 +137,7 @@ async function main(argv: readonly string[]): Promise<number> {
   if (values.only !== undefined && values.only !== 'raftkv' && values.only !== 'etcd') throw new Error(`--only must be raftkv or etcd\n${USAGE}`);
   const transport = values['raftkv-transport'];
   if (transport !== 'stream' && transport !== 'unary') throw new Error(`--raftkv-transport must be stream or unary\n${USAGE}`);
-  const runDir = values['run-dir'] ?? join(repoRoot(), 'runs', `vs-etcd-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+  const runDir = values['run-dir'] ?? join(REPO_ROOT, 'runs', `vs-etcd-${new Date().toISOString().replace(/[:.]/g, '-')}`);
   mkdirSync(runDir, { recursive: true });
   const seed = values.seed === undefined ? randomSeed() : num(values.seed, 'seed');
   const opts = {

@@ -5,7 +5,8 @@
 //   down [--wipe]                stop every member (and delete the folder with --wipe)
 import { parseArgs } from 'node:util';
 import { join } from 'node:path';
-import { LocalCluster, REPO_ROOT } from './local-cluster.js';
+import { LocalCluster } from './local-cluster.js';
+import { REPO_ROOT } from './serve-process.js';
 import { clusterStatus, waitForLeader } from './wait.js';
 
 const USAGE = `usage: npm run cluster -- <up [--nodes 3|5] | status | kill ID | stop ID | start ID | pause ID | resume ID | down [--wipe]> [--dir DIR]`;

@@ -3,7 +3,8 @@
 // restarts the old leader and shows it catch up. Stops everything at the end.
 import { join } from 'node:path';
 import { KvClient } from '../src/client/index.js';
-import { LocalCluster, REPO_ROOT } from './local-cluster.js';
+import { LocalCluster } from './local-cluster.js';
+import { REPO_ROOT } from './serve-process.js';
 import { clusterStatus, waitForApplied, waitForLeader } from './wait.js';
 
 const say = (s: string): void => console.log(`\n== ${s}`);

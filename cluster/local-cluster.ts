@@ -1,22 +1,23 @@
 // Local multi-process clusters: each member is a `raftkv serve` process on loopback with its own data
-// directory and log file under one folder. Used by `npm run cluster`, `npm run demo`, the integration and
-// chaos tests. The folder's state.json remembers the pids so separate CLI invocations can manage them.
-import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+// directory and log file under one folder. Used by `npm run cluster`, `npm run demo` and the integration tests.
+// The folder's state.json remembers the pids so separate CLI invocations can manage them. The serve flags, the
+// addresses and the spawn itself are serve-process.ts's.
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { LOOPBACK, RAFTKV_BIN, clientAddress, memberFiles, memberIds, peerAddress, planAddresses, serveArgs, spawnServe, type PortPlan } from './serve-process.js';
 
-/** The repository root, found from this file's place in dist/cluster or cluster/. */
-export const REPO_ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), fileURLToPath(import.meta.url).includes('/dist/') ? '../..' : '..');
-export const RAFTKV_BIN = join(REPO_ROOT, 'bin', 'raftkv.js');
+// Member i listens for peers on 7000 + i and serves clients on 7100 + i: 7101.. are the client commands' default
+// endpoints (DEFAULT_ENDPOINTS in src/cli/main.ts), so `npm run cluster -- up` then `raftkv put a b` needs no --endpoints.
+const DEFAULT_BASE_PEER_PORT = 7000;
+const DEFAULT_BASE_CLIENT_PORT = 7100;
 
 export interface LocalClusterOptions {
   readonly nodes: number; // members of the initial cluster (3 or 5)
   readonly dir: string; // data, logs and state.json live here
   readonly clusterId?: string; // default 'local'
-  readonly host?: string; // default 127.0.0.1
-  readonly basePeerPort?: number; // member i listens for peers on basePeerPort + i (default 7000 → 7001..)
-  readonly baseClientPort?: number; // member i serves clients on baseClientPort + i (default 7100 → 7101..)
+  readonly host?: string; // default LOOPBACK
+  readonly basePeerPort?: number; // member i listens for peers on basePeerPort + i (default DEFAULT_BASE_PEER_PORT)
+  readonly baseClientPort?: number; // member i serves clients on baseClientPort + i (default DEFAULT_BASE_CLIENT_PORT)
   readonly tickMs?: number;
   readonly electionTicks?: number;
   readonly snapshotCount?: number;
@@ -52,51 +53,49 @@ export class LocalCluster {
   }
 
   get host(): string {
-    return this.options.host ?? '127.0.0.1';
+    return this.options.host ?? LOOPBACK;
   }
   get clusterId(): string {
     return this.options.clusterId ?? 'local';
   }
   ids(): number[] {
-    return Array.from({ length: this.options.nodes }, (_, i) => i + 1);
+    return memberIds(this.options.nodes);
+  }
+  /** Where member i listens (PortPlan: the base ports + i). */
+  get ports(): PortPlan {
+    const o = this.options;
+    return { host: this.host, basePeerPort: o.basePeerPort ?? DEFAULT_BASE_PEER_PORT, baseClientPort: o.baseClientPort ?? DEFAULT_BASE_CLIENT_PORT };
   }
   peerAddress(id: number): string {
-    return `${this.host}:${(this.options.basePeerPort ?? 7000) + id}`;
+    return peerAddress(this.ports, id);
   }
   clientAddress(id: number): string {
-    return `${this.host}:${(this.options.baseClientPort ?? 7100) + id}`;
+    return clientAddress(this.ports, id);
   }
   endpoints(ids: readonly number[] = this.ids()): string[] {
     return ids.map((id) => this.clientAddress(id));
   }
   dataDir(id: number): string {
-    return join(this.options.dir, `n${id}`, 'data');
+    return memberFiles(this.options.dir, id).dataDir;
   }
   logFile(id: number): string {
-    return join(this.options.dir, `n${id}`, 'raftkv.log');
-  }
-  initialCluster(ids: readonly number[] = this.ids()): string {
-    return ids.map((id) => `${id}=${this.peerAddress(id)}/${this.clientAddress(id)}`).join(',');
+    return memberFiles(this.options.dir, id).logFile;
   }
 
   serveArgs(id: number, state: 'new' | 'existing', members: readonly number[] = this.ids()): string[] {
     const o = this.options;
-    const args = [
-      'serve',
-      '--id', String(id),
-      '--cluster-id', this.clusterId,
-      '--data-dir', this.dataDir(id),
-      '--listen-peer', this.peerAddress(id),
-      '--listen-client', this.clientAddress(id),
-      '--initial-cluster', this.initialCluster(members),
-      '--initial-cluster-state', state,
-    ];
-    if (o.tickMs !== undefined) args.push('--tick-ms', String(o.tickMs));
-    if (o.electionTicks !== undefined) args.push('--election-ticks', String(o.electionTicks));
-    if (o.snapshotCount !== undefined) args.push('--snapshot-count', String(o.snapshotCount));
-    if (o.logLevel !== undefined) args.push('--log-level', o.logLevel);
-    if (o.extraArgs) args.push(...o.extraArgs(id));
-    return args;
+    return serveArgs({
+      id,
+      clusterId: this.clusterId,
+      dataDir: this.dataDir(id),
+      ...planAddresses(this.ports, id, members),
+      initialClusterState: state,
+      tickMs: o.tickMs,
+      electionTicks: o.electionTicks,
+      snapshotCount: o.snapshotCount,
+      logLevel: o.logLevel,
+      extraArgs: o.extraArgs?.(id),
+    });
   }
 
   pid(id: number): number | undefined {
@@ -117,23 +116,15 @@ export class LocalCluster {
   start(id: number, opts: { state?: 'new' | 'existing'; members?: readonly number[] } = {}): number {
     if (this.isRunning(id)) throw new Error(`member ${id} is already running (pid ${this.pid(id)})`);
     mkdirSync(this.dataDir(id), { recursive: true });
-    const log = openSync(this.logFile(id), 'a');
-    try {
-      const child = spawn(process.execPath, [RAFTKV_BIN, ...this.serveArgs(id, opts.state ?? 'new', opts.members)], {
-        cwd: REPO_ROOT,
-        detached: this.options.detached ?? false,
-        stdio: ['ignore', log, log],
-        env: { ...process.env },
-      });
-      if (child.pid === undefined) throw new Error(`could not start member ${id}`);
-      if (this.options.detached) child.unref();
-      child.on('error', (err) => process.stderr.write(`member ${id}: could not run ${RAFTKV_BIN}: ${err.message}\n`));
-      this.state.pids[String(id)] = child.pid;
-      this.save();
-      return child.pid;
-    } finally {
-      closeSync(log);
-    }
+    const member = spawnServe(this.serveArgs(id, opts.state ?? 'new', opts.members), { logFile: this.logFile(id), detached: this.options.detached ?? false });
+    void member.exited.then((exit) => {
+      if (exit.spawnError !== undefined) process.stderr.write(`member ${id}: could not run ${RAFTKV_BIN}: ${exit.spawnError}\n`);
+    });
+    const pid = member.child.pid;
+    if (pid === undefined) throw new Error(`could not start member ${id}`);
+    this.state.pids[String(id)] = pid;
+    this.save();
+    return pid;
   }
 
   /** SIGKILL: the process dies at once, whatever it was doing. */
@@ -198,7 +189,7 @@ export class LocalCluster {
   /** Removes a member's data directory (it must not be running). */
   wipe(id: number): void {
     if (this.isRunning(id)) throw new Error(`member ${id} is running`);
-    rmSync(join(this.options.dir, `n${id}`, 'data'), { recursive: true, force: true });
+    rmSync(this.dataDir(id), { recursive: true, force: true });
   }
 
   /** Members recorded beyond the initial ones (added with `member add`) are tracked too. */

@@ -15,7 +15,8 @@ import { checkFinalState, checkLinearizability } from './linearizability.js';
 import { Nemesis, SeededRng, type ClusterControl, type NemesisKind } from './nemesis.js';
 import { applyDamage, saveState, type AppliedDamage, type SavedState, type StartResult } from './damage.js';
 import { ProxyMesh, type CutMode } from './proxy.js';
-import { REPO_ROOT, RAFTKV_MAIN, ServeProcesses } from './processes.js';
+import { ServeProcesses, requireServeBin } from './processes.js';
+import { REPO_ROOT, peerAddress, type PortPlan } from '../../cluster/serve-process.js';
 import { buildReport, writeRunFiles, type ChaosReport, type LeaderObservation } from './report.js';
 
 export interface ChaosOptions {
@@ -435,24 +436,24 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
   const electionTicks = opts.electionTicks ?? 10;
   const notes: string[] = [];
   const memberProblems: string[] = []; // members that disagree about the final state
-  if (process.env['RAFTKV_CHAOS_BIN'] === undefined && !existsSync(RAFTKV_MAIN)) throw new Error(`${RAFTKV_MAIN} is missing: run \`npm run build\` first`);
+  requireServeBin();
 
   const ports = await findPorts(opts.nodes);
+  const plan: PortPlan = { basePeerPort: ports.peer, baseClientPort: ports.client };
   const peerAddresses = new Map<NodeId, string>();
-  for (let id = 1; id <= opts.nodes; id++) peerAddresses.set(id, `127.0.0.1:${ports.peer + id}`);
+  for (let id = 1; id <= opts.nodes; id++) peerAddresses.set(id, peerAddress(plan, id));
   const mesh = new ProxyMesh(peerAddresses);
   await mesh.start();
   const cluster = new ServeProcesses({
     nodes: opts.nodes,
     dir: runDir,
     clusterId: `chaos-${opts.seed}`,
-    basePeerPort: ports.peer,
-    baseClientPort: ports.client,
+    ...plan,
     tickMs,
     electionTicks,
     logLevel: 'info',
     ...(opts.snapshotCount !== undefined ? { snapshotCount: opts.snapshotCount } : {}),
-    extraArgs: (id) => ['--dial-override', mesh.dialOverride(id)],
+    dialOverride: (id) => mesh.dialOverride(id),
   });
   const admin = new AdminClient();
   const real = new RealCluster(cluster, mesh, admin, log, () => `${(recorder.now() / 1e9).toFixed(3)}s`);

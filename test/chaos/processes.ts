@@ -7,30 +7,40 @@
 // An exit we did not cause by SIGKILL is an unexpected exit (a run failure), unless the start was claimed
 // (startClaimed): then the exit goes to the claimant until it releases the claim (the damage nemesis judges
 // whether a member started on a damaged directory refused properly).
-import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readSync, rmSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+//
+// The serve flags, the addresses, the n<id>/ layout and the spawn itself are cluster/serve-process.ts's.
+import { closeSync, mkdirSync, openSync, readSync, rmSync, statSync } from 'node:fs';
 import type { NodeId } from '../../src/raft/types.js';
+import {
+  clientAddress,
+  memberFiles,
+  memberIds,
+  peerAddress,
+  planAddresses,
+  requireBuiltCli,
+  serveArgs,
+  spawnServe,
+  type LoggedChild,
+  type PortPlan,
+} from '../../cluster/serve-process.js';
 
-/** The repository root, from test/chaos (vitest) or dist/test/chaos (the built CLI). */
-export const REPO_ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), fileURLToPath(import.meta.url).includes('/dist/') ? '../../..' : '../..');
-export const RAFTKV_BIN = join(REPO_ROOT, 'bin', 'raftkv.js');
-export const RAFTKV_MAIN = join(REPO_ROOT, 'dist', 'src', 'cli', 'main.js');
 /** Test hook: another script that takes `serve` and its flags (default bin/raftkv.js). */
 const SERVE_BIN = process.env['RAFTKV_CHAOS_BIN'];
 
-export interface ProcessesOptions {
+/** Throws unless the members can start: the compiled CLI is built (or RAFTKV_CHAOS_BIN names a stand-in). */
+export function requireServeBin(): void {
+  if (SERVE_BIN === undefined) requireBuiltCli();
+}
+
+export interface ProcessesOptions extends PortPlan {
   readonly nodes: number;
   readonly dir: string;
   readonly clusterId: string;
-  readonly basePeerPort: number; // member i listens for peers on basePeerPort + i
-  readonly baseClientPort: number; // and for clients on baseClientPort + i
   readonly tickMs: number;
   readonly electionTicks: number;
   readonly logLevel: string;
   readonly snapshotCount?: number; // --snapshot-count (default: the server's)
-  readonly extraArgs: (id: NodeId) => readonly string[]; // e.g. --dial-override
+  readonly dialOverride: (id: NodeId) => string; // --dial-override: member id dials its peers through these proxies
 }
 
 /** How a serve process ended, with what it wrote to its log since it was started. */
@@ -41,7 +51,7 @@ export interface ExitStatus {
 }
 
 interface Member {
-  child: ChildProcess | undefined; // undefined when not started or exited
+  process: LoggedChild | undefined; // undefined when not started or exited
   exited: Promise<ExitStatus>; // resolves when the current child exits
   exitStatus: ExitStatus | undefined; // set when it has
   paused: boolean;
@@ -89,17 +99,6 @@ function readFrom(file: string, offset: number): string {
   }
 }
 
-/** Every serve process of this process's runs: killed if we exit first (a crash, a test timeout, Ctrl-C). */
-const LIVE_CHILDREN = new Set<ChildProcess>();
-let exitHookInstalled = false;
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.once('exit', () => {
-    for (const c of LIVE_CHILDREN) c.kill('SIGKILL');
-  });
-}
-
 export class ServeProcesses {
   private readonly members = new Map<NodeId, Member>();
   /** Members that exited without being killed by us (a crash, or a refusal to start). */
@@ -108,49 +107,43 @@ export class ServeProcesses {
   constructor(readonly options: ProcessesOptions) {}
 
   ids(): NodeId[] {
-    return Array.from({ length: this.options.nodes }, (_, i) => i + 1);
+    return memberIds(this.options.nodes);
   }
   peerAddress(id: NodeId): string {
-    return `127.0.0.1:${this.options.basePeerPort + id}`;
+    return peerAddress(this.options, id);
   }
   clientAddress(id: NodeId): string {
-    return `127.0.0.1:${this.options.baseClientPort + id}`;
+    return clientAddress(this.options, id);
   }
   dataDir(id: NodeId): string {
-    return join(this.options.dir, `n${id}`, 'data');
+    return memberFiles(this.options.dir, id).dataDir;
   }
   logFile(id: NodeId): string {
-    return join(this.options.dir, `n${id}`, 'raftkv.log');
-  }
-  initialCluster(ids: readonly NodeId[]): string {
-    return ids.map((id) => `${id}=${this.peerAddress(id)}/${this.clientAddress(id)}`).join(',');
+    return memberFiles(this.options.dir, id).logFile;
   }
 
   serveArgs(id: NodeId, state: 'new' | 'existing', members: readonly NodeId[]): string[] {
     const o = this.options;
-    return [
-      'serve',
-      '--id', String(id),
-      '--cluster-id', o.clusterId,
-      '--data-dir', this.dataDir(id),
-      '--listen-peer', this.peerAddress(id),
-      '--listen-client', this.clientAddress(id),
-      '--initial-cluster', this.initialCluster(members),
-      '--initial-cluster-state', state,
-      '--tick-ms', String(o.tickMs),
-      '--election-ticks', String(o.electionTicks),
-      '--log-level', o.logLevel,
-      ...(o.snapshotCount !== undefined ? ['--snapshot-count', String(o.snapshotCount)] : []),
-      ...o.extraArgs(id),
-    ];
+    return serveArgs({
+      id,
+      clusterId: o.clusterId,
+      dataDir: this.dataDir(id),
+      ...planAddresses(o, id, members),
+      initialClusterState: state,
+      tickMs: o.tickMs,
+      electionTicks: o.electionTicks,
+      snapshotCount: o.snapshotCount,
+      logLevel: o.logLevel,
+      dialOverride: o.dialOverride(id),
+    });
   }
 
   isRunning(id: NodeId): boolean {
-    return this.members.get(id)?.child !== undefined;
+    return this.members.get(id)?.process !== undefined;
   }
 
   pid(id: NodeId): number | undefined {
-    return this.members.get(id)?.child?.pid;
+    return this.members.get(id)?.process?.child.pid;
   }
 
   start(id: NodeId, opts: { state: 'new' | 'existing'; members: readonly NodeId[] }): void {
@@ -172,60 +165,34 @@ export class ServeProcesses {
 
   private spawnMember(id: NodeId, opts: { state: 'new' | 'existing'; members: readonly NodeId[] }, claimed: boolean): Member {
     if (this.isRunning(id)) throw new Error(`member ${id} is already running`);
-    if (SERVE_BIN === undefined && !existsSync(RAFTKV_MAIN)) throw new Error(`${RAFTKV_MAIN} is missing: run \`npm run build\` first`);
+    requireServeBin();
     mkdirSync(this.dataDir(id), { recursive: true });
     const logFile = this.logFile(id);
-    const log = openSync(logFile, 'a');
-    try {
-      const logStart = statSync(logFile).size; // this start's output begins here
-      const child = spawn(process.execPath, [SERVE_BIN ?? RAFTKV_BIN, ...this.serveArgs(id, opts.state, opts.members)], {
-        cwd: REPO_ROOT,
-        stdio: ['ignore', log, log],
-      });
-      installExitHook();
-      LIVE_CHILDREN.add(child);
-      const m: Member = { child, exited: Promise.resolve({ code: null, signal: null, output: '' }), exitStatus: undefined, paused: false, expectingExit: false, claimed, logStart };
-      m.exited = new Promise<ExitStatus>((resolveExit) => {
-        let done = false;
-        const finish = (status: ExitStatus): void => {
-          if (done) return;
-          done = true;
-          LIVE_CHILDREN.delete(child);
-          if (m.child === child) m.child = undefined;
-          m.paused = false;
-          m.exitStatus = status;
-          if (!m.expectingExit && !m.claimed) {
-            this.unexpectedExits.push({ id, code: status.code, signal: status.signal, logTail: status.output.split('\n').slice(-6).join('\n') });
-          }
-          resolveExit(status);
-        };
-        child.once('exit', (code, signal) => finish({ code, signal, output: readFrom(logFile, logStart) }));
-        child.on('error', (err) => {
-          // Only a spawn that failed ends the member here; a signal that could not be sent leaves it running.
-          if (child.pid === undefined) finish({ code: null, signal: null, output: `${readFrom(logFile, logStart)}(spawn failed: ${err.message})` });
-        });
-      });
-      this.members.set(id, m);
-      return m;
-    } finally {
-      closeSync(log);
-    }
+    const proc = spawnServe(this.serveArgs(id, opts.state, opts.members), { logFile, killOnExit: true, bin: SERVE_BIN });
+    const m: Member = { process: proc, exited: Promise.resolve({ code: null, signal: null, output: '' }), exitStatus: undefined, paused: false, expectingExit: false, claimed, logStart: proc.logStart };
+    m.exited = proc.exited.then((exit) => {
+      const output = readFrom(logFile, proc.logStart);
+      const status: ExitStatus = { code: exit.code, signal: exit.signal, output: exit.spawnError === undefined ? output : `${output}(spawn failed: ${exit.spawnError})` };
+      if (m.process === proc) m.process = undefined;
+      m.paused = false;
+      m.exitStatus = status;
+      if (!m.expectingExit && !m.claimed) {
+        this.unexpectedExits.push({ id, code: status.code, signal: status.signal, logTail: status.output.split('\n').slice(-6).join('\n') });
+      }
+      return status;
+    });
+    this.members.set(id, m);
+    return m;
   }
 
   private signal(id: NodeId, sig: NodeJS.Signals): void {
-    const child = this.members.get(id)?.child;
-    if (child === undefined) return;
-    try {
-      child.kill(sig);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
-    }
+    this.members.get(id)?.process?.signal(sig);
   }
 
   /** SIGKILL, and wait until the process is gone. */
   async kill(id: NodeId): Promise<void> {
     const m = this.members.get(id);
-    if (m?.child === undefined) return;
+    if (m?.process === undefined) return;
     m.expectingExit = true;
     this.signal(id, 'SIGKILL');
     await m.exited;
@@ -233,14 +200,14 @@ export class ServeProcesses {
 
   pause(id: NodeId): void {
     const m = this.members.get(id);
-    if (m?.child === undefined) return;
+    if (m?.process === undefined) return;
     this.signal(id, 'SIGSTOP');
     m.paused = true;
   }
 
   resume(id: NodeId): void {
     const m = this.members.get(id);
-    if (m?.child === undefined || !m.paused) return;
+    if (m?.process === undefined || !m.paused) return;
     this.signal(id, 'SIGCONT');
     m.paused = false;
   }

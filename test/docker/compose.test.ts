@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { parseServeArgs } from '../../src/cli/serve-config.js';
-import { REPO_ROOT } from '../../cluster/local-cluster.js';
+import { REPO_ROOT } from '../../cluster/serve-process.js';
 
 interface Service {
   command?: unknown;

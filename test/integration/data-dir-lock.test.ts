@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, expect, it } from 'vitest';
-import { RAFTKV_BIN } from '../../cluster/local-cluster.js';
+import { RAFTKV_BIN } from '../../cluster/serve-process.js';
 import { startTestCluster } from './helpers.js';
 import type { TestCluster } from './helpers.js';
 

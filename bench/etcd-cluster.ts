@@ -16,7 +16,8 @@ export interface EtcdClusterOptions {
   readonly extraFlags?: readonly string[]; // e.g. ['--snapshot-count', '200000']
 }
 
-function onPath(cmd: string): boolean {
+/** True if `cmd` is on the PATH (the etcd benchmarks and their tests skip without etcd). */
+export function onPath(cmd: string): boolean {
   try {
     execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
     return true;

@@ -1,6 +1,7 @@
 // Binary encoding of WAL records (the format is documented at the top of wal.ts).
+import { entryTypeCode, entryTypeOfCode } from '../shared/entry-type-code.js';
 import { crc32 } from 'node:zlib';
-import type { ConfState, Entry, EntryType, HardState, Index, NodeId, SnapshotMetadata } from '../raft/types.js';
+import type { ConfState, Entry, HardState, Index, NodeId, SnapshotMetadata } from '../raft/types.js';
 
 export const WAL_MAGIC = 0x574b5252; // "RRKW" little-endian: the first bytes of every segment's header payload
 export const WAL_FORMAT_VERSION = 1;
@@ -88,17 +89,6 @@ export function encodeEntry(e: Entry): Buffer {
   buf.writeUInt8(entryTypeCode(e.type), P + 16);
   buf.set(e.data, P + ENTRY_FIXED_BYTES);
   return seal(buf);
-}
-
-function entryTypeCode(t: EntryType): number {
-  switch (t) {
-    case 'normal':
-      return 0;
-    case 'conf-change':
-      return 1;
-    default:
-      return assertNever(t);
-  }
 }
 
 export function encodeHardState(hs: HardState): Buffer {
@@ -196,11 +186,12 @@ export function readFrame(buf: Buffer, offset: number): FrameResult {
 export function decodeEntryAt(buf: Buffer, payloadOffset: number, payloadBytes: number): Entry {
   if (payloadBytes < ENTRY_FIXED_BYTES) throw new WalDecodeError(`entry payload of ${payloadBytes} bytes, expected >= ${ENTRY_FIXED_BYTES}`);
   const code = buf.readUInt8(payloadOffset + 16);
-  if (code > 1) throw new WalDecodeError(`unknown entry type ${code}`);
+  const type = entryTypeOfCode(code);
+  if (type === undefined) throw new WalDecodeError(`unknown entry type ${code}`);
   return {
     index: getU64(buf, payloadOffset),
     term: getU64(buf, payloadOffset + 8),
-    type: code === 0 ? 'normal' : 'conf-change',
+    type,
     data: new Uint8Array(buf.buffer, buf.byteOffset + payloadOffset + ENTRY_FIXED_BYTES, payloadBytes - ENTRY_FIXED_BYTES),
   };
 }

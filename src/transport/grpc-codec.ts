@@ -12,7 +12,8 @@
 //   timeout-now := (nothing)                    read-index := bytes(context)
 //   read-index-resp := index reject(byte) bytes(context)
 // Entries' data is copied out of the payload (the payload buffer is not retained).
-import type { Entry, EntryType, Message, MessageType, NodeId } from '../raft/types.js';
+import { entryTypeCode, entryTypeOfCode } from '../shared/entry-type-code.js';
+import type { Entry, Message, MessageType, NodeId } from '../raft/types.js';
 
 export const CODEC_VERSION = 1;
 
@@ -144,17 +145,6 @@ class Reader {
   }
 }
 
-function entryTypeCode(t: EntryType): number {
-  switch (t) {
-    case 'normal':
-      return 0;
-    case 'conf-change':
-      return 1;
-    default:
-      return assertNever(t);
-  }
-}
-
 function writeIds(w: Writer, ids: readonly NodeId[]): void {
   w.uint(ids.length);
   for (const id of ids) w.uint(id);
@@ -270,8 +260,9 @@ export function decodeMessages(payload: Uint8Array): Message[] {
           const eTerm = r.uint();
           const eIndex = r.uint();
           const t = r.byte();
-          if (t > 1) throw new CodecError(`unknown entry type code ${t}`);
-          entries.push({ term: eTerm, index: eIndex, type: t === 0 ? 'normal' : 'conf-change', data: r.bytes() });
+          const entryType = entryTypeOfCode(t);
+          if (entryType === undefined) throw new CodecError(`unknown entry type code ${t}`);
+          entries.push({ term: eTerm, index: eIndex, type: entryType, data: r.bytes() });
         }
         out.push({ type, from, to, term, index, logTerm, commit, entries });
         break;

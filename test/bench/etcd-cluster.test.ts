@@ -1,24 +1,14 @@
 // The comparison's etcd side on real processes: a 3-member etcd starts, a leader is found, a kill -9 of it under
 // load is timed by measureFailover, the member restarts, and everything stops. Skipped where etcd is absent.
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { EtcdCluster } from '../../bench/etcd-cluster.js';
+import { onPath } from '../../bench/etcd-cluster.js';
 import { measureFailover } from '../../bench/failover.js';
 
-function installed(cmd: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
-    return true;
-  } catch (err) {
-    if (err instanceof Error) return false;
-    throw err;
-  }
-}
-
-describe.skipIf(!installed('etcd'))('EtcdCluster', () => {
+describe.skipIf(!onPath('etcd'))('EtcdCluster', () => {
   it('starts 3 members, survives kill -9 of the leader (failover timed), restarts it, stops all', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'raftkv-etcd-cluster-'));
     // Ports away from vs-etcd's (2379x/2380x) so a comparison running meanwhile does not collide.

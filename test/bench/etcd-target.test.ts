@@ -1,5 +1,6 @@
 // The etcd target against a real single-member etcd (Debian's etcd-server), checked with etcdctl, an
 // independent client: this is what proves our etcdserverpb field numbers right. Skipped where etcd is absent.
+import { onPath } from '../../bench/etcd-cluster.js';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -8,17 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EtcdTarget } from '../../bench/etcd-target.js';
 import { ManagedProcess } from '../../bench/proc-group.js';
 
-function installed(cmd: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
-    return true;
-  } catch (err) {
-    if (err instanceof Error) return false;
-    throw err;
-  }
-}
-
-const haveEtcd = installed('etcd') && installed('etcdctl');
+const haveEtcd = onPath('etcd') && onPath('etcdctl');
 
 describe.skipIf(!haveEtcd)('EtcdTarget against a real etcd', () => {
   let dir = '';

@@ -78,7 +78,7 @@ import { DataDirLock } from './data-dir-lock.js';
 import { checkDataDirIdentity } from './identity.js';
 import { IncarnationRegistry } from './incarnations.js';
 import { Inbox } from './inbox.js';
-import type { ApplyOutcome, DurableLog, SnapshotFile, StateMachine } from './ports.js';
+import type { ApplyOutcome, DurableLog, NodeFiles, SnapshotFile, StateMachine } from './ports.js';
 import { checkReconfigSafe } from './reconfig-check.js';
 import { PendingRequest } from './request.js';
 
@@ -95,7 +95,28 @@ export interface NodeDeps {
    * supervisor restarts it (recovery runs on start).
    */
   onFatal?: (err: Error) => void;
+  /** The driver's file operations (snapshot directories and received files). Default: the real disk (node:fs). */
+  files?: NodeFiles;
+  /** TEST ONLY: break the driver on purpose so the driver simulation can show its checkers fail. Never set in production. */
+  testingFaults?: DriverTestingFaults;
 }
+
+/** Deliberate driver bugs for test/sim/driver (checkers-can-fail). Every switch is off unless set to true. */
+export interface DriverTestingFaults {
+  /** Send a Ready's messagesAfterPersist (acks, votes) before its entries and hard state are fsynced. */
+  readonly ackBeforeFsync?: boolean;
+  /** Hand the newly durable half of a Ready's committed entries to the apply chain before the already durable half. */
+  readonly applyOutOfOrder?: boolean;
+}
+
+/** NodeFiles on the real disk. */
+const diskFiles: NodeFiles = {
+  async mkdir(dir) {
+    await mkdir(dir, { recursive: true });
+  },
+  list: (dir) => readdir(dir),
+  remove: (path) => rm(path, { force: true }),
+};
 
 /** The durable pieces a node runs on; startNode opens the real ones, tests may open them themselves. */
 export interface NodeStores {
@@ -277,6 +298,7 @@ export class RaftKvNode implements KvNode {
 
   private readonly log: pino.Logger;
   private readonly clock: Clock;
+  private readonly files: NodeFiles;
   private readonly inbox: Inbox<InboxItem>;
   private readonly snapDir: string;
   private readonly snapInboxDir: string;
@@ -345,6 +367,7 @@ export class RaftKvNode implements KvNode {
     this.id = config.id;
     this.log = logger;
     this.clock = deps.clock ?? systemClock;
+    this.files = deps.files ?? diskFiles;
     this.inbox = new Inbox<InboxItem>(config.maxInboxItems);
     this.snapDir = join(config.dataDir, 'snap');
     this.snapInboxDir = join(config.dataDir, 'snap-inbox');
@@ -361,8 +384,9 @@ export class RaftKvNode implements KvNode {
     const { wal, stateMachine: sm } = stores;
     const logger = deps.logger;
     const snapDir = join(config.dataDir, 'snap');
-    await mkdir(snapDir, { recursive: true });
-    await mkdir(join(config.dataDir, 'snap-inbox'), { recursive: true });
+    const files = deps.files ?? diskFiles;
+    await files.mkdir(snapDir);
+    await files.mkdir(join(config.dataDir, 'snap-inbox'));
     await RaftKvNode.recover(config, wal, sm, snapDir, logger);
 
     let rng = deps.rng;
@@ -810,7 +834,7 @@ export class RaftKvNode implements KvNode {
   private onPeerSnapshot(message: SnapshotMessage, filePath: string): void {
     if (this.loopStopped || this.stopping || !this.inbox.push({ type: 'snapshot', message, filePath })) {
       this.stats.droppedPeerMessages++;
-      void rm(filePath, { force: true }).catch((err: unknown) => this.log.warn({ err, filePath }, 'could not remove a dropped snapshot file'));
+      void this.files.remove(filePath).catch((err: unknown) => this.log.warn({ err, filePath }, 'could not remove a dropped snapshot file'));
     }
   }
 
@@ -1062,6 +1086,8 @@ export class RaftKvNode implements KvNode {
     }
     if (rd.softState !== undefined) this.onSoftState(rd.softState);
     this.sendMessages(rd.messages);
+    const faults = this.deps.testingFaults;
+    if (faults?.ackBeforeFsync === true) this.sendMessages(rd.messagesAfterPersist); // TEST ONLY: a broken driver
     // Without a snapshot or a membership change among them, committed entries are applied off the loop, in
     // order (applyChain): the loop goes on proposing and persisting meanwhile. Writes are answered and reads
     // served as their batch lands. A snapshot or a conf change first waits for every queued batch, and is
@@ -1077,7 +1103,8 @@ export class RaftKvNode implements KvNode {
       while (early < rd.committedEntries.length && (rd.committedEntries[early]?.index ?? Infinity) < firstNew) early++;
     }
     const earlyEntries = early === rd.committedEntries.length ? rd.committedEntries : rd.committedEntries.slice(0, early);
-    if (offLoop && early > 0) this.queueApply(earlyEntries);
+    const reorder = faults?.applyOutOfOrder === true && early > 0 && early < rd.committedEntries.length; // TEST ONLY
+    if (offLoop && early > 0 && !reorder) this.queueApply(earlyEntries);
     const applying = !offLoop && early > 0 ? this.applyEntries(earlyEntries) : undefined;
     applying?.catch(() => undefined); // awaited below; this keeps a failure during the persist from being unhandled
     try {
@@ -1086,12 +1113,14 @@ export class RaftKvNode implements KvNode {
       if (applying !== undefined) await applying.catch(() => undefined); // settle it before the loop fails
       throw err;
     }
-    this.sendMessages(rd.messagesAfterPersist);
+    if (faults?.ackBeforeFsync !== true) this.sendMessages(rd.messagesAfterPersist);
     if (applying !== undefined) await applying;
     if (early < rd.committedEntries.length) {
       const lateEntries = early === 0 ? rd.committedEntries : rd.committedEntries.slice(early);
-      if (offLoop) this.queueApply(lateEntries);
-      else await this.applyEntries(lateEntries);
+      if (offLoop) {
+        this.queueApply(lateEntries);
+        if (reorder) this.queueApply(earlyEntries); // TEST ONLY: the later entries went first
+      } else await this.applyEntries(lateEntries);
     }
     this.onReadStates(rd.readStates);
     this.serveReadyReads();
@@ -1558,11 +1587,11 @@ export class RaftKvNode implements KvNode {
   }
 
   private removeFile(path: string): void {
-    void rm(path, { force: true }).catch((err: unknown) => this.log.warn({ err, path }, 'could not remove a file'));
+    void this.files.remove(path).catch((err: unknown) => this.log.warn({ err, path }, 'could not remove a file'));
   }
 
   private async cleanSnapshotInbox(): Promise<void> {
-    for (const name of await readdir(this.snapInboxDir)) await rm(join(this.snapInboxDir, basename(name)), { force: true });
+    for (const name of await this.files.list(this.snapInboxDir)) await this.files.remove(join(this.snapInboxDir, basename(name)));
   }
 
   // ---------------------------------------------------------------------------------------------------------

@@ -54,3 +54,16 @@ export interface StateMachine {
   /** The key-space digest as of `index` (<= appliedIndex), if still remembered. */
   digestAt?(index: Index): DigestValue | undefined;
 }
+
+/**
+ * The driver's own file operations (snapshot directories, received snapshot files), behind a port so that a
+ * simulated cluster runs without disk I/O. Production: node:fs (see diskFiles in node.ts).
+ */
+export interface NodeFiles {
+  /** mkdir -p. */
+  mkdir(dir: string): Promise<void>;
+  /** The names of the entries of `dir`. */
+  list(dir: string): Promise<string[]>;
+  /** rm -f: removing a file that does not exist is not an error. */
+  remove(path: string): Promise<void>;
+}

@@ -1,9 +1,24 @@
 // The global safety checkers. They see every node's written log, commit index and applied entries as the
 // simulation drives them, and keep registries across nodes; each check is incremental (cost ~ the event).
 import type { Entry, Index, NodeId, Term } from '../../src/raft/types.js';
-import type { SimStorage } from './sim-storage.js';
 import { entryKey } from './state-machine.js';
 import { SimViolation } from './violation.js';
+
+/** A node's written log (what its core reads), as the checkers see it: SimStorage, or the driver level's SimWal. */
+export interface WrittenLogView {
+  writtenFirstIndex(): Index;
+  writtenLastIndex(): Index;
+  /** Term at i (i = firstIndex - 1: the snapshot's), undefined outside. */
+  writtenTerm(i: Index): Term | undefined;
+}
+
+/** A node's durable log (what survives a crash): SimStorage, or the driver level's WalDisk. */
+export interface DurableLogView {
+  durableFirstIndex(): Index;
+  durableLastIndex(): Index;
+  durableTerm(i: Index): Term | undefined;
+  durableEntry(i: Index): Entry | undefined;
+}
 
 /** What one index looks like once applied somewhere: every node must apply exactly this. */
 interface AppliedRecord {
@@ -46,7 +61,7 @@ export class SafetyChecker {
   leaderTerms = 0; // terms that had a leader
 
   /** §5.2 Election Safety: at most one leader per term. */
-  onLeader(node: NodeId, term: Term, storage: SimStorage): void {
+  onLeader(node: NodeId, term: Term, storage: WrittenLogView): void {
     const prev = this.leaderOfTerm.get(term);
     if (prev !== undefined && prev !== node) {
       throw new SimViolation('election-safety', `term ${term} has two leaders: ${prev} and ${node}`);
@@ -78,7 +93,7 @@ export class SafetyChecker {
   }
 
   /** §5.3 Log Matching, checked at write time on every entry any node writes. */
-  onEntriesWritten(node: NodeId, entries: readonly Entry[], storage: SimStorage): void {
+  onEntriesWritten(node: NodeId, entries: readonly Entry[], storage: WrittenLogView): void {
     const first = storage.writtenFirstIndex();
     for (const e of entries) {
       if (e.index < first) continue; // covered by a snapshot, not written
@@ -101,7 +116,7 @@ export class SafetyChecker {
   }
 
   /** Records the entries in (from, commit] of `node`'s written log as committed; returns the new mark. */
-  onCommit(node: NodeId, from: Index, commit: Index, storage: SimStorage): Index {
+  onCommit(node: NodeId, from: Index, commit: Index, storage: WrittenLogView): Index {
     const last = storage.writtenLastIndex();
     if (commit > last) throw new SimViolation('ready-contract', `node ${node}: commit ${commit} beyond its lastIndex ${last}`);
     const lo = Math.max(from + 1, storage.writtenFirstIndex() - 1, 1);
@@ -194,11 +209,11 @@ export class SafetyChecker {
  * term, they hold the same entries up to it (over the range both still have). The incremental check at write
  * time covers every entry ever written; this one re-reads what survived crashes, compaction and truncation.
  */
-export function checkDurableLogMatching(logs: readonly { id: NodeId; storage: SimStorage }[]): void {
+export function checkDurableLogMatching(logs: readonly { id: NodeId; storage: DurableLogView }[]): void {
   for (let x = 0; x < logs.length; x++) {
     for (let y = x + 1; y < logs.length; y++) {
-      const a = logs[x] as { id: NodeId; storage: SimStorage };
-      const b = logs[y] as { id: NodeId; storage: SimStorage };
+      const a = logs[x] as { id: NodeId; storage: DurableLogView };
+      const b = logs[y] as { id: NodeId; storage: DurableLogView };
       const lo = Math.max(a.storage.durableFirstIndex(), b.storage.durableFirstIndex());
       const hi = Math.min(a.storage.durableLastIndex(), b.storage.durableLastIndex());
       // The highest index where both have the same term: everything in [lo, it] must be identical.

@@ -1,9 +1,13 @@
 // `npm run sim -- --seeds N [--seed S] [--nodes 3|5] [--steps K] [--fault F] [--progress M]`
 // Runs seeds S..S+N-1 (S defaults to $SEED or 1; N to 1 with a seed given, else 100). Without --nodes a seed
 // runs with 3 nodes when even and 5 when odd, so a printed seed replays alone. Exits 1 on any violation.
+// `--driver` runs the second level instead: the production driver (RaftKvNode) under the seeded simulation
+// (test/sim/driver), with `--ticks K` (fault-phase ticks), `--driver-fault F` and `--driver-logs`.
 import { performance } from 'node:perf_hooks';
 import type { TestingFault } from '../../src/raft/config.js';
 import { DEFAULT_STEPS, nodesForSeed } from './sim-defaults.js';
+import { runDriverCli } from './driver/driver-cli.js';
+import { DRIVER_DEFAULT_TICKS, DRIVER_FAULTS, type DriverFault } from './driver/driver-simulation.js';
 import { emptyStats, formatFailure, runSimulation, type ProfileKind, type SimResult, type SimStats } from './simulator.js';
 
 interface CliOptions {
@@ -21,10 +25,16 @@ interface CliOptions {
   profile: ProfileKind;
   liveness: boolean; // run the heal + liveness phase
   driverFault: 'ack-before-fsync' | undefined; // see SimOptions
+  driver: boolean; // run the production driver level (test/sim/driver)
+  ticks: number; // --driver: fault-phase ticks
+  driverLevelFault: DriverFault | undefined; // --driver: see DriverSimOptions
+  driverLogs: boolean; // --driver: the driver's log lines in failure reports
+  strict: boolean; // --driver: known driver issues (FOUND-BUGS.md) are violations
+  durabilityChecks: boolean; // --driver: persist-before-send and commit-on-a-quorum checked directly
 }
 
 function usage(msg: string): never {
-  process.stderr.write(`${msg}\nusage: npm run sim -- --seeds N [--seed S] [--nodes 3|5] [--steps K] [--fault commit-old-term|vote-without-up-to-date-check] [--progress M] [--reports R] [--trace EVENTS] [--sync-before-apply] [--torn-writes|--whole-batches] [--no-commit-rule] [--profile mixed|figure-8] [--no-liveness] [--driver-fault ack-before-fsync]\n`);
+  process.stderr.write(`${msg}\nusage: npm run sim -- --seeds N [--seed S] [--nodes 3|5] [--steps K] [--fault commit-old-term|vote-without-up-to-date-check] [--progress M] [--reports R] [--trace EVENTS] [--sync-before-apply] [--torn-writes|--whole-batches] [--no-commit-rule] [--profile mixed|figure-8] [--no-liveness] [--driver-fault ack-before-fsync]\n       npm run sim -- --driver --seeds N [--seed S] [--nodes 3|5] [--ticks K] [--driver-fault ${DRIVER_FAULTS.join('|')}] [--driver-logs] [--strict] [--no-durability-checks] [--progress M] [--reports R] [--trace EVENTS] [--no-liveness]\n`);
   process.exit(2);
 }
 
@@ -50,7 +60,14 @@ function parse(argv: readonly string[]): CliOptions {
     profile: 'mixed',
     liveness: true,
     driverFault: undefined,
+    driver: false,
+    ticks: DRIVER_DEFAULT_TICKS,
+    driverLevelFault: undefined,
+    driverLogs: false,
+    strict: false,
+    durabilityChecks: true,
   };
+  let driverFaultArg: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] ?? '';
     const v = argv[i + 1];
@@ -98,9 +115,24 @@ function parse(argv: readonly string[]): CliOptions {
         i++;
         break;
       case '--driver-fault':
-        if (v !== 'ack-before-fsync') usage(`unknown --driver-fault ${String(v)}`);
-        o.driverFault = v;
+        driverFaultArg = v;
         i++;
+        break;
+      case '--driver':
+        o.driver = true;
+        break;
+      case '--ticks':
+        o.ticks = intArg(a, v);
+        i++;
+        break;
+      case '--driver-logs':
+        o.driverLogs = true;
+        break;
+      case '--strict':
+        o.strict = true;
+        break;
+      case '--no-durability-checks':
+        o.durabilityChecks = false;
         break;
       case '--no-liveness':
         o.liveness = false;
@@ -120,6 +152,16 @@ function parse(argv: readonly string[]): CliOptions {
         usage(`unknown argument ${a}`);
     }
   }
+  if (driverFaultArg !== undefined) {
+    if (o.driver) {
+      const f = DRIVER_FAULTS.find((x) => x === driverFaultArg);
+      if (f === undefined) usage(`unknown --driver-fault ${driverFaultArg} (with --driver: ${DRIVER_FAULTS.join(', ')})`);
+      o.driverLevelFault = f;
+    } else {
+      if (driverFaultArg !== 'ack-before-fsync') usage(`unknown --driver-fault ${driverFaultArg}`);
+      o.driverFault = driverFaultArg;
+    }
+  }
   if (o.seeds === 0) o.seeds = o.seed >= 0 ? 1 : 100;
   if (o.seed < 0) o.seed = 1;
   return o;
@@ -127,6 +169,31 @@ function parse(argv: readonly string[]): CliOptions {
 
 function main(): void {
   const o = parse(process.argv.slice(2));
+  if (o.driver) {
+    void runDriverCli({
+      seeds: o.seeds,
+      seed: o.seed,
+      nodes: o.nodes,
+      ticks: o.ticks,
+      driverFault: o.driverLevelFault,
+      driverLogs: o.driverLogs,
+      liveness: o.liveness,
+      strict: o.strict,
+      durabilityChecks: o.durabilityChecks,
+      progress: o.progress,
+      maxReports: o.maxReports,
+      traceSize: o.traceSize,
+    }).then(
+      (failed) => {
+        if (failed > 0) process.exitCode = 1;
+      },
+      (err: unknown) => {
+        process.stderr.write(`driver simulation crashed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+        process.exitCode = 2;
+      },
+    );
+    return;
+  }
   const started = performance.now();
   const perNodes = new Map<number, { seeds: number; ms: number }>();
   const failures: SimResult[] = [];

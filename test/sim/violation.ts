@@ -12,7 +12,12 @@ export type SimProperty =
   | 'read-index' // a read index below an index acknowledged before the read started
   | 'node-invariant' // checkNodeInvariants from src/raft/invariants.ts
   | 'core-exception' // the core threw where it must not (step/tick/advance/ready or an assertion)
-  | 'liveness'; // no leader, or proposals not applied everywhere, within the bound after healing
+  | 'liveness' // no leader, or proposals not applied everywhere, within the bound after healing
+  // The driver level (test/sim/driver) adds client-visible properties checked at RaftKvNode's API:
+  | 'linearizability' // a read returned what the per-key register model does not allow
+  | 'applied-twice' // one client write applied at two log indexes
+  | 'convergence' // members at the same applied index hold different state after healing
+  | 'driver-failure'; // the production driver's loop died (onFatal) or a member failed to start
 
 export class SimViolation extends Error {
   readonly property: SimProperty;

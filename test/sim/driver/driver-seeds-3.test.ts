@@ -1,0 +1,7 @@
+// 400 seeds of a 3-member cluster running the production driver under every fault of the driver simulation.
+import { describe } from 'vitest';
+import { driverSweep } from './driver-sweep.js';
+
+describe('driver simulation, 3 members', () => {
+  driverSweep(3);
+});

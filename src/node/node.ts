@@ -638,7 +638,7 @@ export class RaftKvNode implements KvNode {
 
   isIdle(): boolean {
     if (this.loopStopped) return true;
-    if (this.inflightSnapshotSends > 0 || this.inflightReads > 0 || this.snapshotInFlight !== undefined || this.appliesPending > 0 || this.kvRetrying) return false;
+    if (this.inflightSnapshotSends > 0 || this.inflightReads > 0 || this.snapshotInFlight !== undefined || this.appliesPending > 0 || this.kvRetrying || this.corruptCheckRunning) return false;
     // Waiting out a disk-full retry: only time moves it on.
     if (this.loopParked === 'disk-retry') return true;
     return this.loopParked === 'input' && this.inbox.size === 0 && this.pendingTicks === 0;
@@ -698,6 +698,7 @@ export class RaftKvNode implements KvNode {
       }
     } finally {
       this.corruptCheckRunning = false;
+      this.notifyIdle();
     }
   }
 
@@ -1256,23 +1257,34 @@ export class RaftKvNode implements KvNode {
           this.joining = false;
           this.log.info({ term: this.term, role: this.role }, 'joined: received the log from the leader');
         }
-        if (this.diskFull) {
-          this.diskFull = false;
-          this.diskFullSinceMs = undefined;
-          this.log.warn({ term: this.term, role: this.role }, 'disk has space again: writes resume');
-        }
+        this.leaveWalDiskFull();
         return;
       } catch (err) {
-        if (!isRaftKvError(err, 'DISK_FULL') || this.stopping) throw err;
-        if (!this.diskFull) {
-          this.diskFull = true;
-          this.diskFullSinceMs = this.clock.now();
-          this.log.error({ term: this.term, role: this.role, err }, `disk full: writes refused, retrying every ${DISK_FULL_RETRY_MS} ms`);
-        }
-        await this.sleepInterruptibly(DISK_FULL_RETRY_MS);
-        if (this.stopping) throw err;
+        await this.parkOnWalDiskFull(err);
       }
     }
+  }
+
+  /**
+   * The WAL refused a write or sync with DISK_FULL: writes are refused and the loop waits DISK_FULL_RETRY_MS
+   * before the caller retries. Anything else, or DISK_FULL while stopping, is rethrown.
+   */
+  private async parkOnWalDiskFull(err: unknown): Promise<void> {
+    if (!isRaftKvError(err, 'DISK_FULL') || this.stopping) throw err;
+    if (!this.diskFull) {
+      this.diskFull = true;
+      this.diskFullSinceMs = this.clock.now();
+      this.log.error({ term: this.term, role: this.role, err }, `disk full: writes refused, retrying every ${DISK_FULL_RETRY_MS} ms`);
+    }
+    await this.sleepInterruptibly(DISK_FULL_RETRY_MS);
+    if (this.stopping) throw err;
+  }
+
+  private leaveWalDiskFull(): void {
+    if (!this.diskFull) return;
+    this.diskFull = false;
+    this.diskFullSinceMs = undefined;
+    this.log.warn({ term: this.term, role: this.role }, 'disk has space again: writes resume');
   }
 
   private async sleepInterruptibly(ms: number): Promise<void> {
@@ -1565,7 +1577,20 @@ export class RaftKvNode implements KvNode {
     assert(file !== undefined, 'a finished snapshot has a file or an error');
     this.stats.snapshotsTaken++;
     // A snapshot installed from the leader meanwhile may already cover it.
-    if (file.metadata.index > this.wal.snapshot().metadata.index) await this.wal.compact({ metadata: file.metadata });
+    if (file.metadata.index > this.wal.snapshot().metadata.index) {
+      // A full disk here parks the loop like persist() does (driver sim K1: it used to kill the member). The WAL
+      // has taken the marker into its view before its sync failed: a retry only has to sync.
+      for (let first = true; ; first = false) {
+        try {
+          if (first) await this.wal.compact({ metadata: file.metadata });
+          else await this.wal.sync();
+          break;
+        } catch (err) {
+          await this.parkOnWalDiskFull(err);
+        }
+      }
+      this.leaveWalDiskFull();
+    }
     if (this.lastSnapshot === undefined || file.metadata.index >= this.lastSnapshot.metadata.index) this.lastSnapshot = file;
     this.log.info(
       { term: this.term, role: this.role, index: file.metadata.index, path: file.path, firstIndex: this.wal.firstIndex() },

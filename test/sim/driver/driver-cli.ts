@@ -20,7 +20,7 @@ export interface DriverCliOptions {
   readonly traceSize: number;
 }
 
-const COVERAGE: readonly (keyof DriverSimStats)[] = ['k1DiskFullDeaths', 'k2RemoteReplies', 'crashes', 'crashPoints', 'gracefulStops', 'walFullEpisodes', 'kvFullEpisodes', 'confChanges', 'snapshotsInstalled', 'transfers'];
+const COVERAGE: readonly (keyof DriverSimStats)[] = ['k2RemoteReplies', 'crashes', 'crashPoints', 'gracefulStops', 'walFullEpisodes', 'kvFullEpisodes', 'confChanges', 'snapshotsInstalled', 'transfers'];
 
 /** Runs the seeds; resolves to the number of failed seeds. */
 export async function runDriverCli(o: DriverCliOptions): Promise<number> {

@@ -78,8 +78,7 @@ export interface DriverSimOptions {
   readonly driverLogs?: boolean;
   /**
    * Report the known driver issues of FOUND-BUGS.md as violations (default false: tolerated, counted in
-   * stats.k1DiskFullDeaths and stats.k2RemoteReplies). K1: the loop dies on DISK_FULL outside persist() (WAL compaction); tolerated, the
-   * process exits and a supervisor restarts it, as NodeDeps.onFatal asks of a server. K2: a member cannot answer a
+   * stats.k2RemoteReplies). (K1 is fixed.) K2: a member cannot answer a
    * member added after its progress (the transport drops messages to peers the member table lacks); tolerated,
    * the simulated transport replies to such senders, as etcd's does.
    */
@@ -118,7 +117,6 @@ export interface DriverSimStats {
   maxTerm: number;
   maxCommitted: number;
   livenessTicks: number;
-  k1DiskFullDeaths: number; // known issue K1 tolerated: the loop died on DISK_FULL, the process restarted
   k2RemoteReplies: number; // known issue K2 tolerance used: a member answered a sender its table lacks (per pair)
 }
 
@@ -197,7 +195,6 @@ export function emptyDriverStats(): DriverSimStats {
     maxTerm: 0,
     maxCommitted: 0,
     livenessTicks: 0,
-    k1DiskFullDeaths: 0,
     k2RemoteReplies: 0,
   };
 }
@@ -318,17 +315,7 @@ class DriverSimulation implements ViolationSink {
       testingFaults,
       onFatal: (err: Error) => {
         if (!inc.alive) return;
-        if (isRaftKvError(err, 'DISK_FULL') && this.opts.strict !== true) {
-          // Known issue K1 (FOUND-BUGS.md): a server exits on onFatal and its supervisor restarts it.
-          this.stats.k1DiskFullDeaths++;
-          this.record([code('known-issue'), id], () => `n${id} KNOWN ISSUE K1: the driver loop died on DISK_FULL (${err.message}); the process exits and restarts`);
-          this.scheduler.after(1, () => {
-            if (m.inc !== inc) return;
-            this.crash(m, 'exited after its loop died', true);
-            this.scheduleRestart(m, 1, 10);
-          });
-          return;
-        }
+        // (K1 of FOUND-BUGS.md, a loop that died on DISK_FULL during WAL compaction, is fixed: no tolerance.)
         this.fail('driver-failure', `n${id}: the driver loop died: ${err.message}`);
       },
     };

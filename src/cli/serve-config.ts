@@ -22,6 +22,7 @@ export const SERVE_USAGE = `raftkv serve --id N --cluster-id NAME --data-dir DIR
   [--max-request-bytes 2097152] [--log-level info] [--log-pretty]
   [--corrupt-check-interval-ms 3600000]         (rescan the store against its digest and compare digests with
                                                 the other members, once after start and then this often; 0 = never)
+  [--initial-corrupt-check true|false]          (default true: scan the store against its digest before serving)
   [--dial-override ID=HOST:PORT,...]            (test hook: dial these addresses for these peers)
   [--config FILE]                               (JSON, same keys in camelCase; flags win)`;
 
@@ -41,6 +42,7 @@ const STRING_FLAGS = [
   'snapshot-count',
   'max-request-bytes',
   'corrupt-check-interval-ms',
+  'initial-corrupt-check',
   'log-level',
   'dial-override',
   'config',
@@ -175,6 +177,8 @@ export function parseServeArgs(args: readonly string[]): ServeConfig {
   const snapshotEveryEntries = parseInteger('snapshot-count', get('snapshot-count') ?? String(D.snapshotEveryEntries), 1, 100_000_000);
   const maxRequestBytes = parseInteger('max-request-bytes', get('max-request-bytes') ?? String(D.maxRequestBytes), 1024, 32 * 1024 * 1024);
   const corruptCheckIntervalMs = parseInteger('corrupt-check-interval-ms', get('corrupt-check-interval-ms') ?? String(D.corruptCheckIntervalMs), 0, MAX_CORRUPT_CHECK_INTERVAL_MS);
+  const initialCheck = get('initial-corrupt-check') ?? String(D.initialCorruptCheck);
+  if (initialCheck !== 'true' && initialCheck !== 'false') throw invalid(`--initial-corrupt-check: ${JSON.stringify(initialCheck)} is not true or false`);
   const logLevel = get('log-level') ?? D.logLevel;
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) throw invalid(`--log-level: ${JSON.stringify(logLevel)} is not one of ${LOG_LEVELS.join(', ')}`);
   const dialOverrides = parseDialOverrides(get('dial-override') ?? '');
@@ -204,6 +208,7 @@ export function parseServeArgs(args: readonly string[]): ServeConfig {
     logLevel: logLevel as LogLevel,
     logPretty: flags['log-pretty'] ?? file.logPretty ?? D.logPretty,
     corruptCheckIntervalMs,
+    initialCorruptCheck: initialCheck === 'true',
   };
   return { config, dialOverrides };
 }

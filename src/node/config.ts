@@ -42,6 +42,8 @@ export interface NodeConfig {
   readonly logPretty: boolean; // human-readable logs instead of JSON lines
   /** Periodic rescan of the state machine against its digest, ms (0: off). Default DEFAULT_CORRUPT_CHECK_INTERVAL_MS. */
   readonly corruptCheckIntervalMs?: number;
+  /** Scan the whole state machine against its digest before serving (default true; ~5 s per million keys here). */
+  readonly initialCorruptCheck?: boolean;
 }
 
 /** Every setting that has a default, with it: `raftkv serve`, the tests and the benchmarks start from these. */
@@ -60,5 +62,6 @@ export const NODE_CONFIG_DEFAULTS = {
   logLevel: 'info',
   logPretty: false,
   corruptCheckIntervalMs: DEFAULT_CORRUPT_CHECK_INTERVAL_MS,
+  initialCorruptCheck: true,
 } as const satisfies Partial<NodeConfig>;
 

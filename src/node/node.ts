@@ -270,7 +270,7 @@ export async function startNode(config: NodeConfig, deps: NodeDeps): Promise<Raf
       logger: (level, msg, fields) => logger[level]({ ...fields }, msg),
       ...(config.initialClusterState === 'new' ? { initialConfState: { voters, learners: [] } } : {}),
     });
-    sm = await KvStateMachine.open(join(config.dataDir, 'kv'), { limits: config.kvLimits, logger, timers: deps.clock ?? systemClock });
+    sm = await KvStateMachine.open(join(config.dataDir, 'kv'), { limits: config.kvLimits, logger, timers: deps.clock ?? systemClock, verifyOnOpen: config.initialCorruptCheck ?? true });
     return await RaftKvNode.start(config, { ...deps, logger }, { wal, stateMachine: sm, incarnations, lock });
   } catch (err) {
     await sm?.close();

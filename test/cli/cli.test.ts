@@ -197,6 +197,7 @@ describe('raftkv serve configuration', () => {
     [[...base, '--dial-override', 'x'], /--dial-override: "x" is not ID=HOST:PORT/],
     [[...base, '--cluster-id', 'a b'], /--cluster-id: "a b" must be/],
     [[...base, '--frobnicate'], /serve: Unknown option '--frobnicate'/],
+    [[...base, '--initial-corrupt-check', 'no'], /--initial-corrupt-check: "no" is not true or false/],
   ])('%j is refused: %s', (args, message) => {
     expect(() => parseServeArgs(args)).toThrow(message);
   });

@@ -778,7 +778,11 @@ export class KvStateMachine {
       if (sv !== undefined) yield [range.key, sv];
       return;
     }
-    await this.flushIfPossible(); // the iterator reads LevelDB, which then holds every batch but this one's
+    // The iterator reads LevelDB, which then holds every batch but this one's. A client read (no overlay) does
+    // not wait while the disk is full: it merges the waiting batches, and waiting would deadlock with a
+    // retryFlush() that reopens the store once the reads in flight are done.
+    if (overlay === undefined && this.stalled !== undefined) this.check();
+    else await this.flushIfPossible();
     const gte = prefixed(PREFIX_DATA, range.key);
     const lt = isOpenEnd(range.end) ? DATA_HI : prefixed(PREFIX_DATA, range.end);
     // While the disk is full, batches wait in memory: they are merged like this batch's own writes (an apply

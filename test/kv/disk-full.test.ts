@@ -72,6 +72,33 @@ describe('a full disk under the state machine', () => {
     expect(formatDigest(again.digestNow().digest)).toBe(digest);
   });
 
+  it('a range read while a retry reopens the store: both finish (the read does not wait for the flush)', async () => {
+    const dir = await tempDir('disk-full-reopen');
+    cleanups.push(dir.cleanup);
+    const full = { on: false };
+    const sm = await open(join(dir.path, 'kv'), full);
+    sm.onFlushStalled = () => undefined;
+    const log = new LogBuilder();
+    full.on = true;
+    await sm.apply([log.cmd(put('a', '1'))]);
+    await sm.flush().catch(() => undefined);
+    expect(sm.isFlushStalled).toBe(true);
+    const retry = sm.retryFlush(); // fails, reopens the store (once the reads in flight are done), fails again
+    const read = values(sm);
+    const both = Promise.all([retry, read]);
+    let timer: NodeJS.Timeout | undefined;
+    const deadlock = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error('deadlock: the read and the retry wait for each other')), 10_000);
+    });
+    try {
+      const [landed, seen] = await Promise.race([both, deadlock]);
+      expect(landed).toBe(false);
+      expect(seen).toEqual(['a=1']);
+    } finally {
+      clearTimeout(timer);
+    }
+  });
+
   it('a crash while batches wait loses only what the WAL replays: LevelDB holds a whole-batch prefix', async () => {
     const dir = await tempDir('disk-full-crash');
     cleanups.push(dir.cleanup);

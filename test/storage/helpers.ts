@@ -80,3 +80,15 @@ export function tempDirs(tag: string): { newDir: () => string; copyDir: (src: st
     },
   };
 }
+
+/** Opens the WAL in `dir` expecting a failure; returns what it threw (undefined if it opened) and closes it otherwise. */
+export async function openWalFailure(dir: string): Promise<unknown> {
+  try {
+    const { WalStorage } = await import('../../src/storage/wal-storage.js');
+    const w = await WalStorage.open(dir, { logger: () => {} });
+    await w.close();
+    return undefined;
+  } catch (err) {
+    return err;
+  }
+}

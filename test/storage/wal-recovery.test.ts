@@ -8,7 +8,7 @@ import { readFrame } from '../../src/storage/wal-codec.js';
 import { WalStorage } from '../../src/storage/wal-storage.js';
 import type { WalOptions } from '../../src/storage/wal-storage.js';
 import { FaultFs } from './fault-fs.js';
-import { dirContents, entries, entry, plain, removeDir, seededRng, tempDirs, testSeed, walFiles } from './helpers.js';
+import { dirContents, entries, entry, plain, removeDir, seededRng, tempDirs, testSeed, walFiles, openWalFailure } from './helpers.js';
 
 const { newDir, copyDir, cleanup } = tempDirs('wal-rec');
 afterAll(cleanup);
@@ -73,13 +73,7 @@ function expectedEntries(from: number, to: number): ReturnType<typeof plain> {
 
 async function expectCorruption(dir: string, file: string, offset: number | undefined, what?: RegExp, context = ''): Promise<void> {
   const before = dirContents(dir);
-  let caught: unknown;
-  try {
-    const w = await WalStorage.open(dir, { logger: () => {} });
-    await w.close();
-  } catch (err) {
-    caught = err;
-  }
+  const caught = await openWalFailure(dir);
   expect(isRaftKvError(caught, 'DATA_CORRUPTION'), `${context} expected DATA_CORRUPTION, got ${String(caught)}`).toBe(true);
   const msg = caught instanceof Error ? caught.message : '';
   expect(msg, context).toContain(`${path.join(dir, file)} at offset ${offset ?? ''}`);

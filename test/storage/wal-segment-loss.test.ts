@@ -9,7 +9,7 @@ import { nodeFs } from '../../src/storage/fs-like.js';
 import type { FsLike } from '../../src/storage/fs-like.js';
 import { LAST_SEGMENT_FILE } from '../../src/storage/wal.js';
 import { WalStorage } from '../../src/storage/wal-storage.js';
-import { dirContents, entry, plain, tempDirs, walFiles } from './helpers.js';
+import { dirContents, entry, plain, tempDirs, walFiles, openWalFailure } from './helpers.js';
 
 const { newDir, copyDir, cleanup } = tempDirs('wal-loss');
 afterAll(cleanup);
@@ -39,13 +39,7 @@ function firstIndexOf(name: string): number {
 /** Opening `dir` fails with DATA_CORRUPTION whose message contains every `parts`, and changes no file. */
 async function expectLost(dir: string, parts: readonly string[]): Promise<string> {
   const before = dirContents(dir);
-  let caught: unknown;
-  try {
-    const w = await WalStorage.open(dir, { logger: () => {} });
-    await w.close();
-  } catch (err) {
-    caught = err;
-  }
+  const caught = await openWalFailure(dir);
   expect(isRaftKvError(caught, 'DATA_CORRUPTION'), `expected DATA_CORRUPTION, got ${String(caught)}`).toBe(true);
   const msg = caught instanceof Error ? caught.message : '';
   for (const p of parts) expect(msg).toContain(p);

@@ -5,10 +5,10 @@
 import type { Member } from '../../../src/node/api.js';
 import { RaftKvError } from '../../../src/shared/errors.js';
 import type { ApplyOutcome } from '../../../src/node/ports.js';
-import { confChangeProblem, decodeConfChange } from '../../../src/raft/conf-change.js';
+import { decodeConfChange } from '../../../src/raft/conf-change.js';
 import type { ConfState, Entry, Index, NodeId, Term } from '../../../src/raft/types.js';
 import { decodeEnvelope } from '../../../src/kv/codec.js';
-import { decodeMemberContext } from '../../../src/kv/state-machine.js';
+import { applyConfChangeToTable } from '../../../src/kv/members.js';
 import type { Envelope, KeyValue, RangeRequest, RangeResult } from '../../../src/kv/types.js';
 import { hashBytes, mix } from '../state-machine.js';
 
@@ -142,29 +142,7 @@ export class KvImage {
   }
 
   private applyConfChange(e: Entry): void {
-    const cc = decodeConfChange(e.data);
-    if (confChangeProblem(this.confState(), cc) !== undefined) return;
-    const prev = this.members.get(cc.nodeId);
-    switch (cc.type) {
-      case 'add-voter':
-      case 'add-learner': {
-        const ctx = decodeMemberContext(cc.context);
-        this.members.set(cc.nodeId, {
-          id: cc.nodeId,
-          peerAddress: ctx?.peerAddress ?? prev?.peerAddress ?? '',
-          clientAddress: ctx?.clientAddress ?? prev?.clientAddress ?? '',
-          learner: cc.type === 'add-learner',
-        });
-        return;
-      }
-      case 'remove':
-        this.members.delete(cc.nodeId);
-        return;
-      default: {
-        const never: never = cc.type;
-        throw new Error(`unknown conf change ${String(never)}`);
-      }
-    }
+    applyConfChangeToTable(this.members, decodeConfChange(e.data), undefined); // the production rule
   }
 }
 

@@ -62,7 +62,8 @@ import type {
 import { NONE } from '../raft/types.js';
 import type { Command, CommandResult, RangeRequest, RangeResult } from '../kv/types.js';
 import { encodeEnvelope } from '../kv/codec.js';
-import { KV_CORRUPTION_REMEDY, encodeMemberContext } from '../kv/state-machine.js';
+import { encodeMemberContext } from '../kv/state-machine.js';
+import { REPLACE_MEMBER_REMEDY } from '../shared/remedies.js';
 import { validateCommand, validateRange } from '../kv/validate.js';
 import { KvStateMachine } from '../kv/state-machine.js';
 import { WalStorage } from '../storage/wal-storage.js';
@@ -181,6 +182,10 @@ interface ReadBatch {
 // answer may have been lost; etcd's follower retries after 500 ms too). The leader answers each request; the
 // first answer serves the batch, later ones find it gone.
 const READ_INDEX_RETRY_TICKS = 5;
+// A snapshot asked for (saveSnapshot, or one a follower needs) may take this long to write: minutes for GiBs.
+const SNAPSHOT_WAIT_MS = 10 * 60_000;
+// status().dataSizeBytes is refreshed this often (5 s at the default tick): a directory walk, not for every tick.
+const DATA_SIZE_REFRESH_TICKS = 50;
 
 const DISK_FULL_RETRY_MS = 1000;
 const MAX_TICKS_PER_TURN_FACTOR = 2; // a stalled loop catches up at most 2 election timeouts of ticks at once
@@ -617,7 +622,7 @@ export class RaftKvNode implements KvNode {
 
   async saveSnapshot(): Promise<string> {
     this.checkRunning();
-    const request = new PendingRequest<string>(this.clock, this.clock.now() + 10 * 60_000, 'snapshot', () => undefined);
+    const request = new PendingRequest<string>(this.clock, this.clock.now() + SNAPSHOT_WAIT_MS, 'snapshot', () => undefined);
     this.enqueueRequest({ type: 'save-snapshot', request }, request);
     return request.promise;
   }
@@ -898,7 +903,7 @@ export class RaftKvNode implements KvNode {
     for (let i = 0; i < ticks; i++) this.rawNode.tick();
     if (ticks > 0) this.retryFollowerReads(ticks);
     this.sizeRefreshTicks += ticks;
-    if (this.sizeRefreshTicks >= 50) {
+    if (this.sizeRefreshTicks >= DATA_SIZE_REFRESH_TICKS) {
       this.sizeRefreshTicks = 0;
       void this.refreshDataSize();
     }
@@ -1498,7 +1503,7 @@ export class RaftKvNode implements KvNode {
   }
 
   raiseCorrupt(reason: string): void {
-    const err = new RaftKvError('DATA_CORRUPTION', `CORRUPT: ${reason}; ${KV_CORRUPTION_REMEDY}`);
+    const err = new RaftKvError('DATA_CORRUPTION', `CORRUPT: ${reason}; ${REPLACE_MEMBER_REMEDY}`);
     this.log.fatal({ err: err.message }, 'CORRUPT: this member stops serving');
     this.applyFailure ??= err;
     this.inbox.notify(); // the loop rethrows it
@@ -1531,7 +1536,7 @@ export class RaftKvNode implements KvNode {
   }
 
   private requestInternalSnapshot(why: string): void {
-    const internal = new PendingRequest<string>(this.clock, this.clock.now() + 10 * 60_000, `snapshot ${why}`, () => undefined);
+    const internal = new PendingRequest<string>(this.clock, this.clock.now() + SNAPSHOT_WAIT_MS, `snapshot ${why}`, () => undefined);
     internal.promise.catch((err: unknown) => this.log.warn({ term: this.term, role: this.role, err }, `snapshot ${why} failed`));
     this.snapshotRequests.push(internal);
   }

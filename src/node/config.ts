@@ -2,6 +2,7 @@
 import type { NodeId } from '../raft/types.js';
 import type { KvLimits } from '../kv/types.js';
 import { DEFAULT_KV_LIMITS } from '../kv/types.js';
+import { RaftKvError } from '../shared/errors.js';
 
 // How often a member rescans its state machine against the digest apply keeps (0: never). A scan reads every
 // key once (about a second per million keys here), so hourly costs well under 0.1% of one core.
@@ -65,3 +66,29 @@ export const NODE_CONFIG_DEFAULTS = {
   initialCorruptCheck: true,
 } as const satisfies Partial<NodeConfig>;
 
+/** Refuses a config the node cannot run (INVALID_ARGUMENT naming the field). */
+export function validateNodeConfig(c: NodeConfig): void {
+  const bad = (msg: string): never => {
+    throw new RaftKvError('INVALID_ARGUMENT', `node config: ${msg}`);
+  };
+  if (!Number.isInteger(c.id) || c.id <= 0 || c.id >= 2 ** 31) bad(`id must be a positive integer below 2^31, got ${c.id}`);
+  if (c.clusterId === '') bad('clusterId must not be empty');
+  if (c.dataDir === '') bad('dataDir must not be empty');
+  if (!(c.tickIntervalMs > 0)) bad(`tickIntervalMs must be positive, got ${c.tickIntervalMs}`);
+  if (!(c.heartbeatIntervalTicks >= 1)) bad('heartbeatIntervalTicks must be >= 1');
+  if (!(c.electionTimeoutTicks > c.heartbeatIntervalTicks)) bad('electionTimeoutTicks must exceed heartbeatIntervalTicks');
+  if (!(c.snapshotEveryEntries >= 1)) bad('snapshotEveryEntries must be >= 1');
+  if (!(c.snapshotsKept >= 1)) bad('snapshotsKept must be >= 1');
+  if (!(c.maxInboxItems >= 1)) bad('maxInboxItems must be >= 1');
+  if (!(c.maxPendingProposals >= 1)) bad('maxPendingProposals must be >= 1');
+  if (!(c.maxPendingReads >= 1)) bad('maxPendingReads must be >= 1');
+  if (c.initialClusterState === 'new' && !c.initialMembers.some((m) => m.id === c.id)) {
+    bad(`initialMembers must include this node (${c.id}) when initialClusterState is 'new'`);
+  }
+  const ids = new Set<NodeId>();
+  for (const m of c.initialMembers) {
+    if (!Number.isInteger(m.id) || m.id <= 0) bad(`initial member id ${m.id} is not a positive integer`);
+    if (ids.has(m.id)) bad(`initial member ${m.id} listed twice`);
+    ids.add(m.id);
+  }
+}

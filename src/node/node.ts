@@ -38,12 +38,13 @@ import { randomInt } from 'node:crypto';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { pino } from 'pino';
-import { decodeConfChange, encodeConfChange } from '../raft/conf-change.js';
+import { decodeConfChange } from '../raft/conf-change.js';
 import { defaultRaftConfig } from '../raft/config.js';
 import { RaftError, isRaftError } from '../raft/errors.js';
 import { RawNode } from '../raft/raw-node.js';
 import type { RaftStatus } from '../raft/raw-node.js';
 import { seededRng } from '../raft/rng.js';
+import { assertNever } from '../raft/util.js';
 import type {
   ConfChange,
   Entry,
@@ -71,7 +72,9 @@ import type { Transport } from '../transport/transport.js';
 import type { KeySpaceDigestAt, KvNode, Member, NodeStatus, ReadOptions, ResponseHeader, WriteOptions } from './api.js';
 import type { Clock } from '../shared/clock.js';
 import { systemClock } from '../shared/clock.js';
-import { DEFAULT_CORRUPT_CHECK_INTERVAL_MS } from './config.js';
+import { DEFAULT_CORRUPT_CHECK_INTERVAL_MS, validateNodeConfig } from './config.js';
+import { fromRaftError } from './core-errors.js';
+import { recover } from './recovery.js';
 import type { NodeConfig } from './config.js';
 import { RaftKvError, isRaftKvError } from '../shared/errors.js';
 import type { LeaderHint } from '../shared/errors.js';
@@ -194,63 +197,8 @@ function assert(cond: unknown, msg: string): asserts cond {
   if (!cond) throw new Error(`node invariant violated: ${msg}`);
 }
 
-function assertNever(x: never): never {
-  throw new Error(`unexpected value: ${JSON.stringify(x)}`);
-}
-
 function contextKey(ctx: Uint8Array): string {
   return Buffer.from(ctx.buffer, ctx.byteOffset, ctx.byteLength).toString('hex');
-}
-
-export function validateNodeConfig(c: NodeConfig): void {
-  const bad = (msg: string): never => {
-    throw new RaftKvError('INVALID_ARGUMENT', `node config: ${msg}`);
-  };
-  if (!Number.isInteger(c.id) || c.id <= 0 || c.id >= 2 ** 31) bad(`id must be a positive integer below 2^31, got ${c.id}`);
-  if (c.clusterId === '') bad('clusterId must not be empty');
-  if (c.dataDir === '') bad('dataDir must not be empty');
-  if (!(c.tickIntervalMs > 0)) bad(`tickIntervalMs must be positive, got ${c.tickIntervalMs}`);
-  if (!(c.heartbeatIntervalTicks >= 1)) bad('heartbeatIntervalTicks must be >= 1');
-  if (!(c.electionTimeoutTicks > c.heartbeatIntervalTicks)) bad('electionTimeoutTicks must exceed heartbeatIntervalTicks');
-  if (!(c.snapshotEveryEntries >= 1)) bad('snapshotEveryEntries must be >= 1');
-  if (!(c.snapshotsKept >= 1)) bad('snapshotsKept must be >= 1');
-  if (!(c.maxInboxItems >= 1)) bad('maxInboxItems must be >= 1');
-  if (!(c.maxPendingProposals >= 1)) bad('maxPendingProposals must be >= 1');
-  if (!(c.maxPendingReads >= 1)) bad('maxPendingReads must be >= 1');
-  if (c.initialClusterState === 'new' && !c.initialMembers.some((m) => m.id === c.id)) {
-    bad(`initialMembers must include this node (${c.id}) when initialClusterState is 'new'`);
-  }
-  const ids = new Set<NodeId>();
-  for (const m of c.initialMembers) {
-    if (!Number.isInteger(m.id) || m.id <= 0) bad(`initial member id ${m.id} is not a positive integer`);
-    if (ids.has(m.id)) bad(`initial member ${m.id} listed twice`);
-    ids.add(m.id);
-  }
-}
-
-/** Maps the core's typed errors to the node's. */
-function fromRaftError(err: RaftError, hint: LeaderHint): RaftKvError {
-  switch (err.code) {
-    case 'NOT_LEADER':
-      return new RaftKvError('NOT_LEADER', err.message, hint);
-    case 'TRANSFER_IN_PROGRESS':
-      return new RaftKvError('UNAVAILABLE', `leadership transfer in progress: ${err.message}`, hint);
-    case 'UNCOMMITTED_LIMIT':
-      return new RaftKvError('RESOURCE_EXHAUSTED', `too many uncommitted entries: ${err.message}`);
-    case 'CONF_CHANGE_PENDING':
-      return new RaftKvError('FAILED_PRECONDITION', `a membership change is pending: ${err.message}`);
-    case 'INVALID_CONF_CHANGE':
-      return new RaftKvError('FAILED_PRECONDITION', `invalid membership change: ${err.message}`);
-    case 'PROPOSAL_TOO_LARGE':
-      return new RaftKvError('INVALID_ARGUMENT', `proposal too large: ${err.message}`);
-    case 'UNAVAILABLE':
-      return new RaftKvError('UNAVAILABLE', err.message, hint);
-    case 'COMPACTED':
-    case 'SNAPSHOT_OUT_OF_DATE':
-      return new RaftKvError('UNAVAILABLE', `storage: ${err.message}`);
-    default:
-      return assertNever(err.code);
-  }
 }
 
 /**
@@ -392,7 +340,7 @@ export class RaftKvNode implements KvNode {
     const files = deps.files ?? diskFiles;
     await files.mkdir(snapDir);
     await files.mkdir(join(config.dataDir, 'snap-inbox'));
-    await RaftKvNode.recover(config, wal, sm, snapDir, logger);
+    await recover(config, wal, sm, snapDir, logger);
 
     let rng = deps.rng;
     if (rng === undefined) {
@@ -446,73 +394,6 @@ export class RaftKvNode implements KvNode {
       'node started',
     );
     return node;
-  }
-
-  /** Bootstraps an empty directory, and reconciles the WAL with the state machine after a crash. */
-  private static async recover(config: NodeConfig, wal: DurableLog, sm: StateMachine, snapDir: string, log: pino.Logger): Promise<void> {
-    const walState = wal.initialState();
-    if (sm.appliedIndex === 0 && sm.members().length === 0 && wal.snapshot().metadata.index === 0 && wal.lastIndex() === 0) {
-      if (config.initialClusterState === 'new') {
-        // A brand-new member (or one whose bootstrap a crash interrupted): the WAL was created with the
-        // voters in its index-0 snapshot (startNode passes initialConfState). The initial membership also goes
-        // into the log as committed conf-change entries 1..n of term 1, identical on every initial member, so
-        // that a member joining later and replaying the log from index 1 learns it too (etcd does the same).
-        const members: Member[] = [...config.initialMembers]
-          .sort((x, y) => x.id - y.id)
-          .map((m) => ({ id: m.id, peerAddress: m.peerAddress, clientAddress: m.clientAddress, learner: false }));
-        const voters = members.map((m) => m.id);
-        const walVoters = [...walState.confState.voters].sort((x, y) => x - y);
-        if (walVoters.join(',') !== voters.join(',') || walState.confState.learners.length > 0) {
-          throw new RaftKvError(
-            'CLUSTER_MISMATCH',
-            `the log in ${config.dataDir} starts with voters [${walVoters.join(',')}], not initialMembers [${voters.join(',')}]`,
-          );
-        }
-        const entries: Entry[] = members.map((m, i) => ({
-          term: 1,
-          index: i + 1,
-          type: 'conf-change',
-          data: encodeConfChange({ type: 'add-voter', nodeId: m.id, context: encodeMemberContext(m) }),
-        }));
-        await wal.append(entries);
-        await wal.setHardState({ term: 1, vote: NONE, commit: entries.length });
-        await wal.sync();
-        log.info({ voters }, 'bootstrapped a new cluster');
-      } else {
-        log.info('empty data directory joining an existing cluster: waiting for the leader to send the log');
-      }
-      return;
-    }
-    const walSnap = wal.snapshot().metadata;
-    if (sm.appliedIndex < walSnap.index) {
-      // The WAL was compacted past what the state machine holds (its last writes were lost): restore the
-      // newest snapshot file, which must cover the WAL's snapshot.
-      const latest = await sm.latestSnapshot(snapDir);
-      if (latest === undefined || latest.metadata.index < walSnap.index) {
-        throw new RaftKvError(
-          'DATA_CORRUPTION',
-          `state machine at index ${sm.appliedIndex} is behind the log's snapshot at ${walSnap.index}, and no snapshot file in ${snapDir} covers it`,
-        );
-      }
-      log.warn({ applied: sm.appliedIndex, snapshotIndex: latest.metadata.index }, 'state machine behind the log: restoring snapshot');
-      await sm.restoreSnapshot(latest.path);
-    }
-    const hs = wal.initialState().hardState;
-    if (sm.appliedIndex > hs.commit) {
-      // The state machine is ahead of the durable commit index: either the hard state's commit was not yet
-      // synced, or a received snapshot was restored before the log recorded it. Both are committed state.
-      let termAt: Term | undefined;
-      if (sm.appliedIndex >= wal.firstIndex() - 1 && sm.appliedIndex <= wal.lastIndex()) termAt = wal.term(sm.appliedIndex);
-      if (termAt === sm.appliedTerm) {
-        await wal.setHardState({ ...hs, commit: sm.appliedIndex });
-      } else {
-        log.warn({ applied: sm.appliedIndex, commit: hs.commit }, 'log behind the state machine: recording its snapshot in the log');
-        await wal.applySnapshot({ metadata: { index: sm.appliedIndex, term: sm.appliedTerm, confState: sm.confState() } });
-        const after = wal.initialState().hardState;
-        if (after.commit < sm.appliedIndex) await wal.setHardState({ ...after, commit: sm.appliedIndex });
-      }
-      await wal.sync();
-    }
   }
 
   // ---------------------------------------------------------------------------------------------------------

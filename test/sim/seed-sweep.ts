@@ -1,6 +1,7 @@
 // The CI seed sweep shared by the 3-node and 5-node test files: chunks of seeds, each chunk one test, so a
 // failure names its seeds and no single test runs long. Replay a failure with the printed command.
 import { expect, it } from 'vitest';
+import { expectNoFailures } from './expect-no-failures.js';
 import { DEFAULT_STEPS } from './sim-defaults.js';
 import { formatFailure, runSimulation, type SimResult } from './simulator.js';
 
@@ -18,15 +19,7 @@ export function sweep(nodes: 3 | 5, firstSeed = 1, seeds = SEEDS_PER_NODE_COUNT)
         events += r.stats.events;
         if (!r.ok) failures.push(r);
       }
-      const report = failures
-        .slice(0, 3)
-        .map((f) => formatFailure(f))
-        .join('\n');
-      if (failures.length > 0) process.stderr.write(`${report}\n`);
-      expect(
-        failures.map((f) => `seed ${f.seed}: ${f.violation?.property ?? ''}: ${f.violation?.detail ?? ''}`),
-        report,
-      ).toEqual([]);
+      expectNoFailures(failures, formatFailure);
       // The sweep really ran: every seed processed at least its fault-phase events.
       expect(events).toBeGreaterThanOrEqual((hi - lo + 1) * DEFAULT_STEPS);
     });

@@ -2,6 +2,7 @@
 // files in parallel): chunks of seeds, each chunk one test, so a failure names its seeds and no test runs long.
 // A failure prints its report (seed, property, last events) and the replay command.
 import { expect, it } from 'vitest';
+import { expectNoFailures } from '../expect-no-failures.js';
 import { DRIVER_DEFAULT_TICKS, formatDriverFailure, runDriverSimulation } from './driver-simulation.js';
 import type { DriverSimResult } from './driver-simulation.js';
 
@@ -20,15 +21,7 @@ export function driverSweep(nodes: 3 | 5, firstSeed = 1, seeds = DRIVER_SEEDS_PE
         ticks += r.stats.ticks;
         if (!r.ok) failures.push(r);
       }
-      const report = failures
-        .slice(0, 3)
-        .map((f) => formatDriverFailure(f))
-        .join('\n');
-      if (failures.length > 0) process.stderr.write(`${report}\n`);
-      expect(
-        failures.map((f) => `seed ${f.seed}: ${f.violation?.property ?? ''}: ${f.violation?.detail ?? ''}`),
-        report,
-      ).toEqual([]);
+      expectNoFailures(failures, formatDriverFailure);
       // The sweep really ran: every seed went through its fault phase and healed.
       expect(ticks).toBeGreaterThan((hi - lo + 1) * DRIVER_DEFAULT_TICKS);
     });

@@ -93,6 +93,14 @@ export interface WalFrame {
   readonly bytes: number;
 }
 
+/** A segment file's frames and its last one (the file must hold a record). */
+function lastWalFrame(path: string): { frames: WalFrame[]; last: WalFrame } {
+  const frames = walFrames(readFileSync(path));
+  const last = frames[frames.length - 1];
+  if (last === undefined) throw new Error(`${path}: no record`);
+  return { frames, last };
+}
+
 /** The record frames of a segment file, up to its first zero length (the preallocated tail) or EOF. */
 export function walFrames(buf: Buffer): WalFrame[] {
   const out: WalFrame[] = [];
@@ -247,9 +255,7 @@ export const DAMAGES: readonly Damage[] = [
     expect: 'recovered',
     victims: (d) => lastSegmentWithRecordsPastPreamble(d),
     apply: (v, rng, d) => {
-      const frames = walFrames(readFileSync(v));
-      const last = frames[frames.length - 1];
-      if (last === undefined) throw new Error(`${v}: no record`);
+      const { frames, last } = lastWalFrame(v);
       const keep = 1 + rng.int(last.bytes - 1);
       truncateSync(v, last.offset + keep);
       return `truncated WAL segment ${rel(d, v)} (${segmentPosition(d, v)}) part-way into its last record (record ${frames.length}, offset ${last.offset}: kept ${keep} of its ${last.bytes} bytes)`;
@@ -261,9 +267,7 @@ export const DAMAGES: readonly Damage[] = [
     expect: 'recovered',
     victims: (d) => lastSegmentWithRecordsPastPreamble(d),
     apply: (v, rng, d) => {
-      const frames = walFrames(readFileSync(v));
-      const last = frames[frames.length - 1];
-      if (last === undefined) throw new Error(`${v}: no record`);
+      const { last } = lastWalFrame(v);
       const at = last.offset + last.bytes;
       const length = 20 + rng.int(200); // what the record's length field claims
       const written = 1 + rng.int(FRAME_HEADER_BYTES + length - 1); // how much of it reached the file

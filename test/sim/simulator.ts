@@ -15,7 +15,7 @@ import { EventQueue } from './event-queue.js';
 import { SimStorage } from './sim-storage.js';
 import { between, chance, childSeed, pick, shuffle } from './sim-rng.js';
 import { HashChainStateMachine, encodeProposal, entryKey, type SmSnapshot } from './state-machine.js';
-import { Trace, code } from './trace.js';
+import { Trace, code, messageWords } from './trace.js';
 import { describeMessage, describeReady } from '../../src/raft/describe.js';
 import { checkNodeInvariants, NodeInvariantChecker } from '../../src/raft/invariants.js';
 import { SimViolation, type SimProperty } from './violation.js';
@@ -1319,48 +1319,6 @@ class Simulation {
     const t = this.now;
     this.trace.record(words, () => `[t${t}] ${describe()}`);
   }
-}
-
-function messageWords(m: Message): number[] {
-  const w = [code(m.type), m.from, m.to, m.term];
-  switch (m.type) {
-    case 'app':
-      w.push(m.index, m.logTerm, m.entries.length, m.commit);
-      break;
-    case 'app-resp':
-      w.push(m.index, m.reject ? 1 : 0, m.rejectHint, m.logTerm);
-      break;
-    case 'vote':
-    case 'pre-vote':
-      w.push(m.index, m.logTerm, m.transfer ? 1 : 0);
-      break;
-    case 'vote-resp':
-    case 'pre-vote-resp':
-      w.push(m.reject ? 1 : 0);
-      break;
-    case 'heartbeat':
-      w.push(m.commit, m.context.byteLength);
-      break;
-    case 'heartbeat-resp':
-      w.push(m.context.byteLength);
-      break;
-    case 'snap':
-      w.push(m.snapshot.metadata.index, m.snapshot.metadata.term);
-      break;
-    case 'timeout-now':
-      break;
-    case 'read-index':
-      w.push(m.context.byteLength);
-      break;
-    case 'read-index-resp':
-      w.push(m.index, m.reject ? 1 : 0);
-      break;
-    default: {
-      const never: never = m;
-      throw new Error(`unknown message ${JSON.stringify(never)}`);
-    }
-  }
-  return w;
 }
 
 /** Runs one seeded simulation; never throws for a property violation (it is in the result). */

@@ -1,5 +1,6 @@
 // The run's event trace: a rolling hash over every event (determinism checks) and the last N events,
 // formatted lazily (only a failing run pays for the strings).
+import type { Message } from '../../src/raft/types.js';
 import { mix } from './state-machine.js';
 
 export class Trace {
@@ -41,4 +42,47 @@ export function code(s: string): number {
   let h = 0x811c9dc5;
   for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
   return h >>> 0;
+}
+
+/** A message as trace words (what the trace hash covers of it). */
+export function messageWords(m: Message): number[] {
+  const w = [code(m.type), m.from, m.to, m.term];
+  switch (m.type) {
+    case 'app':
+      w.push(m.index, m.logTerm, m.entries.length, m.commit);
+      break;
+    case 'app-resp':
+      w.push(m.index, m.reject ? 1 : 0, m.rejectHint, m.logTerm);
+      break;
+    case 'vote':
+    case 'pre-vote':
+      w.push(m.index, m.logTerm, m.transfer ? 1 : 0);
+      break;
+    case 'vote-resp':
+    case 'pre-vote-resp':
+      w.push(m.reject ? 1 : 0);
+      break;
+    case 'heartbeat':
+      w.push(m.commit, m.context.byteLength);
+      break;
+    case 'heartbeat-resp':
+      w.push(m.context.byteLength);
+      break;
+    case 'snap':
+      w.push(m.snapshot.metadata.index, m.snapshot.metadata.term);
+      break;
+    case 'timeout-now':
+      break;
+    case 'read-index':
+      w.push(m.context.byteLength);
+      break;
+    case 'read-index-resp':
+      w.push(m.index, m.reject ? 1 : 0);
+      break;
+    default: {
+      const never: never = m;
+      throw new Error(`unknown message ${JSON.stringify(never)}`);
+    }
+  }
+  return w;
 }

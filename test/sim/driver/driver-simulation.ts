@@ -35,7 +35,7 @@ import { DEFAULT_KV_LIMITS } from '../../../src/kv/types.js';
 import type { RangeRequest } from '../../../src/kv/types.js';
 import { SafetyChecker, checkDurableLogMatching } from '../checkers.js';
 import { between, chance, childSeed, pick, shuffle } from '../sim-rng.js';
-import { Trace, code } from '../trace.js';
+import { Trace, code, messageWords } from '../trace.js';
 import { SimViolation } from '../violation.js';
 import type { SimProperty } from '../violation.js';
 import { ClientHistory } from './client-history.js';
@@ -1092,42 +1092,6 @@ class DriverSimulation implements ViolationSink {
 
 function describeConf(cs: ConfState | undefined): string {
   return cs === undefined ? '-' : `[${cs.voters.join(',')}|${cs.learners.join(',')}]`;
-}
-
-function messageWords(m: Message): number[] {
-  const w = [code(m.type), m.from, m.to, m.term];
-  switch (m.type) {
-    case 'app':
-      w.push(m.index, m.logTerm, m.entries.length, m.commit);
-      break;
-    case 'app-resp':
-      w.push(m.index, m.reject ? 1 : 0);
-      break;
-    case 'vote-resp':
-    case 'pre-vote-resp':
-      w.push(m.reject ? 1 : 0);
-      break;
-    case 'heartbeat':
-      w.push(m.commit);
-      break;
-    case 'snap':
-      w.push(m.snapshot.metadata.index);
-      break;
-    case 'vote':
-    case 'pre-vote':
-      w.push(m.index, m.logTerm);
-      break;
-    case 'heartbeat-resp':
-    case 'timeout-now':
-    case 'read-index':
-    case 'read-index-resp':
-      break;
-    default: {
-      const never: never = m;
-      throw new Error(`unknown message ${JSON.stringify(never)}`);
-    }
-  }
-  return w;
 }
 
 /** Runs one seeded simulation of the production driver; never throws for a property violation. */

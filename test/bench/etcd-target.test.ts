@@ -1,17 +1,16 @@
 // The etcd target against a real single-member etcd (Debian's etcd-server), checked with etcdctl, an
-// independent client: this is what proves our etcdserverpb field numbers right. Skipped where etcd is absent.
-import { onPath } from '../../bench/etcd-cluster.js';
+// independent client: this is what proves our etcdserverpb field numbers right. Skipped where etcd is absent
+// (failing instead under CI: ../system-deps.ts).
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { EtcdTarget } from '../../bench/etcd-target.js';
 import { ManagedProcess } from '../../bench/proc-group.js';
+import { describeWithSystem } from '../system-deps.js';
 
-const haveEtcd = onPath('etcd') && onPath('etcdctl');
-
-describe.skipIf(!haveEtcd)('EtcdTarget against a real etcd', () => {
+describeWithSystem(['etcd', 'etcdctl'], 'EtcdTarget against a real etcd', () => {
   let dir = '';
   let etcd: ManagedProcess | undefined;
   let target: EtcdTarget | undefined;

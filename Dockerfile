@@ -8,6 +8,7 @@ COPY src ./src
 COPY test ./test
 COPY bench ./bench
 COPY cluster ./cluster
+COPY scripts ./scripts
 # npm ci runs the `prepare` script, which compiles the TypeScript into dist/.
 RUN npm ci && npm prune --omit=dev
 ENV NODE_ENV=production

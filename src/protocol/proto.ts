@@ -1,24 +1,11 @@
 // The one place proto/raftkv.proto is loaded (proto-loader): camelCase fields, bytes as Buffer, 64-bit integers
 // as JS numbers, enums as strings, defaults filled in, oneofs as a virtual field naming the set member.
 // Services, clients and the peer transport all take their method definitions and wire types from here.
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { MethodDefinition, ServiceDefinition } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
+import { findProtoFile } from './proto-dir.js';
 
-/** Finds proto/raftkv.proto from src/protocol/ (tests, tsx) or dist/src/protocol/ (the built CLI). */
-function findProtoFile(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 6; i++) {
-    const candidate = join(dir, 'proto', 'raftkv.proto');
-    if (existsSync(candidate)) return candidate;
-    dir = dirname(dir);
-  }
-  throw new Error('proto/raftkv.proto not found above ' + dirname(fileURLToPath(import.meta.url)));
-}
-
-export const PROTO_FILE = findProtoFile();
+export const PROTO_FILE = findProtoFile('raftkv.proto');
 
 const packageDefinition = loadSync(PROTO_FILE, {
   keepCase: false,

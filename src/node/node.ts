@@ -54,7 +54,6 @@ import type {
   ReadState,
   Ready,
   Rng,
-  Role,
   Snapshot,
   SnapshotMessage,
   SoftState,
@@ -77,7 +76,6 @@ import { fromRaftError } from './core-errors.js';
 import { recover } from './recovery.js';
 import type { NodeConfig } from './config.js';
 import { RaftKvError, isRaftKvError } from '../shared/errors.js';
-import type { LeaderHint } from '../shared/errors.js';
 import { DataDirLock } from './data-dir-lock.js';
 import { checkDataDirIdentity } from './identity.js';
 import { IncarnationRegistry } from './incarnations.js';
@@ -85,6 +83,12 @@ import { Inbox } from './inbox.js';
 import type { ApplyOutcome, DurableLog, NodeFiles, SnapshotFile, StateMachine } from './ports.js';
 import { checkReconfigSafe } from './reconfig-check.js';
 import { PendingRequest } from './request.js';
+import { assert } from './assert.js';
+import { NodeContext } from './node-context.js';
+import { newDriverStats } from './stats.js';
+import type { DriverStats } from './stats.js';
+
+export type { DriverStats } from './stats.js';
 
 export interface NodeDeps {
   transport: Transport;
@@ -135,21 +139,6 @@ export interface NodeStores {
 export type WriteReply = { header: ResponseHeader; result: CommandResult };
 export type ReadReply = { header: ResponseHeader; result: RangeResult };
 
-/** Counters of the driver loop (tests check group commit with them). */
-export interface DriverStats {
-  turns: number; // loop iterations that drained the inbox
-  readies: number; // Ready bundles handled
-  syncs: number; // WAL fsyncs (mustSync Readies)
-  entriesPersisted: number; // entries appended to the WAL
-  entriesApplied: number; // committed entries applied to the state machine
-  proposals: number; // client writes proposed to the core
-  readBatches: number; // ReadIndex rounds started (one per loop turn with linearizable reads)
-  snapshotsTaken: number; // state machine snapshots written by this node
-  snapshotsSent: number; // snapshot files sent to followers
-  snapshotsInstalled: number; // snapshots received from a leader and installed
-  droppedPeerMessages: number; // peer message batches dropped because the inbox was full
-}
-
 type AdminReply = readonly Member[];
 
 type InboxItem =
@@ -193,10 +182,6 @@ const DATA_SIZE_REFRESH_TICKS = 50;
 const DISK_FULL_RETRY_MS = 1000;
 const MAX_TICKS_PER_TURN_FACTOR = 2; // a stalled loop catches up at most 2 election timeouts of ticks at once
 
-function assert(cond: unknown, msg: string): asserts cond {
-  if (!cond) throw new Error(`node invariant violated: ${msg}`);
-}
-
 function contextKey(ctx: Uint8Array): string {
   return Buffer.from(ctx.buffer, ctx.byteOffset, ctx.byteLength).toString('hex');
 }
@@ -235,19 +220,7 @@ export async function startNode(config: NodeConfig, deps: NodeDeps): Promise<Raf
 
 export class RaftKvNode implements KvNode {
   readonly id: NodeId;
-  readonly stats: DriverStats = {
-    turns: 0,
-    readies: 0,
-    syncs: 0,
-    entriesPersisted: 0,
-    entriesApplied: 0,
-    proposals: 0,
-    readBatches: 0,
-    snapshotsTaken: 0,
-    snapshotsSent: 0,
-    snapshotsInstalled: 0,
-    droppedPeerMessages: 0,
-  };
+  readonly stats: DriverStats = newDriverStats();
 
   private readonly log: pino.Logger;
   private readonly clock: Clock;
@@ -257,10 +230,7 @@ export class RaftKvNode implements KvNode {
   private readonly snapInboxDir: string;
   private pendingTicks = 0; // ticks fired since the loop last drained (coalesced, not inbox items)
   private cancelTick: (() => void) | undefined; // stops the tick timer
-  private role: Role = 'follower'; // last soft state seen from the core
-  private leaderId: NodeId = NONE; // last known leader (NONE = unknown)
-  private term: Term = 0; // last hard state term seen
-  private commitIndex: Index = 0; // last hard state commit seen
+  private readonly known: NodeContext; // term, commit, role and leader as of the last Ready; the rooms' context
   private readonly proposals = new Map<Index, PendingProposal>(); // proposals in the core, by log index
   private pendingWriteCount = 0; // unsettled writes + admin changes (queued or proposed) <= maxPendingProposals
   private pendingReadCount = 0; // unsettled linearizable reads <= maxPendingReads
@@ -320,16 +290,17 @@ export class RaftKvNode implements KvNode {
     this.id = config.id;
     this.log = logger;
     this.clock = deps.clock ?? systemClock;
+    this.known = new NodeContext(config.id, this.clock, logger, () => sm.members());
     this.files = deps.files ?? diskFiles;
     this.inbox = new Inbox<InboxItem>(config.maxInboxItems);
     this.snapDir = join(config.dataDir, 'snap');
     this.snapInboxDir = join(config.dataDir, 'snap-inbox');
     this.lastSnapshotIndex = sm.appliedIndex;
     const st = rawNode.status();
-    this.term = st.term;
-    this.commitIndex = st.commit;
-    this.role = st.role;
-    this.leaderId = st.leader;
+    this.known.term = st.term;
+    this.known.commitIndex = st.commit;
+    this.known.role = st.role;
+    this.known.leaderId = st.leader;
   }
 
   /** Opens (or bootstraps) a node on `stores` and starts its loop, timer and transport. */
@@ -417,10 +388,10 @@ export class RaftKvNode implements KvNode {
       if (this.restoring !== undefined) await this.restoring;
       const index = this.sm.appliedIndex;
       const result = await this.sm.range(range);
-      return { result, header: this.header(index) };
+      return { result, header: this.known.header(index) };
     }
     this.checkDeadline(opts.deadlineMs, 'read');
-    if (this.leaderId === NONE) throw this.notLeaderError(); // any member serves it, given a leader to ask
+    if (this.known.leaderId === NONE) throw this.known.notLeaderError(); // any member serves it, given a leader to ask
     if (this.pendingReadCount >= this.config.maxPendingReads) {
       throw new RaftKvError('RESOURCE_EXHAUSTED', `too many pending linearizable reads (maxPendingReads ${this.config.maxPendingReads})`);
     }
@@ -543,7 +514,7 @@ export class RaftKvNode implements KvNode {
 
   /** The last known leader (NONE if unknown) and this node's role, as of the last Ready. */
   get knownLeader(): NodeId {
-    return this.leaderId;
+    return this.known.leaderId;
   }
 
   get isDiskFull(): boolean {
@@ -558,7 +529,7 @@ export class RaftKvNode implements KvNode {
   private onKvDiskFull(err: Error): void {
     if (!this.kvDiskFull) {
       this.kvDiskFull = true;
-      this.log.error({ term: this.term, role: this.role, err: err.message }, `disk full: writes refused, retrying every ${DISK_FULL_RETRY_MS} ms`);
+      this.log.error({ term: this.known.term, role: this.known.role, err: err.message }, `disk full: writes refused, retrying every ${DISK_FULL_RETRY_MS} ms`);
     }
     this.scheduleKvRetry();
   }
@@ -614,7 +585,7 @@ export class RaftKvNode implements KvNode {
       return;
     }
     this.kvDiskFull = false;
-    this.log.warn({ term: this.term, role: this.role }, 'disk has space again: state machine writes landed, writes resume');
+    this.log.warn({ term: this.known.term, role: this.known.role }, 'disk has space again: state machine writes landed, writes resume');
   }
 
   /** The fatal error that stopped the loop, if any. */
@@ -638,20 +609,8 @@ export class RaftKvNode implements KvNode {
 
   /** Fail fast: NOT_LEADER with a hint on a follower, UNAVAILABLE with no known leader. */
   private checkLeader(): void {
-    if (this.leaderId === this.id && this.role === 'leader') return;
-    throw this.notLeaderError();
-  }
-
-  private leaderHint(): LeaderHint {
-    const m = this.leaderId === NONE ? undefined : this.members().find((x) => x.id === this.leaderId);
-    return { leaderId: this.leaderId, leaderAddress: m?.clientAddress ?? '' };
-  }
-
-  private notLeaderError(): RaftKvError {
-    if (this.leaderId === NONE) {
-      return new RaftKvError('UNAVAILABLE', `node ${this.id}: no leader known (term ${this.term}); retry later`, this.leaderHint());
-    }
-    return new RaftKvError('NOT_LEADER', `node ${this.id} is not the leader; the leader is ${this.leaderId}`, this.leaderHint());
+    if (this.known.leads()) return;
+    throw this.known.notLeaderError();
   }
 
   private checkDeadline(deadlineMs: number, what: string): void {
@@ -714,7 +673,7 @@ export class RaftKvNode implements KvNode {
   /** Forgets a removed member's incarnation (durable; a failure is logged: the record stays, refusing that id). */
   private forgetIncarnation(id: NodeId, removedAt: Index): void {
     this.incarnations?.forget(id, removedAt).catch((err: unknown) => {
-      this.log.error({ term: this.term, role: this.role, member: id, err }, 'could not forget the incarnation of a removed member');
+      this.log.error({ term: this.known.term, role: this.known.role, member: id, err }, 'could not forget the incarnation of a removed member');
     });
   }
 
@@ -750,11 +709,11 @@ export class RaftKvNode implements KvNode {
       }
     } catch (err) {
       if (this.stopping && isRaftKvError(err, 'DISK_FULL')) {
-        this.log.warn({ term: this.term, role: this.role }, 'stopped while the disk was full: the last Ready was not persisted');
+        this.log.warn({ term: this.known.term, role: this.known.role }, 'stopped while the disk was full: the last Ready was not persisted');
         return;
       }
       this.failure = err instanceof Error ? err : new Error(String(err));
-      this.log.fatal({ err: this.failure, term: this.term, role: this.role }, 'driver loop failed: the node stops');
+      this.log.fatal({ err: this.failure, term: this.known.term, role: this.known.role }, 'driver loop failed: the node stops');
       this.failEverything(new RaftKvError('UNAVAILABLE', `node ${this.id} failed: ${this.failure.message}`));
       const onFatal = this.deps.onFatal;
       if (onFatal !== undefined) {
@@ -822,7 +781,7 @@ export class RaftKvNode implements KvNode {
           break;
         }
         case 'peer-unreachable':
-          if (item.peer === this.leaderId && this.role !== 'leader') this.rawNode.leaderUnreachable();
+          if (item.peer === this.known.leaderId && this.known.role !== 'leader') this.rawNode.leaderUnreachable();
           else this.rawNode.reportUnreachable(item.peer);
           break;
         case 'snapshot-status':
@@ -858,7 +817,7 @@ export class RaftKvNode implements KvNode {
     if (st.role !== 'leader' || st.leadTransferee !== NONE) return;
     for (const w of this.transferWaiters) {
       w.request.reject(
-        new RaftKvError('UNAVAILABLE', `transfer to member ${w.to} abandoned: it did not catch up within an election timeout; member ${this.id} still leads`, this.leaderHint()),
+        new RaftKvError('UNAVAILABLE', `transfer to member ${w.to} abandoned: it did not catch up within an election timeout; member ${this.id} still leads`, this.known.leaderHint()),
       );
     }
     this.transferWaiters.length = 0;
@@ -891,7 +850,7 @@ export class RaftKvNode implements KvNode {
     try {
       checkReconfigSafe(this.rawNode.status(), cc);
       const { index, term } = this.rawNode.proposeConfChange(cc);
-      this.log.info({ term, role: this.role, change: cc.type, member: cc.nodeId, index }, 'membership change proposed');
+      this.log.info({ term, role: this.known.role, change: cc.type, member: cc.nodeId, index }, 'membership change proposed');
       this.trackProposal(index, { kind: 'conf-change', term, request });
     } catch (err) {
       request.reject(this.mapCoreError(err));
@@ -908,7 +867,7 @@ export class RaftKvNode implements KvNode {
   }
 
   private mapCoreError(err: unknown): Error {
-    if (isRaftError(err)) return fromRaftError(err, this.leaderHint());
+    if (isRaftError(err)) return fromRaftError(err, this.known.leaderHint());
     if (isRaftKvError(err)) return err;
     throw err; // a bug: crash the loop
   }
@@ -917,7 +876,7 @@ export class RaftKvNode implements KvNode {
     if (request.settled) return;
     try {
       this.rawNode.transferLeader(to);
-      this.log.info({ term: this.term, role: this.role, to }, 'leadership transfer started');
+      this.log.info({ term: this.known.term, role: this.known.role, to }, 'leadership transfer started');
       this.transferWaiters.push({ to, request });
     } catch (err) {
       request.reject(this.mapCoreError(err));
@@ -931,8 +890,8 @@ export class RaftKvNode implements KvNode {
    * member has applied up to it (§6.4: any member answers linearizable reads).
    */
   private startReadBatch(reads: PendingRead[]): void {
-    if (this.leaderId === NONE) {
-      const err = this.notLeaderError();
+    if (this.known.leaderId === NONE) {
+      const err = this.known.notLeaderError();
       for (const r of reads) r.request.reject(err);
       return;
     }
@@ -951,7 +910,7 @@ export class RaftKvNode implements KvNode {
 
   /** A follower's unanswered ReadIndex requests go to the leader again (see READ_INDEX_RETRY_TICKS). */
   private retryFollowerReads(ticks: number): void {
-    if (this.role === 'leader' || this.readBatches.size === 0 || this.leaderId === NONE) return;
+    if (this.known.role === 'leader' || this.readBatches.size === 0 || this.known.leaderId === NONE) return;
     for (const batch of this.readBatches.values()) {
       batch.waitedTicks += ticks;
       if (batch.waitedTicks < READ_INDEX_RETRY_TICKS) continue;
@@ -968,8 +927,8 @@ export class RaftKvNode implements KvNode {
     const rd = this.rawNode.ready();
     this.stats.readies++;
     if (rd.hardState !== undefined) {
-      this.term = rd.hardState.term;
-      this.commitIndex = rd.hardState.commit;
+      this.known.term = rd.hardState.term;
+      this.known.commitIndex = rd.hardState.commit;
     }
     if (rd.softState !== undefined) this.onSoftState(rd.softState);
     this.sendMessages(rd.messages);
@@ -1038,25 +997,25 @@ export class RaftKvNode implements KvNode {
   }
 
   private onSoftState(ss: SoftState): void {
-    const wasLeader = this.role === 'leader';
-    const prevRole = this.role;
-    const prevLeader = this.leaderId;
-    this.role = ss.role;
-    this.leaderId = ss.leader;
+    const wasLeader = this.known.role === 'leader';
+    const prevRole = this.known.role;
+    const prevLeader = this.known.leaderId;
+    this.known.role = ss.role;
+    this.known.leaderId = ss.leader;
     if (ss.role !== prevRole) {
-      const fields = { term: this.term, role: ss.role, previousRole: prevRole, leader: ss.leader };
+      const fields = { term: this.known.term, role: ss.role, previousRole: prevRole, leader: ss.leader };
       if (ss.role === 'candidate' || ss.role === 'pre-candidate') this.log.info(fields, `election: became ${ss.role}`);
       else if (ss.role === 'leader') this.log.info(fields, 'election won: became leader');
       else this.log.info(fields, `became ${ss.role}`);
     }
     if (ss.leader !== prevLeader) {
-      this.log.info({ term: this.term, role: ss.role, leader: ss.leader, previousLeader: prevLeader }, 'leader changed');
+      this.log.info({ term: this.known.term, role: ss.role, leader: ss.leader, previousLeader: prevLeader }, 'leader changed');
       for (let i = this.transferWaiters.length - 1; i >= 0; i--) {
         const w = this.transferWaiters[i];
         if (w === undefined) continue;
         if (w.to === ss.leader) w.request.resolve();
         else if (ss.leader !== NONE) {
-          w.request.reject(new RaftKvError('FAILED_PRECONDITION', `leadership went to ${ss.leader}, not ${w.to}`, this.leaderHint()));
+          w.request.reject(new RaftKvError('FAILED_PRECONDITION', `leadership went to ${ss.leader}, not ${w.to}`, this.known.leaderHint()));
         } else continue;
         this.transferWaiters.splice(i, 1);
       }
@@ -1064,7 +1023,7 @@ export class RaftKvNode implements KvNode {
     if ((wasLeader && ss.role !== 'leader') || (ss.leader !== prevLeader && this.readBatches.size > 0)) {
       // ReadIndex rounds of a deposed leader will never be confirmed, and a follower's went to a leader that
       // is gone: fail them (retryable), as etcd does, rather than serve at an index the new leader never vouched for.
-      const err = ss.leader === NONE ? this.notLeaderError() : new RaftKvError('UNAVAILABLE', `node ${this.id}: the leader changed during a linearizable read; retry`, this.leaderHint());
+      const err = ss.leader === NONE ? this.known.notLeaderError() : new RaftKvError('UNAVAILABLE', `node ${this.id}: the leader changed during a linearizable read; retry`, this.known.leaderHint());
       for (const batch of this.readBatches.values()) for (const r of batch.reads) r.request.reject(err);
       this.readBatches.clear();
     }
@@ -1087,7 +1046,7 @@ export class RaftKvNode implements KvNode {
     const file = this.lastSnapshot;
     if (file === undefined || file.metadata.index !== m.snapshot.metadata.index) {
       this.log.warn(
-        { term: this.term, role: this.role, to: m.to, index: m.snapshot.metadata.index, fileIndex: file?.metadata.index },
+        { term: this.known.term, role: this.known.role, to: m.to, index: m.snapshot.metadata.index, fileIndex: file?.metadata.index },
         'no snapshot file matches the log snapshot: taking a fresh one',
       );
       this.requestInternalSnapshot('for a follower');
@@ -1095,15 +1054,15 @@ export class RaftKvNode implements KvNode {
       return;
     }
     this.inflightSnapshotSends++;
-    this.log.info({ term: this.term, role: this.role, to: m.to, index: file.metadata.index, path: file.path }, 'sending snapshot');
+    this.log.info({ term: this.known.term, role: this.known.role, to: m.to, index: file.metadata.index, path: file.path }, 'sending snapshot');
     this.deps.transport.sendSnapshot(m, file.path).then(
       () => {
         this.stats.snapshotsSent++;
-        this.log.info({ term: this.term, role: this.role, to: m.to, index: file.metadata.index }, 'snapshot sent');
+        this.log.info({ term: this.known.term, role: this.known.role, to: m.to, index: file.metadata.index }, 'snapshot sent');
         this.finishSnapshotSend(m.to, true);
       },
       (err: unknown) => {
-        this.log.warn({ term: this.term, role: this.role, to: m.to, err }, 'snapshot send failed');
+        this.log.warn({ term: this.known.term, role: this.known.role, to: m.to, err }, 'snapshot send failed');
         this.finishSnapshotSend(m.to, false);
       },
     );
@@ -1141,7 +1100,7 @@ export class RaftKvNode implements KvNode {
         }
         if (this.joining && (this.wal.lastIndex() > 0 || this.wal.snapshot().metadata.index > 0)) {
           this.joining = false;
-          this.log.info({ term: this.term, role: this.role }, 'joined: received the log from the leader');
+          this.log.info({ term: this.known.term, role: this.known.role }, 'joined: received the log from the leader');
         }
         this.leaveWalDiskFull();
         return;
@@ -1160,7 +1119,7 @@ export class RaftKvNode implements KvNode {
     if (!this.diskFull) {
       this.diskFull = true;
       this.diskFullSinceMs = this.clock.now();
-      this.log.error({ term: this.term, role: this.role, err }, `disk full: writes refused, retrying every ${DISK_FULL_RETRY_MS} ms`);
+      this.log.error({ term: this.known.term, role: this.known.role, err }, `disk full: writes refused, retrying every ${DISK_FULL_RETRY_MS} ms`);
     }
     await this.sleepInterruptibly(DISK_FULL_RETRY_MS);
     if (this.stopping) throw err;
@@ -1170,7 +1129,7 @@ export class RaftKvNode implements KvNode {
     if (!this.diskFull) return;
     this.diskFull = false;
     this.diskFullSinceMs = undefined;
-    this.log.warn({ term: this.term, role: this.role }, 'disk has space again: writes resume');
+    this.log.warn({ term: this.known.term, role: this.known.role }, 'disk has space again: writes resume');
   }
 
   private async sleepInterruptibly(ms: number): Promise<void> {
@@ -1195,7 +1154,7 @@ export class RaftKvNode implements KvNode {
     const index = snap.metadata.index;
     const path = this.receivedSnapshots.get(index);
     assert(path !== undefined, `the core accepted snapshot ${index} but no received file is known`);
-    this.log.info({ term: this.term, role: this.role, index, snapshotTerm: snap.metadata.term, path }, 'installing snapshot');
+    this.log.info({ term: this.known.term, role: this.known.role, index, snapshotTerm: snap.metadata.term, path }, 'installing snapshot');
     // State machine first: if we crash before the log records the snapshot, recover() sees the state machine
     // ahead of the log and records the snapshot then.
     if (this.sm.appliedIndex !== index) {
@@ -1231,11 +1190,11 @@ export class RaftKvNode implements KvNode {
     this.updatePeers();
     const cs = this.rawNode.status().confState;
     this.incarnations?.forgetAbsent(new Set([...cs.voters, ...cs.learners]), index).catch((err: unknown) => {
-      this.log.error({ term: this.term, role: this.role, err }, 'could not update peers.json after a snapshot');
+      this.log.error({ term: this.known.term, role: this.known.role, err }, 'could not update peers.json after a snapshot');
     });
     // Our own snapshot file, to send on if we lead later (written off the loop, like any snapshot).
     this.requestInternalSnapshot('after installing a snapshot');
-    this.log.info({ term: this.term, role: this.role, index, applied: this.sm.appliedIndex }, 'snapshot installed');
+    this.log.info({ term: this.known.term, role: this.known.role, index, applied: this.sm.appliedIndex }, 'snapshot installed');
   }
 
   private async applyEntries(committed: readonly Entry[]): Promise<void> {
@@ -1252,7 +1211,7 @@ export class RaftKvNode implements KvNode {
     }
     if (replayedConfChanges) {
       const cs = this.rawNode.status().confState;
-      this.log.info({ term: this.term, role: this.role, voters: cs.voters, learners: cs.learners }, 'membership relearned from the log');
+      this.log.info({ term: this.known.term, role: this.known.role, voters: cs.voters, learners: cs.learners }, 'membership relearned from the log');
     }
     const entries = committed.filter((e) => e.index > applied);
     if (entries.length === 0) return;
@@ -1271,16 +1230,16 @@ export class RaftKvNode implements KvNode {
         const cs = this.rawNode.applyConfChange(cc);
         membershipChanged = true;
         if (cc.type === 'remove') this.forgetIncarnation(cc.nodeId, e.index);
-        this.log.info({ term: this.term, role: this.role, index: e.index, change: cc.type, member: cc.nodeId, voters: cs.voters, learners: cs.learners }, 'membership changed');
+        this.log.info({ term: this.known.term, role: this.known.role, index: e.index, change: cc.type, member: cc.nodeId, voters: cs.voters, learners: cs.learners }, 'membership changed');
         if (cc.type === 'remove' && cc.nodeId === this.id) {
-          this.log.warn({ term: this.term, role: this.role, index: e.index }, 'this member was removed from the cluster: it no longer votes or receives the log; stop it');
+          this.log.warn({ term: this.known.term, role: this.known.role, index: e.index }, 'this member was removed from the cluster: it no longer votes or receives the log; stop it');
         }
       }
       const p = this.proposals.get(e.index);
       if (p === undefined) continue;
       this.proposals.delete(e.index);
       if (p.term !== e.term) {
-        p.request.reject(new RaftKvError('PROPOSAL_DROPPED', `entry ${e.index} of term ${p.term} was replaced by term ${e.term}; safe to retry`, this.leaderHint()));
+        p.request.reject(new RaftKvError('PROPOSAL_DROPPED', `entry ${e.index} of term ${p.term} was replaced by term ${e.term}; safe to retry`, this.known.leaderHint()));
         continue;
       }
       switch (p.kind) {
@@ -1315,7 +1274,7 @@ export class RaftKvNode implements KvNode {
   private answerWrite(request: PendingRequest<WriteReply>, index: Index, outcome: ApplyOutcome): void {
     switch (outcome.type) {
       case 'result':
-        request.resolve({ header: this.header(index), result: outcome.result });
+        request.resolve({ header: this.known.header(index), result: outcome.result });
         break;
       case 'error':
         request.reject(outcome.error);
@@ -1394,16 +1353,12 @@ export class RaftKvNode implements KvNode {
   private serveRead(r: PendingRead, applied: Index): void {
     this.inflightReads++;
     this.sm.range(r.range).then(
-      (result) => r.request.resolve({ header: this.header(applied), result }),
+      (result) => r.request.resolve({ header: this.known.header(applied), result }),
       (err: unknown) => r.request.reject(err instanceof Error ? err : new Error(String(err))),
     ).finally(() => {
       this.inflightReads--;
       this.notifyIdle();
     });
-  }
-
-  private header(index: Index): ResponseHeader {
-    return { memberId: this.id, term: this.term, index, leaderId: this.leaderId };
   }
 
   /** The transport's peers follow the member table (or the configured initial members until it is known). */
@@ -1418,7 +1373,7 @@ export class RaftKvNode implements KvNode {
 
   private requestInternalSnapshot(why: string): void {
     const internal = new PendingRequest<string>(this.clock, this.clock.now() + SNAPSHOT_WAIT_MS, `snapshot ${why}`, () => undefined);
-    internal.promise.catch((err: unknown) => this.log.warn({ term: this.term, role: this.role, err }, `snapshot ${why} failed`));
+    internal.promise.catch((err: unknown) => this.log.warn({ term: this.known.term, role: this.known.role, err }, `snapshot ${why} failed`));
     this.snapshotRequests.push(internal);
   }
 
@@ -1455,7 +1410,7 @@ export class RaftKvNode implements KvNode {
     if (done === undefined) return;
     this.finishedSnapshot = undefined;
     if (done.error !== undefined) {
-      this.log.error({ term: this.term, role: this.role, err: done.error }, 'snapshot failed');
+      this.log.error({ term: this.known.term, role: this.known.role, err: done.error }, 'snapshot failed');
       for (const r of done.asked) r.reject(done.error);
       return;
     }
@@ -1479,7 +1434,7 @@ export class RaftKvNode implements KvNode {
     }
     if (this.lastSnapshot === undefined || file.metadata.index >= this.lastSnapshot.metadata.index) this.lastSnapshot = file;
     this.log.info(
-      { term: this.term, role: this.role, index: file.metadata.index, path: file.path, firstIndex: this.wal.firstIndex() },
+      { term: this.known.term, role: this.known.role, index: file.metadata.index, path: file.path, firstIndex: this.wal.firstIndex() },
       'snapshot taken, log compacted',
     );
     for (const r of done.asked) r.resolve(file.path);
@@ -1509,8 +1464,8 @@ export class RaftKvNode implements KvNode {
   // Stopping.
 
   private async doStop(): Promise<void> {
-    this.log.info({ term: this.term, role: this.role }, 'stopping');
-    if (this.role === 'leader' && this.failure === undefined && !this.loopStopped) {
+    this.log.info({ term: this.known.term, role: this.known.role }, 'stopping');
+    if (this.known.role === 'leader' && this.failure === undefined && !this.loopStopped) {
       this.handingOver = true;
       try {
         await this.handOverLeadership();
@@ -1526,7 +1481,7 @@ export class RaftKvNode implements KvNode {
     this.wakeDiskRetry?.();
     await this.loopDone;
     await this.applyChain; // batches still landing answer their writes before the rest is failed
-    this.failEverything(new RaftKvError('UNAVAILABLE', `node ${this.id} stopped (a pending write's outcome is unknown)`, this.leaderHint()));
+    this.failEverything(new RaftKvError('UNAVAILABLE', `node ${this.id} stopped (a pending write's outcome is unknown)`, this.known.leaderHint()));
     let firstErr: Error | undefined;
     const closes = [() => this.deps.transport.stop(), () => this.wal.close(), () => this.sm.close(), async () => this.lock?.release()];
     for (const close of closes) {
@@ -1537,7 +1492,7 @@ export class RaftKvNode implements KvNode {
         firstErr ??= err instanceof Error ? err : new Error(String(err));
       }
     }
-    this.log.info({ term: this.term }, 'stopped');
+    this.log.info({ term: this.known.term }, 'stopped');
     if (firstErr !== undefined) throw firstErr;
   }
 
@@ -1557,14 +1512,14 @@ export class RaftKvNode implements KvNode {
     }
     if (best === undefined) return;
     const waitMs = 2 * this.config.electionTimeoutTicks * this.config.tickIntervalMs;
-    this.log.info({ term: this.term, role: this.role, to: best.id, match: best.match }, 'graceful stop: transferring leadership');
+    this.log.info({ term: this.known.term, role: this.known.role, to: best.id, match: best.match }, 'graceful stop: transferring leadership');
     const request = new PendingRequest<void>(this.clock, this.clock.now() + waitMs, `transfer leadership to ${best.id}`, () => undefined);
     this.enqueueRequest({ type: 'transfer', to: best.id, request }, request);
     try {
       await request.promise;
-      this.log.info({ term: this.term, to: best.id }, 'graceful stop: leadership handed over');
+      this.log.info({ term: this.known.term, to: best.id }, 'graceful stop: leadership handed over');
     } catch (err) {
-      this.log.warn({ term: this.term, role: this.role, err }, 'graceful stop: leadership transfer did not finish; stopping anyway');
+      this.log.warn({ term: this.known.term, role: this.known.role, err }, 'graceful stop: leadership transfer did not finish; stopping anyway');
     }
   }
 

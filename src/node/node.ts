@@ -83,6 +83,7 @@ import { Inbox } from './inbox.js';
 import type { ApplyOutcome, DurableLog, NodeFiles, SnapshotFile, StateMachine } from './ports.js';
 import { checkReconfigSafe } from './reconfig-check.js';
 import { PendingRequest } from './request.js';
+import { Admission } from './admission.js';
 import { assert } from './assert.js';
 import { NodeContext } from './node-context.js';
 import { newDriverStats } from './stats.js';
@@ -231,9 +232,8 @@ export class RaftKvNode implements KvNode {
   private pendingTicks = 0; // ticks fired since the loop last drained (coalesced, not inbox items)
   private cancelTick: (() => void) | undefined; // stops the tick timer
   private readonly known: NodeContext; // term, commit, role and leader as of the last Ready; the rooms' context
+  private readonly admission: Admission; // the gates and pending limits of client requests
   private readonly proposals = new Map<Index, PendingProposal>(); // proposals in the core, by log index
-  private pendingWriteCount = 0; // unsettled writes + admin changes (queued or proposed) <= maxPendingProposals
-  private pendingReadCount = 0; // unsettled linearizable reads <= maxPendingReads
   private readSeq = 0; // ReadIndex context counter
   private readonly readBatches = new Map<string, ReadBatch>(); // awaiting their ReadState, by context
   private readyReads: ReadBatch[] = []; // read index known, awaiting apply
@@ -291,6 +291,15 @@ export class RaftKvNode implements KvNode {
     this.log = logger;
     this.clock = deps.clock ?? systemClock;
     this.known = new NodeContext(config.id, this.clock, logger, () => sm.members());
+    this.admission = new Admission(config, this.clock, {
+      id: config.id,
+      failure: () => this.failure,
+      stopping: () => this.stopping,
+      diskFull: () => this.diskFull || this.kvDiskFull,
+      leads: () => this.known.leads(),
+      leaderKnown: () => this.known.leaderId !== NONE,
+      notLeaderError: () => this.known.notLeaderError(),
+    });
     this.files = deps.files ?? diskFiles;
     this.inbox = new Inbox<InboxItem>(config.maxInboxItems);
     this.snapDir = join(config.dataDir, 'snap');
@@ -372,16 +381,16 @@ export class RaftKvNode implements KvNode {
   // state (fail fast), then queued for the loop.
 
   async write(command: Command, opts: WriteOptions): Promise<WriteReply> {
-    this.checkAcceptingWrites();
+    this.admission.checkAcceptingWrites();
     validateCommand(command, this.config.kvLimits);
     const data = encodeEnvelope({ clientId: opts.clientId, seq: opts.seq, command });
-    const request = this.newWriteSlot<WriteReply>(opts.deadlineMs, 'write');
+    const request = this.admission.writeSlot<WriteReply>(opts.deadlineMs, 'write');
     this.enqueueRequest({ type: 'propose', data, request }, request);
     return request.promise;
   }
 
   async read(range: RangeRequest, opts: ReadOptions): Promise<ReadReply> {
-    this.checkRunning();
+    this.admission.checkRunning();
     validateRange(range, this.config.kvLimits);
     if (opts.serializable) {
       // Not while the state machine swaps in a snapshot from the leader.
@@ -390,15 +399,7 @@ export class RaftKvNode implements KvNode {
       const result = await this.sm.range(range);
       return { result, header: this.known.header(index) };
     }
-    this.checkDeadline(opts.deadlineMs, 'read');
-    if (this.known.leaderId === NONE) throw this.known.notLeaderError(); // any member serves it, given a leader to ask
-    if (this.pendingReadCount >= this.config.maxPendingReads) {
-      throw new RaftKvError('RESOURCE_EXHAUSTED', `too many pending linearizable reads (maxPendingReads ${this.config.maxPendingReads})`);
-    }
-    this.pendingReadCount++;
-    const request = new PendingRequest<ReadReply>(this.clock, opts.deadlineMs, 'read', () => {
-      this.pendingReadCount--;
-    });
+    const request = this.admission.readSlot<ReadReply>(opts.deadlineMs);
     this.enqueueRequest({ type: 'read', range, request }, request);
     return request.promise;
   }
@@ -461,11 +462,11 @@ export class RaftKvNode implements KvNode {
   }
 
   async transferLeadership(to: NodeId, deadlineMs: number): Promise<void> {
-    this.checkRunning();
+    this.admission.checkRunning();
     const m = this.members().find((x) => x.id === to);
     if (m === undefined) throw new RaftKvError('NOT_FOUND', `no member ${to}`);
     if (m.learner) throw new RaftKvError('FAILED_PRECONDITION', `member ${to} is a learner and cannot lead`);
-    this.checkLeader();
+    this.admission.checkLeader();
     if (to === this.id) return;
     const request = new PendingRequest<void>(this.clock, deadlineMs, `transfer leadership to ${to}`, () => undefined);
     this.enqueueRequest({ type: 'transfer', to, request }, request);
@@ -473,7 +474,7 @@ export class RaftKvNode implements KvNode {
   }
 
   async saveSnapshot(): Promise<string> {
-    this.checkRunning();
+    this.admission.checkRunning();
     const request = new PendingRequest<string>(this.clock, this.clock.now() + SNAPSHOT_WAIT_MS, 'snapshot', () => undefined);
     this.enqueueRequest({ type: 'save-snapshot', request }, request);
     return request.promise;
@@ -594,39 +595,7 @@ export class RaftKvNode implements KvNode {
   }
 
   // ---------------------------------------------------------------------------------------------------------
-  // Admission.
-
-  private checkRunning(): void {
-    if (this.failure !== undefined) throw new RaftKvError('UNAVAILABLE', `node ${this.id} failed: ${this.failure.message}`);
-    if (this.stopping) throw new RaftKvError('UNAVAILABLE', `node ${this.id} is stopping`);
-  }
-
-  private checkAcceptingWrites(): void {
-    this.checkRunning();
-    if (this.diskFull || this.kvDiskFull) throw new RaftKvError('DISK_FULL', `node ${this.id}: the disk is full; writes resume when space returns`);
-    this.checkLeader();
-  }
-
-  /** Fail fast: NOT_LEADER with a hint on a follower, UNAVAILABLE with no known leader. */
-  private checkLeader(): void {
-    if (this.known.leads()) return;
-    throw this.known.notLeaderError();
-  }
-
-  private checkDeadline(deadlineMs: number, what: string): void {
-    if (!(deadlineMs > this.clock.now())) throw new RaftKvError('DEADLINE_EXCEEDED', `${what}: the deadline had passed on arrival`);
-  }
-
-  private newWriteSlot<T>(deadlineMs: number, what: string): PendingRequest<T> {
-    this.checkDeadline(deadlineMs, what);
-    if (this.pendingWriteCount >= this.config.maxPendingProposals) {
-      throw new RaftKvError('RESOURCE_EXHAUSTED', `too many pending proposals (maxPendingProposals ${this.config.maxPendingProposals})`);
-    }
-    this.pendingWriteCount++;
-    return new PendingRequest<T>(this.clock, deadlineMs, what, () => {
-      this.pendingWriteCount--;
-    });
-  }
+  // Queueing for the loop.
 
   private enqueueRequest<T>(item: InboxItem, request: PendingRequest<T>): void {
     if (!this.inbox.push(item)) {
@@ -635,8 +604,8 @@ export class RaftKvNode implements KvNode {
   }
 
   private async proposeConfChange(cc: ConfChange, deadlineMs: number): Promise<readonly Member[]> {
-    this.checkAcceptingWrites();
-    const request = this.newWriteSlot<AdminReply>(deadlineMs, `membership change (${cc.type} ${cc.nodeId})`);
+    this.admission.checkAcceptingWrites();
+    const request = this.admission.writeSlot<AdminReply>(deadlineMs, `membership change (${cc.type} ${cc.nodeId})`);
     this.enqueueRequest({ type: 'conf-change', cc, request }, request);
     return request.promise;
   }
@@ -1333,7 +1302,7 @@ export class RaftKvNode implements KvNode {
   }
 
   keySpaceDigest(index: Index, deadlineMs: number): Promise<KeySpaceDigestAt> {
-    this.checkRunning();
+    this.admission.checkRunning();
     if (!Number.isSafeInteger(index) || index < 0) return Promise.reject(new RaftKvError('INVALID_ARGUMENT', `digest index must be a non-negative integer, got ${index}`));
     const request = new PendingRequest<KeySpaceDigestAt>(this.clock, deadlineMs, 'key-space digest', () => undefined);
     const at = index === 0 ? this.sm.appliedIndex : index;

@@ -57,10 +57,9 @@ import type {
   Snapshot,
   SnapshotMessage,
   SoftState,
-  Term,
 } from '../raft/types.js';
 import { NONE } from '../raft/types.js';
-import type { Command, CommandResult, RangeRequest, RangeResult } from '../kv/types.js';
+import type { Command, RangeRequest } from '../kv/types.js';
 import { encodeEnvelope } from '../kv/codec.js';
 import { encodeMemberContext } from '../kv/state-machine.js';
 import { REPLACE_MEMBER_REMEDY } from '../shared/remedies.js';
@@ -68,7 +67,7 @@ import { validateCommand, validateRange } from '../kv/validate.js';
 import { KvStateMachine } from '../kv/state-machine.js';
 import { WalStorage } from '../storage/wal-storage.js';
 import type { Transport } from '../transport/transport.js';
-import type { KeySpaceDigestAt, KvNode, Member, NodeStatus, ReadOptions, ResponseHeader, WriteOptions } from './api.js';
+import type { AdminReply, KeySpaceDigestAt, KvNode, ReadReply, WriteReply, Member, NodeStatus, ReadOptions, WriteOptions } from './api.js';
 import type { Clock } from '../shared/clock.js';
 import { systemClock } from '../shared/clock.js';
 import { DEFAULT_CORRUPT_CHECK_INTERVAL_MS, validateNodeConfig } from './config.js';
@@ -80,8 +79,9 @@ import { DataDirLock } from './data-dir-lock.js';
 import { checkDataDirIdentity } from './identity.js';
 import { IncarnationRegistry } from './incarnations.js';
 import { Inbox } from './inbox.js';
-import type { ApplyOutcome, DurableLog, NodeFiles, SnapshotFile, StateMachine } from './ports.js';
+import type { DurableLog, NodeFiles, SnapshotFile, StateMachine } from './ports.js';
 import { checkReconfigSafe } from './reconfig-check.js';
+import { ProposalTracker } from './proposal-tracker.js';
 import { PendingRequest } from './request.js';
 import { Admission } from './admission.js';
 import { assert } from './assert.js';
@@ -137,10 +137,7 @@ export interface NodeStores {
   lock?: DataDirLock;
 }
 
-export type WriteReply = { header: ResponseHeader; result: CommandResult };
-export type ReadReply = { header: ResponseHeader; result: RangeResult };
-
-type AdminReply = readonly Member[];
+export type { ReadReply, WriteReply } from './api.js';
 
 type InboxItem =
   | { readonly type: 'messages'; readonly messages: readonly Message[] }
@@ -152,11 +149,6 @@ type InboxItem =
   | { readonly type: 'conf-change'; readonly cc: ConfChange; readonly request: PendingRequest<AdminReply> }
   | { readonly type: 'transfer'; readonly to: NodeId; readonly request: PendingRequest<void> }
   | { readonly type: 'save-snapshot'; readonly request: PendingRequest<string> };
-
-/** A proposal in the core, awaiting the entry at its index. */
-type PendingProposal =
-  | { readonly kind: 'write'; readonly term: Term; readonly request: PendingRequest<WriteReply> }
-  | { readonly kind: 'conf-change'; readonly term: Term; readonly request: PendingRequest<AdminReply> };
 
 interface PendingRead {
   readonly range: RangeRequest;
@@ -233,7 +225,7 @@ export class RaftKvNode implements KvNode {
   private cancelTick: (() => void) | undefined; // stops the tick timer
   private readonly known: NodeContext; // term, commit, role and leader as of the last Ready; the rooms' context
   private readonly admission: Admission; // the gates and pending limits of client requests
-  private readonly proposals = new Map<Index, PendingProposal>(); // proposals in the core, by log index
+  private readonly proposals: ProposalTracker; // writes and membership changes in the core, by log index
   private readSeq = 0; // ReadIndex context counter
   private readonly readBatches = new Map<string, ReadBatch>(); // awaiting their ReadState, by context
   private readyReads: ReadBatch[] = []; // read index known, awaiting apply
@@ -291,6 +283,7 @@ export class RaftKvNode implements KvNode {
     this.log = logger;
     this.clock = deps.clock ?? systemClock;
     this.known = new NodeContext(config.id, this.clock, logger, () => sm.members());
+    this.proposals = new ProposalTracker(this.known, () => sm.members());
     this.admission = new Admission(config, this.clock, {
       id: config.id,
       failure: () => this.failure,
@@ -810,7 +803,7 @@ export class RaftKvNode implements KvNode {
         continue;
       }
       this.stats.proposals++;
-      this.trackProposal(o.index, { kind: 'write', term: o.term, request: w.request });
+      this.proposals.track(o.index, { kind: 'write', term: o.term, request: w.request });
     }
   }
 
@@ -820,19 +813,10 @@ export class RaftKvNode implements KvNode {
       checkReconfigSafe(this.rawNode.status(), cc);
       const { index, term } = this.rawNode.proposeConfChange(cc);
       this.log.info({ term, role: this.known.role, change: cc.type, member: cc.nodeId, index }, 'membership change proposed');
-      this.trackProposal(index, { kind: 'conf-change', term, request });
+      this.proposals.track(index, { kind: 'conf-change', term, request });
     } catch (err) {
       request.reject(this.mapCoreError(err));
     }
-  }
-
-  private trackProposal(index: Index, p: PendingProposal): void {
-    const old = this.proposals.get(index);
-    if (old !== undefined) {
-      // The entry the old proposal waited for was overwritten before it applied (a new leader's log).
-      old.request.reject(new RaftKvError('PROPOSAL_DROPPED', `entry ${index} of term ${old.term} was replaced; safe to retry`));
-    }
-    this.proposals.set(index, p);
   }
 
   private mapCoreError(err: unknown): Error {
@@ -1149,13 +1133,7 @@ export class RaftKvNode implements KvNode {
     this.removeFile(path);
     this.lastSnapshotIndex = index;
     this.stats.snapshotsInstalled++;
-    // Proposals waiting for entries the snapshot covers: their fate is unknown here.
-    for (const [i, p] of this.proposals) {
-      if (i <= index) {
-        this.proposals.delete(i);
-        p.request.reject(new RaftKvError('UNAVAILABLE', `entry ${i} was superseded by a snapshot from the leader; outcome unknown`));
-      }
-    }
+    this.proposals.supersede(index); // their fate is unknown here
     this.updatePeers();
     const cs = this.rawNode.status().confState;
     this.incarnations?.forgetAbsent(new Set([...cs.voters, ...cs.learners]), index).catch((err: unknown) => {
@@ -1186,7 +1164,7 @@ export class RaftKvNode implements KvNode {
     if (entries.length === 0) return;
     // Client writes are answered as soon as their outcomes are known (the state machine is still writing the
     // batch; a committed entry's outcome cannot change); membership changes once the batch has landed.
-    const outcomes = await this.sm.apply(entries, (early) => this.settleWrites(entries, early));
+    const outcomes = await this.sm.apply(entries, (early) => this.proposals.settleWrites(entries, early));
     assert(outcomes.length === entries.length, `state machine answered ${outcomes.length} outcomes for ${entries.length} entries`);
     this.stats.entriesApplied += entries.length;
     let membershipChanged = false;
@@ -1204,55 +1182,9 @@ export class RaftKvNode implements KvNode {
           this.log.warn({ term: this.known.term, role: this.known.role, index: e.index }, 'this member was removed from the cluster: it no longer votes or receives the log; stop it');
         }
       }
-      const p = this.proposals.get(e.index);
-      if (p === undefined) continue;
-      this.proposals.delete(e.index);
-      if (p.term !== e.term) {
-        p.request.reject(new RaftKvError('PROPOSAL_DROPPED', `entry ${e.index} of term ${p.term} was replaced by term ${e.term}; safe to retry`, this.known.leaderHint()));
-        continue;
-      }
-      switch (p.kind) {
-        case 'write':
-          this.answerWrite(p.request, e.index, outcome);
-          break;
-        case 'conf-change':
-          if (outcome.type === 'error') p.request.reject(outcome.error);
-          else p.request.resolve(this.sm.members());
-          break;
-        default:
-          assertNever(p);
-      }
+      this.proposals.settle(e, outcome);
     }
     if (membershipChanged) this.updatePeers();
-  }
-
-  /** Answers the client writes among `entries` (proposals of other kinds wait for applyEntries). */
-  private settleWrites(entries: readonly Entry[], outcomes: readonly ApplyOutcome[]): void {
-    assert(outcomes.length === entries.length, `state machine answered ${outcomes.length} outcomes for ${entries.length} entries`);
-    for (let i = 0; i < entries.length; i++) {
-      const e = entries[i];
-      const outcome = outcomes[i];
-      assert(e !== undefined && outcome !== undefined, 'entry/outcome index');
-      const p = this.proposals.get(e.index);
-      if (p === undefined || p.kind !== 'write' || p.term !== e.term) continue; // a replaced entry: applyEntries says so
-      this.proposals.delete(e.index);
-      this.answerWrite(p.request, e.index, outcome);
-    }
-  }
-
-  private answerWrite(request: PendingRequest<WriteReply>, index: Index, outcome: ApplyOutcome): void {
-    switch (outcome.type) {
-      case 'result':
-        request.resolve({ header: this.known.header(index), result: outcome.result });
-        break;
-      case 'error':
-        request.reject(outcome.error);
-        break;
-      case 'none':
-        throw new Error(`state machine gave no result for the client write at index ${index}`);
-      default:
-        assertNever(outcome);
-    }
   }
 
   private onReadStates(states: readonly ReadState[]): void {
@@ -1514,8 +1446,7 @@ export class RaftKvNode implements KvNode {
           assertNever(item);
       }
     }
-    for (const p of this.proposals.values()) p.request.reject(err);
-    this.proposals.clear();
+    this.proposals.failAll(err);
     for (const b of this.readBatches.values()) for (const r of b.reads) r.request.reject(err);
     this.readBatches.clear();
     for (const b of this.readyReads) for (const r of b.reads) r.request.reject(err);

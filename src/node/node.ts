@@ -51,7 +51,6 @@ import type {
   Index,
   Message,
   NodeId,
-  ReadState,
   Ready,
   Rng,
   Snapshot,
@@ -82,6 +81,8 @@ import { Inbox } from './inbox.js';
 import type { DurableLog, NodeFiles, SnapshotFile, StateMachine } from './ports.js';
 import { checkReconfigSafe } from './reconfig-check.js';
 import { ProposalTracker } from './proposal-tracker.js';
+import { ReadIndexQueue } from './read-index-queue.js';
+import type { PendingRead } from './read-index-queue.js';
 import { PendingRequest } from './request.js';
 import { Admission } from './admission.js';
 import { assert } from './assert.js';
@@ -150,23 +151,6 @@ type InboxItem =
   | { readonly type: 'transfer'; readonly to: NodeId; readonly request: PendingRequest<void> }
   | { readonly type: 'save-snapshot'; readonly request: PendingRequest<string> };
 
-interface PendingRead {
-  readonly range: RangeRequest;
-  readonly request: PendingRequest<ReadReply>;
-}
-
-/** The linearizable reads of one loop turn, behind one ReadIndex context. */
-interface ReadBatch {
-  readonly reads: readonly PendingRead[];
-  index: Index | undefined; // the read index, once the leader confirmed it (ReadState)
-  readonly context: Uint8Array; // the ReadIndex request's context (a follower re-sends it)
-  waitedTicks: number; // ticks since a follower last asked the leader for this batch's read index
-}
-
-// A follower asks the leader again for a read index not answered within this many ticks (the request or its
-// answer may have been lost; etcd's follower retries after 500 ms too). The leader answers each request; the
-// first answer serves the batch, later ones find it gone.
-const READ_INDEX_RETRY_TICKS = 5;
 // A snapshot asked for (saveSnapshot, or one a follower needs) may take this long to write: minutes for GiBs.
 const SNAPSHOT_WAIT_MS = 10 * 60_000;
 // status().dataSizeBytes is refreshed this often (5 s at the default tick): a directory walk, not for every tick.
@@ -174,10 +158,6 @@ const DATA_SIZE_REFRESH_TICKS = 50;
 
 const DISK_FULL_RETRY_MS = 1000;
 const MAX_TICKS_PER_TURN_FACTOR = 2; // a stalled loop catches up at most 2 election timeouts of ticks at once
-
-function contextKey(ctx: Uint8Array): string {
-  return Buffer.from(ctx.buffer, ctx.byteOffset, ctx.byteLength).toString('hex');
-}
 
 /**
  * Starts a node: checks (or records) the data directory's identity, opens the WAL (bootstrapping the voters
@@ -226,9 +206,7 @@ export class RaftKvNode implements KvNode {
   private readonly known: NodeContext; // term, commit, role and leader as of the last Ready; the rooms' context
   private readonly admission: Admission; // the gates and pending limits of client requests
   private readonly proposals: ProposalTracker; // writes and membership changes in the core, by log index
-  private readSeq = 0; // ReadIndex context counter
-  private readonly readBatches = new Map<string, ReadBatch>(); // awaiting their ReadState, by context
-  private readyReads: ReadBatch[] = []; // read index known, awaiting apply
+  private readonly reads: ReadIndexQueue; // linearizable reads awaiting their read index or its apply
   private readonly transferWaiters: { to: NodeId; request: PendingRequest<void> }[] = [];
   private snapshotRequests: PendingRequest<string>[] = []; // saveSnapshot() callers awaiting the next snapshot
   private snapshotInFlight: { asked: PendingRequest<string>[] } | undefined; // a snapshot file being written
@@ -237,7 +215,6 @@ export class RaftKvNode implements KvNode {
   private lastSnapshotIndex: Index; // applied index of the last snapshot taken or installed
   private readonly receivedSnapshots = new Map<Index, string>(); // verified files from a leader, by index
   private inflightSnapshotSends = 0; // sendSnapshot() calls not yet reported back
-  private inflightReads = 0; // reads being served from the state machine
   private applyChain: Promise<void> = Promise.resolve(); // committed entries applied off the loop, in order (never rejects)
   private appliesPending = 0; // batches queued on applyChain and not yet applied
   private applyFailure: Error | undefined; // an off-loop apply failed: the loop rethrows it (it dies as if it had applied)
@@ -248,7 +225,6 @@ export class RaftKvNode implements KvNode {
   private diskFullSinceMs: number | undefined; // when the WAL first refused the write it still retries (clock ms)
   private kvDiskFull = false; // the state machine's LevelDB refused a batch with ENOSPC; writes refused until it lands
   private cancelKvRetry: (() => void) | undefined; // the next state machine flush retry
-  private digestWaiters: { index: Index; request: PendingRequest<KeySpaceDigestAt> }[] = []; // keySpaceDigest() until applied
   private kvRetrying = false; // a state machine flush retry is running (the node is not idle)
   private cancelCorruptCheck: (() => void) | undefined; // the periodic key-space check's timer
   private corruptCheckRunning = false; // one check at a time (a scan of a large store takes seconds)
@@ -283,6 +259,7 @@ export class RaftKvNode implements KvNode {
     this.log = logger;
     this.clock = deps.clock ?? systemClock;
     this.known = new NodeContext(config.id, this.clock, logger, () => sm.members());
+    this.reads = new ReadIndexQueue(this.known, sm, () => this.notifyIdle());
     this.proposals = new ProposalTracker(this.known, () => sm.members());
     this.admission = new Admission(config, this.clock, {
       id: config.id,
@@ -489,7 +466,7 @@ export class RaftKvNode implements KvNode {
 
   isIdle(): boolean {
     if (this.loopStopped) return true;
-    if (this.inflightSnapshotSends > 0 || this.inflightReads > 0 || this.snapshotInFlight !== undefined || this.appliesPending > 0 || this.kvRetrying || this.corruptCheckRunning) return false;
+    if (this.inflightSnapshotSends > 0 || this.reads.busy || this.snapshotInFlight !== undefined || this.appliesPending > 0 || this.kvRetrying || this.corruptCheckRunning) return false;
     // Waiting out a disk-full retry: only time moves it on.
     if (this.loopParked === 'disk-retry') return true;
     return this.loopParked === 'input' && this.inbox.size === 0 && this.pendingTicks === 0;
@@ -703,7 +680,16 @@ export class RaftKvNode implements KvNode {
     const ticks = Math.min(this.pendingTicks, maxTicks);
     this.pendingTicks = 0;
     for (let i = 0; i < ticks; i++) this.rawNode.tick();
-    if (ticks > 0) this.retryFollowerReads(ticks);
+    if (ticks > 0 && this.known.role !== 'leader' && this.known.leaderId !== NONE) {
+      // A follower's unanswered ReadIndex requests go to the leader again (READ_INDEX_RETRY_TICKS).
+      for (const ctx of this.reads.dueForRetry(ticks)) {
+        try {
+          this.rawNode.readIndex(ctx);
+        } catch (err) {
+          this.log.debug({ err }, 'read index retry failed');
+        }
+      }
+    }
     this.sizeRefreshTicks += ticks;
     if (this.sizeRefreshTicks >= DATA_SIZE_REFRESH_TICKS) {
       this.sizeRefreshTicks = 0;
@@ -836,20 +822,14 @@ export class RaftKvNode implements KvNode {
     }
   }
 
-  /** One ReadIndex round for every linearizable read of this turn. */
-  /**
-   * One ReadIndex round for the linearizable reads of a loop turn. On the leader it is confirmed by a heartbeat
-   * round; on a follower the core asks the leader for its read index, and the reads are served here once this
-   * member has applied up to it (§6.4: any member answers linearizable reads).
-   */
+  /** One ReadIndex round for the linearizable reads of a loop turn (the ReadIndex queue serves them). */
   private startReadBatch(reads: PendingRead[]): void {
     if (this.known.leaderId === NONE) {
       const err = this.known.notLeaderError();
       for (const r of reads) r.request.reject(err);
       return;
     }
-    const ctx = new Uint8Array(8);
-    new DataView(ctx.buffer).setBigUint64(0, BigInt(++this.readSeq));
+    const ctx = this.reads.nextContext();
     try {
       this.rawNode.readIndex(ctx);
     } catch (err) {
@@ -858,22 +838,7 @@ export class RaftKvNode implements KvNode {
       return;
     }
     this.stats.readBatches++;
-    this.readBatches.set(contextKey(ctx), { reads, index: undefined, context: ctx, waitedTicks: 0 });
-  }
-
-  /** A follower's unanswered ReadIndex requests go to the leader again (see READ_INDEX_RETRY_TICKS). */
-  private retryFollowerReads(ticks: number): void {
-    if (this.known.role === 'leader' || this.readBatches.size === 0 || this.known.leaderId === NONE) return;
-    for (const batch of this.readBatches.values()) {
-      batch.waitedTicks += ticks;
-      if (batch.waitedTicks < READ_INDEX_RETRY_TICKS) continue;
-      batch.waitedTicks = 0;
-      try {
-        this.rawNode.readIndex(batch.context);
-      } catch (err) {
-        this.log.debug({ err }, 'read index retry failed');
-      }
-    }
+    this.reads.add(ctx, reads);
   }
 
   private async handleReady(): Promise<void> {
@@ -921,8 +886,8 @@ export class RaftKvNode implements KvNode {
         if (reorder) this.queueApply(earlyEntries); // TEST ONLY: the later entries went first
       } else await this.applyEntries(lateEntries);
     }
-    this.onReadStates(rd.readStates);
-    this.serveReadyReads();
+    this.reads.onReadStates(rd.readStates);
+    this.reads.serveReady();
     this.rawNode.advance(rd);
   }
 
@@ -932,7 +897,7 @@ export class RaftKvNode implements KvNode {
     this.applyChain = this.applyChain.then(async () => {
       try {
         if (this.applyFailure === undefined) await this.applyEntries(entries);
-        this.serveReadyReads();
+        this.reads.serveReady();
       } catch (err) {
         this.applyFailure ??= err instanceof Error ? err : new Error(String(err));
         this.inbox.notify(); // the loop rethrows it
@@ -973,13 +938,7 @@ export class RaftKvNode implements KvNode {
         this.transferWaiters.splice(i, 1);
       }
     }
-    if ((wasLeader && ss.role !== 'leader') || (ss.leader !== prevLeader && this.readBatches.size > 0)) {
-      // ReadIndex rounds of a deposed leader will never be confirmed, and a follower's went to a leader that
-      // is gone: fail them (retryable), as etcd does, rather than serve at an index the new leader never vouched for.
-      const err = ss.leader === NONE ? this.known.notLeaderError() : new RaftKvError('UNAVAILABLE', `node ${this.id}: the leader changed during a linearizable read; retry`, this.known.leaderHint());
-      for (const batch of this.readBatches.values()) for (const r of batch.reads) r.request.reject(err);
-      this.readBatches.clear();
-    }
+    this.reads.onLeaderChange(wasLeader && ss.role !== 'leader', ss.leader !== prevLeader, ss.leader);
   }
 
   private sendMessages(messages: readonly Message[]): void {
@@ -1187,59 +1146,11 @@ export class RaftKvNode implements KvNode {
     if (membershipChanged) this.updatePeers();
   }
 
-  private onReadStates(states: readonly ReadState[]): void {
-    for (const rs of states) {
-      const key = contextKey(rs.context);
-      const batch = this.readBatches.get(key);
-      if (batch === undefined) continue; // a batch we already failed (lost leadership)
-      this.readBatches.delete(key);
-      batch.index = rs.index;
-      this.readyReads.push(batch);
-    }
-  }
-
-  private serveReadyReads(): void {
-    if (this.digestWaiters.length > 0) this.serveDigestWaiters();
-    if (this.readyReads.length === 0) return;
-    const applied = this.sm.appliedIndex;
-    const waiting: ReadBatch[] = [];
-    for (const batch of this.readyReads) {
-      if (batch.index === undefined || batch.index > applied) {
-        waiting.push(batch);
-        continue;
-      }
-      for (const r of batch.reads) if (!r.request.settled) this.serveRead(r, applied);
-    }
-    this.readyReads = waiting;
-  }
-
-  private serveDigestWaiters(): void {
-    const applied = this.sm.appliedIndex;
-    const waiting: typeof this.digestWaiters = [];
-    for (const w of this.digestWaiters) {
-      if (w.request.settled) continue;
-      if (w.index > applied) waiting.push(w);
-      else this.answerDigest(w.index, w.request);
-    }
-    this.digestWaiters = waiting;
-  }
-
-  private answerDigest(index: Index, request: PendingRequest<KeySpaceDigestAt>): void {
-    const d = this.sm.digestAt?.(index);
-    if (d === undefined) {
-      request.reject(new RaftKvError('NOT_FOUND', `member ${this.id} no longer remembers the key-space digest at index ${index} (applied ${this.sm.appliedIndex})`));
-      return;
-    }
-    request.resolve({ memberId: this.id, index, lane1: d.lane1, lane2: d.lane2, count: d.count });
-  }
-
   keySpaceDigest(index: Index, deadlineMs: number): Promise<KeySpaceDigestAt> {
     this.admission.checkRunning();
     if (!Number.isSafeInteger(index) || index < 0) return Promise.reject(new RaftKvError('INVALID_ARGUMENT', `digest index must be a non-negative integer, got ${index}`));
     const request = new PendingRequest<KeySpaceDigestAt>(this.clock, deadlineMs, 'key-space digest', () => undefined);
-    const at = index === 0 ? this.sm.appliedIndex : index;
-    if (at <= this.sm.appliedIndex) this.answerDigest(at, request);
-    else this.digestWaiters.push({ index: at, request });
+    this.reads.digest(index === 0 ? this.sm.appliedIndex : index, request);
     return request.promise;
   }
 
@@ -1248,18 +1159,6 @@ export class RaftKvNode implements KvNode {
     this.log.fatal({ err: err.message }, 'CORRUPT: this member stops serving');
     this.applyFailure ??= err;
     this.inbox.notify(); // the loop rethrows it
-  }
-
-  /** Served off the loop: the state machine's read view is at least at `applied` (>= the read index). */
-  private serveRead(r: PendingRead, applied: Index): void {
-    this.inflightReads++;
-    this.sm.range(r.range).then(
-      (result) => r.request.resolve({ header: this.known.header(applied), result }),
-      (err: unknown) => r.request.reject(err instanceof Error ? err : new Error(String(err))),
-    ).finally(() => {
-      this.inflightReads--;
-      this.notifyIdle();
-    });
   }
 
   /** The transport's peers follow the member table (or the configured initial members until it is known). */
@@ -1447,10 +1346,7 @@ export class RaftKvNode implements KvNode {
       }
     }
     this.proposals.failAll(err);
-    for (const b of this.readBatches.values()) for (const r of b.reads) r.request.reject(err);
-    this.readBatches.clear();
-    for (const b of this.readyReads) for (const r of b.reads) r.request.reject(err);
-    this.readyReads = [];
+    this.reads.failAll(err);
     for (const w of this.transferWaiters) w.request.reject(err);
     this.transferWaiters.length = 0;
     for (const r of this.snapshotRequests) r.reject(err);

@@ -38,7 +38,6 @@ import { randomInt } from 'node:crypto';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { pino } from 'pino';
-import { decodeConfChange } from '../raft/conf-change.js';
 import { defaultRaftConfig } from '../raft/config.js';
 import { RaftError, isRaftError } from '../raft/errors.js';
 import { RawNode } from '../raft/raw-node.js';
@@ -47,7 +46,6 @@ import { seededRng } from '../raft/rng.js';
 import { assertNever } from '../raft/util.js';
 import type {
   ConfChange,
-  Entry,
   Index,
   Message,
   NodeId,
@@ -84,6 +82,7 @@ import { ProposalTracker } from './proposal-tracker.js';
 import { ReadIndexQueue } from './read-index-queue.js';
 import type { PendingRead } from './read-index-queue.js';
 import { PendingRequest } from './request.js';
+import { ApplyPipeline } from './apply-pipeline.js';
 import { Admission } from './admission.js';
 import { assert } from './assert.js';
 import { NodeContext } from './node-context.js';
@@ -215,9 +214,7 @@ export class RaftKvNode implements KvNode {
   private lastSnapshotIndex: Index; // applied index of the last snapshot taken or installed
   private readonly receivedSnapshots = new Map<Index, string>(); // verified files from a leader, by index
   private inflightSnapshotSends = 0; // sendSnapshot() calls not yet reported back
-  private applyChain: Promise<void> = Promise.resolve(); // committed entries applied off the loop, in order (never rejects)
-  private appliesPending = 0; // batches queued on applyChain and not yet applied
-  private applyFailure: Error | undefined; // an off-loop apply failed: the loop rethrows it (it dies as if it had applied)
+  private readonly pipeline: ApplyPipeline; // committed entries into the state machine, in order; off-loop failures
   private staleFailure: RaftKvError | undefined; // a peer refused this member as a stale incarnation: the loop ends with it
   private incarnations: IncarnationRegistry | undefined; // peers' incarnations (undefined: not checked)
   private lock: DataDirLock | undefined; // the data directory's lock, released last in stop()
@@ -261,6 +258,22 @@ export class RaftKvNode implements KvNode {
     this.known = new NodeContext(config.id, this.clock, logger, () => sm.members());
     this.reads = new ReadIndexQueue(this.known, sm, () => this.notifyIdle());
     this.proposals = new ProposalTracker(this.known, () => sm.members());
+    this.pipeline = new ApplyPipeline({
+      sm,
+      proposals: this.proposals,
+      membership: {
+        applyConfChange: (cc, index, replayed) => this.applyConfChange(cc, index, replayed),
+        relearned: () => {
+          const cs = this.rawNode.status().confState;
+          this.log.info({ ...this.known.logFields(), voters: cs.voters, learners: cs.learners }, 'membership relearned from the log');
+        },
+        changed: () => this.updatePeers(),
+      },
+      stats: this.stats,
+      afterOffLoopBatch: () => this.reads.serveReady(),
+      wakeLoop: () => this.inbox.notify(),
+      onIdle: () => this.notifyIdle(),
+    });
     this.admission = new Admission(config, this.clock, {
       id: config.id,
       failure: () => this.failure,
@@ -308,10 +321,7 @@ export class RaftKvNode implements KvNode {
     };
     const rawNode = new RawNode(raftConfig, wal);
     const node = new RaftKvNode(config, deps, wal, sm, rawNode, logger);
-    sm.onFlushFailure = (err) => {
-      node.applyFailure ??= err;
-      node.inbox.notify(); // the loop rethrows it
-    };
+    sm.onFlushFailure = (err) => node.pipeline.fail(err); // the loop rethrows it
     sm.onFlushStalled = (err) => node.onKvDiskFull(err);
     node.joining = config.initialClusterState === 'existing' && wal.lastIndex() === 0 && wal.snapshot().metadata.index === 0;
     await node.refreshDataSize();
@@ -466,7 +476,7 @@ export class RaftKvNode implements KvNode {
 
   isIdle(): boolean {
     if (this.loopStopped) return true;
-    if (this.inflightSnapshotSends > 0 || this.reads.busy || this.snapshotInFlight !== undefined || this.appliesPending > 0 || this.kvRetrying || this.corruptCheckRunning) return false;
+    if (this.inflightSnapshotSends > 0 || this.reads.busy || this.snapshotInFlight !== undefined || this.pipeline.busy || this.kvRetrying || this.corruptCheckRunning) return false;
     // Waiting out a disk-full retry: only time moves it on.
     if (this.loopParked === 'disk-retry') return true;
     return this.loopParked === 'input' && this.inbox.size === 0 && this.pendingTicks === 0;
@@ -519,8 +529,7 @@ export class RaftKvNode implements KvNode {
     } catch (err) {
       if (isRaftKvError(err, 'DATA_CORRUPTION')) {
         this.log.fatal({ err: err.message }, 'CORRUPT: the state machine does not match its digest; this member stops serving');
-        this.applyFailure ??= err; // the message names the store and the remedy
-        this.inbox.notify(); // the loop rethrows it
+        this.pipeline.fail(err); // the message names the store and the remedy; the loop rethrows it
       } else if (!this.stopping && !isRaftKvError(err, 'DISK_FULL')) {
         this.log.warn({ err }, 'corruption check could not run');
       }
@@ -544,8 +553,7 @@ export class RaftKvNode implements KvNode {
     try {
       landed = (await this.sm.retryFlush?.()) ?? true;
     } catch (err) {
-      this.applyFailure ??= err instanceof Error ? err : new Error(String(err));
-      this.inbox.notify(); // the loop rethrows it
+      this.pipeline.fail(err); // the loop rethrows it
       return;
     } finally {
       this.kvRetrying = false;
@@ -636,7 +644,7 @@ export class RaftKvNode implements KvNode {
           this.loopParked = undefined;
           if (this.stopping) break;
         }
-        if (this.applyFailure !== undefined) throw this.applyFailure;
+        if (this.pipeline.failure !== undefined) throw this.pipeline.failure;
         if (this.staleFailure !== undefined) throw this.staleFailure;
         this.drainInbox();
         while (this.rawNode.hasReady() && !this.stopping) {
@@ -857,7 +865,7 @@ export class RaftKvNode implements KvNode {
     // served as their batch lands. A snapshot or a conf change first waits for every queued batch, and is
     // applied on the loop between ready() and advance(), as the core requires.
     const offLoop = rd.snapshot === undefined && !rd.committedEntries.some((e) => e.type === 'conf-change');
-    if (!offLoop) await this.waitForApplies();
+    if (!offLoop) await this.pipeline.drain();
     // Committed entries already durable here (below this Ready's first new entry, and no snapshot to install)
     // are applied while this Ready persists: the apply batch and the WAL fsync overlap instead of queueing.
     // The rest (entries this Ready makes durable) wait for the persist, as before.
@@ -868,8 +876,8 @@ export class RaftKvNode implements KvNode {
     }
     const earlyEntries = early === rd.committedEntries.length ? rd.committedEntries : rd.committedEntries.slice(0, early);
     const reorder = faults?.applyOutOfOrder === true && early > 0 && early < rd.committedEntries.length; // TEST ONLY
-    if (offLoop && early > 0 && !reorder) this.queueApply(earlyEntries);
-    const applying = !offLoop && early > 0 ? this.applyEntries(earlyEntries) : undefined;
+    if (offLoop && early > 0 && !reorder) this.pipeline.queue(earlyEntries);
+    const applying = !offLoop && early > 0 ? this.pipeline.apply(earlyEntries) : undefined;
     applying?.catch(() => undefined); // awaited below; this keeps a failure during the persist from being unhandled
     try {
       await this.persist(rd);
@@ -882,36 +890,13 @@ export class RaftKvNode implements KvNode {
     if (early < rd.committedEntries.length) {
       const lateEntries = early === 0 ? rd.committedEntries : rd.committedEntries.slice(early);
       if (offLoop) {
-        this.queueApply(lateEntries);
-        if (reorder) this.queueApply(earlyEntries); // TEST ONLY: the later entries went first
-      } else await this.applyEntries(lateEntries);
+        this.pipeline.queue(lateEntries);
+        if (reorder) this.pipeline.queue(earlyEntries); // TEST ONLY: the later entries went first
+      } else await this.pipeline.apply(lateEntries);
     }
     this.reads.onReadStates(rd.readStates);
     this.reads.serveReady();
     this.rawNode.advance(rd);
-  }
-
-  /** Applies `entries` (durable here, no conf change among them) after the batches queued before them. */
-  private queueApply(entries: readonly Entry[]): void {
-    this.appliesPending++;
-    this.applyChain = this.applyChain.then(async () => {
-      try {
-        if (this.applyFailure === undefined) await this.applyEntries(entries);
-        this.reads.serveReady();
-      } catch (err) {
-        this.applyFailure ??= err instanceof Error ? err : new Error(String(err));
-        this.inbox.notify(); // the loop rethrows it
-      } finally {
-        this.appliesPending--;
-        this.notifyIdle();
-      }
-    });
-  }
-
-  /** Waits until every queued apply batch landed; rethrows an apply failure. */
-  private async waitForApplies(): Promise<void> {
-    await this.applyChain;
-    if (this.applyFailure !== undefined) throw this.applyFailure;
   }
 
   private onSoftState(ss: SoftState): void {
@@ -1103,48 +1088,17 @@ export class RaftKvNode implements KvNode {
     this.log.info({ term: this.known.term, role: this.known.role, index, applied: this.sm.appliedIndex }, 'snapshot installed');
   }
 
-  private async applyEntries(committed: readonly Entry[]): Promise<void> {
-    // After a restart the core replays entries the state machine already applied: only their membership
-    // changes matter (the core's ConfState comes from the log's snapshot plus the changes after it).
-    const applied = this.sm.appliedIndex;
-    let replayedConfChanges = false;
-    for (const e of committed) {
-      if (e.index > applied || e.type !== 'conf-change') continue;
-      const replayed = decodeConfChange(e.data);
-      this.rawNode.applyConfChange(replayed);
-      if (replayed.type === 'remove') this.forgetIncarnation(replayed.nodeId, e.index);
-      replayedConfChanges = true;
+  /** A committed membership change reaches the core (on the loop: a batch with a conf change never goes off it). */
+  private applyConfChange(cc: ConfChange, index: Index, replayed: boolean): void {
+    const cs = this.rawNode.applyConfChange(cc);
+    if (cc.type === 'remove') this.forgetIncarnation(cc.nodeId, index);
+    if (replayed) return;
+    this.log.info({ ...this.known.logFields(), index, change: cc.type, member: cc.nodeId, voters: cs.voters, learners: cs.learners }, 'membership changed');
+    if (cc.type === 'remove' && cc.nodeId === this.id) {
+      this.log.warn({ ...this.known.logFields(), index }, 'this member was removed from the cluster: it no longer votes or receives the log; stop it');
     }
-    if (replayedConfChanges) {
-      const cs = this.rawNode.status().confState;
-      this.log.info({ term: this.known.term, role: this.known.role, voters: cs.voters, learners: cs.learners }, 'membership relearned from the log');
-    }
-    const entries = committed.filter((e) => e.index > applied);
-    if (entries.length === 0) return;
-    // Client writes are answered as soon as their outcomes are known (the state machine is still writing the
-    // batch; a committed entry's outcome cannot change); membership changes once the batch has landed.
-    const outcomes = await this.sm.apply(entries, (early) => this.proposals.settleWrites(entries, early));
-    assert(outcomes.length === entries.length, `state machine answered ${outcomes.length} outcomes for ${entries.length} entries`);
-    this.stats.entriesApplied += entries.length;
-    let membershipChanged = false;
-    for (let i = 0; i < entries.length; i++) {
-      const e = entries[i];
-      const outcome = outcomes[i];
-      assert(e !== undefined && outcome !== undefined, 'entry/outcome index');
-      if (e.type === 'conf-change') {
-        const cc = decodeConfChange(e.data);
-        const cs = this.rawNode.applyConfChange(cc);
-        membershipChanged = true;
-        if (cc.type === 'remove') this.forgetIncarnation(cc.nodeId, e.index);
-        this.log.info({ term: this.known.term, role: this.known.role, index: e.index, change: cc.type, member: cc.nodeId, voters: cs.voters, learners: cs.learners }, 'membership changed');
-        if (cc.type === 'remove' && cc.nodeId === this.id) {
-          this.log.warn({ term: this.known.term, role: this.known.role, index: e.index }, 'this member was removed from the cluster: it no longer votes or receives the log; stop it');
-        }
-      }
-      this.proposals.settle(e, outcome);
-    }
-    if (membershipChanged) this.updatePeers();
   }
+
 
   keySpaceDigest(index: Index, deadlineMs: number): Promise<KeySpaceDigestAt> {
     this.admission.checkRunning();
@@ -1157,8 +1111,7 @@ export class RaftKvNode implements KvNode {
   raiseCorrupt(reason: string): void {
     const err = new RaftKvError('DATA_CORRUPTION', `CORRUPT: ${reason}; ${REPLACE_MEMBER_REMEDY}`);
     this.log.fatal({ err: err.message }, 'CORRUPT: this member stops serving');
-    this.applyFailure ??= err;
-    this.inbox.notify(); // the loop rethrows it
+    this.pipeline.fail(err); // the loop rethrows it
   }
 
   /** The transport's peers follow the member table (or the configured initial members until it is known). */
@@ -1280,7 +1233,7 @@ export class RaftKvNode implements KvNode {
     this.inbox.notify();
     this.wakeDiskRetry?.();
     await this.loopDone;
-    await this.applyChain; // batches still landing answer their writes before the rest is failed
+    await this.pipeline.settled(); // batches still landing answer their writes before the rest is failed
     this.failEverything(new RaftKvError('UNAVAILABLE', `node ${this.id} stopped (a pending write's outcome is unknown)`, this.known.leaderHint()));
     let firstErr: Error | undefined;
     const closes = [() => this.deps.transport.stop(), () => this.wal.close(), () => this.sm.close(), async () => this.lock?.release()];

@@ -83,6 +83,7 @@ import { ReadIndexQueue } from './read-index-queue.js';
 import type { PendingRead } from './read-index-queue.js';
 import { PendingRequest } from './request.js';
 import { ApplyPipeline } from './apply-pipeline.js';
+import { DiskFull } from './disk-full.js';
 import { Admission } from './admission.js';
 import { assert } from './assert.js';
 import { NodeContext } from './node-context.js';
@@ -155,7 +156,6 @@ const SNAPSHOT_WAIT_MS = 10 * 60_000;
 // status().dataSizeBytes is refreshed this often (5 s at the default tick): a directory walk, not for every tick.
 const DATA_SIZE_REFRESH_TICKS = 50;
 
-const DISK_FULL_RETRY_MS = 1000;
 const MAX_TICKS_PER_TURN_FACTOR = 2; // a stalled loop catches up at most 2 election timeouts of ticks at once
 
 /**
@@ -218,19 +218,14 @@ export class RaftKvNode implements KvNode {
   private staleFailure: RaftKvError | undefined; // a peer refused this member as a stale incarnation: the loop ends with it
   private incarnations: IncarnationRegistry | undefined; // peers' incarnations (undefined: not checked)
   private lock: DataDirLock | undefined; // the data directory's lock, released last in stop()
-  private diskFull = false; // the WAL refused a write with ENOSPC; writes are refused until a retry succeeds
-  private diskFullSinceMs: number | undefined; // when the WAL first refused the write it still retries (clock ms)
-  private kvDiskFull = false; // the state machine's LevelDB refused a batch with ENOSPC; writes refused until it lands
-  private cancelKvRetry: (() => void) | undefined; // the next state machine flush retry
-  private kvRetrying = false; // a state machine flush retry is running (the node is not idle)
+  private readonly disk: DiskFull; // a full WAL or state machine disk: writes refused, retries
   private cancelCorruptCheck: (() => void) | undefined; // the periodic key-space check's timer
   private corruptCheckRunning = false; // one check at a time (a scan of a large store takes seconds)
   private stopping = false; // stop() called: new requests are refused
   private loopStopped = false; // the loop has exited
   private failure: Error | undefined; // a fatal error ended the loop
-  private wakeDiskRetry: (() => void) | undefined; // interrupts the disk-full retry wait
   private loopDone: Promise<void> = Promise.resolve(); // resolves when the loop exits
-  private loopParked: 'input' | 'disk-retry' | undefined; // what the loop is waiting for, when it waits for time or input
+  private loopParked = false; // the loop waits for input (not for time: see disk.loopSleeping)
   private idleWaiters: (() => void)[] = []; // whenIdle() callers
   private stopPromise: Promise<void> | undefined; // set by the first stop() call
   private handingOver = false; // stop() is waiting for a leadership handover
@@ -274,11 +269,17 @@ export class RaftKvNode implements KvNode {
       wakeLoop: () => this.inbox.notify(),
       onIdle: () => this.notifyIdle(),
     });
+    this.disk = new DiskFull(this.known, {
+      sm,
+      stopping: () => this.stopping,
+      fail: (err) => this.pipeline.fail(err),
+      onIdle: () => this.notifyIdle(),
+    });
     this.admission = new Admission(config, this.clock, {
       id: config.id,
       failure: () => this.failure,
       stopping: () => this.stopping,
-      diskFull: () => this.diskFull || this.kvDiskFull,
+      diskFull: () => this.disk.writesRefused,
       leads: () => this.known.leads(),
       leaderKnown: () => this.known.leaderId !== NONE,
       notLeaderError: () => this.known.notLeaderError(),
@@ -322,7 +323,7 @@ export class RaftKvNode implements KvNode {
     const rawNode = new RawNode(raftConfig, wal);
     const node = new RaftKvNode(config, deps, wal, sm, rawNode, logger);
     sm.onFlushFailure = (err) => node.pipeline.fail(err); // the loop rethrows it
-    sm.onFlushStalled = (err) => node.onKvDiskFull(err);
+    sm.onFlushStalled = (err) => node.disk.onKvFull(err);
     node.joining = config.initialClusterState === 'existing' && wal.lastIndex() === 0 && wal.snapshot().metadata.index === 0;
     await node.refreshDataSize();
     node.lastSnapshot = await sm.latestSnapshot(snapDir);
@@ -390,7 +391,7 @@ export class RaftKvNode implements KvNode {
     // waits for the disk, stepping nothing); the others have likely elected a leader. It says so instead of
     // reporting its old term's leadership beside the real leader. The core is unchanged: with space back it
     // steps the messages that waited and learns the newer term.
-    const parkedMs = this.diskFullSinceMs === undefined ? 0 : this.clock.now() - this.diskFullSinceMs;
+    const parkedMs = this.disk.walFullForMs();
     const deposed = st.role === 'leader' && parkedMs >= this.config.electionTimeoutTicks * this.config.tickIntervalMs;
     return {
       id: this.id,
@@ -476,10 +477,10 @@ export class RaftKvNode implements KvNode {
 
   isIdle(): boolean {
     if (this.loopStopped) return true;
-    if (this.inflightSnapshotSends > 0 || this.reads.busy || this.snapshotInFlight !== undefined || this.pipeline.busy || this.kvRetrying || this.corruptCheckRunning) return false;
+    if (this.inflightSnapshotSends > 0 || this.reads.busy || this.snapshotInFlight !== undefined || this.pipeline.busy || this.disk.busy || this.corruptCheckRunning) return false;
     // Waiting out a disk-full retry: only time moves it on.
-    if (this.loopParked === 'disk-retry') return true;
-    return this.loopParked === 'input' && this.inbox.size === 0 && this.pendingTicks === 0;
+    if (this.disk.loopSleeping) return true;
+    return this.loopParked && this.inbox.size === 0 && this.pendingTicks === 0;
   }
 
   /** Where stop() is: a leader first hands over (time must pass for its bounded wait), then closes. */
@@ -499,20 +500,7 @@ export class RaftKvNode implements KvNode {
   }
 
   get isDiskFull(): boolean {
-    return this.diskFull || this.kvDiskFull;
-  }
-
-  /**
-   * The state machine's LevelDB found the disk full. Applied batches wait in its memory (reads see them, and
-   * the WAL holds them until a snapshot, which waits too); writes are refused with DISK_FULL and the flush is
-   * retried every DISK_FULL_RETRY_MS until it lands.
-   */
-  private onKvDiskFull(err: Error): void {
-    if (!this.kvDiskFull) {
-      this.kvDiskFull = true;
-      this.log.error({ term: this.known.term, role: this.known.role, err: err.message }, `disk full: writes refused, retrying every ${DISK_FULL_RETRY_MS} ms`);
-    }
-    this.scheduleKvRetry();
+    return this.disk.writesRefused;
   }
 
   /**
@@ -537,34 +525,6 @@ export class RaftKvNode implements KvNode {
       this.corruptCheckRunning = false;
       this.notifyIdle();
     }
-  }
-
-  private scheduleKvRetry(): void {
-    if (this.cancelKvRetry !== undefined || this.stopping) return;
-    this.cancelKvRetry = this.clock.setTimeout(() => {
-      this.cancelKvRetry = undefined;
-      void this.retryKvFlush(); // never rejects
-    }, DISK_FULL_RETRY_MS);
-  }
-
-  private async retryKvFlush(): Promise<void> {
-    let landed = false;
-    this.kvRetrying = true;
-    try {
-      landed = (await this.sm.retryFlush?.()) ?? true;
-    } catch (err) {
-      this.pipeline.fail(err); // the loop rethrows it
-      return;
-    } finally {
-      this.kvRetrying = false;
-      this.notifyIdle();
-    }
-    if (!landed) {
-      this.scheduleKvRetry();
-      return;
-    }
-    this.kvDiskFull = false;
-    this.log.warn({ term: this.known.term, role: this.known.role }, 'disk has space again: state machine writes landed, writes resume');
   }
 
   /** The fatal error that stopped the loop, if any. */
@@ -638,10 +598,10 @@ export class RaftKvNode implements KvNode {
     try {
       while (!this.stopping) {
         if (!this.rawNode.hasReady() && this.inbox.size === 0 && this.pendingTicks === 0 && this.finishedSnapshot === undefined) {
-          this.loopParked = 'input';
+          this.loopParked = true;
           this.notifyIdle();
           await this.inbox.wait();
-          this.loopParked = undefined;
+          this.loopParked = false;
           if (this.stopping) break;
         }
         if (this.pipeline.failure !== undefined) throw this.pipeline.failure;
@@ -669,7 +629,7 @@ export class RaftKvNode implements KvNode {
       }
     } finally {
       this.loopStopped = true;
-      this.loopParked = undefined;
+      this.loopParked = false;
       this.notifyIdle();
     }
   }
@@ -782,7 +742,7 @@ export class RaftKvNode implements KvNode {
   private proposeWrites(writes: readonly { data: Uint8Array; request: PendingRequest<WriteReply> }[]): void {
     const live = writes.filter((w) => !w.request.settled);
     if (live.length === 0) return;
-    if (this.diskFull || this.kvDiskFull) {
+    if (this.disk.writesRefused) {
       for (const w of live) w.request.reject(new RaftKvError('DISK_FULL', `node ${this.id}: the disk is full`));
       return;
     }
@@ -999,51 +959,12 @@ export class RaftKvNode implements KvNode {
           this.joining = false;
           this.log.info({ term: this.known.term, role: this.known.role }, 'joined: received the log from the leader');
         }
-        this.leaveWalDiskFull();
+        this.disk.leaveWal();
         return;
       } catch (err) {
-        await this.parkOnWalDiskFull(err);
+        await this.disk.parkOnWal(err);
       }
     }
-  }
-
-  /**
-   * The WAL refused a write or sync with DISK_FULL: writes are refused and the loop waits DISK_FULL_RETRY_MS
-   * before the caller retries. Anything else, or DISK_FULL while stopping, is rethrown.
-   */
-  private async parkOnWalDiskFull(err: unknown): Promise<void> {
-    if (!isRaftKvError(err, 'DISK_FULL') || this.stopping) throw err;
-    if (!this.diskFull) {
-      this.diskFull = true;
-      this.diskFullSinceMs = this.clock.now();
-      this.log.error({ term: this.known.term, role: this.known.role, err }, `disk full: writes refused, retrying every ${DISK_FULL_RETRY_MS} ms`);
-    }
-    await this.sleepInterruptibly(DISK_FULL_RETRY_MS);
-    if (this.stopping) throw err;
-  }
-
-  private leaveWalDiskFull(): void {
-    if (!this.diskFull) return;
-    this.diskFull = false;
-    this.diskFullSinceMs = undefined;
-    this.log.warn({ term: this.known.term, role: this.known.role }, 'disk has space again: writes resume');
-  }
-
-  private async sleepInterruptibly(ms: number): Promise<void> {
-    this.loopParked = 'disk-retry';
-    this.notifyIdle();
-    await new Promise<void>((resolve) => {
-      const cancel = this.clock.setTimeout(() => {
-        this.wakeDiskRetry = undefined;
-        resolve();
-      }, ms);
-      this.wakeDiskRetry = () => {
-        cancel();
-        this.wakeDiskRetry = undefined;
-        resolve();
-      };
-    });
-    this.loopParked = undefined;
   }
 
   /** A snapshot from the leader, accepted by the core: restore the state machine, then record it in the log. */
@@ -1180,10 +1101,10 @@ export class RaftKvNode implements KvNode {
           else await this.wal.sync();
           break;
         } catch (err) {
-          await this.parkOnWalDiskFull(err);
+          await this.disk.parkOnWal(err);
         }
       }
-      this.leaveWalDiskFull();
+      this.disk.leaveWal();
     }
     if (this.lastSnapshot === undefined || file.metadata.index >= this.lastSnapshot.metadata.index) this.lastSnapshot = file;
     this.log.info(
@@ -1228,10 +1149,10 @@ export class RaftKvNode implements KvNode {
     }
     this.stopping = true;
     this.cancelTick?.();
-    this.cancelKvRetry?.();
+    this.disk.cancelKvRetries();
     this.cancelCorruptCheck?.();
     this.inbox.notify();
-    this.wakeDiskRetry?.();
+    this.disk.wake();
     await this.loopDone;
     await this.pipeline.settled(); // batches still landing answer their writes before the rest is failed
     this.failEverything(new RaftKvError('UNAVAILABLE', `node ${this.id} stopped (a pending write's outcome is unknown)`, this.known.leaderHint()));

@@ -36,7 +36,7 @@
 // the state machine from it, then record it in the WAL (a crash between the two is repaired by recover()).
 import { randomInt } from 'node:crypto';
 import { mkdir, readdir, rm } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import type { pino } from 'pino';
 import { defaultRaftConfig } from '../raft/config.js';
 import { RaftError, isRaftError } from '../raft/errors.js';
@@ -76,7 +76,7 @@ import { DataDirLock } from './data-dir-lock.js';
 import { checkDataDirIdentity } from './identity.js';
 import { IncarnationRegistry } from './incarnations.js';
 import { Inbox } from './inbox.js';
-import type { DurableLog, NodeFiles, SnapshotFile, StateMachine } from './ports.js';
+import type { DurableLog, NodeFiles, StateMachine } from './ports.js';
 import { checkReconfigSafe } from './reconfig-check.js';
 import { ProposalTracker } from './proposal-tracker.js';
 import { ReadIndexQueue } from './read-index-queue.js';
@@ -84,6 +84,9 @@ import type { PendingRead } from './read-index-queue.js';
 import { PendingRequest } from './request.js';
 import { ApplyPipeline } from './apply-pipeline.js';
 import { DiskFull } from './disk-full.js';
+import { SnapshotInstaller } from './snapshot-installer.js';
+import { SnapshotSender } from './snapshot-sender.js';
+import { SnapshotTaker } from './snapshot-taker.js';
 import { Admission } from './admission.js';
 import { assert } from './assert.js';
 import { NodeContext } from './node-context.js';
@@ -151,8 +154,6 @@ type InboxItem =
   | { readonly type: 'transfer'; readonly to: NodeId; readonly request: PendingRequest<void> }
   | { readonly type: 'save-snapshot'; readonly request: PendingRequest<string> };
 
-// A snapshot asked for (saveSnapshot, or one a follower needs) may take this long to write: minutes for GiBs.
-const SNAPSHOT_WAIT_MS = 10 * 60_000;
 // status().dataSizeBytes is refreshed this often (5 s at the default tick): a directory walk, not for every tick.
 const DATA_SIZE_REFRESH_TICKS = 50;
 
@@ -198,8 +199,6 @@ export class RaftKvNode implements KvNode {
   private readonly clock: Clock;
   private readonly files: NodeFiles;
   private readonly inbox: Inbox<InboxItem>;
-  private readonly snapDir: string;
-  private readonly snapInboxDir: string;
   private pendingTicks = 0; // ticks fired since the loop last drained (coalesced, not inbox items)
   private cancelTick: (() => void) | undefined; // stops the tick timer
   private readonly known: NodeContext; // term, commit, role and leader as of the last Ready; the rooms' context
@@ -207,13 +206,9 @@ export class RaftKvNode implements KvNode {
   private readonly proposals: ProposalTracker; // writes and membership changes in the core, by log index
   private readonly reads: ReadIndexQueue; // linearizable reads awaiting their read index or its apply
   private readonly transferWaiters: { to: NodeId; request: PendingRequest<void> }[] = [];
-  private snapshotRequests: PendingRequest<string>[] = []; // saveSnapshot() callers awaiting the next snapshot
-  private snapshotInFlight: { asked: PendingRequest<string>[] } | undefined; // a snapshot file being written
-  private finishedSnapshot: { file?: SnapshotFile; error?: Error; asked: PendingRequest<string>[] } | undefined; // awaiting the loop
-  private lastSnapshot: SnapshotFile | undefined; // newest local snapshot file (what we send to followers)
-  private lastSnapshotIndex: Index; // applied index of the last snapshot taken or installed
-  private readonly receivedSnapshots = new Map<Index, string>(); // verified files from a leader, by index
-  private inflightSnapshotSends = 0; // sendSnapshot() calls not yet reported back
+  private readonly snapshots: SnapshotTaker; // this member's own snapshots: when due, in flight, the newest file
+  private readonly sender: SnapshotSender; // snapshot files streaming to followers
+  private readonly installer: SnapshotInstaller; // snapshot files received from a leader
   private readonly pipeline: ApplyPipeline; // committed entries into the state machine, in order; off-loop failures
   private staleFailure: RaftKvError | undefined; // a peer refused this member as a stale incarnation: the loop ends with it
   private incarnations: IncarnationRegistry | undefined; // peers' incarnations (undefined: not checked)
@@ -229,7 +224,6 @@ export class RaftKvNode implements KvNode {
   private idleWaiters: (() => void)[] = []; // whenIdle() callers
   private stopPromise: Promise<void> | undefined; // set by the first stop() call
   private handingOver = false; // stop() is waiting for a leadership handover
-  private restoring: Promise<void> | undefined; // set while the state machine restores a received snapshot
   private peerIds = new Set<NodeId>(); // peers given to the transport
   /**
    * An empty directory started with 'existing': until the leader's log or snapshot arrives, this member may
@@ -286,9 +280,23 @@ export class RaftKvNode implements KvNode {
     });
     this.files = deps.files ?? diskFiles;
     this.inbox = new Inbox<InboxItem>(config.maxInboxItems);
-    this.snapDir = join(config.dataDir, 'snap');
-    this.snapInboxDir = join(config.dataDir, 'snap-inbox');
-    this.lastSnapshotIndex = sm.appliedIndex;
+    this.snapshots = new SnapshotTaker(this.known, {
+      sm,
+      snapDir: join(config.dataDir, 'snap'),
+      snapshotEveryEntries: config.snapshotEveryEntries,
+      snapshotsKept: config.snapshotsKept,
+      stats: this.stats,
+      wakeLoop: () => this.inbox.notify(),
+    });
+    this.sender = new SnapshotSender(this.known, {
+      transport: deps.transport,
+      stats: this.stats,
+      latest: () => this.snapshots.latest,
+      askSnapshot: (why) => this.snapshots.askInternal(why),
+      report: (peer, ok) => this.enqueueInternal({ type: 'snapshot-status', peer, ok }),
+      onIdle: () => this.notifyIdle(),
+    });
+    this.installer = new SnapshotInstaller(this.known, sm, this.files, join(config.dataDir, 'snap-inbox'));
     const st = rawNode.status();
     this.known.term = st.term;
     this.known.commitIndex = st.commit;
@@ -326,8 +334,8 @@ export class RaftKvNode implements KvNode {
     sm.onFlushStalled = (err) => node.disk.onKvFull(err);
     node.joining = config.initialClusterState === 'existing' && wal.lastIndex() === 0 && wal.snapshot().metadata.index === 0;
     await node.refreshDataSize();
-    node.lastSnapshot = await sm.latestSnapshot(snapDir);
-    await node.cleanSnapshotInbox();
+    node.snapshots.adopt(await sm.latestSnapshot(snapDir));
+    await node.installer.cleanInbox();
     node.updatePeers();
     node.incarnations = stores.incarnations;
     node.lock = stores.lock;
@@ -375,7 +383,8 @@ export class RaftKvNode implements KvNode {
     validateRange(range, this.config.kvLimits);
     if (opts.serializable) {
       // Not while the state machine swaps in a snapshot from the leader.
-      if (this.restoring !== undefined) await this.restoring;
+      const restoring = this.installer.restoring;
+      if (restoring !== undefined) await restoring;
       const index = this.sm.appliedIndex;
       const result = await this.sm.range(range);
       return { result, header: this.known.header(index) };
@@ -456,7 +465,7 @@ export class RaftKvNode implements KvNode {
 
   async saveSnapshot(): Promise<string> {
     this.admission.checkRunning();
-    const request = new PendingRequest<string>(this.clock, this.clock.now() + SNAPSHOT_WAIT_MS, 'snapshot', () => undefined);
+    const request = this.snapshots.request('snapshot');
     this.enqueueRequest({ type: 'save-snapshot', request }, request);
     return request.promise;
   }
@@ -477,7 +486,7 @@ export class RaftKvNode implements KvNode {
 
   isIdle(): boolean {
     if (this.loopStopped) return true;
-    if (this.inflightSnapshotSends > 0 || this.reads.busy || this.snapshotInFlight !== undefined || this.pipeline.busy || this.disk.busy || this.corruptCheckRunning) return false;
+    if (this.sender.busy || this.reads.busy || this.snapshots.busy || this.pipeline.busy || this.disk.busy || this.corruptCheckRunning) return false;
     // Waiting out a disk-full retry: only time moves it on.
     if (this.disk.loopSleeping) return true;
     return this.loopParked && this.inbox.size === 0 && this.pendingTicks === 0;
@@ -597,7 +606,7 @@ export class RaftKvNode implements KvNode {
   private async run(): Promise<void> {
     try {
       while (!this.stopping) {
-        if (!this.rawNode.hasReady() && this.inbox.size === 0 && this.pendingTicks === 0 && this.finishedSnapshot === undefined) {
+        if (!this.rawNode.hasReady() && this.inbox.size === 0 && this.pendingTicks === 0 && !this.snapshots.hasFinished) {
           this.loopParked = true;
           this.notifyIdle();
           await this.inbox.wait();
@@ -612,7 +621,7 @@ export class RaftKvNode implements KvNode {
         }
         if (this.stopping) break;
         await this.completeSnapshot();
-        this.startSnapshotIfDue();
+        this.snapshots.startIfDue();
       }
     } catch (err) {
       if (this.stopping && isRaftKvError(err, 'DISK_FULL')) {
@@ -683,16 +692,7 @@ export class RaftKvNode implements KvNode {
           }
           break;
         case 'snapshot': {
-          const index = item.message.snapshot.metadata.index;
-          const previous = this.receivedSnapshots.get(index);
-          if (previous !== undefined && previous !== item.filePath) this.removeFile(previous);
-          for (const [i, p] of this.receivedSnapshots) {
-            if (i <= this.sm.appliedIndex) {
-              this.receivedSnapshots.delete(i); // stale: the core will not install it
-              this.removeFile(p);
-            }
-          }
-          this.receivedSnapshots.set(index, item.filePath);
+          this.installer.receive(item.message.snapshot.metadata.index, item.filePath);
           this.rawNode.step(item.message);
           break;
         }
@@ -713,7 +713,7 @@ export class RaftKvNode implements KvNode {
           this.startTransfer(item.to, item.request);
           break;
         case 'save-snapshot':
-          this.snapshotRequests.push(item.request);
+          this.snapshots.ask(item.request);
           break;
         default:
           assertNever(item);
@@ -891,44 +891,12 @@ export class RaftKvNode implements KvNode {
     let plain: Message[] | undefined;
     for (const m of messages) {
       if (m.type === 'snap') {
-        this.sendSnapshot(m);
+        this.sender.send(m);
         continue;
       }
       (plain ??= []).push(m);
     }
     if (plain !== undefined) this.deps.transport.send(plain);
-  }
-
-  private sendSnapshot(m: SnapshotMessage): void {
-    const file = this.lastSnapshot;
-    if (file === undefined || file.metadata.index !== m.snapshot.metadata.index) {
-      this.log.warn(
-        { term: this.known.term, role: this.known.role, to: m.to, index: m.snapshot.metadata.index, fileIndex: file?.metadata.index },
-        'no snapshot file matches the log snapshot: taking a fresh one',
-      );
-      this.requestInternalSnapshot('for a follower');
-      this.enqueueInternal({ type: 'snapshot-status', peer: m.to, ok: false });
-      return;
-    }
-    this.inflightSnapshotSends++;
-    this.log.info({ term: this.known.term, role: this.known.role, to: m.to, index: file.metadata.index, path: file.path }, 'sending snapshot');
-    this.deps.transport.sendSnapshot(m, file.path).then(
-      () => {
-        this.stats.snapshotsSent++;
-        this.log.info({ term: this.known.term, role: this.known.role, to: m.to, index: file.metadata.index }, 'snapshot sent');
-        this.finishSnapshotSend(m.to, true);
-      },
-      (err: unknown) => {
-        this.log.warn({ term: this.known.term, role: this.known.role, to: m.to, err }, 'snapshot send failed');
-        this.finishSnapshotSend(m.to, false);
-      },
-    );
-  }
-
-  private finishSnapshotSend(peer: NodeId, ok: boolean): void {
-    this.inflightSnapshotSends--;
-    this.enqueueInternal({ type: 'snapshot-status', peer, ok });
-    this.notifyIdle();
   }
 
   /**
@@ -970,43 +938,21 @@ export class RaftKvNode implements KvNode {
   /** A snapshot from the leader, accepted by the core: restore the state machine, then record it in the log. */
   private async installSnapshot(snap: Snapshot): Promise<void> {
     const index = snap.metadata.index;
-    const path = this.receivedSnapshots.get(index);
-    assert(path !== undefined, `the core accepted snapshot ${index} but no received file is known`);
-    this.log.info({ term: this.known.term, role: this.known.role, index, snapshotTerm: snap.metadata.term, path }, 'installing snapshot');
-    // State machine first: if we crash before the log records the snapshot, recover() sees the state machine
-    // ahead of the log and records the snapshot then.
-    if (this.sm.appliedIndex !== index) {
-      let done: () => void = () => undefined;
-      this.restoring = new Promise<void>((resolve) => (done = resolve));
-      try {
-        const restored = await this.sm.restoreSnapshot(path);
-        assert(restored.index === index, `snapshot file ${path} holds index ${restored.index}, expected ${index}`);
-      } finally {
-        this.restoring = undefined;
-        done();
-      }
-    }
+    await this.installer.restore(snap);
     if (this.wal.snapshot().metadata.index !== index) await this.wal.applySnapshot(snap);
     else await this.wal.sync(); // a retry after DISK_FULL: the install record is buffered, make it durable
-    this.receivedSnapshots.delete(index);
-    for (const [i, p] of this.receivedSnapshots) {
-      if (i <= index) {
-        this.receivedSnapshots.delete(i);
-        this.removeFile(p);
-      }
-    }
-    this.removeFile(path);
-    this.lastSnapshotIndex = index;
+    this.installer.installed(index);
+    this.snapshots.installed(index);
     this.stats.snapshotsInstalled++;
     this.proposals.supersede(index); // their fate is unknown here
     this.updatePeers();
     const cs = this.rawNode.status().confState;
     this.incarnations?.forgetAbsent(new Set([...cs.voters, ...cs.learners]), index).catch((err: unknown) => {
-      this.log.error({ term: this.known.term, role: this.known.role, err }, 'could not update peers.json after a snapshot');
+      this.log.error({ ...this.known.logFields(), err }, 'could not update peers.json after a snapshot');
     });
     // Our own snapshot file, to send on if we lead later (written off the loop, like any snapshot).
-    this.requestInternalSnapshot('after installing a snapshot');
-    this.log.info({ term: this.known.term, role: this.known.role, index, applied: this.sm.appliedIndex }, 'snapshot installed');
+    this.snapshots.askInternal('after installing a snapshot');
+    this.log.info({ ...this.known.logFields(), index, applied: this.sm.appliedIndex }, 'snapshot installed');
   }
 
   /** A committed membership change reaches the core (on the loop: a batch with a conf change never goes off it). */
@@ -1045,52 +991,11 @@ export class RaftKvNode implements KvNode {
     this.peerIds = new Set(wanted.keys());
   }
 
-  private requestInternalSnapshot(why: string): void {
-    const internal = new PendingRequest<string>(this.clock, this.clock.now() + SNAPSHOT_WAIT_MS, `snapshot ${why}`, () => undefined);
-    internal.promise.catch((err: unknown) => this.log.warn({ term: this.known.term, role: this.known.role, err }, `snapshot ${why} failed`));
-    this.snapshotRequests.push(internal);
-  }
-
-  /**
-   * Starts a state machine snapshot when snapshotEveryEntries were applied since the last one, or when asked.
-   * The file is written off the loop (the state machine captures a consistent view and keeps applying);
-   * the loop compacts the WAL when it completes (completeSnapshot).
-   */
-  private startSnapshotIfDue(): void {
-    if (this.snapshotInFlight !== undefined) return;
-    const due = this.sm.appliedIndex - this.lastSnapshotIndex >= this.config.snapshotEveryEntries;
-    const asked = this.snapshotRequests.filter((r) => !r.settled);
-    this.snapshotRequests = [];
-    if (!due && asked.length === 0) return;
-    const inFlight: { asked: PendingRequest<string>[] } = { asked };
-    this.snapshotInFlight = inFlight;
-    this.lastSnapshotIndex = this.sm.appliedIndex; // the next one is due snapshotEveryEntries after this one
-    this.sm.createSnapshot(this.snapDir, this.config.snapshotsKept).then(
-      (file) => {
-        this.finishedSnapshot = { file, asked: inFlight.asked };
-      },
-      (err: unknown) => {
-        this.finishedSnapshot = { error: err instanceof Error ? err : new Error(String(err)), asked: inFlight.asked };
-      },
-    ).finally(() => {
-      this.snapshotInFlight = undefined;
-      this.inbox.notify();
-    });
-  }
-
-  /** The loop's half of a snapshot: compact the WAL up to it and answer saveSnapshot() callers. */
+  /** The loop's half of a snapshot taken here: compact the WAL up to it, then answer saveSnapshot() callers. */
   private async completeSnapshot(): Promise<void> {
-    const done = this.finishedSnapshot;
-    if (done === undefined) return;
-    this.finishedSnapshot = undefined;
-    if (done.error !== undefined) {
-      this.log.error({ term: this.known.term, role: this.known.role, err: done.error }, 'snapshot failed');
-      for (const r of done.asked) r.reject(done.error);
-      return;
-    }
-    const file = done.file;
-    assert(file !== undefined, 'a finished snapshot has a file or an error');
-    this.stats.snapshotsTaken++;
+    const taken = this.snapshots.takeFinished(); // a failed one is answered there
+    if (taken === undefined) return;
+    const file = taken.file;
     // A snapshot installed from the leader meanwhile may already cover it.
     if (file.metadata.index > this.wal.snapshot().metadata.index) {
       // A full disk here parks the loop like persist() does (driver sim K1: it used to kill the member). The WAL
@@ -1106,12 +1011,8 @@ export class RaftKvNode implements KvNode {
       }
       this.disk.leaveWal();
     }
-    if (this.lastSnapshot === undefined || file.metadata.index >= this.lastSnapshot.metadata.index) this.lastSnapshot = file;
-    this.log.info(
-      { term: this.known.term, role: this.known.role, index: file.metadata.index, path: file.path, firstIndex: this.wal.firstIndex() },
-      'snapshot taken, log compacted',
-    );
-    for (const r of done.asked) r.resolve(file.path);
+    this.log.info({ ...this.known.logFields(), index: file.metadata.index, path: file.path, firstIndex: this.wal.firstIndex() }, 'snapshot taken, log compacted');
+    this.snapshots.compacted(taken);
     void this.refreshDataSize();
   }
 
@@ -1124,14 +1025,6 @@ export class RaftKvNode implements KvNode {
     } catch (err) {
       this.log.debug({ err }, 'data size refresh failed');
     }
-  }
-
-  private removeFile(path: string): void {
-    void this.files.remove(path).catch((err: unknown) => this.log.warn({ err, path }, 'could not remove a file'));
-  }
-
-  private async cleanSnapshotInbox(): Promise<void> {
-    for (const name of await this.files.list(this.snapInboxDir)) await this.files.remove(join(this.snapInboxDir, basename(name)));
   }
 
   // ---------------------------------------------------------------------------------------------------------
@@ -1209,7 +1102,7 @@ export class RaftKvNode implements KvNode {
           item.request.reject(err);
           break;
         case 'snapshot':
-          this.removeFile(item.filePath);
+          this.installer.discard(item.filePath);
           break;
         case 'messages':
         case 'peer-unreachable':
@@ -1223,10 +1116,6 @@ export class RaftKvNode implements KvNode {
     this.reads.failAll(err);
     for (const w of this.transferWaiters) w.request.reject(err);
     this.transferWaiters.length = 0;
-    for (const r of this.snapshotRequests) r.reject(err);
-    this.snapshotRequests = [];
-    for (const r of this.snapshotInFlight?.asked ?? []) r.reject(err);
-    for (const r of this.finishedSnapshot?.asked ?? []) r.reject(err);
-    this.finishedSnapshot = undefined;
+    this.snapshots.failAll(err);
   }
 }

@@ -84,6 +84,7 @@ import type { PendingRead } from './read-index-queue.js';
 import { PendingRequest } from './request.js';
 import { ApplyPipeline } from './apply-pipeline.js';
 import { DiskFull } from './disk-full.js';
+import { LeadershipTransfer } from './leadership-transfer.js';
 import { SnapshotInstaller } from './snapshot-installer.js';
 import { SnapshotSender } from './snapshot-sender.js';
 import { SnapshotTaker } from './snapshot-taker.js';
@@ -205,7 +206,7 @@ export class RaftKvNode implements KvNode {
   private readonly admission: Admission; // the gates and pending limits of client requests
   private readonly proposals: ProposalTracker; // writes and membership changes in the core, by log index
   private readonly reads: ReadIndexQueue; // linearizable reads awaiting their read index or its apply
-  private readonly transferWaiters: { to: NodeId; request: PendingRequest<void> }[] = [];
+  private readonly transfers: LeadershipTransfer; // transfers awaiting the new leader; stop()'s handover
   private readonly snapshots: SnapshotTaker; // this member's own snapshots: when due, in flight, the newest file
   private readonly sender: SnapshotSender; // snapshot files streaming to followers
   private readonly installer: SnapshotInstaller; // snapshot files received from a leader
@@ -223,7 +224,6 @@ export class RaftKvNode implements KvNode {
   private loopParked = false; // the loop waits for input (not for time: see disk.loopSleeping)
   private idleWaiters: (() => void)[] = []; // whenIdle() callers
   private stopPromise: Promise<void> | undefined; // set by the first stop() call
-  private handingOver = false; // stop() is waiting for a leadership handover
   private peerIds = new Set<NodeId>(); // peers given to the transport
   /**
    * An empty directory started with 'existing': until the leader's log or snapshot arrives, this member may
@@ -280,6 +280,7 @@ export class RaftKvNode implements KvNode {
     });
     this.files = deps.files ?? diskFiles;
     this.inbox = new Inbox<InboxItem>(config.maxInboxItems);
+    this.transfers = new LeadershipTransfer(this.known, config.electionTimeoutTicks * config.tickIntervalMs);
     this.snapshots = new SnapshotTaker(this.known, {
       sm,
       snapDir: join(config.dataDir, 'snap'),
@@ -495,7 +496,7 @@ export class RaftKvNode implements KvNode {
   /** Where stop() is: a leader first hands over (time must pass for its bounded wait), then closes. */
   get stopPhase(): 'running' | 'handing-over' | 'closing' {
     if (this.stopPromise === undefined) return 'running';
-    return this.handingOver ? 'handing-over' : 'closing';
+    return this.transfers.handingOver ? 'handing-over' : 'closing';
   }
 
   /** The core's own status (its membership, progress): for tests and diagnostics. */
@@ -721,22 +722,10 @@ export class RaftKvNode implements KvNode {
     }
     if (writes.length > 0) this.proposeWrites(writes);
     if (reads.length > 0) this.startReadBatch(reads);
-    if (this.transferWaiters.length > 0) this.settleAbandonedTransfers();
-  }
-
-  /**
-   * The core abandons a transfer whose target did not catch up within an election timeout (§3.10) and stays
-   * leader: tell the callers now instead of letting them wait out their deadline (chaos seed 51).
-   */
-  private settleAbandonedTransfers(): void {
-    const st = this.rawNode.status();
-    if (st.role !== 'leader' || st.leadTransferee !== NONE) return;
-    for (const w of this.transferWaiters) {
-      w.request.reject(
-        new RaftKvError('UNAVAILABLE', `transfer to member ${w.to} abandoned: it did not catch up within an election timeout; member ${this.id} still leads`, this.known.leaderHint()),
-      );
+    if (this.transfers.waiting) {
+      const st = this.rawNode.status();
+      this.transfers.settleAbandoned(st.role, st.leadTransferee);
     }
-    this.transferWaiters.length = 0;
   }
 
   private proposeWrites(writes: readonly { data: Uint8Array; request: PendingRequest<WriteReply> }[]): void {
@@ -784,7 +773,7 @@ export class RaftKvNode implements KvNode {
     try {
       this.rawNode.transferLeader(to);
       this.log.info({ term: this.known.term, role: this.known.role, to }, 'leadership transfer started');
-      this.transferWaiters.push({ to, request });
+      this.transfers.started(to, request);
     } catch (err) {
       request.reject(this.mapCoreError(err));
     }
@@ -873,15 +862,7 @@ export class RaftKvNode implements KvNode {
     }
     if (ss.leader !== prevLeader) {
       this.log.info({ term: this.known.term, role: ss.role, leader: ss.leader, previousLeader: prevLeader }, 'leader changed');
-      for (let i = this.transferWaiters.length - 1; i >= 0; i--) {
-        const w = this.transferWaiters[i];
-        if (w === undefined) continue;
-        if (w.to === ss.leader) w.request.resolve();
-        else if (ss.leader !== NONE) {
-          w.request.reject(new RaftKvError('FAILED_PRECONDITION', `leadership went to ${ss.leader}, not ${w.to}`, this.known.leaderHint()));
-        } else continue;
-        this.transferWaiters.splice(i, 1);
-      }
+      this.transfers.onLeaderChange(ss.leader);
     }
     this.reads.onLeaderChange(wasLeader && ss.role !== 'leader', ss.leader !== prevLeader, ss.leader);
   }
@@ -1033,12 +1014,7 @@ export class RaftKvNode implements KvNode {
   private async doStop(): Promise<void> {
     this.log.info({ term: this.known.term, role: this.known.role }, 'stopping');
     if (this.known.role === 'leader' && this.failure === undefined && !this.loopStopped) {
-      this.handingOver = true;
-      try {
-        await this.handOverLeadership();
-      } finally {
-        this.handingOver = false;
-      }
+      await this.transfers.handOver(this.rawNode.status(), (to, request) => this.enqueueRequest({ type: 'transfer', to, request }, request));
     }
     this.stopping = true;
     this.cancelTick?.();
@@ -1061,33 +1037,6 @@ export class RaftKvNode implements KvNode {
     }
     this.log.info({ term: this.known.term }, 'stopped');
     if (firstErr !== undefined) throw firstErr;
-  }
-
-  /** A leader hands over to its most up-to-date voter, waiting at most two election timeouts. */
-  private async handOverLeadership(): Promise<void> {
-    const st = this.rawNode.status();
-    let best: { id: NodeId; match: Index } | undefined;
-    let bestActive = false;
-    for (const [id, p] of st.progress) {
-      if (id === this.id || !st.confState.voters.includes(id)) continue;
-      // Prefer followers heard from recently, then the most up to date.
-      const better = best === undefined || (p.recentActive && !bestActive) || (p.recentActive === bestActive && p.match > best.match);
-      if (better) {
-        best = { id, match: p.match };
-        bestActive = p.recentActive;
-      }
-    }
-    if (best === undefined) return;
-    const waitMs = 2 * this.config.electionTimeoutTicks * this.config.tickIntervalMs;
-    this.log.info({ term: this.known.term, role: this.known.role, to: best.id, match: best.match }, 'graceful stop: transferring leadership');
-    const request = new PendingRequest<void>(this.clock, this.clock.now() + waitMs, `transfer leadership to ${best.id}`, () => undefined);
-    this.enqueueRequest({ type: 'transfer', to: best.id, request }, request);
-    try {
-      await request.promise;
-      this.log.info({ term: this.known.term, to: best.id }, 'graceful stop: leadership handed over');
-    } catch (err) {
-      this.log.warn({ term: this.known.term, role: this.known.role, err }, 'graceful stop: leadership transfer did not finish; stopping anyway');
-    }
   }
 
   /** Rejects every request still waiting: queued, proposed, reading, transferring, snapshotting. */
@@ -1114,8 +1063,7 @@ export class RaftKvNode implements KvNode {
     }
     this.proposals.failAll(err);
     this.reads.failAll(err);
-    for (const w of this.transferWaiters) w.request.reject(err);
-    this.transferWaiters.length = 0;
+    this.transfers.failAll(err);
     this.snapshots.failAll(err);
   }
 }

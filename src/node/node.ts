@@ -59,7 +59,6 @@ import { NONE } from '../raft/types.js';
 import type { Command, RangeRequest } from '../kv/types.js';
 import { encodeEnvelope } from '../kv/codec.js';
 import { encodeMemberContext } from '../kv/state-machine.js';
-import { REPLACE_MEMBER_REMEDY } from '../shared/remedies.js';
 import { validateCommand, validateRange } from '../kv/validate.js';
 import { KvStateMachine } from '../kv/state-machine.js';
 import { WalStorage } from '../storage/wal-storage.js';
@@ -83,7 +82,10 @@ import { ReadIndexQueue } from './read-index-queue.js';
 import type { PendingRead } from './read-index-queue.js';
 import { PendingRequest } from './request.js';
 import { ApplyPipeline } from './apply-pipeline.js';
+import { CorruptionCheck } from './corruption-check.js';
+import { DataSize } from './data-size.js';
 import { DiskFull } from './disk-full.js';
+import { PeerSet } from './peer-set.js';
 import { LeadershipTransfer } from './leadership-transfer.js';
 import { SnapshotInstaller } from './snapshot-installer.js';
 import { SnapshotSender } from './snapshot-sender.js';
@@ -155,9 +157,6 @@ type InboxItem =
   | { readonly type: 'transfer'; readonly to: NodeId; readonly request: PendingRequest<void> }
   | { readonly type: 'save-snapshot'; readonly request: PendingRequest<string> };
 
-// status().dataSizeBytes is refreshed this often (5 s at the default tick): a directory walk, not for every tick.
-const DATA_SIZE_REFRESH_TICKS = 50;
-
 const MAX_TICKS_PER_TURN_FACTOR = 2; // a stalled loop catches up at most 2 election timeouts of ticks at once
 
 /**
@@ -211,12 +210,11 @@ export class RaftKvNode implements KvNode {
   private readonly sender: SnapshotSender; // snapshot files streaming to followers
   private readonly installer: SnapshotInstaller; // snapshot files received from a leader
   private readonly pipeline: ApplyPipeline; // committed entries into the state machine, in order; off-loop failures
-  private staleFailure: RaftKvError | undefined; // a peer refused this member as a stale incarnation: the loop ends with it
-  private incarnations: IncarnationRegistry | undefined; // peers' incarnations (undefined: not checked)
-  private lock: DataDirLock | undefined; // the data directory's lock, released last in stop()
   private readonly disk: DiskFull; // a full WAL or state machine disk: writes refused, retries
-  private cancelCorruptCheck: (() => void) | undefined; // the periodic key-space check's timer
-  private corruptCheckRunning = false; // one check at a time (a scan of a large store takes seconds)
+  private readonly corruption: CorruptionCheck; // the periodic key-space scan and the CORRUPT alarm
+  private readonly peers: PeerSet; // the transport's peers, peers.json, a refusal as a stale incarnation
+  private readonly dataSize: DataSize; // the cached bytes on disk status() reports
+  private readonly lock: DataDirLock | undefined; // the data directory's lock, released last in stop()
   private stopping = false; // stop() called: new requests are refused
   private loopStopped = false; // the loop has exited
   private failure: Error | undefined; // a fatal error ended the loop
@@ -224,23 +222,26 @@ export class RaftKvNode implements KvNode {
   private loopParked = false; // the loop waits for input (not for time: see disk.loopSleeping)
   private idleWaiters: (() => void)[] = []; // whenIdle() callers
   private stopPromise: Promise<void> | undefined; // set by the first stop() call
-  private peerIds = new Set<NodeId>(); // peers given to the transport
   /**
    * An empty directory started with 'existing': until the leader's log or snapshot arrives, this member may
    * have lost a vote it cast before its directory was wiped, so it grants no (pre-)votes (availability only).
    */
   private joining = false;
-  private dataSizeBytesCached = 0; // WAL + state machine bytes, refreshed after snapshots and every few seconds
-  private sizeRefreshTicks = 0; // ticks since the last refresh
+
+  private readonly wal: DurableLog;
+  private readonly sm: StateMachine;
 
   private constructor(
     private readonly config: NodeConfig,
     private readonly deps: NodeDeps,
-    private readonly wal: DurableLog,
-    private readonly sm: StateMachine,
+    stores: NodeStores,
     private readonly rawNode: RawNode,
     logger: pino.Logger,
   ) {
+    const { wal, stateMachine: sm } = stores;
+    this.wal = wal;
+    this.sm = sm;
+    this.lock = stores.lock;
     this.id = config.id;
     this.log = logger;
     this.clock = deps.clock ?? systemClock;
@@ -256,7 +257,7 @@ export class RaftKvNode implements KvNode {
           const cs = this.rawNode.status().confState;
           this.log.info({ ...this.known.logFields(), voters: cs.voters, learners: cs.learners }, 'membership relearned from the log');
         },
-        changed: () => this.updatePeers(),
+        changed: () => this.peers.update(),
       },
       stats: this.stats,
       afterOffLoopBatch: () => this.reads.serveReady(),
@@ -298,6 +299,20 @@ export class RaftKvNode implements KvNode {
       onIdle: () => this.notifyIdle(),
     });
     this.installer = new SnapshotInstaller(this.known, sm, this.files, join(config.dataDir, 'snap-inbox'));
+    this.corruption = new CorruptionCheck(this.known, {
+      sm,
+      stopping: () => this.stopping,
+      fail: (err) => this.pipeline.fail(err),
+      onIdle: () => this.notifyIdle(),
+    });
+    this.peers = new PeerSet(this.known, {
+      transport: deps.transport,
+      initialMembers: config.initialMembers,
+      incarnations: stores.incarnations,
+      members: () => sm.members(),
+      wakeLoop: () => this.inbox.notify(),
+    });
+    this.dataSize = new DataSize(logger, wal, sm, () => this.loopStopped || this.stopping);
     const st = rawNode.status();
     this.known.term = st.term;
     this.known.commitIndex = st.commit;
@@ -330,16 +345,14 @@ export class RaftKvNode implements KvNode {
       applied: wal.snapshot().metadata.index,
     };
     const rawNode = new RawNode(raftConfig, wal);
-    const node = new RaftKvNode(config, deps, wal, sm, rawNode, logger);
+    const node = new RaftKvNode(config, deps, stores, rawNode, logger);
     sm.onFlushFailure = (err) => node.pipeline.fail(err); // the loop rethrows it
     sm.onFlushStalled = (err) => node.disk.onKvFull(err);
     node.joining = config.initialClusterState === 'existing' && wal.lastIndex() === 0 && wal.snapshot().metadata.index === 0;
-    await node.refreshDataSize();
+    await node.dataSize.refresh();
     node.snapshots.adopt(await sm.latestSnapshot(snapDir));
     await node.installer.cleanInbox();
-    node.updatePeers();
-    node.incarnations = stores.incarnations;
-    node.lock = stores.lock;
+    node.peers.update();
     if (stores.incarnations !== undefined) {
       stores.incarnations.appliedIndex = () => sm.appliedIndex;
       stores.incarnations.onWriteError = (err: unknown) => logger.error({ err }, 'could not write peers.json');
@@ -349,10 +362,9 @@ export class RaftKvNode implements KvNode {
       onSnapshot: (message, filePath) => node.onPeerSnapshot(message, filePath),
       onPeerUnreachable: (peer) => node.enqueueInternal({ type: 'peer-unreachable', peer }),
       ...(stores.incarnations !== undefined ? { incarnations: stores.incarnations } : {}),
-      onRefusedAsStale: (peer, reason) => node.onRefusedAsStale(peer, reason),
+      onRefusedAsStale: (peer, reason) => node.peers.onRefusedAsStale(peer, reason),
     });
-    const checkMs = config.corruptCheckIntervalMs ?? DEFAULT_CORRUPT_CHECK_INTERVAL_MS;
-    if (checkMs > 0) node.cancelCorruptCheck = node.clock.setInterval(() => void node.corruptCheck(), checkMs);
+    node.corruption.start(config.corruptCheckIntervalMs ?? DEFAULT_CORRUPT_CHECK_INTERVAL_MS);
     node.cancelTick = node.clock.setInterval(() => {
       node.pendingTicks++;
       node.inbox.notify();
@@ -414,7 +426,7 @@ export class RaftKvNode implements KvNode {
       appliedIndex: this.sm.appliedIndex,
       lastLogIndex: st.lastIndex,
       snapshotIndex: this.wal.snapshot().metadata.index,
-      dataSizeBytes: this.dataSizeBytesCached,
+      dataSizeBytes: this.dataSize.bytes,
       members: this.members(),
       progress: [...st.progress.entries()]
         .filter(([id]) => id !== this.id)
@@ -487,7 +499,7 @@ export class RaftKvNode implements KvNode {
 
   isIdle(): boolean {
     if (this.loopStopped) return true;
-    if (this.sender.busy || this.reads.busy || this.snapshots.busy || this.pipeline.busy || this.disk.busy || this.corruptCheckRunning) return false;
+    if (this.sender.busy || this.reads.busy || this.snapshots.busy || this.pipeline.busy || this.disk.busy || this.corruption.busy) return false;
     // Waiting out a disk-full retry: only time moves it on.
     if (this.disk.loopSleeping) return true;
     return this.loopParked && this.inbox.size === 0 && this.pendingTicks === 0;
@@ -513,28 +525,9 @@ export class RaftKvNode implements KvNode {
     return this.disk.writesRefused;
   }
 
-  /**
-   * The periodic corruption check (etcd's --experimental-corrupt-check-time, here on by default): the state
-   * machine rescans its store against the digest apply kept. A mismatch is the CORRUPT alarm: the member stops
-   * (the loop dies with DATA_CORRUPTION; `raftkv serve` exits 70) and refuses to start again until the operator
-   * has replaced its data (the message names the remedy). Never rejects.
-   */
-  async corruptCheck(): Promise<void> {
-    if (this.corruptCheckRunning || this.stopping || this.sm.verifyKeySpace === undefined) return;
-    this.corruptCheckRunning = true;
-    try {
-      await this.sm.verifyKeySpace();
-    } catch (err) {
-      if (isRaftKvError(err, 'DATA_CORRUPTION')) {
-        this.log.fatal({ err: err.message }, 'CORRUPT: the state machine does not match its digest; this member stops serving');
-        this.pipeline.fail(err); // the message names the store and the remedy; the loop rethrows it
-      } else if (!this.stopping && !isRaftKvError(err, 'DISK_FULL')) {
-        this.log.warn({ err }, 'corruption check could not run');
-      }
-    } finally {
-      this.corruptCheckRunning = false;
-      this.notifyIdle();
-    }
+  /** One scan of the periodic corruption check (see corruption-check.ts). Never rejects. */
+  corruptCheck(): Promise<void> {
+    return this.corruption.run();
   }
 
   /** The fatal error that stopped the loop, if any. */
@@ -571,29 +564,6 @@ export class RaftKvNode implements KvNode {
     this.enqueueInternal({ type: 'messages', messages });
   }
 
-  /**
-   * A peer knows another data directory for this member id: this one replaced a wiped directory without the
-   * member being removed and added again. It must not take part (it forgot its votes and log): stop.
-   */
-  private onRefusedAsStale(peer: NodeId, reason: string): void {
-    if (this.staleFailure !== undefined) return;
-    this.staleFailure = new RaftKvError(
-      'CLUSTER_MISMATCH',
-      `member ${peer} refused this member (${this.id}): its data directory is not the one the cluster knows for member ${this.id} ` +
-        `(it was emptied or replaced while still a member). Remove it (raftkv member remove ${this.id}), add it again ` +
-        `(raftkv member add ${this.id} ...) and start it on an empty data directory with --initial-cluster-state existing. ` +
-        `Peer said: ${reason}`,
-    );
-    this.inbox.notify();
-  }
-
-  /** Forgets a removed member's incarnation (durable; a failure is logged: the record stays, refusing that id). */
-  private forgetIncarnation(id: NodeId, removedAt: Index): void {
-    this.incarnations?.forget(id, removedAt).catch((err: unknown) => {
-      this.log.error({ term: this.known.term, role: this.known.role, member: id, err }, 'could not forget the incarnation of a removed member');
-    });
-  }
-
   private onPeerSnapshot(message: SnapshotMessage, filePath: string): void {
     if (this.loopStopped || this.stopping || !this.inbox.push({ type: 'snapshot', message, filePath })) {
       this.stats.droppedPeerMessages++;
@@ -615,7 +585,7 @@ export class RaftKvNode implements KvNode {
           if (this.stopping) break;
         }
         if (this.pipeline.failure !== undefined) throw this.pipeline.failure;
-        if (this.staleFailure !== undefined) throw this.staleFailure;
+        if (this.peers.refusal !== undefined) throw this.peers.refusal;
         this.drainInbox();
         while (this.rawNode.hasReady() && !this.stopping) {
           await this.handleReady();
@@ -668,11 +638,7 @@ export class RaftKvNode implements KvNode {
         }
       }
     }
-    this.sizeRefreshTicks += ticks;
-    if (this.sizeRefreshTicks >= DATA_SIZE_REFRESH_TICKS) {
-      this.sizeRefreshTicks = 0;
-      void this.refreshDataSize();
-    }
+    this.dataSize.onTicks(ticks);
     const reads: PendingRead[] = [];
     // Consecutive writes are proposed together (one append per follower for the lot), before the next other item.
     let writes: { data: Uint8Array; request: PendingRequest<WriteReply> }[] = [];
@@ -926,11 +892,8 @@ export class RaftKvNode implements KvNode {
     this.snapshots.installed(index);
     this.stats.snapshotsInstalled++;
     this.proposals.supersede(index); // their fate is unknown here
-    this.updatePeers();
-    const cs = this.rawNode.status().confState;
-    this.incarnations?.forgetAbsent(new Set([...cs.voters, ...cs.learners]), index).catch((err: unknown) => {
-      this.log.error({ ...this.known.logFields(), err }, 'could not update peers.json after a snapshot');
-    });
+    this.peers.update();
+    this.peers.forgetAbsent(this.rawNode.status().confState, index);
     // Our own snapshot file, to send on if we lead later (written off the loop, like any snapshot).
     this.snapshots.askInternal('after installing a snapshot');
     this.log.info({ ...this.known.logFields(), index, applied: this.sm.appliedIndex }, 'snapshot installed');
@@ -939,7 +902,7 @@ export class RaftKvNode implements KvNode {
   /** A committed membership change reaches the core (on the loop: a batch with a conf change never goes off it). */
   private applyConfChange(cc: ConfChange, index: Index, replayed: boolean): void {
     const cs = this.rawNode.applyConfChange(cc);
-    if (cc.type === 'remove') this.forgetIncarnation(cc.nodeId, index);
+    if (cc.type === 'remove') this.peers.forget(cc.nodeId, index);
     if (replayed) return;
     this.log.info({ ...this.known.logFields(), index, change: cc.type, member: cc.nodeId, voters: cs.voters, learners: cs.learners }, 'membership changed');
     if (cc.type === 'remove' && cc.nodeId === this.id) {
@@ -957,19 +920,7 @@ export class RaftKvNode implements KvNode {
   }
 
   raiseCorrupt(reason: string): void {
-    const err = new RaftKvError('DATA_CORRUPTION', `CORRUPT: ${reason}; ${REPLACE_MEMBER_REMEDY}`);
-    this.log.fatal({ err: err.message }, 'CORRUPT: this member stops serving');
-    this.pipeline.fail(err); // the loop rethrows it
-  }
-
-  /** The transport's peers follow the member table (or the configured initial members until it is known). */
-  private updatePeers(): void {
-    const members = this.sm.members();
-    const known: { id: NodeId; peerAddress: string }[] = members.length > 0 ? [...members] : [...this.config.initialMembers];
-    const wanted = new Map(known.filter((m) => m.id !== this.id).map((m) => [m.id, m.peerAddress]));
-    for (const [id, address] of wanted) this.deps.transport.setPeer(id, address);
-    for (const id of this.peerIds) if (!wanted.has(id)) this.deps.transport.removePeer(id);
-    this.peerIds = new Set(wanted.keys());
+    this.corruption.raise(reason);
   }
 
   /** The loop's half of a snapshot taken here: compact the WAL up to it, then answer saveSnapshot() callers. */
@@ -994,18 +945,7 @@ export class RaftKvNode implements KvNode {
     }
     this.log.info({ ...this.known.logFields(), index: file.metadata.index, path: file.path, firstIndex: this.wal.firstIndex() }, 'snapshot taken, log compacted');
     this.snapshots.compacted(taken);
-    void this.refreshDataSize();
-  }
-
-  /** Recomputes the on-disk size reported by status() (off the loop; the core is not involved). */
-  private async refreshDataSize(): Promise<void> {
-    try {
-      const walBytes = this.wal.stats?.().bytes ?? 0;
-      const kvBytes = this.loopStopped || this.stopping ? 0 : await this.sm.dataSizeBytes();
-      this.dataSizeBytesCached = walBytes + kvBytes;
-    } catch (err) {
-      this.log.debug({ err }, 'data size refresh failed');
-    }
+    void this.dataSize.refresh();
   }
 
   // ---------------------------------------------------------------------------------------------------------
@@ -1019,7 +959,7 @@ export class RaftKvNode implements KvNode {
     this.stopping = true;
     this.cancelTick?.();
     this.disk.cancelKvRetries();
-    this.cancelCorruptCheck?.();
+    this.corruption.stop();
     this.inbox.notify();
     this.disk.wake();
     await this.loopDone;

@@ -30,11 +30,16 @@ export interface KeySpaceDigestAt {
   readonly count: number; // live keys
 }
 
+export type WriteReply = { header: ResponseHeader; result: CommandResult };
+export type ReadReply = { header: ResponseHeader; result: RangeResult };
+/** A membership change's answer: the member table once the change is applied. */
+export type AdminReply = readonly Member[];
+
 /** Every method rejects with RaftKvError (src/shared/errors.ts) for expected failures. */
 export interface KvNode {
   readonly id: NodeId;
-  write(command: Command, opts: WriteOptions): Promise<{ header: ResponseHeader; result: CommandResult }>;
-  read(request: RangeRequest, opts: ReadOptions): Promise<{ header: ResponseHeader; result: RangeResult }>;
+  write(command: Command, opts: WriteOptions): Promise<WriteReply>;
+  read(request: RangeRequest, opts: ReadOptions): Promise<ReadReply>;
   status(): NodeStatus;
   members(): readonly Member[];
   addMember(member: Member, deadlineMs: number): Promise<readonly Member[]>;

@@ -36,9 +36,8 @@
 // the state machine from it, then record it in the WAL (a crash between the two is repaired by recover()).
 import { randomInt } from 'node:crypto';
 import { mkdir, readdir, rm } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import type { pino } from 'pino';
-import { decodeConfChange } from '../raft/conf-change.js';
 import { defaultRaftConfig } from '../raft/config.js';
 import { RaftError, isRaftError } from '../raft/errors.js';
 import { RawNode } from '../raft/raw-node.js';
@@ -47,29 +46,24 @@ import { seededRng } from '../raft/rng.js';
 import { assertNever } from '../raft/util.js';
 import type {
   ConfChange,
-  Entry,
   Index,
   Message,
   NodeId,
-  ReadState,
   Ready,
   Rng,
-  Role,
   Snapshot,
   SnapshotMessage,
   SoftState,
-  Term,
 } from '../raft/types.js';
 import { NONE } from '../raft/types.js';
-import type { Command, CommandResult, RangeRequest, RangeResult } from '../kv/types.js';
+import type { Command, RangeRequest } from '../kv/types.js';
 import { encodeEnvelope } from '../kv/codec.js';
 import { encodeMemberContext } from '../kv/state-machine.js';
-import { REPLACE_MEMBER_REMEDY } from '../shared/remedies.js';
 import { validateCommand, validateRange } from '../kv/validate.js';
 import { KvStateMachine } from '../kv/state-machine.js';
 import { WalStorage } from '../storage/wal-storage.js';
 import type { Transport } from '../transport/transport.js';
-import type { KeySpaceDigestAt, KvNode, Member, NodeStatus, ReadOptions, ResponseHeader, WriteOptions } from './api.js';
+import type { AdminReply, KeySpaceDigestAt, KvNode, ReadReply, WriteReply, Member, NodeStatus, ReadOptions, WriteOptions } from './api.js';
 import type { Clock } from '../shared/clock.js';
 import { systemClock } from '../shared/clock.js';
 import { DEFAULT_CORRUPT_CHECK_INTERVAL_MS, validateNodeConfig } from './config.js';
@@ -77,14 +71,32 @@ import { fromRaftError } from './core-errors.js';
 import { recover } from './recovery.js';
 import type { NodeConfig } from './config.js';
 import { RaftKvError, isRaftKvError } from '../shared/errors.js';
-import type { LeaderHint } from '../shared/errors.js';
 import { DataDirLock } from './data-dir-lock.js';
 import { checkDataDirIdentity } from './identity.js';
 import { IncarnationRegistry } from './incarnations.js';
 import { Inbox } from './inbox.js';
-import type { ApplyOutcome, DurableLog, NodeFiles, SnapshotFile, StateMachine } from './ports.js';
+import type { DurableLog, NodeFiles, StateMachine } from './ports.js';
 import { checkReconfigSafe } from './reconfig-check.js';
+import { ProposalTracker } from './proposal-tracker.js';
+import { ReadIndexQueue } from './read-index-queue.js';
+import type { PendingRead } from './read-index-queue.js';
 import { PendingRequest } from './request.js';
+import { ApplyPipeline } from './apply-pipeline.js';
+import { CorruptionCheck } from './corruption-check.js';
+import { DataSize } from './data-size.js';
+import { DiskFull } from './disk-full.js';
+import { PeerSet } from './peer-set.js';
+import { LeadershipTransfer } from './leadership-transfer.js';
+import { SnapshotInstaller } from './snapshot-installer.js';
+import { SnapshotSender } from './snapshot-sender.js';
+import { SnapshotTaker } from './snapshot-taker.js';
+import { Admission } from './admission.js';
+import { assert } from './assert.js';
+import { NodeContext } from './node-context.js';
+import { newDriverStats } from './stats.js';
+import type { DriverStats } from './stats.js';
+
+export type { DriverStats } from './stats.js';
 
 export interface NodeDeps {
   transport: Transport;
@@ -132,25 +144,7 @@ export interface NodeStores {
   lock?: DataDirLock;
 }
 
-export type WriteReply = { header: ResponseHeader; result: CommandResult };
-export type ReadReply = { header: ResponseHeader; result: RangeResult };
-
-/** Counters of the driver loop (tests check group commit with them). */
-export interface DriverStats {
-  turns: number; // loop iterations that drained the inbox
-  readies: number; // Ready bundles handled
-  syncs: number; // WAL fsyncs (mustSync Readies)
-  entriesPersisted: number; // entries appended to the WAL
-  entriesApplied: number; // committed entries applied to the state machine
-  proposals: number; // client writes proposed to the core
-  readBatches: number; // ReadIndex rounds started (one per loop turn with linearizable reads)
-  snapshotsTaken: number; // state machine snapshots written by this node
-  snapshotsSent: number; // snapshot files sent to followers
-  snapshotsInstalled: number; // snapshots received from a leader and installed
-  droppedPeerMessages: number; // peer message batches dropped because the inbox was full
-}
-
-type AdminReply = readonly Member[];
+export type { ReadReply, WriteReply } from './api.js';
 
 type InboxItem =
   | { readonly type: 'messages'; readonly messages: readonly Message[] }
@@ -163,43 +157,7 @@ type InboxItem =
   | { readonly type: 'transfer'; readonly to: NodeId; readonly request: PendingRequest<void> }
   | { readonly type: 'save-snapshot'; readonly request: PendingRequest<string> };
 
-/** A proposal in the core, awaiting the entry at its index. */
-type PendingProposal =
-  | { readonly kind: 'write'; readonly term: Term; readonly request: PendingRequest<WriteReply> }
-  | { readonly kind: 'conf-change'; readonly term: Term; readonly request: PendingRequest<AdminReply> };
-
-interface PendingRead {
-  readonly range: RangeRequest;
-  readonly request: PendingRequest<ReadReply>;
-}
-
-/** The linearizable reads of one loop turn, behind one ReadIndex context. */
-interface ReadBatch {
-  readonly reads: readonly PendingRead[];
-  index: Index | undefined; // the read index, once the leader confirmed it (ReadState)
-  readonly context: Uint8Array; // the ReadIndex request's context (a follower re-sends it)
-  waitedTicks: number; // ticks since a follower last asked the leader for this batch's read index
-}
-
-// A follower asks the leader again for a read index not answered within this many ticks (the request or its
-// answer may have been lost; etcd's follower retries after 500 ms too). The leader answers each request; the
-// first answer serves the batch, later ones find it gone.
-const READ_INDEX_RETRY_TICKS = 5;
-// A snapshot asked for (saveSnapshot, or one a follower needs) may take this long to write: minutes for GiBs.
-const SNAPSHOT_WAIT_MS = 10 * 60_000;
-// status().dataSizeBytes is refreshed this often (5 s at the default tick): a directory walk, not for every tick.
-const DATA_SIZE_REFRESH_TICKS = 50;
-
-const DISK_FULL_RETRY_MS = 1000;
 const MAX_TICKS_PER_TURN_FACTOR = 2; // a stalled loop catches up at most 2 election timeouts of ticks at once
-
-function assert(cond: unknown, msg: string): asserts cond {
-  if (!cond) throw new Error(`node invariant violated: ${msg}`);
-}
-
-function contextKey(ctx: Uint8Array): string {
-  return Buffer.from(ctx.buffer, ctx.byteOffset, ctx.byteLength).toString('hex');
-}
 
 /**
  * Starts a node: checks (or records) the data directory's identity, opens the WAL (bootstrapping the voters
@@ -235,101 +193,131 @@ export async function startNode(config: NodeConfig, deps: NodeDeps): Promise<Raf
 
 export class RaftKvNode implements KvNode {
   readonly id: NodeId;
-  readonly stats: DriverStats = {
-    turns: 0,
-    readies: 0,
-    syncs: 0,
-    entriesPersisted: 0,
-    entriesApplied: 0,
-    proposals: 0,
-    readBatches: 0,
-    snapshotsTaken: 0,
-    snapshotsSent: 0,
-    snapshotsInstalled: 0,
-    droppedPeerMessages: 0,
-  };
+  readonly stats: DriverStats = newDriverStats();
 
   private readonly log: pino.Logger;
   private readonly clock: Clock;
   private readonly files: NodeFiles;
   private readonly inbox: Inbox<InboxItem>;
-  private readonly snapDir: string;
-  private readonly snapInboxDir: string;
   private pendingTicks = 0; // ticks fired since the loop last drained (coalesced, not inbox items)
   private cancelTick: (() => void) | undefined; // stops the tick timer
-  private role: Role = 'follower'; // last soft state seen from the core
-  private leaderId: NodeId = NONE; // last known leader (NONE = unknown)
-  private term: Term = 0; // last hard state term seen
-  private commitIndex: Index = 0; // last hard state commit seen
-  private readonly proposals = new Map<Index, PendingProposal>(); // proposals in the core, by log index
-  private pendingWriteCount = 0; // unsettled writes + admin changes (queued or proposed) <= maxPendingProposals
-  private pendingReadCount = 0; // unsettled linearizable reads <= maxPendingReads
-  private readSeq = 0; // ReadIndex context counter
-  private readonly readBatches = new Map<string, ReadBatch>(); // awaiting their ReadState, by context
-  private readyReads: ReadBatch[] = []; // read index known, awaiting apply
-  private readonly transferWaiters: { to: NodeId; request: PendingRequest<void> }[] = [];
-  private snapshotRequests: PendingRequest<string>[] = []; // saveSnapshot() callers awaiting the next snapshot
-  private snapshotInFlight: { asked: PendingRequest<string>[] } | undefined; // a snapshot file being written
-  private finishedSnapshot: { file?: SnapshotFile; error?: Error; asked: PendingRequest<string>[] } | undefined; // awaiting the loop
-  private lastSnapshot: SnapshotFile | undefined; // newest local snapshot file (what we send to followers)
-  private lastSnapshotIndex: Index; // applied index of the last snapshot taken or installed
-  private readonly receivedSnapshots = new Map<Index, string>(); // verified files from a leader, by index
-  private inflightSnapshotSends = 0; // sendSnapshot() calls not yet reported back
-  private inflightReads = 0; // reads being served from the state machine
-  private applyChain: Promise<void> = Promise.resolve(); // committed entries applied off the loop, in order (never rejects)
-  private appliesPending = 0; // batches queued on applyChain and not yet applied
-  private applyFailure: Error | undefined; // an off-loop apply failed: the loop rethrows it (it dies as if it had applied)
-  private staleFailure: RaftKvError | undefined; // a peer refused this member as a stale incarnation: the loop ends with it
-  private incarnations: IncarnationRegistry | undefined; // peers' incarnations (undefined: not checked)
-  private lock: DataDirLock | undefined; // the data directory's lock, released last in stop()
-  private diskFull = false; // the WAL refused a write with ENOSPC; writes are refused until a retry succeeds
-  private diskFullSinceMs: number | undefined; // when the WAL first refused the write it still retries (clock ms)
-  private kvDiskFull = false; // the state machine's LevelDB refused a batch with ENOSPC; writes refused until it lands
-  private cancelKvRetry: (() => void) | undefined; // the next state machine flush retry
-  private digestWaiters: { index: Index; request: PendingRequest<KeySpaceDigestAt> }[] = []; // keySpaceDigest() until applied
-  private kvRetrying = false; // a state machine flush retry is running (the node is not idle)
-  private cancelCorruptCheck: (() => void) | undefined; // the periodic key-space check's timer
-  private corruptCheckRunning = false; // one check at a time (a scan of a large store takes seconds)
+  private readonly known: NodeContext; // term, commit, role and leader as of the last Ready; the rooms' context
+  private readonly admission: Admission; // the gates and pending limits of client requests
+  private readonly proposals: ProposalTracker; // writes and membership changes in the core, by log index
+  private readonly reads: ReadIndexQueue; // linearizable reads awaiting their read index or its apply
+  private readonly transfers: LeadershipTransfer; // transfers awaiting the new leader; stop()'s handover
+  private readonly snapshots: SnapshotTaker; // this member's own snapshots: when due, in flight, the newest file
+  private readonly sender: SnapshotSender; // snapshot files streaming to followers
+  private readonly installer: SnapshotInstaller; // snapshot files received from a leader
+  private readonly pipeline: ApplyPipeline; // committed entries into the state machine, in order; off-loop failures
+  private readonly disk: DiskFull; // a full WAL or state machine disk: writes refused, retries
+  private readonly corruption: CorruptionCheck; // the periodic key-space scan and the CORRUPT alarm
+  private readonly peers: PeerSet; // the transport's peers, peers.json, a refusal as a stale incarnation
+  private readonly dataSize: DataSize; // the cached bytes on disk status() reports
+  private readonly lock: DataDirLock | undefined; // the data directory's lock, released last in stop()
   private stopping = false; // stop() called: new requests are refused
   private loopStopped = false; // the loop has exited
   private failure: Error | undefined; // a fatal error ended the loop
-  private wakeDiskRetry: (() => void) | undefined; // interrupts the disk-full retry wait
   private loopDone: Promise<void> = Promise.resolve(); // resolves when the loop exits
-  private loopParked: 'input' | 'disk-retry' | undefined; // what the loop is waiting for, when it waits for time or input
+  private loopParked = false; // the loop waits for input (not for time: see disk.loopSleeping)
   private idleWaiters: (() => void)[] = []; // whenIdle() callers
   private stopPromise: Promise<void> | undefined; // set by the first stop() call
-  private handingOver = false; // stop() is waiting for a leadership handover
-  private restoring: Promise<void> | undefined; // set while the state machine restores a received snapshot
-  private peerIds = new Set<NodeId>(); // peers given to the transport
   /**
    * An empty directory started with 'existing': until the leader's log or snapshot arrives, this member may
    * have lost a vote it cast before its directory was wiped, so it grants no (pre-)votes (availability only).
    */
   private joining = false;
-  private dataSizeBytesCached = 0; // WAL + state machine bytes, refreshed after snapshots and every few seconds
-  private sizeRefreshTicks = 0; // ticks since the last refresh
+
+  private readonly wal: DurableLog;
+  private readonly sm: StateMachine;
 
   private constructor(
     private readonly config: NodeConfig,
     private readonly deps: NodeDeps,
-    private readonly wal: DurableLog,
-    private readonly sm: StateMachine,
+    stores: NodeStores,
     private readonly rawNode: RawNode,
     logger: pino.Logger,
   ) {
+    const { wal, stateMachine: sm } = stores;
+    this.wal = wal;
+    this.sm = sm;
+    this.lock = stores.lock;
     this.id = config.id;
     this.log = logger;
     this.clock = deps.clock ?? systemClock;
+    this.known = new NodeContext(config.id, this.clock, logger, () => sm.members());
+    this.reads = new ReadIndexQueue(this.known, sm, () => this.notifyIdle());
+    this.proposals = new ProposalTracker(this.known, () => sm.members());
+    this.pipeline = new ApplyPipeline({
+      sm,
+      proposals: this.proposals,
+      membership: {
+        applyConfChange: (cc, index, replayed) => this.applyConfChange(cc, index, replayed),
+        relearned: () => {
+          const cs = this.rawNode.status().confState;
+          this.log.info({ ...this.known.logFields(), voters: cs.voters, learners: cs.learners }, 'membership relearned from the log');
+        },
+        changed: () => this.peers.update(),
+      },
+      stats: this.stats,
+      afterOffLoopBatch: () => this.reads.serveReady(),
+      wakeLoop: () => this.inbox.notify(),
+      onIdle: () => this.notifyIdle(),
+    });
+    this.disk = new DiskFull(this.known, {
+      sm,
+      stopping: () => this.stopping,
+      fail: (err) => this.pipeline.fail(err),
+      onIdle: () => this.notifyIdle(),
+    });
+    this.admission = new Admission(config, this.clock, {
+      id: config.id,
+      failure: () => this.failure,
+      stopping: () => this.stopping,
+      diskFull: () => this.disk.writesRefused,
+      leads: () => this.known.leads(),
+      leaderKnown: () => this.known.leaderId !== NONE,
+      notLeaderError: () => this.known.notLeaderError(),
+    });
     this.files = deps.files ?? diskFiles;
     this.inbox = new Inbox<InboxItem>(config.maxInboxItems);
-    this.snapDir = join(config.dataDir, 'snap');
-    this.snapInboxDir = join(config.dataDir, 'snap-inbox');
-    this.lastSnapshotIndex = sm.appliedIndex;
+    this.transfers = new LeadershipTransfer(this.known, config.electionTimeoutTicks * config.tickIntervalMs);
+    this.snapshots = new SnapshotTaker(this.known, {
+      sm,
+      snapDir: join(config.dataDir, 'snap'),
+      snapshotEveryEntries: config.snapshotEveryEntries,
+      snapshotsKept: config.snapshotsKept,
+      stats: this.stats,
+      wakeLoop: () => this.inbox.notify(),
+    });
+    this.sender = new SnapshotSender(this.known, {
+      transport: deps.transport,
+      stats: this.stats,
+      latest: () => this.snapshots.latest,
+      askSnapshot: (why) => this.snapshots.askInternal(why),
+      report: (peer, ok) => this.enqueueInternal({ type: 'snapshot-status', peer, ok }),
+      onIdle: () => this.notifyIdle(),
+    });
+    this.installer = new SnapshotInstaller(this.known, sm, this.files, join(config.dataDir, 'snap-inbox'));
+    this.corruption = new CorruptionCheck(this.known, {
+      sm,
+      stopping: () => this.stopping,
+      fail: (err) => this.pipeline.fail(err),
+      onIdle: () => this.notifyIdle(),
+    });
+    this.peers = new PeerSet(this.known, {
+      transport: deps.transport,
+      initialMembers: config.initialMembers,
+      incarnations: stores.incarnations,
+      members: () => sm.members(),
+      wakeLoop: () => this.inbox.notify(),
+    });
+    this.dataSize = new DataSize(logger, wal, sm, () => this.loopStopped || this.stopping);
     const st = rawNode.status();
-    this.term = st.term;
-    this.commitIndex = st.commit;
-    this.role = st.role;
-    this.leaderId = st.leader;
+    this.known.term = st.term;
+    this.known.commitIndex = st.commit;
+    this.known.role = st.role;
+    this.known.leaderId = st.leader;
   }
 
   /** Opens (or bootstraps) a node on `stores` and starts its loop, timer and transport. */
@@ -357,19 +345,14 @@ export class RaftKvNode implements KvNode {
       applied: wal.snapshot().metadata.index,
     };
     const rawNode = new RawNode(raftConfig, wal);
-    const node = new RaftKvNode(config, deps, wal, sm, rawNode, logger);
-    sm.onFlushFailure = (err) => {
-      node.applyFailure ??= err;
-      node.inbox.notify(); // the loop rethrows it
-    };
-    sm.onFlushStalled = (err) => node.onKvDiskFull(err);
+    const node = new RaftKvNode(config, deps, stores, rawNode, logger);
+    sm.onFlushFailure = (err) => node.pipeline.fail(err); // the loop rethrows it
+    sm.onFlushStalled = (err) => node.disk.onKvFull(err);
     node.joining = config.initialClusterState === 'existing' && wal.lastIndex() === 0 && wal.snapshot().metadata.index === 0;
-    await node.refreshDataSize();
-    node.lastSnapshot = await sm.latestSnapshot(snapDir);
-    await node.cleanSnapshotInbox();
-    node.updatePeers();
-    node.incarnations = stores.incarnations;
-    node.lock = stores.lock;
+    await node.dataSize.refresh();
+    node.snapshots.adopt(await sm.latestSnapshot(snapDir));
+    await node.installer.cleanInbox();
+    node.peers.update();
     if (stores.incarnations !== undefined) {
       stores.incarnations.appliedIndex = () => sm.appliedIndex;
       stores.incarnations.onWriteError = (err: unknown) => logger.error({ err }, 'could not write peers.json');
@@ -379,10 +362,9 @@ export class RaftKvNode implements KvNode {
       onSnapshot: (message, filePath) => node.onPeerSnapshot(message, filePath),
       onPeerUnreachable: (peer) => node.enqueueInternal({ type: 'peer-unreachable', peer }),
       ...(stores.incarnations !== undefined ? { incarnations: stores.incarnations } : {}),
-      onRefusedAsStale: (peer, reason) => node.onRefusedAsStale(peer, reason),
+      onRefusedAsStale: (peer, reason) => node.peers.onRefusedAsStale(peer, reason),
     });
-    const checkMs = config.corruptCheckIntervalMs ?? DEFAULT_CORRUPT_CHECK_INTERVAL_MS;
-    if (checkMs > 0) node.cancelCorruptCheck = node.clock.setInterval(() => void node.corruptCheck(), checkMs);
+    node.corruption.start(config.corruptCheckIntervalMs ?? DEFAULT_CORRUPT_CHECK_INTERVAL_MS);
     node.cancelTick = node.clock.setInterval(() => {
       node.pendingTicks++;
       node.inbox.notify();
@@ -401,33 +383,26 @@ export class RaftKvNode implements KvNode {
   // state (fail fast), then queued for the loop.
 
   async write(command: Command, opts: WriteOptions): Promise<WriteReply> {
-    this.checkAcceptingWrites();
+    this.admission.checkAcceptingWrites();
     validateCommand(command, this.config.kvLimits);
     const data = encodeEnvelope({ clientId: opts.clientId, seq: opts.seq, command });
-    const request = this.newWriteSlot<WriteReply>(opts.deadlineMs, 'write');
+    const request = this.admission.writeSlot<WriteReply>(opts.deadlineMs, 'write');
     this.enqueueRequest({ type: 'propose', data, request }, request);
     return request.promise;
   }
 
   async read(range: RangeRequest, opts: ReadOptions): Promise<ReadReply> {
-    this.checkRunning();
+    this.admission.checkRunning();
     validateRange(range, this.config.kvLimits);
     if (opts.serializable) {
       // Not while the state machine swaps in a snapshot from the leader.
-      if (this.restoring !== undefined) await this.restoring;
+      const restoring = this.installer.restoring;
+      if (restoring !== undefined) await restoring;
       const index = this.sm.appliedIndex;
       const result = await this.sm.range(range);
-      return { result, header: this.header(index) };
+      return { result, header: this.known.header(index) };
     }
-    this.checkDeadline(opts.deadlineMs, 'read');
-    if (this.leaderId === NONE) throw this.notLeaderError(); // any member serves it, given a leader to ask
-    if (this.pendingReadCount >= this.config.maxPendingReads) {
-      throw new RaftKvError('RESOURCE_EXHAUSTED', `too many pending linearizable reads (maxPendingReads ${this.config.maxPendingReads})`);
-    }
-    this.pendingReadCount++;
-    const request = new PendingRequest<ReadReply>(this.clock, opts.deadlineMs, 'read', () => {
-      this.pendingReadCount--;
-    });
+    const request = this.admission.readSlot<ReadReply>(opts.deadlineMs);
     this.enqueueRequest({ type: 'read', range, request }, request);
     return request.promise;
   }
@@ -438,7 +413,7 @@ export class RaftKvNode implements KvNode {
     // waits for the disk, stepping nothing); the others have likely elected a leader. It says so instead of
     // reporting its old term's leadership beside the real leader. The core is unchanged: with space back it
     // steps the messages that waited and learns the newer term.
-    const parkedMs = this.diskFullSinceMs === undefined ? 0 : this.clock.now() - this.diskFullSinceMs;
+    const parkedMs = this.disk.walFullForMs();
     const deposed = st.role === 'leader' && parkedMs >= this.config.electionTimeoutTicks * this.config.tickIntervalMs;
     return {
       id: this.id,
@@ -451,7 +426,7 @@ export class RaftKvNode implements KvNode {
       appliedIndex: this.sm.appliedIndex,
       lastLogIndex: st.lastIndex,
       snapshotIndex: this.wal.snapshot().metadata.index,
-      dataSizeBytes: this.dataSizeBytesCached,
+      dataSizeBytes: this.dataSize.bytes,
       members: this.members(),
       progress: [...st.progress.entries()]
         .filter(([id]) => id !== this.id)
@@ -490,11 +465,11 @@ export class RaftKvNode implements KvNode {
   }
 
   async transferLeadership(to: NodeId, deadlineMs: number): Promise<void> {
-    this.checkRunning();
+    this.admission.checkRunning();
     const m = this.members().find((x) => x.id === to);
     if (m === undefined) throw new RaftKvError('NOT_FOUND', `no member ${to}`);
     if (m.learner) throw new RaftKvError('FAILED_PRECONDITION', `member ${to} is a learner and cannot lead`);
-    this.checkLeader();
+    this.admission.checkLeader();
     if (to === this.id) return;
     const request = new PendingRequest<void>(this.clock, deadlineMs, `transfer leadership to ${to}`, () => undefined);
     this.enqueueRequest({ type: 'transfer', to, request }, request);
@@ -502,8 +477,8 @@ export class RaftKvNode implements KvNode {
   }
 
   async saveSnapshot(): Promise<string> {
-    this.checkRunning();
-    const request = new PendingRequest<string>(this.clock, this.clock.now() + SNAPSHOT_WAIT_MS, 'snapshot', () => undefined);
+    this.admission.checkRunning();
+    const request = this.snapshots.request('snapshot');
     this.enqueueRequest({ type: 'save-snapshot', request }, request);
     return request.promise;
   }
@@ -524,16 +499,16 @@ export class RaftKvNode implements KvNode {
 
   isIdle(): boolean {
     if (this.loopStopped) return true;
-    if (this.inflightSnapshotSends > 0 || this.inflightReads > 0 || this.snapshotInFlight !== undefined || this.appliesPending > 0 || this.kvRetrying || this.corruptCheckRunning) return false;
+    if (this.sender.busy || this.reads.busy || this.snapshots.busy || this.pipeline.busy || this.disk.busy || this.corruption.busy) return false;
     // Waiting out a disk-full retry: only time moves it on.
-    if (this.loopParked === 'disk-retry') return true;
-    return this.loopParked === 'input' && this.inbox.size === 0 && this.pendingTicks === 0;
+    if (this.disk.loopSleeping) return true;
+    return this.loopParked && this.inbox.size === 0 && this.pendingTicks === 0;
   }
 
   /** Where stop() is: a leader first hands over (time must pass for its bounded wait), then closes. */
   get stopPhase(): 'running' | 'handing-over' | 'closing' {
     if (this.stopPromise === undefined) return 'running';
-    return this.handingOver ? 'handing-over' : 'closing';
+    return this.transfers.handingOver ? 'handing-over' : 'closing';
   }
 
   /** The core's own status (its membership, progress): for tests and diagnostics. */
@@ -543,78 +518,16 @@ export class RaftKvNode implements KvNode {
 
   /** The last known leader (NONE if unknown) and this node's role, as of the last Ready. */
   get knownLeader(): NodeId {
-    return this.leaderId;
+    return this.known.leaderId;
   }
 
   get isDiskFull(): boolean {
-    return this.diskFull || this.kvDiskFull;
+    return this.disk.writesRefused;
   }
 
-  /**
-   * The state machine's LevelDB found the disk full. Applied batches wait in its memory (reads see them, and
-   * the WAL holds them until a snapshot, which waits too); writes are refused with DISK_FULL and the flush is
-   * retried every DISK_FULL_RETRY_MS until it lands.
-   */
-  private onKvDiskFull(err: Error): void {
-    if (!this.kvDiskFull) {
-      this.kvDiskFull = true;
-      this.log.error({ term: this.term, role: this.role, err: err.message }, `disk full: writes refused, retrying every ${DISK_FULL_RETRY_MS} ms`);
-    }
-    this.scheduleKvRetry();
-  }
-
-  /**
-   * The periodic corruption check (etcd's --experimental-corrupt-check-time, here on by default): the state
-   * machine rescans its store against the digest apply kept. A mismatch is the CORRUPT alarm: the member stops
-   * (the loop dies with DATA_CORRUPTION; `raftkv serve` exits 70) and refuses to start again until the operator
-   * has replaced its data (the message names the remedy). Never rejects.
-   */
-  async corruptCheck(): Promise<void> {
-    if (this.corruptCheckRunning || this.stopping || this.sm.verifyKeySpace === undefined) return;
-    this.corruptCheckRunning = true;
-    try {
-      await this.sm.verifyKeySpace();
-    } catch (err) {
-      if (isRaftKvError(err, 'DATA_CORRUPTION')) {
-        this.log.fatal({ err: err.message }, 'CORRUPT: the state machine does not match its digest; this member stops serving');
-        this.applyFailure ??= err; // the message names the store and the remedy
-        this.inbox.notify(); // the loop rethrows it
-      } else if (!this.stopping && !isRaftKvError(err, 'DISK_FULL')) {
-        this.log.warn({ err }, 'corruption check could not run');
-      }
-    } finally {
-      this.corruptCheckRunning = false;
-      this.notifyIdle();
-    }
-  }
-
-  private scheduleKvRetry(): void {
-    if (this.cancelKvRetry !== undefined || this.stopping) return;
-    this.cancelKvRetry = this.clock.setTimeout(() => {
-      this.cancelKvRetry = undefined;
-      void this.retryKvFlush(); // never rejects
-    }, DISK_FULL_RETRY_MS);
-  }
-
-  private async retryKvFlush(): Promise<void> {
-    let landed = false;
-    this.kvRetrying = true;
-    try {
-      landed = (await this.sm.retryFlush?.()) ?? true;
-    } catch (err) {
-      this.applyFailure ??= err instanceof Error ? err : new Error(String(err));
-      this.inbox.notify(); // the loop rethrows it
-      return;
-    } finally {
-      this.kvRetrying = false;
-      this.notifyIdle();
-    }
-    if (!landed) {
-      this.scheduleKvRetry();
-      return;
-    }
-    this.kvDiskFull = false;
-    this.log.warn({ term: this.term, role: this.role }, 'disk has space again: state machine writes landed, writes resume');
+  /** One scan of the periodic corruption check (see corruption-check.ts). Never rejects. */
+  corruptCheck(): Promise<void> {
+    return this.corruption.run();
   }
 
   /** The fatal error that stopped the loop, if any. */
@@ -623,51 +536,7 @@ export class RaftKvNode implements KvNode {
   }
 
   // ---------------------------------------------------------------------------------------------------------
-  // Admission.
-
-  private checkRunning(): void {
-    if (this.failure !== undefined) throw new RaftKvError('UNAVAILABLE', `node ${this.id} failed: ${this.failure.message}`);
-    if (this.stopping) throw new RaftKvError('UNAVAILABLE', `node ${this.id} is stopping`);
-  }
-
-  private checkAcceptingWrites(): void {
-    this.checkRunning();
-    if (this.diskFull || this.kvDiskFull) throw new RaftKvError('DISK_FULL', `node ${this.id}: the disk is full; writes resume when space returns`);
-    this.checkLeader();
-  }
-
-  /** Fail fast: NOT_LEADER with a hint on a follower, UNAVAILABLE with no known leader. */
-  private checkLeader(): void {
-    if (this.leaderId === this.id && this.role === 'leader') return;
-    throw this.notLeaderError();
-  }
-
-  private leaderHint(): LeaderHint {
-    const m = this.leaderId === NONE ? undefined : this.members().find((x) => x.id === this.leaderId);
-    return { leaderId: this.leaderId, leaderAddress: m?.clientAddress ?? '' };
-  }
-
-  private notLeaderError(): RaftKvError {
-    if (this.leaderId === NONE) {
-      return new RaftKvError('UNAVAILABLE', `node ${this.id}: no leader known (term ${this.term}); retry later`, this.leaderHint());
-    }
-    return new RaftKvError('NOT_LEADER', `node ${this.id} is not the leader; the leader is ${this.leaderId}`, this.leaderHint());
-  }
-
-  private checkDeadline(deadlineMs: number, what: string): void {
-    if (!(deadlineMs > this.clock.now())) throw new RaftKvError('DEADLINE_EXCEEDED', `${what}: the deadline had passed on arrival`);
-  }
-
-  private newWriteSlot<T>(deadlineMs: number, what: string): PendingRequest<T> {
-    this.checkDeadline(deadlineMs, what);
-    if (this.pendingWriteCount >= this.config.maxPendingProposals) {
-      throw new RaftKvError('RESOURCE_EXHAUSTED', `too many pending proposals (maxPendingProposals ${this.config.maxPendingProposals})`);
-    }
-    this.pendingWriteCount++;
-    return new PendingRequest<T>(this.clock, deadlineMs, what, () => {
-      this.pendingWriteCount--;
-    });
-  }
+  // Queueing for the loop.
 
   private enqueueRequest<T>(item: InboxItem, request: PendingRequest<T>): void {
     if (!this.inbox.push(item)) {
@@ -676,8 +545,8 @@ export class RaftKvNode implements KvNode {
   }
 
   private async proposeConfChange(cc: ConfChange, deadlineMs: number): Promise<readonly Member[]> {
-    this.checkAcceptingWrites();
-    const request = this.newWriteSlot<AdminReply>(deadlineMs, `membership change (${cc.type} ${cc.nodeId})`);
+    this.admission.checkAcceptingWrites();
+    const request = this.admission.writeSlot<AdminReply>(deadlineMs, `membership change (${cc.type} ${cc.nodeId})`);
     this.enqueueRequest({ type: 'conf-change', cc, request }, request);
     return request.promise;
   }
@@ -695,29 +564,6 @@ export class RaftKvNode implements KvNode {
     this.enqueueInternal({ type: 'messages', messages });
   }
 
-  /**
-   * A peer knows another data directory for this member id: this one replaced a wiped directory without the
-   * member being removed and added again. It must not take part (it forgot its votes and log): stop.
-   */
-  private onRefusedAsStale(peer: NodeId, reason: string): void {
-    if (this.staleFailure !== undefined) return;
-    this.staleFailure = new RaftKvError(
-      'CLUSTER_MISMATCH',
-      `member ${peer} refused this member (${this.id}): its data directory is not the one the cluster knows for member ${this.id} ` +
-        `(it was emptied or replaced while still a member). Remove it (raftkv member remove ${this.id}), add it again ` +
-        `(raftkv member add ${this.id} ...) and start it on an empty data directory with --initial-cluster-state existing. ` +
-        `Peer said: ${reason}`,
-    );
-    this.inbox.notify();
-  }
-
-  /** Forgets a removed member's incarnation (durable; a failure is logged: the record stays, refusing that id). */
-  private forgetIncarnation(id: NodeId, removedAt: Index): void {
-    this.incarnations?.forget(id, removedAt).catch((err: unknown) => {
-      this.log.error({ term: this.term, role: this.role, member: id, err }, 'could not forget the incarnation of a removed member');
-    });
-  }
-
   private onPeerSnapshot(message: SnapshotMessage, filePath: string): void {
     if (this.loopStopped || this.stopping || !this.inbox.push({ type: 'snapshot', message, filePath })) {
       this.stats.droppedPeerMessages++;
@@ -731,30 +577,30 @@ export class RaftKvNode implements KvNode {
   private async run(): Promise<void> {
     try {
       while (!this.stopping) {
-        if (!this.rawNode.hasReady() && this.inbox.size === 0 && this.pendingTicks === 0 && this.finishedSnapshot === undefined) {
-          this.loopParked = 'input';
+        if (!this.rawNode.hasReady() && this.inbox.size === 0 && this.pendingTicks === 0 && !this.snapshots.hasFinished) {
+          this.loopParked = true;
           this.notifyIdle();
           await this.inbox.wait();
-          this.loopParked = undefined;
+          this.loopParked = false;
           if (this.stopping) break;
         }
-        if (this.applyFailure !== undefined) throw this.applyFailure;
-        if (this.staleFailure !== undefined) throw this.staleFailure;
+        if (this.pipeline.failure !== undefined) throw this.pipeline.failure;
+        if (this.peers.refusal !== undefined) throw this.peers.refusal;
         this.drainInbox();
         while (this.rawNode.hasReady() && !this.stopping) {
           await this.handleReady();
         }
         if (this.stopping) break;
         await this.completeSnapshot();
-        this.startSnapshotIfDue();
+        this.snapshots.startIfDue();
       }
     } catch (err) {
       if (this.stopping && isRaftKvError(err, 'DISK_FULL')) {
-        this.log.warn({ term: this.term, role: this.role }, 'stopped while the disk was full: the last Ready was not persisted');
+        this.log.warn({ term: this.known.term, role: this.known.role }, 'stopped while the disk was full: the last Ready was not persisted');
         return;
       }
       this.failure = err instanceof Error ? err : new Error(String(err));
-      this.log.fatal({ err: this.failure, term: this.term, role: this.role }, 'driver loop failed: the node stops');
+      this.log.fatal({ err: this.failure, term: this.known.term, role: this.known.role }, 'driver loop failed: the node stops');
       this.failEverything(new RaftKvError('UNAVAILABLE', `node ${this.id} failed: ${this.failure.message}`));
       const onFatal = this.deps.onFatal;
       if (onFatal !== undefined) {
@@ -763,7 +609,7 @@ export class RaftKvNode implements KvNode {
       }
     } finally {
       this.loopStopped = true;
-      this.loopParked = undefined;
+      this.loopParked = false;
       this.notifyIdle();
     }
   }
@@ -782,12 +628,17 @@ export class RaftKvNode implements KvNode {
     const ticks = Math.min(this.pendingTicks, maxTicks);
     this.pendingTicks = 0;
     for (let i = 0; i < ticks; i++) this.rawNode.tick();
-    if (ticks > 0) this.retryFollowerReads(ticks);
-    this.sizeRefreshTicks += ticks;
-    if (this.sizeRefreshTicks >= DATA_SIZE_REFRESH_TICKS) {
-      this.sizeRefreshTicks = 0;
-      void this.refreshDataSize();
+    if (ticks > 0 && this.known.role !== 'leader' && this.known.leaderId !== NONE) {
+      // A follower's unanswered ReadIndex requests go to the leader again (READ_INDEX_RETRY_TICKS).
+      for (const ctx of this.reads.dueForRetry(ticks)) {
+        try {
+          this.rawNode.readIndex(ctx);
+        } catch (err) {
+          this.log.debug({ err }, 'read index retry failed');
+        }
+      }
     }
+    this.dataSize.onTicks(ticks);
     const reads: PendingRead[] = [];
     // Consecutive writes are proposed together (one append per follower for the lot), before the next other item.
     let writes: { data: Uint8Array; request: PendingRequest<WriteReply> }[] = [];
@@ -808,21 +659,12 @@ export class RaftKvNode implements KvNode {
           }
           break;
         case 'snapshot': {
-          const index = item.message.snapshot.metadata.index;
-          const previous = this.receivedSnapshots.get(index);
-          if (previous !== undefined && previous !== item.filePath) this.removeFile(previous);
-          for (const [i, p] of this.receivedSnapshots) {
-            if (i <= this.sm.appliedIndex) {
-              this.receivedSnapshots.delete(i); // stale: the core will not install it
-              this.removeFile(p);
-            }
-          }
-          this.receivedSnapshots.set(index, item.filePath);
+          this.installer.receive(item.message.snapshot.metadata.index, item.filePath);
           this.rawNode.step(item.message);
           break;
         }
         case 'peer-unreachable':
-          if (item.peer === this.leaderId && this.role !== 'leader') this.rawNode.leaderUnreachable();
+          if (item.peer === this.known.leaderId && this.known.role !== 'leader') this.rawNode.leaderUnreachable();
           else this.rawNode.reportUnreachable(item.peer);
           break;
         case 'snapshot-status':
@@ -838,7 +680,7 @@ export class RaftKvNode implements KvNode {
           this.startTransfer(item.to, item.request);
           break;
         case 'save-snapshot':
-          this.snapshotRequests.push(item.request);
+          this.snapshots.ask(item.request);
           break;
         default:
           assertNever(item);
@@ -846,28 +688,16 @@ export class RaftKvNode implements KvNode {
     }
     if (writes.length > 0) this.proposeWrites(writes);
     if (reads.length > 0) this.startReadBatch(reads);
-    if (this.transferWaiters.length > 0) this.settleAbandonedTransfers();
-  }
-
-  /**
-   * The core abandons a transfer whose target did not catch up within an election timeout (§3.10) and stays
-   * leader: tell the callers now instead of letting them wait out their deadline (chaos seed 51).
-   */
-  private settleAbandonedTransfers(): void {
-    const st = this.rawNode.status();
-    if (st.role !== 'leader' || st.leadTransferee !== NONE) return;
-    for (const w of this.transferWaiters) {
-      w.request.reject(
-        new RaftKvError('UNAVAILABLE', `transfer to member ${w.to} abandoned: it did not catch up within an election timeout; member ${this.id} still leads`, this.leaderHint()),
-      );
+    if (this.transfers.waiting) {
+      const st = this.rawNode.status();
+      this.transfers.settleAbandoned(st.role, st.leadTransferee);
     }
-    this.transferWaiters.length = 0;
   }
 
   private proposeWrites(writes: readonly { data: Uint8Array; request: PendingRequest<WriteReply> }[]): void {
     const live = writes.filter((w) => !w.request.settled);
     if (live.length === 0) return;
-    if (this.diskFull || this.kvDiskFull) {
+    if (this.disk.writesRefused) {
       for (const w of live) w.request.reject(new RaftKvError('DISK_FULL', `node ${this.id}: the disk is full`));
       return;
     }
@@ -882,7 +712,7 @@ export class RaftKvNode implements KvNode {
         continue;
       }
       this.stats.proposals++;
-      this.trackProposal(o.index, { kind: 'write', term: o.term, request: w.request });
+      this.proposals.track(o.index, { kind: 'write', term: o.term, request: w.request });
     }
   }
 
@@ -891,24 +721,15 @@ export class RaftKvNode implements KvNode {
     try {
       checkReconfigSafe(this.rawNode.status(), cc);
       const { index, term } = this.rawNode.proposeConfChange(cc);
-      this.log.info({ term, role: this.role, change: cc.type, member: cc.nodeId, index }, 'membership change proposed');
-      this.trackProposal(index, { kind: 'conf-change', term, request });
+      this.log.info({ term, role: this.known.role, change: cc.type, member: cc.nodeId, index }, 'membership change proposed');
+      this.proposals.track(index, { kind: 'conf-change', term, request });
     } catch (err) {
       request.reject(this.mapCoreError(err));
     }
   }
 
-  private trackProposal(index: Index, p: PendingProposal): void {
-    const old = this.proposals.get(index);
-    if (old !== undefined) {
-      // The entry the old proposal waited for was overwritten before it applied (a new leader's log).
-      old.request.reject(new RaftKvError('PROPOSAL_DROPPED', `entry ${index} of term ${old.term} was replaced; safe to retry`));
-    }
-    this.proposals.set(index, p);
-  }
-
   private mapCoreError(err: unknown): Error {
-    if (isRaftError(err)) return fromRaftError(err, this.leaderHint());
+    if (isRaftError(err)) return fromRaftError(err, this.known.leaderHint());
     if (isRaftKvError(err)) return err;
     throw err; // a bug: crash the loop
   }
@@ -917,27 +738,21 @@ export class RaftKvNode implements KvNode {
     if (request.settled) return;
     try {
       this.rawNode.transferLeader(to);
-      this.log.info({ term: this.term, role: this.role, to }, 'leadership transfer started');
-      this.transferWaiters.push({ to, request });
+      this.log.info({ term: this.known.term, role: this.known.role, to }, 'leadership transfer started');
+      this.transfers.started(to, request);
     } catch (err) {
       request.reject(this.mapCoreError(err));
     }
   }
 
-  /** One ReadIndex round for every linearizable read of this turn. */
-  /**
-   * One ReadIndex round for the linearizable reads of a loop turn. On the leader it is confirmed by a heartbeat
-   * round; on a follower the core asks the leader for its read index, and the reads are served here once this
-   * member has applied up to it (§6.4: any member answers linearizable reads).
-   */
+  /** One ReadIndex round for the linearizable reads of a loop turn (the ReadIndex queue serves them). */
   private startReadBatch(reads: PendingRead[]): void {
-    if (this.leaderId === NONE) {
-      const err = this.notLeaderError();
+    if (this.known.leaderId === NONE) {
+      const err = this.known.notLeaderError();
       for (const r of reads) r.request.reject(err);
       return;
     }
-    const ctx = new Uint8Array(8);
-    new DataView(ctx.buffer).setBigUint64(0, BigInt(++this.readSeq));
+    const ctx = this.reads.nextContext();
     try {
       this.rawNode.readIndex(ctx);
     } catch (err) {
@@ -946,30 +761,15 @@ export class RaftKvNode implements KvNode {
       return;
     }
     this.stats.readBatches++;
-    this.readBatches.set(contextKey(ctx), { reads, index: undefined, context: ctx, waitedTicks: 0 });
-  }
-
-  /** A follower's unanswered ReadIndex requests go to the leader again (see READ_INDEX_RETRY_TICKS). */
-  private retryFollowerReads(ticks: number): void {
-    if (this.role === 'leader' || this.readBatches.size === 0 || this.leaderId === NONE) return;
-    for (const batch of this.readBatches.values()) {
-      batch.waitedTicks += ticks;
-      if (batch.waitedTicks < READ_INDEX_RETRY_TICKS) continue;
-      batch.waitedTicks = 0;
-      try {
-        this.rawNode.readIndex(batch.context);
-      } catch (err) {
-        this.log.debug({ err }, 'read index retry failed');
-      }
-    }
+    this.reads.add(ctx, reads);
   }
 
   private async handleReady(): Promise<void> {
     const rd = this.rawNode.ready();
     this.stats.readies++;
     if (rd.hardState !== undefined) {
-      this.term = rd.hardState.term;
-      this.commitIndex = rd.hardState.commit;
+      this.known.term = rd.hardState.term;
+      this.known.commitIndex = rd.hardState.commit;
     }
     if (rd.softState !== undefined) this.onSoftState(rd.softState);
     this.sendMessages(rd.messages);
@@ -980,7 +780,7 @@ export class RaftKvNode implements KvNode {
     // served as their batch lands. A snapshot or a conf change first waits for every queued batch, and is
     // applied on the loop between ready() and advance(), as the core requires.
     const offLoop = rd.snapshot === undefined && !rd.committedEntries.some((e) => e.type === 'conf-change');
-    if (!offLoop) await this.waitForApplies();
+    if (!offLoop) await this.pipeline.drain();
     // Committed entries already durable here (below this Ready's first new entry, and no snapshot to install)
     // are applied while this Ready persists: the apply batch and the WAL fsync overlap instead of queueing.
     // The rest (entries this Ready makes durable) wait for the persist, as before.
@@ -991,8 +791,8 @@ export class RaftKvNode implements KvNode {
     }
     const earlyEntries = early === rd.committedEntries.length ? rd.committedEntries : rd.committedEntries.slice(0, early);
     const reorder = faults?.applyOutOfOrder === true && early > 0 && early < rd.committedEntries.length; // TEST ONLY
-    if (offLoop && early > 0 && !reorder) this.queueApply(earlyEntries);
-    const applying = !offLoop && early > 0 ? this.applyEntries(earlyEntries) : undefined;
+    if (offLoop && early > 0 && !reorder) this.pipeline.queue(earlyEntries);
+    const applying = !offLoop && early > 0 ? this.pipeline.apply(earlyEntries) : undefined;
     applying?.catch(() => undefined); // awaited below; this keeps a failure during the persist from being unhandled
     try {
       await this.persist(rd);
@@ -1005,69 +805,32 @@ export class RaftKvNode implements KvNode {
     if (early < rd.committedEntries.length) {
       const lateEntries = early === 0 ? rd.committedEntries : rd.committedEntries.slice(early);
       if (offLoop) {
-        this.queueApply(lateEntries);
-        if (reorder) this.queueApply(earlyEntries); // TEST ONLY: the later entries went first
-      } else await this.applyEntries(lateEntries);
+        this.pipeline.queue(lateEntries);
+        if (reorder) this.pipeline.queue(earlyEntries); // TEST ONLY: the later entries went first
+      } else await this.pipeline.apply(lateEntries);
     }
-    this.onReadStates(rd.readStates);
-    this.serveReadyReads();
+    this.reads.onReadStates(rd.readStates);
+    this.reads.serveReady();
     this.rawNode.advance(rd);
   }
 
-  /** Applies `entries` (durable here, no conf change among them) after the batches queued before them. */
-  private queueApply(entries: readonly Entry[]): void {
-    this.appliesPending++;
-    this.applyChain = this.applyChain.then(async () => {
-      try {
-        if (this.applyFailure === undefined) await this.applyEntries(entries);
-        this.serveReadyReads();
-      } catch (err) {
-        this.applyFailure ??= err instanceof Error ? err : new Error(String(err));
-        this.inbox.notify(); // the loop rethrows it
-      } finally {
-        this.appliesPending--;
-        this.notifyIdle();
-      }
-    });
-  }
-
-  /** Waits until every queued apply batch landed; rethrows an apply failure. */
-  private async waitForApplies(): Promise<void> {
-    await this.applyChain;
-    if (this.applyFailure !== undefined) throw this.applyFailure;
-  }
-
   private onSoftState(ss: SoftState): void {
-    const wasLeader = this.role === 'leader';
-    const prevRole = this.role;
-    const prevLeader = this.leaderId;
-    this.role = ss.role;
-    this.leaderId = ss.leader;
+    const wasLeader = this.known.role === 'leader';
+    const prevRole = this.known.role;
+    const prevLeader = this.known.leaderId;
+    this.known.role = ss.role;
+    this.known.leaderId = ss.leader;
     if (ss.role !== prevRole) {
-      const fields = { term: this.term, role: ss.role, previousRole: prevRole, leader: ss.leader };
+      const fields = { term: this.known.term, role: ss.role, previousRole: prevRole, leader: ss.leader };
       if (ss.role === 'candidate' || ss.role === 'pre-candidate') this.log.info(fields, `election: became ${ss.role}`);
       else if (ss.role === 'leader') this.log.info(fields, 'election won: became leader');
       else this.log.info(fields, `became ${ss.role}`);
     }
     if (ss.leader !== prevLeader) {
-      this.log.info({ term: this.term, role: ss.role, leader: ss.leader, previousLeader: prevLeader }, 'leader changed');
-      for (let i = this.transferWaiters.length - 1; i >= 0; i--) {
-        const w = this.transferWaiters[i];
-        if (w === undefined) continue;
-        if (w.to === ss.leader) w.request.resolve();
-        else if (ss.leader !== NONE) {
-          w.request.reject(new RaftKvError('FAILED_PRECONDITION', `leadership went to ${ss.leader}, not ${w.to}`, this.leaderHint()));
-        } else continue;
-        this.transferWaiters.splice(i, 1);
-      }
+      this.log.info({ term: this.known.term, role: ss.role, leader: ss.leader, previousLeader: prevLeader }, 'leader changed');
+      this.transfers.onLeaderChange(ss.leader);
     }
-    if ((wasLeader && ss.role !== 'leader') || (ss.leader !== prevLeader && this.readBatches.size > 0)) {
-      // ReadIndex rounds of a deposed leader will never be confirmed, and a follower's went to a leader that
-      // is gone: fail them (retryable), as etcd does, rather than serve at an index the new leader never vouched for.
-      const err = ss.leader === NONE ? this.notLeaderError() : new RaftKvError('UNAVAILABLE', `node ${this.id}: the leader changed during a linearizable read; retry`, this.leaderHint());
-      for (const batch of this.readBatches.values()) for (const r of batch.reads) r.request.reject(err);
-      this.readBatches.clear();
-    }
+    this.reads.onLeaderChange(wasLeader && ss.role !== 'leader', ss.leader !== prevLeader, ss.leader);
   }
 
   private sendMessages(messages: readonly Message[]): void {
@@ -1075,44 +838,12 @@ export class RaftKvNode implements KvNode {
     let plain: Message[] | undefined;
     for (const m of messages) {
       if (m.type === 'snap') {
-        this.sendSnapshot(m);
+        this.sender.send(m);
         continue;
       }
       (plain ??= []).push(m);
     }
     if (plain !== undefined) this.deps.transport.send(plain);
-  }
-
-  private sendSnapshot(m: SnapshotMessage): void {
-    const file = this.lastSnapshot;
-    if (file === undefined || file.metadata.index !== m.snapshot.metadata.index) {
-      this.log.warn(
-        { term: this.term, role: this.role, to: m.to, index: m.snapshot.metadata.index, fileIndex: file?.metadata.index },
-        'no snapshot file matches the log snapshot: taking a fresh one',
-      );
-      this.requestInternalSnapshot('for a follower');
-      this.enqueueInternal({ type: 'snapshot-status', peer: m.to, ok: false });
-      return;
-    }
-    this.inflightSnapshotSends++;
-    this.log.info({ term: this.term, role: this.role, to: m.to, index: file.metadata.index, path: file.path }, 'sending snapshot');
-    this.deps.transport.sendSnapshot(m, file.path).then(
-      () => {
-        this.stats.snapshotsSent++;
-        this.log.info({ term: this.term, role: this.role, to: m.to, index: file.metadata.index }, 'snapshot sent');
-        this.finishSnapshotSend(m.to, true);
-      },
-      (err: unknown) => {
-        this.log.warn({ term: this.term, role: this.role, to: m.to, err }, 'snapshot send failed');
-        this.finishSnapshotSend(m.to, false);
-      },
-    );
-  }
-
-  private finishSnapshotSend(peer: NodeId, ok: boolean): void {
-    this.inflightSnapshotSends--;
-    this.enqueueInternal({ type: 'snapshot-status', peer, ok });
-    this.notifyIdle();
   }
 
   /**
@@ -1141,327 +872,62 @@ export class RaftKvNode implements KvNode {
         }
         if (this.joining && (this.wal.lastIndex() > 0 || this.wal.snapshot().metadata.index > 0)) {
           this.joining = false;
-          this.log.info({ term: this.term, role: this.role }, 'joined: received the log from the leader');
+          this.log.info({ term: this.known.term, role: this.known.role }, 'joined: received the log from the leader');
         }
-        this.leaveWalDiskFull();
+        this.disk.leaveWal();
         return;
       } catch (err) {
-        await this.parkOnWalDiskFull(err);
+        await this.disk.parkOnWal(err);
       }
     }
-  }
-
-  /**
-   * The WAL refused a write or sync with DISK_FULL: writes are refused and the loop waits DISK_FULL_RETRY_MS
-   * before the caller retries. Anything else, or DISK_FULL while stopping, is rethrown.
-   */
-  private async parkOnWalDiskFull(err: unknown): Promise<void> {
-    if (!isRaftKvError(err, 'DISK_FULL') || this.stopping) throw err;
-    if (!this.diskFull) {
-      this.diskFull = true;
-      this.diskFullSinceMs = this.clock.now();
-      this.log.error({ term: this.term, role: this.role, err }, `disk full: writes refused, retrying every ${DISK_FULL_RETRY_MS} ms`);
-    }
-    await this.sleepInterruptibly(DISK_FULL_RETRY_MS);
-    if (this.stopping) throw err;
-  }
-
-  private leaveWalDiskFull(): void {
-    if (!this.diskFull) return;
-    this.diskFull = false;
-    this.diskFullSinceMs = undefined;
-    this.log.warn({ term: this.term, role: this.role }, 'disk has space again: writes resume');
-  }
-
-  private async sleepInterruptibly(ms: number): Promise<void> {
-    this.loopParked = 'disk-retry';
-    this.notifyIdle();
-    await new Promise<void>((resolve) => {
-      const cancel = this.clock.setTimeout(() => {
-        this.wakeDiskRetry = undefined;
-        resolve();
-      }, ms);
-      this.wakeDiskRetry = () => {
-        cancel();
-        this.wakeDiskRetry = undefined;
-        resolve();
-      };
-    });
-    this.loopParked = undefined;
   }
 
   /** A snapshot from the leader, accepted by the core: restore the state machine, then record it in the log. */
   private async installSnapshot(snap: Snapshot): Promise<void> {
     const index = snap.metadata.index;
-    const path = this.receivedSnapshots.get(index);
-    assert(path !== undefined, `the core accepted snapshot ${index} but no received file is known`);
-    this.log.info({ term: this.term, role: this.role, index, snapshotTerm: snap.metadata.term, path }, 'installing snapshot');
-    // State machine first: if we crash before the log records the snapshot, recover() sees the state machine
-    // ahead of the log and records the snapshot then.
-    if (this.sm.appliedIndex !== index) {
-      let done: () => void = () => undefined;
-      this.restoring = new Promise<void>((resolve) => (done = resolve));
-      try {
-        const restored = await this.sm.restoreSnapshot(path);
-        assert(restored.index === index, `snapshot file ${path} holds index ${restored.index}, expected ${index}`);
-      } finally {
-        this.restoring = undefined;
-        done();
-      }
-    }
+    await this.installer.restore(snap);
     if (this.wal.snapshot().metadata.index !== index) await this.wal.applySnapshot(snap);
     else await this.wal.sync(); // a retry after DISK_FULL: the install record is buffered, make it durable
-    this.receivedSnapshots.delete(index);
-    for (const [i, p] of this.receivedSnapshots) {
-      if (i <= index) {
-        this.receivedSnapshots.delete(i);
-        this.removeFile(p);
-      }
-    }
-    this.removeFile(path);
-    this.lastSnapshotIndex = index;
+    this.installer.installed(index);
+    this.snapshots.installed(index);
     this.stats.snapshotsInstalled++;
-    // Proposals waiting for entries the snapshot covers: their fate is unknown here.
-    for (const [i, p] of this.proposals) {
-      if (i <= index) {
-        this.proposals.delete(i);
-        p.request.reject(new RaftKvError('UNAVAILABLE', `entry ${i} was superseded by a snapshot from the leader; outcome unknown`));
-      }
-    }
-    this.updatePeers();
-    const cs = this.rawNode.status().confState;
-    this.incarnations?.forgetAbsent(new Set([...cs.voters, ...cs.learners]), index).catch((err: unknown) => {
-      this.log.error({ term: this.term, role: this.role, err }, 'could not update peers.json after a snapshot');
-    });
+    this.proposals.supersede(index); // their fate is unknown here
+    this.peers.update();
+    this.peers.forgetAbsent(this.rawNode.status().confState, index);
     // Our own snapshot file, to send on if we lead later (written off the loop, like any snapshot).
-    this.requestInternalSnapshot('after installing a snapshot');
-    this.log.info({ term: this.term, role: this.role, index, applied: this.sm.appliedIndex }, 'snapshot installed');
+    this.snapshots.askInternal('after installing a snapshot');
+    this.log.info({ ...this.known.logFields(), index, applied: this.sm.appliedIndex }, 'snapshot installed');
   }
 
-  private async applyEntries(committed: readonly Entry[]): Promise<void> {
-    // After a restart the core replays entries the state machine already applied: only their membership
-    // changes matter (the core's ConfState comes from the log's snapshot plus the changes after it).
-    const applied = this.sm.appliedIndex;
-    let replayedConfChanges = false;
-    for (const e of committed) {
-      if (e.index > applied || e.type !== 'conf-change') continue;
-      const replayed = decodeConfChange(e.data);
-      this.rawNode.applyConfChange(replayed);
-      if (replayed.type === 'remove') this.forgetIncarnation(replayed.nodeId, e.index);
-      replayedConfChanges = true;
-    }
-    if (replayedConfChanges) {
-      const cs = this.rawNode.status().confState;
-      this.log.info({ term: this.term, role: this.role, voters: cs.voters, learners: cs.learners }, 'membership relearned from the log');
-    }
-    const entries = committed.filter((e) => e.index > applied);
-    if (entries.length === 0) return;
-    // Client writes are answered as soon as their outcomes are known (the state machine is still writing the
-    // batch; a committed entry's outcome cannot change); membership changes once the batch has landed.
-    const outcomes = await this.sm.apply(entries, (early) => this.settleWrites(entries, early));
-    assert(outcomes.length === entries.length, `state machine answered ${outcomes.length} outcomes for ${entries.length} entries`);
-    this.stats.entriesApplied += entries.length;
-    let membershipChanged = false;
-    for (let i = 0; i < entries.length; i++) {
-      const e = entries[i];
-      const outcome = outcomes[i];
-      assert(e !== undefined && outcome !== undefined, 'entry/outcome index');
-      if (e.type === 'conf-change') {
-        const cc = decodeConfChange(e.data);
-        const cs = this.rawNode.applyConfChange(cc);
-        membershipChanged = true;
-        if (cc.type === 'remove') this.forgetIncarnation(cc.nodeId, e.index);
-        this.log.info({ term: this.term, role: this.role, index: e.index, change: cc.type, member: cc.nodeId, voters: cs.voters, learners: cs.learners }, 'membership changed');
-        if (cc.type === 'remove' && cc.nodeId === this.id) {
-          this.log.warn({ term: this.term, role: this.role, index: e.index }, 'this member was removed from the cluster: it no longer votes or receives the log; stop it');
-        }
-      }
-      const p = this.proposals.get(e.index);
-      if (p === undefined) continue;
-      this.proposals.delete(e.index);
-      if (p.term !== e.term) {
-        p.request.reject(new RaftKvError('PROPOSAL_DROPPED', `entry ${e.index} of term ${p.term} was replaced by term ${e.term}; safe to retry`, this.leaderHint()));
-        continue;
-      }
-      switch (p.kind) {
-        case 'write':
-          this.answerWrite(p.request, e.index, outcome);
-          break;
-        case 'conf-change':
-          if (outcome.type === 'error') p.request.reject(outcome.error);
-          else p.request.resolve(this.sm.members());
-          break;
-        default:
-          assertNever(p);
-      }
-    }
-    if (membershipChanged) this.updatePeers();
-  }
-
-  /** Answers the client writes among `entries` (proposals of other kinds wait for applyEntries). */
-  private settleWrites(entries: readonly Entry[], outcomes: readonly ApplyOutcome[]): void {
-    assert(outcomes.length === entries.length, `state machine answered ${outcomes.length} outcomes for ${entries.length} entries`);
-    for (let i = 0; i < entries.length; i++) {
-      const e = entries[i];
-      const outcome = outcomes[i];
-      assert(e !== undefined && outcome !== undefined, 'entry/outcome index');
-      const p = this.proposals.get(e.index);
-      if (p === undefined || p.kind !== 'write' || p.term !== e.term) continue; // a replaced entry: applyEntries says so
-      this.proposals.delete(e.index);
-      this.answerWrite(p.request, e.index, outcome);
+  /** A committed membership change reaches the core (on the loop: a batch with a conf change never goes off it). */
+  private applyConfChange(cc: ConfChange, index: Index, replayed: boolean): void {
+    const cs = this.rawNode.applyConfChange(cc);
+    if (cc.type === 'remove') this.peers.forget(cc.nodeId, index);
+    if (replayed) return;
+    this.log.info({ ...this.known.logFields(), index, change: cc.type, member: cc.nodeId, voters: cs.voters, learners: cs.learners }, 'membership changed');
+    if (cc.type === 'remove' && cc.nodeId === this.id) {
+      this.log.warn({ ...this.known.logFields(), index }, 'this member was removed from the cluster: it no longer votes or receives the log; stop it');
     }
   }
 
-  private answerWrite(request: PendingRequest<WriteReply>, index: Index, outcome: ApplyOutcome): void {
-    switch (outcome.type) {
-      case 'result':
-        request.resolve({ header: this.header(index), result: outcome.result });
-        break;
-      case 'error':
-        request.reject(outcome.error);
-        break;
-      case 'none':
-        throw new Error(`state machine gave no result for the client write at index ${index}`);
-      default:
-        assertNever(outcome);
-    }
-  }
-
-  private onReadStates(states: readonly ReadState[]): void {
-    for (const rs of states) {
-      const key = contextKey(rs.context);
-      const batch = this.readBatches.get(key);
-      if (batch === undefined) continue; // a batch we already failed (lost leadership)
-      this.readBatches.delete(key);
-      batch.index = rs.index;
-      this.readyReads.push(batch);
-    }
-  }
-
-  private serveReadyReads(): void {
-    if (this.digestWaiters.length > 0) this.serveDigestWaiters();
-    if (this.readyReads.length === 0) return;
-    const applied = this.sm.appliedIndex;
-    const waiting: ReadBatch[] = [];
-    for (const batch of this.readyReads) {
-      if (batch.index === undefined || batch.index > applied) {
-        waiting.push(batch);
-        continue;
-      }
-      for (const r of batch.reads) if (!r.request.settled) this.serveRead(r, applied);
-    }
-    this.readyReads = waiting;
-  }
-
-  private serveDigestWaiters(): void {
-    const applied = this.sm.appliedIndex;
-    const waiting: typeof this.digestWaiters = [];
-    for (const w of this.digestWaiters) {
-      if (w.request.settled) continue;
-      if (w.index > applied) waiting.push(w);
-      else this.answerDigest(w.index, w.request);
-    }
-    this.digestWaiters = waiting;
-  }
-
-  private answerDigest(index: Index, request: PendingRequest<KeySpaceDigestAt>): void {
-    const d = this.sm.digestAt?.(index);
-    if (d === undefined) {
-      request.reject(new RaftKvError('NOT_FOUND', `member ${this.id} no longer remembers the key-space digest at index ${index} (applied ${this.sm.appliedIndex})`));
-      return;
-    }
-    request.resolve({ memberId: this.id, index, lane1: d.lane1, lane2: d.lane2, count: d.count });
-  }
 
   keySpaceDigest(index: Index, deadlineMs: number): Promise<KeySpaceDigestAt> {
-    this.checkRunning();
+    this.admission.checkRunning();
     if (!Number.isSafeInteger(index) || index < 0) return Promise.reject(new RaftKvError('INVALID_ARGUMENT', `digest index must be a non-negative integer, got ${index}`));
     const request = new PendingRequest<KeySpaceDigestAt>(this.clock, deadlineMs, 'key-space digest', () => undefined);
-    const at = index === 0 ? this.sm.appliedIndex : index;
-    if (at <= this.sm.appliedIndex) this.answerDigest(at, request);
-    else this.digestWaiters.push({ index: at, request });
+    this.reads.digest(index === 0 ? this.sm.appliedIndex : index, request);
     return request.promise;
   }
 
   raiseCorrupt(reason: string): void {
-    const err = new RaftKvError('DATA_CORRUPTION', `CORRUPT: ${reason}; ${REPLACE_MEMBER_REMEDY}`);
-    this.log.fatal({ err: err.message }, 'CORRUPT: this member stops serving');
-    this.applyFailure ??= err;
-    this.inbox.notify(); // the loop rethrows it
+    this.corruption.raise(reason);
   }
 
-  /** Served off the loop: the state machine's read view is at least at `applied` (>= the read index). */
-  private serveRead(r: PendingRead, applied: Index): void {
-    this.inflightReads++;
-    this.sm.range(r.range).then(
-      (result) => r.request.resolve({ header: this.header(applied), result }),
-      (err: unknown) => r.request.reject(err instanceof Error ? err : new Error(String(err))),
-    ).finally(() => {
-      this.inflightReads--;
-      this.notifyIdle();
-    });
-  }
-
-  private header(index: Index): ResponseHeader {
-    return { memberId: this.id, term: this.term, index, leaderId: this.leaderId };
-  }
-
-  /** The transport's peers follow the member table (or the configured initial members until it is known). */
-  private updatePeers(): void {
-    const members = this.sm.members();
-    const known: { id: NodeId; peerAddress: string }[] = members.length > 0 ? [...members] : [...this.config.initialMembers];
-    const wanted = new Map(known.filter((m) => m.id !== this.id).map((m) => [m.id, m.peerAddress]));
-    for (const [id, address] of wanted) this.deps.transport.setPeer(id, address);
-    for (const id of this.peerIds) if (!wanted.has(id)) this.deps.transport.removePeer(id);
-    this.peerIds = new Set(wanted.keys());
-  }
-
-  private requestInternalSnapshot(why: string): void {
-    const internal = new PendingRequest<string>(this.clock, this.clock.now() + SNAPSHOT_WAIT_MS, `snapshot ${why}`, () => undefined);
-    internal.promise.catch((err: unknown) => this.log.warn({ term: this.term, role: this.role, err }, `snapshot ${why} failed`));
-    this.snapshotRequests.push(internal);
-  }
-
-  /**
-   * Starts a state machine snapshot when snapshotEveryEntries were applied since the last one, or when asked.
-   * The file is written off the loop (the state machine captures a consistent view and keeps applying);
-   * the loop compacts the WAL when it completes (completeSnapshot).
-   */
-  private startSnapshotIfDue(): void {
-    if (this.snapshotInFlight !== undefined) return;
-    const due = this.sm.appliedIndex - this.lastSnapshotIndex >= this.config.snapshotEveryEntries;
-    const asked = this.snapshotRequests.filter((r) => !r.settled);
-    this.snapshotRequests = [];
-    if (!due && asked.length === 0) return;
-    const inFlight: { asked: PendingRequest<string>[] } = { asked };
-    this.snapshotInFlight = inFlight;
-    this.lastSnapshotIndex = this.sm.appliedIndex; // the next one is due snapshotEveryEntries after this one
-    this.sm.createSnapshot(this.snapDir, this.config.snapshotsKept).then(
-      (file) => {
-        this.finishedSnapshot = { file, asked: inFlight.asked };
-      },
-      (err: unknown) => {
-        this.finishedSnapshot = { error: err instanceof Error ? err : new Error(String(err)), asked: inFlight.asked };
-      },
-    ).finally(() => {
-      this.snapshotInFlight = undefined;
-      this.inbox.notify();
-    });
-  }
-
-  /** The loop's half of a snapshot: compact the WAL up to it and answer saveSnapshot() callers. */
+  /** The loop's half of a snapshot taken here: compact the WAL up to it, then answer saveSnapshot() callers. */
   private async completeSnapshot(): Promise<void> {
-    const done = this.finishedSnapshot;
-    if (done === undefined) return;
-    this.finishedSnapshot = undefined;
-    if (done.error !== undefined) {
-      this.log.error({ term: this.term, role: this.role, err: done.error }, 'snapshot failed');
-      for (const r of done.asked) r.reject(done.error);
-      return;
-    }
-    const file = done.file;
-    assert(file !== undefined, 'a finished snapshot has a file or an error');
-    this.stats.snapshotsTaken++;
+    const taken = this.snapshots.takeFinished(); // a failed one is answered there
+    if (taken === undefined) return;
+    const file = taken.file;
     // A snapshot installed from the leader meanwhile may already cover it.
     if (file.metadata.index > this.wal.snapshot().metadata.index) {
       // A full disk here parks the loop like persist() does (driver sim K1: it used to kill the member). The WAL
@@ -1472,61 +938,33 @@ export class RaftKvNode implements KvNode {
           else await this.wal.sync();
           break;
         } catch (err) {
-          await this.parkOnWalDiskFull(err);
+          await this.disk.parkOnWal(err);
         }
       }
-      this.leaveWalDiskFull();
+      this.disk.leaveWal();
     }
-    if (this.lastSnapshot === undefined || file.metadata.index >= this.lastSnapshot.metadata.index) this.lastSnapshot = file;
-    this.log.info(
-      { term: this.term, role: this.role, index: file.metadata.index, path: file.path, firstIndex: this.wal.firstIndex() },
-      'snapshot taken, log compacted',
-    );
-    for (const r of done.asked) r.resolve(file.path);
-    void this.refreshDataSize();
-  }
-
-  /** Recomputes the on-disk size reported by status() (off the loop; the core is not involved). */
-  private async refreshDataSize(): Promise<void> {
-    try {
-      const walBytes = this.wal.stats?.().bytes ?? 0;
-      const kvBytes = this.loopStopped || this.stopping ? 0 : await this.sm.dataSizeBytes();
-      this.dataSizeBytesCached = walBytes + kvBytes;
-    } catch (err) {
-      this.log.debug({ err }, 'data size refresh failed');
-    }
-  }
-
-  private removeFile(path: string): void {
-    void this.files.remove(path).catch((err: unknown) => this.log.warn({ err, path }, 'could not remove a file'));
-  }
-
-  private async cleanSnapshotInbox(): Promise<void> {
-    for (const name of await this.files.list(this.snapInboxDir)) await this.files.remove(join(this.snapInboxDir, basename(name)));
+    this.log.info({ ...this.known.logFields(), index: file.metadata.index, path: file.path, firstIndex: this.wal.firstIndex() }, 'snapshot taken, log compacted');
+    this.snapshots.compacted(taken);
+    void this.dataSize.refresh();
   }
 
   // ---------------------------------------------------------------------------------------------------------
   // Stopping.
 
   private async doStop(): Promise<void> {
-    this.log.info({ term: this.term, role: this.role }, 'stopping');
-    if (this.role === 'leader' && this.failure === undefined && !this.loopStopped) {
-      this.handingOver = true;
-      try {
-        await this.handOverLeadership();
-      } finally {
-        this.handingOver = false;
-      }
+    this.log.info({ term: this.known.term, role: this.known.role }, 'stopping');
+    if (this.known.role === 'leader' && this.failure === undefined && !this.loopStopped) {
+      await this.transfers.handOver(this.rawNode.status(), (to, request) => this.enqueueRequest({ type: 'transfer', to, request }, request));
     }
     this.stopping = true;
     this.cancelTick?.();
-    this.cancelKvRetry?.();
-    this.cancelCorruptCheck?.();
+    this.disk.cancelKvRetries();
+    this.corruption.stop();
     this.inbox.notify();
-    this.wakeDiskRetry?.();
+    this.disk.wake();
     await this.loopDone;
-    await this.applyChain; // batches still landing answer their writes before the rest is failed
-    this.failEverything(new RaftKvError('UNAVAILABLE', `node ${this.id} stopped (a pending write's outcome is unknown)`, this.leaderHint()));
+    await this.pipeline.settled(); // batches still landing answer their writes before the rest is failed
+    this.failEverything(new RaftKvError('UNAVAILABLE', `node ${this.id} stopped (a pending write's outcome is unknown)`, this.known.leaderHint()));
     let firstErr: Error | undefined;
     const closes = [() => this.deps.transport.stop(), () => this.wal.close(), () => this.sm.close(), async () => this.lock?.release()];
     for (const close of closes) {
@@ -1537,35 +975,8 @@ export class RaftKvNode implements KvNode {
         firstErr ??= err instanceof Error ? err : new Error(String(err));
       }
     }
-    this.log.info({ term: this.term }, 'stopped');
+    this.log.info({ term: this.known.term }, 'stopped');
     if (firstErr !== undefined) throw firstErr;
-  }
-
-  /** A leader hands over to its most up-to-date voter, waiting at most two election timeouts. */
-  private async handOverLeadership(): Promise<void> {
-    const st = this.rawNode.status();
-    let best: { id: NodeId; match: Index } | undefined;
-    let bestActive = false;
-    for (const [id, p] of st.progress) {
-      if (id === this.id || !st.confState.voters.includes(id)) continue;
-      // Prefer followers heard from recently, then the most up to date.
-      const better = best === undefined || (p.recentActive && !bestActive) || (p.recentActive === bestActive && p.match > best.match);
-      if (better) {
-        best = { id, match: p.match };
-        bestActive = p.recentActive;
-      }
-    }
-    if (best === undefined) return;
-    const waitMs = 2 * this.config.electionTimeoutTicks * this.config.tickIntervalMs;
-    this.log.info({ term: this.term, role: this.role, to: best.id, match: best.match }, 'graceful stop: transferring leadership');
-    const request = new PendingRequest<void>(this.clock, this.clock.now() + waitMs, `transfer leadership to ${best.id}`, () => undefined);
-    this.enqueueRequest({ type: 'transfer', to: best.id, request }, request);
-    try {
-      await request.promise;
-      this.log.info({ term: this.term, to: best.id }, 'graceful stop: leadership handed over');
-    } catch (err) {
-      this.log.warn({ term: this.term, role: this.role, err }, 'graceful stop: leadership transfer did not finish; stopping anyway');
-    }
   }
 
   /** Rejects every request still waiting: queued, proposed, reading, transferring, snapshotting. */
@@ -1580,7 +991,7 @@ export class RaftKvNode implements KvNode {
           item.request.reject(err);
           break;
         case 'snapshot':
-          this.removeFile(item.filePath);
+          this.installer.discard(item.filePath);
           break;
         case 'messages':
         case 'peer-unreachable':
@@ -1590,18 +1001,9 @@ export class RaftKvNode implements KvNode {
           assertNever(item);
       }
     }
-    for (const p of this.proposals.values()) p.request.reject(err);
-    this.proposals.clear();
-    for (const b of this.readBatches.values()) for (const r of b.reads) r.request.reject(err);
-    this.readBatches.clear();
-    for (const b of this.readyReads) for (const r of b.reads) r.request.reject(err);
-    this.readyReads = [];
-    for (const w of this.transferWaiters) w.request.reject(err);
-    this.transferWaiters.length = 0;
-    for (const r of this.snapshotRequests) r.reject(err);
-    this.snapshotRequests = [];
-    for (const r of this.snapshotInFlight?.asked ?? []) r.reject(err);
-    for (const r of this.finishedSnapshot?.asked ?? []) r.reject(err);
-    this.finishedSnapshot = undefined;
+    this.proposals.failAll(err);
+    this.reads.failAll(err);
+    this.transfers.failAll(err);
+    this.snapshots.failAll(err);
   }
 }

@@ -1,75 +1,17 @@
-// The etcd target: etcd's v3 gRPC API (KV.Put, KV.Range, KV.Txn, Maintenance.Status) over @grpc/grpc-js, with
-// the message subset in bench/proto/etcd-kv.proto encoded by protobufjs. Writes and linearizable reads go to
+// The etcd target: etcd's v3 gRPC API (KV.Put, KV.Range, KV.Txn, Maintenance.Status) over @grpc/grpc-js, through
+// the project's one etcd API loader (src/protocol/etcd-proto.ts: proto/etcd, 64-bit values as bigints). Writes and linearizable reads go to
 // the leader (found with Maintenance.Status, re-found after a failure), as our KvClient does for raftkv, so the
 // comparison measures the servers and not an extra follower-to-leader forwarding hop; serializable reads are
 // spread over every member.
-import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import protobuf from 'protobufjs';
-import { REPO_ROOT } from '../cluster/serve-process.js';
+import { Compare_CompareResult, Compare_CompareTarget, etcdUnary } from '../src/protocol/etcd-proto.js';
+import type { EtcdRequest, EtcdResponse, EtcdServiceName, EtcdUnaryMethod, MessageInit } from '../src/protocol/etcd-proto.js';
 import { TargetError, type BenchTarget, type CasResult, type GetResult, type WriteAck } from './target.js';
-
-type Obj = Record<string, unknown>;
 
 const DISCOVERY_INTERVAL_MS = 50; // while no leader is known, look for one at most this often
 
-interface Codec {
-  readonly encode: (message: Obj) => Buffer;
-  readonly decode: (bytes: Buffer) => Obj;
-}
-
-function loadCodecs(): Map<string, Codec> {
-  const root = protobuf.loadSync(join(REPO_ROOT, 'bench', 'proto', 'etcd-kv.proto'));
-  const codecs = new Map<string, Codec>();
-  for (const name of [
-    'RangeRequest',
-    'RangeResponse',
-    'PutRequest',
-    'PutResponse',
-    'TxnRequest',
-    'TxnResponse',
-    'StatusRequest',
-    'StatusResponse',
-  ]) {
-    const type = root.lookupType(`etcdserverpb.${name}`);
-    codecs.set(name, {
-      encode: (message) => {
-        const err = type.verify(message);
-        if (err !== null) throw new Error(`bad etcdserverpb.${name}: ${err}`);
-        return Buffer.from(type.encode(type.fromObject(message)).finish());
-      },
-      decode: (bytes) => type.toObject(type.decode(bytes), { longs: String, defaults: true }),
-    });
-  }
-  return codecs;
-}
-
-function field(obj: Obj, name: string): unknown {
-  return obj[name];
-}
-
-function objField(obj: Obj, name: string): Obj {
-  const v = obj[name];
-  if (typeof v !== 'object' || v === null) throw new Error(`etcd response without ${name}`);
-  return v as Obj;
-}
-
-function numField(obj: Obj, name: string): number {
-  const v = obj[name];
-  if (typeof v === 'string' || typeof v === 'number') return Number(v);
-  throw new Error(`etcd response field ${name} is not a number`);
-}
-
-function strField(obj: Obj, name: string): string {
-  const v = obj[name];
-  if (typeof v === 'string' || typeof v === 'number') return String(v);
-  throw new Error(`etcd response field ${name} is not a string`);
-}
-
-function arrField(obj: Obj, name: string): Obj[] {
-  const v = obj[name];
-  if (!Array.isArray(v)) throw new Error(`etcd response field ${name} is not a list`);
-  return v as Obj[];
+function isServiceError(err: unknown): err is grpc.ServiceError {
+  return err instanceof Error && typeof (err as Partial<grpc.ServiceError>).code === 'number';
 }
 
 export interface EtcdTargetOptions {
@@ -80,7 +22,6 @@ export interface EtcdTargetOptions {
 export class EtcdTarget implements BenchTarget {
   readonly name = 'etcd';
   readonly endpoints: readonly string[];
-  private readonly codecs = loadCodecs();
   private readonly clients: grpc.Client[][]; // clients[endpoint][conn]
   private nextConn = 0; // round-robin cursor over connections
   private nextEndpoint = 0; // round-robin cursor for serializable reads and when no leader is known
@@ -128,15 +69,14 @@ export class EtcdTarget implements BenchTarget {
   /** Finds the leader now (the bench calls it once before a run so the first ops do not pay for it). */
   async discoverLeader(timeoutMs = 2000): Promise<number | undefined> {
     const statuses = await Promise.allSettled(
-      this.endpoints.map((_, i) => this.call(i, '/etcdserverpb.Maintenance/Status', 'StatusRequest', 'StatusResponse', {}, timeoutMs)),
+      this.endpoints.map((_, i) => this.call(i, 'Maintenance', 'Status', {}, timeoutMs)),
     );
-    let leaderId: string | undefined;
-    const memberIds: (string | undefined)[] = [];
+    let leaderId: bigint | undefined;
+    const memberIds: (bigint | undefined)[] = [];
     for (const s of statuses) {
       if (s.status === 'fulfilled') {
-        memberIds.push(strField(objField(s.value, 'header'), 'memberId'));
-        const leader = strField(s.value, 'leader');
-        if (leader !== '0') leaderId = leader;
+        memberIds.push(s.value.header?.memberId);
+        if (s.value.leader !== 0n) leaderId = s.value.leader;
       } else {
         memberIds.push(undefined);
       }
@@ -147,39 +87,34 @@ export class EtcdTarget implements BenchTarget {
   }
 
   async put(key: Uint8Array, value: Uint8Array, timeoutMs: number): Promise<WriteAck> {
-    const res = await this.leaderCall('/etcdserverpb.KV/Put', 'PutRequest', 'PutResponse', { key, value }, timeoutMs);
-    const header = objField(res, 'header');
-    return { term: numField(header, 'raftTerm'), memberId: strField(header, 'memberId') };
+    return ackOf(await this.leaderCall('KV', 'Put', { key, value }, timeoutMs));
   }
 
   async putMany(kvs: readonly { readonly key: Uint8Array; readonly value: Uint8Array }[], timeoutMs: number): Promise<WriteAck> {
     const req = { compare: [], success: kvs.map((kv) => ({ requestPut: { key: kv.key, value: kv.value } })), failure: [] };
-    const res = await this.leaderCall('/etcdserverpb.KV/Txn', 'TxnRequest', 'TxnResponse', req, timeoutMs);
-    const header = objField(res, 'header');
-    return { term: numField(header, 'raftTerm'), memberId: strField(header, 'memberId') };
+    return ackOf(await this.leaderCall('KV', 'Txn', req, timeoutMs));
   }
 
   async get(key: Uint8Array, serializable: boolean, timeoutMs: number): Promise<GetResult> {
     const req = { key, serializable };
     const res = serializable
-      ? await this.call(this.roundRobinEndpoint(), '/etcdserverpb.KV/Range', 'RangeRequest', 'RangeResponse', req, timeoutMs)
-      : await this.leaderCall('/etcdserverpb.KV/Range', 'RangeRequest', 'RangeResponse', req, timeoutMs);
-    const kv = arrField(res, 'kvs')[0];
-    return kv === undefined ? { found: false, version: 0 } : { found: true, version: numField(kv, 'version') };
+      ? await this.call(this.roundRobinEndpoint(), 'KV', 'Range', req, timeoutMs)
+      : await this.leaderCall('KV', 'Range', req, timeoutMs);
+    const kv = res.kvs[0];
+    return kv === undefined ? { found: false, version: 0 } : { found: true, version: Number(kv.version) };
   }
 
   async compareAndSwap(key: Uint8Array, expectedVersion: number, value: Uint8Array, timeoutMs: number): Promise<CasResult> {
     const req = {
-      compare: [{ result: 0 /* EQUAL */, target: 0 /* VERSION */, key, version: expectedVersion }],
+      compare: [{ result: Compare_CompareResult.EQUAL, target: Compare_CompareTarget.VERSION, key, version: BigInt(expectedVersion) }],
       success: [{ requestPut: { key, value } }],
       failure: [{ requestRange: { key } }],
     };
-    const res = await this.leaderCall('/etcdserverpb.KV/Txn', 'TxnRequest', 'TxnResponse', req, timeoutMs);
-    const term = numField(objField(res, 'header'), 'raftTerm');
-    if (field(res, 'succeeded') === true) return { succeeded: true, version: expectedVersion + 1, term };
-    const range = arrField(res, 'responses')[0];
-    const kv = range === undefined ? undefined : arrField(objField(range, 'responseRange'), 'kvs')[0];
-    return { succeeded: false, version: kv === undefined ? 0 : numField(kv, 'version'), term };
+    const res = await this.leaderCall('KV', 'Txn', req, timeoutMs);
+    const term = Number(res.header?.raftTerm ?? 0n);
+    if (res.succeeded) return { succeeded: true, version: expectedVersion + 1, term };
+    const kv = res.responses[0]?.responseRange?.kvs[0];
+    return { succeeded: false, version: kv === undefined ? 0 : Number(kv.version), term };
   }
 
   close(): void {
@@ -191,11 +126,16 @@ export class EtcdTarget implements BenchTarget {
     return this.nextEndpoint;
   }
 
-  private async leaderCall(method: string, reqType: string, resType: string, req: Obj, timeoutMs: number): Promise<Obj> {
+  private async leaderCall<S extends EtcdServiceName, M extends EtcdUnaryMethod<S>>(
+    service: S,
+    method: M,
+    req: MessageInit<EtcdRequest<S, M>>,
+    timeoutMs: number,
+  ): Promise<EtcdResponse<S, M>> {
     if (this.leaderEndpoint === undefined) this.rediscover();
     const endpoint = this.leaderEndpoint ?? this.roundRobinEndpoint();
     try {
-      return await this.call(endpoint, method, reqType, resType, req, timeoutMs);
+      return await this.call(endpoint, service, method, req, timeoutMs);
     } catch (err) {
       // A dead or deposed leader: forget it and look again in the background.
       if (err instanceof TargetError && err.code !== 'INVALID_ARGUMENT' && this.leaderEndpoint === endpoint) {
@@ -222,32 +162,27 @@ export class EtcdTarget implements BenchTarget {
     );
   }
 
-  private call(endpoint: number, method: string, reqType: string, resType: string, req: Obj, timeoutMs: number): Promise<Obj> {
+  private async call<S extends EtcdServiceName, M extends EtcdUnaryMethod<S>>(
+    endpoint: number,
+    service: S,
+    method: M,
+    req: MessageInit<EtcdRequest<S, M>>,
+    timeoutMs: number,
+  ): Promise<EtcdResponse<S, M>> {
     const conns = this.clients[endpoint];
     if (conns === undefined) throw new Error(`no endpoint ${endpoint}`);
     this.nextConn = (this.nextConn + 1) % conns.length;
     const client = conns[this.nextConn];
-    const reqCodec = this.codecs.get(reqType);
-    const resCodec = this.codecs.get(resType);
-    if (client === undefined || reqCodec === undefined || resCodec === undefined) throw new Error(`bad call ${method}`);
-    return new Promise<Obj>((resolve, reject) => {
-      client.makeUnaryRequest(
-        method,
-        reqCodec.encode,
-        resCodec.decode,
-        req,
-        new grpc.Metadata(),
-        { deadline: Date.now() + timeoutMs },
-        (err: grpc.ServiceError | null, res?: Obj) => {
-          if (err !== null) {
-            reject(new TargetError(grpc.status[err.code] ?? `GRPC_${err.code}`, `${this.endpoints[endpoint] ?? '?'}: ${err.details}`));
-          } else if (res === undefined) {
-            reject(new Error(`${method}: empty response`));
-          } else {
-            resolve(res);
-          }
-        },
-      );
-    });
+    if (client === undefined) throw new Error(`no connection ${this.nextConn} to endpoint ${endpoint}`);
+    try {
+      return await etcdUnary(client, service, method, req, { timeoutMs });
+    } catch (err) {
+      if (!isServiceError(err)) throw err;
+      throw new TargetError(grpc.status[err.code] ?? `GRPC_${err.code}`, `${this.endpoints[endpoint] ?? '?'}: ${err.details}`);
+    }
   }
+}
+
+function ackOf(res: { readonly header: { readonly raftTerm: bigint; readonly memberId: bigint } | null }): WriteAck {
+  return { term: Number(res.header?.raftTerm ?? 0n), memberId: String(res.header?.memberId ?? 0n) };
 }

@@ -103,11 +103,12 @@ function parseMemberId(what: string, v: string | undefined): number {
 }
 
 function kvJson(kv: KeyValue): object {
-  return { key: text(kv.key), value: text(kv.value), createIndex: kv.createIndex, modIndex: kv.modIndex, version: kv.version };
+  return { key: text(kv.key), value: text(kv.value), createRevision: kv.createRevision, modRevision: kv.modRevision, version: kv.version, lease: kv.lease };
 }
 
-function headerText(h: ResponseHeader): string {
-  return `member ${h.memberId}, term ${h.term}, index ${h.index}, leader ${h.leaderId}`;
+function headerText(h: ResponseHeader & { revision?: number }): string {
+  const revision = h.revision === undefined ? '' : `, revision ${h.revision}`;
+  return `member ${h.memberId}, term ${h.term}, index ${h.index}${revision}, leader ${h.leaderId}`;
 }
 
 export async function main(argv: string[], io: CliIo = { stdout: process.stdout, env: process.env }): Promise<void> {

@@ -29,6 +29,7 @@ import { ADMIN_METHODS, KV_METHODS, requestBytes } from '../protocol/proto.js';
 import type {
   WireCompare,
   WireCompareOp,
+  WireCompareTarget,
   WireHashKvResponse,
   WireHeader,
   WireKeyValue,
@@ -62,38 +63,43 @@ export interface CallOpts {
 }
 
 export interface PutResult {
-  readonly header: ResponseHeader;
+  readonly header: ClientHeader;
   readonly prevKv: KeyValue | undefined;
 }
 export interface GetResult {
-  readonly header: ResponseHeader;
+  readonly header: ClientHeader;
   readonly kv: KeyValue | undefined;
 }
+/** The node's header and the store revision (etcd's): of a write, or the current one when a read was served. */
+export interface ClientHeader extends ResponseHeader {
+  readonly revision: number;
+}
+
 export interface RangeResponse extends RangeResult {
-  readonly header: ResponseHeader;
+  readonly header: ClientHeader;
 }
 export interface DeleteResult {
-  readonly header: ResponseHeader;
+  readonly header: ClientHeader;
   readonly deleted: number;
   readonly prevKvs: readonly KeyValue[];
 }
 export interface TxnResult {
-  readonly header: ResponseHeader;
+  readonly header: ClientHeader;
   readonly succeeded: boolean;
   readonly results: readonly ClientOpResult[];
 }
 export interface MembersResult {
-  readonly header: ResponseHeader;
+  readonly header: ClientHeader;
   readonly members: readonly Member[];
 }
 export interface StatusResult extends NodeStatus {
-  readonly header: ResponseHeader;
+  readonly header: ClientHeader;
   readonly endpoint: string; // the endpoint that answered
 }
 /** One member's key-space digest at one applied index (HashKV): equal on every healthy member at the same index. */
 export interface HashKvResult {
   readonly endpoint: string; // the endpoint asked
-  readonly header: ResponseHeader;
+  readonly header: ClientHeader;
   readonly memberId: number; // the member that answered
   readonly index: number; // the applied index the digest describes
   readonly lane1: number; // uint32
@@ -102,7 +108,7 @@ export interface HashKvResult {
   readonly keyCount: number; // live keys at that index
 }
 export interface SnapshotSaveResult {
-  readonly header: ResponseHeader;
+  readonly header: ClientHeader;
   readonly sizeBytes: number;
   readonly sha256: string;
 }
@@ -112,7 +118,7 @@ export type RangeSpec = Bytes | { readonly prefix: Bytes } | { readonly key: Byt
 
 export type TxnCompare =
   | { readonly key: Bytes; readonly target: 'value'; readonly op: CompareOp; readonly value: Bytes }
-  | { readonly key: Bytes; readonly target: 'version' | 'create' | 'mod'; readonly op: CompareOp; readonly number: number };
+  | { readonly key: Bytes; readonly target: 'version' | 'create' | 'mod' | 'lease'; readonly op: CompareOp; readonly number: number };
 export type TxnOp =
   | { readonly type: 'put'; readonly key: Bytes; readonly value: Bytes; readonly prevKv?: boolean }
   | { readonly type: 'delete'; readonly range: RangeSpec; readonly prevKv?: boolean }
@@ -154,6 +160,8 @@ function checkDelayMs(what: string, ms: number, min: 'positive' | 'non-negative'
   return ms;
 }
 
+const WIRE_TARGETS: Readonly<Record<'version' | 'create' | 'mod' | 'lease', WireCompareTarget>> = { version: 'VERSION', create: 'CREATE', mod: 'MOD', lease: 'LEASE' };
+
 const COMPARE_OPS: Readonly<Record<CompareOp, WireCompareOp>> = { '=': 'EQUAL', '!=': 'NOT_EQUAL', '<': 'LESS', '>': 'GREATER' };
 
 export function toBytes(b: Bytes): Uint8Array {
@@ -174,8 +182,8 @@ function rangeOf(spec: RangeSpec): { key: Uint8Array; end: Uint8Array } {
   return { key: toBytes(spec.key), end: toBytes(spec.end) };
 }
 
-function headerOf(h: WireHeader | null): ResponseHeader {
-  return { memberId: h?.memberId ?? 0, term: h?.term ?? 0, index: h?.index ?? 0, leaderId: h?.leaderId ?? 0 };
+function headerOf(h: WireHeader | null): ClientHeader {
+  return { memberId: h?.memberId ?? 0, term: h?.term ?? 0, index: h?.index ?? 0, leaderId: h?.leaderId ?? 0, revision: h?.revision ?? 0 };
 }
 
 /** A digest's two uint32 lanes as 16 hex digits, lane 1 first (how the members' logs print it too). */
@@ -188,7 +196,7 @@ function hashKvOf(r: WireHashKvResponse, endpoint: string): HashKvResult {
 }
 
 function kvOf(kv: WireKeyValue): KeyValue {
-  return { key: kv.key, value: kv.value, createIndex: kv.createIndex, modIndex: kv.modIndex, version: kv.version };
+  return { key: kv.key, value: kv.value, createRevision: kv.createRevision, modRevision: kv.modRevision, version: kv.version, lease: kv.lease };
 }
 
 function memberOf(m: WireMember): Member {
@@ -202,7 +210,7 @@ function opResultOf(r: WireResponseOp): ClientOpResult {
     case 'delete':
       return { type: 'delete', deleted: r.delete?.deleted ?? 0, prevKvs: (r.delete?.prevKvs ?? []).map(kvOf) };
     case 'range':
-      return { type: 'range', result: { kvs: (r.range?.kvs ?? []).map(kvOf), more: r.range?.more ?? false, count: r.range?.count ?? 0 } };
+      return { type: 'range', result: { kvs: (r.range?.kvs ?? []).map(kvOf), more: r.range?.more ?? false, count: r.range?.count ?? 0, revision: 0 } };
     case undefined:
       throw new RaftKvError('UNAVAILABLE', 'server sent an empty txn result');
     default: {
@@ -232,7 +240,7 @@ function compareToWire(c: TxnCompare, where: string): WireCompare {
   const op = COMPARE_OPS[c.op];
   if (c.target === 'value') return { key, target: 'VALUE', op, value: toBytes(c.value) };
   const number = checkNonNegativeInteger(`${where}: ${c.target}`, c.number);
-  return { key, target: c.target === 'version' ? 'VERSION' : c.target === 'create' ? 'CREATE' : 'MOD', op, number };
+  return { key, target: WIRE_TARGETS[c.target], op, number };
 }
 
 const ROLES: ReadonlySet<string> = new Set<Role>(['follower', 'pre-candidate', 'candidate', 'leader']);
@@ -254,6 +262,8 @@ function statusOf(s: WireStatusResponse, endpoint: string): StatusResult {
     dataSizeBytes: s.dataSizeBytes,
     members: s.members.map(memberOf),
     progress: s.progress.map((p) => ({ id: p.id, match: p.match, state: p.state })),
+    revision: s.revision,
+    compactedRevision: s.compactedRevision,
   };
 }
 
@@ -320,7 +330,8 @@ export class KvClient {
     const limit = checkNonNegativeInteger('range: limit', opts.limit ?? 0); // 0: no limit (the server's maximum)
     const req = { ...rangeOf(typeof spec === 'string' || spec instanceof Uint8Array ? { prefix: spec } : spec), limit, keysOnly: opts.keysOnly ?? false, countOnly: opts.countOnly ?? false, serializable };
     const res = await this.kv(serializable ? 'any' : 'leader', 'range', req, opts);
-    return { header: headerOf(res.header), kvs: res.kvs.map(kvOf), more: res.more, count: res.count };
+    const header = headerOf(res.header);
+    return { header, kvs: res.kvs.map(kvOf), more: res.more, count: res.count, revision: header.revision };
   }
 
   /** Deletes one key (a string / bytes), every key under `{ prefix }`, or `[key, end)`. */
@@ -554,7 +565,7 @@ export class KvClient {
     try {
       const hash = createHash('sha256');
       let size = 0;
-      let header: ResponseHeader | undefined;
+      let header: ClientHeader | undefined;
       let sha256 = '';
       let totalBytes = -1;
       for await (const raw of stream) {

@@ -2,36 +2,43 @@
 //
 // Primitives (all formats):
 //   uvarint   unsigned LEB128, at most 8 bytes, values 0 .. 2^53-1 (JS safe integers)
+//   int       flag negative | uvarint magnitude (a safe integer of either sign: etcd's int64 fields)
 //   bytes     uvarint length, then the bytes
 //   string    bytes holding UTF-8
 //   flag      one byte, 0 or 1 (anything else is garbage)
 //
-// Envelope (the data of a 'normal' log entry; empty data is the leader's no-op and never reaches this codec):
-//   u8 0x01 (format version) | string clientId | uvarint seq | Command
-//   Command  := u8 tag: 1 put    | bytes key | bytes value | flag prevKv
-//                       2 delete | KeyRange | flag prevKv
-//                       3 txn    | uvarint n, Compare*n | uvarint n, Op*n (success) | uvarint n, Op*n (failure)
-//   KeyRange := bytes key | bytes end
-//   Compare  := bytes key | u8 target (1 value, 2 version, 3 create, 4 mod) | u8 op (1 '=', 2 '!=', 3 '<', 4 '>')
-//               | bytes value (target value) or uvarint number (other targets)
-//   Op       := u8 tag: 1 put | bytes key | bytes value | flag prevKv
-//                       2 delete | KeyRange | flag prevKv
-//                       3 range | RangeRequest
-//   RangeRequest := KeyRange | uvarint limit | u8 flags (bit 0 keysOnly, bit 1 countOnly)
+// Format 2 (MVCC revisions). Format 1 (log indexes as createIndex/modIndex) is refused by name: a directory or
+// log written before revisions has no history to serve etcd's API from.
 //
-// StoredValue (the LevelDB value of a user key, see state-machine.ts for the key layout):
-//   u8 0x01 | uvarint createIndex | uvarint modIndex | uvarint version | the value bytes (to the end)
+// Envelope (the data of a 'normal' log entry; empty data is the leader's no-op and never reaches this codec):
+//   u8 0x02 (format version) | string clientId | uvarint seq | Command
+//   Command  := u8 tag: 1 put | Put;  2 delete | Delete;  3 txn | Txn;  4 compact | int revision | flag physical
+//   Put      := bytes key | bytes value | u8 flags (bit 0 prevKv, 1 ignoreValue, 2 ignoreLease) | uvarint lease
+//   Delete   := KeyRange | flag prevKv
+//   Txn      := uvarint n, Compare*n | uvarint n, Op*n (success) | uvarint n, Op*n (failure)
+//   KeyRange := bytes key | bytes end
+//   Compare  := KeyRange | u8 target (1 value, 2 version, 3 create, 4 mod, 5 lease) | u8 op (1 '=', 2 '!=',
+//               3 '<', 4 '>') | bytes value (target value) or int number (other targets)
+//   Op       := u8 tag: 1 put | Put;  2 delete | Delete;  3 range | RangeRequest;  4 txn | Txn
+//   RangeRequest := KeyRange | uvarint limit | u8 flags (bit 0 keysOnly, bit 1 countOnly) | int revision
+//               | u8 sortOrder (0 none, 1 ascend, 2 descend) | u8 sortTarget (0 key, 1 version, 2 create,
+//               3 mod, 4 value) | int minMod | int maxMod | int minCreate | int maxCreate
+//
+// StoredValue (the LevelDB value of a live user key, see schema.ts for the key layout):
+//   u8 0x02 | uvarint createRevision | uvarint modRevision | uvarint version | uvarint lease | the value bytes
 //
 // Answer (a client session's first answer, replayed to retries):
-//   u8 0x01 | u8 kind: 1 result | CommandResult
+//   u8 kind: 1 result | CommandResult   (inside a session record, schema.ts, which carries the version)
 //                      2 error  | string code | string message
-//   CommandResult := u8 tag: 1 put | OptKv
-//                            2 delete | uvarint deleted | uvarint n, KeyValue*n
-//                            3 txn | flag succeeded | uvarint n, OpResult*n
-//   OpResult := u8 tag: 1 put | OptKv;  2 delete (as above);  3 range | RangeResult
-//   RangeResult := uvarint n, KeyValue*n | flag more | uvarint count
+//   CommandResult := u8 tag: 1 put | OptKv | uvarint revision
+//                            2 delete | uvarint deleted | uvarint n, KeyValue*n | uvarint revision
+//                            3 txn | flag succeeded | uvarint n, OpResult*n | uvarint revision
+//                            4 compact | uvarint revision
+//   OpResult := u8 tag: 1 put, 2 delete (as above);  3 range | RangeResult;  4 txn (as above)
+//   RangeResult := uvarint n, KeyValue*n | flag more | uvarint count | uvarint revision
 //   OptKv := flag present | KeyValue if present
-//   KeyValue := bytes key | bytes value | uvarint createIndex | uvarint modIndex | uvarint version
+//   KeyValue := bytes key | bytes value | uvarint createRevision | uvarint modRevision | uvarint version
+//               | uvarint lease
 //
 // Every decoder checks tags, lengths and that the input is consumed exactly, and throws
 // RaftKvError('DATA_CORRUPTION') on garbage. There is no checksum here: the WAL and snapshot files carry them.
@@ -43,16 +50,22 @@ import type {
   Compare,
   CompareOp,
   CompareTarget,
+  DeleteOp,
   Envelope,
   KeyRange,
   KeyValue,
   Op,
   OpResult,
+  PutOp,
   RangeRequest,
   RangeResult,
+  SortOrder,
+  SortTarget,
+  TxnOp,
 } from './types.js';
 
-const FORMAT_VERSION = 1;
+const FORMAT_VERSION = 2; // envelopes, stored values and encodeCommandResult
+const LEGACY_FORMAT_VERSION = 1; // before MVCC revisions: refused by name
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 
 export function assertNever(x: never): never {
@@ -97,6 +110,12 @@ export class ByteWriter {
     }
     this.buf[this.len++] = v;
     return this;
+  }
+
+  /** A safe integer of either sign. */
+  int(n: number): this {
+    if (!Number.isSafeInteger(n)) throw new Error(`int out of range: ${n}`);
+    return this.flag(n < 0).uvarint(Math.abs(n));
   }
 
   raw(b: Uint8Array): this {
@@ -159,6 +178,13 @@ export class ByteReader {
     throw garbage('varint longer than 8 bytes');
   }
 
+  int(): number {
+    const negative = this.flag();
+    const m = this.uvarint();
+    if (negative && m === 0) throw garbage('negative zero');
+    return negative ? -m : m;
+  }
+
   raw(n: number): Uint8Array {
     if (n > this.remaining) throw garbage(`length ${n} beyond the end of input`);
     const out = this.b.subarray(this.pos, this.pos + n);
@@ -193,10 +219,21 @@ export class ByteReader {
   }
 }
 
+
 // ---------------------------------------------------------------- envelope
 
-const TARGETS: readonly CompareTarget[] = ['value', 'version', 'create', 'mod'];
+const TARGETS: readonly CompareTarget[] = ['value', 'version', 'create', 'mod', 'lease'];
 const OPS: readonly CompareOp[] = ['=', '!=', '<', '>'];
+const SORT_ORDERS: readonly SortOrder[] = ['none', 'ascend', 'descend'];
+const SORT_TARGETS: readonly SortTarget[] = ['key', 'version', 'create', 'mod', 'value'];
+
+function checkFormat(version: number, what: string): void {
+  if (version === FORMAT_VERSION) return;
+  if (version === LEGACY_FORMAT_VERSION) {
+    throw garbage(`${what} in format 1, written by a raftkv before MVCC revisions: this version cannot read it`);
+  }
+  throw garbage(`unknown ${what} format ${version}`);
+}
 
 function writeRange(w: ByteWriter, r: KeyRange): void {
   w.bytes(r.key).bytes(r.end);
@@ -211,6 +248,9 @@ function readRange(r: ByteReader): KeyRange {
 function writeRangeRequest(w: ByteWriter, req: RangeRequest): void {
   writeRange(w, req);
   w.uvarint(req.limit).u8((req.keysOnly ? 1 : 0) | (req.countOnly ? 2 : 0));
+  w.int(req.revision ?? 0);
+  w.u8(SORT_ORDERS.indexOf(req.sortOrder ?? 'none')).u8(SORT_TARGETS.indexOf(req.sortTarget ?? 'key'));
+  w.int(req.minModRevision ?? 0).int(req.maxModRevision ?? 0).int(req.minCreateRevision ?? 0).int(req.maxCreateRevision ?? 0);
 }
 
 function readRangeRequest(r: ByteReader): RangeRequest {
@@ -218,58 +258,121 @@ function readRangeRequest(r: ByteReader): RangeRequest {
   const limit = r.uvarint();
   const flags = r.u8();
   if (flags > 3) throw garbage(`bad range flags ${flags}`);
-  return { key, end, limit, keysOnly: (flags & 1) !== 0, countOnly: (flags & 2) !== 0 };
+  const revision = r.int();
+  const sortOrder = SORT_ORDERS[r.u8()];
+  const sortTarget = SORT_TARGETS[r.u8()];
+  if (sortOrder === undefined || sortTarget === undefined) throw garbage('bad range sort');
+  const minModRevision = r.int();
+  const maxModRevision = r.int();
+  const minCreateRevision = r.int();
+  const maxCreateRevision = r.int();
+  return {
+    key,
+    end,
+    limit,
+    keysOnly: (flags & 1) !== 0,
+    countOnly: (flags & 2) !== 0,
+    revision,
+    sortOrder,
+    sortTarget,
+    minModRevision,
+    maxModRevision,
+    minCreateRevision,
+    maxCreateRevision,
+  };
 }
 
 function writeCompare(w: ByteWriter, c: Compare): void {
-  w.bytes(c.key).u8(TARGETS.indexOf(c.target) + 1).u8(OPS.indexOf(c.op) + 1);
+  w.bytes(c.key).bytes(c.end ?? new Uint8Array(0)).u8(TARGETS.indexOf(c.target) + 1).u8(OPS.indexOf(c.op) + 1);
   if (c.target === 'value') w.bytes(c.value);
-  else w.uvarint(c.number);
+  else w.int(c.number);
 }
 
 function readCompare(r: ByteReader): Compare {
-  const key = r.bytes();
+  const { key, end } = readRange(r);
   const target = TARGETS[r.u8() - 1];
   const op = OPS[r.u8() - 1];
   if (target === undefined) throw garbage('bad compare target');
   if (op === undefined) throw garbage('bad compare op');
-  if (target === 'value') return { key, target, op, value: r.bytes() };
-  return { key, target, op, number: r.uvarint() };
+  if (target === 'value') return { key, end, target, op, value: r.bytes() };
+  return { key, end, target, op, number: r.int() };
+}
+
+function writePut(w: ByteWriter, p: PutOp): void {
+  w.bytes(p.key).bytes(p.value);
+  w.u8((p.prevKv ? 1 : 0) | (p.ignoreValue === true ? 2 : 0) | (p.ignoreLease === true ? 4 : 0)).uvarint(p.lease ?? 0);
+}
+
+function readPut(r: ByteReader): PutOp {
+  const key = r.bytes();
+  const value = r.bytes();
+  const flags = r.u8();
+  if (flags > 7) throw garbage(`bad put flags ${flags}`);
+  const lease = r.uvarint();
+  return { type: 'put', key, value, prevKv: (flags & 1) !== 0, ignoreValue: (flags & 2) !== 0, ignoreLease: (flags & 4) !== 0, lease };
+}
+
+function writeDelete(w: ByteWriter, d: DeleteOp): void {
+  writeRange(w, d.range);
+  w.flag(d.prevKv);
+}
+
+function readDelete(r: ByteReader): DeleteOp {
+  const range = readRange(r);
+  return { type: 'delete', range, prevKv: r.flag() };
+}
+
+function writeTxn(w: ByteWriter, t: TxnOp): void {
+  w.uvarint(t.compares.length);
+  for (const c of t.compares) writeCompare(w, c);
+  w.uvarint(t.success.length);
+  for (const op of t.success) writeOp(w, op);
+  w.uvarint(t.failure.length);
+  for (const op of t.failure) writeOp(w, op);
+}
+
+// Nested txns: a bound on the depth keeps a crafted entry from exhausting the stack (etcd's own 128-op limit
+// allows at most 128 levels: each level takes one op of its parent's).
+const MAX_TXN_DEPTH = 130;
+
+function readTxn(r: ByteReader, depth: number): TxnOp {
+  if (depth > MAX_TXN_DEPTH) throw garbage(`txn nested deeper than ${MAX_TXN_DEPTH}`);
+  const compares = readList(r, readCompare);
+  const success = readList(r, (x) => readOp(x, depth));
+  const failure = readList(r, (x) => readOp(x, depth));
+  return { type: 'txn', compares, success, failure };
 }
 
 function writeOp(w: ByteWriter, op: Op): void {
   switch (op.type) {
     case 'put':
-      w.u8(1).bytes(op.key).bytes(op.value).flag(op.prevKv);
+      writePut(w.u8(1), op);
       return;
     case 'delete':
-      w.u8(2);
-      writeRange(w, op.range);
-      w.flag(op.prevKv);
+      writeDelete(w.u8(2), op);
       return;
     case 'range':
-      w.u8(3);
-      writeRangeRequest(w, op.request);
+      writeRangeRequest(w.u8(3), op.request);
+      return;
+    case 'txn':
+      writeTxn(w.u8(4), op);
       return;
     default:
       assertNever(op);
   }
 }
 
-function readOp(r: ByteReader): Op {
+function readOp(r: ByteReader, depth: number): Op {
   const tag = r.u8();
   switch (tag) {
-    case 1: {
-      const key = r.bytes();
-      const value = r.bytes();
-      return { type: 'put', key, value, prevKv: r.flag() };
-    }
-    case 2: {
-      const range = readRange(r);
-      return { type: 'delete', range, prevKv: r.flag() };
-    }
+    case 1:
+      return readPut(r);
+    case 2:
+      return readDelete(r);
     case 3:
       return { type: 'range', request: readRangeRequest(r) };
+    case 4:
+      return readTxn(r, depth + 1);
     default:
       throw garbage(`bad op tag ${tag}`);
   }
@@ -287,20 +390,16 @@ function readList<T>(r: ByteReader, read: (r: ByteReader) => T): T[] {
 function writeCommand(w: ByteWriter, cmd: Command): void {
   switch (cmd.type) {
     case 'put':
-      w.u8(1).bytes(cmd.key).bytes(cmd.value).flag(cmd.prevKv);
+      writePut(w.u8(1), cmd);
       return;
     case 'delete':
-      w.u8(2);
-      writeRange(w, cmd.range);
-      w.flag(cmd.prevKv);
+      writeDelete(w.u8(2), cmd);
       return;
     case 'txn':
-      w.u8(3).uvarint(cmd.compares.length);
-      for (const c of cmd.compares) writeCompare(w, c);
-      w.uvarint(cmd.success.length);
-      for (const op of cmd.success) writeOp(w, op);
-      w.uvarint(cmd.failure.length);
-      for (const op of cmd.failure) writeOp(w, op);
+      writeTxn(w.u8(3), cmd);
+      return;
+    case 'compact':
+      w.u8(4).int(cmd.revision).flag(cmd.physical);
       return;
     default:
       assertNever(cmd);
@@ -310,20 +409,15 @@ function writeCommand(w: ByteWriter, cmd: Command): void {
 function readCommand(r: ByteReader): Command {
   const tag = r.u8();
   switch (tag) {
-    case 1: {
-      const key = r.bytes();
-      const value = r.bytes();
-      return { type: 'put', key, value, prevKv: r.flag() };
-    }
-    case 2: {
-      const range = readRange(r);
-      return { type: 'delete', range, prevKv: r.flag() };
-    }
-    case 3: {
-      const compares = readList(r, readCompare);
-      const success = readList(r, readOp);
-      const failure = readList(r, readOp);
-      return { type: 'txn', compares, success, failure };
+    case 1:
+      return readPut(r);
+    case 2:
+      return readDelete(r);
+    case 3:
+      return readTxn(r, 1);
+    case 4: {
+      const revision = r.int();
+      return { type: 'compact', revision, physical: r.flag() };
     }
     default:
       throw garbage(`bad command tag ${tag}`);
@@ -349,8 +443,7 @@ function estimateCommandBytes(cmd: Command): number {
 
 export function decodeEnvelope(b: Uint8Array): Envelope {
   const r = new ByteReader(b);
-  const version = r.u8();
-  if (version !== FORMAT_VERSION) throw garbage(`unknown envelope format ${version}`);
+  checkFormat(r.u8(), 'log entry');
   const clientId = r.string();
   const seq = r.uvarint();
   const command = readCommand(r);
@@ -366,46 +459,50 @@ function varintBytes(n: number): number {
   return bytes;
 }
 
-/** The LevelDB value of a user key: its metadata and value (the key itself is the LevelDB key). */
+/** The LevelDB value of a live user key: its metadata and value (the key itself is the LevelDB key). */
 export interface StoredValue {
-  readonly createIndex: number;
-  readonly modIndex: number;
+  readonly createRevision: number;
+  readonly modRevision: number;
   readonly version: number;
+  readonly lease: number; // 0 = none
   readonly value: Uint8Array;
 }
 
 export function encodeStoredValue(v: StoredValue): Uint8Array {
-  const w = new ByteWriter(1 + varintBytes(v.createIndex) + varintBytes(v.modIndex) + varintBytes(v.version) + v.value.length);
-  w.u8(FORMAT_VERSION).uvarint(v.createIndex).uvarint(v.modIndex).uvarint(v.version).raw(v.value);
+  const w = new ByteWriter(
+    1 + varintBytes(v.createRevision) + varintBytes(v.modRevision) + varintBytes(v.version) + varintBytes(v.lease) + v.value.length,
+  );
+  w.u8(FORMAT_VERSION).uvarint(v.createRevision).uvarint(v.modRevision).uvarint(v.version).uvarint(v.lease).raw(v.value);
   return w.finish();
 }
 
 export function decodeStoredValue(b: Uint8Array): StoredValue {
   const r = new ByteReader(b);
-  const version = r.u8();
-  if (version !== FORMAT_VERSION) throw garbage(`unknown stored value format ${version}`);
-  const createIndex = r.uvarint();
-  const modIndex = r.uvarint();
+  checkFormat(r.u8(), 'stored value');
+  const createRevision = r.uvarint();
+  const modRevision = r.uvarint();
   const ver = r.uvarint();
-  if (createIndex === 0 || modIndex < createIndex || ver === 0) {
-    throw garbage(`inconsistent metadata create=${createIndex} mod=${modIndex} version=${ver}`);
+  const lease = r.uvarint();
+  if (createRevision < 2 || modRevision < createRevision || ver === 0) {
+    throw garbage(`inconsistent metadata create=${createRevision} mod=${modRevision} version=${ver}`);
   }
-  return { createIndex, modIndex, version: ver, value: r.rest() };
+  return { createRevision, modRevision, version: ver, lease, value: r.rest() };
 }
 
 // ---------------------------------------------------------------- results and session answers
 
 function writeKv(w: ByteWriter, kv: KeyValue): void {
-  w.bytes(kv.key).bytes(kv.value).uvarint(kv.createIndex).uvarint(kv.modIndex).uvarint(kv.version);
+  w.bytes(kv.key).bytes(kv.value).uvarint(kv.createRevision).uvarint(kv.modRevision).uvarint(kv.version).uvarint(kv.lease);
 }
 
 function readKv(r: ByteReader): KeyValue {
   const key = r.bytes();
   const value = r.bytes();
-  const createIndex = r.uvarint();
-  const modIndex = r.uvarint();
+  const createRevision = r.uvarint();
+  const modRevision = r.uvarint();
   const version = r.uvarint();
-  return { key, value, createIndex, modIndex, version };
+  const lease = r.uvarint();
+  return { key, value, createRevision, modRevision, version, lease };
 }
 
 function writeOptKv(w: ByteWriter, kv: KeyValue | undefined): void {
@@ -422,87 +519,93 @@ function writeKvList(w: ByteWriter, kvs: readonly KeyValue[]): void {
   for (const kv of kvs) writeKv(w, kv);
 }
 
-function writeOpResult(w: ByteWriter, res: OpResult): void {
-  switch (res.type) {
-    case 'put':
-      w.u8(1);
-      writeOptKv(w, res.prevKv);
-      return;
-    case 'delete':
-      w.u8(2).uvarint(res.deleted);
-      writeKvList(w, res.prevKvs);
-      return;
-    case 'range':
-      w.u8(3);
-      writeRangeResult(w, res.result);
-      return;
-    default:
-      assertNever(res);
-  }
-}
-
-function readOpResult(r: ByteReader): OpResult {
-  const tag = r.u8();
-  switch (tag) {
-    case 1:
-      return { type: 'put', prevKv: readOptKv(r) };
-    case 2: {
-      const deleted = r.uvarint();
-      return { type: 'delete', deleted, prevKvs: readList(r, readKv) };
-    }
-    case 3:
-      return { type: 'range', result: readRangeResult(r) };
-    default:
-      throw garbage(`bad op result tag ${tag}`);
-  }
-}
-
 function writeRangeResult(w: ByteWriter, res: RangeResult): void {
   writeKvList(w, res.kvs);
-  w.flag(res.more).uvarint(res.count);
+  w.flag(res.more).uvarint(res.count).uvarint(res.revision);
 }
 
 function readRangeResult(r: ByteReader): RangeResult {
   const kvs = readList(r, readKv);
   const more = r.flag();
-  return { kvs, more, count: r.uvarint() };
+  const count = r.uvarint();
+  return { kvs, more, count, revision: r.uvarint() };
 }
 
-function writeCommandResult(w: ByteWriter, res: CommandResult): void {
+/** The results an op and a command have in common: put, delete, txn (same tags in both). */
+function writeWriteResult(w: ByteWriter, res: Exclude<OpResult, { type: 'range' }>): void {
   switch (res.type) {
     case 'put':
       w.u8(1);
       writeOptKv(w, res.prevKv);
+      w.uvarint(res.revision);
       return;
     case 'delete':
       w.u8(2).uvarint(res.deleted);
       writeKvList(w, res.prevKvs);
+      w.uvarint(res.revision);
       return;
     case 'txn':
       w.u8(3).flag(res.succeeded).uvarint(res.results.length);
       for (const x of res.results) writeOpResult(w, x);
+      w.uvarint(res.revision);
       return;
     default:
       assertNever(res);
   }
 }
 
-function readCommandResult(r: ByteReader): CommandResult {
-  const tag = r.u8();
+function writeOpResult(w: ByteWriter, res: OpResult): void {
+  if (res.type === 'range') {
+    w.u8(4);
+    writeRangeResult(w, res.result);
+    return;
+  }
+  writeWriteResult(w, res);
+}
+
+function readWriteResult(r: ByteReader, tag: number): Exclude<OpResult, { type: 'range' }> | undefined {
   switch (tag) {
-    case 1:
-      return { type: 'put', prevKv: readOptKv(r) };
+    case 1: {
+      const prevKv = readOptKv(r);
+      return { type: 'put', prevKv, revision: r.uvarint() };
+    }
     case 2: {
       const deleted = r.uvarint();
-      return { type: 'delete', deleted, prevKvs: readList(r, readKv) };
+      const prevKvs = readList(r, readKv);
+      return { type: 'delete', deleted, prevKvs, revision: r.uvarint() };
     }
     case 3: {
       const succeeded = r.flag();
-      return { type: 'txn', succeeded, results: readList(r, readOpResult) };
+      const results = readList(r, readOpResult);
+      return { type: 'txn', succeeded, results, revision: r.uvarint() };
     }
     default:
-      throw garbage(`bad result tag ${tag}`);
+      return undefined;
   }
+}
+
+function readOpResult(r: ByteReader): OpResult {
+  const tag = r.u8();
+  if (tag === 4) return { type: 'range', result: readRangeResult(r) };
+  const res = readWriteResult(r, tag);
+  if (res === undefined) throw garbage(`bad op result tag ${tag}`);
+  return res;
+}
+
+function writeCommandResult(w: ByteWriter, res: CommandResult): void {
+  if (res.type === 'compact') {
+    w.u8(4).uvarint(res.revision);
+    return;
+  }
+  writeWriteResult(w, res);
+}
+
+function readCommandResult(r: ByteReader): CommandResult {
+  const tag = r.u8();
+  if (tag === 4) return { type: 'compact', revision: r.uvarint() };
+  const res = readWriteResult(r, tag);
+  if (res === undefined) throw garbage(`bad result tag ${tag}`);
+  return res;
 }
 
 /** What a client session remembers of its last request: the first answer, replayed to retries. */

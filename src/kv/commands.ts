@@ -4,9 +4,10 @@ import { RaftKvError } from '../shared/errors.js';
 import type { Index } from '../raft/types.js';
 import { assertNever } from './codec.js';
 import type { SessionAnswer, StoredValue } from './codec.js';
+import type { MvccState } from './history.js';
 import { keyString } from './schema.js';
 import type { CommandResult, Compare, Envelope, KeyRange, KeyValue } from './types.js';
-import { isOpenEnd } from './validate.js';
+import { compareBytes, isOpenEnd } from './validate.js';
 
 export type ApplyOutcome =
   | { readonly type: 'none' } // no-op, conf-change, or an entry at or below appliedIndex (skipped)
@@ -28,14 +29,32 @@ export function cmpOp(cmp: number, op: Compare['op']): boolean {
   }
 }
 
-export function toKeyValue(key: Uint8Array, sv: StoredValue, keysOnly = false): KeyValue {
-  return {
-    key,
-    value: keysOnly ? new Uint8Array(0) : sv.value,
-    createIndex: sv.createIndex,
-    modIndex: sv.modIndex,
-    version: sv.version,
-  };
+/** etcd's compareKV: a missing key (undefined) has every number 0 and an empty value. */
+export function compareKv(c: Compare, sv: StoredValue | undefined): boolean {
+  switch (c.target) {
+    case 'value':
+      return cmpOp(compareBytes(sv?.value ?? new Uint8Array(0), c.value), c.op);
+    case 'version':
+      return cmpOp(Math.sign((sv?.version ?? 0) - c.number), c.op);
+    case 'create':
+      return cmpOp(Math.sign((sv?.createRevision ?? 0) - c.number), c.op);
+    case 'mod':
+      return cmpOp(Math.sign((sv?.modRevision ?? 0) - c.number), c.op);
+    case 'lease':
+      return cmpOp(Math.sign((sv?.lease ?? 0) - c.number), c.op);
+    default:
+      return assertNever(c);
+  }
+}
+
+export function toKeyValue(key: Uint8Array, sv: StoredValue): KeyValue {
+  return { key, value: sv.value, createRevision: sv.createRevision, modRevision: sv.modRevision, version: sv.version, lease: sv.lease };
+}
+
+/** The revision a command's writes get: all share `main`, each change takes the next `sub` (etcd's sub revision). */
+export interface WriteTx {
+  readonly main: number; // the store revision + 1
+  sub: number; // changes made so far; > 0 means the command changed something and the revision moves to main
 }
 
 /** Writes of the batch being applied, seen by later entries of the same batch before LevelDB has them. */
@@ -45,7 +64,13 @@ export class Overlay {
   readonly data = new Map<string, { key: Uint8Array; sv: StoredValue | undefined }>(); // undefined = deleted
   /** Values read from LevelDB for this batch (no other writer exists while a batch is applied). */
   readonly cache = new Map<string, StoredValue | undefined>();
+  /** History records ('h' keys, history.ts) written by this batch, by LevelDB key as a latin1 string. */
+  readonly history = new Map<string, { key: Uint8Array; value: Uint8Array }>();
   digestChanged = false; // a write since the digest was last added to the history
+  compacted = false; // a compact command in this batch moved mvcc.compacted: start the background deletion
+
+  /** The revision state as the batch's entries see it; readers see the state machine's until the batch is buffered. */
+  constructor(readonly mvcc: MvccState) {}
 
   inRange(range: KeyRange): { ks: string; key: Uint8Array; sv: StoredValue | undefined }[] {
     const lo = keyString(range.key);

@@ -1,4 +1,4 @@
-// A running digest of the key space: the multiset of (key, createIndex, modIndex, version, value) records,
+// A running digest of the key space: the multiset of (key, createRevision, modRevision, version, lease, value) records,
 // kept up to date by every apply and stored in the same LevelDB batch as the applied index. It is a function
 // of the applied log prefix alone, so every member has the same digest at the same applied index; and it is
 // a function of the records alone, so a full scan of LevelDB must reproduce it. A scan that does not (a bit
@@ -75,9 +75,10 @@ function recordHash(key: Uint8Array, sv: StoredValue): Lanes {
   scratch.h2 = LANE2_OFFSET;
   mixNumber(scratch, key.length);
   mixBytes(scratch, key);
-  mixNumber(scratch, sv.createIndex);
-  mixNumber(scratch, sv.modIndex);
+  mixNumber(scratch, sv.createRevision);
+  mixNumber(scratch, sv.modRevision);
   mixNumber(scratch, sv.version);
+  mixNumber(scratch, sv.lease);
   mixNumber(scratch, sv.value.length);
   mixBytes(scratch, sv.value);
   scratch.h1 = fmix32(scratch.h1);

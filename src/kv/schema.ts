@@ -1,11 +1,15 @@
 // How the state machine lays out its LevelDB store: key spaces and the records of each.
 //
 // LevelDB keys (byte strings; one-byte prefixes keep the spaces apart and in this order):
-//   'd' + user key          StoredValue (codec.ts): createIndex, modIndex, version, value
+//   'd' + user key          StoredValue (codec.ts) of the key's live revision: createRevision, modRevision,
+//                           version, lease, value. A deleted key has none (its tombstone is in 'h').
+//   'h' + escaped key + rev every revision of every key until compaction (history.ts has the layout)
 //   'm' + "applied"         uvarint appliedIndex | uvarint appliedTerm
 //   'm' + "members"         UTF-8 JSON {"members":[Member...]} sorted by id; the ConfState is derived from it
 //   'm' + "digest"          the key-space digest as of the applied index (key-space-digest.ts); absent in
 //                           directories written before it existed: computed by a scan at the next open
+//   'm' + "mvcc"            the store revision and the compaction state (history.ts); absent in a directory
+//                           written before revisions (with applied index > 0): refused at open
 //   's' + clientId (UTF-8)  u8 1 | uvarint lastSeq | uvarint lastIndex | Answer (codec.ts)
 import { RaftKvError } from '../shared/errors.js';
 import type { Member } from '../shared/member.js';
@@ -25,6 +29,8 @@ export const KEY_MEMBERS = Uint8Array.from(Buffer.from('mmembers', 'latin1'));
 
 export const KEY_DIGEST = Uint8Array.from(Buffer.from('mdigest', 'latin1'));
 
+export const KEY_MVCC = Uint8Array.from(Buffer.from('mmvcc', 'latin1'));
+
 export const DATA_LO = Uint8Array.of(PREFIX_DATA);
 
 export const DATA_HI = Uint8Array.of(PREFIX_DATA + 1);
@@ -33,7 +39,7 @@ export const SESSION_LO = Uint8Array.of(PREFIX_SESSION);
 
 export const SESSION_HI = Uint8Array.of(PREFIX_SESSION + 1);
 
-const SESSION_RECORD_VERSION = 1;
+const SESSION_RECORD_VERSION = 2; // 1: answers before revisions (refused)
 
 export function prefixed(prefix: number, key: Uint8Array): Uint8Array {
   const out = new Uint8Array(key.length + 1);

@@ -33,13 +33,29 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Iterator as LevelIterator } from 'classic-level';
-import { RaftKvError } from '../shared/errors.js';
+import { REQUEST_ERROR_CODES, RaftKvError } from '../shared/errors.js';
 import type { Member } from '../shared/member.js';
 import { decodeConfChange } from '../raft/conf-change.js';
 import type { ConfState, Entry, Index, SnapshotMetadata, Term } from '../raft/types.js';
 import { assertNever, decodeEnvelope, decodeStoredValue, encodeStoredValue } from './codec.js';
 import type { SessionAnswer, StoredValue } from './codec.js';
-import { Overlay, answerOutcome, cmpOp, toKeyValue } from './commands.js';
+import { Overlay, answerOutcome, compareKv, toKeyValue } from './commands.js';
+import type { WriteTx } from './commands.js';
+import {
+  HISTORY_HI,
+  HISTORY_LO,
+  INITIAL_MVCC,
+  TOMBSTONE,
+  decodeHistoryRecord,
+  decodeMvcc,
+  encodeHistoryRecord,
+  encodeMvcc,
+  historyKey,
+  historyStart,
+  parseHistoryKey,
+} from './history.js';
+import type { HistoryRecord, MvccState } from './history.js';
+import { checkResponseBytes, finishRange, hasRevisionFilters, keysNeeded } from './range-query.js';
 import type { ApplyOutcome } from './commands.js';
 import { EMPTY_DIGEST, KeySpaceDigest, decodeDigest, digestsEqual, encodeDigest, formatDigest } from './key-space-digest.js';
 import type { DigestValue } from './key-space-digest.js';
@@ -66,6 +82,7 @@ import {
   KEY_APPLIED,
   KEY_DIGEST,
   KEY_MEMBERS,
+  KEY_MVCC,
   PREFIX_DATA,
   PREFIX_META,
   SESSION_HI,
@@ -85,8 +102,35 @@ import { Serial } from './serial.js';
 import { SnapshotFileWriter, readSnapshotFile, verifySnapshotHeader } from './snapshot-file.js';
 import { latestSnapshot, pruneSnapshots } from './snapshot-dir.js';
 import { DEFAULT_KV_LIMITS } from './types.js';
-import type { Command, CommandResult, Compare, KeyRange, KeyValue, KvLimits, KvLogger, Op, OpResult, RangeRequest, RangeResult } from './types.js';
-import { compareBytes, isOpenEnd, validateCommand, validateRange } from './validate.js';
+import type {
+  Command,
+  CommandResult,
+  Compare,
+  DeleteOp,
+  DeleteResult,
+  KeyRange,
+  KeyValue,
+  KvLimits,
+  KvLogger,
+  Op,
+  OpResult,
+  PutOp,
+  PutResult,
+  RangeRequest,
+  RangeResult,
+  TxnOp,
+} from './types.js';
+import {
+  ETCD_COMPACTED,
+  ETCD_FUTURE_REV,
+  ETCD_KEY_NOT_FOUND,
+  ETCD_LEASE_NOT_FOUND,
+  compareBytes,
+  isEmptyRange,
+  isOpenEnd,
+  validateCommand,
+  validateRange,
+} from './validate.js';
 import { WriteBuffer, mergeWrites } from './write-buffer.js';
 import type { BatchOp } from './write-buffer.js';
 
@@ -110,7 +154,7 @@ const SYSTEM_TIMERS: KvTimers = {
   },
 };
 
-export type KvFailPoint = 'snapshot-before-rename' | 'restore-before-swap' | 'restore-after-swap' | 'flush';
+export type KvFailPoint = 'snapshot-before-rename' | 'restore-before-swap' | 'restore-after-swap' | 'flush' | 'compaction-batch';
 
 export interface KvStateMachineOptions {
   readonly limits?: KvLimits;
@@ -123,6 +167,8 @@ export interface KvStateMachineOptions {
   readonly timers?: KvTimers;
   /** Scan the key space at open and compare it with the stored digest (default true; tests of the scan's absence only). */
   readonly verifyOnOpen?: boolean;
+  /** Whether a lease exists (a put naming another is LEASE_NOT_FOUND); without it no lease exists. */
+  readonly leaseExists?: (id: number) => boolean;
 }
 
 export const DEFAULT_SESSION_TTL_ENTRIES = 100_000;
@@ -142,11 +188,18 @@ export const DIGEST_HISTORY_LENGTH = 10_000;
 export const APPLY_FLUSH_INTERVAL_MS = 20;
 export const APPLY_FLUSH_MAX_KEYS = 10_000;
 export const APPLY_FLUSH_MAX_BYTES = 8 * 1024 * 1024;
+// Compaction deletes history in batches of at most this many records, each through the write buffer between two
+// applies: a compaction of millions of revisions never holds the apply loop for long (etcd: 1,000 per batch too).
+export const COMPACTION_BATCH_RECORDS = 1000;
 
 export class KvStateMachine {
   private appliedIndexValue: Index = 0; // last entry whose effects are readable (in LevelDB or the write buffers)
   private appliedTermValue: Term = 0; // term of that entry
   private readonly memberTable = new Map<number, Member>(); // as of appliedIndex
+  private mvcc: MvccState = { ...INITIAL_MVCC }; // the store revision and compaction state as of appliedIndex
+  private compaction: Promise<void> | undefined; // the background deletion of compacted history, while it runs
+  private compactionEpoch = 0; // bumped when the live db is swapped or closed: a running compaction stops
+  private readonly compactionWaiters: { revision: number; resolve: () => void }[] = []; // whenCompacted() calls
   /** As of appliedIndex; Map order is LRU order: lastIndex strictly increasing from first to last. */
   private readonly sessions = new Map<string, Session>();
   private readonly serial = new Serial();
@@ -217,6 +270,7 @@ export class KvStateMachine {
       throw new RaftKvError('DATA_CORRUPTION', `kv: the LevelDB store ${join(dir, live)} is damaged: ${levelCause(err)}; ${KV_CORRUPTION_REMEDY}`);
     }
     await removeOtherGenerations(dir, generation, opts.logger);
+    sm.resumeCompaction();
     return sm;
   }
 
@@ -226,6 +280,15 @@ export class KvStateMachine {
     const a = applied === undefined ? { index: 0, term: 0 } : decodeApplied(applied);
     this.appliedIndexValue = a.index;
     this.appliedTermValue = a.term;
+    const mvcc = await this.db.get(KEY_MVCC);
+    if (mvcc === undefined && a.index > 0) {
+      throw new RaftKvError(
+        'FAILED_PRECONDITION',
+        `kv: the store ${join(this.dir, `db-${this.generation}`)} was written by a raftkv before MVCC revisions and holds no history; ` +
+          'this version cannot serve it: start from an empty data directory (and copy the keys over with a client)',
+      );
+    }
+    this.mvcc = mvcc === undefined ? { ...INITIAL_MVCC } : decodeMvcc(mvcc);
     this.memberTable.clear();
     const members = await this.db.get(KEY_MEMBERS);
     if (members !== undefined) for (const [id, m] of decodeMembers(members)) this.memberTable.set(id, m);
@@ -241,6 +304,11 @@ export class KvStateMachine {
     loaded.sort((x, y) => x[1].lastIndex - y[1].lastIndex);
     this.sessions.clear();
     for (const [id, s] of loaded) this.sessions.set(id, s);
+  }
+
+  /** After open or restore: a compaction the MVCC record shows unfinished goes on (a crash stopped it). */
+  private resumeCompaction(): void {
+    if (this.mvcc.compactedOnDisk < this.mvcc.compacted) this.startCompaction();
   }
 
   get appliedIndex(): Index {
@@ -473,7 +541,10 @@ export class KvStateMachine {
       this.onFlushFailure?.(this.breakWith(err));
     });
     await this.flushDone;
-    if (this.stalled === undefined && this.broken === undefined) void this.startFlush(); // what applied meanwhile
+    if (this.stalled === undefined && this.broken === undefined) {
+      void this.startFlush(); // what applied meanwhile
+      this.resumeCompaction(); // stopped by the full disk
+    }
     return this.stalled === undefined && this.broken === undefined;
   }
 
@@ -585,7 +656,7 @@ export class KvStateMachine {
 
   private async applyChecked(entries: readonly Entry[], onOutcomes: ((outcomes: readonly ApplyOutcome[]) => void) | undefined): Promise<ApplyOutcome[]> {
     const outcomes: ApplyOutcome[] = [];
-    const overlay = new Overlay();
+    const overlay = new Overlay({ ...this.mvcc });
     const batch: BatchOp[] = [];
     const sessionWrites = new Map<string, SessionAnswer>(); // answers stored in this batch, by clientId
     let index = this.appliedIndexValue;
@@ -624,6 +695,8 @@ export class KvStateMachine {
       const key = prefixed(PREFIX_DATA, v.key);
       batch.push(v.sv === undefined ? { type: 'del', key } : { type: 'put', key, value: encodeStoredValue(v.sv) });
     }
+    for (const h of overlay.history.values()) batch.push({ type: 'put', key: h.key, value: h.value });
+    batch.push({ type: 'put', key: KEY_MVCC, value: encodeMvcc(overlay.mvcc) });
     for (const [clientId, answer] of sessionWrites) {
       const s = this.sessions.get(clientId);
       if (s === undefined) throw new Error(`kv: session ${clientId} written but not live`);
@@ -636,6 +709,8 @@ export class KvStateMachine {
     this.bufferWrites(batch);
     this.appliedIndexValue = index;
     this.appliedTermValue = term;
+    this.mvcc = overlay.mvcc;
+    if (overlay.compacted) this.startCompaction();
     onOutcomes?.(outcomes);
     // Backpressure: when a second buffer already waits behind the batch being written, wait for both.
     if (this.flushing.length > 1) await this.flushDone;
@@ -652,9 +727,15 @@ export class KvStateMachine {
     const add = (k: Uint8Array): void => {
       keys.set(keyString(k), k);
     };
+    const addTxn = (t: TxnOp): void => {
+      for (const c of t.compares) if ((c.end ?? new Uint8Array(0)).length === 0) add(c.key);
+      t.success.forEach(addOp);
+      t.failure.forEach(addOp);
+    };
     const addOp = (op: Op): void => {
       if (op.type === 'put') add(op.key);
       else if (op.type === 'delete' && op.range.end.length === 0) add(op.range.key);
+      else if (op.type === 'txn') addTxn(op);
     };
     for (const e of entries) {
       if (e.type !== 'normal' || e.data.length === 0) continue;
@@ -674,9 +755,9 @@ export class KvStateMachine {
           if (cmd.range.end.length === 0) add(cmd.range.key);
           break;
         case 'txn':
-          for (const c of cmd.compares) add(c.key);
-          cmd.success.forEach(addOp);
-          cmd.failure.forEach(addOp);
+          addTxn(cmd);
+          break;
+        case 'compact':
           break;
         default:
           assertNever(cmd);
@@ -723,9 +804,13 @@ export class KvStateMachine {
     let answer: SessionAnswer;
     try {
       validateCommand(env.command, this.limits);
-      answer = { type: 'result', result: await this.execute(env.command, e.index, overlay) };
+      const tx: WriteTx = { main: overlay.mvcc.revision + 1, sub: 0 };
+      const result = await this.execute(env.command, overlay, tx);
+      if (tx.sub > 0) overlay.mvcc.revision = tx.main; // +1 per command that changed something
+      answer = { type: 'result', result };
     } catch (err) {
-      if (!(err instanceof RaftKvError) || err.code !== 'INVALID_ARGUMENT') throw err;
+      // Request errors are raised before a command writes anything (precheck), so the overlay holds none of it.
+      if (!(err instanceof RaftKvError) || !REQUEST_ERROR_CODES.has(err.code)) throw err;
       answer = { type: 'error', code: err.code, message: err.message };
     }
     if (clientId !== '') {
@@ -773,6 +858,7 @@ export class KvStateMachine {
 
   /** The live keys of a range in key order, the batch's own writes merged over LevelDB. */
   private async *scan(range: KeyRange, overlay: Overlay | undefined): AsyncGenerator<[Uint8Array, StoredValue]> {
+    if (isEmptyRange(range)) return;
     if (range.end.length === 0) {
       const sv = await this.read(range.key, overlay);
       if (sv !== undefined) yield [range.key, sv];
@@ -814,99 +900,272 @@ export class KvStateMachine {
     for (let w = pending[p]; w !== undefined; w = pending[++p]) if (w.sv !== undefined) yield [w.key, w.sv];
   }
 
-  private async rangeWith(req: RangeRequest, overlay: Overlay | undefined): Promise<RangeResult> {
-    const limit = req.limit === 0 || req.limit > this.limits.maxRangeLimit ? this.limits.maxRangeLimit : req.limit;
+  /**
+   * The keys of a range as of a past revision, in key order: per key, the newest history record at or below
+   * `revision`, unless a tombstone. LevelDB's history merged with the write buffers' and this batch's.
+   */
+  private async *scanAt(range: KeyRange, revision: number, overlay: Overlay | undefined): AsyncGenerator<KeyValue> {
+    if (isEmptyRange(range)) return;
+    const lo = historyStart(range.key);
+    const hi = range.end.length === 0 ? historyStart(Uint8Array.from([...range.key, 0])) : isOpenEnd(range.end) ? HISTORY_HI : historyStart(range.end);
+    // Captured in one turn with the iterator: its implicit snapshot and these buffers are one view.
+    const pending = this.bufferedInRange(lo, hi, overlay);
+    const it = this.db.iterator({ highWaterMarkBytes: SCAN_READ_BYTES, gte: lo, lt: hi });
+    let current: { key: Uint8Array; ks: string; best: { main: number; rec: HistoryRecord } | undefined } | undefined;
+    const take = (k: Uint8Array, v: Uint8Array | undefined): KeyValue | undefined => {
+      const h = parseHistoryKey(k);
+      const ks = keyString(h.key);
+      let done: KeyValue | undefined;
+      if (current === undefined || current.ks !== ks) {
+        done = current === undefined ? undefined : finishKey(current);
+        current = { key: h.key, ks, best: undefined };
+      }
+      if (v !== undefined && h.main <= revision) current.best = { main: h.main, rec: decodeHistoryRecord(v) };
+      return done;
+    };
+    const finishKey = (c: NonNullable<typeof current>): KeyValue | undefined => {
+      const b = c.best;
+      if (b === undefined || b.rec.tombstone) return undefined;
+      return { key: c.key, value: b.rec.value, createRevision: b.rec.createRevision, modRevision: b.main, version: b.rec.version, lease: b.rec.lease };
+    };
+    let p = 0;
+    try {
+      for (;;) {
+        const chunk = await it.nextv(2000);
+        if (chunk.length === 0) break;
+        for (const [k, v] of chunk) {
+          const ks = keyString(k);
+          for (let w = pending[p]; w !== undefined && w.ks < ks; w = pending[++p]) {
+            const kv = take(w.key, w.value);
+            if (kv !== undefined) yield kv;
+          }
+          const w = pending[p];
+          let value: Uint8Array | undefined = v;
+          if (w !== undefined && w.ks === ks) {
+            value = w.value; // a buffered deletion (compaction) of a record LevelDB still has
+            p++;
+          }
+          const kv = take(k, value);
+          if (kv !== undefined) yield kv;
+        }
+      }
+    } finally {
+      await it.close();
+    }
+    for (let w = pending[p]; w !== undefined; w = pending[++p]) {
+      const kv = take(w.key, w.value);
+      if (kv !== undefined) yield kv;
+    }
+    if (current !== undefined) {
+      const kv = finishKey(current);
+      if (kv !== undefined) yield kv;
+    }
+  }
+
+  /** The write buffers' and the batch's writes to LevelDB keys in [lo, hi), newest per key, in key order. */
+  private bufferedInRange(lo: Uint8Array, hi: Uint8Array, overlay: Overlay | undefined): { ks: string; key: Uint8Array; value: Uint8Array | undefined }[] {
+    const los = keyString(lo);
+    const his = keyString(hi);
+    const newest = new Map<string, { key: Uint8Array; value: Uint8Array | undefined }>();
+    for (const b of [...this.flushing, this.unflushed]) {
+      for (const [ks, op] of b.ops) {
+        if (ks >= los && ks < his) newest.set(ks, { key: op.key, value: op.type === 'put' ? op.value : undefined });
+      }
+    }
+    if (overlay !== undefined) {
+      for (const [ks, h] of overlay.history) if (ks >= los && ks < his) newest.set(ks, { key: h.key, value: h.value });
+    }
+    return [...newest].map(([ks, v]) => ({ ks, ...v })).sort((a, b) => (a.ks < b.ks ? -1 : a.ks > b.ks ? 1 : 0));
+  }
+
+  /**
+   * etcd's Range: at `req.revision` (<= 0: `current`), FUTURE_REV above `current`, COMPACTED below the compacted
+   * revision; the header revision is `current`.
+   */
+  private async rangeWith(req: RangeRequest, overlay: Overlay | undefined, current: number): Promise<RangeResult> {
+    const mvcc = overlay?.mvcc ?? this.mvcc;
+    const asked = req.revision ?? 0;
+    if (asked > current) throw new RaftKvError('FUTURE_REV', ETCD_FUTURE_REV);
+    const revision = asked <= 0 ? current : asked;
+    if (revision < mvcc.compacted) throw new RaftKvError('COMPACTED', ETCD_COMPACTED);
+    // A range inside a txn being applied is not limited: its answer is decided by the log alone, on every member.
+    const maxBytes = overlay === undefined ? this.limits.maxResponseBytes : Number.POSITIVE_INFINITY;
+    const needed = keysNeeded(req);
+    // Without a limit or filters the answer holds every key read (sorted or not): past the byte limit it can only
+    // fail, so it fails before reading the rest.
+    const failEarly = req.limit === 0 && !hasRevisionFilters(req);
     const kvs: KeyValue[] = [];
     let count = 0;
-    for await (const [key, sv] of this.scan(req, overlay)) {
+    let bytes = 0;
+    const keep = (kv: KeyValue): void => {
       count++;
-      if (!req.countOnly && kvs.length < limit) kvs.push(toKeyValue(key, sv, req.keysOnly));
+      if (req.countOnly || (needed !== 0 && kvs.length >= needed)) return;
+      kvs.push(kv);
+      bytes += kv.key.length + (req.keysOnly ? 0 : kv.value.length);
+      if (failEarly && bytes > maxBytes) checkResponseBytes(kvs, maxBytes);
+    };
+    if (revision === current) {
+      for await (const [key, sv] of this.scan(req, overlay)) keep(toKeyValue(key, sv));
+    } else {
+      for await (const kv of this.scanAt(req, revision, overlay)) keep(kv);
     }
-    return { kvs, more: !req.countOnly && count > kvs.length, count };
+    return finishRange(req, kvs, count, current, maxBytes);
   }
 
-  private async put(
-    key: Uint8Array,
-    value: Uint8Array,
-    prevKv: boolean,
-    index: Index,
-    overlay: Overlay,
-  ): Promise<KeyValue | undefined> {
-    const prev = await this.read(key, overlay);
-    const sv: StoredValue =
-      prev === undefined
-        ? { createIndex: index, modIndex: index, version: 1, value }
-        : { createIndex: prev.createIndex, modIndex: index, version: prev.version + 1, value };
-    this.write(overlay, key, prev, sv);
-    return prevKv && prev !== undefined ? toKeyValue(key, prev) : undefined;
-  }
-
-  /** The one place a batch changes a key: the overlay and the digest move together. */
-  private write(overlay: Overlay, key: Uint8Array, prev: StoredValue | undefined, next: StoredValue | undefined): void {
+  /** The one place a batch changes a key: the overlay, its history record and the digest move together. */
+  private write(overlay: Overlay, tx: WriteTx, key: Uint8Array, prev: StoredValue | undefined, next: StoredValue | undefined): void {
     overlay.data.set(keyString(key), { key, sv: next });
+    const hkey = historyKey(key, tx.main, tx.sub++);
+    const rec: HistoryRecord =
+      next === undefined ? TOMBSTONE : { tombstone: false, createRevision: next.createRevision, version: next.version, lease: next.lease, value: next.value };
+    overlay.history.set(keyString(hkey), { key: hkey, value: encodeHistoryRecord(rec) });
     this.digest.replace(key, prev, next);
     overlay.digestChanged = true;
   }
 
-  private async deleteRange(
-    range: KeyRange,
-    prevKv: boolean,
-    overlay: Overlay,
-  ): Promise<{ deleted: number; prevKvs: KeyValue[] }> {
-    const victims: [Uint8Array, StoredValue][] = [];
-    for await (const kv of this.scan(range, overlay)) victims.push(kv);
-    for (const [key, prev] of victims) this.write(overlay, key, prev, undefined);
-    return { deleted: victims.length, prevKvs: prevKv ? victims.map(([k, sv]) => toKeyValue(k, sv)) : [] };
+  private async put(op: PutOp, overlay: Overlay, tx: WriteTx): Promise<PutResult> {
+    const prev = await this.read(op.key, overlay);
+    // precheck() refused ignore_value/ignore_lease on a missing key before anything was written.
+    const value = op.ignoreValue === true ? (prev?.value ?? new Uint8Array(0)) : op.value;
+    const lease = op.ignoreLease === true ? (prev?.lease ?? 0) : (op.lease ?? 0);
+    const sv: StoredValue =
+      prev === undefined
+        ? { createRevision: tx.main, modRevision: tx.main, version: 1, lease, value }
+        : { createRevision: prev.createRevision, modRevision: tx.main, version: prev.version + 1, lease, value };
+    this.write(overlay, tx, op.key, prev, sv);
+    return { type: 'put', prevKv: op.prevKv && prev !== undefined ? toKeyValue(op.key, prev) : undefined, revision: tx.main };
   }
 
+  private async deleteRange(op: DeleteOp, overlay: Overlay, tx: WriteTx): Promise<DeleteResult> {
+    const victims: [Uint8Array, StoredValue][] = [];
+    for await (const kv of this.scan(op.range, overlay)) victims.push(kv);
+    for (const [key, prev] of victims) this.write(overlay, tx, key, prev, undefined);
+    return {
+      type: 'delete',
+      deleted: victims.length,
+      prevKvs: op.prevKv ? victims.map(([k, sv]) => toKeyValue(k, sv)) : [],
+      revision: tx.sub > 0 ? tx.main : tx.main - 1,
+    };
+  }
+
+  /** etcd's applyCompare, on the state before the txn: every key of the compare's range must satisfy it. */
   private async compare(c: Compare, overlay: Overlay): Promise<boolean> {
-    const sv = await this.read(c.key, overlay);
-    switch (c.target) {
-      case 'value':
-        return sv !== undefined && cmpOp(compareBytes(sv.value, c.value), c.op);
-      case 'version':
-        return cmpOp((sv?.version ?? 0) - c.number, c.op);
-      case 'create':
-        return cmpOp((sv?.createIndex ?? 0) - c.number, c.op);
-      case 'mod':
-        return cmpOp((sv?.modIndex ?? 0) - c.number, c.op);
-      default:
-        return assertNever(c);
+    const end = c.end ?? new Uint8Array(0);
+    const found: StoredValue[] = [];
+    for await (const [, sv] of this.scan({ key: c.key, end }, overlay)) found.push(sv);
+    if (found.length === 0) return c.target === 'value' ? false : compareKv(c, undefined);
+    return found.every((sv) => compareKv(c, sv));
+  }
+
+  /** The branch each txn on the path takes, outermost first (etcd's compareToPath: all on the pre-txn state). */
+  private async txnPath(t: TxnOp, overlay: Overlay, path: boolean[]): Promise<void> {
+    let ok = true;
+    for (const c of t.compares) {
+      if (!(await this.compare(c, overlay))) {
+        ok = false;
+        break;
+      }
+    }
+    path.push(ok);
+    for (const op of ok ? t.success : t.failure) if (op.type === 'txn') await this.txnPath(op, overlay, path);
+  }
+
+  /**
+   * etcd's checkRequests on the chosen path, before anything is written: a put that keeps a missing key's value
+   * or lease, a lease that does not exist, a range at a future or compacted revision.
+   */
+  private async precheck(ops: readonly Op[], path: readonly boolean[], at: { i: number }, overlay: Overlay): Promise<void> {
+    for (const op of ops) {
+      switch (op.type) {
+        case 'put':
+          await this.precheckPut(op, overlay);
+          break;
+        case 'delete':
+          break;
+        case 'range': {
+          const r = op.request.revision ?? 0;
+          if (r > overlay.mvcc.revision) throw new RaftKvError('FUTURE_REV', ETCD_FUTURE_REV);
+          if (r < overlay.mvcc.compacted) throw new RaftKvError('COMPACTED', ETCD_COMPACTED);
+          break;
+        }
+        case 'txn': {
+          const ok = path[at.i++];
+          if (ok === undefined) throw new Error('kv: txn path shorter than the txn');
+          await this.precheck(ok ? op.success : op.failure, path, at, overlay);
+          break;
+        }
+        default:
+          assertNever(op);
+      }
     }
   }
 
-  private async execute(cmd: Command, index: Index, overlay: Overlay): Promise<CommandResult> {
+  private async precheckPut(op: PutOp, overlay: Overlay): Promise<void> {
+    if (op.ignoreValue === true || op.ignoreLease === true) {
+      if ((await this.read(op.key, overlay)) === undefined) throw new RaftKvError('KEY_NOT_FOUND', ETCD_KEY_NOT_FOUND);
+    }
+    const lease = op.lease ?? 0;
+    if (op.ignoreLease !== true && lease !== 0 && !this.leaseExists(lease)) {
+      throw new RaftKvError('LEASE_NOT_FOUND', ETCD_LEASE_NOT_FOUND);
+    }
+  }
+
+  /** No lease exists until leases are granted through the log (etcd answers a put naming one ErrLeaseNotFound). */
+  private leaseExists(id: number): boolean {
+    return this.opts.leaseExists?.(id) ?? false;
+  }
+
+  private async runOps(ops: readonly Op[], path: readonly boolean[], at: { i: number }, overlay: Overlay, tx: WriteTx): Promise<OpResult[]> {
+    const results: OpResult[] = [];
+    for (const op of ops) {
+      switch (op.type) {
+        case 'put':
+          results.push(await this.put(op, overlay, tx));
+          break;
+        case 'delete':
+          results.push(await this.deleteRange(op, overlay, tx));
+          break;
+        case 'range':
+          // Inside a write txn a range sees the txn's own writes (etcd: its read revision is then main).
+          results.push({ type: 'range', result: await this.rangeWith(op.request, overlay, tx.sub > 0 ? tx.main : tx.main - 1) });
+          break;
+        case 'txn': {
+          const ok = path[at.i++];
+          if (ok === undefined) throw new Error('kv: txn path shorter than the txn');
+          const nested = await this.runOps(ok ? op.success : op.failure, path, at, overlay, tx);
+          results.push({ type: 'txn', succeeded: ok, results: nested, revision: 0 }); // etcd: 0 in nested headers
+          break;
+        }
+        default:
+          assertNever(op);
+      }
+    }
+    return results;
+  }
+
+  private async execute(cmd: Command, overlay: Overlay, tx: WriteTx): Promise<CommandResult> {
     switch (cmd.type) {
       case 'put':
-        return { type: 'put', prevKv: await this.put(cmd.key, cmd.value, cmd.prevKv, index, overlay) };
+        await this.precheckPut(cmd, overlay);
+        return this.put(cmd, overlay, tx);
       case 'delete':
-        return { type: 'delete', ...(await this.deleteRange(cmd.range, cmd.prevKv, overlay)) };
+        return this.deleteRange(cmd, overlay, tx);
       case 'txn': {
-        let succeeded = true;
-        for (const c of cmd.compares) {
-          if (!(await this.compare(c, overlay))) {
-            succeeded = false;
-            break;
-          }
-        }
-        const results: OpResult[] = [];
-        for (const op of succeeded ? cmd.success : cmd.failure) {
-          switch (op.type) {
-            case 'put':
-              results.push({ type: 'put', prevKv: await this.put(op.key, op.value, op.prevKv, index, overlay) });
-              break;
-            case 'delete':
-              results.push({ type: 'delete', ...(await this.deleteRange(op.range, op.prevKv, overlay)) });
-              break;
-            case 'range':
-              results.push({ type: 'range', result: await this.rangeWith(op.request, overlay) });
-              break;
-            default:
-              assertNever(op);
-          }
-        }
-        return { type: 'txn', succeeded, results };
+        const path: boolean[] = [];
+        await this.txnPath(cmd, overlay, path);
+        const ok = path[0] ?? true;
+        const branch = ok ? cmd.success : cmd.failure;
+        await this.precheck(branch, path, { i: 1 }, overlay);
+        const results = await this.runOps(branch, path, { i: 1 }, overlay, tx);
+        return { type: 'txn', succeeded: ok, results, revision: tx.sub > 0 ? tx.main : tx.main - 1 };
       }
+      case 'compact':
+        // etcd's updateCompactRev: at or below the compacted revision, or above the current one, refused.
+        if (cmd.revision <= overlay.mvcc.compacted) throw new RaftKvError('COMPACTED', ETCD_COMPACTED);
+        if (cmd.revision > overlay.mvcc.revision) throw new RaftKvError('FUTURE_REV', ETCD_FUTURE_REV);
+        overlay.mvcc.compacted = cmd.revision;
+        overlay.compacted = true;
+        return { type: 'compact', revision: overlay.mvcc.revision };
       default:
         return assertNever(cmd);
     }
@@ -914,14 +1173,15 @@ export class KvStateMachine {
 
   /**
    * A local read of the applied state (at least appliedIndex as of the call). The caller decides whether that
-   * is linearizable (ReadIndex) or serializable. Throws INVALID_ARGUMENT for a bad request.
+   * is linearizable (ReadIndex) or serializable. Throws INVALID_ARGUMENT for a bad request, COMPACTED or
+   * FUTURE_REV for a revision out of the history.
    */
   async range(req: RangeRequest): Promise<RangeResult> {
     this.check();
     validateRange(req, this.limits);
     while (this.readGate !== undefined) await this.readGate;
     this.check();
-    const read = this.rangeWith(req, undefined);
+    const read = this.rangeWith(req, undefined, this.mvcc.revision);
     this.readsInFlight.add(read);
     try {
       return await read;
@@ -942,6 +1202,126 @@ export class KvStateMachine {
     } finally {
       this.readGate = undefined;
       open();
+    }
+  }
+
+  // ------------------------------------------------------------ revisions and compaction
+
+  /** The current store revision (etcd's header revision): 1 on an empty store. */
+  get revision(): number {
+    return this.mvcc.revision;
+  }
+
+  /** The compaction revision reads obey (-1 before the first compaction, as etcd's). */
+  get compactedRevision(): number {
+    return this.mvcc.compacted;
+  }
+
+  /** Resolves once every record the compaction at `revision` removes is gone from LevelDB (etcd's `physical`). */
+  whenCompacted(revision: number): Promise<void> {
+    if (this.mvcc.compactedOnDisk >= revision) return Promise.resolve();
+    return new Promise((resolve) => this.compactionWaiters.push({ revision, resolve }));
+  }
+
+  /** Starts the background deletion of compacted history unless it runs (it then goes on to the newest revision). */
+  private startCompaction(): void {
+    if (this.compaction !== undefined) return;
+    const epoch = this.compactionEpoch;
+    const run = this.compactLoop(epoch)
+      .catch((err: unknown) => {
+        // Stopped by a restore or close (nothing lost: the MVCC record says where to resume), or by a full disk
+        // (retryFlush() starts it again), or a LevelDB failure that breaks the state machine anyway.
+        if (epoch === this.compactionEpoch) this.opts.logger?.warn({ err: (err as Error).message }, 'kv: compaction stopped; it resumes at the next open');
+      })
+      .finally(() => {
+        if (this.compaction === run) this.compaction = undefined;
+      });
+    this.compaction = run;
+  }
+
+  private async compactLoop(epoch: number): Promise<void> {
+    while (epoch === this.compactionEpoch && this.mvcc.compactedOnDisk < this.mvcc.compacted) {
+      const target = this.mvcc.compacted;
+      await this.deleteCompacted(target, epoch);
+      const landed = await this.serial.run(async () => {
+        if (epoch !== this.compactionEpoch) return false;
+        this.check();
+        this.mvcc.compactedOnDisk = target; // no batch is being applied: the next one copies it
+        this.bufferWrites([{ type: 'put', key: KEY_MVCC, value: encodeMvcc(this.mvcc) }]);
+        await this.flushAll();
+        return true;
+      });
+      if (!landed) return;
+      this.opts.logger?.info({ revision: target }, 'kv: compacted history deleted');
+      for (let i = this.compactionWaiters.length - 1; i >= 0; i--) {
+        const w = this.compactionWaiters[i];
+        if (w !== undefined && w.revision <= target) {
+          this.compactionWaiters.splice(i, 1);
+          w.resolve();
+        }
+      }
+    }
+  }
+
+  /**
+   * Deletes, per key, every history record at or below `target` but the newest, and that one too if it is a
+   * tombstone. Reads a LevelDB view taken after every batch up to the compact entry landed (so it holds every
+   * such record; later writes are all above `target`); each COMPACTION_BATCH_RECORDS records' deletions go
+   * through the write buffer between two applies. Idempotent: a crash midway resumes from the start.
+   */
+  private async deleteCompacted(target: number, epoch: number): Promise<void> {
+    const it = await this.serial.run(async () => {
+      this.check();
+      await this.flushAll();
+      return this.db.iterator({ gte: HISTORY_LO, lt: HISTORY_HI, highWaterMarkBytes: SCAN_READ_BYTES });
+    });
+    let group: string | undefined; // the user key whose records are being read
+    let candidate: { key: Uint8Array; tombstone: boolean } | undefined; // its newest record at or below target so far
+    try {
+      for (;;) {
+        if (epoch !== this.compactionEpoch) return;
+        const read = it.nextv(COMPACTION_BATCH_RECORDS);
+        this.readsInFlight.add(read);
+        let chunk: [Uint8Array, Uint8Array][];
+        try {
+          chunk = await read;
+        } finally {
+          this.readsInFlight.delete(read);
+        }
+        const dels: BatchOp[] = [];
+        const drop = (key: Uint8Array): void => {
+          dels.push({ type: 'del', key });
+        };
+        for (const [k, v] of chunk) {
+          const h = parseHistoryKey(k);
+          const ks = keyString(h.key);
+          if (ks !== group) {
+            if (candidate?.tombstone === true) drop(candidate.key);
+            group = ks;
+            candidate = undefined;
+          }
+          if (h.main > target) {
+            if (candidate?.tombstone === true) drop(candidate.key);
+            candidate = undefined;
+            continue;
+          }
+          if (candidate !== undefined) drop(candidate.key);
+          candidate = { key: Uint8Array.from(k), tombstone: decodeHistoryRecord(v).tombstone };
+        }
+        if (chunk.length === 0 && candidate?.tombstone === true) drop(candidate.key);
+        if (dels.length > 0) {
+          this.opts.failpoint?.('compaction-batch');
+          await this.serial.run(() => {
+            if (epoch !== this.compactionEpoch) return Promise.resolve();
+            this.check();
+            this.bufferWrites(dels);
+            return Promise.resolve();
+          });
+        }
+        if (chunk.length === 0) return;
+      }
+    } finally {
+      await it.close();
     }
   }
 
@@ -1039,7 +1419,11 @@ export class KvStateMachine {
       const nextDir = join(this.dir, `db-${nextGen}`);
       await rm(nextDir, { recursive: true, force: true });
       const fresh = await openDb(nextDir, INGEST_WRITE_BUFFER_BYTES, 'create');
-      const seen: { applied: { index: Index; term: Term } | undefined; digest: DigestValue | undefined } = { applied: undefined, digest: undefined };
+      const seen: { applied: { index: Index; term: Term } | undefined; digest: DigestValue | undefined; mvcc: boolean } = {
+        applied: undefined,
+        digest: undefined,
+        mvcc: false,
+      };
       const ingested = new KeySpaceDigest();
       try {
         await readSnapshotFile(path, async (records) => {
@@ -1048,12 +1432,16 @@ export class KvStateMachine {
             if (key[0] === PREFIX_DATA) ingested.add(key.subarray(1), decodeStoredValue(value));
             else if (key[0] === PREFIX_META && compareBytes(key, KEY_APPLIED) === 0) seen.applied = decodeApplied(value);
             else if (key[0] === PREFIX_META && compareBytes(key, KEY_DIGEST) === 0) seen.digest = decodeDigest(value);
+            else if (key[0] === PREFIX_META && compareBytes(key, KEY_MVCC) === 0) seen.mvcc = decodeMvcc(value).revision >= 1;
             ops.push({ type: 'put', key, value });
           }
           await fresh.batch(ops);
         });
         if (seen.applied?.index !== header.index || seen.applied.term !== header.term) {
           throw new RaftKvError('DATA_CORRUPTION', `kv: snapshot ${path}: applied record does not match its header`);
+        }
+        if (!seen.mvcc && header.index > 0) {
+          throw new RaftKvError('FAILED_PRECONDITION', `kv: snapshot ${path} was written by a raftkv before MVCC revisions and holds no history`);
         }
         // A snapshot from before digests carries none: the ingested records' digest is stored instead.
         if (seen.digest !== undefined && !digestsEqual(seen.digest, ingested.value())) {
@@ -1079,6 +1467,7 @@ export class KvStateMachine {
       await setLiveGeneration(this.dir, nextGen); // the commit point
       this.opts.failpoint?.('restore-after-swap');
       const oldDir = join(this.dir, `db-${this.generation}`);
+      this.compactionEpoch++; // a running compaction stops at its next step; the restored record says what remains
       await this.withReadsQuiesced(async () => {
         await this.db.close();
         this.db = await openDb(nextDir, DEFAULT_WRITE_BUFFER_BYTES, 'existing');
@@ -1086,6 +1475,8 @@ export class KvStateMachine {
         await this.load();
       });
       await rm(oldDir, { recursive: true, force: true });
+      this.compaction = undefined; // the stopped one no longer counts: it touches nothing after its epoch changed
+      this.resumeCompaction();
       this.opts.logger?.info({ path, index: header.index, term: header.term }, 'kv: snapshot restored');
       return { index: header.index, term: header.term, confState: header.confState };
     });
@@ -1100,6 +1491,7 @@ export class KvStateMachine {
     await this.serial.run(async () => {
       if (this.closed) return;
       this.closed = true; // reads waiting at the gate then fail with UNAVAILABLE
+      this.compactionEpoch++;
       await this.startFlush(); // never rejects: after a failed batch the rest is replayed from the WAL
       await this.withReadsQuiesced(() => this.db.close());
     });

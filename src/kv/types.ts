@@ -1,13 +1,14 @@
 // The state machine's command and result types: what goes through the Raft log and what reads return.
 // Keys and values are bytes. Encoded by src/kv/codec.ts; served over gRPC by src/server.
 
-/** etcd-style key metadata: a user can build fencing tokens from modIndex or version. */
+/** A key as etcd's MVCC store reports it (mvccpb.KeyValue). Revisions are store revisions, not log indexes. */
 export interface KeyValue {
   readonly key: Uint8Array;
   readonly value: Uint8Array;
-  readonly createIndex: number; // log index of the put that created the key (since its last delete)
-  readonly modIndex: number; // log index of the last put to the key
+  readonly createRevision: number; // revision of the put that created the key (since its last delete)
+  readonly modRevision: number; // revision of the last put to the key
   readonly version: number; // puts since creation, 1 after the first
+  readonly lease: number; // the lease the key is attached to, 0 for none
 }
 
 /** A key range: `end` empty means the single key `key`; use prefixEnd(key) for a prefix. */
@@ -16,51 +17,109 @@ export interface KeyRange {
   readonly end: Uint8Array;
 }
 
+export type SortOrder = 'none' | 'ascend' | 'descend';
+export type SortTarget = 'key' | 'version' | 'create' | 'mod' | 'value';
+
+/** etcd's RangeRequest. The optional fields are absent = etcd's default (0, NONE, KEY). */
 export interface RangeRequest extends KeyRange {
-  readonly limit: number; // 0 = the server's maximum
+  readonly limit: number; // 0 = no limit (bounded by KvLimits.maxResponseBytes)
   readonly keysOnly: boolean;
   readonly countOnly: boolean;
+  readonly revision?: number; // <= 0: the current revision
+  readonly sortOrder?: SortOrder;
+  readonly sortTarget?: SortTarget;
+  readonly minModRevision?: number; // 0 = no bound; the bounds filter kvs, not count
+  readonly maxModRevision?: number;
+  readonly minCreateRevision?: number;
+  readonly maxCreateRevision?: number;
 }
 
 export interface RangeResult {
   readonly kvs: readonly KeyValue[];
   readonly more: boolean; // more keys matched than `limit`
-  readonly count: number; // keys matched in all
+  readonly count: number; // keys in the range at the revision read (before the revision filters)
+  readonly revision: number; // the store revision the header reports
 }
 
-export type CompareTarget = 'value' | 'version' | 'create' | 'mod';
+export type CompareTarget = 'value' | 'version' | 'create' | 'mod' | 'lease';
 export type CompareOp = '=' | '!=' | '<' | '>';
 
-/** A missing key has version 0, create 0, mod 0 and compares as absent on 'value' (never equal). */
+/**
+ * A missing key has version, create, mod and lease 0 and compares false on 'value' (whatever the op, as in
+ * etcd). With `end` non-empty the compare holds when it holds for every key in [key, end) (true for none).
+ * Numbers may be negative (etcd's int64; the adapters clamp beyond 2^53 without changing any outcome).
+ */
 export type Compare =
-  | { readonly key: Uint8Array; readonly target: 'value'; readonly op: CompareOp; readonly value: Uint8Array }
-  | { readonly key: Uint8Array; readonly target: 'version' | 'create' | 'mod'; readonly op: CompareOp; readonly number: number };
-
-export type Op =
-  | { readonly type: 'put'; readonly key: Uint8Array; readonly value: Uint8Array; readonly prevKv: boolean }
-  | { readonly type: 'delete'; readonly range: KeyRange; readonly prevKv: boolean }
-  | { readonly type: 'range'; readonly request: RangeRequest };
-
-export type OpResult =
-  | { readonly type: 'put'; readonly prevKv: KeyValue | undefined }
-  | { readonly type: 'delete'; readonly deleted: number; readonly prevKvs: readonly KeyValue[] }
-  | { readonly type: 'range'; readonly result: RangeResult };
-
-/** A write command: applied through the log. Compare-and-swap is a txn with one compare. */
-export type Command =
-  | { readonly type: 'put'; readonly key: Uint8Array; readonly value: Uint8Array; readonly prevKv: boolean }
-  | { readonly type: 'delete'; readonly range: KeyRange; readonly prevKv: boolean }
+  | { readonly key: Uint8Array; readonly end?: Uint8Array; readonly target: 'value'; readonly op: CompareOp; readonly value: Uint8Array }
   | {
-      readonly type: 'txn';
-      readonly compares: readonly Compare[];
-      readonly success: readonly Op[];
-      readonly failure: readonly Op[];
+      readonly key: Uint8Array;
+      readonly end?: Uint8Array;
+      readonly target: 'version' | 'create' | 'mod' | 'lease';
+      readonly op: CompareOp;
+      readonly number: number;
     };
 
-export type CommandResult =
-  | { readonly type: 'put'; readonly prevKv: KeyValue | undefined }
-  | { readonly type: 'delete'; readonly deleted: number; readonly prevKvs: readonly KeyValue[] }
-  | { readonly type: 'txn'; readonly succeeded: boolean; readonly results: readonly OpResult[] };
+/** etcd's PutRequest: `lease` 0 = none; ignoreValue/ignoreLease keep the key's current value/lease. */
+export interface PutOp {
+  readonly type: 'put';
+  readonly key: Uint8Array;
+  readonly value: Uint8Array;
+  readonly prevKv: boolean;
+  readonly lease?: number;
+  readonly ignoreValue?: boolean;
+  readonly ignoreLease?: boolean;
+}
+
+export interface DeleteOp {
+  readonly type: 'delete';
+  readonly range: KeyRange;
+  readonly prevKv: boolean;
+}
+
+/** etcd's TxnRequest: compares, then the ops of one branch in order (a nested txn is an op). */
+export interface TxnOp {
+  readonly type: 'txn';
+  readonly compares: readonly Compare[];
+  readonly success: readonly Op[];
+  readonly failure: readonly Op[];
+}
+
+export type Op = PutOp | DeleteOp | TxnOp | { readonly type: 'range'; readonly request: RangeRequest };
+
+/** Each result carries the revision its etcd response header reports. */
+export interface PutResult {
+  readonly type: 'put';
+  readonly prevKv: KeyValue | undefined;
+  readonly revision: number;
+}
+
+export interface DeleteResult {
+  readonly type: 'delete';
+  readonly deleted: number;
+  readonly prevKvs: readonly KeyValue[];
+  readonly revision: number;
+}
+
+export interface TxnResult {
+  readonly type: 'txn';
+  readonly succeeded: boolean;
+  readonly results: readonly OpResult[];
+  readonly revision: number; // a nested txn's is 0 (as etcd's)
+}
+
+export type OpResult = PutResult | DeleteResult | TxnResult | { readonly type: 'range'; readonly result: RangeResult };
+
+/** etcd's CompactionRequest: history below `revision` goes; `physical` answers once it is gone from disk. */
+export interface CompactOp {
+  readonly type: 'compact';
+  readonly revision: number;
+  readonly physical: boolean;
+}
+
+/** A write command: applied through the log. Compare-and-swap is a txn with one compare. */
+export type Command = PutOp | DeleteOp | TxnOp | CompactOp;
+
+export type CommandResult = PutResult | DeleteResult | TxnResult | { readonly type: 'compact'; readonly revision: number };
 
 /**
  * What a normal log entry carries: a client session id and sequence number (at-most-once apply of retries),
@@ -76,15 +135,18 @@ export interface Envelope {
 export interface KvLimits {
   readonly maxKeyBytes: number; // default 1536 (etcd has no fixed key limit; Consul's is 512 bytes of path)
   readonly maxValueBytes: number; // default 1 MiB (etcd's default request limit is 1.5 MiB)
-  readonly maxTxnOps: number; // default 128 (etcd's --max-txn-ops)
-  readonly maxRangeLimit: number; // default 10_000 keys per range response
+  readonly maxTxnOps: number; // default 128 (etcd's --max-txn-ops): compares, and each branch, at most this many
+  // default 64 MiB: a range answer (keys and values) beyond it fails with RESOURCE_EXHAUSTED rather than
+  // building an answer the client's gRPC receive limit would refuse anyway (etcd has none; its clients'
+  // default receive limit is 2 GiB, ours cannot hold that in one Node buffer)
+  readonly maxResponseBytes: number;
 }
 
 export const DEFAULT_KV_LIMITS: KvLimits = {
   maxKeyBytes: 1536,
   maxValueBytes: 1024 * 1024,
   maxTxnOps: 128,
-  maxRangeLimit: 10_000,
+  maxResponseBytes: 64 * 1024 * 1024,
 };
 
 /** The end of the range of every key that starts with `prefix` (etcd's GetPrefixRangeEnd). */

@@ -58,6 +58,11 @@ export interface KvNode {
    * serving: the loop dies with DATA_CORRUPTION (`raftkv serve` then exits), naming `reason` and the remedy.
    */
   raiseCorrupt(reason: string): void;
+  /**
+   * Resolves once this member's compaction at `revision` (applied through the log) has removed the history it
+   * compacts from disk (etcd's `physical`); DEADLINE_EXCEEDED past deadlineMs.
+   */
+  whenCompacted(revision: number, deadlineMs: number): Promise<void>;
   /** Graceful stop: a leader first hands leadership to an up-to-date follower. */
   stop(): Promise<void>;
 }

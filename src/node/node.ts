@@ -424,6 +424,8 @@ export class RaftKvNode implements KvNode {
       leaderId: deposed ? NONE : st.leader,
       commitIndex: st.commit,
       appliedIndex: this.sm.appliedIndex,
+      revision: this.sm.revision,
+      compactedRevision: this.sm.compactedRevision,
       lastLogIndex: st.lastIndex,
       snapshotIndex: this.wal.snapshot().metadata.index,
       dataSizeBytes: this.dataSize.bytes,
@@ -523,6 +525,11 @@ export class RaftKvNode implements KvNode {
 
   get isDiskFull(): boolean {
     return this.disk.writesRefused;
+  }
+
+  /** How long the WAL has refused the write the loop retries (0: it has not; a full LevelDB alone is not counted). */
+  walFullForMs(): number {
+    return this.disk.walFullForMs();
   }
 
   /** One scan of the periodic corruption check (see corruption-check.ts). Never rejects. */
@@ -921,6 +928,16 @@ export class RaftKvNode implements KvNode {
 
   raiseCorrupt(reason: string): void {
     this.corruption.raise(reason);
+  }
+
+  whenCompacted(revision: number, deadlineMs: number): Promise<void> {
+    this.admission.checkRunning();
+    const request = new PendingRequest<void>(this.clock, deadlineMs, `compaction at revision ${revision}`, () => undefined);
+    this.sm.whenCompacted(revision).then(
+      () => request.resolve(),
+      (err: unknown) => request.reject(err instanceof Error ? err : new Error(String(err))),
+    );
+    return request.promise;
   }
 
   /** The loop's half of a snapshot taken here: compact the WAL up to it, then answer saveSnapshot() callers. */

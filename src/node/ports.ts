@@ -33,6 +33,10 @@ export interface SnapshotFile {
 export interface StateMachine {
   readonly appliedIndex: Index;
   readonly appliedTerm: Term;
+  readonly revision: number; // the store revision as of appliedIndex
+  readonly compactedRevision: number; // -1 before the first compaction
+  /** Resolves once the compaction at `revision` has removed its history from disk. */
+  whenCompacted(revision: number): Promise<void>;
   members(): readonly Member[];
   confState(): ConfState;
   dataSizeBytes(): Promise<number>;

@@ -55,13 +55,15 @@ export interface WireHeader {
   term: number;
   index: number;
   leaderId: number;
+  revision: number;
 }
 export interface WireKeyValue {
   key: Buffer;
   value: Buffer;
-  createIndex: number;
-  modIndex: number;
+  createRevision: number;
+  modRevision: number;
   version: number;
+  lease: number;
 }
 export interface WirePutRequest {
   key: Uint8Array;
@@ -89,6 +91,7 @@ export interface WireRangeRequest {
   keysOnly?: boolean;
   countOnly?: boolean;
   serializable?: boolean;
+  revision?: number;
 }
 export interface WireRangeResponse {
   header: WireHeader | null;
@@ -108,7 +111,7 @@ export interface WireDeleteResponse {
   deleted: number;
   prevKvs: WireKeyValue[];
 }
-export type WireCompareTarget = 'VALUE' | 'VERSION' | 'CREATE' | 'MOD';
+export type WireCompareTarget = 'VALUE' | 'VERSION' | 'CREATE' | 'MOD' | 'LEASE';
 export type WireCompareOp = 'EQUAL' | 'NOT_EQUAL' | 'LESS' | 'GREATER';
 export interface WireCompare {
   key: Uint8Array;
@@ -211,6 +214,8 @@ export interface WireStatusResponse {
   dataSizeBytes: number;
   members: WireMember[];
   progress: { id: number; match: number; state: string }[];
+  revision: number;
+  compactedRevision: number;
 }
 export type WireEmpty = Record<string, never>;
 export interface WireMemberAddRequest {

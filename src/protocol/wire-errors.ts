@@ -15,6 +15,9 @@
 //   DATA_CORRUPTION     -> DATA_LOSS
 //   DISK_FULL           -> RESOURCE_EXHAUSTED
 //   PROPOSAL_DROPPED    -> ABORTED
+//   COMPACTED, FUTURE_REV -> OUT_OF_RANGE (as etcd's)
+//   KEY_NOT_FOUND, DUPLICATE_KEY -> INVALID_ARGUMENT (as etcd's)
+//   LEASE_NOT_FOUND     -> NOT_FOUND (as etcd's)
 //   anything else (a bug) -> INTERNAL (logged by the service)
 // Without `raftkv-code` (a status made by gRPC itself), the client maps: UNAVAILABLE / CANCELLED (connection
 // refused or reset) -> UNAVAILABLE; DEADLINE_EXCEEDED -> DEADLINE_EXCEEDED; RESOURCE_EXHAUSTED "Received message
@@ -57,6 +60,14 @@ export function grpcStatusOf(code: ErrorCode): GrpcStatus {
       return GrpcStatus.RESOURCE_EXHAUSTED;
     case 'PROPOSAL_DROPPED':
       return GrpcStatus.ABORTED;
+    case 'COMPACTED':
+    case 'FUTURE_REV':
+      return GrpcStatus.OUT_OF_RANGE;
+    case 'KEY_NOT_FOUND':
+    case 'DUPLICATE_KEY':
+      return GrpcStatus.INVALID_ARGUMENT;
+    case 'LEASE_NOT_FOUND':
+      return GrpcStatus.NOT_FOUND;
     default:
       return assertNever(code);
   }

@@ -32,7 +32,7 @@ function invalid(message: string): RaftKvError {
 }
 
 export function statusHeader(s: NodeStatus): WireHeader {
-  return { memberId: s.id, term: s.term, index: s.appliedIndex, leaderId: s.leaderId };
+  return { memberId: s.id, term: s.term, index: s.appliedIndex, leaderId: s.leaderId, revision: s.revision };
 }
 
 export function memberToWire(m: Member): WireMember {
@@ -75,6 +75,8 @@ export function createAdminService(opts: ServiceOptions): UntypedServiceImplemen
         dataSizeBytes: s.dataSizeBytes,
         members: s.members.map(memberToWire),
         progress: s.progress.map((p) => ({ id: p.id, match: p.match, state: p.state })),
+        revision: s.revision,
+        compactedRevision: s.compactedRevision,
       });
     }),
     MemberList: unary<WireEmpty, WireMemberListResponse>(opts, 'MemberList', () => Promise.resolve(membersResponse(node.members()))),

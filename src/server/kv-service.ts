@@ -58,17 +58,18 @@ function invalid(message: string): RaftKvError {
 
 // ------------------------------------------------------------------ conversions
 
-export function headerToWire(h: ResponseHeader): WireHeader {
-  return { memberId: h.memberId, term: h.term, index: h.index, leaderId: h.leaderId };
+export function headerToWire(h: ResponseHeader, revision: number): WireHeader {
+  return { memberId: h.memberId, term: h.term, index: h.index, leaderId: h.leaderId, revision };
 }
 
 export function kvToWire(kv: KeyValue): WireKeyValue {
   return {
     key: Buffer.from(kv.key.buffer, kv.key.byteOffset, kv.key.byteLength),
     value: Buffer.from(kv.value.buffer, kv.value.byteOffset, kv.value.byteLength),
-    createIndex: kv.createIndex,
-    modIndex: kv.modIndex,
+    createRevision: kv.createRevision,
+    modRevision: kv.modRevision,
     version: kv.version,
+    lease: kv.lease,
   };
 }
 
@@ -82,13 +83,16 @@ function count(n: number | undefined, what: string): number {
   return v;
 }
 
-function rangeRequestFromWire(r: { key: Uint8Array; end?: Uint8Array; limit?: number; keysOnly?: boolean; countOnly?: boolean }): RangeRequest {
+function rangeRequestFromWire(r: { key: Uint8Array; end?: Uint8Array; limit?: number; keysOnly?: boolean; countOnly?: boolean; revision?: number }): RangeRequest {
+  const revision = r.revision ?? 0;
+  if (!Number.isSafeInteger(revision)) throw invalid(`revision must be an integer, got ${revision}`);
   return {
     key: bytesOf(r.key),
     end: bytesOf(r.end),
     limit: count(r.limit, 'limit'),
     keysOnly: r.keysOnly ?? false,
     countOnly: r.countOnly ?? false,
+    revision,
   };
 }
 
@@ -107,6 +111,8 @@ function compareFromWire(c: WireCompare, i: number): Compare {
       return { key, target: 'create', op, number: count(c.number, `txn compare ${i} number`) };
     case 'MOD':
       return { key, target: 'mod', op, number: count(c.number, `txn compare ${i} number`) };
+    case 'LEASE':
+      return { key, target: 'lease', op, number: count(c.number, `txn compare ${i} number`) };
     default:
       throw invalid(`txn compare ${i}: unknown target ${String(c.target)}`);
   }
@@ -143,6 +149,8 @@ function opResultToWire(r: OpResult): WireResponseOp {
       return { delete: { deleted: r.deleted, prevKvs: r.prevKvs.map(kvToWire) } };
     case 'range':
       return { range: rangeResultToWire(r.result) };
+    case 'txn':
+      throw new Error('kv-service: a nested txn result, but this protocol sends no nested txn');
     default:
       return assertNever(r);
   }
@@ -237,27 +245,27 @@ export function createKvHandlers(opts: ServiceOptions): KvHandlers {
     put: async (req, deadlineMs) => {
       const { header, result } = await write(commandFromPut(req), req, deadlineMs);
       const r = expectResult(result, 'put');
-      return { header: headerToWire(header), prevKv: r.prevKv ? kvToWire(r.prevKv) : null };
+      return { header: headerToWire(header, r.revision), prevKv: r.prevKv ? kvToWire(r.prevKv) : null };
     },
     get: async (req, deadlineMs) => {
       const request: RangeRequest = { key: bytesOf(req.key), end: new Uint8Array(0), limit: 1, keysOnly: false, countOnly: false };
       const { header, result } = await read(request, req.serializable ?? false, deadlineMs);
       const kv = result.kvs[0];
-      return { header: headerToWire(header), kv: kv ? kvToWire(kv) : null };
+      return { header: headerToWire(header, result.revision), kv: kv ? kvToWire(kv) : null };
     },
     range: async (req, deadlineMs) => {
       const { header, result } = await read(rangeRequestFromWire(req), req.serializable ?? false, deadlineMs);
-      return { header: headerToWire(header), ...rangeResultToWire(result) };
+      return { header: headerToWire(header, result.revision), ...rangeResultToWire(result) };
     },
     delete: async (req, deadlineMs) => {
       const { header, result } = await write(commandFromDelete(req), req, deadlineMs);
       const r = expectResult(result, 'delete');
-      return { header: headerToWire(header), deleted: r.deleted, prevKvs: r.prevKvs.map(kvToWire) };
+      return { header: headerToWire(header, r.revision), deleted: r.deleted, prevKvs: r.prevKvs.map(kvToWire) };
     },
     txn: async (req, deadlineMs) => {
       const { header, result } = await write(commandFromTxn(req), req, deadlineMs);
       const r = expectResult(result, 'txn');
-      return { header: headerToWire(header), succeeded: r.succeeded, results: r.results.map(opResultToWire) };
+      return { header: headerToWire(header, r.revision), succeeded: r.succeeded, results: r.results.map(opResultToWire) };
     },
   };
 }

@@ -102,6 +102,9 @@ class LateNode implements KvNode {
   raiseCorrupt(reason: string): void {
     this.get().raiseCorrupt(reason);
   }
+  whenCompacted(...args: Parameters<KvNode['whenCompacted']>): ReturnType<KvNode['whenCompacted']> {
+    return this.get().whenCompacted(...args);
+  }
   stop(): Promise<void> {
     return this.node?.stop() ?? Promise.resolve();
   }

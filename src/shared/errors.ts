@@ -11,7 +11,12 @@ export type ErrorCode =
   | 'CLUSTER_MISMATCH' // a data directory or message from another cluster or node
   | 'DATA_CORRUPTION' // a checksum or framing failure on disk: the node refuses to start
   | 'DISK_FULL' // ENOSPC: writes stop until space returns
-  | 'PROPOSAL_DROPPED'; // the entry was proposed but overwritten after a leader change: safe to retry
+  | 'PROPOSAL_DROPPED' // the entry was proposed but overwritten after a leader change: safe to retry
+  | 'COMPACTED' // a revision below the compacted revision (etcd's ErrCompacted)
+  | 'FUTURE_REV' // a revision above the current revision (etcd's ErrFutureRev)
+  | 'KEY_NOT_FOUND' // a put with ignore_value/ignore_lease on a missing key, or an empty txn op (etcd's ErrKeyNotFound)
+  | 'LEASE_NOT_FOUND' // a put naming a lease that does not exist (etcd's ErrLeaseNotFound)
+  | 'DUPLICATE_KEY'; // a txn branch writes one key twice, or puts a key it also deletes (etcd's ErrDuplicateKey)
 
 export interface LeaderHint {
   readonly leaderId: number; // 0 if unknown
@@ -47,7 +52,22 @@ const ERROR_CODES: Readonly<Record<ErrorCode, true>> = {
   DATA_CORRUPTION: true,
   DISK_FULL: true,
   PROPOSAL_DROPPED: true,
+  COMPACTED: true,
+  FUTURE_REV: true,
+  KEY_NOT_FOUND: true,
+  LEASE_NOT_FOUND: true,
+  DUPLICATE_KEY: true,
 };
+
+/** The codes a request earns from its content: decided on apply identically on every replica, stored in sessions. */
+export const REQUEST_ERROR_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'INVALID_ARGUMENT',
+  'COMPACTED',
+  'FUTURE_REV',
+  'KEY_NOT_FOUND',
+  'LEASE_NOT_FOUND',
+  'DUPLICATE_KEY',
+]);
 
 /** True if `s` is one of our stable error codes (decoding them from the wire or from disk). */
 export function isErrorCode(s: string): s is ErrorCode {

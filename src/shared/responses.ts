@@ -20,6 +20,8 @@ export interface NodeStatus {
   readonly leaderId: NodeId;
   readonly commitIndex: Index;
   readonly appliedIndex: Index;
+  readonly revision: number; // the store revision as of appliedIndex (etcd's header revision)
+  readonly compactedRevision: number; // reads below it fail with COMPACTED (-1: never compacted)
   readonly lastLogIndex: Index;
   readonly snapshotIndex: Index;
   readonly dataSizeBytes: number; // WAL + snapshots + LevelDB on disk

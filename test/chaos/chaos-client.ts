@@ -40,6 +40,11 @@ export function isDefiniteFailure(code: ErrorCode): boolean {
     case 'DISK_FULL':
     case 'DATA_CORRUPTION':
     case 'PROPOSAL_DROPPED':
+    case 'COMPACTED':
+    case 'FUTURE_REV':
+    case 'KEY_NOT_FOUND':
+    case 'LEASE_NOT_FOUND':
+    case 'DUPLICATE_KEY':
       return true;
     case 'UNAVAILABLE':
     case 'DEADLINE_EXCEEDED':
@@ -212,6 +217,11 @@ export class ChaosKvClient implements ChaosKv {
           case 'CLUSTER_MISMATCH':
           case 'DISK_FULL':
           case 'DATA_CORRUPTION':
+          case 'COMPACTED':
+          case 'FUTURE_REV':
+          case 'KEY_NOT_FOUND':
+          case 'LEASE_NOT_FOUND':
+          case 'DUPLICATE_KEY':
             // Not retryable: the op failed.
             return { outcome: ambiguous ? { kind: 'indeterminate' } : { kind: 'failed' }, attempts, lastError, servedBy: 0, term: 0 };
           default:
@@ -235,7 +245,7 @@ export function sleep(ms: number): Promise<void> {
 /** One key as one member holds it (AdminClient.localGet). */
 export interface LocalValue {
   readonly index: number; // the member's applied index when it answered
-  readonly kv: { readonly value: string; readonly createIndex: number; readonly modIndex: number; readonly version: number } | null;
+  readonly kv: { readonly value: string; readonly createRevision: number; readonly modRevision: number; readonly version: number } | null;
 }
 
 /** Admin calls against one member (no redirects: the caller picks the member). */
@@ -266,7 +276,7 @@ export class AdminClient {
     const r = await unary(this.channels.get(address), KV_METHODS.get, { key: utf8(key), serializable: true }, timeoutMs);
     return {
       index: r.header?.index ?? 0,
-      kv: r.kv === null ? null : { value: r.kv.value.toString('utf8'), createIndex: r.kv.createIndex, modIndex: r.kv.modIndex, version: r.kv.version },
+      kv: r.kv === null ? null : { value: r.kv.value.toString('utf8'), createRevision: r.kv.createRevision, modRevision: r.kv.modRevision, version: r.kv.version },
     };
   }
 

@@ -53,7 +53,7 @@ async function run(args: string[], env: Record<string, string> = {}): Promise<{ 
 
 describe('raftkv client commands', () => {
   it('put, get, range, del, cas in simple and json output', async () => {
-    expect((await run(['put', 'greeting', 'hello'])).out).toMatch(/^OK \(member 2, term \d+, index \d+, leader 2\)\n$/);
+    expect((await run(['put', 'greeting', 'hello'])).out).toMatch(/^OK \(member 2, term \d+, index \d+, revision \d+, leader 2\)\n$/);
     expect((await run(['get', 'greeting'])).out).toBe('greeting\nhello\n');
     const j = JSON.parse((await run(['-w', 'json', 'get', 'greeting'])).out) as { header: { memberId: number }; kv: { value: string; version: number } };
     expect(j.header.memberId).toBe(2);

@@ -23,21 +23,44 @@ function bigInt(rng: Rng): number {
   return [0, 1, 127, 128, 300, 2 ** 31, Number.MAX_SAFE_INTEGER][rng.int(7)] ?? 0;
 }
 
+function signed(rng: Rng): number {
+  const n = bigInt(rng);
+  return rng.int(2) === 0 || n === 0 ? n : -n;
+}
+
 function compare(rng: Rng): Compare {
   const op = (['=', '!=', '<', '>'] as const)[rng.int(4)] ?? '=';
   const key = bytes(rng, 10);
-  if (rng.int(2) === 0) return { key, target: 'value', op, value: bytes(rng, 10) };
-  const target = (['version', 'create', 'mod'] as const)[rng.int(3)] ?? 'mod';
-  return { key, target, op, number: bigInt(rng) };
+  const end = bytes(rng, 4);
+  if (rng.int(2) === 0) return { key, end, target: 'value', op, value: bytes(rng, 10) };
+  const target = (['version', 'create', 'mod', 'lease'] as const)[rng.int(4)] ?? 'mod';
+  return { key, end, target, op, number: signed(rng) };
 }
 
-function op(rng: Rng): Op {
-  switch (rng.int(3)) {
+function putOp(rng: Rng): Op & { type: 'put' } {
+  return {
+    type: 'put',
+    key: bytes(rng, 8),
+    value: bytes(rng, 20),
+    prevKv: rng.int(2) === 1,
+    ignoreValue: rng.int(2) === 1,
+    ignoreLease: rng.int(2) === 1,
+    lease: bigInt(rng),
+  };
+}
+
+function txnOp(rng: Rng, depth: number): Op & { type: 'txn' } {
+  const list = <T>(f: (r: Rng) => T): T[] => Array.from({ length: rng.int(4) }, () => f(rng));
+  return { type: 'txn', compares: list(compare), success: list((r) => op(r, depth + 1)), failure: list((r) => op(r, depth + 1)) };
+}
+
+function op(rng: Rng, depth: number): Op {
+  switch (rng.int(depth < 3 ? 4 : 3)) {
     case 0:
-      return { type: 'put', key: bytes(rng, 8), value: bytes(rng, 20), prevKv: rng.int(2) === 1 };
+      return putOp(rng);
     case 1:
       return { type: 'delete', range: { key: bytes(rng, 8), end: bytes(rng, 8) }, prevKv: rng.int(2) === 1 };
-    default:
+    case 2:
       return {
         type: 'range',
         request: {
@@ -46,44 +69,57 @@ function op(rng: Rng): Op {
           limit: bigInt(rng),
           keysOnly: rng.int(2) === 1,
           countOnly: rng.int(2) === 1,
+          revision: signed(rng),
+          sortOrder: (['none', 'ascend', 'descend'] as const)[rng.int(3)] ?? 'none',
+          sortTarget: (['key', 'version', 'create', 'mod', 'value'] as const)[rng.int(5)] ?? 'key',
+          minModRevision: signed(rng),
+          maxModRevision: signed(rng),
+          minCreateRevision: signed(rng),
+          maxCreateRevision: signed(rng),
         },
       };
+    default:
+      return txnOp(rng, depth);
   }
 }
 
 function command(rng: Rng): Command {
-  switch (rng.int(3)) {
+  switch (rng.int(4)) {
     case 0:
-      return { type: 'put', key: bytes(rng, 16), value: bytes(rng, 300), prevKv: rng.int(2) === 1 };
+      return putOp(rng);
     case 1:
       return { type: 'delete', range: { key: bytes(rng, 8), end: bytes(rng, 8) }, prevKv: rng.int(2) === 1 };
-    default: {
-      const list = <T>(f: (r: Rng) => T): T[] => Array.from({ length: rng.int(4) }, () => f(rng));
-      return { type: 'txn', compares: list(compare), success: list(op), failure: list(op) };
-    }
+    case 2:
+      return { type: 'compact', revision: signed(rng), physical: rng.int(2) === 1 };
+    default:
+      return txnOp(rng, 1);
   }
 }
 
 function kv(rng: Rng): KeyValue {
-  return { key: bytes(rng, 8), value: bytes(rng, 8), createIndex: bigInt(rng), modIndex: bigInt(rng), version: bigInt(rng) };
+  return { key: bytes(rng, 8), value: bytes(rng, 8), createRevision: bigInt(rng), modRevision: bigInt(rng), version: bigInt(rng), lease: bigInt(rng) };
 }
 
 function result(rng: Rng): CommandResult {
   const kvs = (): KeyValue[] => Array.from({ length: rng.int(3) }, () => kv(rng));
-  switch (rng.int(3)) {
+  switch (rng.int(4)) {
     case 0:
-      return { type: 'put', prevKv: rng.int(2) === 0 ? undefined : kv(rng) };
+      return { type: 'put', prevKv: rng.int(2) === 0 ? undefined : kv(rng), revision: bigInt(rng) };
     case 1:
-      return { type: 'delete', deleted: bigInt(rng), prevKvs: kvs() };
+      return { type: 'delete', deleted: bigInt(rng), prevKvs: kvs(), revision: bigInt(rng) };
+    case 2:
+      return { type: 'compact', revision: bigInt(rng) };
     default:
       return {
         type: 'txn',
         succeeded: rng.int(2) === 1,
         results: [
-          { type: 'put', prevKv: kv(rng) },
-          { type: 'delete', deleted: 2, prevKvs: kvs() },
-          { type: 'range', result: { kvs: kvs(), more: rng.int(2) === 1, count: bigInt(rng) } },
+          { type: 'put', prevKv: kv(rng), revision: 3 },
+          { type: 'delete', deleted: 2, prevKvs: kvs(), revision: 3 },
+          { type: 'range', result: { kvs: kvs(), more: rng.int(2) === 1, count: bigInt(rng), revision: bigInt(rng) } },
+          { type: 'txn', succeeded: true, results: [{ type: 'put', prevKv: undefined, revision: 3 }], revision: 0 },
         ],
+        revision: bigInt(rng),
       };
   }
 }
@@ -133,27 +169,29 @@ describe('kv codec', () => {
 
   it('encodes a put compactly', () => {
     const b = encodeEnvelope({ clientId: '', seq: 0, command: { type: 'put', key: enc('k'), value: enc('v'), prevKv: false } });
-    // version, clientId len, seq, tag, key len, key, value len, value, flag
-    expect(b.length).toBe(9);
+    // version, clientId len, seq, tag, key len, key, value len, value, flags, lease
+    expect(b.length).toBe(10);
   });
 
   it('rejects non-minimal and oversized varints', () => {
     // version 1, clientId length encoded as 0x80 0x00 (non-minimal zero)
-    expectCorruption(() => decodeEnvelope(Uint8Array.of(1, 0x80, 0x00, 0, 1, 0, 0, 0)));
-    expectCorruption(() => decodeEnvelope(Uint8Array.of(1, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01)));
-    expectCorruption(() => decodeEnvelope(Uint8Array.of(2, 0, 0, 1, 0, 0, 0))); // unknown format version
+    expectCorruption(() => decodeEnvelope(Uint8Array.of(2, 0x80, 0x00, 0, 1, 0, 0, 0)));
+    expectCorruption(() => decodeEnvelope(Uint8Array.of(2, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01)));
+    expectCorruption(() => decodeEnvelope(Uint8Array.of(3, 0, 0, 1, 0, 0, 0, 0))); // unknown format version
+    // format 1 (before MVCC revisions) is refused by name
+    expect(() => decodeEnvelope(Uint8Array.of(1, 0, 0, 1, 1, 0x6b, 1, 0x76, 0))).toThrow(/format 1, written by a raftkv before MVCC revisions/);
   });
 
   it(`round-trips stored values and command results (seed ${seed})`, () => {
     const rng = seededRng(seed + 2);
     for (let i = 0; i < 200; i++) {
-      const sv = { createIndex: 1 + rng.int(100), modIndex: 0, version: 1 + rng.int(5), value: bytes(rng, 50) };
-      const full = { ...sv, modIndex: sv.createIndex + rng.int(100) };
+      const sv = { createRevision: 2 + rng.int(100), modRevision: 0, version: 1 + rng.int(5), lease: bigInt(rng), value: bytes(rng, 50) };
+      const full = { ...sv, modRevision: sv.createRevision + rng.int(100) };
       expect(decodeStoredValue(encodeStoredValue(full))).toEqual(full);
       const res = result(rng);
       expect(decodeCommandResult(encodeCommandResult(res))).toEqual(res);
     }
-    expectCorruption(() => decodeStoredValue(encodeStoredValue({ createIndex: 5, modIndex: 4, version: 1, value: enc('x') })));
+    expectCorruption(() => decodeStoredValue(encodeStoredValue({ createRevision: 5, modRevision: 4, version: 1, lease: 0, value: enc('x') })));
     expectCorruption(() => decodeStoredValue(Uint8Array.of()));
   });
 });

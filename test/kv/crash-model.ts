@@ -93,18 +93,20 @@ export function entriesFrom(first: number, count: number): Entry[] {
   return Array.from({ length: count }, (_, k) => entryAt(first + k));
 }
 
-/** The user keys expected after applying entries 1..n: "key=value c<create> m<mod> v<version>", sorted. */
+/** The user keys expected after applying entries 1..n: "key=value c<create> m<mod> v<version>" (revisions), sorted. */
 export function expectedKeys(n: number): string[] {
   const keys = new Map<string, { value: string; create: number; mod: number; version: number }>();
+  let revision = 1; // the store revision: +1 per applied counter txn (each writes)
   for (let i = 1; i <= n; i++) {
     const k = kindOf(i);
     if (k !== 'session' && k !== 'counter') continue;
+    revision++;
     for (const [key, value] of [
       ['counter', String(i)],
       [`k/${String(i % 97).padStart(2, '0')}`, `v${i}`],
     ] as const) {
       const prev = keys.get(key);
-      keys.set(key, { value, create: prev?.create ?? i, mod: i, version: (prev?.version ?? 0) + 1 });
+      keys.set(key, { value, create: prev?.create ?? revision, mod: revision, version: (prev?.version ?? 0) + 1 });
     }
   }
   return [...keys.entries()]

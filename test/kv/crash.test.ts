@@ -27,7 +27,7 @@ function assertChildBuilt(): void {
   }
 }
 
-const show = (kv: KeyValue): string => `${dec(kv.key)}=${dec(kv.value)} c${kv.createIndex} m${kv.modIndex} v${kv.version}`;
+const show = (kv: KeyValue): string => `${dec(kv.key)}=${dec(kv.value)} c${kv.createRevision} m${kv.modRevision} v${kv.version}`;
 
 /** Runs the child until it has reported `batches` applied batches, then SIGKILLs it. Returns the last flushed index reported. */
 async function runAndKill(

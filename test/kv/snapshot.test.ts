@@ -7,7 +7,7 @@ import type { Entry } from '../../src/raft/types.js';
 import { isRaftKvError } from '../../src/shared/errors.js';
 import { LogBuilder, dumpState, enc, put, seedFromEnv, seededRng, tempDir, txn } from './helpers.js';
 
-const opts: KvStateMachineOptions = { limits: { maxKeyBytes: 64, maxValueBytes: 4096, maxTxnOps: 8, maxRangeLimit: 100_000 } };
+const opts: KvStateMachineOptions = { limits: { maxKeyBytes: 64, maxValueBytes: 4096, maxTxnOps: 8, maxResponseBytes: 1024 * 1024 } };
 
 /** A deterministic workload: puts over a key space, some deletes, sessions, and conf changes. */
 function workload(log: LogBuilder, n: number, seed: number): Entry[] {

@@ -8,7 +8,7 @@ import type { CommandResult, KeyValue, KvLimits, OpResult, RangeRequest } from '
 import { isRaftKvError } from '../../src/shared/errors.js';
 import { ALL, LogBuilder, dec, del, delRange, dumpState, enc, put, seedFromEnv, seededRng, tempDir, txn } from './helpers.js';
 
-const limits: KvLimits = { maxKeyBytes: 64, maxValueBytes: 1024, maxTxnOps: 8, maxRangeLimit: 1000 };
+const limits: KvLimits = { maxKeyBytes: 64, maxValueBytes: 1024, maxTxnOps: 8, maxResponseBytes: 1024 * 1024 };
 
 function result(o: ApplyOutcome | undefined): CommandResult {
   if (o?.type !== 'result') throw new Error(`expected a result, got ${JSON.stringify(o)}`);
@@ -21,7 +21,7 @@ function errorCode(o: ApplyOutcome | undefined): string {
 }
 
 const show = (kv: KeyValue | undefined): string =>
-  kv === undefined ? '-' : `${dec(kv.key)}=${dec(kv.value)} c${kv.createIndex} m${kv.modIndex} v${kv.version}`;
+  kv === undefined ? '-' : `${dec(kv.key)}=${dec(kv.value)} c${kv.createRevision} m${kv.modRevision} v${kv.version}`;
 
 function rangeReq(key: string, end = '', more: Partial<RangeRequest> = {}): RangeRequest {
   return { key: enc(key), end: enc(end), limit: 0, keysOnly: false, countOnly: false, ...more };
@@ -46,24 +46,28 @@ describe('KvStateMachine', () => {
   const apply = async (): Promise<ApplyOutcome[]> => sm.apply(log.take());
   const get = async (key: string): Promise<string> => show((await sm.range(rangeReq(key))).kvs[0]);
 
-  it('put keeps etcd metadata: createIndex, modIndex, version; delete resets them', async () => {
-    log.cmd(put('a', '1')); // 1
-    log.cmd(put('a', '2', true)); // 2
-    log.noop(); // 3
-    log.cmd(put('a', '3', true)); // 4
+  it('put keeps etcd metadata: createRevision, modRevision, version; delete resets them', async () => {
+    expect(sm.revision).toBe(1); // an empty store is at revision 1, as etcd's
+    log.cmd(put('a', '1')); // index 1, revision 2
+    log.cmd(put('a', '2', true)); // index 2, revision 3
+    log.noop(); // index 3: no revision
+    log.cmd(put('a', '3', true)); // index 4, revision 4
     const out = await apply();
-    expect(out[0]).toEqual({ type: 'result', result: { type: 'put', prevKv: undefined } });
+    expect(out[0]).toEqual({ type: 'result', result: { type: 'put', prevKv: undefined, revision: 2 } });
     const r1 = result(out[1]);
-    expect(r1.type === 'put' ? show(r1.prevKv) : '').toBe('a=1 c1 m1 v1');
+    expect(r1.type === 'put' ? show(r1.prevKv) : '').toBe('a=1 c2 m2 v1');
     expect(out[2]).toEqual({ type: 'none' });
-    expect(await get('a')).toBe('a=3 c1 m4 v3');
-    log.cmd(del('a', '', true)); // 5
-    log.cmd(put('a', 'again')); // 6
+    expect(await get('a')).toBe('a=3 c2 m4 v3');
+    log.cmd(del('a', '', true)); // revision 5
+    log.cmd(del('a', '', true)); // deletes nothing: no revision
+    log.cmd(put('a', 'again')); // revision 6: a new generation
     const out2 = await apply();
     const d = result(out2[0]);
-    expect(d.type === 'delete' ? [d.deleted, d.prevKvs.map(show)] : []).toEqual([1, ['a=3 c1 m4 v3']]);
+    expect(d.type === 'delete' ? [d.deleted, d.prevKvs.map(show), d.revision] : []).toEqual([1, ['a=3 c2 m4 v3'], 5]);
+    expect(result(out2[1])).toEqual({ type: 'delete', deleted: 0, prevKvs: [], revision: 5 });
     expect(await get('a')).toBe('a=again c6 m6 v1');
-    expect(sm.appliedIndex).toBe(6);
+    expect(sm.revision).toBe(6);
+    expect(sm.appliedIndex).toBe(7);
     expect(sm.appliedTerm).toBe(1);
   });
 
@@ -81,22 +85,23 @@ describe('KvStateMachine', () => {
     expect(early?.applied).toBe(3);
     expect(early?.outcomes).toEqual(outcomes);
     const r = result(outcomes[0]);
-    expect(r.type === 'put' ? show(r.prevKv) : '').toBe('a=1 c1 m1 v1');
+    expect(r.type === 'put' ? show(r.prevKv) : '').toBe('a=1 c2 m2 v1');
     expect(sm.appliedIndex).toBe(3);
-    expect(await get('a')).toBe('a=2 c1 m2 v2');
+    expect(await get('a')).toBe('a=2 c2 m3 v2');
     await sm.flush(); // b=1 is in LevelDB now
     // The next apply reads what the previous batch wrote.
     log.cmd(put('a', '3', true)); // 4
     log.cmd(del('b', '', false)); // 5
     const r4 = result((await apply())[0]);
-    expect(r4.type === 'put' ? show(r4.prevKv) : '').toBe('a=2 c1 m2 v2');
-    expect([await get('a'), await get('b')]).toEqual(['a=3 c1 m4 v3', '-']); // a buffered delete hides LevelDB's b
+    expect(r4.type === 'put' ? show(r4.prevKv) : '').toBe('a=2 c2 m3 v2');
+    expect([await get('a'), await get('b')]).toEqual(['a=3 c2 m5 v3', '-']); // a buffered delete hides LevelDB's b
     // flush() puts it in LevelDB: a reopen finds it.
     expect(await sm.flush()).toBe(5);
     await sm.close();
     sm = await KvStateMachine.open(join(dir.path, 'kv'), { limits });
     expect(sm.appliedIndex).toBe(5);
-    expect([await get('a'), await get('b')]).toEqual(['a=3 c1 m4 v3', '-']);
+    expect([await get('a'), await get('b')]).toEqual(['a=3 c2 m5 v3', '-']);
+    expect(sm.revision).toBe(6);
   });
 
   it('LevelDB flushes its memtable: its log stays near the write buffer size instead of growing with every write', async () => {
@@ -123,7 +128,7 @@ describe('KvStateMachine', () => {
     expect(missing.type === 'delete' && missing.deleted).toBe(0);
 
     const all = await sm.range({ ...ALL, limit: 2, keysOnly: false, countOnly: false });
-    expect(all.kvs.map(show)).toEqual(['a=v-a c1 m1 v1', 'ab=v-ab c2 m2 v1']);
+    expect(all.kvs.map(show)).toEqual(['a=v-a c2 m2 v1', 'ab=v-ab c3 m3 v1']);
     expect(all).toMatchObject({ more: true, count: 6 });
     // Plain Uint8Array copies, never Buffers or views of LevelDB's buffers (deep equality and gRPC rely on it).
     for (const kv of all.kvs) expect([kv.key.constructor, kv.value.constructor]).toEqual([Uint8Array, Uint8Array]);
@@ -133,7 +138,7 @@ describe('KvStateMachine', () => {
       ['abc', 0],
       ['abd', 0],
     ]);
-    expect(await sm.range(rangeReq('a', 'c', { countOnly: true }))).toEqual({ kvs: [], more: false, count: 5 });
+    expect(await sm.range(rangeReq('a', 'c', { countOnly: true }))).toEqual({ kvs: [], more: false, count: 5, revision: 7 });
 
     log.cmd(delRange({ key: enc('ab'), end: prefixEnd(enc('ab')) }, true)); // prefix "ab"
     const p = result((await apply())[0]);
@@ -166,7 +171,8 @@ describe('KvStateMachine', () => {
     expect(won).toMatchObject({ type: 'txn', succeeded: true });
     expect(lost).toMatchObject({ type: 'txn', succeeded: false });
     const seen = lost?.type === 'txn' ? (lost.results[0] as OpResult) : undefined;
-    expect(seen?.type === 'range' ? seen.result.kvs.map(show) : []).toEqual(['lock=held-by-1 c1 m2 v2']);
+    expect(seen?.type === 'range' ? seen.result.kvs.map(show) : []).toEqual(['lock=held-by-1 c2 m3 v2']);
+    expect([won?.type === 'txn' && won.revision, lost?.type === 'txn' && lost.revision]).toEqual([3, 3]);
 
     const byVersion = (v: number) =>
       txn([{ key: enc('lock'), target: 'version', op: '=', number: v }], [{ type: 'put', key: enc('lock'), value: enc(`v${v}`), prevKv: false }]);
@@ -174,18 +180,23 @@ describe('KvStateMachine', () => {
     log.cmd(byVersion(2));
     const [stale, fresh] = (await apply()).map(result);
     expect([stale?.type === 'txn' && stale.succeeded, fresh?.type === 'txn' && fresh.succeeded]).toEqual([false, true]);
-    expect(await get('lock')).toBe('lock=v2 c1 m5 v3');
+    expect(await get('lock')).toBe('lock=v2 c2 m4 v3');
   });
 
   it('txn compares on create, mod, and missing keys; ops run in order', async () => {
-    log.cmd(put('x', 'a')); // 1
-    log.cmd(put('x', 'b')); // 2
+    log.cmd(put('x', 'a')); // revision 2
+    log.cmd(put('x', 'b')); // revision 3
     await apply();
     const t = (c: Parameters<typeof txn>[0]) => txn(c, [{ type: 'range', request: rangeReq('x') }]);
     const cases: [Parameters<typeof txn>[0], boolean][] = [
-      [[{ key: enc('x'), target: 'create', op: '=', number: 1 }], true],
-      [[{ key: enc('x'), target: 'mod', op: '>', number: 1 }], true],
-      [[{ key: enc('x'), target: 'mod', op: '<', number: 2 }], false],
+      [[{ key: enc('x'), target: 'create', op: '=', number: 2 }], true],
+      [[{ key: enc('x'), target: 'mod', op: '>', number: 2 }], true],
+      [[{ key: enc('x'), target: 'mod', op: '<', number: 3 }], false],
+      [[{ key: enc('x'), target: 'mod', op: '>', number: -1 }], true], // etcd's numbers are signed
+      [[{ key: enc('x'), target: 'lease', op: '=', number: 0 }], true],
+      [[{ key: enc('x'), end: enc('y'), target: 'version', op: '=', number: 2 }], true], // every key of [x, y)
+      [[{ key: enc('a'), end: enc('b'), target: 'version', op: '=', number: 5 }], false], // no key: as a missing one
+      [[{ key: enc('a'), end: enc('b'), target: 'version', op: '=', number: 0 }], true],
       [[{ key: enc('x'), target: 'value', op: '>', value: enc('a') }], true],
       [[{ key: enc('x'), target: 'value', op: '!=', value: enc('b') }], false],
       [[{ key: enc('nope'), target: 'version', op: '=', number: 0 }], true],
@@ -204,26 +215,33 @@ describe('KvStateMachine', () => {
     const out = (await apply()).map(result);
     expect(out.map((r) => r.type === 'txn' && r.succeeded)).toEqual(cases.map(([, ok]) => ok));
 
-    // Sequential ops: put twice, range sees both, delete then put recreates within one entry.
+    // etcd refuses a branch that writes one key twice, or puts a key it deletes: DUPLICATE_KEY, nothing applied.
+    const twice = txn([], [{ type: 'put', key: enc('y'), value: enc('1'), prevKv: false }, { type: 'put', key: enc('y'), value: enc('2'), prevKv: false }]);
+    const putDeleted = txn([], [], [{ type: 'delete', range: { key: enc('x'), end: enc('z') }, prevKv: false }, { type: 'put', key: enc('y'), value: enc('1'), prevKv: false }]);
+    log.cmd(twice);
+    log.cmd(putDeleted); // the branch not taken is checked too
+    expect((await apply()).map(errorCode)).toEqual(['DUPLICATE_KEY', 'DUPLICATE_KEY']);
+    // Sequential ops: a range sees the txn's own put, a delete then hides a key from the next range.
     log.cmd(
       txn(
         [],
         [
-          { type: 'put', key: enc('y'), value: enc('1'), prevKv: false },
           { type: 'put', key: enc('y'), value: enc('2'), prevKv: true },
           { type: 'range', request: rangeReq('x', 'z') },
           { type: 'delete', range: { key: enc('x'), end: enc('') }, prevKv: false },
-          { type: 'put', key: enc('x'), value: enc('new'), prevKv: true },
+          { type: 'range', request: rangeReq('x', 'z') },
         ],
       ),
     );
     const r = result((await apply())[0]);
     if (r.type !== 'txn') throw new Error('txn expected');
-    const [, second, rng, , last] = r.results;
-    expect(second?.type === 'put' ? show(second.prevKv) : '').toBe('y=1 c13 m13 v1');
-    expect(rng?.type === 'range' ? rng.result.kvs.map(show) : []).toEqual(['x=b c1 m2 v2', 'y=2 c13 m13 v2']);
-    expect(last?.type === 'put' ? last.prevKv : 'x').toBeUndefined();
-    expect(await get('x')).toBe('x=new c13 m13 v1');
+    const [first, rng, , last] = r.results;
+    // One revision for the whole txn (the txns above changed nothing): every write of it at revision 4.
+    expect(first?.type === 'put' ? [first.prevKv, first.revision] : []).toEqual([undefined, 4]);
+    expect(rng?.type === 'range' ? [rng.result.kvs.map(show), rng.result.revision] : []).toEqual([['x=b c2 m3 v2', 'y=2 c4 m4 v1'], 4]);
+    expect(last?.type === 'range' ? last.result.kvs.map(show) : []).toEqual(['y=2 c4 m4 v1']);
+    expect(await get('x')).toBe('-');
+    expect([r.revision, sm.revision]).toEqual([4, 4]);
   });
 
   it('limits are enforced again on apply as error outcomes; bad entries do not stop the log', async () => {
@@ -235,16 +253,22 @@ describe('KvStateMachine', () => {
     expect(out.slice(0, 3).map(errorCode)).toEqual(['INVALID_ARGUMENT', 'INVALID_ARGUMENT', 'DATA_CORRUPTION']);
     expect(result(out[3]).type).toBe('put');
     expect(sm.appliedIndex).toBe(4);
-    await expect(sm.range(rangeReq('b', 'a'))).rejects.toSatisfy((e) => isRaftKvError(e, 'INVALID_ARGUMENT'));
+    await expect(sm.range(rangeReq('', 'a'))).rejects.toSatisfy((e) => isRaftKvError(e, 'INVALID_ARGUMENT'));
+    expect((await sm.range(rangeReq('b', 'a'))).count).toBe(0); // an end below the key: empty, as etcd answers
   });
 
-  it('range limit 0 and over-limit requests are clamped to maxRangeLimit', async () => {
-    const small = await KvStateMachine.open(join(dir.path, 'small'), { limits: { ...limits, maxRangeLimit: 3 } });
+  it('range limit 0 means no limit; an answer beyond maxResponseBytes is RESOURCE_EXHAUSTED', async () => {
+    const small = await KvStateMachine.open(join(dir.path, 'small'), { limits: { ...limits, maxResponseBytes: 10 } });
     try {
       const l = new LogBuilder();
-      for (let i = 0; i < 5; i++) l.cmd(put(`k${i}`, 'v'));
+      for (let i = 0; i < 5; i++) l.cmd(put(`k${i}`, 'v')); // 3 bytes of key and value each
       await small.apply(l.take());
-      const r = await small.range({ ...ALL, limit: 100, keysOnly: true, countOnly: false });
+      await expect(small.range({ ...ALL, limit: 0, keysOnly: false, countOnly: false })).rejects.toSatisfy(
+        (e) => isRaftKvError(e, 'RESOURCE_EXHAUSTED') && /maxResponseBytes/.test((e as Error).message),
+      );
+      const keys = await small.range({ ...ALL, limit: 0, keysOnly: true, countOnly: false }); // 10 bytes: fits
+      expect([keys.kvs.length, keys.more, keys.count]).toEqual([5, false, 5]);
+      const r = await small.range({ ...ALL, limit: 3, keysOnly: false, countOnly: false });
       expect([r.kvs.length, r.more, r.count]).toEqual([3, true, 5]);
     } finally {
       await small.close();
@@ -259,9 +283,9 @@ describe('KvStateMachine', () => {
     log.cmd(put('a', '5', true), 'c1', 1); // 5: stale
     const out = await apply();
     expect(out[2]).toEqual(out[1]);
-    expect(show(result(out[1]).type === 'put' ? (result(out[1]) as { prevKv: KeyValue }).prevKv : undefined)).toBe('a=1 c1 m1 v1');
+    expect(show(result(out[1]).type === 'put' ? (result(out[1]) as { prevKv: KeyValue }).prevKv : undefined)).toBe('a=1 c2 m2 v1');
     expect(errorCode(out[4])).toBe('FAILED_PRECONDITION');
-    expect(await get('a')).toBe('a=4 c1 m4 v3');
+    expect(await get('a')).toBe('a=4 c2 m4 v3');
 
     // A retry in a later batch (and after a restart) replays the answer stored in LevelDB, errors included.
     log.cmd(put('', 'bad'), 'c2', 7); // 6: an error answer
@@ -273,7 +297,7 @@ describe('KvStateMachine', () => {
     const again = await apply();
     expect(again[0]).toEqual(out[3]);
     expect(errorCode(again[1])).toBe('INVALID_ARGUMENT');
-    expect(await get('a')).toBe('a=4 c1 m4 v3');
+    expect(await get('a')).toBe('a=4 c2 m4 v3');
     expect(await get('fixed')).toBe('-');
     expect(sm.sessionCount()).toBe(2);
   });
@@ -327,7 +351,7 @@ describe('KvStateMachine', () => {
     const out = await sm.apply([...first.slice(10), ...log.take()]); // overlap with applied entries
     expect(out.slice(0, 40).every((o) => o.type === 'none')).toBe(true);
     expect(result(out[40]).type).toBe('put');
-    expect(await get('n')).toBe('n=50 c1 m50 v50');
+    expect(await get('n')).toBe('n=50 c2 m51 v50');
     expect([sm.appliedIndex, sm.appliedTerm]).toEqual([51, 2]);
     const gap = { index: 53, term: 2, type: 'normal' as const, data: new Uint8Array(0) };
     await expect(sm.apply([gap])).rejects.toThrow(/apply gap/);
@@ -344,7 +368,7 @@ describe('KvStateMachine', () => {
     db.batch = () => Promise.reject(new Error('IO error: /x/000005.log: Input/output error'));
     log.cmd(put('lost', '1'));
     await apply(); // answered from the write buffer
-    expect(await get('lost')).toBe('lost=1 c2 m2 v1');
+    expect(await get('lost')).toBe('lost=1 c3 m3 v1');
     await expect(sm.flush()).rejects.toThrow(/reopen/);
     expect(failures.map((e) => e.message)).toEqual(['IO error: /x/000005.log: Input/output error']);
     log.cmd(put('after', '1'));
@@ -352,7 +376,8 @@ describe('KvStateMachine', () => {
     await sm.close();
     sm = await KvStateMachine.open(join(dir.path, 'kv'), { limits });
     expect(sm.appliedIndex).toBe(1); // the driver replays 2.. from its WAL
-    expect([await get('kept'), await get('lost')]).toEqual(['kept=1 c1 m1 v1', '-']);
+    expect([await get('kept'), await get('lost')]).toEqual(['kept=1 c2 m2 v1', '-']);
+    expect(sm.revision).toBe(2); // the revision is in the same batch as the writes
   });
 
   it('a batch failing midway applies nothing; the state machine refuses use until reopened', async () => {
@@ -368,7 +393,7 @@ describe('KvStateMachine', () => {
     await sm.close();
     sm = await KvStateMachine.open(join(dir.path, 'kv'), { limits });
     expect(sm.appliedIndex).toBe(1);
-    expect([await get('before'), await get('a'), await get('b')]).toEqual(['before=1 c1 m1 v1', '-', '-']);
+    expect([await get('before'), await get('a'), await get('b')]).toEqual(['before=1 c2 m2 v1', '-', '-']);
     expect(sm.members()).toEqual([]);
     expect(sm.sessionCount()).toBe(0);
   });

@@ -82,7 +82,7 @@ it('keeps every acknowledged write through partitions and restarts, and members 
   const views = await Promise.all(
     [...c.nodes.values()].map(async (n) => {
       const r = await n.read(everything, { serializable: true, deadlineMs: c.deadline() });
-      return r.result.kvs.map((kv) => `${dec(kv.key)}=${dec(kv.value)}@${kv.modIndex}`).join(',');
+      return r.result.kvs.map((kv) => `${dec(kv.key)}=${dec(kv.value)}@${kv.modRevision}`).join(',');
     }),
   );
   expect(new Set(views).size, 'identical state on every member').toBe(1);

@@ -8,7 +8,7 @@ import { NODE_CONFIG_DEFAULTS } from '../../src/node/config.js';
 import type { NodeConfig } from '../../src/node/config.js';
 import { RaftKvError } from '../../src/shared/errors.js';
 import type { ErrorCode } from '../../src/shared/errors.js';
-import type { Command, CommandResult, KeyValue, RangeRequest, RangeResult } from '../../src/kv/types.js';
+import type { Command, CommandResult, KeyValue, OpResult, RangeRequest, RangeResult } from '../../src/kv/types.js';
 import { compareBytes, isOpenEnd } from '../../src/kv/validate.js';
 import type { NodeId } from '../../src/raft/types.js';
 
@@ -16,6 +16,7 @@ export class FakeCluster {
   leaderId: NodeId = 1; // 0 = no leader
   term = 2;
   index = 10; // last applied index (writes bump it)
+  revision = 1; // the store revision (each changing write bumps it)
   readonly addresses = new Map<NodeId, string>(); // client addresses, filled in once bound
   readonly store = new Map<string, KeyValue>(); // hex(key) -> kv
   readonly sessions = new Map<string, { seq: number; result: CommandResult; index: number }>();
@@ -94,44 +95,57 @@ export class FakeNode implements KvNode {
   private rangeNow(req: RangeRequest): RangeResult {
     const all = [...this.cluster.store.values()].filter((kv) => this.inRange(kv.key, req)).sort((a, b) => compareBytes(a.key, b.key));
     const limited = req.limit > 0 ? all.slice(0, req.limit) : all;
-    return { kvs: req.countOnly ? [] : limited.map((kv) => (req.keysOnly ? { ...kv, value: new Uint8Array(0) } : kv)), more: limited.length < all.length, count: all.length };
+    return {
+      kvs: req.countOnly ? [] : limited.map((kv) => (req.keysOnly ? { ...kv, value: new Uint8Array(0) } : kv)),
+      more: limited.length < all.length,
+      count: all.length,
+      revision: this.cluster.revision,
+    };
   }
 
+  /** A model of the state machine for the services' tests: no history, one revision per changing command. */
   private apply(command: Command): CommandResult {
-    const index = this.cluster.index + 1;
     switch (command.type) {
       case 'put': {
+        const revision = ++this.cluster.revision;
         const prev = this.cluster.store.get(hex(command.key));
-        this.cluster.store.set(hex(command.key), { key: command.key, value: command.value, createIndex: prev?.createIndex ?? index, modIndex: index, version: (prev?.version ?? 0) + 1 });
-        return { type: 'put', prevKv: command.prevKv ? prev : undefined };
+        this.cluster.store.set(hex(command.key), {
+          key: command.key,
+          value: command.value,
+          createRevision: prev?.createRevision ?? revision,
+          modRevision: revision,
+          version: (prev?.version ?? 0) + 1,
+          lease: 0,
+        });
+        return { type: 'put', prevKv: command.prevKv ? prev : undefined, revision };
       }
       case 'delete': {
         const gone = [...this.cluster.store.values()].filter((kv) => this.inRange(kv.key, command.range));
         for (const kv of gone) this.cluster.store.delete(hex(kv.key));
-        return { type: 'delete', deleted: gone.length, prevKvs: command.prevKv ? gone : [] };
+        if (gone.length > 0) this.cluster.revision++;
+        return { type: 'delete', deleted: gone.length, prevKvs: command.prevKv ? gone : [], revision: this.cluster.revision };
       }
+      case 'compact':
+        return { type: 'compact', revision: this.cluster.revision };
       case 'txn': {
         const ok = command.compares.every((c) => {
           const kv = this.cluster.store.get(hex(c.key));
           if (c.target === 'value') return c.op === '=' ? kv !== undefined && compareBytes(kv.value, c.value) === 0 : kv === undefined || compareBytes(kv.value, c.value) !== 0;
-          const v = kv === undefined ? 0 : c.target === 'version' ? kv.version : c.target === 'create' ? kv.createIndex : kv.modIndex;
+          const v = kv === undefined ? 0 : c.target === 'version' ? kv.version : c.target === 'create' ? kv.createRevision : c.target === 'lease' ? kv.lease : kv.modRevision;
           return c.op === '=' ? v === c.number : c.op === '!=' ? v !== c.number : c.op === '<' ? v < c.number : v > c.number;
         });
         const results = (ok ? command.success : command.failure).map((op) => {
           switch (op.type) {
-            case 'put': {
-              const r = this.apply({ type: 'put', key: op.key, value: op.value, prevKv: op.prevKv });
-              return { type: 'put' as const, prevKv: r.type === 'put' ? r.prevKv : undefined };
-            }
-            case 'delete': {
-              const r = this.apply({ type: 'delete', range: op.range, prevKv: op.prevKv });
-              return r.type === 'delete' ? r : { type: 'delete' as const, deleted: 0, prevKvs: [] };
-            }
+            case 'put':
+            case 'delete':
+              return this.apply(op) as OpResult;
             case 'range':
               return { type: 'range' as const, result: this.rangeNow(op.request) };
+            case 'txn':
+              throw new Error('fake node: nested txns are not modelled');
           }
         });
-        return { type: 'txn', succeeded: ok, results };
+        return { type: 'txn', succeeded: ok, results, revision: this.cluster.revision };
       }
     }
   }
@@ -152,6 +166,8 @@ export class FakeNode implements KvNode {
       leaderId: this.cluster.leaderId,
       commitIndex: this.cluster.index,
       appliedIndex: this.cluster.index,
+      revision: this.cluster.revision,
+      compactedRevision: -1,
       lastLogIndex: this.cluster.index,
       snapshotIndex: 0,
       dataSizeBytes: 1234,
@@ -218,6 +234,11 @@ export class FakeNode implements KvNode {
     const d = this.digests.get(at);
     if (d === undefined) throw new RaftKvError('NOT_FOUND', `fake member ${this.id} has no digest at ${at}`);
     return { memberId: this.id, index: at, ...d };
+  }
+
+  /** The fake applies compactions without history: nothing to wait for. */
+  whenCompacted(): Promise<void> {
+    return Promise.resolve();
   }
 
   raiseCorrupt(reason: string): void {

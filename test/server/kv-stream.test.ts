@@ -76,7 +76,7 @@ describe('KV Stream', () => {
     expect(got.get(1)?.put?.header?.memberId).toBe(1);
     expect(got.get(3)?.response).toBe('get');
     for (const [id, message] of [
-      [2, /key is empty/],
+      [2, /key is not provided/],
       [4, /larger than the limit of 4096/],
       [5, /no request set/],
     ] as const) {

@@ -66,12 +66,12 @@ describe.each(['stream', 'unary'] as const)('KV service + KvClient (%s)', (trans
     const { c, addrs } = await cluster(1);
     const k = kvClient(addrs);
     const put = await k.put('a/1', 'one');
-    expect(put.header).toEqual({ memberId: 1, term: 2, index: 11, leaderId: 1 });
+    expect(put.header).toEqual({ memberId: 1, term: 2, index: 11, leaderId: 1, revision: 2 });
     await k.put('a/2', Uint8Array.of(0, 255));
     await k.put('b', 'bee');
     const got = await k.get('a/1');
     expect(text(got.kv?.value ?? new Uint8Array())).toBe('one');
-    expect(got.kv).toMatchObject({ version: 1, createIndex: 11, modIndex: 11 });
+    expect(got.kv).toMatchObject({ version: 1, createRevision: 2, modRevision: 2, lease: 0 });
     expect((await k.get('nope')).kv).toBeUndefined();
     const r = await k.range('a/');
     expect(r.kvs.map((kv) => text(kv.key))).toEqual(['a/1', 'a/2']);
@@ -214,8 +214,9 @@ describe.each(['stream', 'unary'] as const)('KV service + KvClient (%s)', (trans
     expect(await codeOf(k.put('k', new Uint8Array(2 * 1024 * 1024)))).toBe('INVALID_ARGUMENT');
     const empty = await k.put('', 'v').catch((e: unknown) => e);
     expect((empty as RaftKvError).code).toBe('INVALID_ARGUMENT');
-    expect((empty as RaftKvError).message).toMatch(/key is empty/);
-    expect(await codeOf(k.range({ key: 'b', end: 'a' }))).toBe('INVALID_ARGUMENT');
+    expect((empty as RaftKvError).message).toBe('etcdserver: key is not provided');
+    expect(await codeOf(k.range({ key: 'b', end: 'a' }))).toBe('OK'); // an empty range, as etcd answers it
+    expect(await codeOf(k.range({ key: '', end: 'a' }))).toBe('INVALID_ARGUMENT');
     expect(await codeOf(k.put('x'.repeat(2000), 'v'))).toBe('INVALID_ARGUMENT');
     expect(await codeOf(k.put('k', 'ok'))).toBe('OK');
   });

@@ -14,8 +14,8 @@ import { hashBytes, mix } from '../state-machine.js';
 
 interface StoredKv {
   readonly value: Uint8Array;
-  readonly createIndex: Index;
-  readonly modIndex: Index;
+  readonly createRevision: number;
+  readonly modRevision: number;
   readonly version: number;
 }
 
@@ -29,6 +29,7 @@ function keyString(b: Uint8Array): string {
 export class KvImage {
   applied: Index = 0;
   appliedTerm: Term = 0;
+  revision = 1; // the store revision: +1 per put and per delete that deleted something (as KvStateMachine)
   chain = 0; // hash of the applied sequence
   keys = new Map<string, StoredKv>(); // latin1 key -> value
   members = new Map<NodeId, Member>();
@@ -37,6 +38,7 @@ export class KvImage {
     const c = new KvImage();
     c.applied = this.applied;
     c.appliedTerm = this.appliedTerm;
+    c.revision = this.revision;
     c.chain = this.chain;
     c.keys = new Map(this.keys);
     c.members = new Map(this.members);
@@ -78,26 +80,36 @@ export class KvImage {
       case 'put': {
         const ks = keyString(cmd.key);
         const prev = this.keys.get(ks);
+        if (cmd.lease !== undefined && cmd.lease !== 0) return { type: 'error', error: new RaftKvError('INVALID_ARGUMENT', 'sim kv: leases are not simulated') };
+        const revision = ++this.revision;
         this.keys.set(ks, {
           value: cmd.value,
-          createIndex: prev?.createIndex ?? e.index,
-          modIndex: e.index,
+          createRevision: prev?.createRevision ?? revision,
+          modRevision: revision,
           version: (prev?.version ?? 0) + 1,
         });
-        return { type: 'result', result: { type: 'put', prevKv: cmd.prevKv && prev !== undefined ? toKeyValue(cmd.key, prev) : undefined } };
+        return { type: 'result', result: { type: 'put', prevKv: cmd.prevKv && prev !== undefined ? toKeyValue(cmd.key, prev) : undefined, revision } };
       }
       case 'delete': {
         if (cmd.range.end.byteLength > 0) return { type: 'error', error: new RaftKvError('INVALID_ARGUMENT', 'sim kv: range deletes are not simulated') };
         const ks = keyString(cmd.range.key);
         const prev = this.keys.get(ks);
         this.keys.delete(ks);
+        if (prev !== undefined) this.revision++;
         return {
           type: 'result',
-          result: { type: 'delete', deleted: prev === undefined ? 0 : 1, prevKvs: cmd.prevKv && prev !== undefined ? [toKeyValue(cmd.range.key, prev)] : [] },
+          result: {
+            type: 'delete',
+            deleted: prev === undefined ? 0 : 1,
+            prevKvs: cmd.prevKv && prev !== undefined ? [toKeyValue(cmd.range.key, prev)] : [],
+            revision: this.revision,
+          },
         };
       }
       case 'txn':
         return { type: 'error', error: new RaftKvError('INVALID_ARGUMENT', 'sim kv: transactions are not simulated') };
+      case 'compact':
+        return { type: 'error', error: new RaftKvError('INVALID_ARGUMENT', 'sim kv: compaction is not simulated') };
       default: {
         const never: never = cmd;
         throw new Error(`unknown command ${JSON.stringify(never)}`);
@@ -121,19 +133,20 @@ export class KvImage {
           const kv = toKeyValue(Buffer.from(k, 'latin1'), v);
           return req.keysOnly ? { ...kv, value: new Uint8Array(0) } : kv;
         });
-    return { kvs, more: limited.length < matched.length, count: matched.length };
+    return { kvs, more: limited.length < matched.length, count: matched.length, revision: this.revision };
   }
 
   /** How this image differs from `other` (undefined: identical). */
   differenceFrom(other: KvImage): string | undefined {
     if (this.applied !== other.applied || this.appliedTerm !== other.appliedTerm) return `applied ${this.applied}/t${this.appliedTerm} vs ${other.applied}/t${other.appliedTerm}`;
+    if (this.revision !== other.revision) return `revision ${this.revision} vs ${other.revision}`;
     if (this.chain !== other.chain) return `chain ${this.chain} vs ${other.chain}`;
     const keys = new Set([...this.keys.keys(), ...other.keys.keys()]);
     for (const k of keys) {
       const a = this.keys.get(k);
       const b = other.keys.get(k);
-      const fa = a === undefined ? 'absent' : `${keyString(a.value)}@${a.modIndex}v${a.version}c${a.createIndex}`;
-      const fb = b === undefined ? 'absent' : `${keyString(b.value)}@${b.modIndex}v${b.version}c${b.createIndex}`;
+      const fa = a === undefined ? 'absent' : `${keyString(a.value)}@${a.modRevision}v${a.version}c${a.createRevision}`;
+      const fb = b === undefined ? 'absent' : `${keyString(b.value)}@${b.modRevision}v${b.version}c${b.createRevision}`;
       if (fa !== fb) return `key ${k}: ${fa} vs ${fb}`;
     }
     const ma = JSON.stringify(this.memberList());
@@ -147,5 +160,5 @@ export class KvImage {
 }
 
 function toKeyValue(key: Uint8Array, v: StoredKv): KeyValue {
-  return { key, value: v.value, createIndex: v.createIndex, modIndex: v.modIndex, version: v.version };
+  return { key, value: v.value, createRevision: v.createRevision, modRevision: v.modRevision, version: v.version, lease: 0 };
 }

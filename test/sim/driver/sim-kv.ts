@@ -134,6 +134,19 @@ export class SimKv implements StateMachine {
     return this.state.applied;
   }
 
+  get revision(): number {
+    return this.state.revision;
+  }
+
+  /** The simulation applies no compaction (KvImage refuses it): never compacted. */
+  get compactedRevision(): number {
+    return -1;
+  }
+
+  whenCompacted(): Promise<void> {
+    return Promise.resolve();
+  }
+
   get appliedTerm(): Term {
     return this.state.appliedTerm;
   }

@@ -167,7 +167,7 @@ async function readAll(sm: StateMachine): Promise<unknown> {
   const keys: unknown[] = [];
   for (let k = 0; k < 5; k++) {
     const r = await sm.range({ key: enc(`k${k}`), end: new Uint8Array(0), limit: 0, keysOnly: false, countOnly: false });
-    keys.push(r.kvs.map((kv) => [dec(kv.key), dec(kv.value), kv.createIndex, kv.modIndex, kv.version]));
+    keys.push(r.kvs.map((kv) => [dec(kv.key), dec(kv.value), kv.createRevision, kv.modRevision, kv.version]));
   }
   return { applied: sm.appliedIndex, appliedTerm: sm.appliedTerm, members: sm.members(), confState: sm.confState(), keys };
 }

@@ -1083,7 +1083,9 @@ export class KvStateMachine {
         case 'delete':
           break;
         case 'range': {
+          // etcd's checkRange: 0 is the current revision; a negative one is checked as it is (note 5 of ETCD-NOTES).
           const r = op.request.revision ?? 0;
+          if (r === 0) break;
           if (r > overlay.mvcc.revision) throw new RaftKvError('FUTURE_REV', ETCD_FUTURE_REV);
           if (r < overlay.mvcc.compacted) throw new RaftKvError('COMPACTED', ETCD_COMPACTED);
           break;

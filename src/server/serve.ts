@@ -27,6 +27,8 @@ import { createAdminService } from './admin-service.js';
 import { CorruptCheck } from './corrupt-check.js';
 import type { PeerDigests } from './corrupt-check.js';
 import { createKvService } from './kv-service.js';
+import { createEtcdKvService } from './etcd-kv-service.js';
+import { ETCD_SERVICES } from '../protocol/etcd-proto.js';
 import { addPeerService } from './peer-service.js';
 
 /** Exit status of a member the cluster refused as a stale incarnation of itself (EX_CONFIG). */
@@ -170,6 +172,7 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
   const clientServer = new Server(clientServerOptions);
   clientServer.addService(KV_SERVICE, createKvService(serviceOpts));
   clientServer.addService(ADMIN_SERVICE, createAdminService(serviceOpts));
+  clientServer.addService(ETCD_SERVICES.KV, createEtcdKvService(serviceOpts));
   const peerServer = shared ? clientServer : new Server({ 'grpc.max_receive_message_length': PEER_MAX_MESSAGE_BYTES, 'grpc.max_send_message_length': -1 });
   addPeerService(peerServer, transport);
 

@@ -170,6 +170,7 @@ class Model {
           for (const op of ops) {
             if (op.type === 'range') {
               const r = op.request.revision ?? 0;
+              if (r === 0) continue; // the current revision: never refused
               if (r > base) throw new ModelError('FUTURE_REV');
               if (r < this.compacted) throw new ModelError('COMPACTED');
             }

@@ -1,0 +1,67 @@
+// THE one place RaftKvError codes become the gRPC statuses etcd's clients expect: etcd's code and its exact
+// message string (rpctypes in etcd's api/v3rpc: clients such as clientv3 and the etcd3 npm package match the
+// message to raise their own error types). raftkv's own protocol maps the same codes in wire-errors.ts.
+import { Metadata, status as GrpcStatus } from '@grpc/grpc-js';
+import type { StatusObject } from '@grpc/grpc-js';
+import { RaftKvError } from '../shared/errors.js';
+import type { ErrorCode } from '../shared/errors.js';
+
+export const ETCD_NO_LEADER = 'etcdserver: no leader';
+export const ETCD_NOT_LEADER = 'etcdserver: not leader';
+export const ETCD_TIMEOUT = 'etcdserver: request timed out';
+export const ETCD_NO_SPACE = 'etcdserver: mvcc: database space exceeded';
+export const ETCD_REQUEST_TOO_LARGE = 'etcdserver: request is too large';
+export const ETCD_CORRUPT = 'etcdserver: corrupt cluster';
+export const ETCD_PROPOSAL_DROPPED = 'etcdserver: request timed out, possibly due to previous leader failure';
+
+function assertNever(x: never): never {
+  throw new Error(`unexpected value ${JSON.stringify(x)}`);
+}
+
+/** etcd's status for an error code; `message` is ours when etcd has no fixed string for the case. */
+function etcdStatusOf(code: ErrorCode, message: string): { code: GrpcStatus; details: string } {
+  switch (code) {
+    case 'NOT_LEADER':
+      return { code: GrpcStatus.UNAVAILABLE, details: ETCD_NOT_LEADER };
+    case 'UNAVAILABLE':
+      return { code: GrpcStatus.UNAVAILABLE, details: message.includes('no leader') ? ETCD_NO_LEADER : `etcdserver: ${message}` };
+    case 'DEADLINE_EXCEEDED':
+      return { code: GrpcStatus.UNAVAILABLE, details: ETCD_TIMEOUT };
+    case 'PROPOSAL_DROPPED':
+      return { code: GrpcStatus.UNAVAILABLE, details: ETCD_PROPOSAL_DROPPED };
+    case 'INVALID_ARGUMENT':
+      // etcd's own refusals carry its strings already (validate.ts); ours (a key over --max-key-bytes, ...)
+      // are what etcd says of a request it cannot take.
+      return { code: GrpcStatus.INVALID_ARGUMENT, details: message.startsWith('etcdserver: ') ? message : message.includes('larger than the limit') ? ETCD_REQUEST_TOO_LARGE : message };
+    case 'COMPACTED':
+    case 'FUTURE_REV':
+      return { code: GrpcStatus.OUT_OF_RANGE, details: message };
+    case 'KEY_NOT_FOUND':
+    case 'DUPLICATE_KEY':
+      return { code: GrpcStatus.INVALID_ARGUMENT, details: message };
+    case 'LEASE_NOT_FOUND':
+      return { code: GrpcStatus.NOT_FOUND, details: message };
+    case 'RESOURCE_EXHAUSTED':
+      return { code: GrpcStatus.RESOURCE_EXHAUSTED, details: message };
+    case 'DISK_FULL':
+      return { code: GrpcStatus.RESOURCE_EXHAUSTED, details: ETCD_NO_SPACE };
+    case 'FAILED_PRECONDITION':
+      return { code: GrpcStatus.FAILED_PRECONDITION, details: message };
+    case 'NOT_FOUND':
+      return { code: GrpcStatus.NOT_FOUND, details: message };
+    case 'CLUSTER_MISMATCH':
+      return { code: GrpcStatus.FAILED_PRECONDITION, details: message };
+    case 'DATA_CORRUPTION':
+      return { code: GrpcStatus.DATA_LOSS, details: ETCD_CORRUPT };
+    default:
+      return assertNever(code);
+  }
+}
+
+/** Server side: the status an etcd API handler answers with. Non-RaftKvError values are bugs: INTERNAL. */
+export function toEtcdStatus(err: unknown): Partial<StatusObject> & { code: GrpcStatus; details: string; metadata: Metadata } {
+  const metadata = new Metadata();
+  if (err instanceof RaftKvError) return { ...etcdStatusOf(err.code, err.message), metadata };
+  const message = err instanceof Error ? err.message : String(err);
+  return { code: GrpcStatus.INTERNAL, details: `internal error: ${message}`, metadata };
+}

@@ -1,0 +1,234 @@
+// etcd's KV service (etcdserverpb.KV: Range, Put, DeleteRange, Txn, Compact) on the client port: a thin adapter
+// from etcd's messages to the one request model (src/kv/types.ts) and back. Every behaviour lives in the state
+// machine and the node, behind both this and raftkv's own KV service; here only the field mapping, etcd's
+// response headers, the `hasleader` metadata and etcd's error strings (src/protocol/etcd-errors.ts).
+//
+// 64-bit fields arrive as bigints. Revisions and compare numbers beyond +-(2^53 - 1) are clamped to it: no
+// revision or version of this store comes near, so every comparison, filter and FUTURE_REV answer is the same.
+import { createHash } from 'node:crypto';
+import type { ServerUnaryCall, sendUnaryData } from '@grpc/grpc-js';
+import type pino from 'pino';
+import type { KvNode, ResponseHeader } from '../node/api.js';
+import { RaftKvError } from '../shared/errors.js';
+import type { Command, Compare, CompareOp, KeyValue, KvLimits, Op, OpResult, RangeRequest, SortOrder, SortTarget } from '../kv/types.js';
+import { ETCD_KEY_NOT_FOUND, validateCommand, validateRange } from '../kv/validate.js';
+import { Compare_CompareResult, Compare_CompareTarget, RangeRequest_SortOrder, RangeRequest_SortTarget } from '../protocol/etcd-proto.js';
+import type * as etcd from '../protocol/etcd-proto.js';
+import type { EtcdServiceHandlers, MessageInit } from '../protocol/etcd-proto.js';
+import { ETCD_NO_LEADER, toEtcdStatus } from '../protocol/etcd-errors.js';
+import { checkRequestSize, deadlineOf } from './kv-service.js';
+
+export interface EtcdKvOptions {
+  readonly node: KvNode;
+  readonly limits: KvLimits;
+  readonly maxRequestBytes: number;
+  readonly defaultTimeoutMs: number;
+  readonly logger: pino.Logger;
+}
+
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
+/** An int64 as a safe integer, clamped (see the top of the file). */
+export function clampToSafe(n: bigint): number {
+  if (n > MAX_SAFE) return Number.MAX_SAFE_INTEGER;
+  if (n < -MAX_SAFE) return -Number.MAX_SAFE_INTEGER;
+  return Number(n);
+}
+
+/** etcd's cluster id for raftkv's cluster id string: the first 8 bytes of its SHA-256, as a uint64. */
+export function etcdClusterId(clusterId: string): bigint {
+  return createHash('sha256').update(clusterId, 'utf8').digest().readBigUInt64BE(0);
+}
+
+function invalid(message: string): RaftKvError {
+  return new RaftKvError('INVALID_ARGUMENT', message);
+}
+
+const SORT_ORDERS: Readonly<Record<number, SortOrder>> = {
+  [RangeRequest_SortOrder.NONE]: 'none',
+  [RangeRequest_SortOrder.ASCEND]: 'ascend',
+  [RangeRequest_SortOrder.DESCEND]: 'descend',
+};
+
+const SORT_TARGETS: Readonly<Record<number, SortTarget>> = {
+  [RangeRequest_SortTarget.KEY]: 'key',
+  [RangeRequest_SortTarget.VERSION]: 'version',
+  [RangeRequest_SortTarget.CREATE]: 'create',
+  [RangeRequest_SortTarget.MOD]: 'mod',
+  [RangeRequest_SortTarget.VALUE]: 'value',
+};
+
+const COMPARE_RESULTS: Readonly<Record<number, CompareOp>> = {
+  [Compare_CompareResult.EQUAL]: '=',
+  [Compare_CompareResult.NOT_EQUAL]: '!=',
+  [Compare_CompareResult.LESS]: '<',
+  [Compare_CompareResult.GREATER]: '>',
+};
+
+export function rangeFromEtcd(r: etcd.RangeRequest): RangeRequest {
+  const sortOrder = SORT_ORDERS[r.sortOrder];
+  const sortTarget = SORT_TARGETS[r.sortTarget];
+  if (sortOrder === undefined) throw invalid(`range: unknown sort order ${r.sortOrder}`);
+  if (sortTarget === undefined) throw invalid(`range: unknown sort target ${r.sortTarget}`);
+  return {
+    key: r.key,
+    end: r.rangeEnd,
+    limit: r.limit > 0n ? clampToSafe(r.limit) : 0, // etcd: a limit <= 0 is no limit
+    keysOnly: r.keysOnly,
+    countOnly: r.countOnly,
+    revision: clampToSafe(r.revision),
+    sortOrder,
+    sortTarget,
+    minModRevision: clampToSafe(r.minModRevision),
+    maxModRevision: clampToSafe(r.maxModRevision),
+    minCreateRevision: clampToSafe(r.minCreateRevision),
+    maxCreateRevision: clampToSafe(r.maxCreateRevision),
+  };
+}
+
+function compareFromEtcd(c: etcd.Compare): Compare {
+  const op = COMPARE_RESULTS[c.result];
+  if (op === undefined) throw invalid(`txn: unknown compare result ${c.result}`);
+  const base = { key: c.key, end: c.rangeEnd, op };
+  // An unset target_union compares against 0 (or the empty value), as etcd's compareKV does.
+  switch (c.target) {
+    case Compare_CompareTarget.VALUE:
+      return { ...base, target: 'value', value: c.value ?? Buffer.alloc(0) };
+    case Compare_CompareTarget.VERSION:
+      return { ...base, target: 'version', number: clampToSafe(c.version ?? 0n) };
+    case Compare_CompareTarget.CREATE:
+      return { ...base, target: 'create', number: clampToSafe(c.createRevision ?? 0n) };
+    case Compare_CompareTarget.MOD:
+      return { ...base, target: 'mod', number: clampToSafe(c.modRevision ?? 0n) };
+    case Compare_CompareTarget.LEASE:
+      return { ...base, target: 'lease', number: clampToSafe(c.lease ?? 0n) };
+    default:
+      throw invalid(`txn: unknown compare target ${String(c.target)}`);
+  }
+}
+
+function putFromEtcd(p: etcd.PutRequest): Op & { type: 'put' } {
+  if (p.lease < 0n) throw new RaftKvError('LEASE_NOT_FOUND', 'etcdserver: requested lease not found');
+  return { type: 'put', key: p.key, value: p.value, prevKv: p.prevKv, lease: clampToSafe(p.lease), ignoreValue: p.ignoreValue, ignoreLease: p.ignoreLease };
+}
+
+function deleteFromEtcd(d: etcd.DeleteRangeRequest): Op & { type: 'delete' } {
+  return { type: 'delete', range: { key: d.key, end: d.rangeEnd }, prevKv: d.prevKv };
+}
+
+function txnFromEtcd(t: etcd.TxnRequest): Op & { type: 'txn' } {
+  return { type: 'txn', compares: t.compare.map(compareFromEtcd), success: t.success.map(opFromEtcd), failure: t.failure.map(opFromEtcd) };
+}
+
+function opFromEtcd(o: etcd.RequestOp): Op {
+  switch (o.request) {
+    case 'requestRange':
+      if (o.requestRange !== undefined) return { type: 'range', request: rangeFromEtcd(o.requestRange) };
+      break;
+    case 'requestPut':
+      if (o.requestPut !== undefined) return putFromEtcd(o.requestPut);
+      break;
+    case 'requestDeleteRange':
+      if (o.requestDeleteRange !== undefined) return deleteFromEtcd(o.requestDeleteRange);
+      break;
+    case 'requestTxn':
+      if (o.requestTxn !== undefined) return txnFromEtcd(o.requestTxn);
+      break;
+    case undefined:
+      break;
+  }
+  throw new RaftKvError('KEY_NOT_FOUND', ETCD_KEY_NOT_FOUND); // etcd answers an empty RequestOp so
+}
+
+export function kvToEtcd(kv: KeyValue): MessageInit<etcd.KeyValue> {
+  return { key: kv.key, value: kv.value, createRevision: BigInt(kv.createRevision), modRevision: BigInt(kv.modRevision), version: BigInt(kv.version), lease: BigInt(kv.lease) };
+}
+
+/** A response inside a txn: its header carries only the revision (0 for a nested txn), as etcd's. */
+function opResultToEtcd(r: OpResult): MessageInit<etcd.ResponseOp> {
+  switch (r.type) {
+    case 'put':
+      return { responsePut: { header: { revision: BigInt(r.revision) }, prevKv: r.prevKv === undefined ? null : kvToEtcd(r.prevKv) } };
+    case 'delete':
+      return { responseDeleteRange: { header: { revision: BigInt(r.revision) }, deleted: BigInt(r.deleted), prevKvs: r.prevKvs.map(kvToEtcd) } };
+    case 'range':
+      return {
+        responseRange: { header: { revision: BigInt(r.result.revision) }, kvs: r.result.kvs.map(kvToEtcd), more: r.result.more, count: BigInt(r.result.count) },
+      };
+    case 'txn':
+      return { responseTxn: { header: { revision: BigInt(r.revision) }, succeeded: r.succeeded, responses: r.results.map(opResultToEtcd) } };
+    default: {
+      const never: never = r;
+      throw new Error(`unexpected op result ${JSON.stringify(never)}`);
+    }
+  }
+}
+
+/** True when the call carries etcd's `hasleader: true` metadata (fail at once without a leader). */
+function requiresLeader(call: ServerUnaryCall<unknown, unknown>): boolean {
+  return call.metadata.get('hasleader').some((v) => String(v) === 'true');
+}
+
+export function createEtcdKvService(opts: EtcdKvOptions): EtcdServiceHandlers<'KV'> {
+  const { node, limits } = opts;
+  let clusterId: bigint | undefined; // on the first answer: the node may be bound after the services are made
+  const header = (h: ResponseHeader, revision: number): MessageInit<etcd.ResponseHeader> => ({
+    clusterId: (clusterId ??= etcdClusterId(node.status().clusterId)),
+    memberId: BigInt(h.memberId),
+    revision: BigInt(revision),
+    raftTerm: BigInt(h.term),
+  });
+
+  function unary<Req, Res>(name: string, fn: (req: Req, deadlineMs: number) => Promise<MessageInit<Res>>) {
+    return (call: ServerUnaryCall<Req, MessageInit<Res>>, callback: sendUnaryData<MessageInit<Res>>): void => {
+      const run = async (): Promise<MessageInit<Res>> => {
+        checkRequestSize(opts, `etcd ${name}`, call.request);
+        if (requiresLeader(call) && node.status().leaderId === 0) throw new RaftKvError('UNAVAILABLE', ETCD_NO_LEADER);
+        return fn(call.request, deadlineOf(call, opts.defaultTimeoutMs));
+      };
+      run().then(
+        (res) => callback(null, res),
+        (err: unknown) => {
+          if (!(err instanceof RaftKvError)) opts.logger.error({ err, method: `etcdserverpb.KV/${name}` }, 'internal error in handler');
+          callback(toEtcdStatus(err));
+        },
+      );
+    };
+  }
+
+  const write = async (command: Command, deadlineMs: number) => {
+    validateCommand(command, limits);
+    return node.write(command, { clientId: '', seq: 0, deadlineMs });
+  };
+
+  return {
+    Range: unary<etcd.RangeRequest, etcd.RangeResponse>('Range', async (req, deadlineMs) => {
+      const request = rangeFromEtcd(req);
+      validateRange(request, limits);
+      const { header: h, result } = await node.read(request, { serializable: req.serializable, deadlineMs });
+      return { header: header(h, result.revision), kvs: result.kvs.map(kvToEtcd), more: result.more, count: BigInt(result.count) };
+    }),
+    Put: unary<etcd.PutRequest, etcd.PutResponse>('Put', async (req, deadlineMs) => {
+      const { header: h, result } = await write(putFromEtcd(req), deadlineMs);
+      if (result.type !== 'put') throw new Error(`node answered a put with a ${result.type} result`);
+      return { header: header(h, result.revision), prevKv: result.prevKv === undefined ? null : kvToEtcd(result.prevKv) };
+    }),
+    DeleteRange: unary<etcd.DeleteRangeRequest, etcd.DeleteRangeResponse>('DeleteRange', async (req, deadlineMs) => {
+      const { header: h, result } = await write(deleteFromEtcd(req), deadlineMs);
+      if (result.type !== 'delete') throw new Error(`node answered a delete with a ${result.type} result`);
+      return { header: header(h, result.revision), deleted: BigInt(result.deleted), prevKvs: result.prevKvs.map(kvToEtcd) };
+    }),
+    Txn: unary<etcd.TxnRequest, etcd.TxnResponse>('Txn', async (req, deadlineMs) => {
+      const { header: h, result } = await write(txnFromEtcd(req), deadlineMs);
+      if (result.type !== 'txn') throw new Error(`node answered a txn with a ${result.type} result`);
+      return { header: header(h, result.revision), succeeded: result.succeeded, responses: result.results.map(opResultToEtcd) };
+    }),
+    Compact: unary<etcd.CompactionRequest, etcd.CompactionResponse>('Compact', async (req, deadlineMs) => {
+      const revision = clampToSafe(req.revision);
+      const { header: h, result } = await write({ type: 'compact', revision, physical: req.physical }, deadlineMs);
+      if (result.type !== 'compact') throw new Error(`node answered a compact with a ${result.type} result`);
+      if (req.physical) await node.whenCompacted(revision, deadlineMs);
+      return { header: header(h, result.revision) };
+    }),
+  };
+}

@@ -63,6 +63,8 @@ export interface KvNode {
    * compacts from disk (etcd's `physical`); DEADLINE_EXCEEDED past deadlineMs.
    */
   whenCompacted(revision: number, deadlineMs: number): Promise<void>;
+  /** Resolves once this member has applied `index` (a write forwarded to the leader is then readable here). */
+  waitApplied(index: Index, deadlineMs: number): Promise<void>;
   /** Graceful stop: a leader first hands leadership to an up-to-date follower. */
   stop(): Promise<void>;
 }

@@ -930,6 +930,13 @@ export class RaftKvNode implements KvNode {
     this.corruption.raise(reason);
   }
 
+  waitApplied(index: Index, deadlineMs: number): Promise<void> {
+    this.admission.checkRunning();
+    const request = new PendingRequest<void>(this.clock, deadlineMs, `apply of index ${index}`, () => undefined);
+    this.reads.applied(index, request);
+    return request.promise;
+  }
+
   whenCompacted(revision: number, deadlineMs: number): Promise<void> {
     this.admission.checkRunning();
     const request = new PendingRequest<void>(this.clock, deadlineMs, `compaction at revision ${revision}`, () => undefined);

@@ -44,6 +44,7 @@ export class ReadIndexQueue {
   private ready: ReadBatch[] = []; // read index known, awaiting apply
   private inflightReads = 0; // reads being served from the state machine
   private digestWaiters: { index: Index; request: PendingRequest<KeySpaceDigestAt> }[] = []; // keySpaceDigest() until applied
+  private appliedWaiters: { index: Index; request: PendingRequest<void> }[] = []; // waitApplied() until applied
 
   constructor(
     private readonly ctx: RoomContext,
@@ -112,6 +113,15 @@ export class ReadIndexQueue {
   /** Serves the reads (and digests) whose index the state machine has applied. */
   serveReady(): void {
     if (this.digestWaiters.length > 0) this.serveDigestWaiters();
+    if (this.appliedWaiters.length > 0) {
+      const applied = this.sm.appliedIndex;
+      this.appliedWaiters = this.appliedWaiters.filter((w) => {
+        if (w.request.settled) return false;
+        if (w.index > applied) return true;
+        w.request.resolve();
+        return false;
+      });
+    }
     if (this.ready.length === 0) return;
     const applied = this.sm.appliedIndex;
     const waiting: ReadBatch[] = [];
@@ -131,7 +141,13 @@ export class ReadIndexQueue {
     else this.digestWaiters.push({ index, request });
   }
 
-  /** Rejects every read waiting for its read index or its apply (digest waiters keep their deadline). */
+  /** waitApplied(): resolved now if `index` is applied, else once it is (or at its deadline). */
+  applied(index: Index, request: PendingRequest<void>): void {
+    if (index <= this.sm.appliedIndex) request.resolve();
+    else this.appliedWaiters.push({ index, request });
+  }
+
+  /** Rejects every read waiting for its read index or its apply (digest and apply waiters keep their deadline). */
   failAll(err: Error): void {
     for (const b of this.unconfirmed.values()) for (const r of b.reads) r.request.reject(err);
     this.unconfirmed.clear();

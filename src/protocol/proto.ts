@@ -294,7 +294,20 @@ export const ADMIN_METHODS = {
   hashKv: method<WireHashKvRequest, WireHashKvResponse>(ADMIN_SERVICE, 'HashKV'),
 };
 
+export interface WireForwardRequest {
+  clusterId: string;
+  envelope: Uint8Array;
+  timeoutMs: number;
+}
+export interface WireForwardResponse {
+  result: Buffer;
+  index: number;
+  term: number;
+  leaderId: number;
+}
+
 export const PEER_METHODS = {
   stream: method<WirePeerBatch, WireEmpty>(PEER_SERVICE, 'Stream'),
   sendSnapshot: method<WireSnapshotChunk, WireSnapshotAck>(PEER_SERVICE, 'SendSnapshot'),
+  forward: method<WireForwardRequest, WireForwardResponse>(PEER_SERVICE, 'Forward'),
 };

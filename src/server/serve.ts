@@ -28,6 +28,8 @@ import { CorruptCheck } from './corrupt-check.js';
 import type { PeerDigests } from './corrupt-check.js';
 import { createKvService } from './kv-service.js';
 import { createEtcdKvService } from './etcd-kv-service.js';
+import { createEtcdMaintenanceServices } from './etcd-maintenance-service.js';
+import { ForwardingNode, WriteForwarder } from './write-forwarder.js';
 import { ETCD_SERVICES } from '../protocol/etcd-proto.js';
 import { addPeerService } from './peer-service.js';
 
@@ -107,6 +109,9 @@ class LateNode implements KvNode {
   whenCompacted(...args: Parameters<KvNode['whenCompacted']>): ReturnType<KvNode['whenCompacted']> {
     return this.get().whenCompacted(...args);
   }
+  waitApplied(...args: Parameters<KvNode['waitApplied']>): ReturnType<KvNode['waitApplied']> {
+    return this.get().waitApplied(...args);
+  }
   stop(): Promise<void> {
     return this.node?.stop() ?? Promise.resolve();
   }
@@ -169,12 +174,25 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
     'grpc.max_receive_message_length': shared ? PEER_MAX_MESSAGE_BYTES : config.maxRequestBytes + 1024 * 1024,
     'grpc.max_send_message_length': -1,
   };
+  // etcd's clients expect any member to serve a write: a follower forwards it to the leader (write-forwarder.ts).
+  // raftkv's own protocol answers NOT_LEADER with the leader's address instead, which its client follows: one hop
+  // fewer, the same result (the command is the same and the leader applies it either way).
+  const forwarder = new WriteForwarder({
+    node: late,
+    clusterId: config.clusterId,
+    logger: logger.child({ module: 'forward' }),
+    dialOverrides: opts.dialOverrides ?? new Map(),
+  });
+  const etcdKvOpts = { ...serviceOpts, node: new ForwardingNode(late, forwarder) };
   const clientServer = new Server(clientServerOptions);
   clientServer.addService(KV_SERVICE, createKvService(serviceOpts));
   clientServer.addService(ADMIN_SERVICE, createAdminService(serviceOpts));
-  clientServer.addService(ETCD_SERVICES.KV, createEtcdKvService(serviceOpts));
+  clientServer.addService(ETCD_SERVICES.KV, createEtcdKvService(etcdKvOpts));
+  const etcdAdmin = createEtcdMaintenanceServices(serviceOpts);
+  clientServer.addService(ETCD_SERVICES.Cluster, etcdAdmin.cluster);
+  clientServer.addService(ETCD_SERVICES.Maintenance, etcdAdmin.maintenance);
   const peerServer = shared ? clientServer : new Server({ 'grpc.max_receive_message_length': PEER_MAX_MESSAGE_BYTES, 'grpc.max_send_message_length': -1 });
-  addPeerService(peerServer, transport);
+  addPeerService(peerServer, transport, forwarder.handler());
 
   const servers = shared ? [clientServer] : [clientServer, peerServer];
   let clientAddress: string;
@@ -219,6 +237,7 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
         logger.error({ err }, 'node stop failed');
       }
       await transport.stop();
+      forwarder.close();
       await Promise.all(servers.map((s) => shutdown(s, 1000)));
       logger.info('stopped');
     })();

@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
 import { Etcd3 } from 'etcd3';
-import { etcdUnary } from '../../src/protocol/etcd-proto.js';
+import { Compare_CompareResult, Compare_CompareTarget, etcdUnary } from '../../src/protocol/etcd-proto.js';
 import { startTestCluster } from '../integration/helpers.js';
 import type { TestCluster } from '../integration/helpers.js';
 import { describeWithSystem } from '../system-deps.js';
@@ -111,7 +111,31 @@ describe('etcd KV API: the wire, field by field', () => {
   });
 });
 
-describeWithSystem(['etcdctl'], 'etcd KV API: etcdctl 3.4', () => {
+describe('etcd KV API: any member serves any request', () => {
+  it('a follower forwards a write to the leader and answers once it applied it: a serializable read there sees it', async () => {
+    const leader = await tc.leader();
+    for (const id of tc.cluster.ids()) {
+      const client = new grpc.Client(tc.cluster.endpoints([id])[0] ?? '', grpc.credentials.createInsecure());
+      try {
+        const key = Buffer.from(`any/${id}`);
+        const put = await etcdUnary(client, 'KV', 'Put', { key, value: Buffer.from(`via ${id}`) });
+        expect(put.header?.memberId, `member ${id} answers itself`).toBe(BigInt(id));
+        const got = await etcdUnary(client, 'KV', 'Range', { key, serializable: true });
+        expect(got.kvs.map((kv) => kv.value.toString()), `member ${id} (leader ${leader})`).toEqual([`via ${id}`]);
+        expect(got.header?.revision).toBeGreaterThanOrEqual(put.header?.revision ?? 0n);
+        const txn = await etcdUnary(client, 'KV', 'Txn', {
+          compare: [{ key, target: Compare_CompareTarget.VALUE, result: Compare_CompareResult.EQUAL, value: Buffer.from(`via ${id}`) }],
+          success: [{ requestDeleteRange: { key } }],
+        });
+        expect(txn.succeeded).toBe(true);
+      } finally {
+        client.close();
+      }
+    }
+  });
+});
+
+describeWithSystem(['etcdctl'], 'etcd API: etcdctl 3.4', () => {
   const ctl = async (...args: string[]): Promise<string> => (await run('etcdctl', ['--endpoints', leaderEndpoint, ...args], { env: { ...process.env, ETCDCTL_API: '3' } })).stdout;
 
   it('put, get with --prefix, --rev, --sort-by, --limit, --keys-only, --consistency=s, del --prev-kv', async () => {
@@ -125,6 +149,30 @@ describeWithSystem(['etcdctl'], 'etcd KV API: etcdctl 3.4', () => {
     expect(await ctl('get', 'ctl/', '--prefix', '-w', 'json')).toMatch(/"count":2/);
     expect(await ctl('get', 'ctl/b', '--consistency=s')).toBe('ctl/b\n3\n');
     expect(await ctl('del', 'ctl/a', '--prev-kv')).toBe('1\nctl/a\n2\n');
+  });
+
+  it('every member in turn as the only endpoint: put and get', async () => {
+    for (const endpoint of tc.cluster.endpoints()) {
+      const one = async (...args: string[]): Promise<string> =>
+        (await run('etcdctl', ['--endpoints', endpoint, ...args], { env: { ...process.env, ETCDCTL_API: '3' } })).stdout;
+      expect(await one('put', 'ctl/each', endpoint)).toBe('OK\n');
+      expect(await one('get', 'ctl/each')).toBe(`ctl/each\n${endpoint}\n`);
+    }
+  });
+
+  it('member list, endpoint status --cluster and endpoint health --cluster (-w json)', async () => {
+    const st = await etcdUnary(raw, 'Maintenance', 'Status', {});
+    expect(st.version).toBe('3.4.23');
+    const list = JSON.parse(await ctl('member', 'list', '-w', 'json')) as { members: { ID: number; name: string; peerURLs: string[]; clientURLs: string[] }[] };
+    expect(list.members.map((m) => m.clientURLs[0]).sort()).toEqual([...tc.cluster.endpoints()].sort());
+    const status = JSON.parse(await ctl('endpoint', 'status', '--cluster', '-w', 'json')) as { Endpoint: string; Status: { version: string; leader: number; raftIndex: number } }[];
+    expect(status).toHaveLength(3);
+    const leaders = new Set(status.map((s) => s.Status.leader));
+    expect(leaders.size).toBe(1); // every member names the same leader
+    expect(status.every((s) => s.Status.version === '3.4.23')).toBe(true);
+    const health = await run('etcdctl', ['--endpoints', leaderEndpoint, 'endpoint', 'health', '--cluster'], { env: { ...process.env, ETCDCTL_API: '3' } });
+    expect((health.stdout + health.stderr).match(/is healthy/g)).toHaveLength(3);
+    expect(await ctl('endpoint', 'status', '-w', 'table')).toMatch(/3\.4\.23/);
   });
 
   it('txn from stdin and compaction --physical', async () => {

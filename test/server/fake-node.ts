@@ -236,6 +236,11 @@ export class FakeNode implements KvNode {
     return { memberId: this.id, index: at, ...d };
   }
 
+  /** The fake applies every write at once. */
+  waitApplied(): Promise<void> {
+    return Promise.resolve();
+  }
+
   /** The fake applies compactions without history: nothing to wait for. */
   whenCompacted(): Promise<void> {
     return Promise.resolve();

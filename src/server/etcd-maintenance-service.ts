@@ -1,10 +1,21 @@
 // etcd's Cluster and Maintenance services, the parts raftkv serves so far: MemberList, MemberRemove and
-// MemberPromote; Status. A thin adapter over the node's admin operations (as raftkv's Admin service is); the
-// methods not listed answer UNIMPLEMENTED (grpc-js does that for a method without a handler).
+// MemberPromote; Status, Alarm (list), HashKV, Snapshot and MoveLeader. A thin adapter over the node's admin
+// operations (as raftkv's Admin service is); the methods not listed answer UNIMPLEMENTED (grpc-js does that for
+// a method without a handler).
+//
+// HashKV: the key-space digest (key-space-digest.ts: every live key with its revisions, version, lease and value)
+// at the current applied index, its first lane as etcd's uint32 hash: equal on members that applied the same
+// entries. etcd hashes the history up to a revision instead; members compare equal under either.
+// Snapshot: raftkv's own snapshot file (not a bbolt database: `etcdctl snapshot status|restore` cannot read it),
+// zero bytes up to a multiple of 512 (etcdctl 3.4's save refuses a stream whose size is not 512k + 32, as a bbolt
+// file's is), then the SHA-256 of all of that, as etcd's stream ends.
 //
 // Member ids: raftkv's (1 .. 2^31-1) as etcd's uint64. Names: the id in decimal (raftkv members have no name).
 // URLs: http://<peer address>, and the client address as host:port (see memberToEtcd).
-import type { ServerUnaryCall, sendUnaryData } from '@grpc/grpc-js';
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import type { ServerUnaryCall, ServerWritableStream, sendUnaryData } from '@grpc/grpc-js';
 import type pino from 'pino';
 import type { KvNode, Member } from '../node/api.js';
 import { RaftKvError } from '../shared/errors.js';
@@ -18,6 +29,12 @@ import { etcdClusterId } from './etcd-kv-service.js';
 export const ETCD_API_VERSION = '3.4.23';
 
 const MAX_MEMBER_ID = 2n ** 31n - 1n;
+
+/** Snapshot stream chunks: etcd sends 32 KiB; larger chunks cost fewer messages on a multi-GiB file. */
+export const ETCD_SNAPSHOT_CHUNK_BYTES = 256 * 1024;
+
+/** etcdctl's save checks size % 512 == 32 (a bbolt file's pages plus the hash): the file is padded to this. */
+const SNAPSHOT_ALIGN_BYTES = 512;
 
 export interface EtcdMaintenanceOptions {
   readonly node: KvNode;
@@ -97,6 +114,57 @@ export function createEtcdMaintenanceServices(opts: EtcdMaintenanceOptions): {
           errors: [],
         });
       }),
+      Alarm: unary<etcd.AlarmRequest, etcd.AlarmResponse>('Alarm', () => {
+        // No alarm is raised through the log yet: a full disk refuses writes with etcd's NOSPACE message and a
+        // CORRUPT member stops serving (corruption-check.ts); there is nothing to list or to disarm.
+        return Promise.resolve({ header: header(), alarms: [] });
+      }),
+      HashKV: unary<etcd.HashKVRequest, etcd.HashKVResponse>('HashKV', async (req, deadlineMs) => {
+        if (req.revision !== 0n) throw new RaftKvError('INVALID_ARGUMENT', 'etcdserver: HashKV at a past revision is not served by raftkv: ask with revision 0');
+        const d = await node.keySpaceDigest(0, deadlineMs);
+        const s = node.status();
+        return { header: header(), hash: d.lane1 >>> 0, compactRevision: BigInt(s.compactedRevision), hashRevision: BigInt(s.revision) };
+      }),
+      MoveLeader: unary<etcd.MoveLeaderRequest, etcd.MoveLeaderResponse>('MoveLeader', async (req, deadlineMs) => {
+        await node.transferLeadership(memberIdOf(req.targetID), deadlineMs);
+        return { header: header() };
+      }),
+      Snapshot: (call: ServerWritableStream<etcd.SnapshotRequest, MessageInit<etcd.SnapshotResponse>>) => {
+        streamSnapshot(node, header, call).catch((err: unknown) => {
+          if (!(err instanceof RaftKvError)) opts.logger.error({ err }, 'snapshot stream failed');
+          call.emit('error', toEtcdStatus(err));
+        });
+      },
     },
   };
+}
+
+async function streamSnapshot(
+  node: KvNode,
+  header: () => MessageInit<etcd.ResponseHeader>,
+  call: ServerWritableStream<etcd.SnapshotRequest, MessageInit<etcd.SnapshotResponse>>,
+): Promise<void> {
+  const path = await node.saveSnapshot();
+  const size = (await stat(path)).size;
+  const padding = (SNAPSHOT_ALIGN_BYTES - (size % SNAPSHOT_ALIGN_BYTES)) % SNAPSHOT_ALIGN_BYTES;
+  const total = size + padding + 32;
+  const hash = createHash('sha256');
+  let sent = 0;
+  for await (const chunk of createReadStream(path, { highWaterMark: ETCD_SNAPSHOT_CHUNK_BYTES })) {
+    if (call.cancelled) return;
+    const blob = chunk as Buffer;
+    hash.update(blob);
+    sent += blob.byteLength;
+    if (!call.write({ header: header(), blob, remainingBytes: BigInt(total - sent), version: ETCD_API_VERSION })) {
+      await new Promise<void>((resolve) => call.once('drain', resolve));
+    }
+  }
+  if (padding > 0) {
+    const zeros = Buffer.alloc(padding);
+    hash.update(zeros);
+    sent += padding;
+    call.write({ header: header(), blob: zeros, remainingBytes: BigInt(total - sent), version: ETCD_API_VERSION });
+  }
+  call.write({ header: header(), blob: hash.digest(), remainingBytes: 0n, version: ETCD_API_VERSION });
+  call.end();
 }

@@ -2,6 +2,10 @@
 // transactional memory), raw etcdserverpb calls for the exact fields (headers, counts, errors with etcd's codes
 // and strings), and etcdctl 3.4 where it is installed (system-deps.ts).
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
@@ -173,6 +177,34 @@ describeWithSystem(['etcdctl'], 'etcd API: etcdctl 3.4', () => {
     const health = await run('etcdctl', ['--endpoints', leaderEndpoint, 'endpoint', 'health', '--cluster'], { env: { ...process.env, ETCDCTL_API: '3' } });
     expect((health.stdout + health.stderr).match(/is healthy/g)).toHaveLength(3);
     expect(await ctl('endpoint', 'status', '-w', 'table')).toMatch(/3\.4\.23/);
+  });
+
+  it('endpoint hashkv --cluster agrees on every member; alarm list; snapshot save writes the file and its SHA-256', async () => {
+    await ctl('put', 'ctl/hash', 'x');
+    const hashes = async (): Promise<Set<number>> => {
+      const out = JSON.parse(await ctl('endpoint', 'hashkv', '--cluster', '-w', 'json')) as { HashKV: { hash: number } }[];
+      return new Set(out.map((h) => h.HashKV.hash));
+    };
+    let agreed = await hashes();
+    for (let i = 0; i < 20 && agreed.size !== 1; i++) agreed = await hashes(); // members apply the last put in turn
+    expect(agreed.size).toBe(1);
+    expect(await ctl('alarm', 'list')).toBe('');
+    const file = join(mkdtempSync(join(tmpdir(), 'raftkv-etcdctl-')), 'snap.db');
+    expect(await ctl('snapshot', 'save', file)).toMatch(/Snapshot saved at/);
+    const bytes = readFileSync(file);
+    const body = bytes.subarray(0, bytes.length - 32);
+    expect(bytes.length % 512).toBe(32); // what etcdctl checks
+    expect(createHash('sha256').update(body).digest().equals(bytes.subarray(bytes.length - 32))).toBe(true);
+  });
+
+  it('move-leader hands leadership to the member named', async () => {
+    const leader = await tc.leader();
+    const target = tc.cluster.ids().find((id) => id !== leader) ?? 0;
+    const endpoint = tc.cluster.endpoints([leader])[0] ?? '';
+    const out = await run('etcdctl', ['--endpoints', endpoint, 'move-leader', target.toString(16)], { env: { ...process.env, ETCDCTL_API: '3' } });
+    expect(out.stdout).toMatch(/Leadership transferred/);
+    expect(await tc.leader()).toBe(target);
+    leaderEndpoint = tc.cluster.endpoints([target])[0] ?? '';
   });
 
   it('txn from stdin and compaction --physical', async () => {

@@ -13,7 +13,7 @@
 // Envelope (the data of a 'normal' log entry; empty data is the leader's no-op and never reaches this codec):
 //   u8 0x02 (format version) | string clientId | uvarint seq | Command
 //   Command  := u8 tag: 1 put | Put;  2 delete | Delete;  3 txn | Txn;  4 compact | int revision | flag physical
-//   Put      := bytes key | bytes value | u8 flags (bit 0 prevKv, 1 ignoreValue, 2 ignoreLease) | uvarint lease
+//   Put      := bytes key | bytes value | u8 flags (bit 0 prevKv, 1 ignoreValue, 2 ignoreLease) | int lease
 //   Delete   := KeyRange | flag prevKv
 //   Txn      := uvarint n, Compare*n | uvarint n, Op*n (success) | uvarint n, Op*n (failure)
 //   KeyRange := bytes key | bytes end
@@ -300,7 +300,7 @@ function readCompare(r: ByteReader): Compare {
 
 function writePut(w: ByteWriter, p: PutOp): void {
   w.bytes(p.key).bytes(p.value);
-  w.u8((p.prevKv ? 1 : 0) | (p.ignoreValue === true ? 2 : 0) | (p.ignoreLease === true ? 4 : 0)).uvarint(p.lease ?? 0);
+  w.u8((p.prevKv ? 1 : 0) | (p.ignoreValue === true ? 2 : 0) | (p.ignoreLease === true ? 4 : 0)).int(p.lease ?? 0);
 }
 
 function readPut(r: ByteReader): PutOp {
@@ -308,7 +308,7 @@ function readPut(r: ByteReader): PutOp {
   const value = r.bytes();
   const flags = r.u8();
   if (flags > 7) throw garbage(`bad put flags ${flags}`);
-  const lease = r.uvarint();
+  const lease = r.int(); // etcd's int64: a negative id names no lease (LEASE_NOT_FOUND on apply)
   return { type: 'put', key, value, prevKv: (flags & 1) !== 0, ignoreValue: (flags & 2) !== 0, ignoreLease: (flags & 4) !== 0, lease };
 }
 

@@ -1071,45 +1071,62 @@ export class KvStateMachine {
   }
 
   /**
-   * etcd's checkRequests on the chosen path, before anything is written: a put that keeps a missing key's value
-   * or lease, a lease that does not exist, a range at a future or compacted revision.
+   * etcd's checkRequests on the chosen path, before anything is written, in etcd's order: every put of the path
+   * (one that keeps a missing key's value or lease, then a lease that does not exist), then every range (a future
+   * or compacted revision).
    */
-  private async precheck(ops: readonly Op[], path: readonly boolean[], at: { i: number }, overlay: Overlay): Promise<void> {
-    for (const op of ops) {
-      switch (op.type) {
-        case 'put':
-          await this.precheckPut(op, overlay);
-          break;
-        case 'delete':
-          break;
-        case 'range': {
-          // etcd's checkRange: 0 is the current revision; a negative one is checked as it is (note 5 of ETCD-NOTES).
-          const r = op.request.revision ?? 0;
-          if (r === 0) break;
-          if (r > overlay.mvcc.revision) throw new RaftKvError('FUTURE_REV', ETCD_FUTURE_REV);
-          if (r < overlay.mvcc.compacted) throw new RaftKvError('COMPACTED', ETCD_COMPACTED);
-          break;
+  private async precheck(ops: readonly Op[], path: readonly boolean[], overlay: Overlay): Promise<void> {
+    const puts: PutOp[] = [];
+    const ranges: RangeRequest[] = [];
+    const walk = (list: readonly Op[], at: { i: number }): void => {
+      for (const op of list) {
+        switch (op.type) {
+          case 'put':
+            puts.push(op);
+            break;
+          case 'delete':
+            break;
+          case 'range':
+            ranges.push(op.request);
+            break;
+          case 'txn': {
+            const ok = path[at.i++];
+            if (ok === undefined) throw new Error('kv: txn path shorter than the txn');
+            walk(ok ? op.success : op.failure, at);
+            break;
+          }
+          default:
+            assertNever(op);
         }
-        case 'txn': {
-          const ok = path[at.i++];
-          if (ok === undefined) throw new Error('kv: txn path shorter than the txn');
-          await this.precheck(ok ? op.success : op.failure, path, at, overlay);
-          break;
-        }
-        default:
-          assertNever(op);
       }
+    };
+    walk(ops, { i: 1 });
+    for (const p of puts) {
+      if ((p.ignoreValue === true || p.ignoreLease === true) && (await this.read(p.key, overlay)) === undefined) {
+        throw new RaftKvError('KEY_NOT_FOUND', ETCD_KEY_NOT_FOUND);
+      }
+      this.checkLease(p);
+    }
+    for (const r of ranges) {
+      // etcd's checkRange: 0 is the current revision; a negative one is checked as it is (note 5 of ETCD-NOTES).
+      const rev = r.revision ?? 0;
+      if (rev === 0) continue;
+      if (rev > overlay.mvcc.revision) throw new RaftKvError('FUTURE_REV', ETCD_FUTURE_REV);
+      if (rev < overlay.mvcc.compacted) throw new RaftKvError('COMPACTED', ETCD_COMPACTED);
     }
   }
 
+  /** A top-level put: etcd checks its lease first, then (with ignore_value/ignore_lease) that the key exists. */
   private async precheckPut(op: PutOp, overlay: Overlay): Promise<void> {
-    if (op.ignoreValue === true || op.ignoreLease === true) {
-      if ((await this.read(op.key, overlay)) === undefined) throw new RaftKvError('KEY_NOT_FOUND', ETCD_KEY_NOT_FOUND);
+    this.checkLease(op);
+    if ((op.ignoreValue === true || op.ignoreLease === true) && (await this.read(op.key, overlay)) === undefined) {
+      throw new RaftKvError('KEY_NOT_FOUND', ETCD_KEY_NOT_FOUND);
     }
+  }
+
+  private checkLease(op: PutOp): void {
     const lease = op.lease ?? 0;
-    if (op.ignoreLease !== true && lease !== 0 && !this.leaseExists(lease)) {
-      throw new RaftKvError('LEASE_NOT_FOUND', ETCD_LEASE_NOT_FOUND);
-    }
+    if (lease !== 0 && !this.leaseExists(lease)) throw new RaftKvError('LEASE_NOT_FOUND', ETCD_LEASE_NOT_FOUND);
   }
 
   /** No lease exists until leases are granted through the log (etcd answers a put naming one ErrLeaseNotFound). */
@@ -1157,7 +1174,7 @@ export class KvStateMachine {
         await this.txnPath(cmd, overlay, path);
         const ok = path[0] ?? true;
         const branch = ok ? cmd.success : cmd.failure;
-        await this.precheck(branch, path, { i: 1 }, overlay);
+        await this.precheck(branch, path, overlay);
         const results = await this.runOps(branch, path, { i: 1 }, overlay, tx);
         return { type: 'txn', succeeded: ok, results, revision: tx.sub > 0 ? tx.main : tx.main - 1 };
       }

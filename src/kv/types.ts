@@ -59,7 +59,7 @@ export type Compare =
       readonly number: number;
     };
 
-/** etcd's PutRequest: `lease` 0 = none; ignoreValue/ignoreLease keep the key's current value/lease. */
+/** etcd's PutRequest: `lease` 0 = none (a negative one names no lease); ignoreValue/ignoreLease keep the key's value/lease. */
 export interface PutOp {
   readonly type: 'put';
   readonly key: Uint8Array;

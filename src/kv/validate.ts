@@ -100,7 +100,7 @@ function checkPut(what: string, p: PutOp, limits: KvLimits): void {
   checkKey(what, p.key, limits);
   checkValue(what, p.value, limits);
   const lease = p.lease ?? 0;
-  if (!Number.isSafeInteger(lease) || lease < 0) throw invalid(`${what}: lease must be a non-negative integer, got ${lease}`);
+  if (!Number.isSafeInteger(lease)) throw invalid(`${what}: lease must be an integer, got ${lease}`);
   if (p.ignoreValue === true && p.value.length !== 0) throw invalid(ETCD_VALUE_PROVIDED);
   if (p.ignoreLease === true && lease !== 0) throw invalid(ETCD_LEASE_PROVIDED);
 }

@@ -108,7 +108,6 @@ function compareFromEtcd(c: etcd.Compare): Compare {
 }
 
 function putFromEtcd(p: etcd.PutRequest): Op & { type: 'put' } {
-  if (p.lease < 0n) throw new RaftKvError('LEASE_NOT_FOUND', 'etcdserver: requested lease not found');
   return { type: 'put', key: p.key, value: p.value, prevKv: p.prevKv, lease: clampToSafe(p.lease), ignoreValue: p.ignoreValue, ignoreLease: p.ignoreLease };
 }
 

@@ -207,6 +207,15 @@ describeWithSystem(['etcdctl'], 'etcd API: etcdctl 3.4', () => {
     leaderEndpoint = tc.cluster.endpoints([target])[0] ?? '';
   });
 
+  it('check perf --load=s passes (150 puts/s of 1 KiB for 60 s, then a prefix delete)', async () => {
+    const out = await run('etcdctl', ['--endpoints', tc.cluster.endpoints().join(','), 'check', 'perf', '--load=s'], {
+      env: { ...process.env, ETCDCTL_API: '3' },
+      maxBuffer: 16 * 1024 * 1024,
+    });
+    const verdict = out.stdout.slice(out.stdout.indexOf('PASS') === -1 ? 0 : out.stdout.indexOf('PASS: Throughput'));
+    expect(verdict, verdict).toMatch(/PASS: Throughput is \d+ writes\/s\nPASS: Slowest request took [\d.]+s\nPASS: Stddev is [\d.]+s\nPASS/);
+  }, 120_000);
+
   it('txn from stdin and compaction --physical', async () => {
     await ctl('put', 'ctl/t', 'old');
     const child = execFile('etcdctl', ['--endpoints', leaderEndpoint, 'txn'], { env: { ...process.env, ETCDCTL_API: '3' } });

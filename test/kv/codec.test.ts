@@ -169,8 +169,8 @@ describe('kv codec', () => {
 
   it('encodes a put compactly', () => {
     const b = encodeEnvelope({ clientId: '', seq: 0, command: { type: 'put', key: enc('k'), value: enc('v'), prevKv: false } });
-    // version, clientId len, seq, tag, key len, key, value len, value, flags, lease
-    expect(b.length).toBe(10);
+    // version, clientId len, seq, tag, key len, key, value len, value, flags, lease sign, lease
+    expect(b.length).toBe(11);
   });
 
   it('rejects non-minimal and oversized varints', () => {

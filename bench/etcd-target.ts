@@ -6,7 +6,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { Compare_CompareResult, Compare_CompareTarget, etcdUnary } from '../src/protocol/etcd-proto.js';
 import type { EtcdRequest, EtcdResponse, EtcdServiceName, EtcdUnaryMethod, MessageInit } from '../src/protocol/etcd-proto.js';
-import { TargetError, type BenchTarget, type CasResult, type GetResult, type WriteAck } from './target.js';
+import { TargetError, type BenchTarget, type CasResult, type GetResult, type TargetName, type WriteAck } from './target.js';
 
 const DISCOVERY_INTERVAL_MS = 50; // while no leader is known, look for one at most this often
 
@@ -17,10 +17,11 @@ function isServiceError(err: unknown): err is grpc.ServiceError {
 export interface EtcdTargetOptions {
   readonly endpoints: readonly string[]; // host:port of each member's client URL
   readonly connsPerEndpoint: number; // HTTP/2 connections per member (etcd benchmark's --conns)
+  readonly name?: TargetName; // the system measured (default etcd; raftkv through its etcd API)
 }
 
 export class EtcdTarget implements BenchTarget {
-  readonly name = 'etcd';
+  readonly name: TargetName;
   readonly endpoints: readonly string[];
   private readonly clients: grpc.Client[][]; // clients[endpoint][conn]
   private nextConn = 0; // round-robin cursor over connections
@@ -32,6 +33,7 @@ export class EtcdTarget implements BenchTarget {
   constructor(opts: EtcdTargetOptions) {
     if (opts.endpoints.length === 0) throw new Error('etcd target needs at least one endpoint');
     this.endpoints = opts.endpoints;
+    this.name = opts.name ?? 'etcd';
     this.clients = opts.endpoints.map((ep) =>
       Array.from(
         { length: Math.max(1, opts.connsPerEndpoint) },

@@ -26,7 +26,8 @@ export interface BenchOptions {
 }
 
 /** raftkv: 'stream' (the client's default: KV calls multiplexed on one stream per member) or 'unary' (one gRPC call each, as etcd's API). */
-export type RaftKvTransport = 'stream' | 'unary';
+/** raftkv's client over its multiplexed stream or unary calls, or the etcd target's code over etcd's API. */
+export type RaftKvTransport = 'stream' | 'unary' | 'etcd';
 
 export async function createTarget(name: TargetName, endpoints: readonly string[], connsPerEndpoint: number, raftkvTransport: RaftKvTransport = 'stream'): Promise<BenchTarget> {
   switch (name) {
@@ -36,6 +37,12 @@ export async function createTarget(name: TargetName, endpoints: readonly string[
       return t;
     }
     case 'raftkv': {
+      if (raftkvTransport === 'etcd') {
+        // The same client code and unary calls as against etcd: the two servers' etcd API paths on equal terms.
+        const t = new EtcdTarget({ endpoints, connsPerEndpoint, name: 'raftkv' });
+        await t.discoverLeader();
+        return t;
+      }
       return RaftKvTarget.create(endpoints, raftkvTransport);
     }
     default: {

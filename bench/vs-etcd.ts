@@ -22,7 +22,8 @@ const USAGE = `usage: npm run bench:vs-etcd -- [flags]
   --only raftkv|etcd          run one system only
   --run-dir DIR               data dirs, logs and vs-etcd.json (default runs/vs-etcd-<time>)
   --seed N                    --no-progress
-  --raftkv-transport stream|unary  raftkv client: KV calls on one stream per member (default) or unary calls like etcd's`;
+  --raftkv-transport stream|unary|etcd  raftkv client: KV calls on one stream per member (default), unary calls
+                                   like etcd's, or the etcd target's own code over raftkv's etcd API`;
 
 interface SystemResult {
   readonly name: TargetName;
@@ -136,7 +137,7 @@ async function main(argv: readonly string[]): Promise<number> {
   };
   if (values.only !== undefined && values.only !== 'raftkv' && values.only !== 'etcd') throw new Error(`--only must be raftkv or etcd\n${USAGE}`);
   const transport = values['raftkv-transport'];
-  if (transport !== 'stream' && transport !== 'unary') throw new Error(`--raftkv-transport must be stream or unary\n${USAGE}`);
+  if (transport !== 'stream' && transport !== 'unary' && transport !== 'etcd') throw new Error(`--raftkv-transport must be stream, unary or etcd\n${USAGE}`);
   const runDir = values['run-dir'] ?? join(REPO_ROOT, 'runs', `vs-etcd-${new Date().toISOString().replace(/[:.]/g, '-')}`);
   mkdirSync(runDir, { recursive: true });
   const seed = values.seed === undefined ? randomSeed() : num(values.seed, 'seed');

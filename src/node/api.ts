@@ -65,6 +65,8 @@ export interface KvNode {
   whenCompacted(revision: number, deadlineMs: number): Promise<void>;
   /** Resolves once this member has applied `index` (a write forwarded to the leader is then readable here). */
   waitApplied(index: Index, deadlineMs: number): Promise<void>;
+  /** This member's state machine gives the space of deleted records back to the file system (etcd's Defragment). */
+  defragment(): Promise<void>;
   /** Graceful stop: a leader first hands leadership to an up-to-date follower. */
   stop(): Promise<void>;
 }

@@ -937,6 +937,11 @@ export class RaftKvNode implements KvNode {
     return request.promise;
   }
 
+  defragment(): Promise<void> {
+    this.admission.checkRunning();
+    return this.sm.defragment();
+  }
+
   whenCompacted(revision: number, deadlineMs: number): Promise<void> {
     this.admission.checkRunning();
     const request = new PendingRequest<void>(this.clock, deadlineMs, `compaction at revision ${revision}`, () => undefined);

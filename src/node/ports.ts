@@ -37,6 +37,8 @@ export interface StateMachine {
   readonly compactedRevision: number; // -1 before the first compaction
   /** Resolves once the compaction at `revision` has removed its history from disk. */
   whenCompacted(revision: number): Promise<void>;
+  /** Gives the space of deleted records back to the file system (etcd's Defragment). */
+  defragment(): Promise<void>;
   members(): readonly Member[];
   confState(): ConfState;
   dataSizeBytes(): Promise<number>;

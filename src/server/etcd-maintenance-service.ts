@@ -1,5 +1,5 @@
 // etcd's Cluster and Maintenance services, the parts raftkv serves so far: MemberList, MemberRemove and
-// MemberPromote; Status, Alarm (list), HashKV, Snapshot and MoveLeader. A thin adapter over the node's admin
+// MemberPromote; Status, Alarm (list), Defragment, HashKV, Snapshot and MoveLeader. A thin adapter over the node's admin
 // operations (as raftkv's Admin service is); the methods not listed answer UNIMPLEMENTED (grpc-js does that for
 // a method without a handler).
 //
@@ -124,6 +124,10 @@ export function createEtcdMaintenanceServices(opts: EtcdMaintenanceOptions): {
         const d = await node.keySpaceDigest(0, deadlineMs);
         const s = node.status();
         return { header: header(), hash: d.lane1 >>> 0, compactRevision: BigInt(s.compactedRevision), hashRevision: BigInt(s.revision) };
+      }),
+      Defragment: unary<etcd.DefragmentRequest, etcd.DefragmentResponse>('Defragment', async () => {
+        await node.defragment();
+        return { header: header() };
       }),
       MoveLeader: unary<etcd.MoveLeaderRequest, etcd.MoveLeaderResponse>('MoveLeader', async (req, deadlineMs) => {
         await node.transferLeadership(memberIdOf(req.targetID), deadlineMs);

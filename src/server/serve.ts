@@ -112,6 +112,9 @@ class LateNode implements KvNode {
   waitApplied(...args: Parameters<KvNode['waitApplied']>): ReturnType<KvNode['waitApplied']> {
     return this.get().waitApplied(...args);
   }
+  defragment(): Promise<void> {
+    return this.get().defragment();
+  }
   stop(): Promise<void> {
     return this.node?.stop() ?? Promise.resolve();
   }

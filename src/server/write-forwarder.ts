@@ -154,6 +154,9 @@ export class ForwardingNode implements KvNode {
   waitApplied(...args: Parameters<KvNode['waitApplied']>): ReturnType<KvNode['waitApplied']> {
     return this.node.waitApplied(...args);
   }
+  defragment(): Promise<void> {
+    return this.node.defragment();
+  }
   stop(): Promise<void> {
     return this.node.stop();
   }

@@ -189,6 +189,7 @@ describeWithSystem(['etcdctl'], 'etcd API: etcdctl 3.4', () => {
     for (let i = 0; i < 20 && agreed.size !== 1; i++) agreed = await hashes(); // members apply the last put in turn
     expect(agreed.size).toBe(1);
     expect(await ctl('alarm', 'list')).toBe('');
+    expect(await ctl('defrag', '--cluster')).toMatch(/^(Finished defragmenting etcd member\[[^\]]+\]\n){3}$/);
     const file = join(mkdtempSync(join(tmpdir(), 'raftkv-etcdctl-')), 'snap.db');
     expect(await ctl('snapshot', 'save', file)).toMatch(/Snapshot saved at/);
     const bytes = readFileSync(file);

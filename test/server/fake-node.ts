@@ -236,6 +236,10 @@ export class FakeNode implements KvNode {
     return { memberId: this.id, index: at, ...d };
   }
 
+  defragment(): Promise<void> {
+    return Promise.resolve();
+  }
+
   /** The fake applies every write at once. */
   waitApplied(): Promise<void> {
     return Promise.resolve();

@@ -147,6 +147,11 @@ export class SimKv implements StateMachine {
     return Promise.resolve();
   }
 
+  /** The simulated store has no files to give space back from. */
+  defragment(): Promise<void> {
+    return Promise.resolve();
+  }
+
   get appliedTerm(): Term {
     return this.state.appliedTerm;
   }

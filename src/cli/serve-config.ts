@@ -23,6 +23,9 @@ export const SERVE_USAGE = `raftkv serve --id N --cluster-id NAME --data-dir DIR
   [--corrupt-check-interval-ms 3600000]         (rescan the store against its digest and compare digests with
                                                 the other members, once after start and then this often; 0 = never)
   [--initial-corrupt-check true|false]          (default true: scan the store against its digest before serving)
+  [--auto-compaction-mode periodic|revision]    (default periodic, as etcd's)
+  [--auto-compaction-retention 0]               (periodic: a duration, 1h / 30m / 10s, or hours as a bare number;
+                                                revision: revisions to keep; 0 = no automatic compaction)
   [--dial-override ID=HOST:PORT,...]            (test hook: dial these addresses for these peers)
   [--config FILE]                               (JSON, same keys in camelCase; flags win)`;
 
@@ -43,6 +46,8 @@ const STRING_FLAGS = [
   'max-request-bytes',
   'corrupt-check-interval-ms',
   'initial-corrupt-check',
+  'auto-compaction-mode',
+  'auto-compaction-retention',
   'log-level',
   'dial-override',
   'config',
@@ -55,6 +60,28 @@ type LogLevel = (typeof LOG_LEVELS)[number];
 
 function invalid(message: string): RaftKvError {
   return new RaftKvError('INVALID_ARGUMENT', message);
+}
+
+// The longest periodic retention: a year (a Node timer cannot wait longer than ~24.8 days, but retention is
+// compared with the clock, not waited for).
+const MAX_RETENTION_MS = 365 * 24 * 3600_000;
+const MAX_RETENTION_REVISIONS = Number.MAX_SAFE_INTEGER;
+
+/** etcd's --auto-compaction-retention: periodic takes a Go duration (1h, 30m, 10s) or hours; revision a count. */
+export function parseRetention(mode: 'periodic' | 'revision', text: string): number {
+  const bad = (): RaftKvError => invalid(`--auto-compaction-retention: ${JSON.stringify(text)} is not ${mode === 'periodic' ? 'a duration (1h, 30m, 10s) or a number of hours' : 'a number of revisions'}`);
+  if (mode === 'revision') {
+    if (!/^\d+$/.test(text)) throw bad();
+    const n = Number(text);
+    if (!Number.isSafeInteger(n) || n > MAX_RETENTION_REVISIONS) throw bad();
+    return n;
+  }
+  const m = /^(\d+(?:\.\d+)?)(h|m|s|ms)?$/.exec(text);
+  if (m === null) throw bad();
+  const unitMs = { h: 3600_000, m: 60_000, s: 1000, ms: 1 }[m[2] ?? 'h'] ?? 3600_000;
+  const ms = Math.round(Number(m[1]) * unitMs);
+  if (!Number.isFinite(ms) || ms > MAX_RETENTION_MS) throw bad();
+  return ms;
 }
 
 function camel(flag: string): string {
@@ -179,6 +206,11 @@ export function parseServeArgs(args: readonly string[]): ServeConfig {
   const corruptCheckIntervalMs = parseInteger('corrupt-check-interval-ms', get('corrupt-check-interval-ms') ?? String(D.corruptCheckIntervalMs), 0, MAX_CORRUPT_CHECK_INTERVAL_MS);
   const initialCheck = get('initial-corrupt-check') ?? String(D.initialCorruptCheck);
   if (initialCheck !== 'true' && initialCheck !== 'false') throw invalid(`--initial-corrupt-check: ${JSON.stringify(initialCheck)} is not true or false`);
+  const autoCompactionMode = get('auto-compaction-mode') ?? 'periodic';
+  if (autoCompactionMode !== 'periodic' && autoCompactionMode !== 'revision') {
+    throw invalid(`--auto-compaction-mode: ${JSON.stringify(autoCompactionMode)} is not periodic or revision`);
+  }
+  const autoCompactionRetention = parseRetention(autoCompactionMode, get('auto-compaction-retention') ?? '0');
   const logLevel = get('log-level') ?? D.logLevel;
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) throw invalid(`--log-level: ${JSON.stringify(logLevel)} is not one of ${LOG_LEVELS.join(', ')}`);
   const dialOverrides = parseDialOverrides(get('dial-override') ?? '');
@@ -209,6 +241,8 @@ export function parseServeArgs(args: readonly string[]): ServeConfig {
     logPretty: flags['log-pretty'] ?? file.logPretty ?? D.logPretty,
     corruptCheckIntervalMs,
     initialCorruptCheck: initialCheck === 'true',
+    autoCompactionMode,
+    autoCompactionRetention,
   };
   return { config, dialOverrides };
 }

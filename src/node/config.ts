@@ -45,6 +45,10 @@ export interface NodeConfig {
   readonly corruptCheckIntervalMs?: number;
   /** Scan the whole state machine against its digest before serving (default true; ~5 s per million keys here). */
   readonly initialCorruptCheck?: boolean;
+  /** etcd's --auto-compaction-mode: what --auto-compaction-retention counts (src/server/auto-compactor.ts). */
+  readonly autoCompactionMode?: 'periodic' | 'revision';
+  /** periodic: ms of history kept; revision: revisions kept; 0 (the default): no automatic compaction. */
+  readonly autoCompactionRetention?: number;
 }
 
 /** Every setting that has a default, with it: `raftkv serve`, the tests and the benchmarks start from these. */

@@ -28,6 +28,7 @@ import { CorruptCheck } from './corrupt-check.js';
 import type { PeerDigests } from './corrupt-check.js';
 import { createKvService } from './kv-service.js';
 import { createEtcdKvService } from './etcd-kv-service.js';
+import { AutoCompactor } from './auto-compactor.js';
 import { createEtcdMaintenanceServices } from './etcd-maintenance-service.js';
 import { ForwardingNode, WriteForwarder } from './write-forwarder.js';
 import { ETCD_SERVICES } from '../protocol/etcd-proto.js';
@@ -49,7 +50,7 @@ export interface RunServerOptions {
   /** Install SIGTERM / SIGINT handlers that stop gracefully and exit 0 (the CLI does; tests do not). */
   readonly handleSignals?: boolean;
   readonly defaultTimeoutMs?: number; // deadline for client calls that carry none; default 10 s
-  /** The peer corrupt check's timers and the deadlines it hands the node: must be the node's clock. Default systemClock. */
+  /** The timers of the peer corrupt check and the auto-compactor, and the deadlines they hand the node: must be the node's clock. Default systemClock. */
   readonly corruptCheckClock?: Clock;
   /** How the peer corrupt check reaches other members. Default: HashKV over gRPC. Tests inject their own. */
   readonly corruptCheckPeers?: PeerDigests;
@@ -229,11 +230,20 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
   late.node = node;
   logger.info({ clientAddress, peerAddress }, 'serving');
   corruptCheck.start();
+  const autoCompactor = new AutoCompactor({
+    node: late,
+    clock: opts.corruptCheckClock ?? systemClock,
+    logger: logger.child({ module: 'auto-compaction' }),
+    config: { mode: config.autoCompactionMode ?? 'periodic', retention: config.autoCompactionRetention ?? 0 },
+    timeoutMs: opts.defaultTimeoutMs ?? 10_000,
+  });
+  autoCompactor.start();
 
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       await corruptCheck.stop();
+      autoCompactor.stop();
       try {
         await node.stop();
       } catch (err) {

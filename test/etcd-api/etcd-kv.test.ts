@@ -153,6 +153,9 @@ describeWithSystem(['etcdctl'], 'etcd API: etcdctl 3.4', () => {
     expect(await ctl('get', 'ctl/', '--prefix', '-w', 'json')).toMatch(/"count":2/);
     expect(await ctl('get', 'ctl/b', '--consistency=s')).toBe('ctl/b\n3\n');
     expect(await ctl('del', 'ctl/a', '--prev-kv')).toBe('1\nctl/a\n2\n');
+    expect(await ctl('get', 'ctl/b', '--from-key', '--keys-only')).toMatch(/^ctl\/b\n\n/); // every key >= ctl/b
+    expect(await ctl('put', 'ctl/b', '--ignore-value', '--prev-kv')).toBe('OK\nctl/b\n3\n'); // keeps the value
+    expect(await ctl('get', 'ctl/b', '-w', 'json')).toMatch(/"version":2/);
   });
 
   it('every member in turn as the only endpoint: put and get', async () => {

@@ -3,7 +3,8 @@
 // for these keys), a status error as its gRPC code and exact details string. Only header cluster_id, member_id
 // and raft_term are dropped (they name the cluster, the member and its term, which differ by construction).
 import type * as grpc from '@grpc/grpc-js';
-import { etcdUnary } from '../../../src/protocol/etcd-proto.js';
+import { Metadata } from '@grpc/grpc-js';
+import { ETCD_SERVICES, etcdCodec, etcdUnary, type MessageInit, type RangeRequest } from '../../../src/protocol/etcd-proto.js';
 import type { DiffOp } from './ops.js';
 
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
@@ -32,14 +33,62 @@ function isServiceError(err: unknown): err is grpc.ServiceError {
   return err instanceof Error && typeof (err as Partial<grpc.ServiceError>).code === 'number';
 }
 
+function varint(n: number): Buffer {
+  const out: number[] = [];
+  while (n >= 0x80) {
+    out.push((n & 0x7f) | 0x80);
+    n >>>= 7;
+  }
+  out.push(n);
+  return Buffer.from(out);
+}
+
+/** A length-delimited field (wire type 2) of a protobuf message. */
+function lengthDelimited(field: number, bytes: Buffer): Buffer {
+  return Buffer.concat([varint((field << 3) | 2), varint(bytes.length), bytes]);
+}
+
+/** A RangeRequest whose range_end (field 2) is on the wire and empty. */
+function rangeWithEmptyEnd(range: MessageInit<RangeRequest>): Buffer {
+  return Buffer.concat([etcdCodec('etcdserverpb.RangeRequest').encode(range), lengthDelimited(2, Buffer.alloc(0))]);
+}
+
+/** The wire bytes of a request, when protobufjs cannot make them (an explicitly empty range_end). */
+function rawRequest(op: DiffOp): Buffer | undefined {
+  if (op.method === 'Range' && op.explicitEmptyRangeEnd === true) return rangeWithEmptyEnd(op.request);
+  if (op.method === 'Txn' && op.successRangeWithEmptyEnd !== undefined) {
+    // TxnRequest.success is field 2; RequestOp.request_range field 1. Repeated fields may come in any order.
+    const op1 = lengthDelimited(1, rangeWithEmptyEnd(op.successRangeWithEmptyEnd));
+    return Buffer.concat([etcdCodec('etcdserverpb.TxnRequest').encode(op.request), lengthDelimited(2, op1)]);
+  }
+  return undefined;
+}
+
+function rawUnary(client: grpc.Client, method: 'Range' | 'Txn', bytes: Buffer, timeoutMs: number): Promise<unknown> {
+  const def = ETCD_SERVICES.KV[method];
+  if (def === undefined) throw new Error(`no KV/${method}`);
+  return new Promise((resolve, reject) => {
+    client.makeUnaryRequest(
+      def.path,
+      (b: Buffer) => b,
+      def.responseDeserialize,
+      bytes,
+      new Metadata(),
+      { deadline: Date.now() + timeoutMs },
+      (err, response) => (err !== null ? reject(err) : resolve(response)),
+    );
+  });
+}
+
 /** Sends `op` to `client` and returns its outcome; errors that are not gRPC statuses are thrown. */
 export async function send(client: grpc.Client, op: DiffOp, timeoutMs = 10_000): Promise<Outcome> {
   const options = { timeoutMs };
   try {
     let response: unknown;
+    const raw = rawRequest(op);
     switch (op.method) {
       case 'Range':
-        response = await etcdUnary(client, 'KV', 'Range', op.request, options);
+        response = raw !== undefined ? await rawUnary(client, 'Range', raw, timeoutMs) : await etcdUnary(client, 'KV', 'Range', op.request, options);
         break;
       case 'Put':
         response = await etcdUnary(client, 'KV', 'Put', op.request, options);
@@ -48,7 +97,7 @@ export async function send(client: grpc.Client, op: DiffOp, timeoutMs = 10_000):
         response = await etcdUnary(client, 'KV', 'DeleteRange', op.request, options);
         break;
       case 'Txn':
-        response = await etcdUnary(client, 'KV', 'Txn', op.request, options);
+        response = raw !== undefined ? await rawUnary(client, 'Txn', raw, timeoutMs) : await etcdUnary(client, 'KV', 'Txn', op.request, options);
         break;
       case 'Compact':
         response = await etcdUnary(client, 'KV', 'Compact', op.request, options);
@@ -90,7 +139,7 @@ export function outcomeJson(o: Outcome): Json {
 
 /** The op as JSON for a failure message: bigints as strings, Buffers as (latin1) strings. */
 export function opJson(op: DiffOp): string {
-  return JSON.stringify({ kind: op.kind, method: op.method, request: normalise(op.request, new Set()) });
+  return JSON.stringify(normalise(op, new Set()));
 }
 
 // A lossless encoding of ops for replay files (DIFF_REPLAY): bigints as {"$i": "..."}, bytes as {"$b": hex}.

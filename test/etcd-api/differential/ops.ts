@@ -15,11 +15,19 @@ import type {
 import { Compare_CompareResult, Compare_CompareTarget } from '../../../src/protocol/etcd-proto.js';
 import type { SeededRng } from '../../../src/raft/rng.js';
 
+// protobufjs leaves an empty bytes field off the wire, but etcd tells an explicitly empty range_end from an
+// unset one (on a Range or a read-only Txn it means every key >= key). Two op fields send one anyway (compare.ts):
+// explicitEmptyRangeEnd on a Range, and successRangeWithEmptyEnd (a Range appended to the Txn's success ops).
 export type DiffOp =
-  | { readonly kind: string; readonly method: 'Range'; readonly request: MessageInit<RangeRequest> }
+  | { readonly kind: string; readonly method: 'Range'; readonly request: MessageInit<RangeRequest>; readonly explicitEmptyRangeEnd?: true }
   | { readonly kind: string; readonly method: 'Put'; readonly request: MessageInit<PutRequest> }
   | { readonly kind: string; readonly method: 'DeleteRange'; readonly request: MessageInit<DeleteRangeRequest> }
-  | { readonly kind: string; readonly method: 'Txn'; readonly request: MessageInit<TxnRequest> }
+  | {
+      readonly kind: string;
+      readonly method: 'Txn';
+      readonly request: MessageInit<TxnRequest>;
+      readonly successRangeWithEmptyEnd?: MessageInit<RangeRequest>;
+    }
   | { readonly kind: string; readonly method: 'Compact'; readonly request: MessageInit<CompactionRequest> };
 
 /** What the generator knows of the store: the reference's revision and compacted revision (0: none yet). */
@@ -48,6 +56,10 @@ export const FEATURES = {
   // range_end "\0" and then puts it with ignore_lease or ignore_value: its duplicate check sees [key, "\0") as
   // empty and its put check reads the store before the txn. Never drawn unless asked for (it kills etcd).
   etcdPanicOpenDeleteThenIgnorePut: 'etcd-panic-open-delete-then-ignore-put',
+  // Puts of the seldom-written keys too, so that more than 12 keys exist: etcd sorts a range by a non-key
+  // target with Go's sort.Sort, stable (insertion sort) up to 12 kvs only, so ties of 13 or more come in
+  // pdqsort's order. Left out, only the 12 KEYS are written.
+  moreThan12Keys: 'more-than-12-keys',
 } as const;
 
 function txnOps(t: MessageInit<TxnRequest>): MessageInit<RequestOp>[] {
@@ -95,7 +107,7 @@ const b = (s: string): Buffer => Buffer.from(s, 'latin1');
 
 /** The keys: prefixes of each other, one holding a 0x00 byte, one of a single 0xff (its prefix end is "\0"). */
 export const KEYS: readonly Buffer[] = ['a', 'a\0', 'a\0b', 'ab', 'abc', 'abd', 'b', 'ba', 'c', 'foo', 'foo/bar', '\xff'].map(b);
-/** Keys never written: lookups of missing keys and range bounds between the written ones. */
+/** Keys seldom written (a tenth of the keys drawn): mostly missing keys, and range bounds between the others. */
 const MISSING: readonly Buffer[] = ['aa', 'abcd', 'bb', 'd', 'foo/', 'zz'].map(b);
 const VALUES: readonly Buffer[] = ['', 'v0', 'v1', 'v2', 'v3', 'x', 'zz', '\0'].map(b);
 const NO_SUCH_LEASE = 0x1234_5678_9abcn;
@@ -135,6 +147,11 @@ export class OpGenerator {
 
   private key(): Buffer {
     return this.chance(0.9) ? this.pick(KEYS) : this.pick(MISSING);
+  }
+
+  /** A key to put: any key, or one of the 12 KEYS while more-than-12-keys is left out. */
+  private writeKey(): Buffer {
+    return this.has(FEATURES.moreThan12Keys) ? this.key() : this.pick(KEYS);
   }
 
   private value(): Buffer {
@@ -196,7 +213,7 @@ export class OpGenerator {
     return !this.opts.exclude.has(feature);
   }
 
-  put(key: Buffer = this.key(), inTxn = false): MessageInit<PutRequest> {
+  put(key: Buffer = this.writeKey(), inTxn = false): MessageInit<PutRequest> {
     const req: { -readonly [K in keyof MessageInit<PutRequest>]: MessageInit<PutRequest>[K] } = { key, value: this.value() };
     if (this.chance(0.5)) req.prevKv = true;
     const r = this.rng.float();
@@ -253,7 +270,7 @@ export class OpGenerator {
 
   requestOp(s: GenState, depth: number): MessageInit<RequestOp> {
     const r = this.rng.float();
-    if (r < 0.35) return { requestPut: this.put(this.key(), true) };
+    if (r < 0.35) return { requestPut: this.put(this.writeKey(), true) };
     if (r < 0.55) return { requestDeleteRange: this.del() };
     if (r < 0.85 || depth >= 2) return { requestRange: this.range(s) };
     return { requestTxn: this.txn(s, depth + 1) };
@@ -268,7 +285,7 @@ export class OpGenerator {
   compact(s: GenState): MessageInit<CompactionRequest> {
     const r = this.rng.float();
     let revision: bigint;
-    if (r < 0.7) revision = s.revision - BigInt(this.int(0, 5));
+    if (r < 0.7) revision = s.revision - BigInt(this.int(0, 20));
     else if (r < 0.8) revision = s.compacted - BigInt(this.int(0, 2)); // already compacted
     else if (r < 0.9) revision = s.revision + BigInt(this.int(1, 3)); // future
     else revision = BigInt(this.int(-1, 1)); // 0, 1 or negative
@@ -277,7 +294,7 @@ export class OpGenerator {
 
   /** Requests etcd refuses before (or while) applying them. */
   bad(s: GenState): DiffOp {
-    const r = this.rng.int(9);
+    const r = this.rng.int(13);
     const empty = Buffer.alloc(0);
     switch (r) {
       case 0:
@@ -308,7 +325,7 @@ export class OpGenerator {
         return { kind: 'bad:txn-nested-too-many-ops', method: 'Txn', request: { success: [...parent, nested] } };
       }
       case 6: {
-        const put = this.has(FEATURES.txnBadOpBeforeEmptyOp) ? this.put(this.key(), true) : { key: this.key(), value: this.value() };
+        const put = this.has(FEATURES.txnBadOpBeforeEmptyOp) ? this.put(this.writeKey(), true) : { key: this.writeKey(), value: this.value() };
         const branch = [...(this.chance(0.5) ? [{ requestPut: put }] : []), {}];
         return { kind: 'bad:txn-empty-request-op', method: 'Txn', request: this.chance(0.5) ? { success: branch } : { failure: branch } };
       }
@@ -317,6 +334,23 @@ export class OpGenerator {
         const nest = this.chance(0.3);
         const success = nest ? [{ requestTxn: { success: [op] } }] : [op];
         return { kind: 'bad:txn-empty-key', method: 'Txn', request: this.chance(0.3) ? { compare: [{ ...this.compare(s), key: empty }] } : { success } };
+      }
+      case 9: {
+        // Enum values outside etcd's enums (proto3 keeps them): a sort order, or (etcd 3.4 panics) a sort target.
+        const range = { ...this.range(s), sortOrder: this.pick([3, 7, 100]) };
+        return this.chance(0.5)
+          ? { kind: 'bad:unknown-sort-order', method: 'Range', request: range }
+          : { kind: 'bad:unknown-sort-order', method: 'Txn', request: { success: [{ requestRange: range }] } };
+      }
+      case 10: {
+        const range = { ...this.range(s), sortTarget: this.pick([5, 9]) };
+        return { kind: 'bad:unknown-sort-target', method: 'Range', request: range };
+      }
+      case 11:
+      case 12: {
+        const c = { ...this.compare(s), ...(r === 11 ? { result: this.pick([4, 9]) } : { target: this.pick([5, 9]) }) };
+        const kind = r === 11 ? 'bad:unknown-compare-result' : 'bad:unknown-compare-target';
+        return { kind, method: 'Txn', request: { compare: [c], success: [{ requestRange: { key: this.pick(KEYS) } }], failure: [{ requestPut: { key: this.pick(KEYS), value: this.value() } }] } };
       }
       default:
         // A compare with an empty key in a txn that is otherwise fine.
@@ -336,8 +370,15 @@ export class OpGenerator {
         return { kind: 'txn', method: 'Txn', request: txn };
       }
     }
-    if (r < 0.9) return { kind: 'range', method: 'Range', request: this.range(s) };
-    if (r < 0.93) return { kind: 'compact', method: 'Compact', request: this.compact(s) };
+    if (r < 0.89) return { kind: 'range', method: 'Range', request: this.range(s) };
+    if (r < 0.9) {
+      // An explicitly empty range_end: a Range, or a read-only Txn ending with one.
+      const { rangeEnd: _end, ...range } = this.range(s);
+      if (this.chance(0.5)) return { kind: 'range-explicit-empty-end', method: 'Range', request: range, explicitEmptyRangeEnd: true };
+      const request = { compare: Array.from({ length: this.int(0, 2) }, () => this.compare(s)), success: [{ requestRange: this.range(s) }] };
+      return { kind: 'txn-explicit-empty-end', method: 'Txn', request, successRangeWithEmptyEnd: range };
+    }
+    if (r < 0.915) return { kind: 'compact', method: 'Compact', request: this.compact(s) };
     return this.bad(s);
   }
 

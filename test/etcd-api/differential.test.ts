@@ -1,0 +1,211 @@
+// A seeded differential test of raftkv's etcd KV API against a real etcd 3.4: one random sequence of Range,
+// Put, DeleteRange, Txn and Compact requests (and requests etcd refuses) over a dozen colliding keys, sent to a
+// fresh single-member etcd and a fresh single-member raftkv in turn; every answer must be the same, field by
+// field (values, revisions, versions, leases, counts, `more`, prev kvs, `succeeded`, every header revision; for
+// errors the gRPC code and the exact details string). Only header cluster_id, member_id and raft_term differ.
+// Both start empty at revision 1, so revisions must match exactly. The first mismatch fails the test with the
+// seed, the op number, the op and both answers, and saves the ops so far for DIFF_REPLAY.
+//
+//   SEED=n            the seed (random if unset; printed)
+//   DIFF_OPS=n        how many ops (10,000 by default)
+//   DIFF_EXCLUDE=k,.. op kinds (DiffOp.kind: put, txn, bad:txn-duplicate-key, ...) and features
+//                     (differential/ops.ts FEATURES) left out, besides KNOWN_MISMATCHES and ETCD_BUGS
+//   DIFF_INCLUDE=f,.. features of KNOWN_MISMATCHES or ETCD_BUGS drawn after all
+//   DIFF_REPLAY=file  replays a saved op file (one op a line) instead of generating
+//   DIFF_STATS=1      prints, per op kind, the answers by error string and how many txns succeeded
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { EtcdCluster } from '../../bench/etcd-cluster.js';
+import { etcdUnary } from '../../src/protocol/etcd-proto.js';
+import { seededRng } from '../../src/raft/rng.js';
+import { startTestCluster, type TestCluster } from '../integration/helpers.js';
+import { describeWithSystem } from '../system-deps.js';
+import { decodeOp, encodeOp, firstDifference, opJson, outcomeJson, send, type Json, type Outcome } from './differential/compare.js';
+import { FEATURES, OpGenerator, type DiffOp, type GenState } from './differential/ops.js';
+
+const env = (name: string): string | undefined => {
+  const v = process.env[name];
+  return v === undefined || v === '' ? undefined : v;
+};
+
+const SEED = Number(env('SEED') ?? Math.floor(Math.random() * 2 ** 31));
+const OPS = Number(env('DIFF_OPS') ?? 10_000);
+const REPLAY = env('DIFF_REPLAY');
+const STATS = env('DIFF_STATS') === '1';
+
+/**
+ * Op kinds and features (ops.ts FEATURES) left out because of a known mismatch with etcd, each with the
+ * minimal case: empty when raftkv agrees on everything the generator draws.
+ */
+const KNOWN_MISMATCHES: readonly string[] = [
+  // raftkv refuses a negative lease id before every other check: Txn{failure: [Put a lease=-1]} (the branch not
+  // taken): etcd succeeds, raftkv NOT_FOUND "requested lease not found"; Txn{success: [Put a, Put a lease=-1]}:
+  // etcd INVALID_ARGUMENT "duplicate key given in txn request", raftkv NOT_FOUND; Put{a, lease=-1,
+  // ignore_lease}: etcd INVALID_ARGUMENT "lease is provided", raftkv NOT_FOUND.
+  FEATURES.negativeLease,
+  // Txn{success: [Range a revision=100 (future), Put b ignore_value (b missing)]} on a fresh store: etcd
+  // INVALID_ARGUMENT "key not found" (it checks the taken branch's puts, then its ranges), raftkv OUT_OF_RANGE
+  // "required revision is a future revision"; the same with Put b lease=12345 (etcd: NOT_FOUND "requested lease
+  // not found"), and with a compacted revision instead of a future one.
+  FEATURES.txnPutAndRangeErrors,
+  // Put{key: a, lease: 12345 (none), ignore_value: true} on a fresh store: etcd NOT_FOUND "requested lease not
+  // found" (a top-level put checks its lease first), raftkv INVALID_ARGUMENT "key not found". (In a Txn both
+  // answer "key not found", as etcd's checkRequestPut looks at ignore_value first.)
+  FEATURES.putLeaseAndIgnoreValue,
+  // Txn{success: [Put a value=x ignore_value=true, {}]}: etcd INVALID_ARGUMENT "value is provided" (it checks
+  // the ops in order), raftkv INVALID_ARGUMENT "key not found" (the empty RequestOp is refused first).
+  FEATURES.txnBadOpBeforeEmptyOp,
+  // Range{key: a, sort_order: 7} (not in the enum): etcd answers as if NONE was asked (the kvs in key order),
+  // raftkv INVALID_ARGUMENT "range: unknown sort order 7".
+  'bad:unknown-sort-order',
+  // Txn{compare: [{key: a, result: 9, target: VERSION, version: 1}]} with a at version 1: etcd succeeds
+  // (succeeded true), raftkv INVALID_ARGUMENT "txn: unknown compare result 9".
+  'bad:unknown-compare-result',
+  // Txn{compare: [{key: a, result: EQUAL, target: 9, version: 1}]}: etcd succeeds (succeeded true), raftkv
+  // INVALID_ARGUMENT "txn: unknown compare target 9".
+  'bad:unknown-compare-target',
+  // Range{key: a, range_end: explicitly empty on the wire} with a and b stored: etcd answers a and b (every key
+  // >= a), raftkv only a (protobufjs reads an empty range_end as unset); the same for a Range in a read-only Txn.
+  'range-explicit-empty-end',
+  'txn-explicit-empty-end',
+  // 13 keys k00..k12 put 5,7,2,3,3,1,1,3,1,1,1,1,1 times, then Range{k, l, sort ASCEND by VERSION}: etcd lists
+  // the version-1 keys k09 k05 k06 k08 k10 k11 k12 (Go's unstable sort.Sort past 12 kvs), raftkv in key order
+  // k05 k06 k08 k09 ... (a stable sort).
+  FEATURES.moreThan12Keys,
+];
+/** What etcd 3.4.23 itself gets wrong (ops.ts FEATURES): left out, as there is no reference answer. */
+const ETCD_BUGS: readonly string[] = [
+  FEATURES.etcdPanicOpenDeleteThenIgnorePut,
+  // Range{key: a, sort_order: ASCEND or NONE, sort_target: 9}: etcd 3.4.23 panics (nil pointer dereference:
+  // no sorter for the target); raftkv INVALID_ARGUMENT "range: unknown sort target 9". (At a future revision
+  // etcd answers OUT_OF_RANGE "required revision is a future revision": it looks at the target only to sort.)
+  'bad:unknown-sort-target',
+];
+const EXCLUDE = new Set([...KNOWN_MISMATCHES, ...ETCD_BUGS, ...(env('DIFF_EXCLUDE')?.split(',') ?? [])]);
+// DIFF_INCLUDE=name,.. draws what the two lists above leave out (to check whether a mismatch is still there).
+for (const name of env('DIFF_INCLUDE')?.split(',') ?? []) EXCLUDE.delete(name);
+
+const ETCD_CLIENT_BASE_PORT = 24500;
+const ETCD_PEER_BASE_PORT = 24600;
+const RAFTKV_BASE_PORT = 24000;
+
+async function waitAnswering(client: grpc.Client, what: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      await etcdUnary(client, 'KV', 'Range', { key: Buffer.from('a') }, { timeoutMs: 1000 });
+      return;
+    } catch (err) {
+      if (Date.now() > deadline) throw new Error(`${what} does not answer a Range after ${timeoutMs} ms: ${String(err)}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
+async function headerRevision(client: grpc.Client): Promise<bigint> {
+  const res = await etcdUnary(client, 'KV', 'Range', { key: Buffer.from('a') }, { timeoutMs: 5000 });
+  return res.header?.revision ?? -1n;
+}
+
+/** The outer header revision of a successful answer (undefined for an error). */
+function revisionOf(o: Outcome): bigint | undefined {
+  if (!o.ok || o.response === null || typeof o.response !== 'object' || Array.isArray(o.response)) return undefined;
+  const header = o.response.header;
+  if (header === null || header === undefined || typeof header !== 'object' || Array.isArray(header)) return undefined;
+  return typeof header.revision === 'string' ? BigInt(header.revision) : undefined;
+}
+
+const pretty = (j: Json): string => JSON.stringify(j, null, 1);
+
+describeWithSystem(['etcd'], 'etcd KV API: differential test against etcd 3.4', () => {
+  let runDir: string;
+  let etcd: EtcdCluster | undefined;
+  let tc: TestCluster | undefined;
+  let ref: grpc.Client | undefined; // etcd, the reference
+  let sut: grpc.Client | undefined; // raftkv
+  let failed = false;
+
+  beforeAll(async () => {
+    runDir = mkdtempSync(join(tmpdir(), 'raftkv-diff-'));
+    const e = new EtcdCluster({ runDir, size: 1, clientBasePort: ETCD_CLIENT_BASE_PORT, peerBasePort: ETCD_PEER_BASE_PORT });
+    etcd = e;
+    // Not e.start(): its readiness check puts a key, and both stores must start empty at revision 1.
+    for (const m of e.members) m.start();
+    const startRaftkv = startTestCluster({ nodes: 1, basePort: RAFTKV_BASE_PORT });
+    ref = new grpc.Client(e.clientEndpoints[0] ?? '', grpc.credentials.createInsecure());
+    tc = await startRaftkv;
+    sut = new grpc.Client(tc.cluster.endpoints([await tc.leader()])[0] ?? '', grpc.credentials.createInsecure());
+    await Promise.all([waitAnswering(ref, 'etcd', 30_000), waitAnswering(sut, 'raftkv', 30_000)]);
+  }, 90_000);
+
+  afterAll(async () => {
+    ref?.close();
+    sut?.close();
+    await Promise.all([etcd?.stop(), tc?.close()]);
+    if (!failed) rmSync(runDir, { recursive: true, force: true });
+  });
+
+  it(`answers ${REPLAY === undefined ? `${OPS} seeded ops` : `the ops of ${REPLAY}`} as etcd does`, async () => {
+    if (ref === undefined || sut === undefined) throw new Error('servers not started');
+    const start = [await headerRevision(ref), await headerRevision(sut)];
+    expect(start, 'both stores start empty at revision 1').toEqual([1n, 1n]);
+
+    const replay = REPLAY === undefined ? undefined : readFileSync(REPLAY, 'utf8').split('\n').filter((l) => l.trim() !== '').map(decodeOp);
+    const count = replay?.length ?? OPS;
+    const gen = new OpGenerator(seededRng(SEED), { exclude: EXCLUDE });
+    const state: GenState = { revision: 1n, compacted: 0n };
+    const history: DiffOp[] = [];
+    const stats = new Map<string, { n: number; errors: number }>();
+    const answers = new Map<string, number>(); // DIFF_STATS: `kind: error string` or `kind: ok (succeeded)`
+    const t0 = Date.now();
+
+    for (let i = 0; i < count; i++) {
+      const op = replay?.[i] ?? gen.next(state);
+      history.push(op);
+      const [a, b] = await Promise.all([send(ref, op), send(sut, op)]);
+      const where = firstDifference(outcomeJson(a), outcomeJson(b));
+      if (where !== undefined) {
+        failed = true;
+        const saved = join(tmpdir(), `raftkv-diff-seed${SEED}-op${i}.jsonl`);
+        writeFileSync(saved, history.map(encodeOp).join('\n') + '\n');
+        const member = etcd?.members[0];
+        if (member !== undefined && !a.ok) await Promise.race([member.waitExit(), new Promise((r) => setTimeout(r, 1000))]); // a panic?
+        const etcdDown = member?.running === false ? [`etcd exited (a panic?): see ${join(runDir, 'etcd', 'm1.log')}`] : [];
+        throw new Error(
+          [
+            `raftkv differs from etcd: seed ${SEED}, op ${i} (${op.kind}), at ${where}`,
+            ...etcdDown,
+            `op: ${opJson(op)}`,
+            `etcd:   ${pretty(outcomeJson(a))}`,
+            `raftkv: ${pretty(outcomeJson(b))}`,
+            `the ${i + 1} ops so far: ${saved} (DIFF_REPLAY=${saved} replays them); etcd's data and log: ${runDir}`,
+          ].join('\n'),
+        );
+      }
+      const rev = revisionOf(a);
+      if (rev !== undefined) state.revision = rev;
+      if (op.method === 'Compact' && a.ok) {
+        const compacted = BigInt(op.request.revision ?? 0n);
+        if (compacted > state.compacted) state.compacted = compacted;
+      }
+      const s = stats.get(op.kind) ?? { n: 0, errors: 0 };
+      s.n++;
+      if (!a.ok) s.errors++;
+      stats.set(op.kind, s);
+      if (STATS) {
+        const res = a.ok ? a.response : null;
+        const succeeded = res !== null && typeof res === 'object' && !Array.isArray(res) && typeof res.succeeded === 'boolean' ? ` (succeeded ${res.succeeded})` : '';
+        const key = `${op.kind}: ${a.ok ? `ok${succeeded}` : `${a.code} ${a.details}`}`;
+        answers.set(key, (answers.get(key) ?? 0) + 1);
+      }
+    }
+
+    const ms = Date.now() - t0;
+    const kinds = [...stats].sort(([x], [y]) => x.localeCompare(y)).map(([k, s]) => `${k} ${s.n} (${s.errors} refused)`);
+    if (STATS) console.log([...answers].sort(([x], [y]) => x.localeCompare(y)).map(([k, n]) => `${n}\t${k}`).join('\n'));
+    console.log(`differential: seed ${SEED}, ${count} ops in ${ms} ms, final revision ${state.revision}, compacted ${state.compacted}; ${kinds.join(', ')}`);
+  }, Math.max(120_000, OPS * 20));
+});

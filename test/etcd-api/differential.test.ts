@@ -41,20 +41,6 @@ const STATS = env('DIFF_STATS') === '1';
  * minimal case: empty when raftkv agrees on everything the generator draws.
  */
 const KNOWN_MISMATCHES: readonly string[] = [
-  // raftkv refuses a negative lease id before every other check: Txn{failure: [Put a lease=-1]} (the branch not
-  // taken): etcd succeeds, raftkv NOT_FOUND "requested lease not found"; Txn{success: [Put a, Put a lease=-1]}:
-  // etcd INVALID_ARGUMENT "duplicate key given in txn request", raftkv NOT_FOUND; Put{a, lease=-1,
-  // ignore_lease}: etcd INVALID_ARGUMENT "lease is provided", raftkv NOT_FOUND.
-  FEATURES.negativeLease,
-  // Txn{success: [Range a revision=100 (future), Put b ignore_value (b missing)]} on a fresh store: etcd
-  // INVALID_ARGUMENT "key not found" (it checks the taken branch's puts, then its ranges), raftkv OUT_OF_RANGE
-  // "required revision is a future revision"; the same with Put b lease=12345 (etcd: NOT_FOUND "requested lease
-  // not found"), and with a compacted revision instead of a future one.
-  FEATURES.txnPutAndRangeErrors,
-  // Put{key: a, lease: 12345 (none), ignore_value: true} on a fresh store: etcd NOT_FOUND "requested lease not
-  // found" (a top-level put checks its lease first), raftkv INVALID_ARGUMENT "key not found". (In a Txn both
-  // answer "key not found", as etcd's checkRequestPut looks at ignore_value first.)
-  FEATURES.putLeaseAndIgnoreValue,
   // Txn{success: [Put a value=x ignore_value=true, {}]}: etcd INVALID_ARGUMENT "value is provided" (it checks
   // the ops in order), raftkv INVALID_ARGUMENT "key not found" (the empty RequestOp is refused first).
   FEATURES.txnBadOpBeforeEmptyOp,

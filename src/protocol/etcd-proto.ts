@@ -106,15 +106,77 @@ function check64(type: protobuf.Type, value: object, path: string): void {
   }
 }
 
+/**
+ * Set (true, not enumerable) on a decoded RangeRequest whose range_end was on the wire with no bytes. proto3
+ * cannot tell that from an unset field, but etcd can (Go reads it as a non-nil empty slice): on Range and in a
+ * read-only Txn it means "every key >= key" (ETCD-NOTES, behaviour 1). protobufjs does not keep the difference,
+ * so the decoder reads it from the wire: only for the types that hold a RangeRequest (Range, Txn requests).
+ */
+export const EMPTY_RANGE_END_SENT: unique symbol = Symbol('etcd: range_end sent empty');
+
+const RANGE_REQUEST = 'etcdserverpb.RangeRequest';
+const carriesRange = new Map<string, boolean>(); // by full name: the type holds a RangeRequest at some depth
+
+function holdsRangeRequest(type: protobuf.Type, seen: Set<string> = new Set()): boolean {
+  const known = carriesRange.get(type.fullName);
+  if (known !== undefined) return known;
+  if (type.fullName.slice(1) === RANGE_REQUEST) return true;
+  if (seen.has(type.fullName)) return false;
+  seen.add(type.fullName);
+  const holds = type.fieldsArray.some((f) => f.resolvedType instanceof protobuf.Type && holdsRangeRequest(f.resolvedType, seen));
+  carriesRange.set(type.fullName, holds);
+  return holds;
+}
+
+/** The length-delimited fields of a message on the wire, in order: field number and the bytes. */
+function delimitedFields(bytes: Uint8Array): { id: number; value: Uint8Array }[] {
+  const reader = protobuf.Reader.create(bytes);
+  const out: { id: number; value: Uint8Array }[] = [];
+  while (reader.pos < reader.len) {
+    const tag = reader.uint32();
+    if ((tag & 7) === 2) out.push({ id: tag >>> 3, value: reader.bytes() });
+    else reader.skipType(tag & 7);
+  }
+  return out;
+}
+
+/** Marks, in `obj` (the decoded copy of `bytes`), every RangeRequest whose range_end was sent empty. */
+function markEmptyRangeEnds(type: protobuf.Type, bytes: Uint8Array, obj: Record<string, unknown>): void {
+  const wire = delimitedFields(bytes);
+  if (type.fullName.slice(1) === RANGE_REQUEST) {
+    const id = type.fields['rangeEnd']?.id;
+    if (wire.some((f) => f.id === id && f.value.length === 0)) Object.defineProperty(obj, EMPTY_RANGE_END_SENT, { value: true });
+    return;
+  }
+  for (const field of type.fieldsArray) {
+    const sub = field.resolvedType;
+    if (!(sub instanceof protobuf.Type) || !holdsRangeRequest(sub)) continue;
+    const occurrences = wire.filter((f) => f.id === field.id);
+    const decoded = obj[field.name];
+    const targets: unknown[] = field.repeated && Array.isArray(decoded) ? decoded : [decoded];
+    occurrences.forEach((f, i) => {
+      // A repeated field's i-th element is its i-th occurrence; a single one is the last occurrence merged (etcd's
+      // clients send it once).
+      const target = field.repeated ? targets[i] : targets[0];
+      if (typeof target === 'object' && target !== null) markEmptyRangeEnds(sub, f.value, target as Record<string, unknown>);
+    });
+  }
+}
+
 function codecOf<T>(type: protobuf.Type): MessageCodec<T> {
   const name = type.fullName.slice(1);
+  const marks = holdsRangeRequest(type);
   return {
     encode: (value) => {
       check64(type, value as object, name);
       const bytes = type.encode(type.fromObject(value as Record<string, unknown>)).finish();
       return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     },
-    decode: (bytes) => type.toObject(type.decode(bytes), DECODED) as unknown as T,
+    decode: (bytes) => {
+      const obj = type.toObject(type.decode(bytes), DECODED);
+      if (marks) markEmptyRangeEnds(type, bytes, obj);
+      return obj as unknown as T;
+    },
   };
 }
 

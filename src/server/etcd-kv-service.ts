@@ -12,7 +12,7 @@ import type { KvNode, ResponseHeader } from '../node/api.js';
 import { RaftKvError } from '../shared/errors.js';
 import type { Command, Compare, CompareOp, KeyValue, KvLimits, Op, OpResult, RangeRequest, SortOrder, SortTarget } from '../kv/types.js';
 import { ETCD_KEY_NOT_FOUND, validateCommand, validateRange } from '../kv/validate.js';
-import { Compare_CompareResult, Compare_CompareTarget, RangeRequest_SortOrder, RangeRequest_SortTarget } from '../protocol/etcd-proto.js';
+import { Compare_CompareResult, Compare_CompareTarget, EMPTY_RANGE_END_SENT, RangeRequest_SortOrder, RangeRequest_SortTarget } from '../protocol/etcd-proto.js';
 import type * as etcd from '../protocol/etcd-proto.js';
 import type { EtcdServiceHandlers, MessageInit } from '../protocol/etcd-proto.js';
 import { ETCD_NO_LEADER, toEtcdStatus } from '../protocol/etcd-errors.js';
@@ -65,14 +65,19 @@ const COMPARE_RESULTS: Readonly<Record<number, CompareOp>> = {
   [Compare_CompareResult.GREATER]: '>',
 };
 
-export function rangeFromEtcd(r: etcd.RangeRequest): RangeRequest {
+/**
+ * `emptyEndOpen`: a range_end sent empty means every key >= key (a Range, or a Range in a read-only Txn, which
+ * etcd serves without the log; in the log the empty field is dropped and it means the one key).
+ */
+export function rangeFromEtcd(r: etcd.RangeRequest, emptyEndOpen: boolean): RangeRequest {
+  const sentEmpty = (r as { [EMPTY_RANGE_END_SENT]?: boolean })[EMPTY_RANGE_END_SENT] === true;
   const sortOrder = SORT_ORDERS[r.sortOrder];
   const sortTarget = SORT_TARGETS[r.sortTarget];
   if (sortOrder === undefined) throw invalid(`range: unknown sort order ${r.sortOrder}`);
   if (sortTarget === undefined) throw invalid(`range: unknown sort target ${r.sortTarget}`);
   return {
     key: r.key,
-    end: r.rangeEnd,
+    end: emptyEndOpen && sentEmpty && r.rangeEnd.length === 0 ? Uint8Array.of(0) : r.rangeEnd,
     limit: r.limit > 0n ? clampToSafe(r.limit) : 0, // etcd: a limit <= 0 is no limit
     keysOnly: r.keysOnly,
     countOnly: r.countOnly,
@@ -115,14 +120,22 @@ function deleteFromEtcd(d: etcd.DeleteRangeRequest): Op & { type: 'delete' } {
   return { type: 'delete', range: { key: d.key, end: d.rangeEnd }, prevKv: d.prevKv };
 }
 
-function txnFromEtcd(t: etcd.TxnRequest): Op & { type: 'txn' } {
-  return { type: 'txn', compares: t.compare.map(compareFromEtcd), success: t.success.map(opFromEtcd), failure: t.failure.map(opFromEtcd) };
+/** etcd's isTxnReadonly: no put or delete in either branch, at any depth. */
+function isReadOnly(t: etcd.TxnRequest): boolean {
+  return [...t.success, ...t.failure].every((o) =>
+    o.request === 'requestPut' || o.request === 'requestDeleteRange' ? false : o.request === 'requestTxn' && o.requestTxn !== undefined ? isReadOnly(o.requestTxn) : true,
+  );
 }
 
-function opFromEtcd(o: etcd.RequestOp): Op {
+function txnFromEtcd(t: etcd.TxnRequest, readOnly = isReadOnly(t)): Op & { type: 'txn' } {
+  const op = (o: etcd.RequestOp): Op => opFromEtcd(o, readOnly);
+  return { type: 'txn', compares: t.compare.map(compareFromEtcd), success: t.success.map(op), failure: t.failure.map(op) };
+}
+
+function opFromEtcd(o: etcd.RequestOp, readOnly: boolean): Op {
   switch (o.request) {
     case 'requestRange':
-      if (o.requestRange !== undefined) return { type: 'range', request: rangeFromEtcd(o.requestRange) };
+      if (o.requestRange !== undefined) return { type: 'range', request: rangeFromEtcd(o.requestRange, readOnly) };
       break;
     case 'requestPut':
       if (o.requestPut !== undefined) return putFromEtcd(o.requestPut);
@@ -131,7 +144,7 @@ function opFromEtcd(o: etcd.RequestOp): Op {
       if (o.requestDeleteRange !== undefined) return deleteFromEtcd(o.requestDeleteRange);
       break;
     case 'requestTxn':
-      if (o.requestTxn !== undefined) return txnFromEtcd(o.requestTxn);
+      if (o.requestTxn !== undefined) return txnFromEtcd(o.requestTxn, readOnly);
       break;
     case undefined:
       break;
@@ -202,7 +215,7 @@ export function createEtcdKvService(opts: EtcdKvOptions): EtcdServiceHandlers<'K
 
   return {
     Range: unary<etcd.RangeRequest, etcd.RangeResponse>('Range', async (req, deadlineMs) => {
-      const request = rangeFromEtcd(req);
+      const request = rangeFromEtcd(req, true);
       validateRange(request, limits);
       const { header: h, result } = await node.read(request, { serializable: req.serializable, deadlineMs });
       return { header: header(h, result.revision), kvs: result.kvs.map(kvToEtcd), more: result.more, count: BigInt(result.count) };

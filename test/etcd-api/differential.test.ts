@@ -53,10 +53,6 @@ const KNOWN_MISMATCHES: readonly string[] = [
   // Txn{compare: [{key: a, result: EQUAL, target: 9, version: 1}]}: etcd succeeds (succeeded true), raftkv
   // INVALID_ARGUMENT "txn: unknown compare target 9".
   'bad:unknown-compare-target',
-  // Range{key: a, range_end: explicitly empty on the wire} with a and b stored: etcd answers a and b (every key
-  // >= a), raftkv only a (protobufjs reads an empty range_end as unset); the same for a Range in a read-only Txn.
-  'range-explicit-empty-end',
-  'txn-explicit-empty-end',
   // 13 keys k00..k12 put 5,7,2,3,3,1,1,3,1,1,1,1,1 times, then Range{k, l, sort ASCEND by VERSION}: etcd lists
   // the version-1 keys k09 k05 k06 k08 k10 k11 k12 (Go's unstable sort.Sort past 12 kvs), raftkv in key order
   // k05 k06 k08 k09 ... (a stable sort).

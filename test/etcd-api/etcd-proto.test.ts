@@ -14,6 +14,7 @@ import { ManagedProcess } from '../../bench/proc-group.js';
 import {
   Compare_CompareResult,
   Compare_CompareTarget,
+  EMPTY_RANGE_END_SENT,
   ETCD_SERVICES,
   etcdBidiStream,
   etcdCodec,
@@ -44,6 +45,20 @@ function varint(n: bigint): number[] {
 }
 
 describe('etcd-proto codecs', () => {
+  it('tells a range_end sent empty from one not sent, at the top and inside a txn (etcd tells them apart)', () => {
+    const range = etcdCodec('etcdserverpb.RangeRequest');
+    const sent = (o: object): boolean => (o as { [EMPTY_RANGE_END_SENT]?: boolean })[EMPTY_RANGE_END_SENT] === true;
+    const withEmptyEnd = Uint8Array.of(0x0a, 0x01, 0x61, 0x12, 0x00); // key "a", range_end of 0 bytes
+    expect(sent(range.decode(withEmptyEnd))).toBe(true);
+    expect(sent(range.decode(Uint8Array.of(0x0a, 0x01, 0x61)))).toBe(false);
+    expect(sent(range.decode(Uint8Array.of(0x0a, 0x01, 0x61, 0x12, 0x01, 0x62)))).toBe(false); // "b": not empty
+    expect(Object.keys(range.decode(withEmptyEnd))).not.toContain(String(EMPTY_RANGE_END_SENT)); // not enumerable
+    // TxnRequest.success (2) = RequestOp { request_range (1) = the RangeRequest above }
+    const op = [0x0a, withEmptyEnd.length, ...withEmptyEnd];
+    const txn = etcdCodec('etcdserverpb.TxnRequest').decode(Uint8Array.of(0x12, op.length, ...op));
+    expect(sent(txn.success[0]?.requestRange ?? {})).toBe(true);
+  });
+
   const header = etcdCodec('etcdserverpb.ResponseHeader');
 
   it.each([0n, TWO_53_PLUS_1, INT64_MAX, INT64_MIN])('int64 %s round-trips exactly, on the wire as a 10-byte-max varint', (v) => {

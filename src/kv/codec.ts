@@ -1,4 +1,6 @@
 // Compact binary encodings of the state machine: log entry payloads (Envelope), stored values, session answers.
+// One file of ~650 lines: every format's writer and reader side by side, under the one format description
+// below, so a format change is made (and reviewed) in one place.
 //
 // Primitives (all formats):
 //   uvarint   unsigned LEB128, at most 8 bytes, values 0 .. 2^53-1 (JS safe integers)

@@ -5,10 +5,12 @@
 // the write-behind buffers: write-buffer.ts; the snapshot directory: snapshot-dir.ts; the key-space digest
 // (scanned against the store at open and by verifyKeySpace()): key-space-digest.ts.
 //
-// Why one file of ~1,100 lines: one state (the live LevelDB store, the write-behind buffers, the applied
-// index, members, sessions and digest as of it, and the serial order of apply, snapshot capture, restore and
-// close) with one invariant (LevelDB holds whole apply batches with their applied index; everything else is in
-// the buffers, in order). The methods below each take a part of that state through the same serial order;
+// Why one file of ~1,550 lines: one state (the live LevelDB store, the write-behind buffers, the applied
+// index, members, sessions, digest and MVCC revision as of it, and the serial order of apply, history reads,
+// compaction steps, snapshot capture, restore and close) with one invariant (LevelDB holds whole apply batches
+// with their applied index and revision; everything else is in the buffers, in order). The pure parts live
+// apart: the history layout (history.ts), what etcd does to a range after the read (range-query.ts), the
+// checks etcd makes before a request (validate.ts). The methods below each take a part of that state through the same serial order;
 // split across files they would share it through a back door.
 //
 // Every apply() writes all of an entry batch's effects, the sessions, the members and the applied index/term in
@@ -17,11 +19,16 @@
 // write first, so everything a snapshot covers is durable in LevelDB before the WAL may be compacted.
 //
 // Semantics:
-// - Keys carry etcd metadata: createIndex (index of the put that created the key since its last delete),
-//   modIndex (index of the last put), version (puts since creation). A delete removes the key and its metadata.
-// - txn: compares are evaluated against the state before the txn; then the ops of the chosen branch run in
-//   order, each seeing the earlier ones (two puts to one key in a txn make version +2). All effects carry the
-//   entry's index. A 'value' compare on a missing key is false for every op (as in etcd).
+// - etcd's MVCC: one store revision, 1 on an empty store, +1 per command that changed something (a put, a delete
+//   that deleted a key, a txn with writes); a command's writes share it (sub-revisions order them). Keys carry
+//   create_revision, mod_revision, version (puts since creation) and lease. A delete removes the live record and
+//   writes a tombstone into the history; the next put starts a new generation at version 1. Log indexes of
+//   no-ops, conf changes and refused commands do not move the revision.
+// - History ('h', history.ts) is kept until a compact command; ranges read it at a past revision. Compaction
+//   deletes in the background, COMPACTION_BATCH_RECORDS at a time, and resumes at open after a crash.
+// - txn: every compare on the chosen path (nested txns too) is decided on the state before the txn; the path's
+//   puts, then its ranges, are checked (etcd's order); then the ops run in order, each seeing the earlier ones.
+//   A 'value' compare on a missing key is false for every op (as in etcd).
 // - Client sessions (Envelope.clientId != ""): seq == the session's last seq returns the stored first answer
 //   without applying again; seq < last is a FAILED_PRECONDITION error outcome; seq > last applies and stores
 //   the answer (result or error). Expiry is driven by the log only, so it is identical on every replica: after

@@ -57,33 +57,22 @@ async function wholeDirOnTmpfs(c: TestCluster): Promise<string> {
   return dir;
 }
 
-/** Only member FULL's state machine (kv/) on a small tmpfs: the WAL keeps its space, LevelDB runs out. */
-async function stateMachineOnTmpfs(c: TestCluster): Promise<string> {
+/** Only one folder of member FULL's data directory (kv/: LevelDB, or wal/) on a small tmpfs: the rest keeps its space. */
+async function folderOnTmpfs(c: TestCluster, folder: 'kv' | 'wal'): Promise<string> {
   await c.startMember(FULL);
   await c.stopMember(FULL);
-  const kv = join(c.dataDir(FULL), 'kv');
-  await rename(kv, `${kv}.orig`);
-  await mkdir(kv);
-  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${TMPFS_BYTES}`, 'tmpfs', kv]);
-  mnt = kv;
-  await cp(`${kv}.orig`, kv, { recursive: true });
+  const dir = join(c.dataDir(FULL), folder);
+  await rename(dir, `${dir}.orig`);
+  await mkdir(dir);
+  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${TMPFS_BYTES}`, 'tmpfs', dir]);
+  mnt = dir;
+  await cp(`${dir}.orig`, dir, { recursive: true });
   await c.startMember(FULL, { dataDir: c.dataDir(FULL) });
-  return kv;
+  return dir;
 }
 
-/** Only member FULL's WAL (wal/) on a small tmpfs: LevelDB keeps its space, the WAL runs out. */
-async function walOnTmpfs(c: TestCluster): Promise<string> {
-  await c.startMember(FULL);
-  await c.stopMember(FULL);
-  const wal = join(c.dataDir(FULL), 'wal');
-  await rename(wal, `${wal}.orig`);
-  await mkdir(wal);
-  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${TMPFS_BYTES}`, 'tmpfs', wal]);
-  mnt = wal;
-  await cp(`${wal}.orig`, wal, { recursive: true });
-  await c.startMember(FULL, { dataDir: c.dataDir(FULL) });
-  return wal;
-}
+const stateMachineOnTmpfs = (c: TestCluster): Promise<string> => folderOnTmpfs(c, 'kv');
+const walOnTmpfs = (c: TestCluster): Promise<string> => folderOnTmpfs(c, 'wal');
 
 // The whole directory: which store meets the full disk first depends on the sizes of the WAL's appends and
 // LevelDB's write-behind batches (with revisions and history LevelDB's are larger, and it usually does); when

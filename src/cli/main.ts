@@ -20,6 +20,7 @@ commands:
   put KEY VALUE [--prev-kv]                 write a key
   get KEY [--serializable]                  read a key (linearizable unless --serializable)
   del KEY [--prefix] [--prev-kv]            delete a key, or every key under a prefix
+  compact REVISION [--physical]             drop the history below REVISION (reads there then fail)
   range PREFIX [--limit N] [--keys-only] [--count-only] [--serializable]
   cas KEY EXPECTED NEW                      set KEY to NEW iff its value is EXPECTED (fails otherwise)
   cas KEY NEW --create                      set KEY to NEW iff it does not exist
@@ -68,6 +69,7 @@ const COMMAND_FLAGS: Readonly<Record<string, readonly string[]>> = {
   put: ['prev-kv'],
   get: ['serializable'],
   del: ['prefix', 'prev-kv'],
+  compact: ['physical'],
   range: ['limit', 'keys-only', 'count-only', 'serializable'],
   cas: ['create'],
   status: ['watch', 'interval-ms', 'count'],
@@ -134,6 +136,7 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
         'interval-ms': { type: 'string' },
         count: { type: 'string' },
         learner: { type: 'boolean' },
+        physical: { type: 'boolean' },
       },
       allowPositionals: true,
       strict: true,
@@ -201,6 +204,20 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
         const r = await k.delete(values.prefix === true ? { prefix: key } : key, { prevKv: values['prev-kv'] ?? false });
         const prev = r.prevKvs.map((kv) => `\n${text(kv.key)}\n${text(kv.value)}`).join('');
         out(`${r.deleted}${prev}`, { header: r.header, deleted: r.deleted, prevKvs: r.prevKvs.map(kvJson) });
+      } finally {
+        k.close();
+      }
+      return;
+    }
+    case 'compact': {
+      wantArgs(cmd, args, 1, 'REVISION');
+      const rev = args[0] ?? '';
+      if (!/^\d+$/.test(rev) || !Number.isSafeInteger(Number(rev))) throw invalid(`compact: REVISION ${JSON.stringify(rev)} is not a whole number`);
+      const revision = Number(rev);
+      const k = client();
+      try {
+        const r = await k.compact(revision, { physical: values.physical ?? false });
+        out(`compacted revision ${revision} (${headerText(r.header)})`, { header: r.header, revision });
       } finally {
         k.close();
       }

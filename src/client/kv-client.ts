@@ -325,13 +325,36 @@ export class KvClient {
     return { header: headerOf(res.header), kv: res.kv ? kvOf(res.kv) : undefined };
   }
 
-  async range(spec: RangeSpec, opts: CallOpts & { limit?: number; keysOnly?: boolean; countOnly?: boolean; serializable?: boolean } = {}): Promise<RangeResponse> {
+  /** `revision`: the keys as of that store revision (history until compaction); 0 or absent: the current one. */
+  async range(
+    spec: RangeSpec,
+    opts: CallOpts & { limit?: number; keysOnly?: boolean; countOnly?: boolean; serializable?: boolean; revision?: number } = {},
+  ): Promise<RangeResponse> {
     const serializable = opts.serializable ?? false;
-    const limit = checkNonNegativeInteger('range: limit', opts.limit ?? 0); // 0: no limit (the server's maximum)
-    const req = { ...rangeOf(typeof spec === 'string' || spec instanceof Uint8Array ? { prefix: spec } : spec), limit, keysOnly: opts.keysOnly ?? false, countOnly: opts.countOnly ?? false, serializable };
+    const limit = checkNonNegativeInteger('range: limit', opts.limit ?? 0); // 0: no limit (bounded by the server's response size limit)
+    const revision = checkNonNegativeInteger('range: revision', opts.revision ?? 0);
+    const req = {
+      ...rangeOf(typeof spec === 'string' || spec instanceof Uint8Array ? { prefix: spec } : spec),
+      limit,
+      keysOnly: opts.keysOnly ?? false,
+      countOnly: opts.countOnly ?? false,
+      serializable,
+      revision,
+    };
     const res = await this.kv(serializable ? 'any' : 'leader', 'range', req, opts);
     const header = headerOf(res.header);
     return { header, kvs: res.kvs.map(kvOf), more: res.more, count: res.count, revision: header.revision };
+  }
+
+  /**
+   * Compacts the history below `revision` (etcd's Compact): COMPACTED at or below the compacted revision,
+   * FUTURE_REV above the current one. `physical`: answered once the history is gone from the leader's disk.
+   * Not retried on a lost answer (a retry of an applied compaction would answer COMPACTED).
+   */
+  async compact(revision: number, opts: CallOpts & { physical?: boolean } = {}): Promise<{ header: ClientHeader }> {
+    if (!Number.isSafeInteger(revision)) throw new RaftKvError('INVALID_ARGUMENT', `compact: revision must be an integer, got ${revision}`);
+    const res = await this.call('leader', KV_METHODS.compact, { revision, physical: opts.physical ?? false }, opts);
+    return { header: headerOf(res.header) };
   }
 
   /** Deletes one key (a string / bytes), every key under `{ prefix }`, or `[key, end)`. */

@@ -274,12 +274,21 @@ export interface WireSnapshotAck {
   receivedBytes: number;
 }
 
+export interface WireCompactRequest {
+  revision?: number;
+  physical?: boolean;
+}
+export interface WireCompactResponse {
+  header: WireHeader | null;
+}
+
 export const KV_METHODS = {
   put: method<WirePutRequest, WirePutResponse>(KV_SERVICE, 'Put'),
   get: method<WireGetRequest, WireGetResponse>(KV_SERVICE, 'Get'),
   range: method<WireRangeRequest, WireRangeResponse>(KV_SERVICE, 'Range'),
   delete: method<WireDeleteRequest, WireDeleteResponse>(KV_SERVICE, 'Delete'),
   txn: method<WireTxnRequest, WireTxnResponse>(KV_SERVICE, 'Txn'),
+  compact: method<WireCompactRequest, WireCompactResponse>(KV_SERVICE, 'Compact'),
   stream: method<WireStreamCalls, WireStreamAnswers>(KV_SERVICE, 'Stream'),
 };
 

@@ -33,6 +33,8 @@ import type {
   WireResponseOp,
   WireTxnRequest,
   WireTxnResponse,
+  WireCompactRequest,
+  WireCompactResponse,
   WireStreamCalls,
   WireStreamAnswers,
 } from '../protocol/proto.js';
@@ -279,6 +281,17 @@ export function createKvService(opts: ServiceOptions): UntypedServiceImplementat
     Range: unary<WireRangeRequest, WireRangeResponse>(opts, 'Range', (req, call) => h.range(req, deadline(call))),
     Delete: unary<WireDeleteRequest, WireDeleteResponse>(opts, 'Delete', (req, call) => h.delete(req, deadline(call))),
     Txn: unary<WireTxnRequest, WireTxnResponse>(opts, 'Txn', (req, call) => h.txn(req, deadline(call))),
+    Compact: unary<WireCompactRequest, WireCompactResponse>(opts, 'Compact', async (req, call) => {
+      const revision = req.revision ?? 0;
+      if (!Number.isSafeInteger(revision)) throw invalid(`compact: revision must be an integer, got ${revision}`);
+      const command: Command = { type: 'compact', revision, physical: req.physical ?? false };
+      validateCommand(command, opts.limits);
+      const deadlineMs = deadline(call);
+      const { header, result } = await opts.node.write(command, { clientId: '', seq: 0, deadlineMs });
+      const r = expectResult(result, 'compact');
+      if (command.physical) await opts.node.whenCompacted(revision, deadlineMs);
+      return { header: headerToWire(header, r.revision) };
+    }),
     Stream: (call: ServerDuplexStream<WireStreamCalls, WireStreamAnswers>) =>
       serveKvStream(call, h, { defaultTimeoutMs: opts.defaultTimeoutMs, logger: opts.logger, checkSize: (name, req) => checkRequestSize(opts, name, req) }),
   };

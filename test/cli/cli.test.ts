@@ -59,6 +59,10 @@ describe('raftkv client commands', () => {
     expect(j.header.memberId).toBe(2);
     expect(j.kv).toMatchObject({ value: 'hello', version: 1 });
     expect((await run(['get', 'missing'])).out).toBe('');
+    const compacted = await run(['compact', '1']);
+    expect(compacted.error).toBeUndefined();
+    expect(compacted.out).toMatch(/^compacted revision 1 \(member 2, term \d+, index \d+, revision \d+, leader 2\)\n$/);
+    expect((await run(['compact', 'soon'])).error?.message).toMatch(/REVISION "soon" is not a whole number/);
     await run(['put', 'greeting2', 'hi']);
     expect((await run(['range', 'greet'])).out).toBe('greeting\nhello\ngreeting2\nhi\n');
     expect((await run(['range', 'greet', '--keys-only', '--limit', '1'])).out).toBe('greeting\n');

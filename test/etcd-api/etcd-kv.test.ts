@@ -115,6 +115,22 @@ describe('etcd KV API: the wire, field by field', () => {
   });
 });
 
+describe('one store behind both protocols', () => {
+  it('raftkv\'s own client compacts the history etcd\'s API reads, and reads past revisions as it does', async () => {
+    const first = await tc.client.put('both/k', 'v1');
+    await tc.client.put('both/k', 'v2');
+    const old = await tc.client.range({ key: 'both/k', end: '' }, { revision: first.header.revision });
+    expect(old.kvs.map((kv) => Buffer.from(kv.value).toString())).toEqual(['v1']);
+    const viaEtcd = await etcdUnary(raw, 'KV', 'Range', { key: Buffer.from('both/k'), revision: BigInt(first.header.revision) });
+    expect(viaEtcd.kvs.map((kv) => kv.value.toString())).toEqual(['v1']);
+    await tc.client.compact(first.header.revision + 1, { physical: true });
+    const gone = await etcdUnary(raw, 'KV', 'Range', { key: Buffer.from('both/k'), revision: BigInt(first.header.revision) }).catch(status);
+    expect(gone).toEqual({ code: grpc.status.OUT_OF_RANGE, details: 'etcdserver: mvcc: required revision has been compacted' });
+    await expect(tc.client.range({ key: 'both/k', end: '' }, { revision: first.header.revision })).rejects.toMatchObject({ code: 'COMPACTED' });
+    await expect(tc.client.compact(first.header.revision)).rejects.toMatchObject({ code: 'COMPACTED' });
+  });
+});
+
 describe('etcd KV API: any member serves any request', () => {
   it('a follower forwards a write to the leader and answers once it applied it: a serializable read there sees it', async () => {
     const leader = await tc.leader();

@@ -349,7 +349,8 @@ export class KvClient {
   /**
    * Compacts the history below `revision` (etcd's Compact): COMPACTED at or below the compacted revision,
    * FUTURE_REV above the current one. `physical`: answered once the history is gone from the leader's disk.
-   * Not retried on a lost answer (a retry of an applied compaction would answer COMPACTED).
+   * Retried and redirected like the admin calls: a retry after a lost answer of an applied compaction answers
+   * COMPACTED (as etcd's would).
    */
   async compact(revision: number, opts: CallOpts & { physical?: boolean } = {}): Promise<{ header: ClientHeader }> {
     if (!Number.isSafeInteger(revision)) throw new RaftKvError('INVALID_ARGUMENT', `compact: revision must be an integer, got ${revision}`);

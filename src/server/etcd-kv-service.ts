@@ -181,32 +181,50 @@ function requiresLeader(call: ServerUnaryCall<unknown, unknown>): boolean {
   return call.metadata.get('hasleader').some((v) => String(v) === 'true');
 }
 
+/** What every etcd service handler shares: the request size limit, `hasleader`, etcd's headers and errors. */
+export interface EtcdHandlerKit {
+  /** etcd's ResponseHeader for a node header (and the store revision the answer reports). */
+  readonly header: (h: ResponseHeader, revision: number) => MessageInit<etcd.ResponseHeader>;
+  /** A unary handler: request size check, `hasleader`, then `fn`; RaftKvError -> etcd's status, else INTERNAL + log. */
+  readonly unary: <Req, Res>(
+    method: string,
+    fn: (req: Req, deadlineMs: number) => Promise<MessageInit<Res>>,
+  ) => (call: ServerUnaryCall<Req, MessageInit<Res>>, callback: sendUnaryData<MessageInit<Res>>) => void;
+}
+
+export function etcdHandlerKit(opts: Omit<EtcdKvOptions, 'limits'>): EtcdHandlerKit {
+  const { node } = opts;
+  let clusterId: bigint | undefined; // on the first answer: the node may be bound after the services are made
+  return {
+    header: (h, revision) => ({
+      clusterId: (clusterId ??= etcdClusterId(node.status().clusterId)),
+      memberId: BigInt(h.memberId),
+      revision: BigInt(revision),
+      raftTerm: BigInt(h.term),
+    }),
+    unary: <Req, Res>(method: string, fn: (req: Req, deadlineMs: number) => Promise<MessageInit<Res>>) => {
+      return (call: ServerUnaryCall<Req, MessageInit<Res>>, callback: sendUnaryData<MessageInit<Res>>): void => {
+        const run = async (): Promise<MessageInit<Res>> => {
+          checkRequestSize(opts, `etcd ${method}`, call.request);
+          if (requiresLeader(call) && node.status().leaderId === 0) throw new RaftKvError('UNAVAILABLE', ETCD_NO_LEADER);
+          return fn(call.request, deadlineOf(call, opts.defaultTimeoutMs));
+        };
+        run().then(
+          (res) => callback(null, res),
+          (err: unknown) => {
+            if (!(err instanceof RaftKvError)) opts.logger.error({ err, method: `etcdserverpb.${method}` }, 'internal error in handler');
+            callback(toEtcdStatus(err));
+          },
+        );
+      };
+    },
+  };
+}
+
 export function createEtcdKvService(opts: EtcdKvOptions): EtcdServiceHandlers<'KV'> {
   const { node, limits } = opts;
-  let clusterId: bigint | undefined; // on the first answer: the node may be bound after the services are made
-  const header = (h: ResponseHeader, revision: number): MessageInit<etcd.ResponseHeader> => ({
-    clusterId: (clusterId ??= etcdClusterId(node.status().clusterId)),
-    memberId: BigInt(h.memberId),
-    revision: BigInt(revision),
-    raftTerm: BigInt(h.term),
-  });
-
-  function unary<Req, Res>(name: string, fn: (req: Req, deadlineMs: number) => Promise<MessageInit<Res>>) {
-    return (call: ServerUnaryCall<Req, MessageInit<Res>>, callback: sendUnaryData<MessageInit<Res>>): void => {
-      const run = async (): Promise<MessageInit<Res>> => {
-        checkRequestSize(opts, `etcd ${name}`, call.request);
-        if (requiresLeader(call) && node.status().leaderId === 0) throw new RaftKvError('UNAVAILABLE', ETCD_NO_LEADER);
-        return fn(call.request, deadlineOf(call, opts.defaultTimeoutMs));
-      };
-      run().then(
-        (res) => callback(null, res),
-        (err: unknown) => {
-          if (!(err instanceof RaftKvError)) opts.logger.error({ err, method: `etcdserverpb.KV/${name}` }, 'internal error in handler');
-          callback(toEtcdStatus(err));
-        },
-      );
-    };
-  }
+  const { header, unary: kitUnary } = etcdHandlerKit(opts);
+  const unary = <Req, Res>(name: string, fn: (req: Req, deadlineMs: number) => Promise<MessageInit<Res>>) => kitUnary<Req, Res>(`KV/${name}`, fn);
 
   const write = async (command: Command, deadlineMs: number) => {
     validateCommand(command, limits);

@@ -15,15 +15,14 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import type { ServerUnaryCall, ServerWritableStream, sendUnaryData } from '@grpc/grpc-js';
+import type { ServerWritableStream } from '@grpc/grpc-js';
 import type pino from 'pino';
 import type { KvNode, Member } from '../node/api.js';
 import { RaftKvError } from '../shared/errors.js';
 import type { EtcdServiceHandlers, MessageInit } from '../protocol/etcd-proto.js';
 import type * as etcd from '../protocol/etcd-proto.js';
 import { toEtcdStatus } from '../protocol/etcd-errors.js';
-import { deadlineOf } from './kv-service.js';
-import { etcdClusterId } from './etcd-kv-service.js';
+import { etcdHandlerKit } from './etcd-kv-service.js';
 
 /** The etcd version whose API and behaviour raftkv matches (what etcdctl shows as VERSION). */
 export const ETCD_API_VERSION = '3.4.23';
@@ -38,6 +37,7 @@ const SNAPSHOT_ALIGN_BYTES = 512;
 
 export interface EtcdMaintenanceOptions {
   readonly node: KvNode;
+  readonly maxRequestBytes: number;
   readonly defaultTimeoutMs: number;
   readonly logger: pino.Logger;
 }
@@ -64,41 +64,30 @@ export function createEtcdMaintenanceServices(opts: EtcdMaintenanceOptions): {
   maintenance: Partial<EtcdServiceHandlers<'Maintenance'>>;
 } {
   const { node } = opts;
-  let clusterId: bigint | undefined;
+  const kit = etcdHandlerKit(opts);
   const header = (): MessageInit<etcd.ResponseHeader> => {
     const s = node.status();
-    clusterId ??= etcdClusterId(s.clusterId);
-    return { clusterId, memberId: BigInt(s.id), revision: BigInt(s.revision), raftTerm: BigInt(s.term) };
+    return kit.header({ memberId: s.id, term: s.term, index: s.appliedIndex, leaderId: s.leaderId }, s.revision);
   };
-  function unary<Req, Res>(name: string, fn: (req: Req, deadlineMs: number) => Promise<MessageInit<Res>>) {
-    return (call: ServerUnaryCall<Req, MessageInit<Res>>, callback: sendUnaryData<MessageInit<Res>>): void => {
-      fn(call.request, deadlineOf(call, opts.defaultTimeoutMs)).then(
-        (res) => callback(null, res),
-        (err: unknown) => {
-          if (!(err instanceof RaftKvError)) opts.logger.error({ err, method: name }, 'internal error in handler');
-          callback(toEtcdStatus(err));
-        },
-      );
-    };
-  }
+  const unary = kit.unary;
   const members = (list: readonly Member[]): MessageInit<etcd.Member>[] => list.map(memberToEtcd);
 
   return {
     cluster: {
-      MemberList: unary<etcd.MemberListRequest, etcd.MemberListResponse>('MemberList', () =>
+      MemberList: unary<etcd.MemberListRequest, etcd.MemberListResponse>('Cluster/MemberList', () =>
         Promise.resolve({ header: header(), members: members(node.members()) }),
       ),
-      MemberRemove: unary<etcd.MemberRemoveRequest, etcd.MemberRemoveResponse>('MemberRemove', async (req, deadlineMs) => {
+      MemberRemove: unary<etcd.MemberRemoveRequest, etcd.MemberRemoveResponse>('Cluster/MemberRemove', async (req, deadlineMs) => {
         const list = await node.removeMember(memberIdOf(req.ID), deadlineMs);
         return { header: header(), members: members(list) };
       }),
-      MemberPromote: unary<etcd.MemberPromoteRequest, etcd.MemberPromoteResponse>('MemberPromote', async (req, deadlineMs) => {
+      MemberPromote: unary<etcd.MemberPromoteRequest, etcd.MemberPromoteResponse>('Cluster/MemberPromote', async (req, deadlineMs) => {
         const list = await node.promoteLearner(memberIdOf(req.ID), deadlineMs);
         return { header: header(), members: members(list) };
       }),
     },
     maintenance: {
-      Status: unary<etcd.StatusRequest, etcd.StatusResponse>('Status', () => {
+      Status: unary<etcd.StatusRequest, etcd.StatusResponse>('Maintenance/Status', () => {
         const s = node.status();
         const self = s.members.find((m) => m.id === s.id);
         return Promise.resolve({
@@ -114,22 +103,22 @@ export function createEtcdMaintenanceServices(opts: EtcdMaintenanceOptions): {
           errors: [],
         });
       }),
-      Alarm: unary<etcd.AlarmRequest, etcd.AlarmResponse>('Alarm', () => {
+      Alarm: unary<etcd.AlarmRequest, etcd.AlarmResponse>('Maintenance/Alarm', () => {
         // No alarm is raised through the log yet: a full disk refuses writes with etcd's NOSPACE message and a
         // CORRUPT member stops serving (corruption-check.ts); there is nothing to list or to disarm.
         return Promise.resolve({ header: header(), alarms: [] });
       }),
-      HashKV: unary<etcd.HashKVRequest, etcd.HashKVResponse>('HashKV', async (req, deadlineMs) => {
+      HashKV: unary<etcd.HashKVRequest, etcd.HashKVResponse>('Maintenance/HashKV', async (req, deadlineMs) => {
         if (req.revision !== 0n) throw new RaftKvError('INVALID_ARGUMENT', 'etcdserver: HashKV at a past revision is not served by raftkv: ask with revision 0');
         const d = await node.keySpaceDigest(0, deadlineMs);
         const s = node.status();
         return { header: header(), hash: d.lane1 >>> 0, compactRevision: BigInt(s.compactedRevision), hashRevision: BigInt(s.revision) };
       }),
-      Defragment: unary<etcd.DefragmentRequest, etcd.DefragmentResponse>('Defragment', async () => {
+      Defragment: unary<etcd.DefragmentRequest, etcd.DefragmentResponse>('Maintenance/Defragment', async () => {
         await node.defragment();
         return { header: header() };
       }),
-      MoveLeader: unary<etcd.MoveLeaderRequest, etcd.MoveLeaderResponse>('MoveLeader', async (req, deadlineMs) => {
+      MoveLeader: unary<etcd.MoveLeaderRequest, etcd.MoveLeaderResponse>('Maintenance/MoveLeader', async (req, deadlineMs) => {
         await node.transferLeadership(memberIdOf(req.targetID), deadlineMs);
         return { header: header() };
       }),

@@ -30,7 +30,7 @@ import { createKvService } from './kv-service.js';
 import { createEtcdKvService } from './etcd-kv-service.js';
 import { AutoCompactor } from './auto-compactor.js';
 import { createEtcdMaintenanceServices } from './etcd-maintenance-service.js';
-import { ForwardingNode, WriteForwarder } from './write-forwarder.js';
+import { WriteForwarder } from './write-forwarder.js';
 import { ETCD_SERVICES } from '../protocol/etcd-proto.js';
 import { addPeerService } from './peer-service.js';
 
@@ -66,16 +66,29 @@ export interface RunningServer {
 }
 
 
-/** A KvNode stand-in that answers UNAVAILABLE until the real node is set. */
+/**
+ * A KvNode stand-in that answers UNAVAILABLE until the real node is set. With `forwarder`, a write a follower
+ * refuses goes to the leader (what etcd's services take).
+ */
 class LateNode implements KvNode {
-  node: KvNode | undefined;
-  constructor(readonly id: NodeId) {}
+  constructor(
+    readonly id: NodeId,
+    private readonly lateNode: { node: KvNode | undefined } = { node: undefined },
+    private readonly forwarder?: WriteForwarder,
+  ) {}
+  set node(n: KvNode) {
+    this.lateNode.node = n;
+  }
+  /** The same node, with writes forwarded by `forwarder`. */
+  forwarding(forwarder: WriteForwarder): LateNode {
+    return new LateNode(this.id, this.lateNode, forwarder);
+  }
   private get(): KvNode {
-    if (this.node === undefined) throw new RaftKvError('UNAVAILABLE', `member ${this.id} is starting`);
-    return this.node;
+    if (this.lateNode.node === undefined) throw new RaftKvError('UNAVAILABLE', `member ${this.id} is starting`);
+    return this.lateNode.node;
   }
   write(...args: Parameters<KvNode['write']>): ReturnType<KvNode['write']> {
-    return this.get().write(...args);
+    return this.forwarder !== undefined ? this.forwarder.write(...args) : this.get().write(...args);
   }
   read(...args: Parameters<KvNode['read']>): ReturnType<KvNode['read']> {
     return this.get().read(...args);
@@ -117,7 +130,7 @@ class LateNode implements KvNode {
     return this.get().defragment();
   }
   stop(): Promise<void> {
-    return this.node?.stop() ?? Promise.resolve();
+    return this.lateNode.node?.stop() ?? Promise.resolve();
   }
 }
 
@@ -187,7 +200,7 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
     logger: logger.child({ module: 'forward' }),
     dialOverrides: opts.dialOverrides ?? new Map(),
   });
-  const etcdKvOpts = { ...serviceOpts, node: new ForwardingNode(late, forwarder) };
+  const etcdKvOpts = { ...serviceOpts, node: late.forwarding(forwarder) };
   const clientServer = new Server(clientServerOptions);
   clientServer.addService(KV_SERVICE, createKvService(serviceOpts));
   clientServer.addService(ADMIN_SERVICE, createAdminService(serviceOpts));

@@ -1,6 +1,7 @@
 // Any member serves a write, as etcd's members do: a follower forwards it to the leader over the peer port
 // (Peer.Forward), the leader proposes it as its own and answers once it is applied, and the follower answers
-// once it has applied that entry too (so a read on the follower sees it). etcd's services take a ForwardingNode;
+// once it has applied that entry too (so a read on the follower sees it). etcd's services take a node whose writes
+// go through WriteForwarder.write (serve.ts);
 // raftkv's own protocol answers NOT_LEADER with the leader's address instead, which its client follows (one hop
 // fewer, the same command applied by the same leader: the same result).
 //
@@ -102,62 +103,5 @@ export class WriteForwarder {
   close(): void {
     for (const c of this.clients.values()) c.close();
     this.clients.clear();
-  }
-}
-
-/** `node` with writes forwarded to the leader from a follower: what the client services take. */
-export class ForwardingNode implements KvNode {
-  constructor(
-    private readonly node: KvNode,
-    private readonly forwarder: WriteForwarder,
-  ) {}
-
-  get id(): NodeId {
-    return this.node.id;
-  }
-  write(command: Command, wo: WriteOptions): Promise<WriteReply> {
-    return this.forwarder.write(command, wo);
-  }
-  read(...args: Parameters<KvNode['read']>): ReturnType<KvNode['read']> {
-    return this.node.read(...args);
-  }
-  status(): ReturnType<KvNode['status']> {
-    return this.node.status();
-  }
-  members(): ReturnType<KvNode['members']> {
-    return this.node.members();
-  }
-  addMember(...args: Parameters<KvNode['addMember']>): ReturnType<KvNode['addMember']> {
-    return this.node.addMember(...args);
-  }
-  removeMember(...args: Parameters<KvNode['removeMember']>): ReturnType<KvNode['removeMember']> {
-    return this.node.removeMember(...args);
-  }
-  promoteLearner(...args: Parameters<KvNode['promoteLearner']>): ReturnType<KvNode['promoteLearner']> {
-    return this.node.promoteLearner(...args);
-  }
-  transferLeadership(...args: Parameters<KvNode['transferLeadership']>): ReturnType<KvNode['transferLeadership']> {
-    return this.node.transferLeadership(...args);
-  }
-  saveSnapshot(): ReturnType<KvNode['saveSnapshot']> {
-    return this.node.saveSnapshot();
-  }
-  keySpaceDigest(...args: Parameters<KvNode['keySpaceDigest']>): ReturnType<KvNode['keySpaceDigest']> {
-    return this.node.keySpaceDigest(...args);
-  }
-  raiseCorrupt(reason: string): void {
-    this.node.raiseCorrupt(reason);
-  }
-  whenCompacted(...args: Parameters<KvNode['whenCompacted']>): ReturnType<KvNode['whenCompacted']> {
-    return this.node.whenCompacted(...args);
-  }
-  waitApplied(...args: Parameters<KvNode['waitApplied']>): ReturnType<KvNode['waitApplied']> {
-    return this.node.waitApplied(...args);
-  }
-  defragment(): Promise<void> {
-    return this.node.defragment();
-  }
-  stop(): Promise<void> {
-    return this.node.stop();
   }
 }

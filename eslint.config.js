@@ -36,14 +36,15 @@ export default tseslint.config(
   // Imports point one way (../shared/DESIGN.md): raft < shared < storage, kv, transport, protocol < node < server;
   // the client needs only the protocol, shared and the request model (kv/types.ts); the cli uses the client and
   // starts the server (a dynamic import, which this rule does not see) from a NodeConfig.
-  layer('src/shared', ['storage', 'kv', 'transport', 'protocol', 'node', 'server', 'client', 'cli']),
-  layer('src/storage', ['kv', 'transport', 'protocol', 'node', 'server', 'client', 'cli']),
-  layer('src/kv', ['storage', 'transport', 'protocol', 'node', 'server', 'client', 'cli']),
-  layer('src/transport', ['storage', 'kv', 'node', 'server', 'client', 'cli']),
-  layer('src/protocol', ['storage', 'kv', 'transport', 'node', 'server', 'client', 'cli']),
+  layer('src/shared', ['storage', 'kv', 'watch', 'transport', 'protocol', 'node', 'server', 'client', 'cli']),
+  layer('src/storage', ['kv', 'watch', 'transport', 'protocol', 'node', 'server', 'client', 'cli']),
+  layer('src/kv', ['storage', 'watch', 'transport', 'protocol', 'node', 'server', 'client', 'cli']),
+  layer('src/watch', ['storage', 'transport', 'protocol', 'node', 'server', 'client', 'cli']),
+  layer('src/transport', ['storage', 'kv', 'watch', 'node', 'server', 'client', 'cli']),
+  layer('src/protocol', ['storage', 'kv', 'watch', 'transport', 'node', 'server', 'client', 'cli']),
   layer('src/node', ['protocol', 'server', 'client', 'cli']),
   layer('src/server', ['storage', 'client', 'cli']),
-  layer('src/client', ['storage', 'transport', 'node', 'server', 'cli', 'kv'], ['../kv/types.js']),
+  layer('src/client', ['storage', 'transport', 'node', 'server', 'cli', 'kv', 'watch'], ['../kv/types.js']),
   layer('src/cli', ['storage', 'transport', 'protocol', 'server', 'kv', 'node'], ['../kv/types.js', '../node/config.js']),
 );
 

@@ -26,6 +26,7 @@ export const SERVE_USAGE = `raftkv serve --id N --cluster-id NAME --data-dir DIR
   [--auto-compaction-mode periodic|revision]    (default periodic, as etcd's)
   [--auto-compaction-retention 0]               (periodic: a duration, 1h / 30m / 10s, or hours as a bare number;
                                                 revision: revisions to keep; 0 = no automatic compaction)
+  [--experimental-watch-progress-notify-interval 10m]  (progress notifications to watchers that asked: a duration)
   [--dial-override ID=HOST:PORT,...]            (test hook: dial these addresses for these peers)
   [--config FILE]                               (JSON, same keys in camelCase; flags win)`;
 
@@ -48,6 +49,7 @@ const STRING_FLAGS = [
   'initial-corrupt-check',
   'auto-compaction-mode',
   'auto-compaction-retention',
+  'experimental-watch-progress-notify-interval',
   'log-level',
   'dial-override',
   'config',
@@ -66,6 +68,14 @@ function invalid(message: string): RaftKvError {
 // compared with the clock, not waited for).
 const MAX_RETENTION_MS = 365 * 24 * 3600_000;
 const MAX_RETENTION_REVISIONS = Number.MAX_SAFE_INTEGER;
+
+/** A Go-style duration flag (1h, 30m, 10s, 250ms): ms, between 1 ms and a day. */
+export function parseDuration(flag: string, text: string): number {
+  const m = /^(\d+(?:\.\d+)?)(h|m|s|ms)$/.exec(text);
+  const ms = m === null ? NaN : Math.round(Number(m[1]) * ({ h: 3600_000, m: 60_000, s: 1000, ms: 1 }[m[2] ?? 's'] ?? 1000));
+  if (!(ms >= 1 && ms <= 24 * 3600_000)) throw invalid(`--${flag}: ${JSON.stringify(text)} is not a duration between 1ms and 24h (1h, 30m, 10s, 250ms)`);
+  return ms;
+}
 
 /** etcd's --auto-compaction-retention: periodic takes a Go duration (1h, 30m, 10s) or hours; revision a count. */
 export function parseRetention(mode: 'periodic' | 'revision', text: string): number {
@@ -211,6 +221,9 @@ export function parseServeArgs(args: readonly string[]): ServeConfig {
     throw invalid(`--auto-compaction-mode: ${JSON.stringify(autoCompactionMode)} is not periodic or revision`);
   }
   const autoCompactionRetention = parseRetention(autoCompactionMode, get('auto-compaction-retention') ?? '0');
+  const watchFlag = 'experimental-watch-progress-notify-interval';
+  const watchProgress = get(watchFlag);
+  const watchProgressNotifyIntervalMs = watchProgress === undefined ? undefined : parseDuration(watchFlag, watchProgress);
   const logLevel = get('log-level') ?? D.logLevel;
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) throw invalid(`--log-level: ${JSON.stringify(logLevel)} is not one of ${LOG_LEVELS.join(', ')}`);
   const dialOverrides = parseDialOverrides(get('dial-override') ?? '');
@@ -243,6 +256,7 @@ export function parseServeArgs(args: readonly string[]): ServeConfig {
     initialCorruptCheck: initialCheck === 'true',
     autoCompactionMode,
     autoCompactionRetention,
+    ...(watchProgressNotifyIntervalMs === undefined ? {} : { watchProgressNotifyIntervalMs }),
   };
   return { config, dialOverrides };
 }

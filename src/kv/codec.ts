@@ -15,6 +15,8 @@
 // Envelope (the data of a 'normal' log entry; empty data is the leader's no-op and never reaches this codec):
 //   u8 0x02 (format version) | string clientId | uvarint seq | Command
 //   Command  := u8 tag: 1 put | Put;  2 delete | Delete;  3 txn | Txn;  4 compact | int revision | flag physical
+//               5 lease-grant | uvarint id | uvarint ttlSeconds;  6 lease-revoke | uvarint id
+//               7 lease-checkpoint | uvarint n, (uvarint id | uvarint remainingSeconds)*n
 //   Put      := bytes key | bytes value | u8 flags (bit 0 prevKv, 1 ignoreValue, 2 ignoreLease) | int lease
 //   Delete   := KeyRange | flag prevKv
 //   Txn      := uvarint n, Compare*n | uvarint n, Op*n (success) | uvarint n, Op*n (failure)
@@ -36,6 +38,8 @@
 //                            2 delete | uvarint deleted | uvarint n, KeyValue*n | uvarint revision
 //                            3 txn | flag succeeded | uvarint n, OpResult*n | uvarint revision
 //                            4 compact | uvarint revision
+//                            5 lease-grant | uvarint id | uvarint ttlSeconds | uvarint revision
+//                            6 lease-revoke | uvarint revision;  7 lease-checkpoint | uvarint revision
 //   OpResult := u8 tag: 1 put, 2 delete (as above);  3 range | RangeResult;  4 txn (as above)
 //   RangeResult := uvarint n, KeyValue*n | flag more | uvarint count | uvarint revision
 //   OptKv := flag present | KeyValue if present
@@ -403,6 +407,16 @@ function writeCommand(w: ByteWriter, cmd: Command): void {
     case 'compact':
       w.u8(4).int(cmd.revision).flag(cmd.physical);
       return;
+    case 'lease-grant':
+      w.u8(5).uvarint(cmd.id).uvarint(cmd.ttlSeconds);
+      return;
+    case 'lease-revoke':
+      w.u8(6).uvarint(cmd.id);
+      return;
+    case 'lease-checkpoint':
+      w.u8(7).uvarint(cmd.checkpoints.length);
+      for (const c of cmd.checkpoints) w.uvarint(c.id).uvarint(c.remainingSeconds);
+      return;
     default:
       assertNever(cmd);
   }
@@ -421,6 +435,20 @@ function readCommand(r: ByteReader): Command {
       const revision = r.int();
       return { type: 'compact', revision, physical: r.flag() };
     }
+    case 5: {
+      const id = r.uvarint();
+      return { type: 'lease-grant', id, ttlSeconds: r.uvarint() };
+    }
+    case 6:
+      return { type: 'lease-revoke', id: r.uvarint() };
+    case 7:
+      return {
+        type: 'lease-checkpoint',
+        checkpoints: readList(r, (rr) => {
+          const id = rr.uvarint();
+          return { id, remainingSeconds: rr.uvarint() };
+        }),
+      };
     default:
       throw garbage(`bad command tag ${tag}`);
   }
@@ -595,16 +623,39 @@ function readOpResult(r: ByteReader): OpResult {
 }
 
 function writeCommandResult(w: ByteWriter, res: CommandResult): void {
-  if (res.type === 'compact') {
-    w.u8(4).uvarint(res.revision);
-    return;
+  switch (res.type) {
+    case 'compact':
+      w.u8(4).uvarint(res.revision);
+      return;
+    case 'lease-grant':
+      w.u8(5).uvarint(res.id).uvarint(res.ttlSeconds).uvarint(res.revision);
+      return;
+    case 'lease-revoke':
+      w.u8(6).uvarint(res.revision);
+      return;
+    case 'lease-checkpoint':
+      w.u8(7).uvarint(res.revision);
+      return;
+    case 'put':
+    case 'delete':
+    case 'txn':
+      writeWriteResult(w, res);
+      return;
+    default:
+      assertNever(res);
   }
-  writeWriteResult(w, res);
 }
 
 function readCommandResult(r: ByteReader): CommandResult {
   const tag = r.u8();
   if (tag === 4) return { type: 'compact', revision: r.uvarint() };
+  if (tag === 5) {
+    const id = r.uvarint();
+    const ttlSeconds = r.uvarint();
+    return { type: 'lease-grant', id, ttlSeconds, revision: r.uvarint() };
+  }
+  if (tag === 6) return { type: 'lease-revoke', revision: r.uvarint() };
+  if (tag === 7) return { type: 'lease-checkpoint', revision: r.uvarint() };
   const res = readWriteResult(r, tag);
   if (res === undefined) throw garbage(`bad result tag ${tag}`);
   return res;

@@ -6,7 +6,7 @@ import { assertNever } from './codec.js';
 import type { SessionAnswer, StoredValue } from './codec.js';
 import type { MvccState } from './history.js';
 import { keyString } from './schema.js';
-import type { CommandResult, Compare, Envelope, KeyRange, KeyValue } from './types.js';
+import type { CommandResult, Compare, Envelope, KeyRange, KeyValue, KvEvent, Lease } from './types.js';
 import { compareBytes, isOpenEnd } from './validate.js';
 
 export type ApplyOutcome =
@@ -66,6 +66,12 @@ export class Overlay {
   readonly cache = new Map<string, StoredValue | undefined>();
   /** History records ('h' keys, history.ts) written by this batch, by LevelDB key as a latin1 string. */
   readonly history = new Map<string, { key: Uint8Array; value: Uint8Array }>();
+  /** Attachment records ('a', leases.ts) this batch adds (true) or removes (false), by LevelDB key as a latin1 string. */
+  readonly attached = new Map<string, { key: Uint8Array; present: boolean }>();
+  /** Leases this batch grants, checkpoints (a Lease) or revokes (undefined), by id. */
+  readonly leases = new Map<number, Lease | undefined>();
+  /** Every change of the batch in apply order (revision, then sub-revision): what watchers are sent. */
+  readonly events: KvEvent[] = [];
   digestChanged = false; // a write since the digest was last added to the history
   compacted = false; // a compact command in this batch moved mvcc.compacted: start the background deletion
 

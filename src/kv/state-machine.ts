@@ -117,8 +117,13 @@ import type {
   DeleteResult,
   KeyRange,
   KeyValue,
+  KvEvent,
   KvLimits,
   KvLogger,
+  Lease,
+  LeaseCheckpointOp,
+  LeaseGrantOp,
+  LeaseRevokeOp,
   Op,
   OpResult,
   PutOp,
@@ -140,6 +145,20 @@ import {
 } from './validate.js';
 import { WriteBuffer, mergeWrites } from './write-buffer.js';
 import type { BatchOp } from './write-buffer.js';
+import {
+  ETCD_LEASE_EXISTS,
+  LEASE_HI,
+  LEASE_LO,
+  MAX_LEASES,
+  attachedKey,
+  attachedRange,
+  checkLeaseGrant,
+  decodeLease,
+  encodeLease,
+  keyOfAttached,
+  leaseIdOfKey,
+  leaseKey,
+} from './leases.js';
 
 export type { ApplyOutcome } from './commands.js';
 export type { KvLogger } from './types.js';
@@ -174,8 +193,14 @@ export interface KvStateMachineOptions {
   readonly timers?: KvTimers;
   /** Scan the key space at open and compare it with the stored digest (default true; tests of the scan's absence only). */
   readonly verifyOnOpen?: boolean;
-  /** Whether a lease exists (a put naming another is LEASE_NOT_FOUND); without it no lease exists. */
-  readonly leaseExists?: (id: number) => boolean;
+}
+
+/** What one applied batch changed, for watchers and the leader's lessor (KvStateMachine.onApplied). */
+export interface AppliedChange {
+  readonly revision: number; // the store revision after the batch
+  readonly events: readonly KvEvent[]; // in revision, then sub-revision order
+  readonly leases: ReadonlyMap<number, Lease | undefined>; // granted or checkpointed (the lease), revoked (undefined)
+  readonly restored: boolean; // a snapshot replaced the whole state: no events, re-read everything
 }
 
 export const DEFAULT_SESSION_TTL_ENTRIES = 100_000;
@@ -235,6 +260,9 @@ export class KvStateMachine {
   private readonly timers: KvTimers; // the write-behind flush timer goes through it
   private readonly sessionTtlEntries: number;
   private readonly maxSessions: number;
+  private readonly leaseTable = new Map<number, Lease>(); // as of appliedIndex (loaded from 'l' at open)
+  /** Set by the node: every applied batch's changes, in order, after they are readable (watchers, the lessor). */
+  onApplied: ((change: AppliedChange) => void) | undefined;
 
   private constructor(
     private readonly dir: string,
@@ -311,6 +339,11 @@ export class KvStateMachine {
     loaded.sort((x, y) => x[1].lastIndex - y[1].lastIndex);
     this.sessions.clear();
     for (const [id, s] of loaded) this.sessions.set(id, s);
+    this.leaseTable.clear();
+    for await (const [k, v] of this.db.iterator({ gte: LEASE_LO, lt: LEASE_HI })) {
+      const id = leaseIdOfKey(k);
+      this.leaseTable.set(id, decodeLease(id, v));
+    }
   }
 
   /** After open or restore: a compaction the MVCC record shows unfinished goes on (a crash stopped it). */
@@ -703,6 +736,8 @@ export class KvStateMachine {
       batch.push(v.sv === undefined ? { type: 'del', key } : { type: 'put', key, value: encodeStoredValue(v.sv) });
     }
     for (const h of overlay.history.values()) batch.push({ type: 'put', key: h.key, value: h.value });
+    for (const a of overlay.attached.values()) batch.push(a.present ? { type: 'put', key: a.key, value: new Uint8Array(0) } : { type: 'del', key: a.key });
+    for (const [id, l] of overlay.leases) batch.push(l === undefined ? { type: 'del', key: leaseKey(id) } : { type: 'put', key: leaseKey(id), value: encodeLease(l) });
     batch.push({ type: 'put', key: KEY_MVCC, value: encodeMvcc(overlay.mvcc) });
     for (const [clientId, answer] of sessionWrites) {
       const s = this.sessions.get(clientId);
@@ -717,7 +752,14 @@ export class KvStateMachine {
     this.appliedIndexValue = index;
     this.appliedTermValue = term;
     this.mvcc = overlay.mvcc;
+    for (const [id, l] of overlay.leases) {
+      if (l === undefined) this.leaseTable.delete(id);
+      else this.leaseTable.set(id, l);
+    }
     if (overlay.compacted) this.startCompaction();
+    if (overlay.events.length > 0 || overlay.leases.size > 0) {
+      this.onApplied?.({ revision: this.mvcc.revision, events: overlay.events, leases: overlay.leases, restored: false });
+    }
     onOutcomes?.(outcomes);
     // Backpressure: when a second buffer already waits behind the batch being written, wait for both.
     if (this.flushing.length > 1) await this.flushDone;
@@ -765,6 +807,9 @@ export class KvStateMachine {
           addTxn(cmd);
           break;
         case 'compact':
+        case 'lease-grant':
+        case 'lease-revoke':
+        case 'lease-checkpoint':
           break;
         default:
           assertNever(cmd);
@@ -969,6 +1014,77 @@ export class KvStateMachine {
     }
   }
 
+  /**
+   * The changes to keys of `range` at revisions `fromRevision`..`toRevision` from the history, in revision then
+   * sub-revision order, each with the key's previous record as prevKv: what a watcher that starts in the past
+   * is sent. At most about `maxEvents` (whole revisions: the first one whole even if larger); `coveredTo` is the
+   * last revision the answer covers completely. COMPACTED if `fromRevision` is at or below the compacted
+   * revision (etcd lets a watcher start at the compaction revision itself: see below), FUTURE_REV never (the
+   * caller asks for applied revisions).
+   */
+  async historyEvents(range: KeyRange, fromRevision: number, toRevision: number, maxEvents: number): Promise<{ events: KvEvent[]; coveredTo: number }> {
+    this.check();
+    if (fromRevision < this.mvcc.compacted) throw new RaftKvError('COMPACTED', ETCD_COMPACTED);
+    const to = Math.min(toRevision, this.mvcc.revision);
+    if (isEmptyRange(range) || fromRevision > to) return { events: [], coveredTo: to };
+    const lo = historyStart(range.key);
+    const hi = range.end.length === 0 ? historyStart(Uint8Array.from([...range.key, 0])) : isOpenEnd(range.end) ? HISTORY_HI : historyStart(range.end);
+    const pending = this.bufferedInRange(lo, hi, undefined);
+    const it = this.db.iterator({ highWaterMarkBytes: SCAN_READ_BYTES, gte: lo, lt: hi });
+    let limit = to; // lowered when more than maxEvents were found: later revisions are left for the next call
+    let events: KvEvent[] = [];
+    let prev: { ks: string; kv: KeyValue | undefined } | undefined; // the previous record of the key being read
+    const trim = (): void => {
+      events.sort((a, b) => a.kv.modRevision - b.kv.modRevision || a.sub - b.sub);
+      const last = events[maxEvents - 1];
+      if (last === undefined) return;
+      const first = events[0]?.kv.modRevision ?? last.kv.modRevision;
+      // Keep whole revisions: up to the one before the revision of the maxEvents-th (or that one, if it is the first).
+      limit = last.kv.modRevision > first ? last.kv.modRevision - 1 : first;
+      events = events.filter((e) => e.kv.modRevision <= limit);
+    };
+    const take = (k: Uint8Array, v: Uint8Array | undefined): void => {
+      if (v === undefined) return; // deleted by a compaction still in the buffers
+      const h = parseHistoryKey(k);
+      const ks = keyString(h.key);
+      if (prev?.ks !== ks) prev = { ks, kv: undefined };
+      const rec = decodeHistoryRecord(v);
+      const kv: KeyValue = rec.tombstone
+        ? { key: h.key, value: new Uint8Array(0), createRevision: 0, modRevision: h.main, version: 0, lease: 0 }
+        : { key: h.key, value: rec.value, createRevision: rec.createRevision, modRevision: h.main, version: rec.version, lease: rec.lease };
+      if (h.main >= fromRevision && h.main <= limit) {
+        events.push({ type: rec.tombstone ? 'delete' : 'put', kv, prevKv: prev.kv, sub: h.sub });
+        if (events.length >= 2 * maxEvents) trim();
+      }
+      prev.kv = rec.tombstone ? undefined : kv;
+    };
+    let p = 0;
+    try {
+      for (;;) {
+        const chunk = await it.nextv(2000);
+        if (chunk.length === 0) break;
+        for (const [k, v] of chunk) {
+          const ks = keyString(k);
+          for (let w = pending[p]; w !== undefined && w.ks < ks; w = pending[++p]) take(w.key, w.value);
+          const w = pending[p];
+          if (w !== undefined && w.ks === ks) {
+            take(k, w.value);
+            p++;
+          } else {
+            take(new Uint8Array(k), v);
+          }
+        }
+      }
+    } finally {
+      await it.close();
+    }
+    for (let w = pending[p]; w !== undefined; w = pending[++p]) take(w.key, w.value);
+    // A compaction applied while the scan ran may have deleted some of what it was to read.
+    if (fromRevision < this.mvcc.compacted) throw new RaftKvError('COMPACTED', ETCD_COMPACTED);
+    trim();
+    return { events, coveredTo: limit };
+  }
+
   /** The write buffers' and the batch's writes to LevelDB keys in [lo, hi), newest per key, in key order. */
   private bufferedInRange(lo: Uint8Array, hi: Uint8Array, overlay: Overlay | undefined): { ks: string; key: Uint8Array; value: Uint8Array | undefined }[] {
     const los = keyString(lo);
@@ -1019,9 +1135,30 @@ export class KvStateMachine {
     return finishRange(req, kvs, count, current, maxBytes);
   }
 
-  /** The one place a batch changes a key: the overlay, its history record and the digest move together. */
+  /**
+   * The one place a batch changes a key: the overlay, its history record, its lease attachment, the digest and
+   * the watch event move together.
+   */
   private write(overlay: Overlay, tx: WriteTx, key: Uint8Array, prev: StoredValue | undefined, next: StoredValue | undefined): void {
     overlay.data.set(keyString(key), { key, sv: next });
+    const prevLease = prev?.lease ?? 0;
+    const nextLease = next?.lease ?? 0;
+    if (prevLease !== nextLease) {
+      if (prevLease !== 0) {
+        const a = attachedKey(prevLease, key);
+        overlay.attached.set(keyString(a), { key: a, present: false });
+      }
+      if (nextLease !== 0) {
+        const a = attachedKey(nextLease, key);
+        overlay.attached.set(keyString(a), { key: a, present: true });
+      }
+    }
+    overlay.events.push({
+      type: next === undefined ? 'delete' : 'put',
+      kv: next === undefined ? { key, value: new Uint8Array(0), createRevision: 0, modRevision: tx.main, version: 0, lease: 0 } : toKeyValue(key, next),
+      prevKv: prev === undefined ? undefined : toKeyValue(key, prev),
+      sub: tx.sub,
+    });
     const hkey = historyKey(key, tx.main, tx.sub++);
     const rec: HistoryRecord =
       next === undefined ? TOMBSTONE : { tombstone: false, createRevision: next.createRevision, version: next.version, lease: next.lease, value: next.value };
@@ -1112,7 +1249,7 @@ export class KvStateMachine {
       if ((p.ignoreValue === true || p.ignoreLease === true) && (await this.read(p.key, overlay)) === undefined) {
         throw new RaftKvError('KEY_NOT_FOUND', ETCD_KEY_NOT_FOUND);
       }
-      this.checkLease(p);
+      this.checkLease(p, overlay);
     }
     for (const r of ranges) {
       // etcd's checkRange: 0 is the current revision; a negative one is checked as it is (note 5 of ETCD-NOTES).
@@ -1125,20 +1262,96 @@ export class KvStateMachine {
 
   /** A top-level put: etcd checks its lease first, then (with ignore_value/ignore_lease) that the key exists. */
   private async precheckPut(op: PutOp, overlay: Overlay): Promise<void> {
-    this.checkLease(op);
+    this.checkLease(op, overlay);
     if ((op.ignoreValue === true || op.ignoreLease === true) && (await this.read(op.key, overlay)) === undefined) {
       throw new RaftKvError('KEY_NOT_FOUND', ETCD_KEY_NOT_FOUND);
     }
   }
 
-  private checkLease(op: PutOp): void {
+  private checkLease(op: PutOp, overlay: Overlay): void {
     const lease = op.lease ?? 0;
-    if (lease !== 0 && !this.leaseExists(lease)) throw new RaftKvError('LEASE_NOT_FOUND', ETCD_LEASE_NOT_FOUND);
+    if (lease !== 0 && this.leaseIn(lease, overlay) === undefined) throw new RaftKvError('LEASE_NOT_FOUND', ETCD_LEASE_NOT_FOUND);
   }
 
-  /** No lease exists until leases are granted through the log (etcd answers a put naming one ErrLeaseNotFound). */
-  private leaseExists(id: number): boolean {
-    return this.opts.leaseExists?.(id) ?? false;
+  /** The lease as the batch sees it: its own grants and revokes over the table. */
+  private leaseIn(id: number, overlay: Overlay): Lease | undefined {
+    return overlay.leases.has(id) ? overlay.leases.get(id) : this.leaseTable.get(id);
+  }
+
+  /** The live lease count as the batch sees it. */
+  private leaseCount(overlay: Overlay): number {
+    let n = this.leaseTable.size;
+    for (const [id, l] of overlay.leases) {
+      const had = this.leaseTable.has(id);
+      if (l === undefined && had) n--;
+      else if (l !== undefined && !had) n++;
+    }
+    return n;
+  }
+
+  /**
+   * The keys attached to lease `id`, in key order: LevelDB's attachment records merged with the write buffers'
+   * and the batch's (a put that attached or moved a key earlier in the batch counts).
+   */
+  private async attachedKeysIn(id: number, overlay: Overlay | undefined): Promise<Uint8Array[]> {
+    const { lo, hi } = attachedRange(id);
+    const los = keyString(lo);
+    const his = keyString(hi);
+    const pending = new Map<string, boolean>(); // newest buffered state per attachment record
+    for (const b of [...this.flushing, this.unflushed]) for (const [ks, op] of b.ops) if (ks >= los && ks < his) pending.set(ks, op.type === 'put');
+    if (overlay !== undefined) for (const [ks, a] of overlay.attached) if (ks >= los && ks < his) pending.set(ks, a.present);
+    const found = new Map<string, Uint8Array>();
+    for await (const k of this.db.keys({ gte: lo, lt: hi })) {
+      const ks = keyString(k);
+      if (!pending.has(ks)) found.set(ks, keyOfAttached(k));
+    }
+    for (const [ks, present] of pending) if (present) found.set(ks, keyOfAttached(Buffer.from(ks, 'latin1')));
+    return [...found].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)).map(([, k]) => k);
+  }
+
+  private leaseGrant(op: LeaseGrantOp, overlay: Overlay, tx: WriteTx): CommandResult {
+    checkLeaseGrant(op);
+    if (this.leaseIn(op.id, overlay) !== undefined) throw new RaftKvError('LEASE_EXISTS', ETCD_LEASE_EXISTS);
+    if (this.leaseCount(overlay) >= MAX_LEASES) throw new RaftKvError('TOO_MANY_LEASES', `etcdserver: too many leases (at most ${MAX_LEASES})`);
+    overlay.leases.set(op.id, { id: op.id, ttlSeconds: op.ttlSeconds, remainingSeconds: 0 });
+    return { type: 'lease-grant', id: op.id, ttlSeconds: op.ttlSeconds, revision: tx.main - 1 };
+  }
+
+  /** etcd's lessor.Revoke: the lease's keys are deleted in key order in one revision, then the lease goes. */
+  private async leaseRevoke(op: LeaseRevokeOp, overlay: Overlay, tx: WriteTx): Promise<CommandResult> {
+    if (this.leaseIn(op.id, overlay) === undefined) throw new RaftKvError('LEASE_NOT_FOUND', ETCD_LEASE_NOT_FOUND);
+    for (const key of await this.attachedKeysIn(op.id, overlay)) {
+      const prev = await this.read(key, overlay);
+      if (prev === undefined || prev.lease !== op.id) throw new Error(`kv: lease ${op.id} lists key ${keyString(key)} that it does not hold`);
+      this.write(overlay, tx, key, prev, undefined);
+    }
+    overlay.leases.set(op.id, undefined);
+    return { type: 'lease-revoke', revision: tx.sub > 0 ? tx.main : tx.main - 1 };
+  }
+
+  /** etcd's lessor.Checkpoint: leases that are gone are skipped. */
+  private leaseCheckpoint(op: LeaseCheckpointOp, overlay: Overlay, tx: WriteTx): CommandResult {
+    for (const c of op.checkpoints) {
+      const l = this.leaseIn(c.id, overlay);
+      if (l !== undefined) overlay.leases.set(c.id, { ...l, remainingSeconds: c.remainingSeconds });
+    }
+    return { type: 'lease-checkpoint', revision: tx.main - 1 };
+  }
+
+  /** The lease `id` as of appliedIndex. */
+  lease(id: number): Lease | undefined {
+    return this.leaseTable.get(id);
+  }
+
+  /** Every lease as of appliedIndex. */
+  leaseList(): Lease[] {
+    return [...this.leaseTable.values()];
+  }
+
+  /** The keys attached to lease `id` as of appliedIndex (etcd's TimeToLive with keys). */
+  attachedKeys(id: number): Promise<Uint8Array[]> {
+    this.check();
+    return this.attachedKeysIn(id, undefined);
   }
 
   private async runOps(ops: readonly Op[], path: readonly boolean[], at: { i: number }, overlay: Overlay, tx: WriteTx): Promise<OpResult[]> {
@@ -1192,6 +1405,12 @@ export class KvStateMachine {
         overlay.mvcc.compacted = cmd.revision;
         overlay.compacted = true;
         return { type: 'compact', revision: overlay.mvcc.revision };
+      case 'lease-grant':
+        return this.leaseGrant(cmd, overlay, tx);
+      case 'lease-revoke':
+        return this.leaseRevoke(cmd, overlay, tx);
+      case 'lease-checkpoint':
+        return this.leaseCheckpoint(cmd, overlay, tx);
       default:
         return assertNever(cmd);
     }
@@ -1302,7 +1521,10 @@ export class KvStateMachine {
       return this.db.iterator({ gte: HISTORY_LO, lt: HISTORY_HI, highWaterMarkBytes: SCAN_READ_BYTES });
     });
     let group: string | undefined; // the user key whose records are being read
-    let candidate: { key: Uint8Array; tombstone: boolean } | undefined; // its newest record at or below target so far
+    // Its newest record at or below target so far. A tombstone at exactly target stays: a watcher may start at
+    // the compaction revision (etcd's rule) and must see that delete; the next compaction removes it.
+    let candidate: { key: Uint8Array; tombstone: boolean; main: number } | undefined;
+    const staleTombstone = (): boolean => candidate?.tombstone === true && candidate.main < target;
     try {
       for (;;) {
         if (epoch !== this.compactionEpoch) return;
@@ -1322,19 +1544,19 @@ export class KvStateMachine {
           const h = parseHistoryKey(k);
           const ks = keyString(h.key);
           if (ks !== group) {
-            if (candidate?.tombstone === true) drop(candidate.key);
+            if (candidate !== undefined && staleTombstone()) drop(candidate.key);
             group = ks;
             candidate = undefined;
           }
           if (h.main > target) {
-            if (candidate?.tombstone === true) drop(candidate.key);
+            if (candidate !== undefined && staleTombstone()) drop(candidate.key);
             candidate = undefined;
             continue;
           }
           if (candidate !== undefined) drop(candidate.key);
-          candidate = { key: Uint8Array.from(k), tombstone: decodeHistoryRecord(v).tombstone };
+          candidate = { key: Uint8Array.from(k), tombstone: decodeHistoryRecord(v).tombstone, main: h.main };
         }
-        if (chunk.length === 0 && candidate?.tombstone === true) drop(candidate.key);
+        if (chunk.length === 0 && candidate !== undefined && staleTombstone()) drop(candidate.key);
         if (dels.length > 0) {
           this.opts.failpoint?.('compaction-batch');
           await this.serial.run(() => {
@@ -1503,6 +1725,7 @@ export class KvStateMachine {
       await rm(oldDir, { recursive: true, force: true });
       this.compaction = undefined; // the stopped one no longer counts: it touches nothing after its epoch changed
       this.resumeCompaction();
+      this.onApplied?.({ revision: this.mvcc.revision, events: [], leases: new Map(), restored: true });
       this.opts.logger?.info({ path, index: header.index, term: header.term }, 'kv: snapshot restored');
       return { index: header.index, term: header.term, confState: header.confState };
     });

@@ -116,10 +116,54 @@ export interface CompactOp {
   readonly physical: boolean;
 }
 
-/** A write command: applied through the log. Compare-and-swap is a txn with one compare. */
-export type Command = PutOp | DeleteOp | TxnOp | CompactOp;
+/**
+ * etcd's LeaseGrant: the id is chosen before proposing (the same on every replica) and the TTL is already
+ * raised to the minimum (leases.ts); a lease that exists is LEASE_EXISTS.
+ */
+export interface LeaseGrantOp {
+  readonly type: 'lease-grant';
+  readonly id: number; // > 0, a safe integer
+  readonly ttlSeconds: number;
+}
 
-export type CommandResult = PutResult | DeleteResult | TxnResult | { readonly type: 'compact'; readonly revision: number };
+/** etcd's LeaseRevoke (also what the leader proposes for an expired lease): its keys go in one revision. */
+export interface LeaseRevokeOp {
+  readonly type: 'lease-revoke';
+  readonly id: number;
+}
+
+/** etcd's LeaseCheckpoint: the leader's remaining TTLs, so a new leader does not restart long leases from the full TTL. */
+export interface LeaseCheckpointOp {
+  readonly type: 'lease-checkpoint';
+  readonly checkpoints: readonly { readonly id: number; readonly remainingSeconds: number }[];
+}
+
+/** A write command: applied through the log. Compare-and-swap is a txn with one compare. */
+export type Command = PutOp | DeleteOp | TxnOp | CompactOp | LeaseGrantOp | LeaseRevokeOp | LeaseCheckpointOp;
+
+export type CommandResult =
+  | PutResult
+  | DeleteResult
+  | TxnResult
+  | { readonly type: 'compact'; readonly revision: number }
+  | { readonly type: 'lease-grant'; readonly id: number; readonly ttlSeconds: number; readonly revision: number }
+  | { readonly type: 'lease-revoke'; readonly revision: number }
+  | { readonly type: 'lease-checkpoint'; readonly revision: number };
+
+/** A lease as the state machine holds it (the deadline is the leader's, in memory: node/lessor.ts). */
+export interface Lease {
+  readonly id: number;
+  readonly ttlSeconds: number; // as granted (after the minimum)
+  readonly remainingSeconds: number; // the last checkpoint's remaining TTL, 0 = none (the full TTL counts)
+}
+
+/** One change to one key, as a watch sees it (etcd's mvccpb.Event before prev_kv is looked up). */
+export interface KvEvent {
+  readonly type: 'put' | 'delete';
+  readonly kv: KeyValue; // a delete's has only key and modRevision (etcd's tombstone)
+  readonly prevKv: KeyValue | undefined; // the key before this change (undefined: it did not exist)
+  readonly sub: number; // the change's sub-revision within kv.modRevision
+}
 
 /**
  * What a normal log entry carries: a client session id and sequence number (at-most-once apply of retries),

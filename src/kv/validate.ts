@@ -11,6 +11,9 @@ function invalid(message: string): RaftKvError {
 }
 
 // etcd's messages for the requests it refuses (rpctypes), matched by clients.
+/** Leases in one checkpoint command (etcd's leaseCheckpointRate batches 1,000 at a time too). */
+export const MAX_LEASE_CHECKPOINTS = 1000;
+
 export const ETCD_EMPTY_KEY = 'etcdserver: key is not provided';
 export const ETCD_TOO_MANY_OPS = 'etcdserver: too many operations in txn request';
 export const ETCD_DUPLICATE_KEY = 'etcdserver: duplicate key given in txn request';
@@ -205,6 +208,14 @@ export function validateCommand(cmd: Command, limits: KvLimits): void {
       return;
     case 'compact':
       if (!Number.isSafeInteger(cmd.revision)) throw invalid(`compact: revision must be an integer, got ${cmd.revision}`);
+      return;
+    case 'lease-grant':
+      return; // the state machine's leaseGrant checks it (leases.ts checkLeaseGrant), with etcd's codes
+    case 'lease-revoke':
+      if (!Number.isSafeInteger(cmd.id)) throw invalid(`lease revoke: id must be an integer, got ${cmd.id}`);
+      return;
+    case 'lease-checkpoint':
+      if (cmd.checkpoints.length > MAX_LEASE_CHECKPOINTS) throw invalid(`lease checkpoint: at most ${MAX_LEASE_CHECKPOINTS} leases, got ${cmd.checkpoints.length}`);
       return;
     default:
       assertNever(cmd);

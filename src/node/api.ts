@@ -1,6 +1,7 @@
 // What a running node offers to the gRPC services (src/server) and to in-process tests.
 import type { Index, NodeId } from '../raft/types.js';
-import type { Command, CommandResult, RangeRequest, RangeResult } from '../kv/types.js';
+import type { Command, CommandResult, Lease, RangeRequest, RangeResult } from '../kv/types.js';
+import type { WatchHub } from '../watch/watch-hub.js';
 import type { Member } from '../shared/member.js';
 import type { NodeStatus, ResponseHeader } from '../shared/responses.js';
 
@@ -67,6 +68,26 @@ export interface KvNode {
   waitApplied(index: Index, deadlineMs: number): Promise<void>;
   /** This member's state machine gives the space of deleted records back to the file system (etcd's Defragment). */
   defragment(): Promise<void>;
+  /** This member's watchers, fed by its applied state (any member serves watches). */
+  watchHub(): WatchHub;
+  /**
+   * A keep-alive (etcd's LeaseRenew), on the leader only (NOT_LEADER elsewhere: the caller forwards it): the
+   * lease's TTL in seconds, or undefined when it does not exist or has expired (etcd answers TTL 0).
+   */
+  leaseKeepAlive(id: number, deadlineMs: number): Promise<number | undefined>;
+  /** etcd's LeaseTimeToLive, on the leader only (NOT_LEADER elsewhere); undefined when the lease does not exist. */
+  leaseTimeToLive(id: number, withKeys: boolean, deadlineMs: number): Promise<LeaseTimeToLive | undefined>;
+  /** The leases as of this member's applied index (etcd's LeaseLeases). */
+  leases(): readonly Lease[];
+  /** etcd's minimum TTL: a grant asking for less gets this (1.5 election timeouts in whole seconds). */
+  readonly minLeaseTtlSeconds: number;
   /** Graceful stop: a leader first hands leadership to an up-to-date follower. */
   stop(): Promise<void>;
+}
+
+export interface LeaseTimeToLive {
+  readonly id: number;
+  readonly ttlSeconds: number; // remaining, rounded up
+  readonly grantedTtlSeconds: number;
+  readonly keys: readonly Uint8Array[]; // empty unless asked for
 }

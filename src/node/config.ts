@@ -49,6 +49,8 @@ export interface NodeConfig {
   readonly autoCompactionMode?: 'periodic' | 'revision';
   /** periodic: ms of history kept; revision: revisions kept; 0 (the default): no automatic compaction. */
   readonly autoCompactionRetention?: number;
+  /** etcd's --experimental-watch-progress-notify-interval, ms (default 10 minutes). */
+  readonly watchProgressNotifyIntervalMs?: number;
 }
 
 /** Every setting that has a default, with it: `raftkv serve`, the tests and the benchmarks start from these. */

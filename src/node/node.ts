@@ -56,14 +56,19 @@ import type {
   SoftState,
 } from '../raft/types.js';
 import { NONE } from '../raft/types.js';
-import type { Command, RangeRequest } from '../kv/types.js';
+import type { Command, Lease, RangeRequest } from '../kv/types.js';
+import type { AppliedChange } from '../kv/state-machine.js';
+import { minLeaseTtlSeconds } from '../kv/leases.js';
+import { MAX_LEASE_CHECKPOINTS } from '../kv/validate.js';
+import { WatchHub } from '../watch/watch-hub.js';
 import { encodeEnvelope } from '../kv/codec.js';
 import { encodeMemberContext } from '../kv/state-machine.js';
 import { validateCommand, validateRange } from '../kv/validate.js';
 import { KvStateMachine } from '../kv/state-machine.js';
 import { WalStorage } from '../storage/wal-storage.js';
 import type { Transport } from '../transport/transport.js';
-import type { AdminReply, KeySpaceDigestAt, KvNode, ReadReply, WriteReply, Member, NodeStatus, ReadOptions, WriteOptions } from './api.js';
+import type { AdminReply, KeySpaceDigestAt, KvNode, LeaseTimeToLive, ReadReply, WriteReply, Member, NodeStatus, ReadOptions, WriteOptions } from './api.js';
+import { LEASE_CHECK_INTERVAL_MS, LEASE_CHECKPOINT_INTERVAL_MS, LEASE_MAX_REVOKES_PER_CHECK, LEASE_REVOKE_RETRY_MS, Lessor } from './lessor.js';
 import type { Clock } from '../shared/clock.js';
 import { systemClock } from '../shared/clock.js';
 import { DEFAULT_CORRUPT_CHECK_INTERVAL_MS, validateNodeConfig } from './config.js';
@@ -215,6 +220,10 @@ export class RaftKvNode implements KvNode {
   private readonly peers: PeerSet; // the transport's peers, peers.json, a refusal as a stale incarnation
   private readonly dataSize: DataSize; // the cached bytes on disk status() reports
   private readonly lock: DataDirLock | undefined; // the data directory's lock, released last in stop()
+  private readonly lessor: Lessor; // lease deadlines, while this member leads
+  private readonly hub: WatchHub; // this member's watchers
+  private cancelLeaseCheck: (() => void) | undefined; // stops the lease expiry and checkpoint timer
+  readonly minLeaseTtlSeconds: number;
   private stopping = false; // stop() called: new requests are refused
   private loopStopped = false; // the loop has exited
   private failure: Error | undefined; // a fatal error ended the loop
@@ -313,6 +322,31 @@ export class RaftKvNode implements KvNode {
       wakeLoop: () => this.inbox.notify(),
     });
     this.dataSize = new DataSize(logger, wal, sm, () => this.loopStopped || this.stopping);
+    const electionTimeoutMs = config.electionTimeoutTicks * config.tickIntervalMs;
+    this.minLeaseTtlSeconds = minLeaseTtlSeconds(electionTimeoutMs);
+    this.lessor = new Lessor(
+      { lease: (id) => sm.lease?.(id), leaseList: () => sm.leaseList?.() ?? [] },
+      {
+        extendMs: electionTimeoutMs,
+        checkpointIntervalMs: LEASE_CHECKPOINT_INTERVAL_MS,
+        revokeRetryMs: LEASE_REVOKE_RETRY_MS,
+        maxRevokesPerCheck: LEASE_MAX_REVOKES_PER_CHECK,
+        maxCheckpointsPerCheck: MAX_LEASE_CHECKPOINTS,
+      },
+    );
+    this.hub = new WatchHub(
+      {
+        get revision() {
+          return sm.revision;
+        },
+        get compactedRevision() {
+          return sm.compactedRevision;
+        },
+        historyEvents: (range, from, to, max) =>
+          sm.historyEvents?.(range, from, to, max) ?? Promise.reject(new RaftKvError('UNAVAILABLE', 'watch: this state machine keeps no history')),
+      },
+      (err) => this.log.error({ err }, 'watch: a catch-up read failed'),
+    );
     const st = rawNode.status();
     this.known.term = st.term;
     this.known.commitIndex = st.commit;
@@ -348,6 +382,7 @@ export class RaftKvNode implements KvNode {
     const node = new RaftKvNode(config, deps, stores, rawNode, logger);
     sm.onFlushFailure = (err) => node.pipeline.fail(err); // the loop rethrows it
     sm.onFlushStalled = (err) => node.disk.onKvFull(err);
+    sm.onApplied = (change) => node.onApplied(change);
     node.joining = config.initialClusterState === 'existing' && wal.lastIndex() === 0 && wal.snapshot().metadata.index === 0;
     await node.dataSize.refresh();
     node.snapshots.adopt(await sm.latestSnapshot(snapDir));
@@ -370,6 +405,7 @@ export class RaftKvNode implements KvNode {
       node.inbox.notify();
     }, config.tickIntervalMs);
     node.loopDone = node.run();
+    node.cancelLeaseCheck = node.clock.setInterval(() => node.checkLeases(), LEASE_CHECK_INTERVAL_MS);
     const st = rawNode.status();
     logger.info(
       { term: st.term, role: st.role, commit: st.commit, applied: sm.appliedIndex, lastIndex: st.lastIndex, voters: st.confState.voters, learners: st.confState.learners },
@@ -838,6 +874,72 @@ export class RaftKvNode implements KvNode {
       this.transfers.onLeaderChange(ss.leader);
     }
     this.reads.onLeaderChange(wasLeader && ss.role !== 'leader', ss.leader !== prevLeader, ss.leader);
+    if (!wasLeader && ss.role === 'leader') this.lessor.promote(this.clock.now());
+    else if (wasLeader && ss.role !== 'leader') this.lessor.demote();
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // Watches and leases: the hub is fed by every applied batch; the lessor keeps deadlines while this member
+  // leads and its expiries and checkpoints are proposed like any write.
+
+  private onApplied(change: AppliedChange): void {
+    this.hub.onApplied(change.revision, change.events, change.restored);
+    if (change.restored) {
+      if (this.lessor.isPrimary) this.lessor.promote(this.clock.now());
+    } else if (change.leases.size > 0) {
+      this.lessor.onApplied(change.leases, this.clock.now());
+    }
+  }
+
+  watchHub(): WatchHub {
+    return this.hub;
+  }
+
+  leases(): readonly Lease[] {
+    return this.sm.leaseList?.() ?? [];
+  }
+
+  /** NOT_LEADER unless this member leads and has applied what it had committed when asked (etcd's waitAppliedIndex). */
+  private async asLeaseLeader(deadlineMs: number): Promise<void> {
+    if (this.stopping) throw new RaftKvError('UNAVAILABLE', `node ${this.id} is stopping`);
+    if (!this.known.leads()) throw this.known.notLeaderError();
+    await this.waitApplied(this.known.commitIndex, deadlineMs);
+    if (!this.lessor.isPrimary) throw this.known.notLeaderError();
+  }
+
+  async leaseKeepAlive(id: number, deadlineMs: number): Promise<number | undefined> {
+    await this.asLeaseLeader(deadlineMs);
+    return this.lessor.renew(id, this.clock.now());
+  }
+
+  async leaseTimeToLive(id: number, withKeys: boolean, deadlineMs: number): Promise<LeaseTimeToLive | undefined> {
+    await this.asLeaseLeader(deadlineMs);
+    const l = this.sm.lease?.(id);
+    const ttl = this.lessor.remainingSeconds(id, this.clock.now());
+    if (l === undefined || ttl === undefined) return undefined;
+    const keys = withKeys ? ((await this.sm.attachedKeys?.(id)) ?? []) : [];
+    return { id, ttlSeconds: ttl, grantedTtlSeconds: l.ttlSeconds, keys };
+  }
+
+  /** The lease timer: proposes revokes of expired leases and checkpoints of long ones (leader only). */
+  private checkLeases(): void {
+    if (this.stopping || !this.lessor.isPrimary) return;
+    const now = this.clock.now();
+    for (const id of this.lessor.takeExpired(now)) {
+      this.log.info({ lease: id }, 'lease expired: revoking');
+      this.proposeLeaseCommand({ type: 'lease-revoke', id }, now);
+    }
+    const checkpoints = this.lessor.takeCheckpoints(now);
+    if (checkpoints.length > 0) this.proposeLeaseCommand({ type: 'lease-checkpoint', checkpoints }, now);
+  }
+
+  private proposeLeaseCommand(command: Command, nowMs: number): void {
+    this.write(command, { clientId: '', seq: 0, deadlineMs: nowMs + LEASE_REVOKE_RETRY_MS }).catch((err: unknown) => {
+      // Gone already, or leadership moved (the next leader decides): nothing to do. Anything else is retried at
+      // the next check (a revoke after LEASE_REVOKE_RETRY_MS).
+      if (isRaftKvError(err, 'LEASE_NOT_FOUND') || isRaftKvError(err, 'NOT_LEADER')) return;
+      this.log.warn({ err, command: command.type }, 'lease: a proposal failed');
+    });
   }
 
   private sendMessages(messages: readonly Message[]): void {
@@ -987,6 +1089,8 @@ export class RaftKvNode implements KvNode {
     }
     this.stopping = true;
     this.cancelTick?.();
+    this.cancelLeaseCheck?.();
+    this.hub.close();
     this.disk.cancelKvRetries();
     this.corruption.stop();
     this.inbox.notify();

@@ -2,7 +2,8 @@
 // structurally so the loop can be read (and exercised) against these contracts alone.
 import type { DigestValue } from '../kv/key-space-digest.js';
 import type { ConfState, Entry, HardState, Index, LogStorage, Snapshot, SnapshotMetadata, Term } from '../raft/types.js';
-import type { CommandResult, RangeRequest, RangeResult } from '../kv/types.js';
+import type { CommandResult, KeyRange, KvEvent, Lease, RangeRequest, RangeResult } from '../kv/types.js';
+import type { AppliedChange } from '../kv/state-machine.js';
 import type { Member } from './api.js';
 
 export interface DurableLog extends LogStorage {
@@ -59,6 +60,14 @@ export interface StateMachine {
   verifyKeySpace?(): Promise<unknown>;
   /** The key-space digest as of `index` (<= appliedIndex), if still remembered. */
   digestAt?(index: Index): DigestValue | undefined;
+  // Watches and leases (a state machine without them serves neither: the simulator's).
+  /** Set by the node: each applied batch's events and lease changes, once readable. */
+  onApplied?: ((change: AppliedChange) => void) | undefined;
+  /** Events of `range` from the history (KvStateMachine.historyEvents). */
+  historyEvents?(range: KeyRange, fromRevision: number, toRevision: number, maxEvents: number): Promise<{ events: KvEvent[]; coveredTo: number }>;
+  lease?(id: number): Lease | undefined;
+  leaseList?(): Lease[];
+  attachedKeys?(id: number): Promise<Uint8Array[]>;
 }
 
 /**

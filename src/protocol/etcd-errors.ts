@@ -41,6 +41,14 @@ function etcdStatusOf(code: ErrorCode, message: string): { code: GrpcStatus; det
       return { code: GrpcStatus.INVALID_ARGUMENT, details: message };
     case 'LEASE_NOT_FOUND':
       return { code: GrpcStatus.NOT_FOUND, details: message };
+    case 'LEASE_EXISTS':
+      return { code: GrpcStatus.FAILED_PRECONDITION, details: message };
+    case 'LEASE_TTL_TOO_LARGE':
+      return { code: GrpcStatus.OUT_OF_RANGE, details: message };
+    case 'TOO_MANY_LEASES':
+      return { code: GrpcStatus.RESOURCE_EXHAUSTED, details: message };
+    case 'WATCH_CANCELED':
+      return { code: GrpcStatus.CANCELLED, details: message };
     case 'RESOURCE_EXHAUSTED':
       return { code: GrpcStatus.RESOURCE_EXHAUSTED, details: message };
     case 'DISK_FULL':

@@ -315,8 +315,25 @@ export interface WireForwardResponse {
   leaderId: number;
 }
 
+export interface WireLeaseForwardRequest {
+  clusterId: string;
+  leaseId: number;
+  timeToLive: boolean;
+  keys: boolean;
+  timeoutMs: number;
+}
+export interface WireLeaseForwardResponse {
+  found: boolean;
+  ttl: number;
+  grantedTtl: number;
+  keys: Uint8Array[];
+  term: number;
+  leaderId: number;
+}
+
 export const PEER_METHODS = {
   stream: method<WirePeerBatch, WireEmpty>(PEER_SERVICE, 'Stream'),
   sendSnapshot: method<WireSnapshotChunk, WireSnapshotAck>(PEER_SERVICE, 'SendSnapshot'),
   forward: method<WireForwardRequest, WireForwardResponse>(PEER_SERVICE, 'Forward'),
+  leaseForward: method<WireLeaseForwardRequest, WireLeaseForwardResponse>(PEER_SERVICE, 'LeaseForward'),
 };

@@ -18,6 +18,10 @@
 //   COMPACTED, FUTURE_REV -> OUT_OF_RANGE (as etcd's)
 //   KEY_NOT_FOUND, DUPLICATE_KEY -> INVALID_ARGUMENT (as etcd's)
 //   LEASE_NOT_FOUND     -> NOT_FOUND (as etcd's)
+//   LEASE_EXISTS        -> FAILED_PRECONDITION (as etcd's)
+//   LEASE_TTL_TOO_LARGE -> OUT_OF_RANGE (as etcd's)
+//   TOO_MANY_LEASES     -> RESOURCE_EXHAUSTED
+//   WATCH_CANCELED      -> CANCELLED
 //   anything else (a bug) -> INTERNAL (logged by the service)
 // Without `raftkv-code` (a status made by gRPC itself), the client maps: UNAVAILABLE / CANCELLED (connection
 // refused or reset) -> UNAVAILABLE; DEADLINE_EXCEEDED -> DEADLINE_EXCEEDED; RESOURCE_EXHAUSTED "Received message
@@ -68,6 +72,14 @@ export function grpcStatusOf(code: ErrorCode): GrpcStatus {
       return GrpcStatus.INVALID_ARGUMENT;
     case 'LEASE_NOT_FOUND':
       return GrpcStatus.NOT_FOUND;
+    case 'LEASE_EXISTS':
+      return GrpcStatus.FAILED_PRECONDITION;
+    case 'LEASE_TTL_TOO_LARGE':
+      return GrpcStatus.OUT_OF_RANGE;
+    case 'TOO_MANY_LEASES':
+      return GrpcStatus.RESOURCE_EXHAUSTED;
+    case 'WATCH_CANCELED':
+      return GrpcStatus.CANCELLED;
     default:
       return assertNever(code);
   }

@@ -2,10 +2,18 @@
 // the leader's half of write forwarding (write-forwarder.ts).
 import type { Server, handleUnaryCall } from '@grpc/grpc-js';
 import { PEER_SERVICE } from '../protocol/proto.js';
-import type { WireForwardRequest, WireForwardResponse } from '../protocol/proto.js';
+import type { WireForwardRequest, WireForwardResponse, WireLeaseForwardRequest, WireLeaseForwardResponse } from '../protocol/proto.js';
 import type { GrpcTransport } from '../transport/grpc-transport.js';
 
-/** Without `forward` (transport tests) Peer.Forward answers UNIMPLEMENTED. */
-export function addPeerService(server: Server, transport: GrpcTransport, forward?: handleUnaryCall<WireForwardRequest, WireForwardResponse>): void {
-  server.addService(PEER_SERVICE, { ...transport.peerServiceImplementation(), ...(forward === undefined ? {} : { Forward: forward }) });
+export interface ForwardHandlers {
+  readonly forward: handleUnaryCall<WireForwardRequest, WireForwardResponse>;
+  readonly leaseForward: handleUnaryCall<WireLeaseForwardRequest, WireLeaseForwardResponse>;
+}
+
+/** Without `forward` (transport tests) Peer.Forward and Peer.LeaseForward answer UNIMPLEMENTED. */
+export function addPeerService(server: Server, transport: GrpcTransport, forward?: ForwardHandlers): void {
+  server.addService(PEER_SERVICE, {
+    ...transport.peerServiceImplementation(),
+    ...(forward === undefined ? {} : { Forward: forward.forward, LeaseForward: forward.leaseForward }),
+  });
 }

@@ -12,6 +12,8 @@ import { Server, ServerCredentials } from '@grpc/grpc-js';
 import type { ServerOptions } from '@grpc/grpc-js';
 import type { pino } from 'pino';
 import type { KvNode, Member, NodeStatus } from '../node/api.js';
+import type { Lease } from '../kv/types.js';
+import type { WatchHub } from '../watch/watch-hub.js';
 import type { Clock } from '../shared/clock.js';
 import { systemClock } from '../shared/clock.js';
 import type { NodeConfig } from '../node/config.js';
@@ -31,6 +33,8 @@ import { createEtcdKvService } from './etcd-kv-service.js';
 import { AutoCompactor } from './auto-compactor.js';
 import { createEtcdMaintenanceServices } from './etcd-maintenance-service.js';
 import { WriteForwarder } from './write-forwarder.js';
+import { createEtcdLeaseService } from './etcd-lease-service.js';
+import { DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL_MS, createEtcdWatchService } from './etcd-watch-service.js';
 import { ETCD_SERVICES } from '../protocol/etcd-proto.js';
 import { addPeerService } from './peer-service.js';
 
@@ -50,7 +54,7 @@ export interface RunServerOptions {
   /** Install SIGTERM / SIGINT handlers that stop gracefully and exit 0 (the CLI does; tests do not). */
   readonly handleSignals?: boolean;
   readonly defaultTimeoutMs?: number; // deadline for client calls that carry none; default 10 s
-  /** The timers of the peer corrupt check and the auto-compactor, and the deadlines they hand the node: must be the node's clock. Default systemClock. */
+  /** The timers of the peer corrupt check, the auto-compactor and the watch service, and the deadlines they hand the node: must be the node's clock. Default systemClock. */
   readonly corruptCheckClock?: Clock;
   /** How the peer corrupt check reaches other members. Default: HashKV over gRPC. Tests inject their own. */
   readonly corruptCheckPeers?: PeerDigests;
@@ -67,8 +71,8 @@ export interface RunningServer {
 
 
 /**
- * A KvNode stand-in that answers UNAVAILABLE until the real node is set. With `forwarder`, a write a follower
- * refuses goes to the leader (what etcd's services take).
+ * A KvNode stand-in that answers UNAVAILABLE until the real node is set. With `forwarder`, a write, a lease
+ * keep-alive or a TimeToLive a follower refuses goes to the leader (what etcd's services take).
  */
 class LateNode implements KvNode {
   constructor(
@@ -128,6 +132,21 @@ class LateNode implements KvNode {
   }
   defragment(): Promise<void> {
     return this.get().defragment();
+  }
+  watchHub(): WatchHub {
+    return this.get().watchHub();
+  }
+  leaseKeepAlive(...args: Parameters<KvNode['leaseKeepAlive']>): ReturnType<KvNode['leaseKeepAlive']> {
+    return this.forwarder !== undefined ? this.forwarder.leaseKeepAlive(...args) : this.get().leaseKeepAlive(...args);
+  }
+  leaseTimeToLive(...args: Parameters<KvNode['leaseTimeToLive']>): ReturnType<KvNode['leaseTimeToLive']> {
+    return this.forwarder !== undefined ? this.forwarder.leaseTimeToLive(...args) : this.get().leaseTimeToLive(...args);
+  }
+  leases(): readonly Lease[] {
+    return this.get().leases();
+  }
+  get minLeaseTtlSeconds(): number {
+    return this.get().minLeaseTtlSeconds;
   }
   stop(): Promise<void> {
     return this.lateNode.node?.stop() ?? Promise.resolve();
@@ -205,11 +224,19 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
   clientServer.addService(KV_SERVICE, createKvService(serviceOpts));
   clientServer.addService(ADMIN_SERVICE, createAdminService(serviceOpts));
   clientServer.addService(ETCD_SERVICES.KV, createEtcdKvService(etcdKvOpts));
+  clientServer.addService(ETCD_SERVICES.Lease, createEtcdLeaseService(etcdKvOpts));
+  const etcdWatch = createEtcdWatchService({
+    ...serviceOpts,
+    clock: opts.corruptCheckClock ?? systemClock,
+    watchProgressNotifyIntervalMs: config.watchProgressNotifyIntervalMs ?? DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL_MS,
+    noLeaderCancelMs: 3 * config.electionTimeoutTicks * config.tickIntervalMs,
+  });
+  clientServer.addService(ETCD_SERVICES.Watch, etcdWatch.service);
   const etcdAdmin = createEtcdMaintenanceServices(serviceOpts);
   clientServer.addService(ETCD_SERVICES.Cluster, etcdAdmin.cluster);
   clientServer.addService(ETCD_SERVICES.Maintenance, etcdAdmin.maintenance);
   const peerServer = shared ? clientServer : new Server({ 'grpc.max_receive_message_length': PEER_MAX_MESSAGE_BYTES, 'grpc.max_send_message_length': -1 });
-  addPeerService(peerServer, transport, forwarder.handler());
+  addPeerService(peerServer, transport, forwarder.handlers());
 
   const servers = shared ? [clientServer] : [clientServer, peerServer];
   let clientAddress: string;
@@ -219,6 +246,7 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
     peerAddress = shared ? clientAddress : await bind(peerServer, config.peerListen);
   } catch (err) {
     for (const s of servers) s.forceShutdown();
+    etcdWatch.close();
     throw err;
   }
 
@@ -237,6 +265,7 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
     node = await startNode(config, { transport, logger, onFatal });
   } catch (err) {
     for (const s of servers) s.forceShutdown();
+    etcdWatch.close();
     await transport.stop();
     throw err;
   }
@@ -257,6 +286,7 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
     stopping ??= (async () => {
       await corruptCheck.stop();
       autoCompactor.stop();
+      etcdWatch.close();
       try {
         await node.stop();
       } catch (err) {

@@ -5,19 +5,22 @@
 // raftkv's own protocol answers NOT_LEADER with the leader's address instead, which its client follows (one hop
 // fewer, the same command applied by the same leader: the same result).
 //
+// Lease keep-alives and TimeToLive go the same way (Peer.LeaseForward): only the leader keeps lease deadlines.
+//
 // Only a NOT_LEADER refusal is forwarded (nothing was proposed); the leader's node.write is called directly,
 // never forwarded again, so a write travels one hop at most. A failure on the way comes back with its own code:
 // NOT_LEADER (leadership moved; the client retries), UNAVAILABLE or DEADLINE_EXCEEDED (outcome unknown).
 import { Client, credentials, Metadata } from '@grpc/grpc-js';
 import type { sendUnaryData, ServerUnaryCall } from '@grpc/grpc-js';
 import type pino from 'pino';
-import type { KvNode, WriteOptions, WriteReply } from '../node/api.js';
+import type { KvNode, LeaseTimeToLive, WriteOptions, WriteReply } from '../node/api.js';
 import type { NodeId } from '../raft/types.js';
 import { RaftKvError, isRaftKvError } from '../shared/errors.js';
 import type { Command } from '../kv/types.js';
 import { decodeCommandResult, decodeEnvelope, encodeCommandResult, encodeEnvelope } from '../kv/codec.js';
 import { PEER_METHODS } from '../protocol/proto.js';
-import type { WireForwardRequest, WireForwardResponse } from '../protocol/proto.js';
+import type { WireForwardRequest, WireForwardResponse, WireLeaseForwardRequest, WireLeaseForwardResponse } from '../protocol/proto.js';
+import type { ForwardHandlers } from './peer-service.js';
 import { fromGrpcError, toGrpcStatus } from '../protocol/wire-errors.js';
 
 // A forwarded write may wait at most this long on the leader, whatever deadline it carries: the client's own
@@ -43,9 +46,8 @@ export class WriteForwarder {
     try {
       return await node.write(command, wo);
     } catch (err) {
-      if (!isRaftKvError(err, 'NOT_LEADER') || err.leader === undefined || err.leader.leaderId === 0) throw err;
-      const leader = node.members().find((m) => m.id === err.leader?.leaderId);
-      if (leader === undefined || leader.id === node.id) throw err;
+      const leader = this.leaderOf(err);
+      if (leader === undefined) throw err;
       const answer = await this.forward(leader.id, leader.peerAddress, command, wo);
       await node.waitApplied(answer.index, wo.deadlineMs);
       const s = node.status();
@@ -53,21 +55,61 @@ export class WriteForwarder {
     }
   }
 
-  private forward(id: NodeId, peerAddress: string, command: Command, wo: WriteOptions): Promise<WireForwardResponse> {
+  /** node.leaseKeepAlive, on a follower the leader's. */
+  async leaseKeepAlive(id: number, deadlineMs: number): Promise<number | undefined> {
+    const res = await this.leaseCall(id, false, false, deadlineMs);
+    return res.type === 'local' ? res.value : res.answer.found ? res.answer.ttl : undefined;
+  }
+
+  /** node.leaseTimeToLive, on a follower the leader's. */
+  async leaseTimeToLive(id: number, withKeys: boolean, deadlineMs: number): Promise<LeaseTimeToLive | undefined> {
+    const res = await this.leaseCall(id, true, withKeys, deadlineMs);
+    if (res.type === 'local') return res.value;
+    const a = res.answer;
+    return a.found ? { id, ttlSeconds: a.ttl, grantedTtlSeconds: a.grantedTtl, keys: a.keys.map((k) => new Uint8Array(k)) } : undefined;
+  }
+
+  private async leaseCall<T extends boolean>(
+    id: number,
+    timeToLive: T,
+    withKeys: boolean,
+    deadlineMs: number,
+  ): Promise<{ type: 'local'; value: T extends true ? LeaseTimeToLive | undefined : number | undefined } | { type: 'forwarded'; answer: WireLeaseForwardResponse }> {
+    const { node } = this.opts;
+    type Local = T extends true ? LeaseTimeToLive | undefined : number | undefined;
+    try {
+      const value = (timeToLive ? await node.leaseTimeToLive(id, withKeys, deadlineMs) : await node.leaseKeepAlive(id, deadlineMs)) as Local;
+      return { type: 'local', value };
+    } catch (err) {
+      const leader = this.leaderOf(err);
+      if (leader === undefined) throw err;
+      const timeoutMs = Math.max(1, Math.min(FORWARD_MAX_TIMEOUT_MS, deadlineMs - Date.now()));
+      const request: WireLeaseForwardRequest = { clusterId: this.opts.clusterId, leaseId: id, timeToLive, keys: withKeys, timeoutMs };
+      const answer = await this.call(leader.id, leader.peerAddress, PEER_METHODS.leaseForward, request, timeoutMs);
+      return { type: 'forwarded', answer };
+    }
+  }
+
+  /** The leader to forward to after `err`, or undefined when `err` is not a NOT_LEADER naming another member. */
+  private leaderOf(err: unknown): { id: NodeId; peerAddress: string } | undefined {
+    if (!isRaftKvError(err, 'NOT_LEADER') || err.leader === undefined || err.leader.leaderId === 0) return undefined;
+    const leader = this.opts.node.members().find((m) => m.id === err.leader?.leaderId);
+    if (leader === undefined || leader.id === this.opts.node.id) return undefined;
+    return leader;
+  }
+
+  private client(id: NodeId, peerAddress: string): Client {
     const address = this.opts.dialOverrides?.get(id) ?? peerAddress;
     let client = this.clients.get(address);
     if (client === undefined) {
       client = new Client(address, credentials.createInsecure());
       this.clients.set(address, client);
     }
-    const timeoutMs = Math.max(1, Math.min(FORWARD_MAX_TIMEOUT_MS, wo.deadlineMs - Date.now()));
-    const request: WireForwardRequest = {
-      clusterId: this.opts.clusterId,
-      envelope: encodeEnvelope({ clientId: wo.clientId, seq: wo.seq, command }),
-      timeoutMs,
-    };
-    const m = PEER_METHODS.forward;
-    const c = client;
+    return client;
+  }
+
+  private call<Req, Res>(id: NodeId, peerAddress: string, m: { path: string; requestSerialize: (r: Req) => Buffer; responseDeserialize: (b: Buffer) => Res }, request: Req, timeoutMs: number): Promise<Res> {
+    const c = this.client(id, peerAddress);
     return new Promise((resolve, reject) => {
       c.makeUnaryRequest(m.path, m.requestSerialize, m.responseDeserialize, request, new Metadata(), { deadline: Date.now() + timeoutMs }, (err, res) => {
         if (err !== null) reject(fromGrpcError(err));
@@ -77,8 +119,50 @@ export class WriteForwarder {
     });
   }
 
-  /** The leader's half: Peer.Forward. */
-  handler(): (call: ServerUnaryCall<WireForwardRequest, WireForwardResponse>, callback: sendUnaryData<WireForwardResponse>) => void {
+  private forward(id: NodeId, peerAddress: string, command: Command, wo: WriteOptions): Promise<WireForwardResponse> {
+    const timeoutMs = Math.max(1, Math.min(FORWARD_MAX_TIMEOUT_MS, wo.deadlineMs - Date.now()));
+    const request: WireForwardRequest = {
+      clusterId: this.opts.clusterId,
+      envelope: encodeEnvelope({ clientId: wo.clientId, seq: wo.seq, command }),
+      timeoutMs,
+    };
+    return this.call(id, peerAddress, PEER_METHODS.forward, request, timeoutMs);
+  }
+
+  /** The leader's halves: Peer.Forward and Peer.LeaseForward. */
+  handlers(): ForwardHandlers {
+    return { forward: this.handler(), leaseForward: this.leaseHandler() };
+  }
+
+  private leaseHandler(): (call: ServerUnaryCall<WireLeaseForwardRequest, WireLeaseForwardResponse>, callback: sendUnaryData<WireLeaseForwardResponse>) => void {
+    return (call, callback) => {
+      const run = async (): Promise<WireLeaseForwardResponse> => {
+        const req = call.request;
+        if (req.clusterId !== this.opts.clusterId) {
+          throw new RaftKvError('CLUSTER_MISMATCH', `lease forward: from cluster ${JSON.stringify(req.clusterId)}, this is ${JSON.stringify(this.opts.clusterId)}`);
+        }
+        const deadlineMs = Date.now() + Math.min(FORWARD_MAX_TIMEOUT_MS, Math.max(1, req.timeoutMs));
+        const { node } = this.opts;
+        const s = node.status();
+        const base = { term: s.term, leaderId: s.leaderId, keys: [] as Uint8Array[], grantedTtl: 0 };
+        if (req.timeToLive) {
+          const t = await node.leaseTimeToLive(req.leaseId, req.keys, deadlineMs);
+          return t === undefined ? { ...base, found: false, ttl: 0 } : { ...base, found: true, ttl: t.ttlSeconds, grantedTtl: t.grantedTtlSeconds, keys: [...t.keys] };
+        }
+        const ttl = await node.leaseKeepAlive(req.leaseId, deadlineMs);
+        return ttl === undefined ? { ...base, found: false, ttl: 0 } : { ...base, found: true, ttl };
+      };
+      run().then(
+        (res) => callback(null, res),
+        (err: unknown) => {
+          if (!(err instanceof RaftKvError)) this.opts.logger.error({ err }, 'internal error forwarding a lease call');
+          callback(toGrpcStatus(err));
+        },
+      );
+    };
+  }
+
+  private handler(): (call: ServerUnaryCall<WireForwardRequest, WireForwardResponse>, callback: sendUnaryData<WireForwardResponse>) => void {
     return (call, callback) => {
       const run = async (): Promise<WireForwardResponse> => {
         const req = call.request;

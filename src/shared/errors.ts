@@ -16,7 +16,11 @@ export type ErrorCode =
   | 'FUTURE_REV' // a revision above the current revision (etcd's ErrFutureRev)
   | 'KEY_NOT_FOUND' // a put with ignore_value/ignore_lease on a missing key, or an empty txn op (etcd's ErrKeyNotFound)
   | 'LEASE_NOT_FOUND' // a put naming a lease that does not exist (etcd's ErrLeaseNotFound)
-  | 'DUPLICATE_KEY'; // a txn branch writes one key twice, or puts a key it also deletes (etcd's ErrDuplicateKey)
+  | 'DUPLICATE_KEY' // a txn branch writes one key twice, or puts a key it also deletes (etcd's ErrDuplicateKey)
+  | 'LEASE_EXISTS' // a lease grant naming an id that is granted already (etcd's ErrLeaseExists)
+  | 'LEASE_TTL_TOO_LARGE' // a lease grant over MAX_LEASE_TTL_SECONDS (etcd's ErrLeaseTTLTooLarge)
+  | 'TOO_MANY_LEASES' // a lease grant while MAX_LEASES leases are live
+  | 'WATCH_CANCELED'; // a watch the server ended: its member lost the leader, or the watcher fell too far behind
 
 export interface LeaderHint {
   readonly leaderId: number; // 0 if unknown
@@ -57,6 +61,10 @@ const ERROR_CODES: Readonly<Record<ErrorCode, true>> = {
   KEY_NOT_FOUND: true,
   LEASE_NOT_FOUND: true,
   DUPLICATE_KEY: true,
+  LEASE_EXISTS: true,
+  LEASE_TTL_TOO_LARGE: true,
+  TOO_MANY_LEASES: true,
+  WATCH_CANCELED: true,
 };
 
 /** The codes a request earns from its content: decided on apply identically on every replica, stored in sessions. */
@@ -67,6 +75,9 @@ export const REQUEST_ERROR_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'KEY_NOT_FOUND',
   'LEASE_NOT_FOUND',
   'DUPLICATE_KEY',
+  'LEASE_EXISTS',
+  'LEASE_TTL_TOO_LARGE',
+  'TOO_MANY_LEASES',
 ]);
 
 /** True if `s` is one of our stable error codes (decoding them from the wire or from disk). */

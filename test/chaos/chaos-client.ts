@@ -45,6 +45,10 @@ export function isDefiniteFailure(code: ErrorCode): boolean {
     case 'KEY_NOT_FOUND':
     case 'LEASE_NOT_FOUND':
     case 'DUPLICATE_KEY':
+    case 'LEASE_EXISTS':
+    case 'LEASE_TTL_TOO_LARGE':
+    case 'TOO_MANY_LEASES':
+    case 'WATCH_CANCELED':
       return true;
     case 'UNAVAILABLE':
     case 'DEADLINE_EXCEEDED':
@@ -222,6 +226,10 @@ export class ChaosKvClient implements ChaosKv {
           case 'KEY_NOT_FOUND':
           case 'LEASE_NOT_FOUND':
           case 'DUPLICATE_KEY':
+          case 'LEASE_EXISTS':
+          case 'LEASE_TTL_TOO_LARGE':
+          case 'TOO_MANY_LEASES':
+          case 'WATCH_CANCELED':
             // Not retryable: the op failed.
             return { outcome: ambiguous ? { kind: 'indeterminate' } : { kind: 'failed' }, attempts, lastError, servedBy: 0, term: 0 };
           default:

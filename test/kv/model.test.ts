@@ -203,6 +203,10 @@ class Model {
         if (cmd.revision > base) throw new ModelError('FUTURE_REV');
         this.compacted = cmd.revision;
         return { type: 'compact', revision: base };
+      case 'lease-grant':
+      case 'lease-revoke':
+      case 'lease-checkpoint':
+        throw new Error('model: leases are modelled by test/kv/leases.test.ts');
     }
     if (changes > 0) this.revs.push(work);
     return result;

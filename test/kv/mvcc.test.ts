@@ -88,10 +88,18 @@ describe('MVCC history', () => {
     expect((await sm.range(at(13, 'gone'))).count).toBe(0);
     await sm.whenCompacted(13);
     await sm.close();
-    expect(await historyOnDisk(kvDir)).toEqual(new Map([['k', [11, 14]]])); // 'gone' left no record at all
+    // 'gone' keeps only its tombstone at the compaction revision itself: a watch may start there and must see it.
+    expect(await historyOnDisk(kvDir)).toEqual(new Map([['gone', [13]], ['k', [11, 14]]]));
     sm = await KvStateMachine.open(kvDir);
     expect([sm.revision, sm.compactedRevision]).toEqual([14, 13]);
     expect(dec((await sm.range(at(13))).kvs[0]?.value ?? enc('-'))).toBe('v9');
+    expect((await sm.historyEvents({ key: enc('gone'), end: new Uint8Array(0) }, 13, 14, 10)).events.map((e) => [e.type, e.kv.modRevision])).toEqual([['delete', 13]]);
+    log.cmd(compact(14)); // the next compaction takes the tombstone too
+    await sm.apply(log.take());
+    await sm.whenCompacted(14);
+    await sm.close();
+    expect(await historyOnDisk(kvDir)).toEqual(new Map([['k', [14]]])); // 'gone' left no record at all
+    sm = await KvStateMachine.open(kvDir);
     await sm.close();
   });
 

@@ -3,12 +3,13 @@
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { KeySpaceDigestAt, KvNode, Member, NodeStatus, ReadOptions, ResponseHeader, WriteOptions } from '../../src/node/api.js';
+import type { KeySpaceDigestAt, KvNode, LeaseTimeToLive, Member, NodeStatus, ReadOptions, ResponseHeader, WriteOptions } from '../../src/node/api.js';
+import type { WatchHub } from '../../src/watch/watch-hub.js';
 import { NODE_CONFIG_DEFAULTS } from '../../src/node/config.js';
 import type { NodeConfig } from '../../src/node/config.js';
 import { RaftKvError } from '../../src/shared/errors.js';
 import type { ErrorCode } from '../../src/shared/errors.js';
-import type { Command, CommandResult, KeyValue, OpResult, RangeRequest, RangeResult } from '../../src/kv/types.js';
+import type { Command, CommandResult, KeyValue, Lease, OpResult, RangeRequest, RangeResult } from '../../src/kv/types.js';
 import { compareBytes, isOpenEnd } from '../../src/kv/validate.js';
 import type { NodeId } from '../../src/raft/types.js';
 
@@ -147,6 +148,10 @@ export class FakeNode implements KvNode {
         });
         return { type: 'txn', succeeded: ok, results, revision: this.cluster.revision };
       }
+      case 'lease-grant':
+      case 'lease-revoke':
+      case 'lease-checkpoint':
+        throw new Error('fake node: leases are not modelled');
     }
   }
 
@@ -238,6 +243,21 @@ export class FakeNode implements KvNode {
 
   defragment(): Promise<void> {
     return Promise.resolve();
+  }
+
+  // Watches and leases are not modelled: the services' tests of them run real nodes.
+  readonly minLeaseTtlSeconds = 2;
+  watchHub(): WatchHub {
+    throw new RaftKvError('UNAVAILABLE', 'fake node: no watches');
+  }
+  leaseKeepAlive(): Promise<number | undefined> {
+    return Promise.reject(new RaftKvError('UNAVAILABLE', 'fake node: no leases'));
+  }
+  leaseTimeToLive(): Promise<LeaseTimeToLive | undefined> {
+    return Promise.reject(new RaftKvError('UNAVAILABLE', 'fake node: no leases'));
+  }
+  leases(): readonly Lease[] {
+    return [];
   }
 
   /** The fake applies every write at once. */

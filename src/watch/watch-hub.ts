@@ -87,10 +87,16 @@ export class WatchHub {
   private ringStart: number; // the ring holds every revision from ringStart to revision
   private closed = false;
 
+  private readonly ringMaxEvents: number;
+  private readonly catchUpBatchEvents: number;
+
   constructor(
     private readonly source: WatchSource,
     private readonly onError: (err: unknown) => void,
+    limits: { readonly ringMaxEvents?: number; readonly catchUpBatchEvents?: number } = {}, // tests make them small
   ) {
+    this.ringMaxEvents = limits.ringMaxEvents ?? RING_MAX_EVENTS;
+    this.catchUpBatchEvents = limits.catchUpBatchEvents ?? CATCH_UP_BATCH_EVENTS;
     this.revision = source.revision;
     this.ringStart = this.revision + 1;
   }
@@ -165,7 +171,7 @@ export class WatchHub {
     this.revision = rev;
     this.ring.push({ revision: rev, events });
     this.ringEvents += events.length;
-    while (this.ringEvents > RING_MAX_EVENTS && this.ring.length > 1) {
+    while (this.ringEvents > this.ringMaxEvents && this.ring.length > 1) {
       const old = this.ring.shift();
       if (old === undefined) break;
       this.ringEvents -= old.events.length;
@@ -251,7 +257,7 @@ export class WatchHub {
       const to = this.ringStart - 1;
       let batch: { events: KvEvent[]; coveredTo: number };
       try {
-        batch = await this.source.historyEvents(w.spec.range, from, to, CATCH_UP_BATCH_EVENTS);
+        batch = await this.source.historyEvents(w.spec.range, from, to, this.catchUpBatchEvents);
       } catch (err) {
         if (err instanceof RaftKvError && err.code === 'COMPACTED') {
           this.end(w, { type: 'compacted', compactRevision: this.source.compactedRevision });
@@ -284,7 +290,7 @@ export class WatchHub {
     for (const r of this.ring) {
       if (r.revision < w.nextRevision) continue;
       const mine = this.filter(w, r.events);
-      if (pending.length > 0 && pending.length + mine.length > CATCH_UP_BATCH_EVENTS) {
+      if (pending.length > 0 && pending.length + mine.length > this.catchUpBatchEvents) {
         flush();
         if (!w.sink.ready()) return; // the rest when it drains
       }

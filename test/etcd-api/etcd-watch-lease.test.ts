@@ -8,7 +8,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
 import { Etcd3 } from 'etcd3';
-import { etcdBidiStream, etcdUnary } from '../../src/protocol/etcd-proto.js';
+import { Event_EventType, etcdBidiStream, etcdUnary } from '../../src/protocol/etcd-proto.js';
 import type { WatchResponse } from '../../src/protocol/etcd-proto.js';
 import { startTestCluster } from '../integration/helpers.js';
 import type { TestCluster } from '../integration/helpers.js';
@@ -46,12 +46,12 @@ async function applied(endpoint: string, revision: bigint): Promise<void> {
 }
 
 /** A raw Watch stream that records every response. */
-function openWatch(endpoint: string): { responses: WatchResponse[]; stream: grpc.ClientDuplexStream<object, WatchResponse>; close(): void } {
+function openWatch(endpoint: string): { responses: WatchResponse[]; stream: ReturnType<typeof etcdBidiStream<'Watch', 'Watch'>>; close(): void } {
   const stream = etcdBidiStream(raw(endpoint), 'Watch', 'Watch');
   const responses: WatchResponse[] = [];
   stream.on('data', (r: WatchResponse) => responses.push(r));
   stream.on('error', () => undefined); // a cancelled stream ends with CANCELLED
-  return { responses, stream: stream as unknown as grpc.ClientDuplexStream<object, WatchResponse>, close: () => stream.cancel() };
+  return { responses, stream, close: () => stream.cancel() };
 }
 
 beforeAll(async () => {
@@ -184,7 +184,7 @@ describe('etcd Lease: raw etcdserverpb', () => {
     const timer = setInterval(() => ka.write({ ID: kept.ID }), 300);
     try {
       await until('the lease to expire', async () => (await etcdUnary(c, 'KV', 'Range', { key: Buffer.from('exp/a') })).count === 0n, 10_000);
-      const deletes = w.responses.filter((r) => r.events.some((e) => e.type === 1));
+      const deletes = w.responses.filter((r) => r.events.some((e) => e.type === Event_EventType.DELETE));
       expect(deletes).toHaveLength(1); // both keys in one response: one revision
       expect(deletes[0]?.events.map((e) => [e.type, e.kv?.key.toString()])).toEqual([
         [1, 'exp/a'],

@@ -72,6 +72,8 @@ export class Overlay {
   readonly leases = new Map<number, Lease | undefined>();
   /** Every change of the batch in apply order (revision, then sub-revision): what watchers are sent. */
   readonly events: KvEvent[] = [];
+  /** Per key written: the key as it was before the revision that last wrote it (etcd's prev_kv at main - 1). */
+  readonly before = new Map<string, { main: number; prevKv: KeyValue | undefined }>();
   digestChanged = false; // a write since the digest was last added to the history
   compacted = false; // a compact command in this batch moved mvcc.compacted: start the background deletion
 

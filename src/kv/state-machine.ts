@@ -1033,7 +1033,8 @@ export class KvStateMachine {
     const it = this.db.iterator({ highWaterMarkBytes: SCAN_READ_BYTES, gte: lo, lt: hi });
     let limit = to; // lowered when more than maxEvents were found: later revisions are left for the next call
     let events: KvEvent[] = [];
-    let prev: { ks: string; kv: KeyValue | undefined } | undefined; // the previous record of the key being read
+    // The key being read: its latest record so far (kv, at main) and the key as of the revision before that one.
+    let prev: { ks: string; kv: KeyValue | undefined; main: number; before: KeyValue | undefined } | undefined;
     const trim = (): void => {
       events.sort((a, b) => a.kv.modRevision - b.kv.modRevision || a.sub - b.sub);
       const last = events[maxEvents - 1];
@@ -1047,13 +1048,15 @@ export class KvStateMachine {
       if (v === undefined) return; // deleted by a compaction still in the buffers
       const h = parseHistoryKey(k);
       const ks = keyString(h.key);
-      if (prev?.ks !== ks) prev = { ks, kv: undefined };
+      if (prev?.ks !== ks) prev = { ks, kv: undefined, main: 0, before: undefined };
+      if (h.main !== prev.main) prev.before = prev.kv; // etcd's prev_kv: the key at revision main - 1
+      prev.main = h.main;
       const rec = decodeHistoryRecord(v);
       const kv: KeyValue = rec.tombstone
         ? { key: h.key, value: new Uint8Array(0), createRevision: 0, modRevision: h.main, version: 0, lease: 0 }
         : { key: h.key, value: rec.value, createRevision: rec.createRevision, modRevision: h.main, version: rec.version, lease: rec.lease };
       if (h.main >= fromRevision && h.main <= limit) {
-        events.push({ type: rec.tombstone ? 'delete' : 'put', kv, prevKv: prev.kv, sub: h.sub });
+        events.push({ type: rec.tombstone ? 'delete' : 'put', kv, prevKv: prev.before, sub: h.sub });
         if (events.length >= 2 * maxEvents) trim();
       }
       prev.kv = rec.tombstone ? undefined : kv;
@@ -1153,10 +1156,17 @@ export class KvStateMachine {
         overlay.attached.set(keyString(a), { key: a, present: true });
       }
     }
+    // etcd's prev_kv is the key as of the revision before (a key a txn changes twice has the same one twice).
+    const ks = keyString(key);
+    let before = overlay.before.get(ks);
+    if (before?.main !== tx.main) {
+      before = { main: tx.main, prevKv: prev === undefined ? undefined : toKeyValue(key, prev) };
+      overlay.before.set(ks, before);
+    }
     overlay.events.push({
       type: next === undefined ? 'delete' : 'put',
       kv: next === undefined ? { key, value: new Uint8Array(0), createRevision: 0, modRevision: tx.main, version: 0, lease: 0 } : toKeyValue(key, next),
-      prevKv: prev === undefined ? undefined : toKeyValue(key, prev),
+      prevKv: before.prevKv,
       sub: tx.sub,
     });
     const hkey = historyKey(key, tx.main, tx.sub++);

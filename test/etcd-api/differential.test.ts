@@ -5,6 +5,8 @@
 // errors the gRPC code and the exact details string). Only header cluster_id, member_id and raft_term differ.
 // Both start empty at revision 1, so revisions must match exactly. The first mismatch fails the test with the
 // seed, the op number, the op and both answers, and saves the ops so far for DIFF_REPLAY.
+// Watchers (differential/watches.ts) are opened on both at random points of the sequence, DIFF_WATCHES of them
+// (none by default: see WATCHES; from a second rng seeded SEED + 1): their event streams must be the same at the end.
 //
 //   SEED=n            the seed (random if unset; printed)
 //   DIFF_OPS=n        how many ops (10,000 by default)
@@ -23,8 +25,10 @@ import { etcdUnary } from '../../src/protocol/etcd-proto.js';
 import { seededRng } from '../../src/raft/rng.js';
 import { startTestCluster, type TestCluster } from '../integration/helpers.js';
 import { describeWithSystem } from '../system-deps.js';
-import { decodeOp, encodeOp, firstDifference, opJson, outcomeJson, send, type Json, type Outcome } from './differential/compare.js';
+import { decodeOp, encodeOp, firstDifference, normalise, opJson, outcomeJson, send, type Json, type Outcome } from './differential/compare.js';
 import { FEATURES, OpGenerator, type DiffOp, type GenState } from './differential/ops.js';
+import { WatchRecording, randomWatch, sentinelKeys } from './differential/watches.js';
+import type { MessageInit, WatchCreateRequest } from '../../src/protocol/etcd-proto.js';
 
 const env = (name: string): string | undefined => {
   const v = process.env[name];
@@ -34,6 +38,10 @@ const env = (name: string): string | undefined => {
 const SEED = Number(env('SEED') ?? Math.floor(Math.random() * 2 ** 31));
 const OPS = Number(env('DIFF_OPS') ?? 10_000);
 const REPLAY = env('DIFF_REPLAY');
+// Opt-in until two open mismatches are settled (closing note of issue 13): a txn that deletes a key and puts it
+// again in one revision gets prev_kv null from etcd on the put (raftkv: the key before the txn), and one
+// event-type mismatch at seed 5 (3,000 ops) not yet reduced.
+const WATCHES = Number(env('DIFF_WATCHES') ?? 0);
 const STATS = env('DIFF_STATS') === '1';
 
 /**
@@ -102,6 +110,13 @@ function revisionOf(o: Outcome): bigint | undefined {
 
 const pretty = (j: Json): string => JSON.stringify(j, null, 1);
 
+interface OpenWatch {
+  readonly request: MessageInit<WatchCreateRequest>;
+  readonly ref: WatchRecording; // on etcd
+  readonly sut: WatchRecording; // on raftkv
+  readonly at: number; // opened before this op
+}
+
 describeWithSystem(['etcd'], 'etcd KV API: differential test against etcd 3.4', () => {
   let runDir: string;
   let etcd: EtcdCluster | undefined;
@@ -143,8 +158,44 @@ describeWithSystem(['etcd'], 'etcd KV API: differential test against etcd 3.4', 
     const stats = new Map<string, { n: number; errors: number }>();
     const answers = new Map<string, number>(); // DIFF_STATS: `kind: error string` or `kind: ok (succeeded)`
     const t0 = Date.now();
+    const watchRng = seededRng(SEED + 1);
+    const watchEvery = Math.max(1, Math.floor(count / Math.max(1, WATCHES)));
+    const watches: OpenWatch[] = [];
+    const etcdClient = ref;
+    const raftkvClient = sut;
+    // Brings watchers to a known revision: one txn puts every watched key (revision S), one deletes them (S + 1);
+    // waits until each has seen its last event (or was canceled) on both sides. After a watcher is opened, so that
+    // it has caught up on both before the next op (etcd catches up every 100 ms: a compaction racing that would
+    // decide by timing whether etcd cancels it); and at the end.
+    const bringTo = async (list: readonly OpenWatch[]): Promise<void> => {
+      const keys = sentinelKeys(list.map((w) => w.request));
+      const puts = { compare: [], success: keys.map((key) => ({ requestPut: { key, value: Buffer.from('sentinel') } })) };
+      const dels = { compare: [], success: keys.map((key) => ({ requestDeleteRange: { key } })) };
+      for (const txn of [puts, dels]) {
+        const op: DiffOp = { kind: 'sentinel', method: 'Txn', request: txn };
+        const [a, b] = await Promise.all([send(etcdClient, op), send(raftkvClient, op)]);
+        expect(outcomeJson(b), 'the sentinel txn').toEqual(outcomeJson(a));
+        const rev = revisionOf(a);
+        if (rev !== undefined) state.revision = rev;
+      }
+      const deadline = Date.now() + 30_000;
+      for (const w of list) {
+        for (const side of [w.ref, w.sut]) {
+          while (!side.canceled && side.lastEventRevision < (w.request.filters?.includes(1) === true ? state.revision - 1n : state.revision) && side.failure === undefined) {
+            if (Date.now() > deadline) throw new Error(`seed ${SEED}: watcher opened at op ${w.at} (${JSON.stringify(normalise(w.request))}) did not reach revision ${state.revision}`);
+            await new Promise((r) => setTimeout(r, 20));
+          }
+        }
+      }
+    };
 
     for (let i = 0; i < count; i++) {
+      if (watches.length < WATCHES && i % watchEvery === watchEvery - 1) {
+        const request = randomWatch(watchRng, state);
+        const w = { request, ref: new WatchRecording(ref, request), sut: new WatchRecording(sut, request), at: i };
+        watches.push(w);
+        await bringTo([w]);
+      }
       const op = replay?.[i] ?? gen.next(state);
       history.push(op);
       const [a, b] = await Promise.all([send(ref, op), send(sut, op)]);
@@ -185,9 +236,29 @@ describeWithSystem(['etcd'], 'etcd KV API: differential test against etcd 3.4', 
       }
     }
 
+    await bringTo(watches);
+    for (const w of watches) {
+      const where = firstDifference(w.ref.json(), w.sut.json());
+      const split = w.sut.splitRevision();
+      w.ref.close();
+      w.sut.close();
+      if (where !== undefined || split !== undefined || w.ref.failure !== undefined || w.sut.failure !== undefined) {
+        failed = true;
+        throw new Error(
+          [
+            `raftkv's watch differs from etcd's: seed ${SEED}, watcher opened before op ${w.at}: ${JSON.stringify(normalise(w.request))}`,
+            where !== undefined ? `at ${where}` : split !== undefined ? `raftkv split revision ${split} over two responses` : `stream failed: etcd ${w.ref.failure ?? '-'}, raftkv ${w.sut.failure ?? '-'}`,
+            `etcd:   ${pretty(w.ref.json())}`,
+            `raftkv: ${pretty(w.sut.json())}`,
+          ].join('\n'),
+        );
+      }
+    }
+    const watchedEvents = watches.reduce((n, w) => n + (w.ref.json() as { events: Json[] }).events.length, 0);
+
     const ms = Date.now() - t0;
     const kinds = [...stats].sort(([x], [y]) => x.localeCompare(y)).map(([k, s]) => `${k} ${s.n} (${s.errors} refused)`);
     if (STATS) console.log([...answers].sort(([x], [y]) => x.localeCompare(y)).map(([k, n]) => `${n}\t${k}`).join('\n'));
-    console.log(`differential: seed ${SEED}, ${count} ops in ${ms} ms, final revision ${state.revision}, compacted ${state.compacted}; ${kinds.join(', ')}`);
+    console.log(`differential: seed ${SEED}, ${count} ops in ${ms} ms, final revision ${state.revision}, compacted ${state.compacted}; ${kinds.join(', ')}; ${watches.length} watchers, ${watchedEvents} events alike`);
   }, Math.max(120_000, OPS * 20));
 });

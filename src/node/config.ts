@@ -49,6 +49,11 @@ export interface NodeConfig {
   readonly autoCompactionMode?: 'periodic' | 'revision';
   /** periodic: ms of history kept; revision: revisions kept; 0 (the default): no automatic compaction. */
   readonly autoCompactionRetention?: number;
+  /**
+   * --listen-metrics: the http:// URL (host and port, no path) the metrics, health and dashboard server binds
+   * (src/server/metrics-server.ts). Absent: none is started. Not the node's: only `raftkv serve` reads it.
+   */
+  readonly listenMetrics?: string;
 }
 
 /** Every setting that has a default, with it: `raftkv serve`, the tests and the benchmarks start from these. */

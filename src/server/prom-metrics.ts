@@ -155,7 +155,7 @@ export class PromMetrics implements NodeMetrics, WatchMetrics, LeaseMetrics {
     this.applyDuration.observe(durationMs / 1000);
     if (slow) this.slowApplies.inc();
   }
-  onHeartbeatLate(): void {
+  onHeartbeatLate(_to: NodeId): void {
     this.heartbeatFailures.inc();
   }
   onPeerRoundTrip(peer: NodeId, durationMs: number): void {

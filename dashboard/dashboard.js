@@ -120,7 +120,7 @@ function renderMembers(snap) {
     tr.append(
       cell(`member ${m.id}`),
       m.up ? badge('up', 'up') : badge('down', 'down'),
-      m.up ? (m.role === 'leader' ? badge('leader', 'leader') : cell(m.role, 'text')) : cell(m.error ?? '', 'text'),
+      m.up ? (m.role === 'leader' ? badge('leader', 'leader') : cell(m.role, 'text')) : cell(m.error ?? 'unreachable', 'text error'),
       cell(fmt(m.term)),
       cell(m.leaderId === 0 ? 'none' : fmt(m.leaderId)),
       cell(fmt(m.commitIndex)),
@@ -184,7 +184,7 @@ function describe(e) {
     case 'leader':
       return e.previousLeader === 0 && e.withoutLeaderMs === 0
         ? `member ${e.leader} leads (term ${e.term})`
-        : `new leader: member ${e.leader} (term ${e.term})` + (e.withoutLeaderMs > 0 ? `, failover took ${e.withoutLeaderMs} ms without a leader` : ', handed over directly');
+        : `new leader: member ${e.leader} (term ${e.term})` + (e.withoutLeaderMs > 0 ? `; failover: ${e.withoutLeaderMs} ms without a leader` : ', handed over directly');
     case 'leader-lost':
       return `lost leader ${e.previousLeader === 0 ? '' : `member ${e.previousLeader} `}(term ${e.term})`;
     case 'member-down':

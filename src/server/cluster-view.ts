@@ -21,6 +21,13 @@ import { NONE } from '../raft/types.js';
 import { ADMIN_METHODS } from '../protocol/proto.js';
 import type { WireStatusResponse } from '../protocol/proto.js';
 import type { RequestRecorder, RequestStats } from './request-recorder.js';
+import { grpcCodeName } from './grpc-metrics.js';
+
+/** gRPC's connection errors run to several sentences; the first says what happened. */
+function firstSentence(text: string): string {
+  const m = /^[^.]*\./.exec(text);
+  return (m?.[0] ?? text).slice(0, 120);
+}
 
 /** A peer's Status must answer within this, or the member shows as down (a live one answers in ~1 ms). */
 export const PEER_STATUS_TIMEOUT_MS = 500;
@@ -187,7 +194,7 @@ export class ClusterView {
     const m = ADMIN_METHODS.status;
     return new Promise((resolve, reject) => {
       this.clientFor(address).makeUnaryRequest(m.path, m.requestSerialize, m.responseDeserialize, {}, new Metadata(), { deadline: Date.now() + PEER_STATUS_TIMEOUT_MS }, (err: ServiceError | null, res?: WireStatusResponse) => {
-        if (err) reject(new Error(`${address}: ${err.details || err.message}`));
+        if (err) reject(new Error(`${grpcCodeName(err.code)}: ${firstSentence(err.details || err.message)}`));
         else if (res === undefined) reject(new Error(`${address}: empty Status response`));
         else resolve(res);
       });

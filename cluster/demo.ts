@@ -59,7 +59,7 @@ async function main(): Promise<void> {
     const again = await local.range({ prefix: 'demo/' }, { serializable: true });
     local.close();
     console.log(`   member ${leader} serves ${again.kvs.length} keys from its own state (serializable read)`);
-    say('Done. Try it yourself: npm run cluster -- up, npx raftkv status --watch, npm run cluster -- kill <leader>');
+    say('Done. Try it yourself: npm run cluster -- up (it prints the dashboard address, http://127.0.0.1:7401/), npx raftkv status --watch, npm run cluster -- kill <leader>');
   } finally {
     client.close();
     await cluster.down({ wipe: true });

@@ -46,6 +46,8 @@ export async function clusterMain(argv: readonly string[]): Promise<number> {
           await printStatus(cluster);
           return 0;
         }
+        // A folder from before members had metrics ports: its members get them now (the data stays).
+        if (cluster.options.baseMetricsPort === undefined) cluster = new LocalCluster({ ...cluster.options, baseMetricsPort: CLI_BASE_METRICS_PORT });
       } catch {
         cluster = new LocalCluster({ nodes, dir, detached: true, baseMetricsPort: CLI_BASE_METRICS_PORT });
       }

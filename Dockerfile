@@ -4,6 +4,7 @@ WORKDIR /app
 COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
 COPY bin ./bin
 COPY proto ./proto
+COPY dashboard ./dashboard
 COPY src ./src
 COPY test ./test
 COPY bench ./bench

@@ -33,6 +33,8 @@ export default tseslint.config(
       'no-restricted-imports': ['error', { patterns: ['node:*', '../shared/*', '../storage/*', '../kv/*', '../node/*', '../transport/*', '../protocol/*', '../server/*', '../client/*', '../cli/*'] }],
     },
   },
+  // The dashboard is plain browser JavaScript served as it is (no build step): linted without type information.
+  { files: ['dashboard/**/*.js'], ...tseslint.configs.disableTypeChecked, languageOptions: { sourceType: 'script', parserOptions: { projectService: false } } },
   // Imports point one way (../shared/DESIGN.md): raft < shared < storage, kv, transport, protocol < node < server;
   // the client needs only the protocol, shared and the request model (kv/types.ts); the cli uses the client and
   // starts the server (a dynamic import, which this rule does not see) from a NodeConfig.

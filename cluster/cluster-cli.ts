@@ -5,7 +5,7 @@
 //   down [--wipe]                stop every member (and delete the folder with --wipe)
 import { parseArgs } from 'node:util';
 import { join } from 'node:path';
-import { LocalCluster } from './local-cluster.js';
+import { CLI_BASE_METRICS_PORT, LocalCluster } from './local-cluster.js';
 import { REPO_ROOT } from './serve-process.js';
 import { clusterStatus, waitForLeader } from './wait.js';
 
@@ -46,14 +46,20 @@ export async function clusterMain(argv: readonly string[]): Promise<number> {
           await printStatus(cluster);
           return 0;
         }
+        // A folder from before members had metrics ports: its members get them now (the data stays).
+        if (cluster.options.baseMetricsPort === undefined) cluster = new LocalCluster({ ...cluster.options, baseMetricsPort: CLI_BASE_METRICS_PORT });
       } catch {
-        cluster = new LocalCluster({ nodes, dir, detached: true });
+        cluster = new LocalCluster({ nodes, dir, detached: true, baseMetricsPort: CLI_BASE_METRICS_PORT });
       }
       cluster.up();
       console.log(`starting ${cluster.options.nodes} members in ${dir} (logs: ${dir}/n<ID>/raftkv.log)`);
       const leader = await waitForLeader(cluster.endpoints(), 30_000);
       console.log(`leader: member ${leader}`);
       console.log(`endpoints: ${cluster.endpoints().join(',')}`);
+      const dashboards = cluster.ids().map((id) => cluster.metricsUrl(id)).filter((u) => u !== undefined);
+      if (dashboards.length > 0) {
+        console.log(`dashboard: ${dashboards[0]}/  (every member serves it: ${dashboards.join(' ')}; metrics at <url>/metrics, health at <url>/health)`);
+      }
       console.log(`try: npx raftkv put hello world && npx raftkv get hello && npx raftkv status`);
       return 0;
     }

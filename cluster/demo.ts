@@ -1,4 +1,4 @@
-// `npm run demo`: a guided failover. Starts 3 members (ports 7201-7203/7301-7303, data in .cluster-demo/),
+// `npm run demo`: a guided failover. Starts 3 members (ports 7201-7203/7301-7303, dashboards on 7501-7503, data in .cluster-demo/),
 // writes, kills the leader with SIGKILL, shows the new leader and that every acknowledged write is there,
 // restarts the old leader and shows it catch up. Stops everything at the end.
 import { join } from 'node:path';
@@ -19,7 +19,7 @@ async function table(cluster: LocalCluster): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const cluster = new LocalCluster({ nodes: 3, dir: join(REPO_ROOT, '.cluster-demo'), basePeerPort: 7200, baseClientPort: 7300 });
+  const cluster = new LocalCluster({ nodes: 3, dir: join(REPO_ROOT, '.cluster-demo'), basePeerPort: 7200, baseClientPort: 7300, baseMetricsPort: 7500 });
   await cluster.down({ wipe: true }).catch(() => undefined);
   const client = new KvClient({ endpoints: cluster.endpoints(), timeoutMs: 10_000 });
   try {
@@ -27,6 +27,8 @@ async function main(): Promise<void> {
     cluster.up();
     const leader = await waitForLeader(cluster.endpoints(), 30_000);
     await table(cluster);
+    const dashboards = cluster.ids().map((id) => cluster.metricsUrl(id)).filter((u) => u !== undefined);
+    console.log(`   watch it live: open ${dashboards[dashboards.length - 1]}/ in a browser (any member's works: ${dashboards.join(' ')})`);
     say(`Member ${leader} is the leader. Writing 20 keys (demo/00 .. demo/19)`);
     for (let i = 0; i < 20; i++) {
       const r = await client.put(`demo/${String(i).padStart(2, '0')}`, `value-${i}`);
@@ -57,7 +59,7 @@ async function main(): Promise<void> {
     const again = await local.range({ prefix: 'demo/' }, { serializable: true });
     local.close();
     console.log(`   member ${leader} serves ${again.kvs.length} keys from its own state (serializable read)`);
-    say('Done. Try it yourself: npm run cluster -- up, npx raftkv status --watch, npm run cluster -- kill <leader>');
+    say('Done. Try it yourself: npm run cluster -- up (it prints the dashboard address, http://127.0.0.1:7401/), npx raftkv status --watch, npm run cluster -- kill <leader>');
   } finally {
     client.close();
     await cluster.down({ wipe: true });

@@ -4,12 +4,14 @@
 // addresses and the spawn itself are serve-process.ts's.
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { LOOPBACK, RAFTKV_BIN, clientAddress, memberFiles, memberIds, peerAddress, planAddresses, serveArgs, spawnServe, type PortPlan } from './serve-process.js';
+import { LOOPBACK, RAFTKV_BIN, clientAddress, memberFiles, memberIds, metricsUrl, peerAddress, planAddresses, serveArgs, spawnServe, type PortPlan } from './serve-process.js';
 
 // Member i listens for peers on 7000 + i and serves clients on 7100 + i: 7101.. are the client commands' default
 // endpoints (DEFAULT_ENDPOINTS in src/cli/main.ts), so `npm run cluster -- up` then `raftkv put a b` needs no --endpoints.
 const DEFAULT_BASE_PEER_PORT = 7000;
 const DEFAULT_BASE_CLIENT_PORT = 7100;
+/** `npm run cluster`'s members serve metrics and the dashboard on 7400 + i (tests choose their own, or none). */
+export const CLI_BASE_METRICS_PORT = 7400;
 
 export interface LocalClusterOptions {
   readonly nodes: number; // members of the initial cluster (3 or 5)
@@ -18,6 +20,7 @@ export interface LocalClusterOptions {
   readonly host?: string; // default LOOPBACK
   readonly basePeerPort?: number; // member i listens for peers on basePeerPort + i (default DEFAULT_BASE_PEER_PORT)
   readonly baseClientPort?: number; // member i serves clients on baseClientPort + i (default DEFAULT_BASE_CLIENT_PORT)
+  readonly baseMetricsPort?: number; // member i serves --listen-metrics on baseMetricsPort + i (default: no metrics server)
   readonly tickMs?: number;
   readonly electionTicks?: number;
   readonly snapshotCount?: number;
@@ -64,7 +67,16 @@ export class LocalCluster {
   /** Where member i listens (PortPlan: the base ports + i). */
   get ports(): PortPlan {
     const o = this.options;
-    return { host: this.host, basePeerPort: o.basePeerPort ?? DEFAULT_BASE_PEER_PORT, baseClientPort: o.baseClientPort ?? DEFAULT_BASE_CLIENT_PORT };
+    return {
+      host: this.host,
+      basePeerPort: o.basePeerPort ?? DEFAULT_BASE_PEER_PORT,
+      baseClientPort: o.baseClientPort ?? DEFAULT_BASE_CLIENT_PORT,
+      ...(o.baseMetricsPort !== undefined ? { baseMetricsPort: o.baseMetricsPort } : {}),
+    };
+  }
+  /** Member id's metrics server and dashboard (undefined without baseMetricsPort). */
+  metricsUrl(id: number): string | undefined {
+    return metricsUrl(this.ports, id);
   }
   peerAddress(id: number): string {
     return peerAddress(this.ports, id);

@@ -44,6 +44,7 @@ export interface PortPlan {
   readonly host?: string; // default LOOPBACK
   readonly basePeerPort: number;
   readonly baseClientPort: number;
+  readonly baseMetricsPort?: number; // member i serves metrics and the dashboard on it + i; absent: none
 }
 
 /** Member ids 1..count, the ids of an initial cluster of `count` members. */
@@ -59,14 +60,20 @@ export function clientAddress(plan: PortPlan, id: NodeId): string {
   return `${plan.host ?? LOOPBACK}:${plan.baseClientPort + id}`;
 }
 
+/** Member `id`'s --listen-metrics URL, or undefined when the plan has no metrics ports. */
+export function metricsUrl(plan: PortPlan, id: NodeId): string | undefined {
+  return plan.baseMetricsPort === undefined ? undefined : `http://${plan.host ?? LOOPBACK}:${plan.baseMetricsPort + id}`;
+}
+
 /** The --initial-cluster value for `ids`: ID=PEER/CLIENT, comma separated. */
 export function initialClusterFlag(plan: PortPlan, ids: readonly NodeId[]): string {
   return ids.map((id) => `${id}=${peerAddress(plan, id)}/${clientAddress(plan, id)}`).join(',');
 }
 
 /** Member `id`'s address flags, started with `members` as its initial cluster (spread into ServeOptions). */
-export function planAddresses(plan: PortPlan, id: NodeId, members: readonly NodeId[]): Pick<ServeOptions, 'listenPeer' | 'listenClient' | 'initialCluster'> {
-  return { listenPeer: peerAddress(plan, id), listenClient: clientAddress(plan, id), initialCluster: initialClusterFlag(plan, members) };
+export function planAddresses(plan: PortPlan, id: NodeId, members: readonly NodeId[]): Pick<ServeOptions, 'listenPeer' | 'listenClient' | 'initialCluster' | 'listenMetrics'> {
+  const metrics = metricsUrl(plan, id);
+  return { listenPeer: peerAddress(plan, id), listenClient: clientAddress(plan, id), initialCluster: initialClusterFlag(plan, members), ...(metrics !== undefined ? { listenMetrics: metrics } : {}) };
 }
 
 /** The data directory and log file of member `id` under `dir` (n<id>/data, n<id>/raftkv.log): `npm run cluster`'s and the chaos runs' layout. */
@@ -91,6 +98,7 @@ export interface ServeOptions {
   readonly snapshotCount?: number;
   readonly logLevel?: string;
   readonly dialOverride?: string; // ID=HOST:PORT,...: dial these addresses for these peers (a test hook: proxies)
+  readonly listenMetrics?: string; // http://HOST:PORT: metrics, health and the dashboard
   readonly extraArgs?: readonly string[]; // appended last
 }
 
@@ -114,6 +122,7 @@ export function serveArgs(o: ServeOptions): string[] {
     ['--snapshot-count', o.snapshotCount],
     ['--log-level', o.logLevel],
     ['--dial-override', o.dialOverride],
+    ['--listen-metrics', o.listenMetrics],
   ];
   for (const [flag, value] of optional) if (value !== undefined) args.push(flag, String(value));
   args.push(...(o.extraArgs ?? []));

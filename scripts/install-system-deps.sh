@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Installs the system packages the tests need, from Debian: etcd-server (etcd, the reference server the bench
 # and the etcd API tests run), etcd-client (etcdctl, an independent client) and golang-etcd-server-dev (etcd
-# 3.4.23's own .proto files, which test/etcd-api/proto-conformance.test.ts compares ours against).
+# 3.4.23's own .proto files, which test/etcd-api/proto-conformance.test.ts compares ours against) and chromium
+# (the headless browser test/browser/dashboard.test.ts drives through playwright-core).
 # Run by `npm test` (the pretest script). Idempotent: when everything is present it only checks and exits.
 # Without root or apt-get it prints one line saying what is missing and how to install it, and exits 0 (the
 # tests that need the packages then skip, or fail when CI is set). The install never leaves a system etcd
 # running: service starts are forbidden by a policy-rc.d while it runs, and 2379/2380 are checked afterwards.
 set -euo pipefail
 
-PACKAGES=(etcd-server etcd-client golang-etcd-server-dev)
+PACKAGES=(etcd-server etcd-client golang-etcd-server-dev chromium)
 
 installed() { # package name -> 0 if dpkg has it installed
   [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = 'install ok installed' ]
@@ -18,10 +19,11 @@ missing=()
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
 if ! command -v dpkg-query >/dev/null 2>&1 || ! installed golang-etcd-server-dev; then missing+=(golang-etcd-server-dev); fi
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-  echo "install-system-deps: missing ${missing[*]} (etcd tests skip, or fail under CI); install with: sudo apt-get install -y ${missing[*]} (Debian/Ubuntu), or run this script as root"
+  echo "install-system-deps: missing ${missing[*]} (etcd and browser tests skip, or fail under CI); install with: sudo apt-get install -y ${missing[*]} (Debian/Ubuntu), or run this script as root"
   exit 0
 fi
 

@@ -27,6 +27,8 @@ export const SERVE_USAGE = `raftkv serve --id N --cluster-id NAME --data-dir DIR
   [--auto-compaction-retention 0]               (periodic: a duration, 1h / 30m / 10s, or hours as a bare number;
                                                 revision: revisions to keep; 0 = no automatic compaction)
   [--experimental-watch-progress-notify-interval 10m]  (progress notifications to watchers that asked: a duration)
+  [--listen-metrics http://HOST:PORT]           (serve /metrics, /health, /livez, /readyz and the dashboard there;
+                                                --listen-metrics-urls, etcd's name, takes one URL too)
   [--dial-override ID=HOST:PORT,...]            (test hook: dial these addresses for these peers)
   [--config FILE]                               (JSON, same keys in camelCase; flags win)`;
 
@@ -51,6 +53,8 @@ const STRING_FLAGS = [
   'auto-compaction-retention',
   'experimental-watch-progress-notify-interval',
   'log-level',
+  'listen-metrics',
+  'listen-metrics-urls',
   'dial-override',
   'config',
 ] as const;
@@ -129,6 +133,30 @@ export function parseInitialCluster(value: string): PeerConfig[] {
   }
   if (members.length === 0) throw invalid('--initial-cluster: no members');
   return members;
+}
+
+/**
+ * --listen-metrics (etcd: --listen-metrics-urls): one http://HOST:PORT URL, normalized to `http://host:port`.
+ * https (etcd serves it with its TLS flags) is refused until raftkv has TLS; a path, query or credentials too.
+ */
+export function parseMetricsUrl(flag: string, value: string): string {
+  const bad = (why: string): RaftKvError => invalid(`--${flag}: ${JSON.stringify(value)} ${why} (expected http://HOST:PORT, e.g. http://127.0.0.1:2381)`);
+  if (value.includes(',')) throw bad('lists more than one URL; raftkv serves metrics on one');
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw bad('is not a URL');
+  }
+  if (url.protocol === 'https:') throw bad('uses https, which raftkv does not serve yet');
+  if (url.protocol !== 'http:') throw bad(`has scheme ${JSON.stringify(url.protocol.replace(/:$/, ''))}, not http`);
+  if (url.hostname === '') throw bad('has no host');
+  if (url.username !== '' || url.password !== '') throw bad('carries credentials');
+  if ((url.pathname !== '/' && url.pathname !== '') || url.search !== '' || url.hash !== '') throw bad('has a path, query or fragment');
+  const port = /:(\d{1,5})\/?$/.exec(value); // URL drops a default port (:80): read it from the text
+  if (port === null) throw bad('has no port');
+  if (Number(port[1]) > 65535) throw bad('has a port above 65535');
+  return `http://${url.hostname}:${Number(port[1])}`;
 }
 
 export function parseDialOverrides(value: string): Map<NodeId, string> {
@@ -227,6 +255,12 @@ export function parseServeArgs(args: readonly string[]): ServeConfig {
   const logLevel = get('log-level') ?? D.logLevel;
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) throw invalid(`--log-level: ${JSON.stringify(logLevel)} is not one of ${LOG_LEVELS.join(', ')}`);
   const dialOverrides = parseDialOverrides(get('dial-override') ?? '');
+  if (get('listen-metrics') !== undefined && get('listen-metrics-urls') !== undefined) {
+    throw invalid('--listen-metrics and --listen-metrics-urls name the same thing: give one');
+  }
+  const metricsFlag = get('listen-metrics') !== undefined ? 'listen-metrics' : 'listen-metrics-urls';
+  const metricsValue = get(metricsFlag);
+  const listenMetrics = metricsValue === undefined ? undefined : parseMetricsUrl(metricsFlag, metricsValue);
 
   const config: NodeConfig = {
     id,
@@ -257,6 +291,7 @@ export function parseServeArgs(args: readonly string[]): ServeConfig {
     autoCompactionMode,
     autoCompactionRetention,
     ...(watchProgressNotifyIntervalMs === undefined ? {} : { watchProgressNotifyIntervalMs }),
+    ...(listenMetrics !== undefined ? { listenMetrics } : {}),
   };
   return { config, dialOverrides };
 }

@@ -254,6 +254,8 @@ export class KvStateMachine {
    * stay in memory (reads see them), later ones queue behind them, and retryFlush() writes them in order.
    */
   onFlushStalled: ((err: Error) => void) | undefined;
+  /** Called after each background LevelDB batch of applied writes landed, with how long it took (etcd's backend commit). */
+  onBackendCommit: ((durationMs: number) => void) | undefined;
   private stalled: RaftKvError | undefined; // a batch failed with ENOSPC: nothing is written until retryFlush()
   private closed = false;
   private readonly limits: KvLimits;
@@ -647,7 +649,9 @@ export class KvStateMachine {
       if (this.stalled !== undefined) return; // waits for retryFlush(), behind the batch that did not fit
       try {
         this.opts.failpoint?.('flush');
+        const commitStartMs = performance.now();
         await this.db.batch([...buffer.ops.values()]);
+        this.onBackendCommit?.(performance.now() - commitStartMs);
         this.flushing.shift(); // it is `buffer`: batches land in order
       } catch (err) {
         if (isNoSpace(err)) {

@@ -7,6 +7,9 @@ import type { Clock } from '../shared/clock.js';
 import { RaftKvError } from '../shared/errors.js';
 import { assert } from './assert.js';
 import { PendingRequest } from './request.js';
+import { REQUEST_ERROR_CODES, isRaftKvError } from '../shared/errors.js';
+import { NO_NODE_METRICS } from './node-metrics.js';
+import type { NodeMetrics } from './node-metrics.js';
 
 /** The limits (NodeConfig's). */
 export interface AdmissionLimits {
@@ -38,6 +41,7 @@ export class Admission {
     private readonly limits: AdmissionLimits,
     private readonly clock: Clock,
     private readonly state: AdmissionState,
+    private readonly metrics: NodeMetrics = NO_NODE_METRICS,
   ) {}
 
   /** UNAVAILABLE once the loop failed or stop() was called. */
@@ -71,8 +75,11 @@ export class Admission {
       throw new RaftKvError('RESOURCE_EXHAUSTED', `too many pending proposals (maxPendingProposals ${this.limits.maxPendingProposals})`);
     }
     this.pendingWrites++;
-    return new PendingRequest<T>(this.clock, deadlineMs, what, () => {
+    this.metrics.onProposalStarted();
+    return new PendingRequest<T>(this.clock, deadlineMs, what, (err) => {
       this.pendingWrites--;
+      // An error the state machine decided on apply is the proposal's outcome; any other means it got none.
+      this.metrics.onProposalSettled(err !== undefined && !(isRaftKvError(err) && REQUEST_ERROR_CODES.has(err.code)));
     });
   }
 

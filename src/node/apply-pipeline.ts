@@ -32,6 +32,8 @@ export interface ApplyPipelineDeps {
   wakeLoop(): void;
   /** An off-loop batch finished (the node may be idle now). */
   onIdle(): void;
+  /** A batch of `entries` entries from `firstIndex` was applied in durationMs (metrics, the slow-apply warning). */
+  observeApply?(entries: number, firstIndex: Index, durationMs: number): void;
 }
 
 export class ApplyPipeline {
@@ -101,7 +103,9 @@ export class ApplyPipeline {
     if (entries.length === 0) return;
     // Client writes are answered as soon as their outcomes are known (the state machine is still writing the
     // batch; a committed entry's outcome cannot change); membership changes once the batch has landed.
+    const startedMs = performance.now();
     const outcomes = await sm.apply(entries, (early) => this.deps.proposals.settleWrites(entries, early));
+    this.deps.observeApply?.(entries.length, entries[0]?.index ?? 0, performance.now() - startedMs);
     assert(outcomes.length === entries.length, `state machine answered ${outcomes.length} outcomes for ${entries.length} entries`);
     this.deps.stats.entriesApplied += entries.length;
     let membershipChanged = false;

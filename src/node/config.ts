@@ -51,6 +51,11 @@ export interface NodeConfig {
   readonly autoCompactionRetention?: number;
   /** etcd's --experimental-watch-progress-notify-interval, ms (default 10 minutes). */
   readonly watchProgressNotifyIntervalMs?: number;
+  /**
+   * --listen-metrics: the http:// URL (host and port, no path) the metrics, health and dashboard server binds
+   * (src/server/metrics-server.ts). Absent: none is started. Not the node's: only `raftkv serve` reads it.
+   */
+  readonly listenMetrics?: string;
 }
 
 /** Every setting that has a default, with it: `raftkv serve`, the tests and the benchmarks start from these. */

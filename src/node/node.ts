@@ -99,6 +99,10 @@ import { Admission } from './admission.js';
 import { assert } from './assert.js';
 import { NodeContext } from './node-context.js';
 import { newDriverStats } from './stats.js';
+import { HeartbeatMonitor } from './heartbeat-monitor.js';
+import { NO_NODE_METRICS } from './node-metrics.js';
+import type { NodeMetrics } from './node-metrics.js';
+import { observeApply, walSyncObserver } from './slow-ops.js';
 import type { DriverStats } from './stats.js';
 
 export type { DriverStats } from './stats.js';
@@ -118,6 +122,8 @@ export interface NodeDeps {
   onFatal?: (err: Error) => void;
   /** The driver's file operations (snapshot directories and received files). Default: the real disk (node:fs). */
   files?: NodeFiles;
+  /** Leader changes, proposals, fsyncs, applies, heartbeats for an observer (`raftkv serve`: prom-client). Default: none. */
+  metrics?: NodeMetrics;
   /** TEST ONLY: break the driver on purpose so the driver simulation can show its checkers fail. Never set in production. */
   testingFaults?: DriverTestingFaults;
 }
@@ -184,6 +190,7 @@ export async function startNode(config: NodeConfig, deps: NodeDeps): Promise<Raf
     wal = await WalStorage.open(join(config.dataDir, 'wal'), {
       segmentSizeBytes: config.walSegmentSizeBytes,
       logger: (level, msg, fields) => logger[level]({ ...fields }, msg),
+      onSync: walSyncObserver(logger, deps.metrics ?? NO_NODE_METRICS),
       ...(config.initialClusterState === 'new' ? { initialConfState: { voters, learners: [] } } : {}),
     });
     sm = await KvStateMachine.open(join(config.dataDir, 'kv'), { limits: config.kvLimits, logger, timers: deps.clock ?? systemClock, verifyOnOpen: config.initialCorruptCheck ?? true });
@@ -219,6 +226,8 @@ export class RaftKvNode implements KvNode {
   private readonly corruption: CorruptionCheck; // the periodic key-space scan and the CORRUPT alarm
   private readonly peers: PeerSet; // the transport's peers, peers.json, a refusal as a stale incarnation
   private readonly dataSize: DataSize; // the cached bytes on disk status() reports
+  private readonly metrics: NodeMetrics; // the observer of leader changes, proposals, fsyncs, applies (NodeDeps.metrics)
+  private readonly heartbeats: HeartbeatMonitor; // late heartbeats and heartbeat round trips (a leader's)
   private readonly lock: DataDirLock | undefined; // the data directory's lock, released last in stop()
   private readonly lessor: Lessor; // lease deadlines, while this member leads
   private readonly hub: WatchHub; // this member's watchers
@@ -255,6 +264,8 @@ export class RaftKvNode implements KvNode {
     this.log = logger;
     this.clock = deps.clock ?? systemClock;
     this.known = new NodeContext(config.id, this.clock, logger, () => sm.members());
+    this.metrics = deps.metrics ?? NO_NODE_METRICS;
+    this.heartbeats = new HeartbeatMonitor(this.known, this.metrics, config.heartbeatIntervalTicks * config.tickIntervalMs);
     this.reads = new ReadIndexQueue(this.known, sm, () => this.notifyIdle());
     this.proposals = new ProposalTracker(this.known, () => sm.members());
     this.pipeline = new ApplyPipeline({
@@ -270,6 +281,7 @@ export class RaftKvNode implements KvNode {
       },
       stats: this.stats,
       afterOffLoopBatch: () => this.reads.serveReady(),
+      observeApply: (entries, firstIndex, durationMs) => observeApply(logger, this.metrics, entries, firstIndex, durationMs),
       wakeLoop: () => this.inbox.notify(),
       onIdle: () => this.notifyIdle(),
     });
@@ -287,7 +299,7 @@ export class RaftKvNode implements KvNode {
       leads: () => this.known.leads(),
       leaderKnown: () => this.known.leaderId !== NONE,
       notLeaderError: () => this.known.notLeaderError(),
-    });
+    }, this.metrics);
     this.files = deps.files ?? diskFiles;
     this.inbox = new Inbox<InboxItem>(config.maxInboxItems);
     this.transfers = new LeadershipTransfer(this.known, config.electionTimeoutTicks * config.tickIntervalMs);
@@ -383,6 +395,7 @@ export class RaftKvNode implements KvNode {
     sm.onFlushFailure = (err) => node.pipeline.fail(err); // the loop rethrows it
     sm.onFlushStalled = (err) => node.disk.onKvFull(err);
     sm.onApplied = (change) => node.onApplied(change);
+    sm.onBackendCommit = (durationMs) => node.metrics.onBackendCommit(durationMs);
     node.joining = config.initialClusterState === 'existing' && wal.lastIndex() === 0 && wal.snapshot().metadata.index === 0;
     await node.dataSize.refresh();
     node.snapshots.adopt(await sm.latestSnapshot(snapDir));
@@ -465,6 +478,7 @@ export class RaftKvNode implements KvNode {
       lastLogIndex: st.lastIndex,
       snapshotIndex: this.wal.snapshot().metadata.index,
       dataSizeBytes: this.dataSize.bytes,
+      backendSizeBytes: this.dataSize.kvBytes,
       members: this.members(),
       progress: [...st.progress.entries()]
         .filter(([id]) => id !== this.id)
@@ -604,6 +618,7 @@ export class RaftKvNode implements KvNode {
   }
 
   private onPeerMessages(messages: readonly Message[]): void {
+    this.heartbeats.onReceive(messages);
     this.enqueueInternal({ type: 'messages', messages });
   }
 
@@ -872,6 +887,8 @@ export class RaftKvNode implements KvNode {
     if (ss.leader !== prevLeader) {
       this.log.info({ term: this.known.term, role: ss.role, leader: ss.leader, previousLeader: prevLeader }, 'leader changed');
       this.transfers.onLeaderChange(ss.leader);
+      this.metrics.onLeaderChange(ss.leader, this.known.term);
+      this.heartbeats.onLeaderChange();
     }
     this.reads.onLeaderChange(wasLeader && ss.role !== 'leader', ss.leader !== prevLeader, ss.leader);
     if (!wasLeader && ss.role === 'leader') this.lessor.promote(this.clock.now());
@@ -952,7 +969,9 @@ export class RaftKvNode implements KvNode {
       }
       (plain ??= []).push(m);
     }
-    if (plain !== undefined) this.deps.transport.send(plain);
+    if (plain === undefined) return;
+    this.heartbeats.onSend(plain);
+    this.deps.transport.send(plain);
   }
 
   /**

@@ -54,6 +54,8 @@ export interface StateMachine {
   onFlushFailure?: ((err: Error) => void) | undefined;
   /** Set by the node: a background write found the disk full; the node refuses writes and calls retryFlush(). */
   onFlushStalled?: ((err: Error) => void) | undefined;
+  /** Set by the node: one background LevelDB batch of applied writes landed after durationMs (metrics). */
+  onBackendCommit?: ((durationMs: number) => void) | undefined;
   /** After a stall: true once the waiting writes landed, false while the disk is still full. */
   retryFlush?(): Promise<boolean>;
   /** Scans the stored state and compares it with what apply recorded; throws DATA_CORRUPTION on a mismatch. */

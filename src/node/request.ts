@@ -11,9 +11,10 @@ export class PendingRequest<T> {
 
   /**
    * @param deadlineMs absolute deadline on `clock`; past it the request rejects with DEADLINE_EXCEEDED.
-   * @param onSettle called exactly once when the request settles (frees its slot in a bounded table).
+   * @param onSettle called exactly once when the request settles (frees its slot in a bounded table), with the
+   *   error it was rejected with (undefined: resolved).
    */
-  constructor(clock: Clock, deadlineMs: number, what: string, private readonly onSettle: () => void) {
+  constructor(clock: Clock, deadlineMs: number, what: string, private readonly onSettle: (err: Error | undefined) => void) {
     this.promise = new Promise<T>((resolve, reject) => {
       this.resolveFn = resolve;
       this.rejectFn = reject;
@@ -29,18 +30,18 @@ export class PendingRequest<T> {
   }
 
   resolve(value: T): void {
-    if (this.settle()) this.resolveFn(value);
+    if (this.settle(undefined)) this.resolveFn(value);
   }
 
   reject(err: Error): void {
-    if (this.settle()) this.rejectFn(err);
+    if (this.settle(err)) this.rejectFn(err);
   }
 
-  private settle(): boolean {
+  private settle(err: Error | undefined): boolean {
     if (this.settledFlag) return false;
     this.settledFlag = true;
     this.cancelDeadline();
-    this.onSettle();
+    this.onSettle(err);
     return true;
   }
 }

@@ -216,6 +216,7 @@ export interface WireStatusResponse {
   progress: { id: number; match: number; state: string }[];
   revision: number;
   compactedRevision: number;
+  metricsUrl: string;
 }
 export type WireEmpty = Record<string, never>;
 export interface WireMemberAddRequest {

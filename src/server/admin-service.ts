@@ -77,6 +77,7 @@ export function createAdminService(opts: ServiceOptions): UntypedServiceImplemen
         progress: s.progress.map((p) => ({ id: p.id, match: p.match, state: p.state })),
         revision: s.revision,
         compactedRevision: s.compactedRevision,
+        metricsUrl: opts.metricsUrl?.() ?? '',
       });
     }),
     MemberList: unary<WireEmpty, WireMemberListResponse>(opts, 'MemberList', () => Promise.resolve(membersResponse(node.members()))),

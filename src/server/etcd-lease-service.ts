@@ -12,6 +12,8 @@ import type { ServerDuplexStream } from '@grpc/grpc-js';
 import type pino from 'pino';
 import type { KvNode } from '../node/api.js';
 import { RaftKvError, isRaftKvError } from '../shared/errors.js';
+import { NO_LEASE_METRICS } from '../shared/watch-lease-metrics.js';
+import type { LeaseMetrics } from '../shared/watch-lease-metrics.js';
 import { checkLeaseGrant, isLeaseId } from '../kv/leases.js';
 import type { EtcdServiceHandlers, MessageInit } from '../protocol/etcd-proto.js';
 import type * as etcd from '../protocol/etcd-proto.js';
@@ -24,6 +26,7 @@ export interface EtcdLeaseOptions {
   readonly maxRequestBytes: number;
   readonly defaultTimeoutMs: number;
   readonly logger: pino.Logger;
+  readonly metrics?: LeaseMetrics; // etcd's lease counters
 }
 
 /** How often a grant without an id draws another when the drawn one is taken (a 53-bit collision: never, in practice). */
@@ -45,6 +48,7 @@ function leaseIdOf(id: bigint): number {
 
 export function createEtcdLeaseService(opts: EtcdLeaseOptions): EtcdServiceHandlers<'Lease'> {
   const { node } = opts;
+  const metrics = opts.metrics ?? NO_LEASE_METRICS;
   const { header, unary: kitUnary } = etcdHandlerKit(opts);
   const unary = <Req, Res>(name: string, fn: (req: Req, deadlineMs: number) => Promise<MessageInit<Res>>) => kitUnary<Req, Res>(`Lease/${name}`, fn);
   const localHeader = (): MessageInit<etcd.ResponseHeader> => {
@@ -62,6 +66,7 @@ export function createEtcdLeaseService(opts: EtcdLeaseOptions): EtcdServiceHandl
       try {
         const { header: h, result } = await node.write(command, { clientId: '', seq: 0, deadlineMs });
         if (result.type !== 'lease-grant') throw new Error(`node answered a lease grant with a ${result.type} result`);
+        metrics.leaseGranted();
         return { header: header(h, result.revision), ID: BigInt(result.id), TTL: BigInt(result.ttlSeconds), error: '' };
       } catch (err) {
         if (req.ID !== 0n || attempt >= GRANT_ID_ATTEMPTS || !isRaftKvError(err, 'LEASE_EXISTS')) throw err;
@@ -76,6 +81,7 @@ export function createEtcdLeaseService(opts: EtcdLeaseOptions): EtcdServiceHandl
       if (id === 0) throw new RaftKvError('LEASE_NOT_FOUND', 'etcdserver: requested lease not found');
       const { header: h, result } = await node.write({ type: 'lease-revoke', id }, { clientId: '', seq: 0, deadlineMs });
       if (result.type !== 'lease-revoke') throw new Error(`node answered a lease revoke with a ${result.type} result`);
+      metrics.leaseRevoked();
       return { header: header(h, result.revision) };
     }),
     LeaseTimeToLive: unary<etcd.LeaseTimeToLiveRequest, etcd.LeaseTimeToLiveResponse>('LeaseTimeToLive', async (req, deadlineMs) => {
@@ -107,6 +113,7 @@ export function createEtcdLeaseService(opts: EtcdLeaseOptions): EtcdServiceHandl
           const h = localHeader();
           const id = leaseIdOf(req.ID);
           const ttl = id === 0 ? undefined : await node.leaseKeepAlive(id, deadlineOf(call, opts.defaultTimeoutMs));
+          if (ttl !== undefined) metrics.leaseRenewed();
           if (!ended) call.write({ header: h, ID: req.ID, TTL: BigInt(ttl ?? 0) });
         }).catch(fail);
       });

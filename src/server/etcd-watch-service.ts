@@ -21,6 +21,8 @@ import type { ServerDuplexStream } from '@grpc/grpc-js';
 import type pino from 'pino';
 import type { KvNode } from '../node/api.js';
 import type { Clock } from '../shared/clock.js';
+import { NO_WATCH_METRICS } from '../shared/watch-lease-metrics.js';
+import type { WatchMetrics } from '../shared/watch-lease-metrics.js';
 import { RaftKvError } from '../shared/errors.js';
 import type { KeyRange, KeyValue, KvEvent } from '../kv/types.js';
 import type { Watcher, WatchMessage, WatchSink } from '../watch/watch-hub.js';
@@ -38,6 +40,7 @@ export interface EtcdWatchOptions {
   readonly clock: Clock;
   readonly watchProgressNotifyIntervalMs: number; // etcd's default: 10 minutes
   readonly noLeaderCancelMs: number; // etcd: 3 election timeouts
+  readonly metrics?: WatchMetrics; // etcd's watcher and watch stream gauges
 }
 
 /** etcd's default progress notification interval (--experimental-watch-progress-notify-interval). */
@@ -81,6 +84,7 @@ interface StreamWatch {
 
 export function createEtcdWatchService(opts: EtcdWatchOptions): { service: EtcdServiceHandlers<'Watch'>; close(): void } {
   const { node } = opts;
+  const metrics = opts.metrics ?? NO_WATCH_METRICS;
   const { header } = etcdHandlerKit(opts);
   const streams = new Set<WatchStream>();
   const headerAt = (revision: number): MessageInit<etcd.ResponseHeader> => {
@@ -132,6 +136,7 @@ export function createEtcdWatchService(opts: EtcdWatchOptions): { service: EtcdS
           const id = req.cancelRequest?.watchId ?? 0n;
           const w = this.watches.get(id);
           if (w === undefined) return; // etcd answers nothing for an unknown id
+          if (w.watcher !== undefined) metrics.watchersChanged(-1);
           w.watcher?.cancel();
           this.watches.delete(id);
           this.write({ header: headerAt(node.watchHub().currentRevision), watchId: id, canceled: true });
@@ -185,6 +190,7 @@ export function createEtcdWatchService(opts: EtcdWatchOptions): { service: EtcdS
           },
           sink,
         );
+        metrics.watchersChanged(1);
       } catch (err) {
         this.watches.delete(id);
         if (!(err instanceof RaftKvError)) throw err;
@@ -200,6 +206,7 @@ export function createEtcdWatchService(opts: EtcdWatchOptions): { service: EtcdS
           return;
         case 'compacted':
           this.watches.delete(w.id);
+          metrics.watchersChanged(-1);
           this.write({ header: headerAt(0), watchId: w.id, compactRevision: BigInt(m.compactRevision), canceled: true });
           return;
         case 'progress':
@@ -265,7 +272,11 @@ export function createEtcdWatchService(opts: EtcdWatchOptions): { service: EtcdS
       if (this.ended) return;
       this.ended = true;
       streams.delete(this);
-      for (const w of this.watches.values()) w.watcher?.cancel();
+      metrics.watchStreamsChanged(-1);
+      for (const w of this.watches.values()) {
+        if (w.watcher !== undefined) metrics.watchersChanged(-1);
+        w.watcher?.cancel();
+      }
       this.watches.clear();
       if (endCall) this.call.end();
     }
@@ -298,6 +309,7 @@ export function createEtcdWatchService(opts: EtcdWatchOptions): { service: EtcdS
           return;
         }
         streams.add(new WatchStream(call, requireLeader));
+        metrics.watchStreamsChanged(1);
       },
     },
     close(): void {

@@ -48,6 +48,8 @@ export interface ServiceOptions {
   readonly maxRequestBytes: number; // requests whose keys and values add up to more are INVALID_ARGUMENT
   readonly defaultTimeoutMs: number; // deadline for calls that carry none
   readonly logger: pino.Logger;
+  /** This member's metrics server URL, for Status (the dashboard finds the other members' through it). */
+  readonly metricsUrl?: () => string;
 }
 
 function assertNever(x: never): never {

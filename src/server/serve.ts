@@ -37,13 +37,16 @@ import { createEtcdLeaseService } from './etcd-lease-service.js';
 import { DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL_MS, createEtcdWatchService } from './etcd-watch-service.js';
 import { ETCD_SERVICES } from '../protocol/etcd-proto.js';
 import { addPeerService } from './peer-service.js';
+import { Observability } from './observability.js';
+import type { RequestRecorder } from './request-recorder.js';
+import type { NodeMetrics } from '../node/node-metrics.js';
 
 /** Exit status of a member the cluster refused as a stale incarnation of itself (EX_CONFIG). */
 export const EXIT_STALE_MEMBER = 78;
 
 export type StartNode = (
   config: NodeConfig,
-  deps: { transport: Transport; logger: pino.Logger; onFatal?: (err: Error) => void },
+  deps: { transport: Transport; logger: pino.Logger; onFatal?: (err: Error) => void; metrics?: NodeMetrics },
 ) => Promise<KvNode>;
 
 export interface RunServerOptions {
@@ -66,6 +69,7 @@ export interface RunningServer {
   readonly clientAddress: string; // the bound client address (the real port when listening on :0)
   readonly peerAddress: string;
   readonly corruptCheck: CorruptCheck; // the peer digest comparison (started with the node)
+  readonly metricsUrl: string; // the --listen-metrics server as bound ("" without the flag)
   stop(): Promise<void>;
 }
 
@@ -77,11 +81,15 @@ export interface RunningServer {
 class LateNode implements KvNode {
   constructor(
     readonly id: NodeId,
-    private readonly lateNode: { node: KvNode | undefined } = { node: undefined },
+    private readonly lateNode: { node: KvNode | undefined; requests?: RequestRecorder } = { node: undefined },
     private readonly forwarder?: WriteForwarder,
   ) {}
   set node(n: KvNode) {
     this.lateNode.node = n;
+  }
+  /** Every read and write through any LateNode of this node is counted here (the dashboard's requests). */
+  set requests(r: RequestRecorder) {
+    this.lateNode.requests = r;
   }
   /** The same node, with writes forwarded by `forwarder`. */
   forwarding(forwarder: WriteForwarder): LateNode {
@@ -92,10 +100,12 @@ class LateNode implements KvNode {
     return this.lateNode.node;
   }
   write(...args: Parameters<KvNode['write']>): ReturnType<KvNode['write']> {
-    return this.forwarder !== undefined ? this.forwarder.write(...args) : this.get().write(...args);
+    const p = this.forwarder !== undefined ? this.forwarder.write(...args) : this.get().write(...args);
+    return this.lateNode.requests?.track('write', p) ?? p;
   }
   read(...args: Parameters<KvNode['read']>): ReturnType<KvNode['read']> {
-    return this.get().read(...args);
+    const p = this.get().read(...args);
+    return this.lateNode.requests?.track('read', p) ?? p;
   }
   status(): NodeStatus {
     return this.get().status();
@@ -188,6 +198,9 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
   for (const p of config.initialMembers) transport.setPeer(p.id, p.peerAddress);
 
   const late = new LateNode(config.id);
+  // --listen-metrics: metrics, probes and the dashboard (observability.ts); its server binds after the gRPC ports.
+  const observability = config.listenMetrics === undefined ? undefined : new Observability(config.listenMetrics, late, logger.child({ module: 'metrics' }), config.advertiseClient.replace(/:\d+$/, ''));
+  if (observability !== undefined) late.requests = observability.requests;
   // Made before anything is bound, so a bad interval is refused first; started once the node is up.
   const corruptCheck = new CorruptCheck({
     node: late,
@@ -202,6 +215,7 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
     maxRequestBytes: config.maxRequestBytes,
     defaultTimeoutMs: opts.defaultTimeoutMs ?? 10_000,
     logger: logger.child({ module: 'server' }),
+    metricsUrl: () => observability?.url ?? '',
   };
   const shared = config.peerListen === config.clientListen;
   // The client server's gRPC limit leaves headroom so a request just over --max-request-bytes gets the
@@ -209,6 +223,7 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
   const clientServerOptions: ServerOptions = {
     'grpc.max_receive_message_length': shared ? PEER_MAX_MESSAGE_BYTES : config.maxRequestBytes + 1024 * 1024,
     'grpc.max_send_message_length': -1,
+    ...(observability !== undefined ? { interceptors: observability.interceptors } : {}),
   };
   // etcd's clients expect any member to serve a write: a follower forwards it to the leader (write-forwarder.ts).
   // raftkv's own protocol answers NOT_LEADER with the leader's address instead, which its client follows: one hop
@@ -224,8 +239,9 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
   clientServer.addService(KV_SERVICE, createKvService(serviceOpts));
   clientServer.addService(ADMIN_SERVICE, createAdminService(serviceOpts));
   clientServer.addService(ETCD_SERVICES.KV, createEtcdKvService(etcdKvOpts));
-  clientServer.addService(ETCD_SERVICES.Lease, createEtcdLeaseService(etcdKvOpts));
+  clientServer.addService(ETCD_SERVICES.Lease, createEtcdLeaseService({ ...etcdKvOpts, ...(observability !== undefined ? { metrics: observability.leaseMetrics } : {}) }));
   const etcdWatch = createEtcdWatchService({
+    ...(observability !== undefined ? { metrics: observability.watchMetrics } : {}),
     ...serviceOpts,
     clock: opts.corruptCheckClock ?? systemClock,
     watchProgressNotifyIntervalMs: config.watchProgressNotifyIntervalMs ?? DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL_MS,
@@ -244,6 +260,7 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
   try {
     clientAddress = await bind(clientServer, config.clientListen);
     peerAddress = shared ? clientAddress : await bind(peerServer, config.peerListen);
+    await observability?.start();
   } catch (err) {
     for (const s of servers) s.forceShutdown();
     etcdWatch.close();
@@ -262,10 +279,11 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
       if (stale) process.stderr.write(`raftkv: ${err.message}\n`);
       if (opts.handleSignals === true) logger.flush(() => process.exit(stale ? EXIT_STALE_MEMBER : 70));
     };
-    node = await startNode(config, { transport, logger, onFatal });
+    node = await startNode(config, { transport, logger, onFatal, ...(observability !== undefined ? { metrics: observability.nodeMetrics } : {}) });
   } catch (err) {
     for (const s of servers) s.forceShutdown();
     etcdWatch.close();
+    await observability?.stop();
     await transport.stop();
     throw err;
   }
@@ -295,6 +313,7 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
       await transport.stop();
       forwarder.close();
       await Promise.all(servers.map((s) => shutdown(s, 1000)));
+      await observability?.stop();
       logger.info('stopped');
     })();
     return stopping;
@@ -315,5 +334,5 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
     process.once('SIGINT', onSignal);
   }
 
-  return { node, transport, clientAddress, peerAddress, corruptCheck, stop };
+  return { node, transport, clientAddress, peerAddress, corruptCheck, metricsUrl: observability?.url ?? '', stop };
 }

@@ -101,6 +101,8 @@ export interface WalOptions {
   fs?: FsLike; // default: node:fs/promises
   /** Only used when the directory holds no WAL: the ConfState of the snapshot at index 0 (bootstrap). */
   initialConfState?: ConfState;
+  /** After every fdatasync of appended records: how long it took (metrics, the slow-fdatasync warning). */
+  onSync?: (durationMs: number) => void;
 }
 
 export const DEFAULT_SEGMENT_SIZE_BYTES = 64 * 1024 * 1024;
@@ -172,6 +174,7 @@ export class Wal {
   private readonly dir: string;
   private readonly fs: FsLike;
   private readonly logger: WalLogger;
+  private onSync: ((durationMs: number) => void) | undefined; // WalOptions.onSync (set once, in open)
   private readonly segmentSizeBytes: number;
   private readonly segments: Segment[]; // seq-ordered, contiguous seqs; the last one is open for appends
   private handle: FileHandleLike; // the last segment, open 'r+'
@@ -295,6 +298,7 @@ export class Wal {
       lastIndex,
     }, lastFileBytes);
     wal.recordedLastSeq = recordedSeq ?? 0;
+    wal.onSync = opts.onSync;
     await wal.recordLastSegment();
     await wal.deleteObsoleteSegments();
     return { wal, recovered };
@@ -494,8 +498,10 @@ export class Wal {
       }
       const blocking = this.blockingSync && this.handle.datasyncBlocking !== undefined;
       this.blockingSync = false;
+      const syncStartMs = performance.now();
       if (blocking) this.handle.datasyncBlocking?.();
       else await this.handle.datasync();
+      this.onSync?.(performance.now() - syncStartMs);
     } catch (err) {
       // Whatever reached the file past the durable size is not accepted: cut it off (or on the next try).
       this.truncateNeeded = true;

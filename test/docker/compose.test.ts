@@ -93,7 +93,7 @@ describe('docker-compose.yml (checked statically: no Docker engine here)', () =>
     expect(dockerfile).toMatch(/ENTRYPOINT \["node", "\/app\/bin\/raftkv\.js"\]/);
     expect(dockerfile).toMatch(/RUN npm ci/);
     const tsconfig = JSON.parse(readFileSync(join(REPO_ROOT, 'tsconfig.build.json'), 'utf8')) as { include: string[] };
-    for (const dir of [...tsconfig.include, 'bin', 'proto']) expect(dockerfile, `Dockerfile copies ${dir}`).toMatch(new RegExp(`COPY ${dir} `));
+    for (const dir of [...tsconfig.include, 'bin', 'proto', 'dashboard']) expect(dockerfile, `Dockerfile copies ${dir}`).toMatch(new RegExp(`COPY ${dir} `));
     expect(dockerfile).toMatch(/EXPOSE 7001 7101/);
   });
 });

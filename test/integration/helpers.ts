@@ -18,7 +18,7 @@ export interface TestCluster {
  * Starts `nodes` members with fast ticks (50 ms, election 10 ticks = 500 ms) on ports basePort+1.. (peers)
  * and basePort+101.. (clients), and waits for a leader.
  */
-export async function startTestCluster(opts: { nodes: number; basePort: number; snapshotCount?: number; electionTicks?: number }): Promise<TestCluster> {
+export async function startTestCluster(opts: { nodes: number; basePort: number; snapshotCount?: number; electionTicks?: number; baseMetricsPort?: number }): Promise<TestCluster> {
   const dir = mkdtempSync(join(tmpdir(), 'raftkv-it-'));
   const cluster = new LocalCluster({
     nodes: opts.nodes,
@@ -28,6 +28,7 @@ export async function startTestCluster(opts: { nodes: number; basePort: number; 
     tickMs: 50,
     electionTicks: opts.electionTicks ?? 10,
     ...(opts.snapshotCount !== undefined ? { snapshotCount: opts.snapshotCount } : {}),
+    ...(opts.baseMetricsPort !== undefined ? { baseMetricsPort: opts.baseMetricsPort } : {}),
     logLevel: 'info',
   });
   cluster.up();

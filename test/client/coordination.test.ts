@@ -241,7 +241,7 @@ for (const kind of TARGETS) {
       const mark = `mark${SEED}`;
       const startRev = (await currentRevision(c.channel)) + 1n;
       const rounds = 5;
-      const script = `for i in $(seq 1 ${rounds}); do etcdctl lock ${name} -- sh -c "etcdctl put ${mark} enter:etcdctl:\\$i >/dev/null && etcdctl put ${mark} exit:etcdctl:\\$i >/dev/null" || exit 1; done`;
+      const script = `for i in $(seq 1 ${rounds}); do I=$i etcdctl lock ${name} -- sh -c "etcdctl put ${mark} enter:etcdctl:\\$I >/dev/null && etcdctl put ${mark} exit:etcdctl:\\$I >/dev/null" || exit 1; done`;
       const sh = spawn('sh', ['-c', script], { env: { ...process.env, ETCDCTL_API: '3', ETCDCTL_ENDPOINTS: target.endpoints.join(',') }, stdio: ['ignore', 'ignore', 'pipe'] });
       let shErr = '';
       sh.stderr.on('data', (b: Buffer) => (shErr += b.toString('utf8')));
@@ -265,6 +265,7 @@ for (const kind of TARGETS) {
       const marks = history.flatMap((b) => b.events).map((e) => e.kv.value.toString('utf8'));
       expect(marks).toHaveLength(4 * rounds);
       expect(firstOverlap(marks)).toBeUndefined();
+      for (let i = 1; i <= rounds; i++) expect(marks).toEqual(expect.arrayContaining([`enter:etcdctl:${i}`, `exit:raftkv:${i}`]));
     });
 
     it('campaign, observe and resign interoperate with etcdctl elect', async () => {

@@ -9,6 +9,9 @@ import type { ResponseHeader } from '../shared/responses.js';
 import { MAX_TIMER_DELAY_MS } from '../shared/clock.js';
 import { RaftKvError } from '../shared/errors.js';
 import { parseAddress, parseServeArgs, SERVE_USAGE } from './serve-config.js';
+import { coordCommandOf, runCoordCommand } from './coord-commands.js';
+import { COORD_USAGE } from './coord-usage.js';
+import { parseLeaseId } from '../client/index.js';
 
 export const DEFAULT_ENDPOINTS = '127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103';
 
@@ -17,7 +20,7 @@ export const USAGE = `raftkv: a Raft-replicated key-value store
 usage: raftkv [global flags] COMMAND [args] [flags]
 
 commands:
-  put KEY VALUE [--prev-kv]                 write a key
+  put KEY VALUE [--prev-kv] [--lease ID]    write a key
   get KEY [--serializable]                  read a key (linearizable unless --serializable)
   del KEY [--prefix] [--prev-kv]            delete a key, or every key under a prefix
   compact REVISION [--physical]             drop the history below REVISION (reads there then fail)
@@ -34,6 +37,7 @@ commands:
   snapshot save FILE                        download a verified snapshot of the state machine
   check                                     every member's key-space digest at one common index: do they agree?
   serve ...                                 run a member (raftkv serve --help)
+${COORD_USAGE}
 
 global flags:
   --endpoints H:P,H:P,...   client addresses (default $RAFTKV_ENDPOINTS, else ${DEFAULT_ENDPOINTS})
@@ -66,7 +70,7 @@ export interface CliIo {
 }
 
 const COMMAND_FLAGS: Readonly<Record<string, readonly string[]>> = {
-  put: ['prev-kv'],
+  put: ['prev-kv', 'lease'],
   get: ['serializable'],
   del: ['prefix', 'prev-kv'],
   compact: ['physical'],
@@ -115,6 +119,7 @@ function headerText(h: ResponseHeader & { revision?: number }): string {
 
 export async function main(argv: string[], io: CliIo = { stdout: process.stdout, env: process.env }): Promise<void> {
   if (argv[0] === 'serve') return serve(argv.slice(1), io);
+  if (coordCommandOf(argv) !== undefined) return runCoordCommand(argv, io);
 
   let parsed;
   try {
@@ -137,6 +142,7 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
         count: { type: 'string' },
         learner: { type: 'boolean' },
         physical: { type: 'boolean' },
+        lease: { type: 'string' },
       },
       allowPositionals: true,
       strict: true,
@@ -177,7 +183,7 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
       const [key = '', value = ''] = args;
       const k = client();
       try {
-        const r = await k.put(key, value, { prevKv: values['prev-kv'] ?? false });
+        const r = await k.put(key, value, { prevKv: values['prev-kv'] ?? false, ...(values.lease !== undefined ? { lease: parseLeaseId(values.lease) } : {}) });
         const prev = r.prevKv ? `\n${text(r.prevKv.key)}\n${text(r.prevKv.value)}` : '';
         out(`OK (${headerText(r.header)})${prev}`, { header: r.header, prevKv: r.prevKv ? kvJson(r.prevKv) : null });
       } finally {

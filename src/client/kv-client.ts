@@ -120,7 +120,7 @@ export type TxnCompare =
   | { readonly key: Bytes; readonly target: 'value'; readonly op: CompareOp; readonly value: Bytes }
   | { readonly key: Bytes; readonly target: 'version' | 'create' | 'mod' | 'lease'; readonly op: CompareOp; readonly number: number };
 export type TxnOp =
-  | { readonly type: 'put'; readonly key: Bytes; readonly value: Bytes; readonly prevKv?: boolean }
+  | { readonly type: 'put'; readonly key: Bytes; readonly value: Bytes; readonly prevKv?: boolean; readonly lease?: bigint }
   | { readonly type: 'delete'; readonly range: RangeSpec; readonly prevKv?: boolean }
   | { readonly type: 'range'; readonly range: RangeSpec; readonly limit?: number; readonly keysOnly?: boolean; readonly countOnly?: boolean };
 export type ClientOpResult =
@@ -223,7 +223,7 @@ function opResultOf(r: WireResponseOp): ClientOpResult {
 function opToWire(op: TxnOp, where: string): WireRequestOp {
   switch (op.type) {
     case 'put':
-      return { put: { key: toBytes(op.key), value: toBytes(op.value), prevKv: op.prevKv ?? false } };
+      return { put: { key: toBytes(op.key), value: toBytes(op.value), prevKv: op.prevKv ?? false, ...leaseField(`${where}: lease`, op.lease) } };
     case 'delete':
       return { delete: { ...rangeOf(op.range), prevKv: op.prevKv ?? false } };
     case 'range':
@@ -241,6 +241,18 @@ function compareToWire(c: TxnCompare, where: string): WireCompare {
   if (c.target === 'value') return { key, target: 'VALUE', op, value: toBytes(c.value) };
   const number = checkNonNegativeInteger(`${where}: ${c.target}`, c.number);
   return { key, target: WIRE_TARGETS[c.target], op, number };
+}
+
+const INT64_MAX = (1n << 63n) - 1n;
+
+/**
+ * A put's lease id on raftkv's wire: a decimal string (lossless: lease ids are random 64-bit values, more than
+ * a JS number holds exactly), left out for none. Refused unless an int64 (etcd's type for it).
+ */
+function leaseField(what: string, lease: bigint | undefined): { lease?: string } {
+  if (lease === undefined || lease === 0n) return {};
+  if (typeof lease !== 'bigint' || lease < -INT64_MAX - 1n || lease > INT64_MAX) throw invalid(`${what} must be an int64 bigint, got ${String(lease)}`);
+  return { lease: lease.toString() };
 }
 
 const ROLES: ReadonlySet<string> = new Set<Role>(['follower', 'pre-candidate', 'candidate', 'leader']);
@@ -314,8 +326,9 @@ export class KvClient {
 
   // ---------------------------------------------------------------- KV
 
-  async put(key: Bytes, value: Bytes, opts: CallOpts & { prevKv?: boolean } = {}): Promise<PutResult> {
-    const res = await this.write('put', { key: toBytes(key), value: toBytes(value), prevKv: opts.prevKv ?? false }, opts);
+  /** `lease`: attach the key to a lease (granted through etcd's Lease service: lease() in ./lease.ts); LEASE_NOT_FOUND if there is none such. */
+  async put(key: Bytes, value: Bytes, opts: CallOpts & { prevKv?: boolean; lease?: bigint } = {}): Promise<PutResult> {
+    const res = await this.write('put', { key: toBytes(key), value: toBytes(value), prevKv: opts.prevKv ?? false, ...leaseField('put: lease', opts.lease) }, opts);
     return { header: headerOf(res.header), prevKv: res.prevKv ? kvOf(res.prevKv) : undefined };
   }
 
@@ -450,6 +463,16 @@ export class KvClient {
       }
     }
     return this.callAt('leader', { timeoutMs }, run, timeoutMs);
+  }
+
+  /** The client addresses known (the configured ones, then leaders learnt from redirects). */
+  get knownEndpoints(): readonly string[] {
+    return this.endpoints;
+  }
+
+  /** The gRPC channel to `endpoint` (made on first use): etcd's services share it (./etcd-channel.ts). */
+  channelTo(endpoint: string): Client {
+    return this.clientFor(endpoint);
   }
 
   close(): void {

@@ -73,3 +73,58 @@ export function toEtcdStatus(err: unknown): Partial<StatusObject> & { code: Grpc
   const message = err instanceof Error ? err.message : String(err);
   return { code: GrpcStatus.INTERNAL, details: `internal error: ${message}`, metadata };
 }
+
+/** etcd's strings a client tells apart (rpctypes in etcd's api/v3rpc; clientv3 matches them the same way). */
+export const ETCD_COMPACTED = 'etcdserver: mvcc: required revision has been compacted';
+export const ETCD_FUTURE_REV = 'etcdserver: mvcc: required revision is a future revision';
+export const ETCD_LEASE_NOT_FOUND = 'etcdserver: requested lease not found';
+export const ETCD_KEY_NOT_FOUND = 'etcdserver: key not found';
+export const ETCD_DUPLICATE_KEY = 'etcdserver: duplicate key given in txn request';
+
+function isGrpcError(err: unknown): err is Error & { code: GrpcStatus; details?: string } {
+  return err instanceof Error && typeof (err as { code?: unknown }).code === 'number';
+}
+
+/**
+ * Client side: the RaftKvError an etcd API call failed with, from etcd's gRPC code and its message string.
+ * Anything that is not a gRPC error (a broken connection, a stream that ended) is UNAVAILABLE: try another member.
+ */
+export function fromEtcdError(err: unknown): RaftKvError {
+  if (err instanceof RaftKvError) return err;
+  if (!isGrpcError(err)) return new RaftKvError('UNAVAILABLE', err instanceof Error ? err.message : String(err));
+  const details = err.details !== undefined && err.details !== '' ? err.details : err.message;
+  switch (err.code) {
+    case GrpcStatus.OUT_OF_RANGE:
+      if (details === ETCD_COMPACTED) return new RaftKvError('COMPACTED', details);
+      if (details === ETCD_FUTURE_REV) return new RaftKvError('FUTURE_REV', details);
+      return new RaftKvError('INVALID_ARGUMENT', details);
+    case GrpcStatus.NOT_FOUND:
+      return new RaftKvError(details === ETCD_LEASE_NOT_FOUND ? 'LEASE_NOT_FOUND' : 'NOT_FOUND', details);
+    case GrpcStatus.INVALID_ARGUMENT:
+      if (details === ETCD_KEY_NOT_FOUND) return new RaftKvError('KEY_NOT_FOUND', details);
+      if (details === ETCD_DUPLICATE_KEY) return new RaftKvError('DUPLICATE_KEY', details);
+      return new RaftKvError('INVALID_ARGUMENT', details);
+    case GrpcStatus.DEADLINE_EXCEEDED:
+      return new RaftKvError('DEADLINE_EXCEEDED', details);
+    case GrpcStatus.RESOURCE_EXHAUSTED:
+      return new RaftKvError(details === ETCD_NO_SPACE ? 'DISK_FULL' : 'RESOURCE_EXHAUSTED', details);
+    case GrpcStatus.FAILED_PRECONDITION:
+    case GrpcStatus.PERMISSION_DENIED:
+    case GrpcStatus.UNAUTHENTICATED:
+      return new RaftKvError('FAILED_PRECONDITION', details);
+    case GrpcStatus.UNIMPLEMENTED:
+      return new RaftKvError('INVALID_ARGUMENT', `not served by this member: ${details}`);
+    case GrpcStatus.DATA_LOSS:
+      return new RaftKvError('DATA_CORRUPTION', details);
+    case GrpcStatus.OK:
+    case GrpcStatus.CANCELLED:
+    case GrpcStatus.UNKNOWN:
+    case GrpcStatus.ALREADY_EXISTS:
+    case GrpcStatus.ABORTED:
+    case GrpcStatus.INTERNAL:
+    case GrpcStatus.UNAVAILABLE:
+    default:
+      // No leader, not leader, request timed out, refused or reset connections: this member could not answer.
+      return new RaftKvError('UNAVAILABLE', details);
+  }
+}

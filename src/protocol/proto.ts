@@ -71,6 +71,8 @@ export interface WirePutRequest {
   prevKv?: boolean;
   clientId?: string;
   seq?: number;
+  /** A client sends a lease id as a decimal string (lossless on the wire); a server reads a number (longs: Number). */
+  lease?: number | string;
 }
 export interface WirePutResponse {
   header: WireHeader | null;
@@ -124,6 +126,7 @@ export interface WirePutOp {
   key: Uint8Array;
   value: Uint8Array;
   prevKv?: boolean;
+  lease?: number | string; // as WirePutRequest.lease
 }
 export interface WireDeleteOp {
   key: Uint8Array;

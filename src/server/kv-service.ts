@@ -126,7 +126,7 @@ function opFromWire(o: WireRequestOp, what: string): Op {
   switch (o.op) {
     case 'put':
       if (!o.put) break;
-      return { type: 'put', key: bytesOf(o.put.key), value: bytesOf(o.put.value), prevKv: o.put.prevKv ?? false };
+      return { type: 'put', key: bytesOf(o.put.key), value: bytesOf(o.put.value), prevKv: o.put.prevKv ?? false, lease: leaseOf(o.put.lease) };
     case 'delete':
       if (!o.delete) break;
       return { type: 'delete', range: { key: bytesOf(o.delete.key), end: bytesOf(o.delete.end) }, prevKv: o.delete.prevKv ?? false };
@@ -199,7 +199,12 @@ export function unary<Req, Res>(
 }
 
 export function commandFromPut(req: WirePutRequest): Command {
-  return { type: 'put', key: bytesOf(req.key), value: bytesOf(req.value), prevKv: req.prevKv ?? false };
+  return { type: 'put', key: bytesOf(req.key), value: bytesOf(req.value), prevKv: req.prevKv ?? false, lease: leaseOf(req.lease) };
+}
+
+/** A put's lease id as the node's PutOp holds it (0 = none; a nonzero one must exist, else LEASE_NOT_FOUND). */
+function leaseOf(lease: number | string | undefined): number {
+  return lease === undefined ? 0 : Number(lease);
 }
 
 export function commandFromDelete(req: WireDeleteRequest): Command {

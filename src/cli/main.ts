@@ -9,6 +9,7 @@ import type { ResponseHeader } from '../shared/responses.js';
 import { MAX_TIMER_DELAY_MS } from '../shared/clock.js';
 import { RaftKvError } from '../shared/errors.js';
 import { parseAddress, parseServeArgs, SERVE_USAGE } from './serve-config.js';
+import { snapshotOffline } from './snapshot-offline.js';
 
 export const DEFAULT_ENDPOINTS = '127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103';
 
@@ -32,6 +33,9 @@ commands:
   member promote ID
   transfer-leader ID                        hand leadership to member ID
   snapshot save FILE                        download a verified snapshot of the state machine
+  snapshot status FILE                      check a backup and print its revision, keys, size, checksum
+  snapshot restore FILE --data-dir DIR --id N --cluster-id NAME --initial-cluster ...
+                                            a new cluster member's data directory from a backup (see --help there)
   check                                     every member's key-space digest at one common index: do they agree?
   serve ...                                 run a member (raftkv serve --help)
 
@@ -115,6 +119,7 @@ function headerText(h: ResponseHeader & { revision?: number }): string {
 
 export async function main(argv: string[], io: CliIo = { stdout: process.stdout, env: process.env }): Promise<void> {
   if (argv[0] === 'serve') return serve(argv.slice(1), io);
+  if (argv[0] === 'snapshot' && (argv[1] === 'restore' || argv[1] === 'status')) return snapshotOffline(argv.slice(1), io);
 
   let parsed;
   try {

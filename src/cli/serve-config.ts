@@ -26,6 +26,8 @@ export const SERVE_USAGE = `raftkv serve --id N --cluster-id NAME --data-dir DIR
   [--auto-compaction-mode periodic|revision]    (default periodic, as etcd's)
   [--auto-compaction-retention 0]               (periodic: a duration, 1h / 30m / 10s, or hours as a bare number;
                                                 revision: revisions to keep; 0 = no automatic compaction)
+  [--quota-backend-bytes 0]                     (past it the NOSPACE alarm refuses writes; 0 = 2 GiB, as etcd's; < 0 = no quota)
+  [--force-new-cluster]                         (after losing a quorum: start as the only member, from this member's data)
   [--dial-override ID=HOST:PORT,...]            (test hook: dial these addresses for these peers)
   [--config FILE]                               (JSON, same keys in camelCase; flags win)`;
 
@@ -48,6 +50,7 @@ const STRING_FLAGS = [
   'initial-corrupt-check',
   'auto-compaction-mode',
   'auto-compaction-retention',
+  'quota-backend-bytes',
   'log-level',
   'dial-override',
   'config',
@@ -167,6 +170,7 @@ export function parseServeArgs(args: readonly string[]): ServeConfig {
       options: {
         ...Object.fromEntries(STRING_FLAGS.map((f) => [f, { type: 'string' as const }])),
         'log-pretty': { type: 'boolean' },
+        'force-new-cluster': { type: 'boolean' },
       },
       allowPositionals: false,
       strict: true,
@@ -174,7 +178,7 @@ export function parseServeArgs(args: readonly string[]): ServeConfig {
   } catch (err) {
     throw invalid(`serve: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`);
   }
-  const flags = parsed.values as Partial<Record<StringFlag, string>> & { 'log-pretty'?: boolean };
+  const flags = parsed.values as Partial<Record<StringFlag, string>> & { 'log-pretty'?: boolean; 'force-new-cluster'?: boolean };
   const file = flags.config !== undefined ? readConfigFile(flags.config) : { values: {}, logPretty: undefined };
   const get = (f: StringFlag): string | undefined => flags[f] ?? file.values[f];
   const need = (f: StringFlag): string => {
@@ -214,6 +218,10 @@ export function parseServeArgs(args: readonly string[]): ServeConfig {
   const logLevel = get('log-level') ?? D.logLevel;
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) throw invalid(`--log-level: ${JSON.stringify(logLevel)} is not one of ${LOG_LEVELS.join(', ')}`);
   const dialOverrides = parseDialOverrides(get('dial-override') ?? '');
+  const quotaText = get('quota-backend-bytes') ?? '0';
+  if (!/^-?\d+$/.test(quotaText) || !Number.isSafeInteger(Number(quotaText))) throw invalid(`--quota-backend-bytes: ${JSON.stringify(quotaText)} is not a whole number of bytes`);
+  const forceNewCluster = flags['force-new-cluster'] === true;
+  if (forceNewCluster && state !== 'new') throw invalid('--force-new-cluster: starts from this member\'s own data; not with --initial-cluster-state existing');
 
   const config: NodeConfig = {
     id,
@@ -243,6 +251,8 @@ export function parseServeArgs(args: readonly string[]): ServeConfig {
     initialCorruptCheck: initialCheck === 'true',
     autoCompactionMode,
     autoCompactionRetention,
+    ...(get('quota-backend-bytes') !== undefined ? { quotaBackendBytes: Number(quotaText) } : {}),
+    ...(forceNewCluster ? { forceNewCluster } : {}),
   };
   return { config, dialOverrides };
 }

@@ -15,6 +15,7 @@
 // Envelope (the data of a 'normal' log entry; empty data is the leader's no-op and never reaches this codec):
 //   u8 0x02 (format version) | string clientId | uvarint seq | Command
 //   Command  := u8 tag: 1 put | Put;  2 delete | Delete;  3 txn | Txn;  4 compact | int revision | flag physical
+//               9 alarm | flag activate | uvarint member id | u8 alarm type (1 NOSPACE, 2 CORRUPT)
 //   Put      := bytes key | bytes value | u8 flags (bit 0 prevKv, 1 ignoreValue, 2 ignoreLease) | int lease
 //   Delete   := KeyRange | flag prevKv
 //   Txn      := uvarint n, Compare*n | uvarint n, Op*n (success) | uvarint n, Op*n (failure)
@@ -36,6 +37,7 @@
 //                            2 delete | uvarint deleted | uvarint n, KeyValue*n | uvarint revision
 //                            3 txn | flag succeeded | uvarint n, OpResult*n | uvarint revision
 //                            4 compact | uvarint revision
+//                            9 alarm | uvarint revision | uvarint n | n x (uvarint member id | u8 alarm type)
 //   OpResult := u8 tag: 1 put, 2 delete (as above);  3 range | RangeResult;  4 txn (as above)
 //   RangeResult := uvarint n, KeyValue*n | flag more | uvarint count | uvarint revision
 //   OptKv := flag present | KeyValue if present
@@ -47,6 +49,8 @@
 import { RaftKvError, isErrorCode } from '../shared/errors.js';
 import type { ErrorCode } from '../shared/errors.js';
 import type {
+  AlarmMember,
+  AlarmType,
   Command,
   CommandResult,
   Compare,
@@ -403,6 +407,9 @@ function writeCommand(w: ByteWriter, cmd: Command): void {
     case 'compact':
       w.u8(4).int(cmd.revision).flag(cmd.physical);
       return;
+    case 'alarm':
+      writeAlarmMember(w.u8(9).flag(cmd.action === 'activate'), cmd);
+      return;
     default:
       assertNever(cmd);
   }
@@ -420,6 +427,10 @@ function readCommand(r: ByteReader): Command {
     case 4: {
       const revision = r.int();
       return { type: 'compact', revision, physical: r.flag() };
+    }
+    case 9: {
+      const action = r.flag() ? 'activate' : 'deactivate';
+      return { type: 'alarm', action, ...readAlarmMember(r) };
     }
     default:
       throw garbage(`bad command tag ${tag}`);
@@ -594,9 +605,29 @@ function readOpResult(r: ByteReader): OpResult {
   return res;
 }
 
+// Alarms (tag 9 of commands and results): member id, then the alarm type as one byte (1 NOSPACE, 2 CORRUPT, etcd's numbers).
+const ALARM_TYPE_CODES: Readonly<Record<AlarmType, number>> = { NOSPACE: 1, CORRUPT: 2 };
+
+function writeAlarmMember(w: ByteWriter, a: AlarmMember): void {
+  w.uvarint(a.memberId).u8(ALARM_TYPE_CODES[a.alarm]);
+}
+
+function readAlarmMember(r: ByteReader): AlarmMember {
+  const memberId = r.uvarint();
+  const code = r.u8();
+  const alarm = code === 1 ? 'NOSPACE' : code === 2 ? 'CORRUPT' : undefined;
+  if (alarm === undefined) throw garbage(`bad alarm type ${code}`);
+  return { memberId, alarm };
+}
+
 function writeCommandResult(w: ByteWriter, res: CommandResult): void {
   if (res.type === 'compact') {
     w.u8(4).uvarint(res.revision);
+    return;
+  }
+  if (res.type === 'alarm') {
+    w.u8(9).uvarint(res.revision).uvarint(res.alarms.length);
+    for (const a of res.alarms) writeAlarmMember(w, a);
     return;
   }
   writeWriteResult(w, res);
@@ -605,6 +636,10 @@ function writeCommandResult(w: ByteWriter, res: CommandResult): void {
 function readCommandResult(r: ByteReader): CommandResult {
   const tag = r.u8();
   if (tag === 4) return { type: 'compact', revision: r.uvarint() };
+  if (tag === 9) {
+    const revision = r.uvarint();
+    return { type: 'alarm', revision, alarms: readList(r, readAlarmMember) };
+  }
   const res = readWriteResult(r, tag);
   if (res === undefined) throw garbage(`bad result tag ${tag}`);
   return res;

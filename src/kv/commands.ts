@@ -68,6 +68,7 @@ export class Overlay {
   readonly history = new Map<string, { key: Uint8Array; value: Uint8Array }>();
   digestChanged = false; // a write since the digest was last added to the history
   compacted = false; // a compact command in this batch moved mvcc.compacted: start the background deletion
+  alarmsChanged = false; // an alarm command in this batch changed the alarm table: write it with the batch
 
   /** The revision state as the batch's entries see it; readers see the state machine's until the batch is buffered. */
   constructor(readonly mvcc: MvccState) {}

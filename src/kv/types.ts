@@ -116,10 +116,33 @@ export interface CompactOp {
   readonly physical: boolean;
 }
 
-/** A write command: applied through the log. Compare-and-swap is a txn with one compare. */
-export type Command = PutOp | DeleteOp | TxnOp | CompactOp;
+/** etcd's alarm types raftkv raises (etcd's AlarmType names; NONE only appears on the wire). */
+export type AlarmType = 'NOSPACE' | 'CORRUPT';
 
-export type CommandResult = PutResult | DeleteResult | TxnResult | { readonly type: 'compact'; readonly revision: number };
+/** One raised alarm: which member raised it, and what (etcd's AlarmMember). */
+export interface AlarmMember {
+  readonly memberId: number;
+  readonly alarm: AlarmType;
+}
+
+/** etcd's AlarmRequest ACTIVATE/DEACTIVATE: through the log, so every member holds the same alarms (alarms.ts). */
+export interface AlarmOp {
+  readonly type: 'alarm';
+  readonly action: 'activate' | 'deactivate';
+  readonly memberId: number;
+  readonly alarm: AlarmType;
+}
+
+/** A write command: applied through the log. Compare-and-swap is a txn with one compare. */
+export type Command = PutOp | DeleteOp | TxnOp | CompactOp | AlarmOp;
+
+export type CommandResult =
+  | PutResult
+  | DeleteResult
+  | TxnResult
+  | { readonly type: 'compact'; readonly revision: number }
+  // the alarm that changed (none when it already was so), as etcd's AlarmResponse lists it
+  | { readonly type: 'alarm'; readonly alarms: readonly AlarmMember[]; readonly revision: number };
 
 /**
  * What a normal log entry carries: a client session id and sequence number (at-most-once apply of retries),

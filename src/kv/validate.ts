@@ -206,6 +206,9 @@ export function validateCommand(cmd: Command, limits: KvLimits): void {
     case 'compact':
       if (!Number.isSafeInteger(cmd.revision)) throw invalid(`compact: revision must be an integer, got ${cmd.revision}`);
       return;
+    case 'alarm':
+      if (!Number.isSafeInteger(cmd.memberId) || cmd.memberId < 0) throw invalid(`alarm: member id must be a whole number, got ${cmd.memberId}`);
+      return;
     default:
       assertNever(cmd);
   }

@@ -69,6 +69,7 @@ import { systemClock } from '../shared/clock.js';
 import { DEFAULT_CORRUPT_CHECK_INTERVAL_MS, validateNodeConfig } from './config.js';
 import { fromRaftError } from './core-errors.js';
 import { recover } from './recovery.js';
+import { forceNewCluster } from './force-new-cluster.js';
 import type { NodeConfig } from './config.js';
 import { RaftKvError, isRaftKvError } from '../shared/errors.js';
 import { DataDirLock } from './data-dir-lock.js';
@@ -329,6 +330,7 @@ export class RaftKvNode implements KvNode {
     await files.mkdir(snapDir);
     await files.mkdir(join(config.dataDir, 'snap-inbox'));
     await recover(config, wal, sm, snapDir, logger);
+    if (config.forceNewCluster === true) await forceNewCluster(config.id, wal, logger, (ids) => stores.incarnations?.retire(ids) ?? Promise.resolve());
 
     let rng = deps.rng;
     if (rng === undefined) {

@@ -203,6 +203,8 @@ class Model {
         if (cmd.revision > base) throw new ModelError('FUTURE_REV');
         this.compacted = cmd.revision;
         return { type: 'compact', revision: base };
+      case 'alarm':
+        throw new Error('model: alarm commands are not drawn');
     }
     if (changes > 0) this.revs.push(work);
     return result;

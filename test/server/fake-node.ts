@@ -127,6 +127,8 @@ export class FakeNode implements KvNode {
       }
       case 'compact':
         return { type: 'compact', revision: this.cluster.revision };
+      case 'alarm':
+        return { type: 'alarm', alarms: [], revision: this.cluster.revision };
       case 'txn': {
         const ok = command.compares.every((c) => {
           const kv = this.cluster.store.get(hex(c.key));

@@ -110,6 +110,8 @@ export class KvImage {
         return { type: 'error', error: new RaftKvError('INVALID_ARGUMENT', 'sim kv: transactions are not simulated') };
       case 'compact':
         return { type: 'error', error: new RaftKvError('INVALID_ARGUMENT', 'sim kv: compaction is not simulated') };
+      case 'alarm':
+        return { type: 'error', error: new RaftKvError('INVALID_ARGUMENT', 'sim kv: alarms are not simulated') };
       default: {
         const never: never = cmd;
         throw new Error(`unknown command ${JSON.stringify(never)}`);

@@ -10,6 +10,7 @@ import { MAX_TIMER_DELAY_MS } from '../shared/clock.js';
 import { RaftKvError } from '../shared/errors.js';
 import { parseAddress, parseServeArgs, SERVE_USAGE } from './serve-config.js';
 import { snapshotOffline } from './snapshot-offline.js';
+import { defragCommand } from './defrag-command.js';
 
 export const DEFAULT_ENDPOINTS = '127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103';
 
@@ -37,6 +38,7 @@ commands:
   snapshot restore FILE --data-dir DIR --id N --cluster-id NAME --initial-cluster ...
                                             a new cluster member's data directory from a backup (see --help there)
   check                                     every member's key-space digest at one common index: do they agree?
+  defrag                                    every member in turn gives freed space back to the disk; prints what each freed
   serve ...                                 run a member (raftkv serve --help)
 
 global flags:
@@ -81,6 +83,7 @@ const COMMAND_FLAGS: Readonly<Record<string, readonly string[]>> = {
   'transfer-leader': [],
   snapshot: [],
   check: [],
+  defrag: [],
   help: [],
 };
 const GLOBAL_FLAGS = ['endpoints', 'write-out', 'timeout-ms', 'help'];
@@ -292,6 +295,16 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
     case 'check':
       wantArgs(cmd, args, 0, 'no arguments');
       return check(endpoints, timeoutMs, json, io);
+    case 'defrag': {
+      wantArgs(cmd, args, 0, 'no arguments');
+      const k = client();
+      try {
+        await defragCommand(k, json, io.stdout);
+      } finally {
+        k.close();
+      }
+      return;
+    }
     default:
       throw invalid(`unknown command ${JSON.stringify(cmd)} (see raftkv --help)`);
   }

@@ -8,6 +8,7 @@ const DATA_SIZE_REFRESH_TICKS = 50;
 
 export class DataSize {
   private cachedBytes = 0; // WAL + state machine bytes as of the last refresh
+  private cachedKvBytes = 0; // the state machine's bytes alone, as of the last refresh
   private ticksSinceRefresh = 0; // ticks since the last periodic refresh
 
   constructor(
@@ -19,6 +20,11 @@ export class DataSize {
 
   get bytes(): number {
     return this.cachedBytes;
+  }
+
+  /** The state machine's LevelDB bytes (etcd's backend size: what the quota limits). */
+  get kvBytes(): number {
+    return this.cachedKvBytes;
   }
 
   /** `ticks` more ticks passed: refreshes (off the loop) when DATA_SIZE_REFRESH_TICKS have. */
@@ -35,6 +41,7 @@ export class DataSize {
       const walBytes = this.wal.stats?.().bytes ?? 0;
       const kvBytes = this.closing() ? 0 : await this.sm.dataSizeBytes();
       this.cachedBytes = walBytes + kvBytes;
+      this.cachedKvBytes = kvBytes;
     } catch (err) {
       this.log.debug({ err }, 'data size refresh failed');
     }

@@ -56,14 +56,14 @@ import type {
   SoftState,
 } from '../raft/types.js';
 import { NONE } from '../raft/types.js';
-import type { Command, RangeRequest } from '../kv/types.js';
+import type { AlarmMember, Command, RangeRequest } from '../kv/types.js';
 import { encodeEnvelope } from '../kv/codec.js';
 import { encodeMemberContext } from '../kv/state-machine.js';
 import { validateCommand, validateRange } from '../kv/validate.js';
 import { KvStateMachine } from '../kv/state-machine.js';
 import { WalStorage } from '../storage/wal-storage.js';
 import type { Transport } from '../transport/transport.js';
-import type { AdminReply, KeySpaceDigestAt, KvNode, ReadReply, WriteReply, Member, NodeStatus, ReadOptions, WriteOptions } from './api.js';
+import type { AdminReply, DefragmentResult, KeySpaceDigestAt, KvNode, ReadReply, WriteReply, Member, NodeStatus, ReadOptions, WriteOptions } from './api.js';
 import type { Clock } from '../shared/clock.js';
 import { systemClock } from '../shared/clock.js';
 import { DEFAULT_CORRUPT_CHECK_INTERVAL_MS, validateNodeConfig } from './config.js';
@@ -431,6 +431,8 @@ export class RaftKvNode implements KvNode {
       lastLogIndex: st.lastIndex,
       snapshotIndex: this.wal.snapshot().metadata.index,
       dataSizeBytes: this.dataSize.bytes,
+      backendSizeBytes: this.dataSize.kvBytes,
+      diskFull: this.disk.writesRefused,
       members: this.members(),
       progress: [...st.progress.entries()]
         .filter(([id]) => id !== this.id)
@@ -939,9 +941,21 @@ export class RaftKvNode implements KvNode {
     return request.promise;
   }
 
-  defragment(): Promise<void> {
+  async defragment(): Promise<DefragmentResult> {
     this.admission.checkRunning();
-    return this.sm.defragment();
+    const startedMs = this.clock.now();
+    const beforeBytes = await this.sm.dataSizeBytes();
+    await this.sm.defragment();
+    const afterBytes = await this.sm.dataSizeBytes();
+    const tookMs = this.clock.now() - startedMs;
+    void this.dataSize.refresh();
+    // etcd's "finished defragmenting directory" line, with its figures.
+    this.log.info({ ...this.known.logFields(), beforeBytes, afterBytes, freedBytes: beforeBytes - afterBytes, tookMs }, 'defragmented the state machine');
+    return { beforeBytes, afterBytes, tookMs };
+  }
+
+  alarms(): readonly AlarmMember[] {
+    return this.sm.alarmList?.() ?? [];
   }
 
   whenCompacted(revision: number, deadlineMs: number): Promise<void> {

@@ -31,6 +31,8 @@ import { createEtcdKvService } from './etcd-kv-service.js';
 import { AutoCompactor } from './auto-compactor.js';
 import { createEtcdMaintenanceServices } from './etcd-maintenance-service.js';
 import { WriteForwarder } from './write-forwarder.js';
+import { SpaceAlarm, effectiveQuotaBytes } from './space-alarm.js';
+import type { Command } from '../kv/types.js';
 import { ETCD_SERVICES } from '../protocol/etcd-proto.js';
 import { addPeerService } from './peer-service.js';
 
@@ -73,11 +75,15 @@ export interface RunningServer {
 class LateNode implements KvNode {
   constructor(
     readonly id: NodeId,
-    private readonly lateNode: { node: KvNode | undefined } = { node: undefined },
+    // guard: checks a write before it is proposed (the NOSPACE quota, space-alarm.ts); throws to refuse it
+    private readonly lateNode: { node: KvNode | undefined; guard?: (command: Command) => void } = { node: undefined },
     private readonly forwarder?: WriteForwarder,
   ) {}
   set node(n: KvNode) {
     this.lateNode.node = n;
+  }
+  set guard(g: (command: Command) => void) {
+    this.lateNode.guard = g;
   }
   /** The same node, with writes forwarded by `forwarder`. */
   forwarding(forwarder: WriteForwarder): LateNode {
@@ -88,6 +94,11 @@ class LateNode implements KvNode {
     return this.lateNode.node;
   }
   write(...args: Parameters<KvNode['write']>): ReturnType<KvNode['write']> {
+    try {
+      this.lateNode.guard?.(args[0]);
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
     return this.forwarder !== undefined ? this.forwarder.write(...args) : this.get().write(...args);
   }
   read(...args: Parameters<KvNode['read']>): ReturnType<KvNode['read']> {
@@ -126,8 +137,11 @@ class LateNode implements KvNode {
   waitApplied(...args: Parameters<KvNode['waitApplied']>): ReturnType<KvNode['waitApplied']> {
     return this.get().waitApplied(...args);
   }
-  defragment(): Promise<void> {
+  defragment(): ReturnType<KvNode['defragment']> {
     return this.get().defragment();
+  }
+  alarms(): ReturnType<KvNode['alarms']> {
+    return this.get().alarms();
   }
   stop(): Promise<void> {
     return this.lateNode.node?.stop() ?? Promise.resolve();
@@ -205,7 +219,7 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
   clientServer.addService(KV_SERVICE, createKvService(serviceOpts));
   clientServer.addService(ADMIN_SERVICE, createAdminService(serviceOpts));
   clientServer.addService(ETCD_SERVICES.KV, createEtcdKvService(etcdKvOpts));
-  const etcdAdmin = createEtcdMaintenanceServices(serviceOpts);
+  const etcdAdmin = createEtcdMaintenanceServices(etcdKvOpts); // alarm requests go through the log: forwarded
   clientServer.addService(ETCD_SERVICES.Cluster, etcdAdmin.cluster);
   clientServer.addService(ETCD_SERVICES.Maintenance, etcdAdmin.maintenance);
   const peerServer = shared ? clientServer : new Server({ 'grpc.max_receive_message_length': PEER_MAX_MESSAGE_BYTES, 'grpc.max_send_message_length': -1 });
@@ -251,12 +265,23 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
     timeoutMs: opts.defaultTimeoutMs ?? 10_000,
   });
   autoCompactor.start();
+  const spaceAlarm = new SpaceAlarm({
+    node: late,
+    raise: (op, deadlineMs) => forwarder.propose(op, { clientId: '', seq: 0, deadlineMs }),
+    quotaBytes: effectiveQuotaBytes(config.quotaBackendBytes),
+    clock: opts.corruptCheckClock ?? systemClock,
+    logger: logger.child({ module: 'space-alarm' }),
+    timeoutMs: opts.defaultTimeoutMs ?? 10_000,
+  });
+  late.guard = (command) => spaceAlarm.check(command);
+  spaceAlarm.start();
 
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       await corruptCheck.stop();
       autoCompactor.stop();
+      spaceAlarm.stop();
       try {
         await node.stop();
       } catch (err) {

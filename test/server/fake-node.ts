@@ -238,8 +238,13 @@ export class FakeNode implements KvNode {
     return { memberId: this.id, index: at, ...d };
   }
 
-  defragment(): Promise<void> {
-    return Promise.resolve();
+  defragment(): Promise<{ beforeBytes: number; afterBytes: number; tookMs: number }> {
+    return Promise.resolve({ beforeBytes: 0, afterBytes: 0, tookMs: 0 });
+  }
+
+  /** The fake raises no alarms. */
+  alarms(): readonly [] {
+    return [];
   }
 
   /** The fake applies every write at once. */

@@ -9,7 +9,7 @@
 // Any mismatch, truncation or framing error is DATA_CORRUPTION naming the file; nothing is written before the
 // whole file has verified (restore reads it twice: once to verify, once to load).
 import { createHash } from 'node:crypto';
-import { open } from 'node:fs/promises';
+import { mkdir, open } from 'node:fs/promises';
 import { RaftKvError } from '../shared/errors.js';
 import type { Member } from '../shared/member.js';
 import { KEY_ALARMS } from './alarms.js';
@@ -197,6 +197,7 @@ export async function restoreBackupInto(
   members: readonly Member[],
   applied: { readonly index: Index; readonly term: Term },
 ): Promise<RestoredStore> {
+  await mkdir(kvDir, { recursive: true });
   const generation = await liveGeneration(kvDir); // a fresh directory: db-1, created
   const db: Db = await openDb(join(kvDir, `db-${generation}`), INGEST_WRITE_BUFFER_BYTES, 'existing');
   try {

@@ -122,7 +122,7 @@ export function createEtcdMaintenanceServices(opts: EtcdMaintenanceOptions): {
           list.filter((a) => type === undefined || a.alarm === type).map((a) => ({ memberID: BigInt(a.memberId), alarm: ETCD_ALARM_TYPES[a.alarm] }));
         switch (req.action) {
           case AlarmRequest_AlarmAction.GET:
-            await node.read({ key: new Uint8Array(0), end: new Uint8Array(0), limit: 1, keysOnly: true, countOnly: true }, { serializable: false, deadlineMs });
+            await node.read({ key: Uint8Array.of(0), end: new Uint8Array(0), limit: 1, keysOnly: true, countOnly: true }, { serializable: false, deadlineMs });
             return { header: header(), alarms: wire(node.alarms()) };
           case AlarmRequest_AlarmAction.ACTIVATE:
           case AlarmRequest_AlarmAction.DEACTIVATE: {

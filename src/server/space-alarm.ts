@@ -31,7 +31,7 @@ export function effectiveQuotaBytes(flag: number | undefined): number {
 }
 
 export interface SpaceAlarmOptions {
-  readonly node: KvNode; // status() and alarms()
+  readonly node: Pick<KvNode, 'id' | 'status' | 'alarms'>;
   /** Proposes the alarm command: on a follower, through the leader; resolves once the leader applied it. */
   readonly raise: (op: AlarmOp, deadlineMs: number) => Promise<void>;
   readonly quotaBytes: number; // effectiveQuotaBytes()

@@ -12,6 +12,8 @@ import { parseAddress, parseServeArgs, SERVE_USAGE } from './serve-config.js';
 import { coordCommandOf, runCoordCommand } from './coord-commands.js';
 import { COORD_USAGE } from './coord-usage.js';
 import { parseLeaseId } from '../client/index.js';
+import { snapshotOffline } from './snapshot-offline.js';
+import { defragCommand } from './defrag-command.js';
 
 export const DEFAULT_ENDPOINTS = '127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103';
 
@@ -35,7 +37,11 @@ commands:
   member promote ID
   transfer-leader ID                        hand leadership to member ID
   snapshot save FILE                        download a verified snapshot of the state machine
+  snapshot status FILE                      check a backup and print its revision, keys, size, checksum
+  snapshot restore FILE --data-dir DIR --id N --cluster-id NAME --initial-cluster ...
+                                            a new cluster member's data directory from a backup (see --help there)
   check                                     every member's key-space digest at one common index: do they agree?
+  defrag                                    every member in turn gives freed space back to the disk; prints what each freed
   serve ...                                 run a member (raftkv serve --help)
 ${COORD_USAGE}
 
@@ -81,6 +87,7 @@ const COMMAND_FLAGS: Readonly<Record<string, readonly string[]>> = {
   'transfer-leader': [],
   snapshot: [],
   check: [],
+  defrag: [],
   help: [],
 };
 const GLOBAL_FLAGS = ['endpoints', 'write-out', 'timeout-ms', 'help'];
@@ -120,6 +127,7 @@ function headerText(h: ResponseHeader & { revision?: number }): string {
 export async function main(argv: string[], io: CliIo = { stdout: process.stdout, env: process.env }): Promise<void> {
   if (argv[0] === 'serve') return serve(argv.slice(1), io);
   if (coordCommandOf(argv) !== undefined) return runCoordCommand(argv, io);
+  if (argv[0] === 'snapshot' && (argv[1] === 'restore' || argv[1] === 'status')) return snapshotOffline(argv.slice(1), io);
 
   let parsed;
   try {
@@ -293,6 +301,16 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
     case 'check':
       wantArgs(cmd, args, 0, 'no arguments');
       return check(endpoints, timeoutMs, json, io);
+    case 'defrag': {
+      wantArgs(cmd, args, 0, 'no arguments');
+      const k = client();
+      try {
+        await defragCommand(k, json, io.stdout);
+      } finally {
+        k.close();
+      }
+      return;
+    }
     default:
       throw invalid(`unknown command ${JSON.stringify(cmd)} (see raftkv --help)`);
   }

@@ -29,6 +29,8 @@ export const SERVE_USAGE = `raftkv serve --id N --cluster-id NAME --data-dir DIR
   [--experimental-watch-progress-notify-interval 10m]  (progress notifications to watchers that asked: a duration)
   [--listen-metrics http://HOST:PORT]           (serve /metrics, /health, /livez, /readyz and the dashboard there;
                                                 --listen-metrics-urls, etcd's name, takes one URL too)
+  [--quota-backend-bytes 0]                     (past it the NOSPACE alarm refuses writes; 0 = 2 GiB, as etcd's; < 0 = no quota)
+  [--force-new-cluster]                         (after losing a quorum: start as the only member, from this member's data)
   [--dial-override ID=HOST:PORT,...]            (test hook: dial these addresses for these peers)
   [--config FILE]                               (JSON, same keys in camelCase; flags win)`;
 
@@ -52,6 +54,7 @@ const STRING_FLAGS = [
   'auto-compaction-mode',
   'auto-compaction-retention',
   'experimental-watch-progress-notify-interval',
+  'quota-backend-bytes',
   'log-level',
   'listen-metrics',
   'listen-metrics-urls',
@@ -205,6 +208,7 @@ export function parseServeArgs(args: readonly string[]): ServeConfig {
       options: {
         ...Object.fromEntries(STRING_FLAGS.map((f) => [f, { type: 'string' as const }])),
         'log-pretty': { type: 'boolean' },
+        'force-new-cluster': { type: 'boolean' },
       },
       allowPositionals: false,
       strict: true,
@@ -212,7 +216,7 @@ export function parseServeArgs(args: readonly string[]): ServeConfig {
   } catch (err) {
     throw invalid(`serve: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`);
   }
-  const flags = parsed.values as Partial<Record<StringFlag, string>> & { 'log-pretty'?: boolean };
+  const flags = parsed.values as Partial<Record<StringFlag, string>> & { 'log-pretty'?: boolean; 'force-new-cluster'?: boolean };
   const file = flags.config !== undefined ? readConfigFile(flags.config) : { values: {}, logPretty: undefined };
   const get = (f: StringFlag): string | undefined => flags[f] ?? file.values[f];
   const need = (f: StringFlag): string => {
@@ -261,6 +265,10 @@ export function parseServeArgs(args: readonly string[]): ServeConfig {
   const metricsFlag = get('listen-metrics') !== undefined ? 'listen-metrics' : 'listen-metrics-urls';
   const metricsValue = get(metricsFlag);
   const listenMetrics = metricsValue === undefined ? undefined : parseMetricsUrl(metricsFlag, metricsValue);
+  const quotaText = get('quota-backend-bytes') ?? '0';
+  if (!/^-?\d+$/.test(quotaText) || !Number.isSafeInteger(Number(quotaText))) throw invalid(`--quota-backend-bytes: ${JSON.stringify(quotaText)} is not a whole number of bytes`);
+  const forceNewCluster = flags['force-new-cluster'] === true;
+  if (forceNewCluster && state !== 'new') throw invalid('--force-new-cluster: starts from this member\'s own data; not with --initial-cluster-state existing');
 
   const config: NodeConfig = {
     id,
@@ -292,6 +300,8 @@ export function parseServeArgs(args: readonly string[]): ServeConfig {
     autoCompactionRetention,
     ...(watchProgressNotifyIntervalMs === undefined ? {} : { watchProgressNotifyIntervalMs }),
     ...(listenMetrics !== undefined ? { listenMetrics } : {}),
+    ...(get('quota-backend-bytes') !== undefined ? { quotaBackendBytes: Number(quotaText) } : {}),
+    ...(forceNewCluster ? { forceNewCluster } : {}),
   };
   return { config, dialOverrides };
 }

@@ -6,6 +6,7 @@ export type {
   ClientOpResult,
   DeleteResult,
   GetResult,
+  DefragmentResult,
   HashKvResult,
   KvClientOptions,
   MembersResult,

@@ -107,6 +107,15 @@ export interface HashKvResult {
   readonly hash: string; // the two lanes as 16 hex digits (hashHex)
   readonly keyCount: number; // live keys at that index
 }
+/** What one member's defragmentation freed (its state machine's bytes on disk before and after). */
+export interface DefragmentResult {
+  readonly endpoint: string;
+  readonly header: ClientHeader;
+  readonly memberId: number;
+  readonly beforeBytes: number;
+  readonly afterBytes: number;
+  readonly tookMs: number;
+}
 export interface SnapshotSaveResult {
   readonly header: ClientHeader;
   readonly sizeBytes: number;
@@ -419,6 +428,17 @@ export class KvClient {
     const deadline = Date.now() + checkDelayMs('hashKv: timeoutMs', opts.timeoutMs ?? this.attemptTimeoutMs, 'positive');
     try {
       return hashKvOf(await this.unary(endpoint, ADMIN_METHODS.hashKv, { index }, deadline), endpoint);
+    } catch (err) {
+      throw fromGrpcError(err);
+    }
+  }
+
+  /** Defragments the member at `endpoint` (never another: no routing, no retries); default timeout 60 s. */
+  async defragment(endpoint: string, opts: CallOpts = {}): Promise<DefragmentResult> {
+    const deadline = Date.now() + checkDelayMs('defragment: timeoutMs', opts.timeoutMs ?? 60_000, 'positive');
+    try {
+      const r = await this.unary(endpoint, ADMIN_METHODS.defragment, {}, deadline);
+      return { endpoint, header: headerOf(r.header), memberId: r.memberId, beforeBytes: r.beforeBytes, afterBytes: r.afterBytes, tookMs: r.tookMs };
     } catch (err) {
       throw fromGrpcError(err);
     }

@@ -17,6 +17,7 @@
 //   Command  := u8 tag: 1 put | Put;  2 delete | Delete;  3 txn | Txn;  4 compact | int revision | flag physical
 //               5 lease-grant | uvarint id | uvarint ttlSeconds;  6 lease-revoke | uvarint id
 //               7 lease-checkpoint | uvarint n, (uvarint id | uvarint remainingSeconds)*n
+//               9 alarm | flag activate | uvarint member id | u8 alarm type (1 NOSPACE, 2 CORRUPT)
 //   Put      := bytes key | bytes value | u8 flags (bit 0 prevKv, 1 ignoreValue, 2 ignoreLease) | int lease
 //   Delete   := KeyRange | flag prevKv
 //   Txn      := uvarint n, Compare*n | uvarint n, Op*n (success) | uvarint n, Op*n (failure)
@@ -40,6 +41,7 @@
 //                            4 compact | uvarint revision
 //                            5 lease-grant | uvarint id | uvarint ttlSeconds | uvarint revision
 //                            6 lease-revoke | uvarint revision;  7 lease-checkpoint | uvarint revision
+//                            9 alarm | uvarint revision | uvarint n | n x (uvarint member id | u8 alarm type)
 //   OpResult := u8 tag: 1 put, 2 delete (as above);  3 range | RangeResult;  4 txn (as above)
 //   RangeResult := uvarint n, KeyValue*n | flag more | uvarint count | uvarint revision
 //   OptKv := flag present | KeyValue if present
@@ -51,6 +53,8 @@
 import { RaftKvError, isErrorCode } from '../shared/errors.js';
 import type { ErrorCode } from '../shared/errors.js';
 import type {
+  AlarmMember,
+  AlarmType,
   Command,
   CommandResult,
   Compare,
@@ -417,6 +421,9 @@ function writeCommand(w: ByteWriter, cmd: Command): void {
       w.u8(7).uvarint(cmd.checkpoints.length);
       for (const c of cmd.checkpoints) w.uvarint(c.id).uvarint(c.remainingSeconds);
       return;
+    case 'alarm':
+      writeAlarmMember(w.u8(9).flag(cmd.action === 'activate'), cmd);
+      return;
     default:
       assertNever(cmd);
   }
@@ -449,6 +456,10 @@ function readCommand(r: ByteReader): Command {
           return { id, remainingSeconds: rr.uvarint() };
         }),
       };
+    case 9: {
+      const action = r.flag() ? 'activate' : 'deactivate';
+      return { type: 'alarm', action, ...readAlarmMember(r) };
+    }
     default:
       throw garbage(`bad command tag ${tag}`);
   }
@@ -622,6 +633,21 @@ function readOpResult(r: ByteReader): OpResult {
   return res;
 }
 
+// Alarms (tag 9 of commands and results): member id, then the alarm type as one byte (1 NOSPACE, 2 CORRUPT, etcd's numbers).
+const ALARM_TYPE_CODES: Readonly<Record<AlarmType, number>> = { NOSPACE: 1, CORRUPT: 2 };
+
+function writeAlarmMember(w: ByteWriter, a: AlarmMember): void {
+  w.uvarint(a.memberId).u8(ALARM_TYPE_CODES[a.alarm]);
+}
+
+function readAlarmMember(r: ByteReader): AlarmMember {
+  const memberId = r.uvarint();
+  const code = r.u8();
+  const alarm = code === 1 ? 'NOSPACE' : code === 2 ? 'CORRUPT' : undefined;
+  if (alarm === undefined) throw garbage(`bad alarm type ${code}`);
+  return { memberId, alarm };
+}
+
 function writeCommandResult(w: ByteWriter, res: CommandResult): void {
   switch (res.type) {
     case 'compact':
@@ -635,6 +661,10 @@ function writeCommandResult(w: ByteWriter, res: CommandResult): void {
       return;
     case 'lease-checkpoint':
       w.u8(7).uvarint(res.revision);
+      return;
+    case 'alarm':
+      w.u8(9).uvarint(res.revision).uvarint(res.alarms.length);
+      for (const a of res.alarms) writeAlarmMember(w, a);
       return;
     case 'put':
     case 'delete':
@@ -656,6 +686,10 @@ function readCommandResult(r: ByteReader): CommandResult {
   }
   if (tag === 6) return { type: 'lease-revoke', revision: r.uvarint() };
   if (tag === 7) return { type: 'lease-checkpoint', revision: r.uvarint() };
+  if (tag === 9) {
+    const revision = r.uvarint();
+    return { type: 'alarm', revision, alarms: readList(r, readAlarmMember) };
+  }
   const res = readWriteResult(r, tag);
   if (res === undefined) throw garbage(`bad result tag ${tag}`);
   return res;

@@ -76,6 +76,7 @@ export class Overlay {
   readonly before = new Map<string, { main: number; prevKv: KeyValue | undefined }>();
   digestChanged = false; // a write since the digest was last added to the history
   compacted = false; // a compact command in this batch moved mvcc.compacted: start the background deletion
+  alarmsChanged = false; // an alarm command in this batch changed the alarm table: write it with the batch
 
   /** The revision state as the batch's entries see it; readers see the state machine's until the batch is buffered. */
   constructor(readonly mvcc: MvccState) {}

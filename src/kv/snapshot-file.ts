@@ -283,15 +283,17 @@ function parseHeader(path: string, json: Buffer): SnapshotHeader {
 /**
  * Reads a whole snapshot file, calling `onRecords` with batches of records (if given), and verifies framing,
  * count and checksum. Throws DATA_CORRUPTION. The records passed before a failure must be discarded.
+ * `lengthBytes`: read only that prefix of the file as the snapshot (one inside etcdctl's padded copy, backup-file.ts).
  */
 export async function readSnapshotFile(
   path: string,
   onRecords?: (records: { key: Uint8Array; value: Uint8Array }[]) => Promise<void>,
   batchRecords = 10_000,
+  lengthBytes?: number,
 ): Promise<SnapshotHeader> {
   const fh = await open(path, 'r');
   try {
-    const { size } = await fh.stat();
+    const size = Math.min(lengthBytes ?? Number.MAX_SAFE_INTEGER, (await fh.stat()).size);
     if (size < 16 + 9 + DIGEST_BYTES) throw corrupt(path, 0, `file of ${size} bytes is too short`);
     const r = new SnapshotFileReader(fh, path, size);
     const fixed = await r.raw(16);

@@ -106,10 +106,12 @@ import {
 } from './schema.js';
 import type { Session } from './schema.js';
 import { Serial } from './serial.js';
+import { AlarmTable, KEY_ALARMS } from './alarms.js';
 import { SnapshotFileWriter, readSnapshotFile, verifySnapshotHeader } from './snapshot-file.js';
 import { latestSnapshot, pruneSnapshots } from './snapshot-dir.js';
 import { DEFAULT_KV_LIMITS } from './types.js';
 import type {
+  AlarmMember,
   Command,
   CommandResult,
   Compare,
@@ -228,6 +230,7 @@ export class KvStateMachine {
   private appliedIndexValue: Index = 0; // last entry whose effects are readable (in LevelDB or the write buffers)
   private appliedTermValue: Term = 0; // term of that entry
   private readonly memberTable = new Map<number, Member>(); // as of appliedIndex
+  private readonly alarms = new AlarmTable(); // the cluster's alarms as of appliedIndex (alarms.ts)
   private mvcc: MvccState = { ...INITIAL_MVCC }; // the store revision and compaction state as of appliedIndex
   private compaction: Promise<void> | undefined; // the background deletion of compacted history, while it runs
   private compactionEpoch = 0; // bumped when the live db is swapped or closed: a running compaction stops
@@ -329,6 +332,7 @@ export class KvStateMachine {
     this.memberTable.clear();
     const members = await this.db.get(KEY_MEMBERS);
     if (members !== undefined) for (const [id, m] of decodeMembers(members)) this.memberTable.set(id, m);
+    this.alarms.load(await this.db.get(KEY_ALARMS));
     const digest = await this.db.get(KEY_DIGEST);
     this.digestStored = digest !== undefined;
     this.digest.set(digest === undefined ? EMPTY_DIGEST : decodeDigest(digest));
@@ -457,6 +461,11 @@ export class KvStateMachine {
 
   confState(): ConfState {
     return confStateOf(this.memberTable.values());
+  }
+
+  /** The raised alarms as of appliedIndex (etcd's alarm list). */
+  alarmList(): AlarmMember[] {
+    return this.alarms.list();
   }
 
   /** Number of live client sessions (for status and tests). */
@@ -749,6 +758,7 @@ export class KvStateMachine {
       batch.push({ type: 'put', key: sessionKey(clientId), value: encodeSession(s, answer) });
     }
     if (membersChanged) batch.push({ type: 'put', key: KEY_MEMBERS, value: encodeMembers(this.memberTable) });
+    if (overlay.alarmsChanged) batch.push({ type: 'put', key: KEY_ALARMS, value: this.alarms.encode() });
     batch.push({ type: 'put', key: KEY_APPLIED, value: encodeApplied(index, term) });
     batch.push({ type: 'put', key: KEY_DIGEST, value: encodeDigest(this.digest.value()) });
     // Readable now through the write buffer; in LevelDB within APPLY_FLUSH_INTERVAL_MS (the applied record with it).
@@ -814,6 +824,7 @@ export class KvStateMachine {
         case 'lease-grant':
         case 'lease-revoke':
         case 'lease-checkpoint':
+        case 'alarm':
           break;
         default:
           assertNever(cmd);
@@ -860,6 +871,7 @@ export class KvStateMachine {
     let answer: SessionAnswer;
     try {
       validateCommand(env.command, this.limits);
+      this.alarms.checkCommand(env.command); // NOSPACE raised: what would grow the store is refused
       const tx: WriteTx = { main: overlay.mvcc.revision + 1, sub: 0 };
       const result = await this.execute(env.command, overlay, tx);
       if (tx.sub > 0) overlay.mvcc.revision = tx.main; // +1 per command that changed something
@@ -1425,6 +1437,11 @@ export class KvStateMachine {
         return this.leaseRevoke(cmd, overlay, tx);
       case 'lease-checkpoint':
         return this.leaseCheckpoint(cmd, overlay, tx);
+      case 'alarm': {
+        const alarms = this.alarms.apply(cmd);
+        if (alarms.length > 0) overlay.alarmsChanged = true;
+        return { type: 'alarm', alarms, revision: overlay.mvcc.revision };
+      }
       default:
         return assertNever(cmd);
     }

@@ -138,8 +138,25 @@ export interface LeaseCheckpointOp {
   readonly checkpoints: readonly { readonly id: number; readonly remainingSeconds: number }[];
 }
 
+/** etcd's alarm types raftkv raises (etcd's AlarmType names; NONE only appears on the wire). */
+export type AlarmType = 'NOSPACE' | 'CORRUPT';
+
+/** One raised alarm: which member raised it, and what (etcd's AlarmMember). */
+export interface AlarmMember {
+  readonly memberId: number;
+  readonly alarm: AlarmType;
+}
+
+/** etcd's AlarmRequest ACTIVATE/DEACTIVATE: through the log, so every member holds the same alarms (alarms.ts). */
+export interface AlarmOp {
+  readonly type: 'alarm';
+  readonly action: 'activate' | 'deactivate';
+  readonly memberId: number;
+  readonly alarm: AlarmType;
+}
+
 /** A write command: applied through the log. Compare-and-swap is a txn with one compare. */
-export type Command = PutOp | DeleteOp | TxnOp | CompactOp | LeaseGrantOp | LeaseRevokeOp | LeaseCheckpointOp;
+export type Command = PutOp | DeleteOp | TxnOp | CompactOp | LeaseGrantOp | LeaseRevokeOp | LeaseCheckpointOp | AlarmOp;
 
 export type CommandResult =
   | PutResult
@@ -148,7 +165,9 @@ export type CommandResult =
   | { readonly type: 'compact'; readonly revision: number }
   | { readonly type: 'lease-grant'; readonly id: number; readonly ttlSeconds: number; readonly revision: number }
   | { readonly type: 'lease-revoke'; readonly revision: number }
-  | { readonly type: 'lease-checkpoint'; readonly revision: number };
+  | { readonly type: 'lease-checkpoint'; readonly revision: number }
+  // the alarm that changed (none when it already was so), as etcd's AlarmResponse lists it
+  | { readonly type: 'alarm'; readonly alarms: readonly AlarmMember[]; readonly revision: number };
 
 /** A lease as the state machine holds it (the deadline is the leader's, in memory: node/lessor.ts). */
 export interface Lease {

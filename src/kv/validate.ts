@@ -217,6 +217,9 @@ export function validateCommand(cmd: Command, limits: KvLimits): void {
     case 'lease-checkpoint':
       if (cmd.checkpoints.length > MAX_LEASE_CHECKPOINTS) throw invalid(`lease checkpoint: at most ${MAX_LEASE_CHECKPOINTS} leases, got ${cmd.checkpoints.length}`);
       return;
+    case 'alarm':
+      if (!Number.isSafeInteger(cmd.memberId) || cmd.memberId < 0) throw invalid(`alarm: member id must be a whole number, got ${cmd.memberId}`);
+      return;
     default:
       assertNever(cmd);
   }

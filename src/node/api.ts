@@ -1,6 +1,6 @@
 // What a running node offers to the gRPC services (src/server) and to in-process tests.
 import type { Index, NodeId } from '../raft/types.js';
-import type { Command, CommandResult, Lease, RangeRequest, RangeResult } from '../kv/types.js';
+import type { AlarmMember, Command, CommandResult, Lease, RangeRequest, RangeResult } from '../kv/types.js';
 import type { WatchHub } from '../watch/watch-hub.js';
 import type { Member } from '../shared/member.js';
 import type { NodeStatus, ResponseHeader } from '../shared/responses.js';
@@ -36,6 +36,13 @@ export type ReadReply = { header: ResponseHeader; result: RangeResult };
 /** A membership change's answer: the member table once the change is applied. */
 export type AdminReply = readonly Member[];
 
+/** What a defragmentation gave back: the state machine's bytes on disk before and after it. */
+export interface DefragmentResult {
+  readonly beforeBytes: number;
+  readonly afterBytes: number;
+  readonly tookMs: number;
+}
+
 /** Every method rejects with RaftKvError (src/shared/errors.ts) for expected failures. */
 export interface KvNode {
   readonly id: NodeId;
@@ -67,7 +74,6 @@ export interface KvNode {
   /** Resolves once this member has applied `index` (a write forwarded to the leader is then readable here). */
   waitApplied(index: Index, deadlineMs: number): Promise<void>;
   /** This member's state machine gives the space of deleted records back to the file system (etcd's Defragment). */
-  defragment(): Promise<void>;
   /** This member's watchers, fed by its applied state (any member serves watches). */
   watchHub(): WatchHub;
   /**
@@ -81,6 +87,9 @@ export interface KvNode {
   leases(): readonly Lease[];
   /** etcd's minimum TTL: a grant asking for less gets this (1.5 election timeouts in whole seconds). */
   readonly minLeaseTtlSeconds: number;
+  defragment(): Promise<DefragmentResult>;
+  /** The cluster's raised alarms as of this member's applied index (etcd's alarm list; raised through the log). */
+  alarms(): readonly AlarmMember[];
   /** Graceful stop: a leader first hands leadership to an up-to-date follower. */
   stop(): Promise<void>;
 }

@@ -56,6 +56,10 @@ export interface NodeConfig {
    * (src/server/metrics-server.ts). Absent: none is started. Not the node's: only `raftkv serve` reads it.
    */
   readonly listenMetrics?: string;
+  /** etcd's --force-new-cluster: start as the only member of the cluster, from this member's data (force-new-cluster.ts). */
+  readonly forceNewCluster?: boolean;
+  /** etcd's --quota-backend-bytes: past it the NOSPACE alarm is raised (src/server/space-alarm.ts); 0 = etcd's 2 GiB, < 0 = none. */
+  readonly quotaBackendBytes?: number;
 }
 
 /** Every setting that has a default, with it: `raftkv serve`, the tests and the benchmarks start from these. */

@@ -8,7 +8,7 @@ const DATA_SIZE_REFRESH_TICKS = 50;
 
 export class DataSize {
   private cachedBytes = 0; // WAL + state machine bytes as of the last refresh
-  private cachedKvBytes = 0; // the state machine's bytes as of the last refresh
+  private cachedKvBytes = 0; // the state machine's bytes alone, as of the last refresh
   private ticksSinceRefresh = 0; // ticks since the last periodic refresh
 
   constructor(
@@ -22,7 +22,7 @@ export class DataSize {
     return this.cachedBytes;
   }
 
-  /** The state machine's share of bytes, as of the last refresh. */
+  /** The state machine's LevelDB bytes (etcd's backend size: what the quota limits). */
   get kvBytes(): number {
     return this.cachedKvBytes;
   }

@@ -17,7 +17,8 @@
 // `peers.json.tmp`, fsync, rename, directory fsync:
 //   { "format": 1,
 //     "incarnations": { "<member id>": { "incarnation": "<hex>", "recordedAt": <index> }, ... },
-//     "removedAt": { "<member id>": <index of the last removal applied>, ... } }
+//     "removedAt": { "<member id>": <index of the last removal applied>, ... },
+//     "retired": [ "<hex>", ... ] }   (optional: incarnations refused for good, see retire())
 // A missing file is an empty registry; an unreadable or malformed one is DATA_CORRUPTION.
 import { join } from 'node:path';
 import type { Index, NodeId } from '../raft/types.js';
@@ -47,13 +48,14 @@ export class IncarnationRegistry implements IncarnationGuard {
     private readonly dataDir: string,
     private readonly known: Map<NodeId, Entry>, // member id -> its incarnation, as on disk once `writes` settles
     private readonly removedAt: Map<NodeId, Index>, // member id -> index of the last applied removal of it
+    private readonly retired: Set<string>, // incarnations never admitted again (members cut off by --force-new-cluster)
   ) {}
 
   static async load(dataDir: string, selfId: NodeId, self: string): Promise<IncarnationRegistry> {
     const path = join(dataDir, PEERS_FILE);
     const text = await readTextIfExists(path);
-    const parsed = text === undefined ? { known: new Map<NodeId, Entry>(), removedAt: new Map<NodeId, Index>() } : parsePeers(text, path);
-    return new IncarnationRegistry(selfId, self, dataDir, parsed.known, parsed.removedAt);
+    const parsed = text === undefined ? { known: new Map<NodeId, Entry>(), removedAt: new Map<NodeId, Index>(), retired: new Set<string>() } : parsePeers(text, path);
+    return new IncarnationRegistry(selfId, self, dataDir, parsed.known, parsed.removedAt, parsed.retired);
   }
 
   get version(): number {
@@ -67,6 +69,14 @@ export class IncarnationRegistry implements IncarnationGuard {
 
   admit(from: NodeId, incarnation: string): void | Promise<void> {
     if (incarnation === '') return; // a sender that does not say (not checked)
+    if (this.retired.has(incarnation)) {
+      throw new RaftKvError(
+        'CLUSTER_MISMATCH',
+        `${STALE_MARKER} member ${from} came back with the data directory (incarnation ${incarnation.slice(0, 8)}) it had before ` +
+          `--force-new-cluster removed it: its data is stale. Wipe its data directory and start it with --initial-cluster-state existing ` +
+          `(after raftkv member add ${from} ...)`,
+      );
+    }
     const known = this.known.get(from);
     if (known?.incarnation === incarnation) return;
     if (known !== undefined) {
@@ -88,7 +98,7 @@ export class IncarnationRegistry implements IncarnationGuard {
   merge(known: readonly KnownIncarnation[]): void {
     let changed = false;
     for (const k of known) {
-      if (!Number.isSafeInteger(k.id) || k.id <= 0 || k.id === this.selfId || k.incarnation === '' || this.known.has(k.id)) continue;
+      if (!Number.isSafeInteger(k.id) || k.id <= 0 || k.id === this.selfId || k.incarnation === '' || this.known.has(k.id) || this.retired.has(k.incarnation)) continue;
       if (k.recordedAt < (this.removedAt.get(k.id) ?? 0)) continue; // from before its removal: stale
       this.known.set(k.id, { incarnation: k.incarnation, recordedAt: k.recordedAt });
       changed = true;
@@ -111,6 +121,22 @@ export class IncarnationRegistry implements IncarnationGuard {
     return changed ? this.persist() : this.writes;
   }
 
+  /**
+   * --force-new-cluster cut members `ids` off: the incarnations recorded for them are refused for good (their
+   * directories hold a history the new cluster does not share), and forgotten as current. Durable on return.
+   */
+  retire(ids: readonly NodeId[]): Promise<void> {
+    let changed = false;
+    for (const id of ids) {
+      const e = this.known.get(id);
+      if (e === undefined) continue;
+      this.retired.add(e.incarnation);
+      this.known.delete(id);
+      changed = true;
+    }
+    return changed ? this.persist() : this.writes;
+  }
+
   /** A snapshot at `index` replaced the membership: members not in it were removed at or before `index`. */
   forgetAbsent(members: ReadonlySet<NodeId>, index: Index): Promise<void> {
     const gone = [...this.known.keys()].filter((id) => !members.has(id));
@@ -123,14 +149,15 @@ export class IncarnationRegistry implements IncarnationGuard {
     for (const [id, e] of [...this.known].sort((a, b) => a[0] - b[0])) incarnations[String(id)] = e;
     const removedAt: Record<string, Index> = {};
     for (const [id, i] of [...this.removedAt].sort((a, b) => a[0] - b[0])) removedAt[String(id)] = i;
-    const text = `${JSON.stringify({ format: PEERS_FORMAT, incarnations, removedAt })}\n`;
+    const retired = this.retired.size === 0 ? {} : { retired: [...this.retired].sort() };
+    const text = `${JSON.stringify({ format: PEERS_FORMAT, incarnations, removedAt, ...retired })}\n`;
     const write = this.writes.then(() => writeFileDurably(this.dataDir, PEERS_FILE, text));
     this.writes = write.catch(() => undefined);
     return write;
   }
 }
 
-function parsePeers(text: string, path: string): { known: Map<NodeId, Entry>; removedAt: Map<NodeId, Index> } {
+function parsePeers(text: string, path: string): { known: Map<NodeId, Entry>; removedAt: Map<NodeId, Index>; retired: Set<string> } {
   const bad = (what: string): never => {
     throw new RaftKvError('DATA_CORRUPTION', `${path}: ${what}`);
   };
@@ -163,5 +190,7 @@ function parsePeers(text: string, path: string): { known: Map<NodeId, Entry>; re
   }
   const removedAt = new Map<NodeId, Index>();
   for (const [k, v] of Object.entries(objectAt('removedAt'))) removedAt.set(idOf(k), indexOf(v, `removedAt of member ${k}`));
-  return { known, removedAt };
+  const retiredRaw = o['retired'] ?? [];
+  if (!Array.isArray(retiredRaw) || !retiredRaw.every((x): x is string => typeof x === 'string' && x !== '')) return bad('bad retired');
+  return { known, removedAt, retired: new Set(retiredRaw) };
 }

@@ -56,7 +56,7 @@ import type {
   SoftState,
 } from '../raft/types.js';
 import { NONE } from '../raft/types.js';
-import type { Command, Lease, RangeRequest } from '../kv/types.js';
+import type { AlarmMember, Command, Lease, RangeRequest } from '../kv/types.js';
 import type { AppliedChange } from '../kv/state-machine.js';
 import { minLeaseTtlSeconds } from '../kv/leases.js';
 import { MAX_LEASE_CHECKPOINTS } from '../kv/validate.js';
@@ -67,13 +67,14 @@ import { validateCommand, validateRange } from '../kv/validate.js';
 import { KvStateMachine } from '../kv/state-machine.js';
 import { WalStorage } from '../storage/wal-storage.js';
 import type { Transport } from '../transport/transport.js';
-import type { AdminReply, KeySpaceDigestAt, KvNode, LeaseTimeToLive, ReadReply, WriteReply, Member, NodeStatus, ReadOptions, WriteOptions } from './api.js';
+import type { AdminReply, DefragmentResult, KeySpaceDigestAt, KvNode, LeaseTimeToLive, ReadReply, WriteReply, Member, NodeStatus, ReadOptions, WriteOptions } from './api.js';
 import { LEASE_CHECK_INTERVAL_MS, LEASE_CHECKPOINT_INTERVAL_MS, LEASE_MAX_REVOKES_PER_CHECK, LEASE_REVOKE_RETRY_MS, Lessor } from './lessor.js';
 import type { Clock } from '../shared/clock.js';
 import { systemClock } from '../shared/clock.js';
 import { DEFAULT_CORRUPT_CHECK_INTERVAL_MS, validateNodeConfig } from './config.js';
 import { fromRaftError } from './core-errors.js';
 import { recover } from './recovery.js';
+import { forceNewCluster } from './force-new-cluster.js';
 import type { NodeConfig } from './config.js';
 import { RaftKvError, isRaftKvError } from '../shared/errors.js';
 import { DataDirLock } from './data-dir-lock.js';
@@ -375,6 +376,7 @@ export class RaftKvNode implements KvNode {
     await files.mkdir(snapDir);
     await files.mkdir(join(config.dataDir, 'snap-inbox'));
     await recover(config, wal, sm, snapDir, logger);
+    if (config.forceNewCluster === true) await forceNewCluster(config.id, wal, logger, (ids) => stores.incarnations?.retire(ids) ?? Promise.resolve());
 
     let rng = deps.rng;
     if (rng === undefined) {
@@ -479,6 +481,7 @@ export class RaftKvNode implements KvNode {
       snapshotIndex: this.wal.snapshot().metadata.index,
       dataSizeBytes: this.dataSize.bytes,
       backendSizeBytes: this.dataSize.kvBytes,
+      diskFull: this.disk.writesRefused,
       members: this.members(),
       progress: [...st.progress.entries()]
         .filter(([id]) => id !== this.id)
@@ -1058,9 +1061,21 @@ export class RaftKvNode implements KvNode {
     return request.promise;
   }
 
-  defragment(): Promise<void> {
+  async defragment(): Promise<DefragmentResult> {
     this.admission.checkRunning();
-    return this.sm.defragment();
+    const startedMs = this.clock.now();
+    const beforeBytes = await this.sm.dataSizeBytes();
+    await this.sm.defragment();
+    const afterBytes = await this.sm.dataSizeBytes();
+    const tookMs = this.clock.now() - startedMs;
+    void this.dataSize.refresh();
+    // etcd's "finished defragmenting directory" line, with its figures.
+    this.log.info({ ...this.known.logFields(), beforeBytes, afterBytes, freedBytes: beforeBytes - afterBytes, tookMs }, 'defragmented the state machine');
+    return { beforeBytes, afterBytes, tookMs };
+  }
+
+  alarms(): readonly AlarmMember[] {
+    return this.sm.alarmList?.() ?? [];
   }
 
   whenCompacted(revision: number, deadlineMs: number): Promise<void> {

@@ -2,7 +2,7 @@
 // structurally so the loop can be read (and exercised) against these contracts alone.
 import type { DigestValue } from '../kv/key-space-digest.js';
 import type { ConfState, Entry, HardState, Index, LogStorage, Snapshot, SnapshotMetadata, Term } from '../raft/types.js';
-import type { CommandResult, KeyRange, KvEvent, Lease, RangeRequest, RangeResult } from '../kv/types.js';
+import type { AlarmMember, CommandResult, KeyRange, KvEvent, Lease, RangeRequest, RangeResult } from '../kv/types.js';
 import type { AppliedChange } from '../kv/state-machine.js';
 import type { Member } from './api.js';
 
@@ -43,6 +43,8 @@ export interface StateMachine {
   members(): readonly Member[];
   confState(): ConfState;
   dataSizeBytes(): Promise<number>;
+  /** The raised alarms as of appliedIndex (kv/alarms.ts). Absent: a state machine without alarms (none raised). */
+  alarmList?(): readonly AlarmMember[];
   /** Resolves once applied (reads see it); `onOutcomes` may get the outcomes earlier (see KvStateMachine.apply). */
   apply(entries: readonly Entry[], onOutcomes?: (outcomes: readonly ApplyOutcome[]) => void): Promise<readonly ApplyOutcome[]>;
   range(req: RangeRequest): Promise<RangeResult>;

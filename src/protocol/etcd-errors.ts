@@ -52,6 +52,7 @@ function etcdStatusOf(code: ErrorCode, message: string): { code: GrpcStatus; det
     case 'RESOURCE_EXHAUSTED':
       return { code: GrpcStatus.RESOURCE_EXHAUSTED, details: message };
     case 'DISK_FULL':
+    case 'NO_SPACE':
       return { code: GrpcStatus.RESOURCE_EXHAUSTED, details: ETCD_NO_SPACE };
     case 'FAILED_PRECONDITION':
       return { code: GrpcStatus.FAILED_PRECONDITION, details: message };

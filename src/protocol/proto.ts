@@ -256,6 +256,13 @@ export interface WireHashKvResponse {
   hashLane2: number;
   keyCount: number;
 }
+export interface WireDefragmentResponse {
+  header: WireHeader | null;
+  memberId: number;
+  beforeBytes: number;
+  afterBytes: number;
+  tookMs: number;
+}
 export interface WirePeerBatch {
   clusterId: string;
   from: number;
@@ -305,6 +312,7 @@ export const ADMIN_METHODS = {
   transferLeader: method<WireTransferLeaderRequest, WireTransferLeaderResponse>(ADMIN_SERVICE, 'TransferLeader'),
   snapshotSave: method<WireEmpty, WireSnapshotSaveChunk>(ADMIN_SERVICE, 'SnapshotSave'),
   hashKv: method<WireHashKvRequest, WireHashKvResponse>(ADMIN_SERVICE, 'HashKV'),
+  defragment: method<WireEmpty, WireDefragmentResponse>(ADMIN_SERVICE, 'Defragment'),
 };
 
 export interface WireForwardRequest {

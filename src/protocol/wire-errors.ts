@@ -13,7 +13,7 @@
 //   NOT_FOUND           -> NOT_FOUND
 //   CLUSTER_MISMATCH    -> FAILED_PRECONDITION
 //   DATA_CORRUPTION     -> DATA_LOSS
-//   DISK_FULL           -> RESOURCE_EXHAUSTED
+//   DISK_FULL, NO_SPACE -> RESOURCE_EXHAUSTED
 //   PROPOSAL_DROPPED    -> ABORTED
 //   COMPACTED, FUTURE_REV -> OUT_OF_RANGE (as etcd's)
 //   KEY_NOT_FOUND, DUPLICATE_KEY -> INVALID_ARGUMENT (as etcd's)
@@ -61,6 +61,7 @@ export function grpcStatusOf(code: ErrorCode): GrpcStatus {
     case 'DATA_CORRUPTION':
       return GrpcStatus.DATA_LOSS;
     case 'DISK_FULL':
+    case 'NO_SPACE':
       return GrpcStatus.RESOURCE_EXHAUSTED;
     case 'PROPOSAL_DROPPED':
       return GrpcStatus.ABORTED;

@@ -7,6 +7,7 @@ import type { Member, NodeStatus } from '../node/api.js';
 import { RaftKvError } from '../shared/errors.js';
 import type {
   WireEmpty,
+  WireDefragmentResponse,
   WireHashKvRequest,
   WireHashKvResponse,
   WireHeader,
@@ -107,6 +108,10 @@ export function createAdminService(opts: ServiceOptions): UntypedServiceImplemen
       if (!Number.isSafeInteger(index) || index < 0) throw invalid(`hash kv: index must be a whole number below 2^53, got ${index}`);
       const d = await node.keySpaceDigest(index, deadlineOf(call, opts.defaultTimeoutMs));
       return { header: statusHeader(node.status()), memberId: d.memberId, index: d.index, hashLane1: d.lane1, hashLane2: d.lane2, keyCount: d.count };
+    }),
+    Defragment: unary<WireEmpty, WireDefragmentResponse>(opts, 'Defragment', async () => {
+      const r = await node.defragment();
+      return { header: statusHeader(node.status()), memberId: node.id, beforeBytes: r.beforeBytes, afterBytes: r.afterBytes, tookMs: r.tookMs };
     }),
     SnapshotSave: (call: ServerWritableStream<WireEmpty, WireSnapshotSaveChunk>) => {
       void streamSnapshot(opts, call);

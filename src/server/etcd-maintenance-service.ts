@@ -1,5 +1,5 @@
 // etcd's Cluster and Maintenance services, the parts raftkv serves so far: MemberList, MemberRemove and
-// MemberPromote; Status, Alarm (list), Defragment, HashKV, Snapshot and MoveLeader. A thin adapter over the node's admin
+// MemberPromote; Status, Alarm, Defragment, HashKV, Snapshot and MoveLeader. A thin adapter over the node's admin
 // operations (as raftkv's Admin service is); the methods not listed answer UNIMPLEMENTED (grpc-js does that for
 // a method without a handler).
 //
@@ -9,6 +9,10 @@
 // Snapshot: raftkv's own snapshot file (not a bbolt database: `etcdctl snapshot status|restore` cannot read it),
 // zero bytes up to a multiple of 512 (etcdctl 3.4's save refuses a stream whose size is not 512k + 32, as a bbolt
 // file's is), then the SHA-256 of all of that, as etcd's stream ends.
+//
+// Alarm: etcd's AlarmRequest. ACTIVATE and DEACTIVATE go through the log (an 'alarm' command, src/kv/alarms.ts),
+// so every member holds the same alarms; GET answers the applied alarms after a linearizable read barrier (etcd
+// sends GET through the log too), of one type or all (NONE). Status lists them in `errors` as etcd does.
 //
 // Member ids: raftkv's (1 .. 2^31-1) as etcd's uint64. Names: the id in decimal (raftkv members have no name).
 // URLs: http://<peer address>, and the client address as host:port (see memberToEtcd).
@@ -23,6 +27,8 @@ import type { EtcdServiceHandlers, MessageInit } from '../protocol/etcd-proto.js
 import type * as etcd from '../protocol/etcd-proto.js';
 import { toEtcdStatus } from '../protocol/etcd-errors.js';
 import { etcdHandlerKit } from './etcd-kv-service.js';
+import type { AlarmMember, AlarmType } from '../kv/types.js';
+import { AlarmRequest_AlarmAction, AlarmType as EtcdAlarmType } from '../protocol/etcd-types.js';
 
 /** The etcd version whose API and behaviour raftkv matches (what etcdctl shows as VERSION). */
 export const ETCD_API_VERSION = '3.4.23';
@@ -52,6 +58,13 @@ function memberToEtcd(m: Member): MessageInit<etcd.Member> {
     clientURLs: m.clientAddress === '' ? [] : [m.clientAddress],
     isLearner: m.learner,
   };
+}
+
+const ETCD_ALARM_TYPES: Readonly<Record<AlarmType, EtcdAlarmType>> = { NOSPACE: EtcdAlarmType.NOSPACE, CORRUPT: EtcdAlarmType.CORRUPT };
+
+/** etcd's AlarmType as raftkv's (undefined: NONE, or a value raftkv does not raise). */
+function alarmTypeOf(t: EtcdAlarmType): AlarmType | undefined {
+  return t === EtcdAlarmType.NOSPACE ? 'NOSPACE' : t === EtcdAlarmType.CORRUPT ? 'CORRUPT' : undefined;
 }
 
 function memberIdOf(id: bigint): number {
@@ -100,13 +113,30 @@ export function createEtcdMaintenanceServices(opts: EtcdMaintenanceOptions): {
           raftTerm: BigInt(s.term),
           raftAppliedIndex: BigInt(s.appliedIndex),
           isLearner: self?.learner ?? false,
-          errors: [],
+          errors: node.alarms().map((a) => `memberID:${a.memberId} alarm:${a.alarm} `),
         });
       }),
-      Alarm: unary<etcd.AlarmRequest, etcd.AlarmResponse>('Maintenance/Alarm', () => {
-        // No alarm is raised through the log yet: a full disk refuses writes with etcd's NOSPACE message and a
-        // CORRUPT member stops serving (corruption-check.ts); there is nothing to list or to disarm.
-        return Promise.resolve({ header: header(), alarms: [] });
+      Alarm: unary<etcd.AlarmRequest, etcd.AlarmResponse>('Maintenance/Alarm', async (req, deadlineMs) => {
+        const type = alarmTypeOf(req.alarm);
+        const wire = (list: readonly AlarmMember[]): MessageInit<etcd.AlarmMember>[] =>
+          list.filter((a) => type === undefined || a.alarm === type).map((a) => ({ memberID: BigInt(a.memberId), alarm: ETCD_ALARM_TYPES[a.alarm] }));
+        switch (req.action) {
+          case AlarmRequest_AlarmAction.GET:
+            await node.read({ key: Uint8Array.of(0), end: new Uint8Array(0), limit: 1, keysOnly: true, countOnly: true }, { serializable: false, deadlineMs });
+            return { header: header(), alarms: wire(node.alarms()) };
+          case AlarmRequest_AlarmAction.ACTIVATE:
+          case AlarmRequest_AlarmAction.DEACTIVATE: {
+            if (type === undefined) return { header: header(), alarms: [] }; // etcd: NONE changes nothing
+            if (req.memberID > MAX_MEMBER_ID) return { header: header(), alarms: [] };
+            const action = req.action === AlarmRequest_AlarmAction.ACTIVATE ? 'activate' : 'deactivate';
+            const { result } = await node.write({ type: 'alarm', action, memberId: Number(req.memberID), alarm: type }, { clientId: '', seq: 0, deadlineMs });
+            if (result.type !== 'alarm') throw new Error(`node answered an alarm request with a ${result.type} result`);
+            if (action === 'deactivate' && result.alarms.length > 0) opts.logger.info({ alarms: result.alarms }, 'alarm disarmed');
+            return { header: header(), alarms: wire(result.alarms) };
+          }
+          default:
+            throw new RaftKvError('INVALID_ARGUMENT', `etcdserver: unknown alarm action ${String(req.action)}`);
+        }
       }),
       HashKV: unary<etcd.HashKVRequest, etcd.HashKVResponse>('Maintenance/HashKV', async (req, deadlineMs) => {
         if (req.revision !== 0n) throw new RaftKvError('INVALID_ARGUMENT', 'etcdserver: HashKV at a past revision is not served by raftkv: ask with revision 0');
@@ -114,6 +144,7 @@ export function createEtcdMaintenanceServices(opts: EtcdMaintenanceOptions): {
         const s = node.status();
         return { header: header(), hash: d.lane1 >>> 0, compactRevision: BigInt(s.compactedRevision), hashRevision: BigInt(s.revision) };
       }),
+      // The member logs what it freed (node.defragment); etcd's response carries only the header.
       Defragment: unary<etcd.DefragmentRequest, etcd.DefragmentResponse>('Maintenance/Defragment', async () => {
         await node.defragment();
         return { header: header() };

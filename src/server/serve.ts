@@ -35,6 +35,8 @@ import { createEtcdMaintenanceServices } from './etcd-maintenance-service.js';
 import { WriteForwarder } from './write-forwarder.js';
 import { createEtcdLeaseService } from './etcd-lease-service.js';
 import { DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL_MS, createEtcdWatchService } from './etcd-watch-service.js';
+import { SpaceAlarm, effectiveQuotaBytes } from './space-alarm.js';
+import type { Command } from '../kv/types.js';
 import { ETCD_SERVICES } from '../protocol/etcd-proto.js';
 import { addPeerService } from './peer-service.js';
 import { Observability } from './observability.js';
@@ -81,7 +83,8 @@ export interface RunningServer {
 class LateNode implements KvNode {
   constructor(
     readonly id: NodeId,
-    private readonly lateNode: { node: KvNode | undefined; requests?: RequestRecorder } = { node: undefined },
+    // guard: checks a write before it is proposed (the NOSPACE quota, space-alarm.ts); throws to refuse it
+    private readonly lateNode: { node: KvNode | undefined; requests?: RequestRecorder; guard?: (command: Command) => void } = { node: undefined },
     private readonly forwarder?: WriteForwarder,
   ) {}
   set node(n: KvNode) {
@@ -90,6 +93,9 @@ class LateNode implements KvNode {
   /** Every read and write through any LateNode of this node is counted here (the dashboard's requests). */
   set requests(r: RequestRecorder) {
     this.lateNode.requests = r;
+  }
+  set guard(g: (command: Command) => void) {
+    this.lateNode.guard = g;
   }
   /** The same node, with writes forwarded by `forwarder`. */
   forwarding(forwarder: WriteForwarder): LateNode {
@@ -100,6 +106,11 @@ class LateNode implements KvNode {
     return this.lateNode.node;
   }
   write(...args: Parameters<KvNode['write']>): ReturnType<KvNode['write']> {
+    try {
+      this.lateNode.guard?.(args[0]);
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
     const p = this.forwarder !== undefined ? this.forwarder.write(...args) : this.get().write(...args);
     return this.lateNode.requests?.track('write', p) ?? p;
   }
@@ -140,7 +151,7 @@ class LateNode implements KvNode {
   waitApplied(...args: Parameters<KvNode['waitApplied']>): ReturnType<KvNode['waitApplied']> {
     return this.get().waitApplied(...args);
   }
-  defragment(): Promise<void> {
+  defragment(): ReturnType<KvNode['defragment']> {
     return this.get().defragment();
   }
   watchHub(): WatchHub {
@@ -157,6 +168,9 @@ class LateNode implements KvNode {
   }
   get minLeaseTtlSeconds(): number {
     return this.get().minLeaseTtlSeconds;
+  }
+  alarms(): ReturnType<KvNode['alarms']> {
+    return this.get().alarms();
   }
   stop(): Promise<void> {
     return this.lateNode.node?.stop() ?? Promise.resolve();
@@ -248,7 +262,7 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
     noLeaderCancelMs: 3 * config.electionTimeoutTicks * config.tickIntervalMs,
   });
   clientServer.addService(ETCD_SERVICES.Watch, etcdWatch.service);
-  const etcdAdmin = createEtcdMaintenanceServices(serviceOpts);
+  const etcdAdmin = createEtcdMaintenanceServices(etcdKvOpts); // alarm requests go through the log: forwarded
   clientServer.addService(ETCD_SERVICES.Cluster, etcdAdmin.cluster);
   clientServer.addService(ETCD_SERVICES.Maintenance, etcdAdmin.maintenance);
   const peerServer = shared ? clientServer : new Server({ 'grpc.max_receive_message_length': PEER_MAX_MESSAGE_BYTES, 'grpc.max_send_message_length': -1 });
@@ -298,6 +312,16 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
     timeoutMs: opts.defaultTimeoutMs ?? 10_000,
   });
   autoCompactor.start();
+  const spaceAlarm = new SpaceAlarm({
+    node: late,
+    raise: (op, deadlineMs) => forwarder.propose(op, { clientId: '', seq: 0, deadlineMs }),
+    quotaBytes: effectiveQuotaBytes(config.quotaBackendBytes),
+    clock: opts.corruptCheckClock ?? systemClock,
+    logger: logger.child({ module: 'space-alarm' }),
+    timeoutMs: opts.defaultTimeoutMs ?? 10_000,
+  });
+  late.guard = (command) => spaceAlarm.check(command);
+  spaceAlarm.start();
 
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => {
@@ -305,6 +329,7 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
       await corruptCheck.stop();
       autoCompactor.stop();
       etcdWatch.close();
+      spaceAlarm.stop();
       try {
         await node.stop();
       } catch (err) {

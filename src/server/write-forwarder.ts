@@ -98,6 +98,24 @@ export class WriteForwarder {
     return leader;
   }
 
+  /**
+   * For a member's own housekeeping proposals (the NOSPACE alarm): node.write, or the leader's when this member
+   * does not lead or its own disk refuses writes (DISK_FULL). Resolves once the leader applied it (not waiting
+   * for this member, whose disk may be full).
+   */
+  async propose(command: Command, wo: WriteOptions): Promise<void> {
+    const { node } = this.opts;
+    try {
+      await node.write(command, wo);
+    } catch (err) {
+      if (!isRaftKvError(err, 'NOT_LEADER') && !isRaftKvError(err, 'DISK_FULL')) throw err;
+      const leaderId = err.leader?.leaderId ?? node.status().leaderId;
+      const leader = node.members().find((m) => m.id === leaderId);
+      if (leader === undefined || leader.id === node.id) throw err;
+      await this.forward(leader.id, leader.peerAddress, command, wo);
+    }
+  }
+
   private client(id: NodeId, peerAddress: string): Client {
     const address = this.opts.dialOverrides?.get(id) ?? peerAddress;
     let client = this.clients.get(address);

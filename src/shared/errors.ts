@@ -11,6 +11,7 @@ export type ErrorCode =
   | 'CLUSTER_MISMATCH' // a data directory or message from another cluster or node
   | 'DATA_CORRUPTION' // a checksum or framing failure on disk: the node refuses to start
   | 'DISK_FULL' // ENOSPC: writes stop until space returns
+  | 'NO_SPACE' // the NOSPACE alarm is raised (over --quota-backend-bytes, or a full disk): writes that grow the store are refused (etcd's ErrNoSpace)
   | 'PROPOSAL_DROPPED' // the entry was proposed but overwritten after a leader change: safe to retry
   | 'COMPACTED' // a revision below the compacted revision (etcd's ErrCompacted)
   | 'FUTURE_REV' // a revision above the current revision (etcd's ErrFutureRev)
@@ -55,6 +56,7 @@ const ERROR_CODES: Readonly<Record<ErrorCode, true>> = {
   CLUSTER_MISMATCH: true,
   DATA_CORRUPTION: true,
   DISK_FULL: true,
+  NO_SPACE: true,
   PROPOSAL_DROPPED: true,
   COMPACTED: true,
   FUTURE_REV: true,
@@ -78,6 +80,7 @@ export const REQUEST_ERROR_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'LEASE_EXISTS',
   'LEASE_TTL_TOO_LARGE',
   'TOO_MANY_LEASES',
+  'NO_SPACE',
 ]);
 
 /** True if `s` is one of our stable error codes (decoding them from the wire or from disk). */

@@ -25,7 +25,8 @@ export interface NodeStatus {
   readonly lastLogIndex: Index;
   readonly snapshotIndex: Index;
   readonly dataSizeBytes: number; // WAL + snapshots + LevelDB on disk
-  readonly backendSizeBytes?: number; // the state machine's LevelDB alone (etcd's db size)
+  readonly backendSizeBytes?: number; // the state machine's LevelDB store alone (what --quota-backend-bytes limits)
+  readonly diskFull?: boolean; // writes are refused because the WAL or LevelDB found the disk full
   readonly members: readonly Member[];
   /** Leader only: each follower's match index (lag = lastLogIndex - match). */
   readonly progress: readonly { readonly id: NodeId; readonly match: Index; readonly state: string }[];

@@ -38,6 +38,7 @@ export function isDefiniteFailure(code: ErrorCode): boolean {
     case 'NOT_FOUND':
     case 'CLUSTER_MISMATCH':
     case 'DISK_FULL':
+    case 'NO_SPACE':
     case 'DATA_CORRUPTION':
     case 'PROPOSAL_DROPPED':
     case 'COMPACTED':
@@ -220,6 +221,7 @@ export class ChaosKvClient implements ChaosKv {
           case 'NOT_FOUND':
           case 'CLUSTER_MISMATCH':
           case 'DISK_FULL':
+          case 'NO_SPACE':
           case 'DATA_CORRUPTION':
           case 'COMPACTED':
           case 'FUTURE_REV':

@@ -207,6 +207,8 @@ class Model {
       case 'lease-revoke':
       case 'lease-checkpoint':
         throw new Error('model: leases are modelled by test/kv/leases.test.ts');
+      case 'alarm':
+        throw new Error('model: alarm commands are not drawn');
     }
     if (changes > 0) this.revs.push(work);
     return result;

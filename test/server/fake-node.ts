@@ -128,6 +128,8 @@ export class FakeNode implements KvNode {
       }
       case 'compact':
         return { type: 'compact', revision: this.cluster.revision };
+      case 'alarm':
+        return { type: 'alarm', alarms: [], revision: this.cluster.revision };
       case 'txn': {
         const ok = command.compares.every((c) => {
           const kv = this.cluster.store.get(hex(c.key));
@@ -241,8 +243,13 @@ export class FakeNode implements KvNode {
     return { memberId: this.id, index: at, ...d };
   }
 
-  defragment(): Promise<void> {
-    return Promise.resolve();
+  defragment(): Promise<{ beforeBytes: number; afterBytes: number; tookMs: number }> {
+    return Promise.resolve({ beforeBytes: 0, afterBytes: 0, tookMs: 0 });
+  }
+
+  /** The fake raises no alarms. */
+  alarms(): readonly [] {
+    return [];
   }
 
   // Watches and leases are not modelled: the services' tests of them run real nodes.

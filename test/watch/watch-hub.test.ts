@@ -65,6 +65,7 @@ class Model {
         return;
       case 'lease-grant':
       case 'lease-checkpoint':
+      case 'alarm':
         return;
     }
     if (changes.length === 0) return;

@@ -114,6 +114,8 @@ export class KvImage {
       case 'lease-revoke':
       case 'lease-checkpoint':
         return { type: 'error', error: new RaftKvError('INVALID_ARGUMENT', 'sim kv: leases are not simulated') };
+      case 'alarm':
+        return { type: 'error', error: new RaftKvError('INVALID_ARGUMENT', 'sim kv: alarms are not simulated') };
       default: {
         const never: never = cmd;
         throw new Error(`unknown command ${JSON.stringify(never)}`);

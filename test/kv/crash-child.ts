@@ -2,7 +2,7 @@
 // applies the crash model's log in random-sized batches forever, snapshotting now and then while it writes,
 // until the parent SIGKILLs it. Usage: node crash-child.js <kvDir> <snapDir> <seed>
 // Prints "open <appliedIndex>" once, "applied <index>" after each batch has resolved, and "flushed <index>"
-// once everything up to index is in LevelDB (sm.flush()).
+// once everything up to index is in LevelDB (sm.flush()), and "snapshot <index>" when a snapshot is on disk.
 import { KvStateMachine } from '../../src/kv/state-machine.js';
 import { seededRng } from '../../src/raft/rng.js';
 import { entriesFrom } from './crash-model.js';
@@ -28,8 +28,9 @@ async function main(): Promise<void> {
     if (!snapshotting && rng(4) === 0) {
       snapshotting = true;
       sm.createSnapshot(snapDir, 2).then(
-        () => {
+        (snap) => {
           snapshotting = false;
+          process.stdout.write(`snapshot ${snap.metadata.index}\n`);
         },
         (err: unknown) => {
           process.stderr.write(`snapshot failed: ${String(err)}\n`);

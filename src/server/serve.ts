@@ -33,6 +33,7 @@ import { createEtcdMaintenanceServices } from './etcd-maintenance-service.js';
 import { WriteForwarder } from './write-forwarder.js';
 import { ETCD_SERVICES } from '../protocol/etcd-proto.js';
 import { addPeerService } from './peer-service.js';
+import { createGrpcServer } from './grpc-server.js';
 
 /** Exit status of a member the cluster refused as a stale incarnation of itself (EX_CONFIG). */
 export const EXIT_STALE_MEMBER = 78;
@@ -201,14 +202,14 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
     dialOverrides: opts.dialOverrides ?? new Map(),
   });
   const etcdKvOpts = { ...serviceOpts, node: late.forwarding(forwarder) };
-  const clientServer = new Server(clientServerOptions);
+  const clientServer = createGrpcServer(clientServerOptions);
   clientServer.addService(KV_SERVICE, createKvService(serviceOpts));
   clientServer.addService(ADMIN_SERVICE, createAdminService(serviceOpts));
   clientServer.addService(ETCD_SERVICES.KV, createEtcdKvService(etcdKvOpts));
   const etcdAdmin = createEtcdMaintenanceServices(serviceOpts);
   clientServer.addService(ETCD_SERVICES.Cluster, etcdAdmin.cluster);
   clientServer.addService(ETCD_SERVICES.Maintenance, etcdAdmin.maintenance);
-  const peerServer = shared ? clientServer : new Server({ 'grpc.max_receive_message_length': PEER_MAX_MESSAGE_BYTES, 'grpc.max_send_message_length': -1 });
+  const peerServer = shared ? clientServer : createGrpcServer({ 'grpc.max_receive_message_length': PEER_MAX_MESSAGE_BYTES, 'grpc.max_send_message_length': -1 });
   addPeerService(peerServer, transport, forwarder.handler());
 
   const servers = shared ? [clientServer] : [clientServer, peerServer];

@@ -7,9 +7,12 @@
 // receiver refused us) the queue is dropped, `onPeerUnreachable(peer)` fires, and the stream is reopened after
 // an exponential backoff with jitter, once there is something to send.
 //
-// Receiving (`peerServiceImplementation()`, registered on a gRPC server by src/server): a batch whose cluster id
-// differs, whose sender is not a known peer, or which is not addressed to this member is refused: the stream is
-// closed with FAILED_PRECONDITION (logged once per sender and reason). Undecodable payloads: INVALID_ARGUMENT.
+// Receiving (`peerServiceImplementation()`, registered on a gRPC server by src/server): before anything of a
+// stream is stepped, a batch whose cluster id differs, whose sender is not a known peer, which is not addressed to
+// this member, or whose sender gives no incarnation or another than the one recorded for it (incarnations.ts) is
+// refused: the stream is closed with FAILED_PRECONDITION. Undecodable payloads, and messages the sender may not
+// send over that RPC (peer-message-policy.ts): INVALID_ARGUMENT. Every refusal is logged, rate-limited
+// (refusal-log.ts).
 //
 // Snapshots: `Peer.SendSnapshot`, client-streaming: a metadata chunk (cluster id, ids, the encoded SnapshotMessage,
 // the file size), data chunks, then a last chunk with the SHA-256 of all data. The receiver writes
@@ -35,6 +38,8 @@ import type { Message, NodeId, SnapshotMessage } from '../raft/types.js';
 import { PEER_METHODS } from '../protocol/proto.js';
 import type { WireEmpty, WirePeerBatch, WireSnapshotAck, WireSnapshotChunk } from '../protocol/proto.js';
 import { CodecError, decodeMessages, encodeMessages } from './grpc-codec.js';
+import { messageProblem } from './peer-message-policy.js';
+import { RefusalLog } from './refusal-log.js';
 import type { Transport, TransportHandlers } from './transport.js';
 
 export interface GrpcTransportOptions {
@@ -106,7 +111,7 @@ export class GrpcTransport implements Transport {
   private readonly opts: Required<Omit<GrpcTransportOptions, 'dialOverrides'>> & { dialOverrides: ReadonlyMap<NodeId, string> };
   private readonly links = new Map<NodeId, PeerLink>(); // one per known peer (never this member)
   private readonly knownPeers = new Map<NodeId, string>(); // advertised peer address of each known peer
-  private readonly loggedRefusals = new Set<string>(); // "log once" keys
+  private readonly refusals: RefusalLog; // refused peer traffic, rate-limited per reason
   private readonly inbound = new Set<(err: { code: GrpcStatus; details: string } | null) => void>(); // open inbound streams' finishers
   private handlers: TransportHandlers | undefined; // set by start(), cleared by stop()
   private stopped = false;
@@ -127,6 +132,7 @@ export class GrpcTransport implements Transport {
       dialOverrides: options.dialOverrides ?? new Map(),
     };
     if (this.opts.maxBatchBytes >= this.opts.maxMessageBytes) throw new Error('maxBatchBytes must be below maxMessageBytes');
+    this.refusals = new RefusalLog(this.opts.logger);
   }
 
   async start(handlers: TransportHandlers): Promise<void> {
@@ -283,7 +289,7 @@ export class GrpcTransport implements Transport {
       this.opts.logger.error({ peer: link.id, address: link.address, reason: err.details }, 'a peer refused this member as a stale incarnation');
       this.handlers?.onRefusedAsStale?.(link.id, err.details);
     } else if (err.code === GrpcStatus.FAILED_PRECONDITION || err.code === GrpcStatus.INVALID_ARGUMENT) {
-      this.logOnce(`out:${link.id}:${err.details}`, { peer: link.id, address: link.address, reason: err.details }, 'peer refused our stream');
+      this.logRefusal(`out:${link.id}:${err.details}`, { peer: link.id, address: link.address, reason: err.details }, 'peer refused our stream');
     } else {
       this.opts.logger.debug({ peer: link.id, address: link.address, code: err.code, reason: err.details }, 'peer stream broke');
     }
@@ -308,10 +314,8 @@ export class GrpcTransport implements Transport {
     link.client.close();
   }
 
-  private logOnce(key: string, obj: object, msg: string): void {
-    if (this.loggedRefusals.has(key)) return;
-    this.loggedRefusals.add(key);
-    this.opts.logger.warn(obj, msg);
+  private logRefusal(key: string, obj: object, msg: string): void {
+    this.refusals.warn(key, obj, msg);
   }
 
   // ---------------------------------------------------------------- snapshots (sender)
@@ -393,26 +397,37 @@ export class GrpcTransport implements Transport {
       SendSnapshot: (call: ServerReadableStream<WireSnapshotChunk, WireSnapshotAck>, callback: sendUnaryData<WireSnapshotAck>) => {
         this.receiveSnapshot(call).then(
           (ack) => callback(null, ack),
-          (err: unknown) => callback(this.refusalStatus(err, 'snapshot')),
+          (err: unknown) => callback(this.refusalStatus(err, 'snapshot', call.getPeer())),
         );
       },
     };
   }
 
-  private refusalStatus(err: unknown, what: string): { code: GrpcStatus; details: string } {
+  /** `remote`: the address the refused call came from (an outsider is known by nothing else). */
+  private refusalStatus(err: unknown, what: string, remote: string): { code: GrpcStatus; details: string } {
     if (err instanceof RefusedError) {
-      if (err.code === GrpcStatus.UNAVAILABLE) this.opts.logger.debug({ reason: err.message }, `refused peer ${what}`);
-      else this.logOnce(err.logKey, { reason: err.message }, `refused peer ${what}`);
+      if (err.code === GrpcStatus.UNAVAILABLE) this.opts.logger.debug({ reason: err.message, remote }, `refused peer ${what}`);
+      else this.logRefusal(err.logKey, { reason: err.message, remote }, `refused peer ${what}`);
       return { code: err.code, details: err.message };
     }
     if (isRaftKvError(err, 'CLUSTER_MISMATCH')) {
       // A stale incarnation (IncarnationGuard.admit): once per message, which names the peer and both incarnations.
-      this.logOnce(`stale:${err.message}`, { reason: err.message }, `refused peer ${what}`);
+      this.logRefusal(`stale:${err.message}`, { reason: err.message, remote }, `refused peer ${what}`);
       return { code: GrpcStatus.FAILED_PRECONDITION, details: err.message };
     }
     const message = err instanceof Error ? err.message : String(err);
     this.opts.logger.warn({ err }, `peer ${what} failed`);
     return { code: GrpcStatus.UNAVAILABLE, details: message };
+  }
+
+  /**
+   * With incarnations checked (a real member), a sender must say which data directory it runs on: a stream
+   * without one is no member's (every member sends its own), so nothing of it may be stepped.
+   */
+  private checkIncarnationGiven(from: NodeId, incarnation: string | undefined): void {
+    if (this.handlers?.incarnations !== undefined && (incarnation ?? '') === '') {
+      throw new RefusedError(GrpcStatus.FAILED_PRECONDITION, `member ${from} sent no incarnation: not a member's stream`, `noinc:${from}`);
+    }
   }
 
   private checkSender(clusterId: string | undefined, from: number | undefined, to: number | undefined): NodeId {
@@ -461,9 +476,8 @@ export class GrpcTransport implements Transport {
           throw err;
         }
         for (const m of messages) {
-          if (m.from !== from || m.to !== this.opts.id || m.type === 'snap') {
-            throw new RefusedError(GrpcStatus.INVALID_ARGUMENT, `batch from ${from} carries a ${m.type} message ${m.from}->${m.to}`, `mixed:${from}`);
-          }
+          const problem = messageProblem('stream', from, this.opts.id, m);
+          if (problem !== undefined) throw new RefusedError(GrpcStatus.INVALID_ARGUMENT, `batch from ${from}: ${problem}`, `policy:${from}:${m.type}`);
         }
         const guard = this.handlers?.incarnations;
         if (guard !== undefined && batch.known !== undefined && batch.known.length > 0) {
@@ -483,7 +497,7 @@ export class GrpcTransport implements Transport {
         }
         if (messages.length > 0) this.handlers?.onMessages(messages);
       } catch (err) {
-        finish(this.refusalStatus(err, 'stream'));
+        finish(this.refusalStatus(err, 'stream', call.getPeer()));
       }
     };
     call.on('data', (batch: WirePeerBatch) => {
@@ -493,10 +507,11 @@ export class GrpcTransport implements Transport {
         admission = { incarnation, waiting: undefined };
         let admitted: void | Promise<void>;
         try {
-          this.checkSender(batch.clusterId, batch.from, batch.to);
-          admitted = this.handlers?.incarnations?.admit(batch.from, incarnation);
+          const from = this.checkSender(batch.clusterId, batch.from, batch.to);
+          this.checkIncarnationGiven(from, incarnation);
+          admitted = this.handlers?.incarnations?.admit(from, incarnation);
         } catch (err) {
-          finish(this.refusalStatus(err, 'stream'));
+          finish(this.refusalStatus(err, 'stream', call.getPeer()));
           return;
         }
         if (admitted !== undefined) {
@@ -507,7 +522,7 @@ export class GrpcTransport implements Transport {
               if (admission !== undefined) admission.waiting = undefined;
               for (const b of waiting) deliver(b);
             },
-            (err: unknown) => finish(this.refusalStatus(err, 'stream')),
+            (err: unknown) => finish(this.refusalStatus(err, 'stream', call.getPeer())),
           );
           return;
         }
@@ -538,6 +553,7 @@ export class GrpcTransport implements Transport {
         const chunk = raw as WireSnapshotChunk;
         if (message === undefined) {
           const from = this.checkSender(chunk.clusterId, chunk.from, chunk.to);
+          this.checkIncarnationGiven(from, chunk.incarnation);
           await this.handlers?.incarnations?.admit(from, chunk.incarnation ?? '');
           let decoded: Message[];
           try {
@@ -547,8 +563,9 @@ export class GrpcTransport implements Transport {
             throw err;
           }
           const m = decoded[0];
-          if (decoded.length !== 1 || m === undefined || m.type !== 'snap' || m.from !== from || m.to !== this.opts.id) {
-            throw new RefusedError(GrpcStatus.INVALID_ARGUMENT, `snapshot from ${from}: the first chunk must carry one snap message`, `snapfirst:${from}`);
+          const problem = m === undefined ? 'no message' : decoded.length !== 1 ? `${decoded.length} messages` : messageProblem('snapshot', from, this.opts.id, m);
+          if (m === undefined || m.type !== 'snap' || problem !== undefined) {
+            throw new RefusedError(GrpcStatus.INVALID_ARGUMENT, `snapshot from ${from}: the first chunk must carry one snap message (${problem ?? 'not a snap'})`, `snapfirst:${from}`);
           }
           message = m;
           totalBytes = chunk.totalBytes ?? 0;

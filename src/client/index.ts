@@ -23,3 +23,5 @@ export type { ErrorCode, LeaderHint } from '../shared/errors.js';
 export type { Member } from '../shared/member.js';
 export type { ResponseHeader } from '../shared/responses.js';
 export type { KeyValue } from '../kv/types.js';
+export { clientCredentials, resolveDial } from './dial-options.js';
+export type { DialOptions, DialTlsConfig, ResolvedDial } from './dial-options.js';

@@ -8,7 +8,7 @@
 // Stop (SIGTERM / SIGINT when `handleSignals`): the corrupt check stops, the node stops gracefully (a leader hands
 // off leadership first), then the transport, then the servers; the process exits 0.
 import { join } from 'node:path';
-import { Server, ServerCredentials } from '@grpc/grpc-js';
+import type { Server } from '@grpc/grpc-js';
 import type { ServerOptions } from '@grpc/grpc-js';
 import type { pino } from 'pino';
 import type { KvNode, Member, NodeStatus } from '../node/api.js';
@@ -24,7 +24,7 @@ import type { NodeId } from '../raft/types.js';
 import { GrpcTransport, PEER_MAX_MESSAGE_BYTES } from '../transport/grpc-transport.js';
 import type { Transport } from '../transport/transport.js';
 import { createAdminService } from './admin-service.js';
-import { CorruptCheck } from './corrupt-check.js';
+import { CorruptCheck, GrpcPeerDigests } from './corrupt-check.js';
 import type { PeerDigests } from './corrupt-check.js';
 import { createKvService } from './kv-service.js';
 import { createEtcdKvService } from './etcd-kv-service.js';
@@ -34,6 +34,9 @@ import { WriteForwarder } from './write-forwarder.js';
 import { ETCD_SERVICES } from '../protocol/etcd-proto.js';
 import { addPeerService } from './peer-service.js';
 import { createGrpcServer } from './grpc-server.js';
+import type { MemberTlsConfig } from '../shared/tls-files.js';
+import { clientPortDialCredentials, listenOn, peerDialCredentials, sharedPortTls } from './member-tls.js';
+import type { BoundPort } from './member-tls.js';
 
 /** Exit status of a member the cluster refused as a stale incarnation of itself (EX_CONFIG). */
 export const EXIT_STALE_MEMBER = 78;
@@ -55,6 +58,8 @@ export interface RunServerOptions {
   readonly corruptCheckClock?: Clock;
   /** How the peer corrupt check reaches other members. Default: HashKV over gRPC. Tests inject their own. */
   readonly corruptCheckPeers?: PeerDigests;
+  /** TLS on the client and/or peer port (etcd's --cert-file ... and --peer-* flags); plaintext without. */
+  readonly tls?: MemberTlsConfig;
 }
 
 export interface RunningServer {
@@ -135,15 +140,6 @@ class LateNode implements KvNode {
   }
 }
 
-function bind(server: Server, address: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    server.bindAsync(address, ServerCredentials.createInsecure(), (err, port) => {
-      if (err) reject(new RaftKvError('UNAVAILABLE', `cannot listen on ${address}: ${err.message}`));
-      else resolve(address.replace(/:\d+$/, `:${port}`));
-    });
-  });
-}
-
 function shutdown(server: Server, graceMs: number): Promise<void> {
   return new Promise((resolve) => {
     const timer = setTimeout(() => {
@@ -160,7 +156,11 @@ function shutdown(server: Server, graceMs: number): Promise<void> {
 export async function runServer(config: NodeConfig, opts: RunServerOptions = {}): Promise<RunningServer> {
   const logger = opts.logger ?? createLogger(config);
   const startNode: StartNode = opts.startNode ?? realStartNode;
+  const shared = config.peerListen === config.clientListen;
+  // Made first: a missing certificate or a key that does not match it is refused before anything listens.
+  const peerCredentials = peerDialCredentials(opts.tls, shared);
   const transport = new GrpcTransport({
+    credentials: peerCredentials,
     id: config.id,
     clusterId: config.clusterId,
     logger: logger.child({ module: 'transport' }),
@@ -176,7 +176,7 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
     clock: opts.corruptCheckClock ?? systemClock,
     logger: logger.child({ module: 'corrupt-check' }),
     intervalMs: config.corruptCheckIntervalMs ?? DEFAULT_CORRUPT_CHECK_INTERVAL_MS,
-    ...(opts.corruptCheckPeers !== undefined ? { peers: opts.corruptCheckPeers } : {}),
+    peers: opts.corruptCheckPeers ?? new GrpcPeerDigests(clientPortDialCredentials(opts.tls)),
   });
   const serviceOpts = {
     node: late,
@@ -185,7 +185,6 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
     defaultTimeoutMs: opts.defaultTimeoutMs ?? 10_000,
     logger: logger.child({ module: 'server' }),
   };
-  const shared = config.peerListen === config.clientListen;
   // The client server's gRPC limit leaves headroom so a request just over --max-request-bytes gets the
   // handler's INVALID_ARGUMENT with a message (far over: gRPC's RESOURCE_EXHAUSTED, which our client maps too).
   const clientServerOptions: ServerOptions = {
@@ -200,6 +199,7 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
     clusterId: config.clusterId,
     logger: logger.child({ module: 'forward' }),
     dialOverrides: opts.dialOverrides ?? new Map(),
+    credentials: peerCredentials,
   });
   const etcdKvOpts = { ...serviceOpts, node: late.forwarding(forwarder) };
   const clientServer = createGrpcServer(clientServerOptions);
@@ -213,15 +213,18 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
   addPeerService(peerServer, transport, forwarder.handler());
 
   const servers = shared ? [clientServer] : [clientServer, peerServer];
-  let clientAddress: string;
-  let peerAddress: string;
+  const ports: BoundPort[] = [];
+  const tlsLogger = logger.child({ module: 'tls' });
   try {
-    clientAddress = await bind(clientServer, config.clientListen);
-    peerAddress = shared ? clientAddress : await bind(peerServer, config.peerListen);
+    ports.push(await listenOn(clientServer, config.clientListen, shared ? sharedPortTls(opts.tls) : opts.tls?.client, 'client', tlsLogger));
+    if (!shared) ports.push(await listenOn(peerServer, config.peerListen, opts.tls?.peer, 'peer', tlsLogger));
   } catch (err) {
     for (const s of servers) s.forceShutdown();
+    await Promise.all(ports.map((p) => p.close()));
     throw err;
   }
+  const clientAddress = ports[0]?.address ?? config.clientListen;
+  const peerAddress = ports[1]?.address ?? clientAddress;
 
   let node: KvNode;
   try {
@@ -238,6 +241,7 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
     node = await startNode(config, { transport, logger, onFatal });
   } catch (err) {
     for (const s of servers) s.forceShutdown();
+    await Promise.all(ports.map((p) => p.close()));
     await transport.stop();
     throw err;
   }
@@ -266,6 +270,7 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
       await transport.stop();
       forwarder.close();
       await Promise.all(servers.map((s) => shutdown(s, 1000)));
+      await Promise.all(ports.map((p) => p.close()));
       logger.info('stopped');
     })();
     return stopping;

@@ -24,6 +24,7 @@ import { mkdir, open, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Client, credentials, Metadata, status as GrpcStatus } from '@grpc/grpc-js';
 import type {
+  ChannelCredentials,
   ChannelOptions,
   ClientWritableStream,
   sendUnaryData,
@@ -50,6 +51,8 @@ export interface GrpcTransportOptions {
   readonly snapshotInboxDir: string;
   /** Test hook (`--dial-override`): dial this address instead of the peer's advertised one. */
   readonly dialOverrides?: ReadonlyMap<NodeId, string>;
+  /** How peers are dialled: peer TLS (src/server/member-tls.ts) or, by default, plaintext. */
+  readonly credentials?: ChannelCredentials;
   readonly maxQueuedMessages?: number; // per peer; default 4096
   readonly maxBatchBytes?: number; // payload bytes per PeerBatch write (at least one message); default 4 MiB
   readonly maxMessageBytes?: number; // gRPC send/receive limit of peer channels; default 64 MiB
@@ -108,7 +111,7 @@ class RefusedError extends Error {
 }
 
 export class GrpcTransport implements Transport {
-  private readonly opts: Required<Omit<GrpcTransportOptions, 'dialOverrides'>> & { dialOverrides: ReadonlyMap<NodeId, string> };
+  private readonly opts: Required<Omit<GrpcTransportOptions, 'dialOverrides' | 'credentials'>> & { dialOverrides: ReadonlyMap<NodeId, string>; credentials: ChannelCredentials };
   private readonly links = new Map<NodeId, PeerLink>(); // one per known peer (never this member)
   private readonly knownPeers = new Map<NodeId, string>(); // advertised peer address of each known peer
   private readonly refusals: RefusalLog; // refused peer traffic, rate-limited per reason
@@ -130,6 +133,7 @@ export class GrpcTransport implements Transport {
       keepaliveTimeoutMs: PEER_KEEPALIVE_TIMEOUT_MS,
       ...options,
       dialOverrides: options.dialOverrides ?? new Map(),
+      credentials: options.credentials ?? credentials.createInsecure(),
     };
     if (this.opts.maxBatchBytes >= this.opts.maxMessageBytes) throw new Error('maxBatchBytes must be below maxMessageBytes');
     this.refusals = new RefusalLog(this.opts.logger);
@@ -153,7 +157,7 @@ export class GrpcTransport implements Transport {
     this.links.set(id, {
       id,
       address,
-      client: new Client(address, credentials.createInsecure(), this.channelOptions()),
+      client: new Client(address, this.opts.credentials, this.channelOptions()),
       call: undefined,
       openedAtMs: 0,
       queue: [],
@@ -325,7 +329,7 @@ export class GrpcTransport implements Transport {
     if (link === undefined || this.stopped) throw new Error(`sendSnapshot: unknown peer ${message.to}`);
     const { size } = await stat(filePath);
     // Its own connection (a local subchannel pool), so a large transfer does not hold up the message stream.
-    const client = new Client(link.address, credentials.createInsecure(), {
+    const client = new Client(link.address, this.opts.credentials, {
       ...this.channelOptions(),
       'grpc.use_local_subchannel_pool': 1,
     });

@@ -32,7 +32,7 @@ function portTls(
   const certFlag = `${prefix}cert-file` as TlsStringFlag;
   const keyFlag = `${prefix}key-file` as TlsStringFlag;
   const caFlag = `${prefix}trusted-ca-file` as TlsStringFlag;
-  const authFlag = `${prefix}client-cert-auth`;
+  const authFlag: TlsBooleanFlag = prefix === 'peer-' ? 'peer-client-cert-auth' : 'client-cert-auth';
   const certFile = get(certFlag);
   const keyFile = get(keyFlag);
   const trustedCaFile = get(caFlag);

@@ -18,6 +18,7 @@ import { issueCertificate, makeCa, makeClusterCertificates, requireOpenssl } fro
 import type { ClusterCertificates, CertPair } from '../../cluster/tls-certs.js';
 import { FakeCluster, FakeNode, testConfig } from './fake-node.js';
 import { waitFor } from './helpers.js';
+import { describeWithSystem } from '../system-deps.js';
 
 const CLIENT = '127.0.0.1:27011';
 const PEER = '127.0.0.1:27012';
@@ -30,6 +31,7 @@ let served: { cert: string; key: string }; // the files the member serves (rotat
 let server: RunningServer;
 const lines: Record<string, unknown>[] = [];
 
+describeWithSystem(['openssl'], 'TLS on member ports', () => {
 beforeAll(async () => {
   requireOpenssl();
   dir = mkdtempSync(join(tmpdir(), 'raftkv-tls-'));
@@ -176,4 +178,5 @@ describe('serve TLS flags', () => {
       expect(() => parseServeArgs([...base, ...flags()])).toThrow(message);
     });
   }
+});
 });

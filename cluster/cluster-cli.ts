@@ -9,6 +9,7 @@ import { parseArgs } from 'node:util';
 import { join } from 'node:path';
 import { LocalCluster } from './local-cluster.js';
 import { makeClusterCertificates } from './tls-certs.js';
+import { quietIpServernameWarning } from '../src/cli/quiet-warnings.js';
 import { REPO_ROOT } from './serve-process.js';
 import { clusterStatus, waitForLeader } from './wait.js';
 
@@ -130,6 +131,7 @@ async function printStatus(cluster: LocalCluster): Promise<void> {
   for (const row of [header, ...table]) console.log(row.map((cell, c) => cell.padEnd(widths[c] ?? 0)).join('  '));
 }
 
+quietIpServernameWarning();
 clusterMain(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err: unknown) => {

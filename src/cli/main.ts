@@ -11,6 +11,7 @@ import { RaftKvError } from '../shared/errors.js';
 import { parseAddress, parseServeArgs, SERVE_USAGE } from './serve-config.js';
 import type { DialTlsConfig } from '../client/index.js';
 import { DIAL_FLAG_OPTIONS, DIAL_FLAGS, DIAL_USAGE, dialTlsFromFlags } from './dial-flags.js';
+import { quietIpServernameWarning } from './quiet-warnings.js';
 
 export const DEFAULT_ENDPOINTS = '127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103';
 
@@ -117,6 +118,7 @@ function headerText(h: ResponseHeader & { revision?: number }): string {
 }
 
 export async function main(argv: string[], io: CliIo = { stdout: process.stdout, env: process.env }): Promise<void> {
+  if (io.stdout === process.stdout) quietIpServernameWarning(); // the real command, not a test calling main()
   if (argv[0] === 'serve') return serve(argv.slice(1), io);
 
   let parsed;

@@ -9,7 +9,10 @@ import { connect } from 'node:tls';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { KvClient } from '../../src/client/index.js';
+import { Client, Metadata, status as GrpcStatus } from '@grpc/grpc-js';
+import type { ServiceError } from '@grpc/grpc-js';
+import { clientCredentials, KvClient } from '../../src/client/index.js';
+import { PEER_METHODS } from '../../src/protocol/proto.js';
 import type { DialTlsConfig } from '../../src/client/index.js';
 import { runServer } from '../../src/server/serve.js';
 import type { RunningServer } from '../../src/server/serve.js';
@@ -142,6 +145,37 @@ describe('TLS with --client-cert-auth', () => {
     expect(cn).toBe('member-1-rotated');
     expect(await servedCn(PEER)).toBe('member-1-rotated');
     expect(await statusWith(withClientCert(certs.client))).toMatchObject({ id: 1 }); // and it still serves
+  });
+});
+
+describe('--peer-cert-allowed-cn', () => {
+  it('serves a peer whose certificate carries the allowed common name and refuses another from the same CA', async () => {
+    const member = certs.members.get(1) ?? { cert: '', key: '' };
+    const peerTls = { certFile: member.cert, keyFile: member.key, trustedCaFile: certs.ca.cert, clientCertAuth: true, allowedCn: 'member-1' };
+    const peerAddress = '127.0.0.1:27016';
+    const other = await runServer(testConfig(1, join(dir, 'n2'), { clientListen: '127.0.0.1:27015', peerListen: peerAddress }), {
+      logger: pino({ level: 'info' }, new Writable({ write: (chunk: Buffer, _enc, done) => { for (const l of chunk.toString().split('\n')) if (l !== '') lines.push(JSON.parse(l) as Record<string, unknown>); done(); } })),
+      startNode: () => Promise.resolve(new FakeNode(1, new FakeCluster())),
+      tls: { peer: peerTls },
+    });
+    try {
+      const streamWith = (pair: CertPair): Promise<string> =>
+        new Promise((resolve) => {
+          const c = new Client(peerAddress, clientCredentials(withClientCert(pair)));
+          const call = c.makeClientStreamRequest(PEER_METHODS.stream.path, (b: Buffer) => b, (b: Buffer) => b, new Metadata(), { deadline: Date.now() + 2000 }, (err: ServiceError | null) => {
+            c.close();
+            resolve(err === null ? 'OK' : `${err.code}: ${err.details}`);
+          });
+          call.on('error', () => undefined);
+          call.end();
+        });
+      // member-1's certificate reaches the Peer service (an empty stream ends cleanly)
+      expect(await streamWith(member)).toBe('OK');
+      expect(await streamWith(certs.client)).toMatch(new RegExp(`^${GrpcStatus.UNAVAILABLE}:`));
+      await refusalLogged(/common name "client" is not the allowed "member-1"/);
+    } finally {
+      await other.stop();
+    }
   });
 });
 

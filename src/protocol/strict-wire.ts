@@ -104,17 +104,36 @@ function checkPacked(buf: Uint8Array, start: number, end: number, wireType: numb
   if ((end - start) % size !== 0) throw new WireError(`${what}: packed field of ${end - start} bytes is no whole number of ${size}-byte elements`);
 }
 
+/** Per message type, the names its errors use, made once (the check runs on every request: no strings per field). */
+interface TypeNames {
+  readonly name: string;
+  readonly tag: string;
+  readonly fields: Map<number, string>;
+}
+const typeNames = new WeakMap<protobuf.Type, TypeNames>();
+
+function namesOf(type: protobuf.Type): TypeNames {
+  let names = typeNames.get(type);
+  if (names === undefined) {
+    const name = type.fullName.slice(1);
+    names = { name, tag: `${name}: tag`, fields: new Map(type.fieldsArray.map((f) => [f.id, `${name}.${f.name}`])) };
+    typeNames.set(type, names);
+  }
+  return names;
+}
+
 function checkMessage(type: protobuf.Type, buf: Uint8Array, start: number, end: number, depth: number): void {
   if (depth > MAX_NESTING_DEPTH) throw new WireError(`${type.fullName.slice(1)}: nested deeper than ${MAX_NESTING_DEPTH} messages`);
   const w = new Walker(buf, start, end);
-  const name = type.fullName.slice(1);
+  const names = namesOf(type);
+  const name = names.name;
   while (!w.atEnd()) {
-    const tag = w.varint(`${name}: tag`);
+    const tag = w.varint(names.tag);
     const id = Math.floor(tag / 8);
     const wireType = tag % 8;
     if (id < 1 || id > 0x1fffffff) throw new WireError(`${name}: field number ${id} is out of range`);
     const field = type.fieldsById[id];
-    const what = `${name}.${field?.name ?? `#${id}`}`;
+    const what = names.fields.get(id) ?? `${name}.#${id}`;
     switch (wireType) {
       case WIRE_VARINT:
         w.varint(what);

@@ -15,6 +15,7 @@
 // The grpc-js call then sees a TLSSocket, so getAuthContext() gives the caller's certificate (where a client
 // certificate's common name can later stand for the user, as in etcd).
 import { stat } from 'node:fs/promises';
+import type { Socket } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
 import type { SecureContextOptions, Server as TlsServer, TLSSocket } from 'node:tls';
 import { ServerCredentials } from '@grpc/grpc-js';
@@ -102,6 +103,7 @@ async function stamp(paths: readonly string[]): Promise<string> {
 export class TlsListener {
   private cancelReload: () => void = () => undefined;
   private reloading = false;
+  private readonly sockets = new Set<Socket>(); // every accepted TCP connection, until it closes
 
   private constructor(
     private readonly opts: TlsListenerOptions,
@@ -158,6 +160,10 @@ export class TlsListener {
     tlsServer.on('error', (err) => logger.error({ port, err }, 'TLS listener error'));
     logger.info({ port, address: bound, subject: loaded.subject, validTo: loaded.validTo, clientCertAuth: tls.clientCertAuth }, 'serving TLS');
     const listener = new TlsListener(opts, tlsServer, bound, firstStamp, log);
+    tlsServer.on('connection', (socket: Socket) => {
+      listener.sockets.add(socket);
+      socket.once('close', () => listener.sockets.delete(socket));
+    });
     const clock = opts.clock ?? systemClock;
     listener.cancelReload = clock.setInterval(() => {
       listener.reloadIfChanged().catch((err: unknown) => logger.error({ port, err }, 'certificate reload failed'));
@@ -192,9 +198,14 @@ export class TlsListener {
     }
   }
 
-  /** Stops accepting connections (open ones end with the gRPC server's shutdown). */
+  /**
+   * Stops accepting connections and ends the ones still open (called after the gRPC server's shutdown, which
+   * ends the served ones gracefully; what is left is a handshake in progress or a caller that never finished).
+   */
   close(): Promise<void> {
     this.cancelReload();
-    return new Promise((resolve) => this.tlsServer.close(() => resolve()));
+    const closed = new Promise<void>((resolve) => this.tlsServer.close(() => resolve()));
+    for (const socket of this.sockets) socket.destroy();
+    return closed;
   }
 }

@@ -5,6 +5,7 @@
 import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createConnection } from 'node:net';
 import { connect } from 'node:tls';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
@@ -62,7 +63,12 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
+  // A caller that connected and never started its handshake must not hold up the stop (Node would wait 120 s).
+  const idle = createConnection({ host: '127.0.0.1', port: Number(CLIENT.split(':')[1]) });
+  idle.on('error', () => undefined);
+  await new Promise<void>((resolve) => idle.once('connect', () => resolve()));
   await server.stop();
+  idle.destroy();
   rmSync(dir, { recursive: true, force: true });
 });
 

@@ -6,6 +6,7 @@ import { workloadTable } from './report.js';
 import { randomSeed } from './rng.js';
 import { createTarget, discoverServerPids, parseWorkloads, runBench } from './run-bench.js';
 import { WORKLOADS } from './workloads.js';
+import { DIAL_FLAG_OPTIONS, dialTlsFromFlags } from '../src/cli/dial-flags.js';
 
 const USAGE = `usage: npm run bench -- --target raftkv|etcd --endpoints H:P,H:P,... [flags]
   --workload NAME[,NAME]|all   ${WORKLOADS.map((w) => w.name).join(', ')} (default all)
@@ -17,6 +18,7 @@ const USAGE = `usage: npm run bench -- --target raftkv|etcd --endpoints H:P,H:P,
   --conns N                    etcd: HTTP/2 connections per member (default 1)
   --raftkv-transport stream|unary  raftkv client: KV calls on one stream per member (default) or unary calls
   --timeout-ms MS              per request (default 5000)
+  --cacert F --cert F --key F  TLS (etcd's client flags; also --insecure-skip-tls-verify, tests only)
   --pids P,P,...               server pids to measure (default: found from the endpoints' ports)
   --seed N                     key sequence seed (default random, printed)
   --no-preload                 do not put the key space before read workloads
@@ -54,6 +56,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       'no-progress': { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
+      ...DIAL_FLAG_OPTIONS,
     },
     strict: true,
   });
@@ -81,7 +84,9 @@ export async function main(argv: readonly string[]): Promise<number> {
 
   const transport = values['raftkv-transport'];
   if (transport !== 'stream' && transport !== 'unary') throw new Error(`--raftkv-transport must be stream or unary, got "${transport}"`);
-  const t = await createTarget(target, endpoints, intFlag(values.conns, 'conns', 1), transport);
+  const https = endpointsText.split(',').some((s) => s.trim().startsWith('https://'));
+  const tls = dialTlsFromFlags(values, process.env) ?? (https ? {} : undefined);
+  const t = await createTarget(target, endpoints, intFlag(values.conns, 'conns', 1), transport, tls);
   try {
     const reports = await runBench(t, {
       workloads: parseWorkloads(values.workload),

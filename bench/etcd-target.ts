@@ -3,6 +3,8 @@
 // the leader (found with Maintenance.Status, re-found after a failure), as our KvClient does for raftkv, so the
 // comparison measures the servers and not an extra follower-to-leader forwarding hop; serializable reads are
 // spread over every member.
+import { clientCredentials } from '../src/client/index.js';
+import type { DialTlsConfig } from '../src/client/index.js';
 import * as grpc from '@grpc/grpc-js';
 import { Compare_CompareResult, Compare_CompareTarget, etcdUnary } from '../src/protocol/etcd-proto.js';
 import type { EtcdRequest, EtcdResponse, EtcdServiceName, EtcdUnaryMethod, MessageInit } from '../src/protocol/etcd-proto.js';
@@ -18,6 +20,7 @@ export interface EtcdTargetOptions {
   readonly endpoints: readonly string[]; // host:port of each member's client URL
   readonly connsPerEndpoint: number; // HTTP/2 connections per member (etcd benchmark's --conns)
   readonly name?: TargetName; // the system measured (default etcd; raftkv through its etcd API)
+  readonly tls?: DialTlsConfig | undefined; // etcd's --cacert/--cert/--key (src/client/dial-options.ts); plaintext without
 }
 
 export class EtcdTarget implements BenchTarget {
@@ -38,7 +41,7 @@ export class EtcdTarget implements BenchTarget {
       Array.from(
         { length: Math.max(1, opts.connsPerEndpoint) },
         (_, i) =>
-          new grpc.Client(ep, grpc.credentials.createInsecure(), {
+          new grpc.Client(ep, clientCredentials(opts.tls), {
             'grpc.use_local_subchannel_pool': 1,
             'raftkv.bench.conn': i, // a distinct option per connection: grpc-js then opens a distinct HTTP/2 connection
             'grpc.max_receive_message_length': 16 * 1024 * 1024,

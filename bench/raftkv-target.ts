@@ -2,6 +2,7 @@
 // redirects, retries with backoff, at-most-once write sessions. Serializable reads are spread over every
 // member (one KvClient per member, each listing that member first), as the etcd target spreads them.
 import { KvClient } from '../src/client/index.js';
+import type { DialTlsConfig } from '../src/client/index.js';
 import type { BenchTarget, CasResult, GetResult, WriteAck } from './target.js';
 
 export class RaftKvTarget implements BenchTarget {
@@ -14,10 +15,11 @@ export class RaftKvTarget implements BenchTarget {
     private readonly readers: readonly KvClient[], // readers[i] prefers endpoints[i] (serializable reads)
   ) {}
 
-  static create(endpoints: readonly string[], transport: 'stream' | 'unary' = 'stream'): RaftKvTarget {
+  static create(endpoints: readonly string[], transport: 'stream' | 'unary' = 'stream', tls?: DialTlsConfig): RaftKvTarget {
     const rotated = endpoints.map((_, i) => [...endpoints.slice(i), ...endpoints.slice(0, i)]);
-    const readers = rotated.map((eps) => new KvClient({ endpoints: eps, transport }));
-    return new RaftKvTarget(endpoints, new KvClient({ endpoints, transport }), readers);
+    const dial = tls !== undefined ? { tls } : {};
+    const readers = rotated.map((eps) => new KvClient({ endpoints: eps, transport, ...dial }));
+    return new RaftKvTarget(endpoints, new KvClient({ endpoints, transport, ...dial }), readers);
   }
 
   async put(key: Uint8Array, value: Uint8Array, timeoutMs: number): Promise<WriteAck> {

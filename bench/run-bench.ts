@@ -1,5 +1,6 @@
 // Runs a list of workloads against one target and measures the servers while it does: the engine behind
 // `npm run bench` and `npm run bench:vs-etcd`.
+import type { DialTlsConfig } from '../src/client/index.js';
 import { EtcdTarget } from './etcd-target.js';
 import { RaftKvTarget } from './raftkv-target.js';
 import { findListeningPid, ProcSampler } from './proc-stats.js';
@@ -29,21 +30,22 @@ export interface BenchOptions {
 /** raftkv's client over its multiplexed stream or unary calls, or the etcd target's code over etcd's API. */
 export type RaftKvTransport = 'stream' | 'unary' | 'etcd';
 
-export async function createTarget(name: TargetName, endpoints: readonly string[], connsPerEndpoint: number, raftkvTransport: RaftKvTransport = 'stream'): Promise<BenchTarget> {
+/** `tls`: etcd's client flags (--cacert, --cert, --key), for a target with TLS on its client ports. */
+export async function createTarget(name: TargetName, endpoints: readonly string[], connsPerEndpoint: number, raftkvTransport: RaftKvTransport = 'stream', tls?: DialTlsConfig): Promise<BenchTarget> {
   switch (name) {
     case 'etcd': {
-      const t = new EtcdTarget({ endpoints, connsPerEndpoint });
+      const t = new EtcdTarget({ endpoints, connsPerEndpoint, tls });
       await t.discoverLeader();
       return t;
     }
     case 'raftkv': {
       if (raftkvTransport === 'etcd') {
         // The same client code and unary calls as against etcd: the two servers' etcd API paths on equal terms.
-        const t = new EtcdTarget({ endpoints, connsPerEndpoint, name: 'raftkv' });
+        const t = new EtcdTarget({ endpoints, connsPerEndpoint, name: 'raftkv', tls });
         await t.discoverLeader();
         return t;
       }
-      return RaftKvTarget.create(endpoints, raftkvTransport);
+      return RaftKvTarget.create(endpoints, raftkvTransport, tls);
     }
     default: {
       const never: never = name;

@@ -1,15 +1,19 @@
 // `npm run cluster -- <command>`: local clusters of background `raftkv serve` processes.
-//   up [--nodes 3|5] [--dir D]   start a cluster (data and logs under D, default .cluster/), print endpoints
+//   up [--nodes 3|5] [--dir D] [--tls]   start a cluster (data and logs under D, default .cluster/), print endpoints;
+//                                --tls: a local CA and certificates under D/tls (openssl, tls-certs.ts), TLS with
+//                                client-certificate authentication on every client and peer port
 //   status                       one line per member: pid, role, term, leader, commit, applied
 //   kill ID | stop ID | start ID | pause ID | resume ID
 //   down [--wipe]                stop every member (and delete the folder with --wipe)
 import { parseArgs } from 'node:util';
 import { join } from 'node:path';
 import { CLI_BASE_METRICS_PORT, LocalCluster } from './local-cluster.js';
+import { makeClusterCertificates } from './tls-certs.js';
+import { quietIpServernameWarning } from '../src/cli/quiet-warnings.js';
 import { REPO_ROOT } from './serve-process.js';
 import { clusterStatus, waitForLeader } from './wait.js';
 
-const USAGE = `usage: npm run cluster -- <up [--nodes 3|5] | status | kill ID | stop ID | start ID | pause ID | resume ID | down [--wipe]> [--dir DIR]`;
+const USAGE = `usage: npm run cluster -- <up [--nodes 3|5] [--tls] | status | kill ID | stop ID | start ID | pause ID | resume ID | down [--wipe]> [--dir DIR]`;
 
 export async function clusterMain(argv: readonly string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -20,6 +24,7 @@ export async function clusterMain(argv: readonly string[]): Promise<number> {
       nodes: { type: 'string', default: '3' },
       dir: { type: 'string', default: join(REPO_ROOT, '.cluster') },
       wipe: { type: 'boolean', default: false },
+      tls: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -46,21 +51,32 @@ export async function clusterMain(argv: readonly string[]): Promise<number> {
           await printStatus(cluster);
           return 0;
         }
+        if (values.tls && cluster.options.tlsDir === undefined) throw new UsageError(`the cluster in ${dir} was made without TLS: \`down --wipe\` it first`);
         // A folder from before members had metrics ports: its members get them now (the data stays).
         if (cluster.options.baseMetricsPort === undefined) cluster = new LocalCluster({ ...cluster.options, baseMetricsPort: CLI_BASE_METRICS_PORT });
-      } catch {
-        cluster = new LocalCluster({ nodes, dir, detached: true, baseMetricsPort: CLI_BASE_METRICS_PORT });
+      } catch (err) {
+        if (err instanceof UsageError) throw err;
+        const tlsDir = values.tls ? makeClusterCertificates(join(dir, 'tls'), Array.from({ length: nodes }, (_, i) => i + 1)).dir : undefined;
+        cluster = new LocalCluster({ nodes, dir, detached: true, baseMetricsPort: CLI_BASE_METRICS_PORT, ...(tlsDir !== undefined ? { tlsDir } : {}) });
       }
       cluster.up();
       console.log(`starting ${cluster.options.nodes} members in ${dir} (logs: ${dir}/n<ID>/raftkv.log)`);
-      const leader = await waitForLeader(cluster.endpoints(), 30_000);
+      const leader = await waitForLeader(cluster.endpoints(), 30_000, { tls: cluster.dialTls() });
       console.log(`leader: member ${leader}`);
       console.log(`endpoints: ${cluster.endpoints().join(',')}`);
       const dashboards = cluster.ids().map((id) => cluster.metricsUrl(id)).filter((u) => u !== undefined);
       if (dashboards.length > 0) {
         console.log(`dashboard: ${dashboards[0]}/  (every member serves it: ${dashboards.join(' ')}; metrics at <url>/metrics, health at <url>/health)`);
       }
-      console.log(`try: npx raftkv put hello world && npx raftkv get hello && npx raftkv status`);
+      const tls = cluster.dialTls();
+      if (tls === undefined) {
+        console.log(`try: npx raftkv put hello world && npx raftkv get hello && npx raftkv status`);
+      } else {
+        const flags = `--cacert ${tls.caFile} --cert ${tls.certFile} --key ${tls.keyFile}`;
+        console.log(`TLS with client certificates on every port (CA and certificates in ${cluster.options.tlsDir ?? ''})`);
+        console.log(`try: npx raftkv ${flags} put hello world`);
+        console.log(`     ETCDCTL_API=3 etcdctl --endpoints ${cluster.endpoints().join(',')} ${flags} get hello`);
+      }
       return 0;
     }
     case 'status':
@@ -109,7 +125,7 @@ export async function clusterMain(argv: readonly string[]): Promise<number> {
 class UsageError extends Error {}
 
 async function printStatus(cluster: LocalCluster): Promise<void> {
-  const rows = await clusterStatus(cluster.endpoints());
+  const rows = await clusterStatus(cluster.endpoints(), 1000, cluster.dialTls());
   const header = ['id', 'pid', 'address', 'role', 'term', 'leader', 'commit', 'applied'];
   const table = cluster.ids().map((id, i) => {
     const s = rows[i];
@@ -121,6 +137,7 @@ async function printStatus(cluster: LocalCluster): Promise<void> {
   for (const row of [header, ...table]) console.log(row.map((cell, c) => cell.padEnd(widths[c] ?? 0)).join('  '));
 }
 
+quietIpServernameWarning();
 clusterMain(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err: unknown) => {

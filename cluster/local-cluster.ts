@@ -4,6 +4,8 @@
 // addresses and the spawn itself are serve-process.ts's.
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { DialTlsConfig } from '../src/client/index.js';
+import { clientTls, memberTlsArgs } from './tls-certs.js';
 import { LOOPBACK, RAFTKV_BIN, clientAddress, memberFiles, memberIds, metricsUrl, peerAddress, planAddresses, serveArgs, spawnServe, type PortPlan } from './serve-process.js';
 
 // Member i listens for peers on 7000 + i and serves clients on 7100 + i: 7101.. are the client commands' default
@@ -26,6 +28,11 @@ export interface LocalClusterOptions {
   readonly snapshotCount?: number;
   readonly logLevel?: string;
   readonly extraArgs?: (id: number) => readonly string[]; // e.g. --dial-override for proxies
+  /**
+   * A folder made by makeClusterCertificates (tls-certs.ts): every member serves its client and peer ports with
+   * TLS and client-certificate authentication, and clients dial with its client certificate. Absent: plaintext.
+   */
+  readonly tlsDir?: string;
   /** Detached members outlive the process that started them (the CLI); tests keep them attached. */
   readonly detached?: boolean;
 }
@@ -87,6 +94,10 @@ export class LocalCluster {
   endpoints(ids: readonly number[] = this.ids()): string[] {
     return ids.map((id) => this.clientAddress(id));
   }
+  /** What clients dial this cluster with: its client certificate under tlsDir, or undefined (plaintext). */
+  dialTls(): DialTlsConfig | undefined {
+    return this.options.tlsDir !== undefined ? clientTls(this.options.tlsDir) : undefined;
+  }
   dataDir(id: number): string {
     return memberFiles(this.options.dir, id).dataDir;
   }
@@ -106,7 +117,7 @@ export class LocalCluster {
       electionTicks: o.electionTicks,
       snapshotCount: o.snapshotCount,
       logLevel: o.logLevel,
-      extraArgs: o.extraArgs?.(id),
+      extraArgs: [...(o.tlsDir !== undefined ? memberTlsArgs({ dir: o.tlsDir }, id) : []), ...(o.extraArgs?.(id) ?? [])],
     });
   }
 

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Installs the system packages the tests need, from Debian: etcd-server (etcd, the reference server the bench
 # and the etcd API tests run), etcd-client (etcdctl, an independent client) and golang-etcd-server-dev (etcd
-# 3.4.23's own .proto files, which test/etcd-api/proto-conformance.test.ts compares ours against) and chromium
-# (the headless browser test/browser/dashboard.test.ts drives through playwright-core).
+# 3.4.23's own .proto files, which test/etcd-api/proto-conformance.test.ts compares ours against), chromium
+# (the headless browser test/browser/dashboard.test.ts drives through playwright-core) and openssl (the local
+# CA and certificates of `npm run cluster -- up --tls` and the TLS tests: cluster/tls-certs.ts).
 # Run by `npm test` (the pretest script). Idempotent: when everything is present it only checks and exits.
 # Without root or apt-get it prints one line saying what is missing and how to install it, and exits 0 (the
 # tests that need the packages then skip, or fail when CI is set). The install never leaves a system etcd
 # running: service starts are forbidden by a policy-rc.d while it runs, and 2379/2380 are checked afterwards.
 set -euo pipefail
 
-PACKAGES=(etcd-server etcd-client golang-etcd-server-dev chromium)
+PACKAGES=(etcd-server etcd-client golang-etcd-server-dev chromium openssl)
 
 installed() { # package name -> 0 if dpkg has it installed
   [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = 'install ok installed' ]
@@ -18,6 +19,7 @@ installed() { # package name -> 0 if dpkg has it installed
 missing=()
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if ! command -v dpkg-query >/dev/null 2>&1 || ! installed golang-etcd-server-dev; then missing+=(golang-etcd-server-dev); fi
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 [ ${#missing[@]} -eq 0 ] && exit 0

@@ -1,5 +1,5 @@
 // Tests that need system packages (scripts/install-system-deps.sh installs them: Debian's etcd-server,
-// etcd-client, golang-etcd-server-dev and chromium) declare their suites through describeWithSystem. Where a package
+// etcd-client, golang-etcd-server-dev, chromium and openssl) declare their suites through describeWithSystem. Where a package
 // is missing the suite is skipped on a developer's machine, but under CI (CI set) it fails with one test
 // naming what is missing: CI cannot pass by silently skipping them.
 import { execFileSync } from 'node:child_process';
@@ -7,13 +7,14 @@ import { existsSync } from 'node:fs';
 import { describe, it } from 'vitest';
 import { onPath } from '../bench/etcd-cluster.js';
 
-export type SystemDep = 'etcd' | 'etcdctl' | 'etcd-reference-protos' | 'chromium';
+export type SystemDep = 'etcd' | 'etcdctl' | 'etcd-reference-protos' | 'chromium' | 'openssl';
 
 const PACKAGE: Readonly<Record<SystemDep, string>> = {
   etcd: 'etcd-server',
   etcdctl: 'etcd-client',
   'etcd-reference-protos': 'golang-etcd-server-dev',
   chromium: 'chromium',
+  openssl: 'openssl',
 };
 
 /** True when CI is set (to anything but '' or 'false'), as .ci/run's environment has it. */

@@ -11,11 +11,12 @@ import { CliFailure, DEFAULT_ENDPOINTS } from './main.js';
 import type { CliIo } from './main.js';
 import { parseAddress } from './serve-config.js';
 import { COORD_USAGE } from './coord-usage.js';
+import { DIAL_FLAG_OPTIONS, DIAL_FLAGS, DIAL_USAGE, dialTlsFromFlags } from './dial-flags.js';
 
 
 const COORD_COMMANDS: ReadonlySet<string> = new Set(['watch', 'lease', 'lock', 'elect']);
 /** Global flags that take a value (skipped when looking for the command name). */
-const VALUE_FLAGS: ReadonlySet<string> = new Set(['--endpoints', '--write-out', '-w', '--timeout-ms']);
+const VALUE_FLAGS: ReadonlySet<string> = new Set(['--endpoints', '--write-out', '-w', '--timeout-ms', '--cacert', '--cert', '--key']);
 
 const COMMAND_FLAGS: Readonly<Record<string, readonly string[]>> = {
   watch: ['prefix', 'rev', 'prev-kv'],
@@ -23,7 +24,7 @@ const COMMAND_FLAGS: Readonly<Record<string, readonly string[]>> = {
   lock: ['ttl'],
   elect: [],
 };
-const GLOBAL_FLAGS = ['endpoints', 'write-out', 'timeout-ms', 'help'];
+const GLOBAL_FLAGS = ['endpoints', 'write-out', 'timeout-ms', 'help', ...DIAL_FLAGS];
 
 /** etcdctl lock's default session TTL (--ttl), in seconds. */
 const DEFAULT_LOCK_TTL_SECONDS = 10;
@@ -115,6 +116,7 @@ export async function runCoordCommand(argv: readonly string[], io: CliIo): Promi
         keys: { type: 'boolean' },
         once: { type: 'boolean' },
         ttl: { type: 'string' },
+        ...DIAL_FLAG_OPTIONS,
       },
       allowPositionals: true,
       strict: true,
@@ -130,7 +132,7 @@ export async function runCoordCommand(argv: readonly string[], io: CliIo): Promi
   const after = terminator < 0 ? [] : argv.slice(argv.indexOf('--') + 1);
   const [cmd = '', ...args] = before;
   if (values.help === true) {
-    io.stdout.write(`usage: raftkv [global flags] COMMAND ...\n${COORD_USAGE}\n`);
+    io.stdout.write(`usage: raftkv [global flags] COMMAND ...\n${COORD_USAGE}\n${DIAL_USAGE}\n`);
     return;
   }
   const allowed = COMMAND_FLAGS[cmd] ?? [];
@@ -144,14 +146,15 @@ export async function runCoordCommand(argv: readonly string[], io: CliIo): Promi
   const out = (simple: string, obj: object): void => {
     io.stdout.write(json ? JSON.stringify(obj) + '\n' : simple + '\n');
   };
-  const endpoints = (values.endpoints ?? io.env['RAFTKV_ENDPOINTS'] ?? DEFAULT_ENDPOINTS)
+  const rawEndpoints = (values.endpoints ?? io.env['RAFTKV_ENDPOINTS'] ?? DEFAULT_ENDPOINTS)
     .split(',')
     .map((e) => e.trim())
     .filter((e) => e !== '');
-  if (endpoints.length === 0) throw invalid('--endpoints: no endpoints given');
-  for (const e of endpoints) parseAddress('endpoints', e);
+  if (rawEndpoints.length === 0) throw invalid('--endpoints: no endpoints given');
+  const endpoints = rawEndpoints.map((e) => parseAddress('endpoints', e)); // host:port (an https:// URL asks for TLS)
   const timeoutMs = parseWhole('--timeout-ms', values['timeout-ms'], 5000, 1, MAX_TIMER_DELAY_MS);
-  const client = (): CoordClient => new CoordClient({ endpoints, timeoutMs });
+  const tls = dialTlsFromFlags(values, io.env) ?? (rawEndpoints.some((e) => e.startsWith('https://')) ? {} : undefined);
+  const client = (): CoordClient => new CoordClient({ endpoints, timeoutMs, ...(tls !== undefined ? { tls } : {}) });
 
   switch (cmd) {
     case 'watch': {

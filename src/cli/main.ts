@@ -14,6 +14,9 @@ import { COORD_USAGE } from './coord-usage.js';
 import { parseLeaseId } from '../client/index.js';
 import { snapshotOffline } from './snapshot-offline.js';
 import { defragCommand } from './defrag-command.js';
+import type { DialTlsConfig } from '../client/index.js';
+import { DIAL_FLAG_OPTIONS, DIAL_FLAGS, DIAL_USAGE, dialTlsFromFlags } from './dial-flags.js';
+import { quietIpServernameWarning } from './quiet-warnings.js';
 
 export const DEFAULT_ENDPOINTS = '127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103';
 
@@ -49,6 +52,7 @@ global flags:
   --endpoints H:P,H:P,...   client addresses (default $RAFTKV_ENDPOINTS, else ${DEFAULT_ENDPOINTS})
   -w, --write-out FORMAT    simple (default) | json
   --timeout-ms N            per command, across retries (default 5000)
+${DIAL_USAGE}
   -h, --help
 
 exit status: 0 on success; 1 with a one-line error on stderr otherwise (a cas that did not match included);
@@ -90,7 +94,7 @@ const COMMAND_FLAGS: Readonly<Record<string, readonly string[]>> = {
   defrag: [],
   help: [],
 };
-const GLOBAL_FLAGS = ['endpoints', 'write-out', 'timeout-ms', 'help'];
+const GLOBAL_FLAGS = ['endpoints', 'write-out', 'timeout-ms', 'help', ...DIAL_FLAGS];
 
 function invalid(message: string): RaftKvError {
   return new RaftKvError('INVALID_ARGUMENT', message);
@@ -125,6 +129,7 @@ function headerText(h: ResponseHeader & { revision?: number }): string {
 }
 
 export async function main(argv: string[], io: CliIo = { stdout: process.stdout, env: process.env }): Promise<void> {
+  if (io.stdout === process.stdout) quietIpServernameWarning(); // the real command, not a test calling main()
   if (argv[0] === 'serve') return serve(argv.slice(1), io);
   if (coordCommandOf(argv) !== undefined) return runCoordCommand(argv, io);
   if (argv[0] === 'snapshot' && (argv[1] === 'restore' || argv[1] === 'status')) return snapshotOffline(argv.slice(1), io);
@@ -151,6 +156,7 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
         learner: { type: 'boolean' },
         physical: { type: 'boolean' },
         lease: { type: 'string' },
+        ...DIAL_FLAG_OPTIONS,
       },
       allowPositionals: true,
       strict: true,
@@ -175,16 +181,17 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
   const out = (simple: string, obj: object): void => {
     io.stdout.write(json ? JSON.stringify(obj) + '\n' : simple === '' ? '' : simple + '\n');
   };
-  const endpoints = (values.endpoints ?? io.env['RAFTKV_ENDPOINTS'] ?? DEFAULT_ENDPOINTS)
+  const rawEndpoints = (values.endpoints ?? io.env['RAFTKV_ENDPOINTS'] ?? DEFAULT_ENDPOINTS)
     .split(',')
     .map((e) => e.trim())
     .filter((e) => e !== '');
-  if (endpoints.length === 0) throw invalid('--endpoints: no endpoints given');
-  for (const e of endpoints) parseAddress('endpoints', e);
+  if (rawEndpoints.length === 0) throw invalid('--endpoints: no endpoints given');
+  const endpoints = rawEndpoints.map((e) => parseAddress('endpoints', e)); // host:port (an https:// URL asks for TLS)
   const timeoutMs = parseCount('timeout-ms', values['timeout-ms'], 5000, 1, MAX_TIMER_DELAY_MS);
 
   // Validate positionals before connecting anywhere.
-  const client = (): KvClient => new KvClient({ endpoints, timeoutMs });
+  const tls = dialTlsFromFlags(values, io.env) ?? (rawEndpoints.some((e) => e.startsWith('https://')) ? {} : undefined);
+  const client = (): KvClient => new KvClient({ endpoints, timeoutMs, ...(tls !== undefined ? { tls } : {}) });
   switch (cmd) {
     case 'put': {
       wantArgs(cmd, args, 2, 'KEY VALUE');
@@ -271,7 +278,7 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
     }
     case 'status':
       wantArgs(cmd, args, 0, 'no arguments');
-      return status(endpoints, timeoutMs, values.watch === true, parseCount('interval-ms', values['interval-ms'], 500, 10, MAX_TIMER_DELAY_MS), parseCount('count', values.count, 0, 1), json, io);
+      return status(endpoints, timeoutMs, values.watch === true, parseCount('interval-ms', values['interval-ms'], 500, 10, MAX_TIMER_DELAY_MS), parseCount('count', values.count, 0, 1), json, io, tls);
     case 'member':
       return member(args, values.learner === true, client, out);
     case 'transfer-leader': {
@@ -289,7 +296,7 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
     case 'snapshot': {
       if (args[0] !== 'save') throw invalid('snapshot: expected "snapshot save FILE"');
       wantArgs('snapshot save', args.slice(1), 1, 'FILE');
-      const k = new KvClient({ endpoints, timeoutMs: Math.max(timeoutMs, 60_000) });
+      const k = new KvClient({ endpoints, timeoutMs: Math.max(timeoutMs, 60_000), ...(tls !== undefined ? { tls } : {}) });
       try {
         const r = await k.snapshotSave(args[1] ?? '');
         out(`saved ${r.sizeBytes} bytes to ${args[1] ?? ''} (sha256 ${r.sha256}; ${headerText(r.header)})`, { header: r.header, file: args[1], sizeBytes: r.sizeBytes, sha256: r.sha256 });
@@ -300,7 +307,7 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
     }
     case 'check':
       wantArgs(cmd, args, 0, 'no arguments');
-      return check(endpoints, timeoutMs, json, io);
+      return check(endpoints, timeoutMs, json, io, tls);
     case 'defrag': {
       wantArgs(cmd, args, 0, 'no arguments');
       const k = client();
@@ -403,8 +410,8 @@ export function statusTable(rows: readonly StatusRow[]): string {
   return [line(header), ...body.map(line)].join('\n');
 }
 
-async function status(endpoints: readonly string[], timeoutMs: number, watch: boolean, intervalMs: number, count: number, json: boolean, io: CliIo): Promise<void> {
-  const k = new KvClient({ endpoints, timeoutMs });
+async function status(endpoints: readonly string[], timeoutMs: number, watch: boolean, intervalMs: number, count: number, json: boolean, io: CliIo, tls?: DialTlsConfig): Promise<void> {
+  const k = new KvClient({ endpoints, timeoutMs, ...(tls !== undefined ? { tls } : {}) });
   let stop = false;
   let onSigint: (() => void) | undefined;
   const interrupted = io.interrupted ?? new Promise<void>((resolve) => {
@@ -443,9 +450,9 @@ async function serve(args: readonly string[], io: CliIo): Promise<void> {
     io.stdout.write(SERVE_USAGE + '\n');
     return;
   }
-  const { config, dialOverrides } = parseServeArgs(args);
+  const { config, dialOverrides, tls } = parseServeArgs(args);
   const { runServer } = await import('../server/serve.js');
-  await runServer(config, { dialOverrides, handleSignals: true });
+  await runServer(config, { dialOverrides, handleSignals: true, tls });
 }
 
 /** One member's row in `raftkv check`: its digest at the common index, or why there is none. */
@@ -562,8 +569,8 @@ export function checkVerdict(report: CheckReport): { readonly line: string; read
   return { line: answered.length === 1 ? `OK: the only member has ${digest}` : `OK: all ${answered.length} members agree on ${digest}`, exitStatus: 0 };
 }
 
-async function check(endpoints: readonly string[], timeoutMs: number, json: boolean, io: CliIo): Promise<void> {
-  const k = new KvClient({ endpoints, timeoutMs });
+async function check(endpoints: readonly string[], timeoutMs: number, json: boolean, io: CliIo, tls?: DialTlsConfig): Promise<void> {
+  const k = new KvClient({ endpoints, timeoutMs, ...(tls !== undefined ? { tls } : {}) });
   try {
     let members: readonly Member[];
     try {

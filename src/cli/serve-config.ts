@@ -7,10 +7,14 @@ import { NODE_CONFIG_DEFAULTS as D } from '../node/config.js';
 import type { NodeConfig, PeerConfig } from '../node/config.js';
 import { RaftKvError } from '../shared/errors.js';
 import type { NodeId } from '../raft/types.js';
+import type { MemberTlsConfig } from '../shared/tls-files.js';
+import { initialClusterUrls, parseServeTls, SERVE_TLS_USAGE, TLS_BOOLEAN_FLAGS, TLS_STRING_FLAGS } from './serve-tls-flags.js';
+import type { TlsBooleanFlag } from './serve-tls-flags.js';
 
 export interface ServeConfig {
   readonly config: NodeConfig;
   readonly dialOverrides: ReadonlyMap<NodeId, string>; // --dial-override (test hook)
+  readonly tls: MemberTlsConfig; // serve-tls-flags.ts
 }
 
 export const SERVE_USAGE = `raftkv serve --id N --cluster-id NAME --data-dir DIR
@@ -31,6 +35,7 @@ export const SERVE_USAGE = `raftkv serve --id N --cluster-id NAME --data-dir DIR
                                                 --listen-metrics-urls, etcd's name, takes one URL too)
   [--quota-backend-bytes 0]                     (past it the NOSPACE alarm refuses writes; 0 = 2 GiB, as etcd's; < 0 = no quota)
   [--force-new-cluster]                         (after losing a quorum: start as the only member, from this member's data)
+${SERVE_TLS_USAGE}
   [--dial-override ID=HOST:PORT,...]            (test hook: dial these addresses for these peers)
   [--config FILE]                               (JSON, same keys in camelCase; flags win)`;
 
@@ -60,6 +65,7 @@ const STRING_FLAGS = [
   'listen-metrics-urls',
   'dial-override',
   'config',
+  ...TLS_STRING_FLAGS,
 ] as const;
 type StringFlag = (typeof STRING_FLAGS)[number];
 
@@ -108,6 +114,7 @@ function camel(flag: string): string {
 const ADDRESS = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\]):(\d{1,5})$/;
 
 export function parseAddress(flag: string, value: string): string {
+  value = value.replace(/^https?:\/\//, '').replace(/\/$/, ''); // etcd's URL form; the scheme is checked with the TLS flags
   const m = ADDRESS.exec(value);
   const port = m ? Number(m[1]) : -1;
   if (!m || port > 65535) throw invalid(`--${flag}: ${JSON.stringify(value)} is not HOST:PORT`);
@@ -173,7 +180,7 @@ export function parseDialOverrides(value: string): Map<NodeId, string> {
 }
 
 /** Reads the JSON config file into flag-name -> string values (booleans and numbers accepted). */
-function readConfigFile(path: string): { values: Partial<Record<StringFlag, string>>; logPretty: boolean | undefined } {
+function readConfigFile(path: string): { values: Partial<Record<StringFlag, string>>; logPretty: boolean | undefined; booleans: Partial<Record<TlsBooleanFlag, boolean>> } {
   let raw: unknown;
   try {
     raw = JSON.parse(readFileSync(path, 'utf8'));
@@ -184,7 +191,15 @@ function readConfigFile(path: string): { values: Partial<Record<StringFlag, stri
   const byCamel = new Map<string, StringFlag>(STRING_FLAGS.filter((f) => f !== 'config').map((f) => [camel(f), f]));
   const values: Partial<Record<StringFlag, string>> = {};
   let logPretty: boolean | undefined;
+  const booleans: Partial<Record<TlsBooleanFlag, boolean>> = {};
+  const booleanByCamel = new Map<string, TlsBooleanFlag>(TLS_BOOLEAN_FLAGS.map((f) => [camel(f), f]));
   for (const [key, v] of Object.entries(raw)) {
+    const booleanFlag = booleanByCamel.get(key);
+    if (booleanFlag !== undefined) {
+      if (typeof v !== 'boolean') throw invalid(`--config ${path}: ${key} must be true or false`);
+      booleans[booleanFlag] = v;
+      continue;
+    }
     if (key === 'logPretty') {
       if (typeof v !== 'boolean') throw invalid(`--config ${path}: logPretty must be true or false`);
       logPretty = v;
@@ -196,7 +211,7 @@ function readConfigFile(path: string): { values: Partial<Record<StringFlag, stri
     else if (typeof v === 'number' && Number.isFinite(v)) values[flag] = String(v);
     else throw invalid(`--config ${path}: ${key} must be a string or a number`);
   }
-  return { values, logPretty };
+  return { values, logPretty, booleans };
 }
 
 /** Parses `serve` arguments (after the word "serve"). Throws INVALID_ARGUMENT with a one-line message. */
@@ -209,6 +224,7 @@ export function parseServeArgs(args: readonly string[]): ServeConfig {
         ...Object.fromEntries(STRING_FLAGS.map((f) => [f, { type: 'string' as const }])),
         'log-pretty': { type: 'boolean' },
         'force-new-cluster': { type: 'boolean' },
+        ...Object.fromEntries(TLS_BOOLEAN_FLAGS.map((f) => [f, { type: 'boolean' as const }])),
       },
       allowPositionals: false,
       strict: true,
@@ -216,8 +232,8 @@ export function parseServeArgs(args: readonly string[]): ServeConfig {
   } catch (err) {
     throw invalid(`serve: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`);
   }
-  const flags = parsed.values as Partial<Record<StringFlag, string>> & { 'log-pretty'?: boolean; 'force-new-cluster'?: boolean };
-  const file = flags.config !== undefined ? readConfigFile(flags.config) : { values: {}, logPretty: undefined };
+  const flags = parsed.values as Partial<Record<StringFlag, string>> & { 'log-pretty'?: boolean; 'force-new-cluster'?: boolean } & Partial<Record<TlsBooleanFlag, boolean>>;
+  const file = flags.config !== undefined ? readConfigFile(flags.config) : { values: {}, logPretty: undefined, booleans: {} };
   const get = (f: StringFlag): string | undefined => flags[f] ?? file.values[f];
   const need = (f: StringFlag): string => {
     const v = get(f);
@@ -233,7 +249,7 @@ export function parseServeArgs(args: readonly string[]): ServeConfig {
   const clientListen = parseAddress('listen-client', need('listen-client'));
   const advertisePeer = parseAddress('advertise-peer', get('advertise-peer') ?? peerListen);
   const advertiseClient = parseAddress('advertise-client', get('advertise-client') ?? clientListen);
-  const initialMembers = parseInitialCluster(need('initial-cluster'));
+  const initialMembers = parseInitialCluster(need('initial-cluster').replace(/https?:\/\//g, ''));
   if (!initialMembers.some((m) => m.id === id)) throw invalid(`--initial-cluster: does not list this member (--id ${id})`);
   const state = get('initial-cluster-state') ?? 'new';
   if (state !== 'new' && state !== 'existing') throw invalid(`--initial-cluster-state: ${JSON.stringify(state)} is not new or existing`);
@@ -269,6 +285,11 @@ export function parseServeArgs(args: readonly string[]): ServeConfig {
   if (!/^-?\d+$/.test(quotaText) || !Number.isSafeInteger(Number(quotaText))) throw invalid(`--quota-backend-bytes: ${JSON.stringify(quotaText)} is not a whole number of bytes`);
   const forceNewCluster = flags['force-new-cluster'] === true;
   if (forceNewCluster && state !== 'new') throw invalid('--force-new-cluster: starts from this member\'s own data; not with --initial-cluster-state existing');
+  const urls = initialClusterUrls(get('initial-cluster'));
+  const tls = parseServeTls(get, (f) => flags[f] ?? file.booleans[f] ?? false, {
+    peer: [['listen-peer', get('listen-peer')], ['advertise-peer', get('advertise-peer')], ...urls.peer.map((u): [string, string] => ['initial-cluster', u])],
+    client: [['listen-client', get('listen-client')], ['advertise-client', get('advertise-client')], ...urls.client.map((u): [string, string] => ['initial-cluster', u])],
+  });
 
   const config: NodeConfig = {
     id,
@@ -303,5 +324,5 @@ export function parseServeArgs(args: readonly string[]): ServeConfig {
     ...(get('quota-backend-bytes') !== undefined ? { quotaBackendBytes: Number(quotaText) } : {}),
     ...(forceNewCluster ? { forceNewCluster } : {}),
   };
-  return { config, dialOverrides };
+  return { config, dialOverrides, tls };
 }

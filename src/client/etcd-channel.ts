@@ -3,8 +3,8 @@
 // Watch/Lease/KV services share one connection per member), etcd's `hasleader: true` metadata on every call (as
 // etcdctl sends it: a member without a leader refuses at once instead of serving stale watches), retries with
 // backoff and jitter across endpoints, and etcd's errors as RaftKvErrors (src/protocol/etcd-errors.ts).
-import { Client, credentials, Metadata } from '@grpc/grpc-js';
-import type { ClientDuplexStream } from '@grpc/grpc-js';
+import { Client, Metadata } from '@grpc/grpc-js';
+import type { ChannelCredentials, ClientDuplexStream } from '@grpc/grpc-js';
 import type { Clock } from '../shared/clock.js';
 import { MAX_TIMER_DELAY_MS, systemClock } from '../shared/clock.js';
 import { RaftKvError } from '../shared/errors.js';
@@ -12,12 +12,16 @@ import { ETCD_NO_LEADER, ETCD_NOT_LEADER, fromEtcdError } from '../protocol/etcd
 import { etcdBidiStream, etcdUnary } from '../protocol/etcd-proto.js';
 import type { EtcdMethodName, EtcdRequest, EtcdResponse, EtcdServiceName, EtcdUnaryMethod, MessageInit } from '../protocol/etcd-proto.js';
 import type { KvClient } from './kv-client.js';
+import { resolveDial } from './dial-options.js';
+import type { DialTlsConfig } from './dial-options.js';
 
 export interface EtcdChannelOptions {
   /** host:port of members' client ports; with `kv`, its endpoints (and channels) are used instead. */
   readonly endpoints?: readonly string[];
   /** Share this KvClient's endpoints and gRPC channels (closing the EtcdChannel then leaves them open). */
   readonly kv?: KvClient;
+  /** TLS for the channels it makes itself (etcdctl's --cacert, --cert, --key); a shared KvClient brings its own. */
+  readonly tls?: DialTlsConfig;
   readonly timeoutMs?: number; // a unary call across retries; default 5000
   readonly attemptTimeoutMs?: number; // one attempt (a stopped member must not eat the whole call); default 2000
   readonly backoffMinMs?: number; // first backoff after a failure; default 50
@@ -59,18 +63,21 @@ export class EtcdChannel {
   private readonly backoffMaxMs: number;
   private readonly kv: KvClient | undefined;
   private readonly ownEndpoints: readonly string[];
+  private readonly credentials: ChannelCredentials | undefined; // how own channels dial (resolveDial); unused with kv
   private readonly clients = new Map<string, Client>(); // own channels, by endpoint (none when sharing a KvClient's)
   private position = 0; // the endpoint calls and streams go to first
   private closed = false;
 
   constructor(opts: EtcdChannelOptions) {
     this.kv = opts.kv;
-    const endpoints = [...new Set((opts.endpoints ?? []).map((e) => e.trim()).filter((e) => e !== ''))];
-    if (this.kv === undefined && endpoints.length === 0) throw new RaftKvError('INVALID_ARGUMENT', 'EtcdChannel: at least one endpoint (or a KvClient) is needed');
-    for (const e of endpoints) {
-      if (!/^[^\s:]+:\d{1,5}$/.test(e)) throw new RaftKvError('INVALID_ARGUMENT', `EtcdChannel: endpoint ${JSON.stringify(e)} is not host:port`);
+    if (this.kv === undefined) {
+      const dial = resolveDial({ endpoints: opts.endpoints ?? [], ...(opts.tls !== undefined ? { tls: opts.tls } : {}) }, 'EtcdChannel');
+      this.ownEndpoints = dial.endpoints;
+      this.credentials = dial.credentials;
+    } else {
+      this.ownEndpoints = [];
+      this.credentials = undefined;
     }
-    this.ownEndpoints = endpoints;
     this.clock = opts.clock ?? systemClock;
     this.timeoutMs = checkMs('EtcdChannel: timeoutMs', opts.timeoutMs ?? 5000, 1);
     this.attemptTimeoutMs = checkMs('EtcdChannel: attemptTimeoutMs', opts.attemptTimeoutMs ?? Math.min(this.timeoutMs, 2000), 1);
@@ -130,7 +137,8 @@ export class EtcdChannel {
     if (this.kv !== undefined) return this.kv.channelTo(endpoint);
     let c = this.clients.get(endpoint);
     if (c === undefined) {
-      c = new Client(endpoint, credentials.createInsecure(), {
+      if (this.credentials === undefined) throw new Error('assertion: an EtcdChannel without a KvClient has credentials');
+      c = new Client(endpoint, this.credentials, {
         'grpc.max_receive_message_length': -1,
         'grpc.max_send_message_length': -1,
         'grpc.initial_reconnect_backoff_ms': 100,

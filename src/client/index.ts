@@ -34,3 +34,5 @@ export { Lease, grantLease, keepAliveOnce, leaseIdHex, leaseTimeToLive, listLeas
 export type { LeaseLost, LeaseLostReason, LeaseTimeToLive } from './lease.js';
 export { DEFAULT_SESSION_TTL_SECONDS, Election, Mutex, Session, electionLeader, observeElection } from './concurrency.js';
 export type { ElectionLeader } from './concurrency.js';
+export { clientCredentials, resolveDial } from './dial-options.js';
+export type { DialOptions, DialTlsConfig, ResolvedDial } from './dial-options.js';

@@ -15,8 +15,8 @@
 // fields would turn -1 into 2^64-1 and 1.5 into 1, and a timer cannot wait longer than MAX_TIMER_DELAY_MS.
 import { createHash, randomUUID } from 'node:crypto';
 import { open, rename, unlink } from 'node:fs/promises';
-import { Client, credentials, Metadata } from '@grpc/grpc-js';
-import type { CallOptions, ClientReadableStream, MethodDefinition, ServiceError } from '@grpc/grpc-js';
+import { Client, Metadata } from '@grpc/grpc-js';
+import type { CallOptions, ChannelCredentials, ClientReadableStream, MethodDefinition, ServiceError } from '@grpc/grpc-js';
 import type { Member } from '../shared/member.js';
 import type { NodeStatus, ResponseHeader } from '../shared/responses.js';
 import { MAX_TIMER_DELAY_MS } from '../shared/clock.js';
@@ -43,11 +43,15 @@ import type {
 import { fromGrpcError } from '../protocol/wire-errors.js';
 import { KvStreamChannel, STREAM_MAX_CALL_BYTES } from './kv-stream.js';
 import type { StreamKind, StreamKinds } from './kv-stream.js';
+import { resolveDial } from './dial-options.js';
+import type { DialTlsConfig } from './dial-options.js';
 
 export type Bytes = string | Uint8Array;
 
 export interface KvClientOptions {
-  readonly endpoints: readonly string[]; // host:port of members' client services
+  readonly endpoints: readonly string[]; // host:port of members' client services (or https://host:port: TLS)
+  /** TLS (etcdctl's --cacert, --cert, --key, --insecure-skip-tls-verify); plaintext without. dial-options.ts. */
+  readonly tls?: DialTlsConfig;
   readonly timeoutMs?: number; // per call, across retries; default 5000
   readonly attemptTimeoutMs?: number; // per attempt (a stopped member must not eat the whole call); default 2000
   readonly maxRedirects?: number; // NOT_LEADER hops followed per round; default 3
@@ -298,6 +302,7 @@ type Route = 'leader' | 'any';
 export class KvClient {
   private readonly endpoints: string[]; // known client addresses; redirects add to it
   private readonly clients = new Map<string, Client>(); // one channel per endpoint, created lazily
+  private readonly credentials: ChannelCredentials; // how every endpoint is dialled (resolveDial)
   private readonly streams = new Map<string, KvStreamChannel>(); // KV Stream per endpoint, created lazily
   private readonly transport: 'stream' | 'unary';
   private readonly timeoutMs: number;
@@ -313,12 +318,9 @@ export class KvClient {
   private closed = false;
 
   constructor(opts: KvClientOptions) {
-    const endpoints = [...new Set(opts.endpoints.map((e) => e.trim()).filter((e) => e !== ''))];
-    if (endpoints.length === 0) throw new RaftKvError('INVALID_ARGUMENT', 'KvClient: at least one endpoint is needed');
-    for (const e of endpoints) {
-      if (!/^[^\s:]+:\d{1,5}$/.test(e)) throw new RaftKvError('INVALID_ARGUMENT', `KvClient: endpoint ${JSON.stringify(e)} is not host:port`);
-    }
-    this.endpoints = endpoints;
+    const dial = resolveDial(opts);
+    this.endpoints = dial.endpoints;
+    this.credentials = dial.credentials;
     this.timeoutMs = checkDelayMs('KvClient: timeoutMs', opts.timeoutMs ?? 5000, 'positive');
     this.attemptTimeoutMs = checkDelayMs('KvClient: attemptTimeoutMs', opts.attemptTimeoutMs ?? Math.min(this.timeoutMs, 2000), 'positive');
     this.maxRedirects = checkNonNegativeInteger('KvClient: maxRedirects', opts.maxRedirects ?? 3);
@@ -509,7 +511,7 @@ export class KvClient {
     if (this.closed) throw new RaftKvError('FAILED_PRECONDITION', 'KvClient is closed');
     let c = this.clients.get(endpoint);
     if (c === undefined) {
-      c = new Client(endpoint, credentials.createInsecure(), {
+      c = new Client(endpoint, this.credentials, {
         'grpc.max_receive_message_length': -1,
         'grpc.max_send_message_length': -1,
         'grpc.initial_reconnect_backoff_ms': 100,

@@ -14,6 +14,7 @@ import * as grpc from '@grpc/grpc-js';
 import protobuf from 'protobufjs';
 import { ETCD_SERVICE_NAMES, type EtcdMessages, type EtcdServices } from './etcd-types.js';
 import { findProtoFile } from './proto-dir.js';
+import { strictRequestDeserialize } from './strict-wire.js';
 
 export * from './etcd-types.js';
 
@@ -233,14 +234,15 @@ function resolved(type: protobuf.Type | null, what: string): protobuf.Type {
 function serviceDefinition(service: protobuf.Service): grpc.ServiceDefinition {
   const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
   for (const method of service.methodsArray) {
-    const request = cachedCodec(resolved(method.resolvedRequestType, `${service.fullName}.${method.name}`));
+    const requestType = resolved(method.resolvedRequestType, `${service.fullName}.${method.name}`);
+    const request = cachedCodec(requestType);
     const response = cachedCodec(resolved(method.resolvedResponseType, `${service.fullName}.${method.name}`));
     definition[method.name] = {
       path: `/${service.fullName.slice(1)}/${method.name}`,
       requestStream: method.requestStream === true,
       responseStream: method.responseStream === true,
       requestSerialize: request.encode,
-      requestDeserialize: request.decode,
+      requestDeserialize: strictRequestDeserialize(requestType, request.decode), // servers refuse bad bytes: INVALID_ARGUMENT
       responseSerialize: response.encode,
       responseDeserialize: response.decode,
       originalName: method.name.charAt(0).toLowerCase() + method.name.slice(1),

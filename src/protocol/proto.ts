@@ -3,7 +3,9 @@
 // Services, clients and the peer transport all take their method definitions and wire types from here.
 import type { MethodDefinition, ServiceDefinition } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
+import protobuf from 'protobufjs';
 import { findProtoFile } from './proto-dir.js';
+import { strictRequestDeserialize } from './strict-wire.js';
 
 export const PROTO_FILE = findProtoFile('raftkv.proto');
 
@@ -17,10 +19,22 @@ const packageDefinition = loadSync(PROTO_FILE, {
   oneofs: true,
 });
 
+// The same file as protobufjs reflection, for the strict wire check of every request (strict-wire.ts).
+const reflection = new protobuf.Root().loadSync(PROTO_FILE, { keepCase: false });
+reflection.resolveAll();
+
+/** A service whose requests decode only from well-formed bytes (servers refuse others: INVALID_ARGUMENT). */
 function service(name: string): ServiceDefinition {
   const def = packageDefinition[`raftkv.v1.${name}`];
   if (def === undefined || 'format' in def) throw new Error(`service raftkv.v1.${name} missing from ${PROTO_FILE}`);
-  return def;
+  const methods = reflection.lookupService(`raftkv.v1.${name}`);
+  return Object.fromEntries(
+    Object.entries(def).map(([methodName, m]) => {
+      const requestType = methods.methods[methodName]?.resolvedRequestType;
+      if (requestType === undefined || requestType === null) throw new Error(`raftkv.v1.${name}.${methodName}: request type not resolved`);
+      return [methodName, { ...m, requestDeserialize: strictRequestDeserialize(requestType, m.requestDeserialize) }];
+    }),
+  );
 }
 
 export const KV_SERVICE = service('KV');

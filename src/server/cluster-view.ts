@@ -14,7 +14,7 @@
 // while someone watches; one gather every CLUSTER_CACHE_MS at most, shared by every open page). Bounded to
 // MAX_EVENTS.
 import { Client, Metadata, credentials } from '@grpc/grpc-js';
-import type { ServiceError } from '@grpc/grpc-js';
+import type { ChannelCredentials, ServiceError } from '@grpc/grpc-js';
 import type { KvNode, NodeStatus } from '../node/api.js';
 import type { NodeId, Term } from '../raft/types.js';
 import { NONE } from '../raft/types.js';
@@ -82,6 +82,7 @@ export interface ClusterViewOptions {
   readonly requests: RequestRecorder;
   readonly metricsUrl: () => string; // this member's own
   readonly now?: () => number; // wall clock for the timeline; default Date.now
+  readonly credentials?: ChannelCredentials; // how other members' client ports are dialled; default plaintext
 }
 
 function errorText(err: unknown): string {
@@ -216,7 +217,7 @@ export class ClusterView {
   private clientFor(address: string): Client {
     let c = this.clients.get(address);
     if (c === undefined) {
-      c = new Client(address, credentials.createInsecure(), {
+      c = new Client(address, this.opts.credentials ?? credentials.createInsecure(), {
         'grpc.initial_reconnect_backoff_ms': 100,
         'grpc.max_reconnect_backoff_ms': 1000,
         'grpc.enable_retries': 0,

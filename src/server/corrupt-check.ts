@@ -24,7 +24,7 @@
 // Timers and the deadlines handed to the node go through the injected Clock (the node's). The gRPC call to a
 // peer also carries a wall-clock deadline so that the peer's own wait is bounded.
 import { Client, credentials, Metadata } from '@grpc/grpc-js';
-import type { ClientUnaryCall, ServiceError } from '@grpc/grpc-js';
+import type { ChannelCredentials, ClientUnaryCall, ServiceError } from '@grpc/grpc-js';
 import type { pino } from 'pino';
 import type { DigestValue } from '../kv/key-space-digest.js';
 import { digestsEqual, formatDigest } from '../kv/key-space-digest.js';
@@ -116,6 +116,9 @@ export interface PeerDigests {
 
 /** PeerDigests over HashKV on the generated admin client (src/protocol/proto.ts): one channel per peer address. */
 export class GrpcPeerDigests implements PeerDigests {
+  /** `channelCredentials`: how other members' client ports are dialled (client TLS); default plaintext. */
+  constructor(private readonly channelCredentials: ChannelCredentials = credentials.createInsecure()) {}
+
   private readonly clients = new Map<string, Client>(); // one channel per peer client address, created lazily
 
   ask(address: string, index: Index, timeoutMs: number): PeerDigestCall {
@@ -147,7 +150,7 @@ export class GrpcPeerDigests implements PeerDigests {
   private clientFor(address: string): Client {
     let c = this.clients.get(address);
     if (c === undefined) {
-      c = new Client(address, credentials.createInsecure(), {
+      c = new Client(address, this.channelCredentials, {
         'grpc.initial_reconnect_backoff_ms': 100,
         'grpc.max_reconnect_backoff_ms': 1000,
         'grpc.enable_retries': 0,

@@ -2,7 +2,7 @@
 // (prom-metrics.ts), the gRPC interceptor (grpc-metrics.ts), the request recorder (request-recorder.ts), the
 // dashboard's cluster view (cluster-view.ts) and the HTTP server (metrics-server.ts). Without the flag there is
 // none of it: the node gets no observer (NO_NODE_METRICS) and the gRPC servers no interceptor.
-import type { ServerInterceptor } from '@grpc/grpc-js';
+import type { ChannelCredentials, ServerInterceptor } from '@grpc/grpc-js';
 import type { pino } from 'pino';
 import type { KvNode, NodeStatus } from '../node/api.js';
 import type { NodeMetrics } from '../node/node-metrics.js';
@@ -26,6 +26,7 @@ export class Observability {
     private readonly node: KvNode, // the late-bound node: status() throws until the node is up
     private readonly logger: pino.Logger,
     private readonly advertiseHost: string, // the host other members reach this one on (its advertised client host)
+    peerCredentials?: ChannelCredentials, // how the cluster view dials other members' client ports (TLS when they have it)
   ) {
     const status = (): NodeStatus | undefined => {
       try {
@@ -36,7 +37,7 @@ export class Observability {
     };
     this.metrics = new PromMetrics({ status });
     this.interceptors = [new GrpcMetrics(this.metrics.registry).interceptor];
-    this.cluster = new ClusterView({ node, requests: this.requests, metricsUrl: () => this.url });
+    this.cluster = new ClusterView({ node, requests: this.requests, metricsUrl: () => this.url, ...(peerCredentials !== undefined ? { credentials: peerCredentials } : {}) });
     this.metrics.onLeaderChangeListener((leader, term) => this.cluster.onLeaderChange(leader, term));
   }
 

@@ -8,7 +8,7 @@
 // Stop (SIGTERM / SIGINT when `handleSignals`): the corrupt check stops, the node stops gracefully (a leader hands
 // off leadership first), then the transport, then the servers; the process exits 0.
 import { join } from 'node:path';
-import { Server, ServerCredentials } from '@grpc/grpc-js';
+import type { Server } from '@grpc/grpc-js';
 import type { ServerOptions } from '@grpc/grpc-js';
 import type { pino } from 'pino';
 import type { KvNode, Member, NodeStatus } from '../node/api.js';
@@ -26,7 +26,7 @@ import type { NodeId } from '../raft/types.js';
 import { GrpcTransport, PEER_MAX_MESSAGE_BYTES } from '../transport/grpc-transport.js';
 import type { Transport } from '../transport/transport.js';
 import { createAdminService } from './admin-service.js';
-import { CorruptCheck } from './corrupt-check.js';
+import { CorruptCheck, GrpcPeerDigests } from './corrupt-check.js';
 import type { PeerDigests } from './corrupt-check.js';
 import { createKvService } from './kv-service.js';
 import { createEtcdKvService } from './etcd-kv-service.js';
@@ -42,6 +42,10 @@ import { addPeerService } from './peer-service.js';
 import { Observability } from './observability.js';
 import type { RequestRecorder } from './request-recorder.js';
 import type { NodeMetrics } from '../node/node-metrics.js';
+import { createGrpcServer } from './grpc-server.js';
+import type { MemberTlsConfig } from '../shared/tls-files.js';
+import { clientPortDialCredentials, listenOn, peerDialCredentials, sharedPortTls } from './member-tls.js';
+import type { BoundPort } from './member-tls.js';
 
 /** Exit status of a member the cluster refused as a stale incarnation of itself (EX_CONFIG). */
 export const EXIT_STALE_MEMBER = 78;
@@ -63,6 +67,8 @@ export interface RunServerOptions {
   readonly corruptCheckClock?: Clock;
   /** How the peer corrupt check reaches other members. Default: HashKV over gRPC. Tests inject their own. */
   readonly corruptCheckPeers?: PeerDigests;
+  /** TLS on the client and/or peer port (etcd's --cert-file ... and --peer-* flags); plaintext without. */
+  readonly tls?: MemberTlsConfig;
 }
 
 export interface RunningServer {
@@ -177,15 +183,6 @@ class LateNode implements KvNode {
   }
 }
 
-function bind(server: Server, address: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    server.bindAsync(address, ServerCredentials.createInsecure(), (err, port) => {
-      if (err) reject(new RaftKvError('UNAVAILABLE', `cannot listen on ${address}: ${err.message}`));
-      else resolve(address.replace(/:\d+$/, `:${port}`));
-    });
-  });
-}
-
 function shutdown(server: Server, graceMs: number): Promise<void> {
   return new Promise((resolve) => {
     const timer = setTimeout(() => {
@@ -202,7 +199,11 @@ function shutdown(server: Server, graceMs: number): Promise<void> {
 export async function runServer(config: NodeConfig, opts: RunServerOptions = {}): Promise<RunningServer> {
   const logger = opts.logger ?? createLogger(config);
   const startNode: StartNode = opts.startNode ?? realStartNode;
+  const shared = config.peerListen === config.clientListen;
+  // Made first: a missing certificate or a key that does not match it is refused before anything listens.
+  const peerCredentials = peerDialCredentials(opts.tls, shared);
   const transport = new GrpcTransport({
+    credentials: peerCredentials,
     id: config.id,
     clusterId: config.clusterId,
     logger: logger.child({ module: 'transport' }),
@@ -213,7 +214,7 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
 
   const late = new LateNode(config.id);
   // --listen-metrics: metrics, probes and the dashboard (observability.ts); its server binds after the gRPC ports.
-  const observability = config.listenMetrics === undefined ? undefined : new Observability(config.listenMetrics, late, logger.child({ module: 'metrics' }), config.advertiseClient.replace(/:\d+$/, ''));
+  const observability = config.listenMetrics === undefined ? undefined : new Observability(config.listenMetrics, late, logger.child({ module: 'metrics' }), config.advertiseClient.replace(/:\d+$/, ''), clientPortDialCredentials(opts.tls));
   if (observability !== undefined) late.requests = observability.requests;
   // Made before anything is bound, so a bad interval is refused first; started once the node is up.
   const corruptCheck = new CorruptCheck({
@@ -221,7 +222,7 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
     clock: opts.corruptCheckClock ?? systemClock,
     logger: logger.child({ module: 'corrupt-check' }),
     intervalMs: config.corruptCheckIntervalMs ?? DEFAULT_CORRUPT_CHECK_INTERVAL_MS,
-    ...(opts.corruptCheckPeers !== undefined ? { peers: opts.corruptCheckPeers } : {}),
+    peers: opts.corruptCheckPeers ?? new GrpcPeerDigests(clientPortDialCredentials(opts.tls)),
   });
   const serviceOpts = {
     node: late,
@@ -231,7 +232,6 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
     logger: logger.child({ module: 'server' }),
     metricsUrl: () => observability?.url ?? '',
   };
-  const shared = config.peerListen === config.clientListen;
   // The client server's gRPC limit leaves headroom so a request just over --max-request-bytes gets the
   // handler's INVALID_ARGUMENT with a message (far over: gRPC's RESOURCE_EXHAUSTED, which our client maps too).
   const clientServerOptions: ServerOptions = {
@@ -247,9 +247,10 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
     clusterId: config.clusterId,
     logger: logger.child({ module: 'forward' }),
     dialOverrides: opts.dialOverrides ?? new Map(),
+    credentials: peerCredentials,
   });
   const etcdKvOpts = { ...serviceOpts, node: late.forwarding(forwarder) };
-  const clientServer = new Server(clientServerOptions);
+  const clientServer = createGrpcServer(clientServerOptions);
   clientServer.addService(KV_SERVICE, createKvService(serviceOpts));
   clientServer.addService(ADMIN_SERVICE, createAdminService(serviceOpts));
   clientServer.addService(ETCD_SERVICES.KV, createEtcdKvService(etcdKvOpts));
@@ -265,21 +266,24 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
   const etcdAdmin = createEtcdMaintenanceServices(etcdKvOpts); // alarm requests go through the log: forwarded
   clientServer.addService(ETCD_SERVICES.Cluster, etcdAdmin.cluster);
   clientServer.addService(ETCD_SERVICES.Maintenance, etcdAdmin.maintenance);
-  const peerServer = shared ? clientServer : new Server({ 'grpc.max_receive_message_length': PEER_MAX_MESSAGE_BYTES, 'grpc.max_send_message_length': -1 });
+  const peerServer = shared ? clientServer : createGrpcServer({ 'grpc.max_receive_message_length': PEER_MAX_MESSAGE_BYTES, 'grpc.max_send_message_length': -1 });
   addPeerService(peerServer, transport, forwarder.handlers());
 
   const servers = shared ? [clientServer] : [clientServer, peerServer];
-  let clientAddress: string;
-  let peerAddress: string;
+  const ports: BoundPort[] = [];
+  const tlsLogger = logger.child({ module: 'tls' });
   try {
-    clientAddress = await bind(clientServer, config.clientListen);
-    peerAddress = shared ? clientAddress : await bind(peerServer, config.peerListen);
+    ports.push(await listenOn(clientServer, config.clientListen, shared ? sharedPortTls(opts.tls) : opts.tls?.client, 'client', tlsLogger));
+    if (!shared) ports.push(await listenOn(peerServer, config.peerListen, opts.tls?.peer, 'peer', tlsLogger));
     await observability?.start();
   } catch (err) {
     for (const s of servers) s.forceShutdown();
+    await Promise.all(ports.map((p) => p.close()));
     etcdWatch.close();
     throw err;
   }
+  const clientAddress = ports[0]?.address ?? config.clientListen;
+  const peerAddress = ports[1]?.address ?? clientAddress;
 
   let node: KvNode;
   try {
@@ -298,6 +302,7 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
     for (const s of servers) s.forceShutdown();
     etcdWatch.close();
     await observability?.stop();
+    await Promise.all(ports.map((p) => p.close()));
     await transport.stop();
     throw err;
   }
@@ -339,6 +344,7 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
       forwarder.close();
       await Promise.all(servers.map((s) => shutdown(s, 1000)));
       await observability?.stop();
+      await Promise.all(ports.map((p) => p.close()));
       logger.info('stopped');
     })();
     return stopping;

@@ -11,7 +11,7 @@
 // never forwarded again, so a write travels one hop at most. A failure on the way comes back with its own code:
 // NOT_LEADER (leadership moved; the client retries), UNAVAILABLE or DEADLINE_EXCEEDED (outcome unknown).
 import { Client, credentials, Metadata } from '@grpc/grpc-js';
-import type { sendUnaryData, ServerUnaryCall } from '@grpc/grpc-js';
+import type { ChannelCredentials, sendUnaryData, ServerUnaryCall } from '@grpc/grpc-js';
 import type pino from 'pino';
 import type { KvNode, LeaseTimeToLive, WriteOptions, WriteReply } from '../node/api.js';
 import type { NodeId } from '../raft/types.js';
@@ -33,6 +33,8 @@ export interface WriteForwarderOptions {
   readonly logger: pino.Logger;
   /** Test hook (`--dial-override`): dial this address instead of a member's advertised peer address. */
   readonly dialOverrides?: ReadonlyMap<NodeId, string>;
+  /** How the leader's peer port is dialled (peer TLS); default plaintext. */
+  readonly credentials?: ChannelCredentials;
 }
 
 export class WriteForwarder {
@@ -120,7 +122,7 @@ export class WriteForwarder {
     const address = this.opts.dialOverrides?.get(id) ?? peerAddress;
     let client = this.clients.get(address);
     if (client === undefined) {
-      client = new Client(address, credentials.createInsecure());
+      client = new Client(address, this.opts.credentials ?? credentials.createInsecure());
       this.clients.set(address, client);
     }
     return client;

@@ -7,9 +7,12 @@
 // receiver refused us) the queue is dropped, `onPeerUnreachable(peer)` fires, and the stream is reopened after
 // an exponential backoff with jitter, once there is something to send.
 //
-// Receiving (`peerServiceImplementation()`, registered on a gRPC server by src/server): a batch whose cluster id
-// differs, whose sender is not a known peer, or which is not addressed to this member is refused: the stream is
-// closed with FAILED_PRECONDITION (logged once per sender and reason). Undecodable payloads: INVALID_ARGUMENT.
+// Receiving (`peerServiceImplementation()`, registered on a gRPC server by src/server): before anything of a
+// stream is stepped, a batch whose cluster id differs, whose sender is not a known peer, which is not addressed to
+// this member, or whose sender gives no incarnation or another than the one recorded for it (incarnations.ts) is
+// refused: the stream is closed with FAILED_PRECONDITION. Undecodable payloads, and messages the sender may not
+// send over that RPC (peer-message-policy.ts): INVALID_ARGUMENT. Every refusal is logged, rate-limited
+// (refusal-log.ts).
 //
 // Snapshots: `Peer.SendSnapshot`, client-streaming: a metadata chunk (cluster id, ids, the encoded SnapshotMessage,
 // the file size), data chunks, then a last chunk with the SHA-256 of all data. The receiver writes
@@ -21,6 +24,7 @@ import { mkdir, open, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Client, credentials, Metadata, status as GrpcStatus } from '@grpc/grpc-js';
 import type {
+  ChannelCredentials,
   ChannelOptions,
   ClientWritableStream,
   sendUnaryData,
@@ -35,6 +39,8 @@ import type { Message, NodeId, SnapshotMessage } from '../raft/types.js';
 import { PEER_METHODS } from '../protocol/proto.js';
 import type { WireEmpty, WirePeerBatch, WireSnapshotAck, WireSnapshotChunk } from '../protocol/proto.js';
 import { CodecError, decodeMessages, encodeMessages } from './grpc-codec.js';
+import { messageProblem } from './peer-message-policy.js';
+import { RefusalLog } from './refusal-log.js';
 import type { Transport, TransportHandlers } from './transport.js';
 
 export interface GrpcTransportOptions {
@@ -45,6 +51,8 @@ export interface GrpcTransportOptions {
   readonly snapshotInboxDir: string;
   /** Test hook (`--dial-override`): dial this address instead of the peer's advertised one. */
   readonly dialOverrides?: ReadonlyMap<NodeId, string>;
+  /** How peers are dialled: peer TLS (src/server/member-tls.ts) or, by default, plaintext. */
+  readonly credentials?: ChannelCredentials;
   readonly maxQueuedMessages?: number; // per peer; default 4096
   readonly maxBatchBytes?: number; // payload bytes per PeerBatch write (at least one message); default 4 MiB
   readonly maxMessageBytes?: number; // gRPC send/receive limit of peer channels; default 64 MiB
@@ -103,10 +111,10 @@ class RefusedError extends Error {
 }
 
 export class GrpcTransport implements Transport {
-  private readonly opts: Required<Omit<GrpcTransportOptions, 'dialOverrides'>> & { dialOverrides: ReadonlyMap<NodeId, string> };
+  private readonly opts: Required<Omit<GrpcTransportOptions, 'dialOverrides' | 'credentials'>> & { dialOverrides: ReadonlyMap<NodeId, string>; credentials: ChannelCredentials };
   private readonly links = new Map<NodeId, PeerLink>(); // one per known peer (never this member)
   private readonly knownPeers = new Map<NodeId, string>(); // advertised peer address of each known peer
-  private readonly loggedRefusals = new Set<string>(); // "log once" keys
+  private readonly refusals: RefusalLog; // refused peer traffic, rate-limited per reason
   private readonly inbound = new Set<(err: { code: GrpcStatus; details: string } | null) => void>(); // open inbound streams' finishers
   private handlers: TransportHandlers | undefined; // set by start(), cleared by stop()
   private stopped = false;
@@ -125,8 +133,10 @@ export class GrpcTransport implements Transport {
       keepaliveTimeoutMs: PEER_KEEPALIVE_TIMEOUT_MS,
       ...options,
       dialOverrides: options.dialOverrides ?? new Map(),
+      credentials: options.credentials ?? credentials.createInsecure(),
     };
     if (this.opts.maxBatchBytes >= this.opts.maxMessageBytes) throw new Error('maxBatchBytes must be below maxMessageBytes');
+    this.refusals = new RefusalLog(this.opts.logger);
   }
 
   async start(handlers: TransportHandlers): Promise<void> {
@@ -147,7 +157,7 @@ export class GrpcTransport implements Transport {
     this.links.set(id, {
       id,
       address,
-      client: new Client(address, credentials.createInsecure(), this.channelOptions()),
+      client: new Client(address, this.opts.credentials, this.channelOptions()),
       call: undefined,
       openedAtMs: 0,
       queue: [],
@@ -283,7 +293,7 @@ export class GrpcTransport implements Transport {
       this.opts.logger.error({ peer: link.id, address: link.address, reason: err.details }, 'a peer refused this member as a stale incarnation');
       this.handlers?.onRefusedAsStale?.(link.id, err.details);
     } else if (err.code === GrpcStatus.FAILED_PRECONDITION || err.code === GrpcStatus.INVALID_ARGUMENT) {
-      this.logOnce(`out:${link.id}:${err.details}`, { peer: link.id, address: link.address, reason: err.details }, 'peer refused our stream');
+      this.logRefusal(`out:${link.id}:${err.details}`, { peer: link.id, address: link.address, reason: err.details }, 'peer refused our stream');
     } else {
       this.opts.logger.debug({ peer: link.id, address: link.address, code: err.code, reason: err.details }, 'peer stream broke');
     }
@@ -308,10 +318,8 @@ export class GrpcTransport implements Transport {
     link.client.close();
   }
 
-  private logOnce(key: string, obj: object, msg: string): void {
-    if (this.loggedRefusals.has(key)) return;
-    this.loggedRefusals.add(key);
-    this.opts.logger.warn(obj, msg);
+  private logRefusal(key: string, obj: object, msg: string): void {
+    this.refusals.warn(key, obj, msg);
   }
 
   // ---------------------------------------------------------------- snapshots (sender)
@@ -321,7 +329,7 @@ export class GrpcTransport implements Transport {
     if (link === undefined || this.stopped) throw new Error(`sendSnapshot: unknown peer ${message.to}`);
     const { size } = await stat(filePath);
     // Its own connection (a local subchannel pool), so a large transfer does not hold up the message stream.
-    const client = new Client(link.address, credentials.createInsecure(), {
+    const client = new Client(link.address, this.opts.credentials, {
       ...this.channelOptions(),
       'grpc.use_local_subchannel_pool': 1,
     });
@@ -393,26 +401,37 @@ export class GrpcTransport implements Transport {
       SendSnapshot: (call: ServerReadableStream<WireSnapshotChunk, WireSnapshotAck>, callback: sendUnaryData<WireSnapshotAck>) => {
         this.receiveSnapshot(call).then(
           (ack) => callback(null, ack),
-          (err: unknown) => callback(this.refusalStatus(err, 'snapshot')),
+          (err: unknown) => callback(this.refusalStatus(err, 'snapshot', call.getPeer())),
         );
       },
     };
   }
 
-  private refusalStatus(err: unknown, what: string): { code: GrpcStatus; details: string } {
+  /** `remote`: the address the refused call came from (an outsider is known by nothing else). */
+  private refusalStatus(err: unknown, what: string, remote: string): { code: GrpcStatus; details: string } {
     if (err instanceof RefusedError) {
-      if (err.code === GrpcStatus.UNAVAILABLE) this.opts.logger.debug({ reason: err.message }, `refused peer ${what}`);
-      else this.logOnce(err.logKey, { reason: err.message }, `refused peer ${what}`);
+      if (err.code === GrpcStatus.UNAVAILABLE) this.opts.logger.debug({ reason: err.message, remote }, `refused peer ${what}`);
+      else this.logRefusal(err.logKey, { reason: err.message, remote }, `refused peer ${what}`);
       return { code: err.code, details: err.message };
     }
     if (isRaftKvError(err, 'CLUSTER_MISMATCH')) {
       // A stale incarnation (IncarnationGuard.admit): once per message, which names the peer and both incarnations.
-      this.logOnce(`stale:${err.message}`, { reason: err.message }, `refused peer ${what}`);
+      this.logRefusal(`stale:${err.message}`, { reason: err.message, remote }, `refused peer ${what}`);
       return { code: GrpcStatus.FAILED_PRECONDITION, details: err.message };
     }
     const message = err instanceof Error ? err.message : String(err);
     this.opts.logger.warn({ err }, `peer ${what} failed`);
     return { code: GrpcStatus.UNAVAILABLE, details: message };
+  }
+
+  /**
+   * With incarnations checked (a real member), a sender must say which data directory it runs on: a stream
+   * without one is no member's (every member sends its own), so nothing of it may be stepped.
+   */
+  private checkIncarnationGiven(from: NodeId, incarnation: string | undefined): void {
+    if (this.handlers?.incarnations !== undefined && (incarnation ?? '') === '') {
+      throw new RefusedError(GrpcStatus.FAILED_PRECONDITION, `member ${from} sent no incarnation: not a member's stream`, `noinc:${from}`);
+    }
   }
 
   private checkSender(clusterId: string | undefined, from: number | undefined, to: number | undefined): NodeId {
@@ -461,9 +480,8 @@ export class GrpcTransport implements Transport {
           throw err;
         }
         for (const m of messages) {
-          if (m.from !== from || m.to !== this.opts.id || m.type === 'snap') {
-            throw new RefusedError(GrpcStatus.INVALID_ARGUMENT, `batch from ${from} carries a ${m.type} message ${m.from}->${m.to}`, `mixed:${from}`);
-          }
+          const problem = messageProblem('stream', from, this.opts.id, m);
+          if (problem !== undefined) throw new RefusedError(GrpcStatus.INVALID_ARGUMENT, `batch from ${from}: ${problem}`, `policy:${from}:${m.type}`);
         }
         const guard = this.handlers?.incarnations;
         if (guard !== undefined && batch.known !== undefined && batch.known.length > 0) {
@@ -483,7 +501,7 @@ export class GrpcTransport implements Transport {
         }
         if (messages.length > 0) this.handlers?.onMessages(messages);
       } catch (err) {
-        finish(this.refusalStatus(err, 'stream'));
+        finish(this.refusalStatus(err, 'stream', call.getPeer()));
       }
     };
     call.on('data', (batch: WirePeerBatch) => {
@@ -493,10 +511,11 @@ export class GrpcTransport implements Transport {
         admission = { incarnation, waiting: undefined };
         let admitted: void | Promise<void>;
         try {
-          this.checkSender(batch.clusterId, batch.from, batch.to);
-          admitted = this.handlers?.incarnations?.admit(batch.from, incarnation);
+          const from = this.checkSender(batch.clusterId, batch.from, batch.to);
+          this.checkIncarnationGiven(from, incarnation);
+          admitted = this.handlers?.incarnations?.admit(from, incarnation);
         } catch (err) {
-          finish(this.refusalStatus(err, 'stream'));
+          finish(this.refusalStatus(err, 'stream', call.getPeer()));
           return;
         }
         if (admitted !== undefined) {
@@ -507,7 +526,7 @@ export class GrpcTransport implements Transport {
               if (admission !== undefined) admission.waiting = undefined;
               for (const b of waiting) deliver(b);
             },
-            (err: unknown) => finish(this.refusalStatus(err, 'stream')),
+            (err: unknown) => finish(this.refusalStatus(err, 'stream', call.getPeer())),
           );
           return;
         }
@@ -538,6 +557,7 @@ export class GrpcTransport implements Transport {
         const chunk = raw as WireSnapshotChunk;
         if (message === undefined) {
           const from = this.checkSender(chunk.clusterId, chunk.from, chunk.to);
+          this.checkIncarnationGiven(from, chunk.incarnation);
           await this.handlers?.incarnations?.admit(from, chunk.incarnation ?? '');
           let decoded: Message[];
           try {
@@ -547,8 +567,9 @@ export class GrpcTransport implements Transport {
             throw err;
           }
           const m = decoded[0];
-          if (decoded.length !== 1 || m === undefined || m.type !== 'snap' || m.from !== from || m.to !== this.opts.id) {
-            throw new RefusedError(GrpcStatus.INVALID_ARGUMENT, `snapshot from ${from}: the first chunk must carry one snap message`, `snapfirst:${from}`);
+          const problem = m === undefined ? 'no message' : decoded.length !== 1 ? `${decoded.length} messages` : messageProblem('snapshot', from, this.opts.id, m);
+          if (m === undefined || m.type !== 'snap' || problem !== undefined) {
+            throw new RefusedError(GrpcStatus.INVALID_ARGUMENT, `snapshot from ${from}: the first chunk must carry one snap message (${problem ?? 'not a snap'})`, `snapfirst:${from}`);
           }
           message = m;
           totalBytes = chunk.totalBytes ?? 0;

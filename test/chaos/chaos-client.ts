@@ -9,7 +9,8 @@
 // A write that got an ambiguous answer is retried with the same client id and sequence number (the state
 // machine applies it at most once), so a later success makes the op 'ok'; if none comes, it is indeterminate.
 // KvClientAdapter runs the workers over the project's own client library instead (the default).
-import { Client, credentials, Metadata, type MethodDefinition, type ServiceError } from '@grpc/grpc-js';
+import { Client, Metadata, type ChannelCredentials, type MethodDefinition, type ServiceError } from '@grpc/grpc-js';
+import { clientCredentials, type DialTlsConfig } from '../../src/client/index.js';
 import { fromGrpcError } from '../../src/protocol/wire-errors.js';
 import { RaftKvError, type ErrorCode } from '../../src/shared/errors.js';
 import {
@@ -59,14 +60,19 @@ export function isDefiniteFailure(code: ErrorCode): boolean {
   }
 }
 
-/** One gRPC channel per address, closed together. */
+/** One gRPC channel per address, closed together; `tls`: etcd's client flags (src/client/dial-options.ts). */
 export class Channels {
   private readonly clients = new Map<string, Client>();
+  private readonly credentials: ChannelCredentials;
+
+  constructor(tls?: DialTlsConfig) {
+    this.credentials = clientCredentials(tls);
+  }
 
   get(address: string): Client {
     let c = this.clients.get(address);
     if (c === undefined) {
-      c = new Client(address, credentials.createInsecure(), CHANNEL_OPTIONS);
+      c = new Client(address, this.credentials, CHANNEL_OPTIONS);
       this.clients.set(address, c);
     }
     return c;
@@ -112,6 +118,7 @@ export interface KvClientOptions {
   readonly opTimeoutMs: number; // total time for one op, retries included
   readonly attemptTimeoutMs: number; // gRPC deadline of one attempt
   readonly retryBackoffMs: number; // pause before retrying after UNAVAILABLE
+  readonly tls?: DialTlsConfig; // members with TLS on their client ports
 }
 
 export interface OpReport {
@@ -126,12 +133,13 @@ type Attempt<T> = (client: Client, timeoutMs: number) => Promise<{ value: T; mem
 
 /** A leader-following client for one chaos worker. Ops are sequential per instance. */
 export class ChaosKvClient implements ChaosKv {
-  private readonly channels = new Channels();
+  private readonly channels: Channels;
   private leader: string; // the address we think leads
   private seq = 0; // last sequence number used
   private rotation = 0;
 
   constructor(private readonly opts: KvClientOptions) {
+    this.channels = new Channels(opts.tls);
     const first = opts.endpoints[0];
     if (first === undefined) throw new Error('no endpoints');
     this.leader = first;
@@ -260,7 +268,11 @@ export interface LocalValue {
 
 /** Admin calls against one member (no redirects: the caller picks the member). */
 export class AdminClient {
-  private readonly channels = new Channels();
+  private readonly channels: Channels;
+
+  constructor(tls?: DialTlsConfig) {
+    this.channels = new Channels(tls);
+  }
 
   async status(address: string, timeoutMs: number): Promise<WireStatusResponse> {
     return unary(this.channels.get(address), ADMIN_METHODS.status, {}, timeoutMs);

@@ -4,6 +4,7 @@
 //
 // Run folder layout: n<id>/data (data dirs), n<id>/raftkv.log (node logs), history.jsonl, report.json,
 // report.md, timeline.html, harness.log.
+import { clientTls, makeClusterCertificates } from '../../cluster/tls-certs.js';
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -38,6 +39,8 @@ export interface ChaosOptions {
    * the harness's own gRPC client (classifies each attempt, so definite failures are recorded as failed).
    */
   readonly client?: 'kv' | 'raw';
+  /** TLS with client certificates on every client and peer port (a CA made in the run folder; openssl). */
+  readonly tls?: boolean;
 }
 
 export interface ChaosResult {
@@ -444,7 +447,10 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
   for (let id = 1; id <= opts.nodes; id++) peerAddresses.set(id, peerAddress(plan, id));
   const mesh = new ProxyMesh(peerAddresses);
   await mesh.start();
+  const tlsDir = opts.tls === true ? makeClusterCertificates(join(runDir, 'tls'), Array.from({ length: opts.nodes }, (_, i) => i + 1)).dir : undefined;
+  const tls = tlsDir !== undefined ? clientTls(tlsDir) : undefined;
   const cluster = new ServeProcesses({
+    ...(tlsDir !== undefined ? { tlsDir } : {}),
     nodes: opts.nodes,
     dir: runDir,
     clusterId: `chaos-${opts.seed}`,
@@ -455,7 +461,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     ...(opts.snapshotCount !== undefined ? { snapshotCount: opts.snapshotCount } : {}),
     dialOverride: (id) => mesh.dialOverride(id),
   });
-  const admin = new AdminClient();
+  const admin = new AdminClient(tls);
   const real = new RealCluster(cluster, mesh, admin, log, () => `${(recorder.now() / 1e9).toFixed(3)}s`);
   const kvClients: ChaosKv[] = [];
   const leaders: LeaderObservation[] = [];
@@ -464,7 +470,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
   let finalValues: Map<string, string | null> | undefined;
   let nemesis: Nemesis | undefined;
   try {
-    log(`run folder ${runDir}; seed ${opts.seed}; ${opts.nodes} nodes; nemesis ${opts.nemeses.join(',')}; client ${opts.client ?? 'kv'}; ports ${ports.peer}/${ports.client}`);
+    log(`run folder ${runDir}; seed ${opts.seed}; ${opts.nodes} nodes; nemesis ${opts.nemeses.join(',')}; client ${opts.client ?? 'kv'}; ports ${ports.peer}/${ports.client}${tlsDir !== undefined ? '; TLS' : ''}`);
     for (const id of cluster.ids()) cluster.start(id, { state: 'new', members: cluster.ids() });
     try {
       await real.waitForAll(30_000);
@@ -497,8 +503,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
       const clientId = `chaos-${opts.seed}-${nonce}-${c}`;
       const kv: ChaosKv =
         (opts.client ?? 'kv') === 'kv'
-          ? new KvClientAdapter(new KvClient({ endpoints: rotated, clientId, timeoutMs: OP_TIMEOUT_MS, attemptTimeoutMs: ATTEMPT_TIMEOUT_MS, backoffMinMs: 20, backoffMaxMs: 200 }))
-          : new ChaosKvClient({ endpoints: rotated, clientId, opTimeoutMs: OP_TIMEOUT_MS, attemptTimeoutMs: ATTEMPT_TIMEOUT_MS, retryBackoffMs: 50 });
+          ? new KvClientAdapter(new KvClient({ endpoints: rotated, clientId, timeoutMs: OP_TIMEOUT_MS, attemptTimeoutMs: ATTEMPT_TIMEOUT_MS, backoffMinMs: 20, backoffMaxMs: 200, ...(tls !== undefined ? { tls } : {}) }))
+          : new ChaosKvClient({ endpoints: rotated, clientId, opTimeoutMs: OP_TIMEOUT_MS, attemptTimeoutMs: ATTEMPT_TIMEOUT_MS, retryBackoffMs: 50, ...(tls !== undefined ? { tls } : {}) });
       kvClients.push(kv);
       const readOnly = clients >= 3 && c === clients; // the last worker only reads
       workers.push(worker(c, kv, recorder, keys, new SeededRng(opts.seed * 1000 + c), () => workersStopped, readOnly));
@@ -534,7 +540,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     for (const id of real.members()) if (!cluster.isRunning(id) && !unreplaced.some((u) => u.id === id)) await real.restart(id);
     try {
       await real.waitForLeader(30_000);
-      const reader = new ChaosKvClient({ endpoints, clientId: `chaos-${opts.seed}-${nonce}-final`, opTimeoutMs: 3000, attemptTimeoutMs: 1000, retryBackoffMs: 100 });
+      const reader = new ChaosKvClient({ endpoints, clientId: `chaos-${opts.seed}-${nonce}-final`, opTimeoutMs: 3000, attemptTimeoutMs: 1000, retryBackoffMs: 100, ...(tls !== undefined ? { tls } : {}) });
       kvClients.push(reader);
       const values = new Map<string, string | null>();
       const until = Date.now() + 30_000;

@@ -9,6 +9,7 @@
 // whether a member started on a damaged directory refused properly).
 //
 // The serve flags, the addresses, the n<id>/ layout and the spawn itself are cluster/serve-process.ts's.
+import { memberTlsArgs } from '../../cluster/tls-certs.js';
 import { closeSync, mkdirSync, openSync, readSync, rmSync, statSync } from 'node:fs';
 import type { NodeId } from '../../src/raft/types.js';
 import {
@@ -41,6 +42,7 @@ export interface ProcessesOptions extends PortPlan {
   readonly logLevel: string;
   readonly snapshotCount?: number; // --snapshot-count (default: the server's)
   readonly dialOverride: (id: NodeId) => string; // --dial-override: member id dials its peers through these proxies
+  readonly tlsDir?: string; // certificates of cluster/tls-certs.ts: TLS with client certificates on every port
 }
 
 /** How a serve process ended, with what it wrote to its log since it was started. */
@@ -135,6 +137,7 @@ export class ServeProcesses {
       snapshotCount: o.snapshotCount,
       logLevel: o.logLevel,
       dialOverride: o.dialOverride(id),
+      ...(o.tlsDir !== undefined ? { extraArgs: memberTlsArgs({ dir: o.tlsDir }, id) } : {}),
     });
   }
 

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { KvClient } from '../../src/client/index.js';
 import { LocalCluster } from '../../cluster/local-cluster.js';
 import { waitForLeader } from '../../cluster/wait.js';
+import { makeClusterCertificates } from '../../cluster/tls-certs.js';
 
 export interface TestCluster {
   readonly cluster: LocalCluster;
@@ -18,8 +19,10 @@ export interface TestCluster {
  * Starts `nodes` members with fast ticks (50 ms, election 10 ticks = 500 ms) on ports basePort+1.. (peers)
  * and basePort+101.. (clients), and waits for a leader.
  */
-export async function startTestCluster(opts: { nodes: number; basePort: number; snapshotCount?: number; electionTicks?: number; baseMetricsPort?: number }): Promise<TestCluster> {
+export async function startTestCluster(opts: { nodes: number; basePort: number; snapshotCount?: number; electionTicks?: number; baseMetricsPort?: number; tls?: boolean }): Promise<TestCluster> {
   const dir = mkdtempSync(join(tmpdir(), 'raftkv-it-'));
+  // tls: a local CA (cluster/tls-certs.ts), TLS with client-certificate authentication on every port.
+  const tlsDir = opts.tls === true ? makeClusterCertificates(join(dir, 'tls'), Array.from({ length: opts.nodes }, (_, i) => i + 1)).dir : undefined;
   const cluster = new LocalCluster({
     nodes: opts.nodes,
     dir,
@@ -30,12 +33,14 @@ export async function startTestCluster(opts: { nodes: number; basePort: number; 
     ...(opts.snapshotCount !== undefined ? { snapshotCount: opts.snapshotCount } : {}),
     ...(opts.baseMetricsPort !== undefined ? { baseMetricsPort: opts.baseMetricsPort } : {}),
     logLevel: 'info',
+    ...(tlsDir !== undefined ? { tlsDir } : {}),
   });
+  const tls = cluster.dialTls();
   cluster.up();
-  const client = new KvClient({ endpoints: cluster.endpoints(), timeoutMs: 10_000 });
+  const client = new KvClient({ endpoints: cluster.endpoints(), timeoutMs: 10_000, ...(tls !== undefined ? { tls } : {}) });
   const leader = (o: { exclude?: readonly number[]; timeoutMs?: number } = {}): Promise<number> => {
     const live = cluster.ids().filter((id) => !(o.exclude ?? []).includes(id) && cluster.isRunning(id));
-    return waitForLeader(cluster.endpoints(live), o.timeoutMs ?? 20_000);
+    return waitForLeader(cluster.endpoints(live), o.timeoutMs ?? 20_000, { tls });
   };
   await leader();
   return {

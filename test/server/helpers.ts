@@ -1,13 +1,15 @@
 // Shared helpers for the gRPC tests: loopback servers, condition waits (poll a condition with a deadline, never
 // a fixed sleep), a seeded rng, a silent logger.
-import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { ServerCredentials } from '@grpc/grpc-js';
+import type { Server } from '@grpc/grpc-js';
+import { createGrpcServer } from '../../src/server/grpc-server.js';
 import type { ServerOptions } from '@grpc/grpc-js';
 import { pino } from 'pino';
 
 export const silentLogger = pino({ level: 'silent' });
 
 export async function startServer(setup: (server: Server) => void, port = 0, options: ServerOptions = {}): Promise<{ server: Server; address: string; port: number }> {
-  const server = new Server(options);
+  const server = createGrpcServer(options); // as a member's: malformed requests refused (strict-decoding.ts)
   setup(server);
   const bound = await new Promise<number>((resolve, reject) => {
     server.bindAsync(`127.0.0.1:${port}`, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));

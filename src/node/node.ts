@@ -714,10 +714,12 @@ export class RaftKvNode implements KvNode {
       }
       switch (item.type) {
         case 'messages':
-          for (const m of item.messages) {
-            if (this.joining && (m.type === 'vote' || m.type === 'pre-vote')) continue;
-            this.rawNode.step(m);
-          }
+          // A member joining on an empty directory answers (pre-)votes like any other (dissertation §4.1: a
+          // server answers RequestVote without consulting its configuration; an empty log grants only to a
+          // candidate at least as up to date). Ignoring them deadlocked a quorum that needs it: 1 -> 2 voters,
+          // the leader steps down (check-quorum) before the newcomer answers, and the newcomer waited for a
+          // leader (test/chaos/FOUND-BUGS.md 1). It never campaigns: it is in no configuration it knows.
+          for (const m of item.messages) this.rawNode.step(m);
           break;
         case 'snapshot': {
           this.installer.receive(item.message.snapshot.metadata.index, item.filePath);

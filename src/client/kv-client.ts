@@ -1,4 +1,6 @@
 // The raftkv client library: endpoints, leader discovery, NOT_LEADER redirects, retries with backoff.
+// Why one file of ~650 lines: routing, sessions and retries share one state per client (the remembered leader,
+// the channel per endpoint, the session pool); every public call is a thin method over that one retry loop.
 //
 // Routing: writes, linearizable reads and membership calls go to the remembered leader, else to the endpoints
 // in turn. NOT_LEADER with a leader address is followed at once (at most `maxRedirects` hops per round) and the

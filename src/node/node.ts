@@ -1,3 +1,7 @@
+// Why one file of ~1,150 lines: the loop's state (inbox, pending requests by index, the Ready in flight,
+// snapshot, transfer and join progress) has one owner and its steps interleave on it; what stands alone is
+// out of it already (apply-pipeline, recovery, lessor, read-index-queue, snapshot-*, disk-full, slow-ops ...).
+//
 // The driver loop: one per node. It owns the Raft core (RawNode), the WAL, the state machine and the
 // transport, and is the only code that awaits. Every input goes through a bounded inbox; the loop drains it
 // into the core synchronously, then handles the core's Ready: send `messages`, persist (snapshot install,
@@ -19,7 +23,8 @@
 // - 'new' on a directory with a log: an ordinary restart; initialMembers are ignored.
 // - 'existing' on an empty directory: starts with no membership, never campaigns, and waits for the leader
 //   to send the log or a snapshot. The peers it can answer are initialMembers until it learns the table.
-//   Until then it grants no (pre-)votes: a wiped voter may have voted in a term it no longer remembers.
+//   It answers (pre-)votes meanwhile (a quorum may need it: test/chaos/FOUND-BUGS.md 1); a wiped voter that
+//   was not removed and re-added cannot vote twice in a term, as its peers refuse its new incarnation.
 // - A member that lost its directory must be removed and re-added (member remove / member add) before it
 //   restarts with 'existing'; starting it with 'new' on an empty directory makes it a second, diverging
 //   cluster history: that is the operator's error and is documented, not detected.

@@ -1,6 +1,8 @@
 // The Raft state machine: roles, elections (§5.2, pre-vote §9.6), log replication (§5.3), commitment
 // (§5.4.2), check-quorum and the leader lease (§6.2 / §4.2.3), ReadIndex (§6.4), leadership transfer (§3.10),
 // snapshots (§7) and single-server membership changes (§4.1). Pure and synchronous: see raw-node.ts.
+// Why one file of ~950 lines: these are the transitions of one state (term, vote, role, log, progress), as in
+// etcd-io/raft's raft.go; the log, progress, quorum, read-only and conf-change rules are their own files.
 import type {
   AppendMessage,
   ConfChange,

@@ -1,4 +1,6 @@
 // The segmented write-ahead log: the durable side of the Raft log (entries, hard state, snapshot markers).
+// Why one file of ~870 lines: the format (described below), its writer and its recovery reader, with the
+// torn-write and corruption rules each reader step enforces, must change together; a split would separate them.
 //
 // ON-DISK FORMAT (version 1)
 // A WAL is a directory of segment files named `<seq>-<firstIndex>.wal`, both 16 lower-case hex digits:

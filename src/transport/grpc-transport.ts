@@ -1,4 +1,6 @@
 // Peer messaging over gRPC: the Transport the node uses in real processes.
+// Why one file of ~650 lines: the sending and receiving sides share the per-peer state (streams, queues,
+// backoff, incarnations); the codec, the message policy and the refusal log are their own files.
 //
 // Sending: one long-lived client-streaming `Peer.Stream` call per peer, opened on the first message. Each peer
 // has a bounded queue (full -> the message is dropped and counted: Raft retries); a flush, scheduled once per

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { EtcdTarget } from './etcd-target.js';
 import type { ClusterUnderTest } from './cluster-under-test.js';
 import { ManagedProcess } from './proc-group.js';
+import { clientTls } from '../cluster/tls-certs.js';
 
 export interface EtcdClusterOptions {
   readonly runDir: string; // data dirs and logs go under runDir/etcd
@@ -14,6 +15,8 @@ export interface EtcdClusterOptions {
   readonly clientBasePort: number; // member i (1-based) serves clients on clientBasePort + i
   readonly peerBasePort: number; // and peers on peerBasePort + i
   readonly extraFlags?: readonly string[]; // e.g. ['--snapshot-count', '200000']
+  /** Certificates from cluster/tls-certs.ts makeClusterCertificates: TLS with client certificates on every port. */
+  readonly tlsDir?: string;
 }
 
 /** True if `cmd` is on the PATH (the etcd benchmarks and their tests skip without etcd). */
@@ -63,12 +66,35 @@ export class EtcdCluster implements ClusterUnderTest {
   private readonly dir: string; // runDir/etcd
   private readonly token = `raftkv-bench-${process.pid}-${Date.now()}`; // --initial-cluster-token
 
+  private get scheme(): string {
+    return this.opts.tlsDir === undefined ? 'http' : 'https';
+  }
+
   private peerUrl(i: number): string {
-    return `http://127.0.0.1:${this.opts.peerBasePort + i}`;
+    return `${this.scheme}://127.0.0.1:${this.opts.peerBasePort + i}`;
+  }
+
+  /** etcd's TLS flags for member i (the same certificates and client-certificate checks raftkv gets). */
+  private tlsFlags(i: number): string[] {
+    const d = this.opts.tlsDir;
+    if (d === undefined) return [];
+    const [ca, cert, key] = [join(d, 'ca.crt'), join(d, `member-${i}.crt`), join(d, `member-${i}.key`)];
+    return ['--cert-file', cert, '--key-file', key, '--trusted-ca-file', ca, '--client-cert-auth', '--peer-cert-file', cert, '--peer-key-file', key, '--peer-trusted-ca-file', ca, '--peer-client-cert-auth'];
+  }
+
+  /** etcdctl's flags for the same TLS. */
+  private etcdctlTlsFlags(): string[] {
+    if (this.opts.tlsDir === undefined) return [];
+    const t = clientTls(this.opts.tlsDir);
+    return ['--cacert', t.caFile, '--cert', t.certFile, '--key', t.keyFile];
+  }
+
+  private target(endpoints: readonly string[]): EtcdTarget {
+    return new EtcdTarget({ endpoints, connsPerEndpoint: 1, ...(this.opts.tlsDir !== undefined ? { tls: clientTls(this.opts.tlsDir) } : {}) });
   }
 
   private addMemberProcess(i: number, initialCluster: string, state: 'new' | 'existing'): void {
-    const clientUrl = `http://127.0.0.1:${this.opts.clientBasePort + i}`;
+    const clientUrl = `${this.scheme}://127.0.0.1:${this.opts.clientBasePort + i}`;
     this.clientEndpoints.push(`127.0.0.1:${this.opts.clientBasePort + i}`);
     this.members.push(
       new ManagedProcess(
@@ -88,6 +114,7 @@ export class EtcdCluster implements ClusterUnderTest {
           '--election-timeout', '1000',
           '--logger', 'zap',
           '--log-level', 'warn',
+          ...this.tlsFlags(i),
           ...(this.opts.extraFlags ?? []),
         ],
         join(this.dir, `m${i}.log`),
@@ -99,7 +126,7 @@ export class EtcdCluster implements ClusterUnderTest {
     const i = this.members.length + 1;
     const env = { ...process.env, ETCDCTL_API: '3' };
     const live = this.clientEndpoints.filter((_, k) => this.members[k]?.running === true).join(',');
-    execFileSync('etcdctl', ['--endpoints', live, 'member', 'add', `m${i}`, `--peer-urls=${this.peerUrl(i)}`, '--learner'], { env, stdio: 'ignore' });
+    execFileSync('etcdctl', ['--endpoints', live, ...this.etcdctlTlsFlags(), 'member', 'add', `m${i}`, `--peer-urls=${this.peerUrl(i)}`, '--learner'], { env, stdio: 'ignore' });
     const initialCluster = Array.from({ length: i }, (_, k) => `m${k + 1}=${this.peerUrl(k + 1)}`).join(',');
     this.addMemberProcess(i, initialCluster, 'existing');
     this.members[i - 1]?.start();
@@ -109,7 +136,7 @@ export class EtcdCluster implements ClusterUnderTest {
   async targetFor(index: number): Promise<EtcdTarget> {
     const ep = this.clientEndpoints[index];
     if (ep === undefined) throw new Error(`no etcd member ${index}`);
-    return Promise.resolve(new EtcdTarget({ endpoints: [ep], connsPerEndpoint: 1 }));
+    return Promise.resolve(this.target([ep]));
   }
 
   /** Starts every member and waits until a leader answers writes. */
@@ -121,7 +148,7 @@ export class EtcdCluster implements ClusterUnderTest {
   /** Waits until some member reports a leader and a put through it succeeds. */
   async waitReady(timeoutMs = 30_000): Promise<void> {
     const live = this.clientEndpoints.filter((_, i) => this.members[i]?.running === true);
-    const target = new EtcdTarget({ endpoints: live, connsPerEndpoint: 1 });
+    const target = this.target(live);
     const deadline = Date.now() + timeoutMs;
     try {
       for (;;) {
@@ -144,7 +171,7 @@ export class EtcdCluster implements ClusterUnderTest {
 
   /** The index (0-based) of the current leader, by Maintenance.Status. */
   async leaderIndex(): Promise<number | undefined> {
-    const target = new EtcdTarget({ endpoints: this.clientEndpoints, connsPerEndpoint: 1 });
+    const target = this.target(this.clientEndpoints);
     try {
       return await target.discoverLeader(1000);
     } finally {
@@ -167,7 +194,7 @@ export class EtcdCluster implements ClusterUnderTest {
   }
 
   async makeTarget(): Promise<EtcdTarget> {
-    const t = new EtcdTarget({ endpoints: this.clientEndpoints, connsPerEndpoint: 1 });
+    const t = this.target(this.clientEndpoints);
     await t.discoverLeader();
     return t;
   }

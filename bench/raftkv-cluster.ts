@@ -12,6 +12,8 @@ import { createTarget } from './run-bench.js';
 import type { RaftKvTransport } from './run-bench.js';
 import type { BenchTarget } from './target.js';
 import { errorCode } from './target.js';
+import { clientTls, memberTlsArgs } from '../cluster/tls-certs.js';
+import type { DialTlsConfig } from '../src/client/index.js';
 
 // etcd's timing (bench/etcd-cluster.ts) in raftkv's units: a tick per heartbeat, the election timeout in ticks.
 const TICK_MS = 100;
@@ -52,6 +54,8 @@ export interface RaftKvClusterOptions {
   readonly peerBasePort: number; // and peers on peerBasePort + i
   readonly extraFlags?: readonly string[]; // e.g. ['--snapshot-count', '100000']
   readonly transport?: RaftKvTransport; // the measured client's (default 'stream')
+  /** Certificates from cluster/tls-certs.ts makeClusterCertificates: TLS with client certificates on every port. */
+  readonly tlsDir?: string;
 }
 
 export class RaftKvCluster implements ClusterUnderTest {
@@ -75,6 +79,10 @@ export class RaftKvCluster implements ClusterUnderTest {
   }
 
   private readonly ports: PortPlan; // member i on peerBasePort + i and clientBasePort + i
+
+  private get tls(): DialTlsConfig | undefined {
+    return this.opts.tlsDir === undefined ? undefined : clientTls(this.opts.tlsDir);
+  }
   private readonly dir: string; // runDir/raftkv
 
   /** Member i, started with members 1..initialSize as its initial cluster. */
@@ -91,7 +99,7 @@ export class RaftKvCluster implements ClusterUnderTest {
       tickMs: TICK_MS,
       electionTicks: ELECTION_TICKS,
       logLevel: 'warn',
-      extraArgs: this.opts.extraFlags,
+      extraArgs: [...(this.opts.tlsDir !== undefined ? memberTlsArgs({ dir: this.opts.tlsDir }, i) : []), ...(this.opts.extraFlags ?? [])],
     });
     // RAFTKV_NODE_ARGS: extra flags for node itself, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" or "--perf-basic-prof".
     const nodeArgs = (process.env.RAFTKV_NODE_ARGS ?? '').split(' ').filter((x) => x !== '');
@@ -100,7 +108,7 @@ export class RaftKvCluster implements ClusterUnderTest {
 
   async addLearner(): Promise<number> {
     const i = this.members.length + 1;
-    const client = new KvClient({ endpoints: this.clientEndpoints });
+    const client = new KvClient({ endpoints: this.clientEndpoints, ...(this.tls !== undefined ? { tls: this.tls } : {}) });
     try {
       await client.memberAdd({ id: i, peerAddress: peerAddress(this.ports, i), clientAddress: clientAddress(this.ports, i), learner: true }, { timeoutMs: 10_000 });
     } finally {
@@ -114,7 +122,7 @@ export class RaftKvCluster implements ClusterUnderTest {
   async snapshotIndexOf(index: number): Promise<number> {
     const ep = this.clientEndpoints[index];
     if (ep === undefined) throw new Error(`no raftkv member ${index}`);
-    const client = new KvClient({ endpoints: [ep] });
+    const client = new KvClient({ endpoints: [ep], ...(this.tls !== undefined ? { tls: this.tls } : {}) });
     try {
       return (await client.status(ep, { timeoutMs: 5000 })).snapshotIndex;
     } finally {
@@ -125,7 +133,7 @@ export class RaftKvCluster implements ClusterUnderTest {
   targetFor(index: number): Promise<BenchTarget> {
     const ep = this.clientEndpoints[index];
     if (ep === undefined) throw new Error(`no raftkv member ${index}`);
-    return createTarget('raftkv', [ep], 1);
+    return createTarget('raftkv', [ep], 1, 'stream', this.tls);
   }
 
   async start(timeoutMs = 30_000): Promise<void> {
@@ -136,7 +144,7 @@ export class RaftKvCluster implements ClusterUnderTest {
   /** Waits until a put through the client library succeeds. */
   async waitReady(timeoutMs = 30_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    const target = await createTarget('raftkv', this.clientEndpoints, 1);
+    const target = await createTarget('raftkv', this.clientEndpoints, 1, 'stream', this.tls);
     try {
       for (;;) {
         try {
@@ -155,7 +163,7 @@ export class RaftKvCluster implements ClusterUnderTest {
 
   /** The leader's index: the member that answered a write (writes are served by the leader). */
   async leaderIndex(): Promise<number | undefined> {
-    const target = await createTarget('raftkv', this.clientEndpoints, 1);
+    const target = await createTarget('raftkv', this.clientEndpoints, 1, 'stream', this.tls);
     try {
       const ack = await target.put(Buffer.from('bench-leader'), Buffer.from('1'), 2000);
       const id = Number(ack.memberId);
@@ -182,7 +190,7 @@ export class RaftKvCluster implements ClusterUnderTest {
   }
 
   makeTarget(): Promise<BenchTarget> {
-    return createTarget('raftkv', this.clientEndpoints, 1, this.opts.transport);
+    return createTarget('raftkv', this.clientEndpoints, 1, this.opts.transport, this.tls);
   }
 
   pids(): { label: string; pid: number }[] {

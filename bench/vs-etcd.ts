@@ -10,6 +10,7 @@ import { EtcdCluster } from './etcd-cluster.js';
 import { measureFailover, type FailoverResult } from './failover.js';
 import { REPO_ROOT } from '../cluster/serve-process.js';
 import { RaftKvCluster } from './raftkv-cluster.js';
+import { makeClusterCertificates } from '../cluster/tls-certs.js';
 import { fmt, formatTable, workloadTable, type WorkloadReport } from './report.js';
 import { randomSeed } from './rng.js';
 import { parseWorkloads, runBench } from './run-bench.js';
@@ -22,6 +23,8 @@ const USAGE = `usage: npm run bench:vs-etcd -- [flags]
   --only raftkv|etcd          run one system only
   --run-dir DIR               data dirs, logs and vs-etcd.json (default runs/vs-etcd-<time>)
   --seed N                    --no-progress
+  --tls                       both systems with TLS and client certificates on every port (one local CA,
+                              cluster/tls-certs.ts; the same certificates for etcd and raftkv)
   --raftkv-transport stream|unary|etcd  raftkv client: KV calls on one stream per member (default), unary calls
                                    like etcd's, or the etcd target's own code over raftkv's etcd API`;
 
@@ -35,7 +38,7 @@ interface SystemResult {
 
 async function runSystem(
   cluster: ClusterUnderTest,
-  opts: { workloads: string; durationS: number; warmupS: number; keys: number; valueSize: number; seed: number; failoverReps: number; progress: boolean; raftkvTransport: string },
+  opts: { workloads: string; durationS: number; warmupS: number; keys: number; valueSize: number; seed: number; failoverReps: number; progress: boolean; raftkvTransport: string; tls: boolean },
 ): Promise<SystemResult> {
   const log = (line: string): void => {
     process.stderr.write(`[${cluster.name}] ${line}\n`);
@@ -122,6 +125,7 @@ async function main(argv: readonly string[]): Promise<number> {
       seed: { type: 'string' },
       'no-progress': { type: 'boolean', default: false },
       'raftkv-transport': { type: 'string', default: 'stream' },
+      tls: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -151,17 +155,20 @@ async function main(argv: readonly string[]): Promise<number> {
     failoverReps: num(values['failover-reps'], 'failover-reps'),
     progress: !values['no-progress'],
     raftkvTransport: transport,
+    tls: values.tls,
   };
   const loadAvgAtStart = loadavg();
   process.stderr.write(`vs-etcd: run dir ${runDir}, seed ${seed}, load average ${loadAvgAtStart.map((x) => x.toFixed(1)).join(' ')} on ${cpus().length} CPUs\n`);
 
+  // Members 1-5: the three started and the learners the recovery measurements may add.
+  const tlsOpt = values.tls ? { tlsDir: makeClusterCertificates(join(runDir, 'tls'), [1, 2, 3, 4, 5]).dir } : {};
   let etcd: SystemResult | undefined;
   let raftkv: SystemResult | undefined;
   if (values.only !== 'raftkv') {
-    etcd = await runSystem(new EtcdCluster({ runDir, size: 3, clientBasePort: 23790, peerBasePort: 23800 }), opts);
+    etcd = await runSystem(new EtcdCluster({ runDir, size: 3, clientBasePort: 23790, peerBasePort: 23800, ...tlsOpt }), opts);
   }
   if (values.only !== 'etcd') {
-    raftkv = await runSystem(new RaftKvCluster({ runDir, size: 3, clientBasePort: 24790, peerBasePort: 24800, transport }), opts);
+    raftkv = await runSystem(new RaftKvCluster({ runDir, size: 3, clientBasePort: 24790, peerBasePort: 24800, transport, ...tlsOpt }), opts);
   }
   const all = [...(raftkv?.reports ?? []), ...(etcd?.reports ?? [])];
   const out = {

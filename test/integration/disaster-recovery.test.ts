@@ -15,7 +15,7 @@ import { LocalCluster } from '../../cluster/local-cluster.js';
 import { RAFTKV_BIN, initialClusterFlag, spawnServe } from '../../cluster/serve-process.js';
 import { waitForLeader } from '../../cluster/wait.js';
 import { missingPackages, underCi } from '../system-deps.js';
-import { startTestCluster } from './helpers.js';
+import { eventually, startTestCluster } from './helpers.js';
 import type { TestCluster } from './helpers.js';
 
 const run = promisify(execFile);
@@ -42,18 +42,6 @@ async function ok(args: readonly string[]): Promise<string> {
   return r.stdout;
 }
 
-/** Polls `f` until it returns without throwing, up to timeoutMs. */
-async function eventually<T>(f: () => Promise<T>, timeoutMs = 20_000): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await f();
-    } catch (err) {
-      if (Date.now() > until) throw err;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-}
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {

@@ -56,3 +56,16 @@ export async function startTestCluster(opts: { nodes: number; basePort: number; 
     },
   };
 }
+
+/** Polls `f` until it returns without throwing, every `everyMs`, up to `timeoutMs`; then throws its last error. */
+export async function eventually<T>(f: () => Promise<T>, timeoutMs = 20_000, everyMs = 100): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await f();
+    } catch (err) {
+      if (Date.now() > until) throw err;
+      await new Promise((r) => setTimeout(r, everyMs));
+    }
+  }
+}

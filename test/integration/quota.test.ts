@@ -13,22 +13,14 @@ import { RAFTKV_BIN } from '../../cluster/serve-process.js';
 import { waitForLeader } from '../../cluster/wait.js';
 import { isRaftKvError } from '../../src/shared/errors.js';
 import { describeWithSystem } from '../system-deps.js';
+import { eventually } from './helpers.js';
+
+const eventuallyWithin = <T>(f: () => Promise<T>): Promise<T> => eventually(f, 30_000, 200);
 
 const run = promisify(execFile);
 const QUOTA_BYTES = 3_000_000;
 const VALUE_BYTES = 100 * 1024;
 
-async function eventually<T>(f: () => Promise<T>, timeoutMs = 30_000): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await f();
-    } catch (err) {
-      if (Date.now() > until) throw err;
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  }
-}
 
 describeWithSystem(['etcdctl'], 'quota: the NOSPACE alarm', () => {
   const cluster = new LocalCluster({
@@ -75,7 +67,7 @@ describeWithSystem(['etcdctl'], 'quota: the NOSPACE alarm', () => {
     expect(refusedAt).toBeGreaterThan(0);
     // Every member lists the alarms (they went through the log; each member over quota raised its own).
     for (const id of cluster.ids()) {
-      await eventually(async () => expect((await ctl(cluster.clientAddress(id), 'alarm', 'list')).stdout).toMatch(/^(memberID:\d+ alarm:NOSPACE \n)+$/));
+      await eventuallyWithin(async () => expect((await ctl(cluster.clientAddress(id), 'alarm', 'list')).stdout).toMatch(/^(memberID:\d+ alarm:NOSPACE \n)+$/));
     }
     const status = await ctl(cluster.clientAddress(2), 'endpoint', 'status', '-w', 'json');
     expect(status.stdout).toContain('alarm:NOSPACE');
@@ -100,7 +92,7 @@ describeWithSystem(['etcdctl'], 'quota: the NOSPACE alarm', () => {
     const disarm = await ctl(cluster.clientAddress(1), 'alarm', 'disarm');
     expect(disarm.stdout).toMatch(/^(memberID:\d+ alarm:NOSPACE \n)+$/);
     expect((await ctl(cluster.clientAddress(2), 'alarm', 'list')).stdout).toBe('');
-    await eventually(async () => expect((await ctl(cluster.clientAddress(2), 'put', 'x', 'y')).stdout).toBe('OK\n'));
+    await eventuallyWithin(async () => expect((await ctl(cluster.clientAddress(2), 'put', 'x', 'y')).stdout).toBe('OK\n'));
     expect((await client.get('small')).kv?.value).toEqual(Buffer.from('kept'));
   });
 });

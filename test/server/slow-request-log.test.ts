@@ -15,7 +15,7 @@ import { RaftKvError } from '../../src/shared/errors.js';
 import { FakeCluster, FakeNode, testConfig } from './fake-node.js';
 import { waitFor } from './helpers.js';
 
-const PORT = 28101; // this worktree's test range (28000-28999)
+const PORT = 28750; // in this branch's test range 28000-28999, clear of disaster-recovery.test.ts' and quota.test.ts' ports
 
 function capture(): { log: pino.Logger; lines: Record<string, unknown>[] } {
   const lines: Record<string, unknown>[] = [];

@@ -30,6 +30,8 @@ export interface CheckContext {
   readonly namespace: string; // the pods' metadata.namespace
   readonly entrypoint: string; // the script the image runs (the Dockerfile's ENTRYPOINT after `node`)
   readonly image: string; // the image docker-compose.yml builds
+  readonly exposedPorts: readonly number[]; // the Dockerfile's EXPOSE
+  readonly volume: string; // the Dockerfile's VOLUME
   /** Secret key -> a real PEM file here: a file flag under a Secret's mount path is read from it. */
   readonly secretFiles?: ReadonlyMap<string, string>;
 }
@@ -224,6 +226,7 @@ export function checkManifests(objects: readonly unknown[], ctx: CheckContext): 
   const clientPort = ports.get('client');
   const metricsPort = ports.get('metrics');
   check(peerPort !== undefined && clientPort !== undefined && metricsPort !== undefined, 'container ports peer, client and metrics must be named');
+  for (const p of ports.values()) check(ctx.exposedPorts.includes(p), `container port ${p} is not one the Dockerfile EXPOSEs (${ctx.exposedPorts.join(' ')})`);
 
   // Services: the headless one is the StatefulSet's serviceName; every selector picks these pods
   const headless = services.filter((s) => s.spec?.clusterIP === 'None');
@@ -258,6 +261,7 @@ export function checkManifests(objects: readonly unknown[], ctx: CheckContext): 
   // the data directory is on the PersistentVolumeClaim
   const claims = new Set((spec.volumeClaimTemplates ?? []).map((c) => c.metadata?.name ?? ''));
   const dataMounts = (container.volumeMounts ?? []).filter((m) => claims.has(m.name));
+  check(dataMounts.some((m) => m.mountPath.replace(/\/$/, '') === ctx.volume), `no PersistentVolumeClaim is mounted on the Dockerfile's VOLUME ${ctx.volume}`);
   const secretVolumes = new Set((spec.template.spec?.volumes ?? []).filter((v) => v.secret !== undefined).map((v) => v.name));
   const secretMounts = (container.volumeMounts ?? []).filter((m) => secretVolumes.has(m.name)).map((m) => m.mountPath.replace(/\/$/, ''));
 

@@ -21,11 +21,14 @@ const DIR = join(REPO_ROOT, 'deploy', 'kubernetes');
 const NAMESPACE = 'kv-prod';
 
 function context(): CheckContext {
-  const entrypoint = /ENTRYPOINT \["node", "([^"]+)"\]/.exec(readFileSync(join(REPO_ROOT, 'Dockerfile'), 'utf8'))?.[1];
+  const dockerfile = readFileSync(join(REPO_ROOT, 'Dockerfile'), 'utf8');
+  const entrypoint = /^ENTRYPOINT \["node", "([^"]+)"\]$/m.exec(dockerfile)?.[1];
+  const exposedPorts = (/^EXPOSE (.+)$/m.exec(dockerfile)?.[1] ?? '').split(' ').map(Number);
+  const volume = /^VOLUME \["([^"]+)"\]$/m.exec(dockerfile)?.[1];
   const compose = parse(readFileSync(join(REPO_ROOT, 'docker-compose.yml'), 'utf8'), { merge: true }) as { services: Record<string, { image?: string }> };
   const image = compose.services.raftkv1?.image;
-  if (entrypoint === undefined || image === undefined) throw new Error('the Dockerfile has no ENTRYPOINT or docker-compose.yml no image');
-  return { namespace: NAMESPACE, entrypoint, image };
+  if (entrypoint === undefined || volume === undefined || image === undefined) throw new Error('the Dockerfile has no ENTRYPOINT or VOLUME, or docker-compose.yml no image');
+  return { namespace: NAMESPACE, entrypoint, image, exposedPorts, volume };
 }
 
 type Objects = unknown[];
@@ -80,6 +83,8 @@ describe('deploy/kubernetes (checked statically: no Kubernetes here)', () => {
       ['minAvailable 1', (o) => ((kind<IPodDisruptionBudget>(o, 'PodDisruptionBudget').spec ?? {}).minAvailable = 1), /not a quorum/],
       ['OrderedReady pods', (o) => ((sts(o).spec ?? { podManagementPolicy: '' }).podManagementPolicy = 'OrderedReady'), /Parallel/],
       ['the data directory off the volume', (o) => setFlag(o, '--data-dir', '/tmp/raftkv'), /PersistentVolumeClaim/],
+      ['a container port the image does not expose', (o) => ((container(o).ports ?? []).forEach((p) => (p.name === 'metrics' ? (p.containerPort = 9090) : undefined))), /9090 is not one the Dockerfile EXPOSEs/],
+      ['the volume mounted elsewhere', (o) => ((container(o).volumeMounts ?? []).forEach((m) => (m.name === 'data' ? (m.mountPath = '/var/lib/raftkv') : undefined))), /VOLUME \/data/],
       ['the id not from the ordinal', (o) => ((container(o).command ?? [])[2] = 'exec node /app/bin/raftkv.js serve --id 1 "$$@"'), /runs member 1, not 2/],
     ];
     it.each(cases)('%s', (_, breakIt, message) => {

@@ -14,6 +14,7 @@ COPY scripts ./scripts
 RUN npm ci && npm prune --omit=dev
 ENV NODE_ENV=production
 VOLUME ["/data"]
-EXPOSE 7001 7101
+# 7001 peers, 7101 clients, 2381 for --listen-metrics (metrics, probes, dashboard: deploy/kubernetes uses it)
+EXPOSE 7001 7101 2381
 ENTRYPOINT ["node", "/app/bin/raftkv.js"]
 CMD ["serve", "--help"]

@@ -31,6 +31,7 @@ export const SERVE_USAGE = `raftkv serve --id N --cluster-id NAME --data-dir DIR
   [--auto-compaction-retention 0]               (periodic: a duration, 1h / 30m / 10s, or hours as a bare number;
                                                 revision: revisions to keep; 0 = no automatic compaction)
   [--experimental-watch-progress-notify-interval 10m]  (progress notifications to watchers that asked: a duration)
+  [--experimental-warning-apply-duration 100ms] (warn of an apply or a read slower than this: a duration)
   [--listen-metrics http://HOST:PORT]           (serve /metrics, /health, /livez, /readyz and the dashboard there;
                                                 --listen-metrics-urls, etcd's name, takes one URL too)
   [--quota-backend-bytes 0]                     (past it the NOSPACE alarm refuses writes; 0 = 2 GiB, as etcd's; < 0 = no quota)
@@ -59,6 +60,7 @@ const STRING_FLAGS = [
   'auto-compaction-mode',
   'auto-compaction-retention',
   'experimental-watch-progress-notify-interval',
+  'experimental-warning-apply-duration',
   'quota-backend-bytes',
   'log-level',
   'listen-metrics',
@@ -272,6 +274,9 @@ export function parseServeArgs(args: readonly string[]): ServeConfig {
   const watchFlag = 'experimental-watch-progress-notify-interval';
   const watchProgress = get(watchFlag);
   const watchProgressNotifyIntervalMs = watchProgress === undefined ? undefined : parseDuration(watchFlag, watchProgress);
+  const warningFlag = 'experimental-warning-apply-duration';
+  const warning = get(warningFlag);
+  const warningApplyDurationMs = warning === undefined ? undefined : parseDuration(warningFlag, warning);
   const logLevel = get('log-level') ?? D.logLevel;
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) throw invalid(`--log-level: ${JSON.stringify(logLevel)} is not one of ${LOG_LEVELS.join(', ')}`);
   const dialOverrides = parseDialOverrides(get('dial-override') ?? '');
@@ -320,6 +325,7 @@ export function parseServeArgs(args: readonly string[]): ServeConfig {
     autoCompactionMode,
     autoCompactionRetention,
     ...(watchProgressNotifyIntervalMs === undefined ? {} : { watchProgressNotifyIntervalMs }),
+    ...(warningApplyDurationMs === undefined ? {} : { warningApplyDurationMs }),
     ...(listenMetrics !== undefined ? { listenMetrics } : {}),
     ...(get('quota-backend-bytes') !== undefined ? { quotaBackendBytes: Number(quotaText) } : {}),
     ...(forceNewCluster ? { forceNewCluster } : {}),

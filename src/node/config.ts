@@ -58,6 +58,8 @@ export interface NodeConfig {
   readonly listenMetrics?: string;
   /** etcd's --force-new-cluster: start as the only member of the cluster, from this member's data (force-new-cluster.ts). */
   readonly forceNewCluster?: boolean;
+  /** etcd's --experimental-warning-apply-duration, ms: an apply batch or a read slower than this is warned about (default 100). */
+  readonly warningApplyDurationMs?: number;
   /** etcd's --quota-backend-bytes: past it the NOSPACE alarm is raised (src/server/space-alarm.ts); 0 = etcd's 2 GiB, < 0 = none. */
   readonly quotaBackendBytes?: number;
 }

@@ -287,7 +287,7 @@ export class RaftKvNode implements KvNode {
       },
       stats: this.stats,
       afterOffLoopBatch: () => this.reads.serveReady(),
-      observeApply: (entries, firstIndex, durationMs) => observeApply(logger, this.metrics, entries, firstIndex, durationMs),
+      observeApply: (entries, firstIndex, durationMs) => observeApply(logger, this.metrics, entries, firstIndex, durationMs, config.warningApplyDurationMs),
       wakeLoop: () => this.inbox.notify(),
       onIdle: () => this.notifyIdle(),
     });

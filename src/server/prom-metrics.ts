@@ -151,6 +151,11 @@ export class PromMetrics implements NodeMetrics, WatchMetrics, LeaseMetrics {
   onBackendCommit(durationMs: number): void {
     this.backendCommit.observe(durationMs / 1000);
   }
+  /** A read over the slow-request threshold (slow-request-log.ts): etcd counts it as a slow apply. */
+  onSlowRead(): void {
+    this.slowApplies.inc();
+  }
+
   onApply(_entries: number, durationMs: number, slow: boolean): void {
     this.applyDuration.observe(durationMs / 1000);
     if (slow) this.slowApplies.inc();

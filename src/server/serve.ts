@@ -41,6 +41,8 @@ import { ETCD_SERVICES } from '../protocol/etcd-proto.js';
 import { addPeerService } from './peer-service.js';
 import { Observability } from './observability.js';
 import type { RequestRecorder } from './request-recorder.js';
+import { SlowRequestLog } from './slow-request-log.js';
+import { SLOW_APPLY_MS } from '../node/slow-ops.js';
 import type { NodeMetrics } from '../node/node-metrics.js';
 import { createGrpcServer } from './grpc-server.js';
 import type { MemberTlsConfig } from '../shared/tls-files.js';
@@ -90,7 +92,7 @@ class LateNode implements KvNode {
   constructor(
     readonly id: NodeId,
     // guard: checks a write before it is proposed (the NOSPACE quota, space-alarm.ts); throws to refuse it
-    private readonly lateNode: { node: KvNode | undefined; requests?: RequestRecorder; guard?: (command: Command) => void } = { node: undefined },
+    private readonly lateNode: { node: KvNode | undefined; requests?: RequestRecorder; slow?: SlowRequestLog; guard?: (command: Command) => void } = { node: undefined },
     private readonly forwarder?: WriteForwarder,
   ) {}
   set node(n: KvNode) {
@@ -99,6 +101,10 @@ class LateNode implements KvNode {
   /** Every read and write through any LateNode of this node is counted here (the dashboard's requests). */
   set requests(r: RequestRecorder) {
     this.lateNode.requests = r;
+  }
+  /** Every read through any LateNode of this node is timed against the slow-request threshold here. */
+  set slowRequests(s: SlowRequestLog) {
+    this.lateNode.slow = s;
   }
   set guard(g: (command: Command) => void) {
     this.lateNode.guard = g;
@@ -122,6 +128,7 @@ class LateNode implements KvNode {
   }
   read(...args: Parameters<KvNode['read']>): ReturnType<KvNode['read']> {
     const p = this.get().read(...args);
+    this.lateNode.slow?.read(args[0], args[1], p);
     return this.lateNode.requests?.track('read', p) ?? p;
   }
   status(): NodeStatus {
@@ -216,6 +223,12 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
   // --listen-metrics: metrics, probes and the dashboard (observability.ts); its server binds after the gRPC ports.
   const observability = config.listenMetrics === undefined ? undefined : new Observability(config.listenMetrics, late, logger.child({ module: 'metrics' }), config.advertiseClient.replace(/:\d+$/, ''), clientPortDialCredentials(opts.tls));
   if (observability !== undefined) late.requests = observability.requests;
+  late.slowRequests = new SlowRequestLog({
+    logger: logger.child({ module: 'server' }),
+    clock: opts.corruptCheckClock ?? systemClock,
+    warningApplyDurationMs: config.warningApplyDurationMs ?? SLOW_APPLY_MS,
+    ...(observability !== undefined ? { onSlowRead: () => observability.metrics.onSlowRead() } : {}),
+  });
   // Made before anything is bound, so a bad interval is refused first; started once the node is up.
   const corruptCheck = new CorruptCheck({
     node: late,

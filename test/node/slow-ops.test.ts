@@ -39,4 +39,12 @@ describe('slow operations', () => {
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatchObject({ level: 40, msg: 'apply request took too long', tookMs: 150, expectedDurationMs: 100, entries: 40, firstIndex: 105 });
   });
+
+  it('takes the threshold from --experimental-warning-apply-duration', () => {
+    const { log, lines } = capture();
+    observeApply(log, NO_NODE_METRICS, 3, 10, 150, 200);
+    observeApply(log, NO_NODE_METRICS, 3, 13, 250, 200);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({ msg: 'apply request took too long', tookMs: 250, expectedDurationMs: 200, prefix: '', firstIndex: 13 });
+  });
 });

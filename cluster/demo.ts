@@ -1,8 +1,10 @@
 // `npm run demo`: a guided failover. Starts 3 members (ports 7201-7203/7301-7303, dashboards on 7501-7503, data in .cluster-demo/),
 // writes, kills the leader with SIGKILL, shows the new leader and that every acknowledged write is there,
-// restarts the old leader and shows it catch up. Stops everything at the end.
+// restarts the old leader and shows it catch up. A watch on demo/ (etcd's Watch API, connected to the leader
+// first) prints every event meanwhile: it resumes on another member after the kill, from the revision after
+// the last one it saw, and the demo checks it saw every put once, in revision order. Stops everything at the end.
 import { join } from 'node:path';
-import { KvClient } from '../src/client/index.js';
+import { CoordClient, KvClient } from '../src/client/index.js';
 import { LocalCluster } from './local-cluster.js';
 import { REPO_ROOT } from './serve-process.js';
 import { clusterStatus, waitForApplied, waitForLeader } from './wait.js';
@@ -29,6 +31,24 @@ async function main(): Promise<void> {
     await table(cluster);
     const dashboards = cluster.ids().map((id) => cluster.metricsUrl(id)).filter((u) => u !== undefined);
     console.log(`   watch it live: open ${dashboards[dashboards.length - 1]}/ in a browser (any member's works: ${dashboards.join(' ')})`);
+    // The watch: from the revision after now, on the leader first (the member about to be killed).
+    const from = (await client.put('demo-start', 'x')).header.revision + 1;
+    const watchClient = new CoordClient({ endpoints: [cluster.clientAddress(leader), ...cluster.ids().filter((id) => id !== leader).map((id) => cluster.clientAddress(id))], timeoutMs: 10_000 });
+    const stopWatch = new AbortController();
+    const seen: { key: string; revision: bigint }[] = [];
+    const watching = (async (): Promise<void> => {
+      let lastEndpoint = '';
+      for await (const batch of watchClient.watch('demo/', { prefix: true, fromRevision: from, signal: stopWatch.signal })) {
+        if (batch.endpoint !== lastEndpoint) {
+          console.log(`   [watch] streaming from member at ${batch.endpoint}${lastEndpoint === '' ? '' : ` (resumed at revision ${batch.events[0]?.kv.modRevision ?? batch.revision}, after ${lastEndpoint} went away)`}`);
+          lastEndpoint = batch.endpoint;
+        }
+        for (const e of batch.events) {
+          seen.push({ key: e.kv.key.toString(), revision: e.kv.modRevision });
+          console.log(`   [watch] ${e.type.toUpperCase()} ${e.kv.key.toString()} = ${e.kv.value.toString()}  (revision ${e.kv.modRevision})`);
+        }
+      }
+    })();
     say(`Member ${leader} is the leader. Writing 20 keys (demo/00 .. demo/19)`);
     for (let i = 0; i < 20; i++) {
       const r = await client.put(`demo/${String(i).padStart(2, '0')}`, `value-${i}`);
@@ -51,6 +71,16 @@ async function main(): Promise<void> {
     const all = await client.range({ prefix: 'demo/' });
     console.log(`   ${all.kvs.length} of 30 keys present; served at index ${all.header.index} by member ${all.header.memberId}`);
     if (all.kvs.length !== 30) throw new Error('acknowledged writes are missing');
+    // The watch has every put once, in revision order, across the kill (each put is one revision here).
+    const until = Date.now() + 10_000;
+    while (seen.length < 30 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    stopWatch.abort();
+    await watching;
+    watchClient.close();
+    const inOrder = seen.every((s, i) => i === 0 || s.revision > (seen[i - 1]?.revision ?? 0n));
+    const keys = new Set(seen.map((s) => s.key));
+    console.log(`   [watch] saw ${seen.length} events for ${keys.size} of 30 keys, ${inOrder ? 'in revision order' : 'OUT OF ORDER'}, across the failover`);
+    if (seen.length !== 30 || keys.size !== 30 || !inOrder) throw new Error('the watch lost, repeated or reordered events across the failover');
     say(`Restarting member ${leader}: it catches up from the new leader`);
     cluster.start(leader);
     await waitForApplied(cluster.endpoints(), all.header.index, 30_000);

@@ -1,20 +1,23 @@
 // `npm run bench:vs-etcd`: starts a 3-member etcd and a 3-member raftkv on loopback in turn, runs every
 // workload against each, measures failover (kill -9 the leader under load), stops everything, and prints
 // the side-by-side table with the raftkv/etcd ratio per workload. Results also go to <run dir>/vs-etcd.json.
+import { execFile } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseArgs, promisify } from 'node:util';
 import type { ClusterUnderTest } from './cluster-under-test.js';
 import { EtcdCluster } from './etcd-cluster.js';
 import { measureFailover, type FailoverResult } from './failover.js';
 import { REPO_ROOT } from '../cluster/serve-process.js';
 import { RaftKvCluster } from './raftkv-cluster.js';
-import { makeClusterCertificates } from '../cluster/tls-certs.js';
+import { clientTls, makeClusterCertificates } from '../cluster/tls-certs.js';
 import { fmt, formatTable, workloadTable, type WorkloadReport } from './report.js';
 import { randomSeed } from './rng.js';
 import { parseWorkloads, runBench } from './run-bench.js';
 import type { TargetName } from './target.js';
+
+const run = promisify(execFile);
 
 const USAGE = `usage: npm run bench:vs-etcd -- [flags]
   --workload NAME[,NAME]|all  (default all)     --duration S   per workload (default 10)
@@ -23,6 +26,7 @@ const USAGE = `usage: npm run bench:vs-etcd -- [flags]
   --only raftkv|etcd          run one system only
   --run-dir DIR               data dirs, logs and vs-etcd.json (default runs/vs-etcd-<time>)
   --seed N                    --no-progress
+  --check-perf s|m|l|xl       also run \`etcdctl check perf --load=LOAD\` against each system (60 s each)
   --tls                       both systems with TLS and client certificates on every port (one local CA,
                               cluster/tls-certs.ts; the same certificates for etcd and raftkv)
   --raftkv-transport stream|unary|etcd  raftkv client: KV calls on one stream per member (default), unary calls
@@ -34,11 +38,31 @@ interface SystemResult {
   readonly reports: readonly WorkloadReport[];
   readonly failover: FailoverResult | undefined;
   readonly idleRssMiB: readonly number[]; // each member right after start
+  readonly checkPerf: CheckPerfResult | undefined; // etcdctl check perf, when asked
+}
+
+interface CheckPerfResult {
+  readonly load: string;
+  readonly verdict: 'PASS' | 'FAIL';
+  readonly lines: readonly string[]; // etcdctl's PASS/FAIL lines (throughput, slowest request, stddev)
+}
+
+/** `etcdctl check perf --load=LOAD` against `endpoints` (its verdict is its exit status; its lines say why). */
+async function checkPerf(endpoints: readonly string[], load: string, tlsDir: string | undefined): Promise<CheckPerfResult> {
+  const tls = tlsDir === undefined ? [] : ((t) => ['--cacert', t.caFile, '--cert', t.certFile, '--key', t.keyFile])(clientTls(tlsDir));
+  const args = ['--endpoints', endpoints.join(','), ...tls, 'check', 'perf', `--load=${load}`, '--auto-compact', '--auto-defrag'];
+  const env = { ...process.env, ETCDCTL_API: '3' };
+  const res = await run('etcdctl', args, { env, timeout: 10 * 60_000 }).then(
+    (r) => ({ ok: true, out: r.stdout + r.stderr }),
+    (err: { stdout?: string; stderr?: string }) => ({ ok: false, out: (err.stdout ?? '') + (err.stderr ?? '') }),
+  );
+  const lines = res.out.split('\n').filter((l) => /^(PASS|FAIL)/.test(l.trim())).map((l) => l.trim());
+  return { load, verdict: res.ok ? 'PASS' : 'FAIL', lines };
 }
 
 async function runSystem(
   cluster: ClusterUnderTest,
-  opts: { workloads: string; durationS: number; warmupS: number; keys: number; valueSize: number; seed: number; failoverReps: number; progress: boolean; raftkvTransport: string; tls: boolean },
+  opts: { workloads: string; durationS: number; warmupS: number; keys: number; valueSize: number; seed: number; failoverReps: number; progress: boolean; raftkvTransport: string; tlsDir: string | undefined; checkPerf: string | undefined },
 ): Promise<SystemResult> {
   const log = (line: string): void => {
     process.stderr.write(`[${cluster.name}] ${line}\n`);
@@ -71,11 +95,17 @@ async function runSystem(
     } finally {
       target.close();
     }
+    let perf: CheckPerfResult | undefined;
+    if (opts.checkPerf !== undefined) {
+      log(`etcdctl check perf --load=${opts.checkPerf}`);
+      perf = await checkPerf(cluster.clientEndpoints, opts.checkPerf, opts.tlsDir);
+      log(`check perf: ${perf.verdict} (${perf.lines.join('; ')})`);
+    }
     const failover =
       opts.failoverReps > 0
         ? await measureFailover(cluster, { repetitions: opts.failoverReps, concurrency: 16, requestTimeoutMs: 1000, giveUpMs: 30_000, seed: opts.seed, log })
         : undefined;
-    return { name: cluster.name, version: cluster.version, reports, failover, idleRssMiB };
+    return { name: cluster.name, version: cluster.version, reports, failover, idleRssMiB, checkPerf: perf };
   } finally {
     log('stopping');
     await cluster.stop();
@@ -126,6 +156,7 @@ async function main(argv: readonly string[]): Promise<number> {
       'no-progress': { type: 'boolean', default: false },
       'raftkv-transport': { type: 'string', default: 'stream' },
       tls: { type: 'boolean', default: false },
+      'check-perf': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -155,13 +186,15 @@ async function main(argv: readonly string[]): Promise<number> {
     failoverReps: num(values['failover-reps'], 'failover-reps'),
     progress: !values['no-progress'],
     raftkvTransport: transport,
-    tls: values.tls,
+    // Members 1-5: the three started and the learners the recovery measurements may add.
+    tlsDir: values.tls ? makeClusterCertificates(join(runDir, 'tls'), [1, 2, 3, 4, 5]).dir : undefined,
+    checkPerf: values['check-perf'],
   };
+  if (opts.checkPerf !== undefined && !['s', 'm', 'l', 'xl'].includes(opts.checkPerf)) throw new Error(`--check-perf must be s, m, l or xl\n${USAGE}`);
   const loadAvgAtStart = loadavg();
   process.stderr.write(`vs-etcd: run dir ${runDir}, seed ${seed}, load average ${loadAvgAtStart.map((x) => x.toFixed(1)).join(' ')} on ${cpus().length} CPUs\n`);
 
-  // Members 1-5: the three started and the learners the recovery measurements may add.
-  const tlsOpt = values.tls ? { tlsDir: makeClusterCertificates(join(runDir, 'tls'), [1, 2, 3, 4, 5]).dir } : {};
+  const tlsOpt = opts.tlsDir !== undefined ? { tlsDir: opts.tlsDir } : {};
   let etcd: SystemResult | undefined;
   let raftkv: SystemResult | undefined;
   if (values.only !== 'raftkv') {
@@ -186,6 +219,7 @@ async function main(argv: readonly string[]): Promise<number> {
       process.stdout.write(`${s.name} failover samples (ms): ${s.failover.samples.map((x) => fmt(x.failoverMs, 0)).join(', ')}\n`);
     }
     if (s !== undefined) process.stdout.write(`${s.name} idle RSS per member (MiB): ${s.idleRssMiB.map((x) => fmt(x, 0)).join(', ')}\n`);
+    if (s?.checkPerf !== undefined) process.stdout.write(`${s.name} etcdctl check perf --load=${s.checkPerf.load}: ${s.checkPerf.verdict}\n${s.checkPerf.lines.map((l) => `  ${l}`).join('\n')}\n`);
   }
   const noisy = Math.max(loadAvgAtStart[0] ?? 0, loadavg()[0] ?? 0) > cpus().length;
   if (noisy) process.stdout.write(`NOISY: load average ${loadAvgAtStart.map((x) => x.toFixed(1)).join(' ')} at start, ${loadavg().map((x) => x.toFixed(1)).join(' ')} at end, on ${cpus().length} CPUs\n`);

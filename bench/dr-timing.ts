@@ -126,7 +126,7 @@ async function untilWritten(endpoint: string, sinceMs: number): Promise<number> 
 
 /** The keys under the load's prefix, counted by `endpoint` from its own state; must be `keys`. */
 async function checkCount(endpoint: string, keys: number, what: string): Promise<void> {
-  const client = new KvClient({ endpoints: [endpoint], timeoutMs: 60_000 });
+  const client = new KvClient({ endpoints: [endpoint], timeoutMs: 60_000, attemptTimeoutMs: 60_000 }); // counting 1M keys outlasts the default attempt
   try {
     const r = await client.range({ key: 'k', end: 'l' }, { countOnly: true, serializable: true });
     if (r.count !== keys) throw new Error(`${what}: ${endpoint} holds ${r.count} keys, not ${keys}`);

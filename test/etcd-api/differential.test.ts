@@ -27,7 +27,7 @@ import { startTestCluster, type TestCluster } from '../integration/helpers.js';
 import { describeWithSystem } from '../system-deps.js';
 import { decodeOp, encodeOp, firstDifference, normalise, opJson, outcomeJson, send, type Json, type Outcome } from './differential/compare.js';
 import { FEATURES, OpGenerator, type DiffOp, type GenState } from './differential/ops.js';
-import { WatchRecording, randomWatch, sentinelKeys } from './differential/watches.js';
+import { WatchRecording, compactionTombstones, randomWatch, sentinelKeys } from './differential/watches.js';
 import type { MessageInit, WatchCreateRequest } from '../../src/protocol/etcd-proto.js';
 
 const env = (name: string): string | undefined => {
@@ -115,6 +115,7 @@ interface OpenWatch {
   readonly ref: WatchRecording; // on etcd
   readonly sut: WatchRecording; // on raftkv
   readonly at: number; // opened before this op
+  readonly compactedAtOpen: bigint; // the compacted revision when it was opened
 }
 
 describeWithSystem(['etcd'], 'etcd KV API: differential test against etcd 3.4', () => {
@@ -192,7 +193,7 @@ describeWithSystem(['etcd'], 'etcd KV API: differential test against etcd 3.4', 
     for (let i = 0; i < count; i++) {
       if (watches.length < WATCHES && i % watchEvery === watchEvery - 1) {
         const request = randomWatch(watchRng, state);
-        const w = { request, ref: new WatchRecording(ref, request), sut: new WatchRecording(sut, request), at: i };
+        const w = { request, ref: new WatchRecording(ref, request), sut: new WatchRecording(sut, request), at: i, compactedAtOpen: state.compacted };
         watches.push(w);
         await bringTo([w]);
       }
@@ -238,8 +239,14 @@ describeWithSystem(['etcd'], 'etcd KV API: differential test against etcd 3.4', 
 
     await bringTo(watches);
     for (const w of watches) {
-      const where = firstDifference(w.ref.json(), w.sut.json());
+      const leftOut = compactionTombstones(w.request, w.compactedAtOpen);
+      const where = firstDifference(w.ref.json(leftOut), w.sut.json(leftOut));
       const split = w.sut.splitRevision();
+      const tombstones = leftOut === undefined ? undefined : { etcd: w.ref.deletesAt(w.compactedAtOpen), raftkv: w.sut.deletesAt(w.compactedAtOpen) };
+      if (tombstones !== undefined && tombstones.raftkv < tombstones.etcd) {
+        failed = true;
+        throw new Error(`seed ${SEED}: watcher opened before op ${w.at} at the compacted revision ${w.compactedAtOpen}: raftkv sent ${tombstones.raftkv} deletes at that revision, etcd ${tombstones.etcd}`);
+      }
       w.ref.close();
       w.sut.close();
       if (where !== undefined || split !== undefined || w.ref.failure !== undefined || w.sut.failure !== undefined) {

@@ -1,6 +1,6 @@
 // `npm run chaos -- [--nodes 3|5] [--time SECONDS] [--seed S] [--nemesis kill,pause,partition,member,transfer,damage]
 //                   [--clients N] [--keys N] [--run-dir DIR] [--client kv|raw] [--snapshot-count N]
-//                   [--hold-ms MIN-MAX] [--quiet-ms MIN-MAX] [--quiet] [--tls] [--watchers N] [--leases]`
+//                   [--hold-ms MIN-MAX] [--quiet-ms MIN-MAX] [--quiet] [--tls] [--watchers N] [--leases] [--port-range MIN-MAX]`
 //   (--tls: TLS with client certificates on every port; --watchers/--leases: watchers and lease workers, watch-check.ts)
 // `npm run chaos -- --check RUN_DIR` re-checks a recorded run's history.jsonl (same exit codes).
 // Runs one chaos run against real `raftkv serve` processes (build first: `npm run build`), prints the run
@@ -75,6 +75,7 @@ async function main(argv: string[]): Promise<number> {
         client: { type: 'string' },
         'snapshot-count': { type: 'string' },
         'hold-ms': { type: 'string' },
+        'port-range': { type: 'string' },
         'quiet-ms': { type: 'string' },
         check: { type: 'string' },
         tls: { type: 'boolean' },
@@ -99,6 +100,7 @@ async function main(argv: string[]): Promise<number> {
       ...(values.leases === true ? { leases: true } : {}),
       ...(values['snapshot-count'] !== undefined ? { snapshotCount: intFlag('snapshot-count', values['snapshot-count'], 0, 1, 10_000_000) } : {}),
       ...(values['hold-ms'] !== undefined ? { holdMs: rangeFlag('hold-ms', values['hold-ms']) } : {}),
+      ...(values['port-range'] !== undefined ? { portRange: rangeFlag('port-range', values['port-range']) } : {}),
       ...(values['quiet-ms'] !== undefined ? { quietMs: rangeFlag('quiet-ms', values['quiet-ms']) } : {}),
       ...(values['run-dir'] !== undefined ? { runDir: values['run-dir'] } : {}),
       ...(values.quiet === true ? {} : { log: (line: string) => process.stderr.write(line + '\n') }),

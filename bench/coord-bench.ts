@@ -8,6 +8,7 @@
 //   the members, each lease every TTL/3 (phases spread evenly); the figures are the keep-alive round trip
 //   (p50/p99), keep-alives a second, and the members' CPU and RSS while they are kept alive. Revoked at the end.
 import { randomBytes } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { EtcdChannel } from '../src/client/etcd-channel.js';
 import { Watcher, type WatchBatch } from '../src/client/watch.js';
 import type { ClientDuplexStream } from '@grpc/grpc-js';
@@ -74,6 +75,7 @@ async function watchFanout(target: TargetName, endpoints: readonly string[], opt
   const channels = channelsPerMember(endpoints);
   const writer = new EtcdChannel({ endpoints, timeoutMs: 5000 });
   const stop = new AbortController();
+  setMaxListeners(0, stop.signal); // every watcher listens to it
   const latency = new DeliveryLatency();
   let countFrom = Number.POSITIVE_INFINITY; // events above this revision are measured
   let lastEventMs = 0;

@@ -8,6 +8,7 @@
 // - lease workers: a lease granted, a key put with it, then kept alive (TTL 10 s), left to expire (TTL 2 s) or
 //   revoked after a while; at the end expired and revoked keys must be gone and kept-alive ones still there.
 // Every watcher watches the prefix WATCH_PREFIX, which holds the chaos workers' keys and the lease keys.
+import { setMaxListeners } from 'node:events';
 import { EtcdChannel } from '../../src/client/etcd-channel.js';
 import { Watcher, WatchCompactedError, type WatchBatch } from '../../src/client/watch.js';
 import { grantLease, type Lease } from '../../src/client/lease.js';
@@ -124,6 +125,7 @@ export class WatchWorkload {
   startRevision = 0;
 
   constructor(private readonly opts: WatchWorkloadOptions) {
+    setMaxListeners(0, this.stopWatchers.signal); // every watcher (and each raw segment) listens to it
     this.channel = new EtcdChannel({ endpoints: opts.endpoints, ...(opts.tls !== undefined ? { tls: opts.tls } : {}), timeoutMs: 4000, attemptTimeoutMs: 1000, backoffMinMs: 50, backoffMaxMs: 500 });
   }
 

@@ -129,5 +129,6 @@ export async function runBench(target: BenchTarget, opts: BenchOptions): Promise
 
 export function parseWorkloads(spec: string): WorkloadSpec[] {
   if (spec === 'all') return [...WORKLOADS];
+  if (spec === 'none') return [];
   return spec.split(',').map((s) => findWorkload(s.trim()));
 }

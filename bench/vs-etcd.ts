@@ -15,12 +15,13 @@ import { clientTls, makeClusterCertificates } from '../cluster/tls-certs.js';
 import { fmt, formatTable, workloadTable, type WorkloadReport } from './report.js';
 import { randomSeed } from './rng.js';
 import { parseWorkloads, runBench } from './run-bench.js';
+import { parseCoordScenarios, runCoordBench, type CoordBenchOptions, type CoordReport } from './coord-bench.js';
 import type { TargetName } from './target.js';
 
 const run = promisify(execFile);
 
 const USAGE = `usage: npm run bench:vs-etcd -- [flags]
-  --workload NAME[,NAME]|all  (default all)     --duration S   per workload (default 10)
+  --workload NAME[,NAME]|all|none  (default all)  --duration S   per workload (default 10)
   --keys N (default 10000)    --value-size B (default 256)     --warmup S (default 1)
   --failover-reps N           kill -9 the leader N times per system (default 3; 0 = skip)
   --only raftkv|etcd          run one system only
@@ -30,7 +31,11 @@ const USAGE = `usage: npm run bench:vs-etcd -- [flags]
   --tls                       both systems with TLS and client certificates on every port (one local CA,
                               cluster/tls-certs.ts; the same certificates for etcd and raftkv)
   --raftkv-transport stream|unary|etcd  raftkv client: KV calls on one stream per member (default), unary calls
-                                   like etcd's, or the etcd target's own code over raftkv's etcd API`;
+                                   like etcd's, or the etcd target's own code over raftkv's etcd API
+  --coord watch-fanout,lease-keepalive|all|none  coordination scenarios after the workloads (default all)
+  --watchers N (default 1000)  --watch-rate PUTS/S (default 100)   watch-fanout's size and the writer's rate
+  --leases N (default 10000)   --lease-ttl S (default 30)  --lease-streams N (default 8)   lease-keepalive's size
+  --base-port P               etcd on P (clients) / P+10 (peers), raftkv on P+100 / P+110 (default 23790 / 24790)`;
 
 interface SystemResult {
   readonly name: TargetName;
@@ -39,6 +44,7 @@ interface SystemResult {
   readonly failover: FailoverResult | undefined;
   readonly idleRssMiB: readonly number[]; // each member right after start
   readonly checkPerf: CheckPerfResult | undefined; // etcdctl check perf, when asked
+  readonly coord: readonly CoordReport[]; // the coordination scenarios (watch fan-out, lease keep-alives)
 }
 
 interface CheckPerfResult {
@@ -62,7 +68,7 @@ async function checkPerf(endpoints: readonly string[], load: string, tlsDir: str
 
 async function runSystem(
   cluster: ClusterUnderTest,
-  opts: { workloads: string; durationS: number; warmupS: number; keys: number; valueSize: number; seed: number; failoverReps: number; progress: boolean; raftkvTransport: string; tlsDir: string | undefined; checkPerf: string | undefined },
+  opts: { workloads: string; durationS: number; warmupS: number; keys: number; valueSize: number; seed: number; failoverReps: number; progress: boolean; raftkvTransport: string; tlsDir: string | undefined; checkPerf: string | undefined; coord: Omit<CoordBenchOptions, 'servers' | 'log' | 'durationS' | 'warmupS' | 'valueSize' | 'tls'> },
 ): Promise<SystemResult> {
   const log = (line: string): void => {
     process.stderr.write(`[${cluster.name}] ${line}\n`);
@@ -101,11 +107,13 @@ async function runSystem(
       perf = await checkPerf(cluster.clientEndpoints, opts.checkPerf, opts.tlsDir);
       log(`check perf: ${perf.verdict} (${perf.lines.join('; ')})`);
     }
+    const tls = opts.tlsDir === undefined ? {} : { tls: clientTls(opts.tlsDir) };
+    const coord = await runCoordBench(cluster.name, cluster.clientEndpoints, { ...opts.coord, ...tls, durationS: opts.durationS, warmupS: opts.warmupS, valueSize: opts.valueSize, servers: cluster.pids(), log });
     const failover =
       opts.failoverReps > 0
         ? await measureFailover(cluster, { repetitions: opts.failoverReps, concurrency: 16, requestTimeoutMs: 1000, giveUpMs: 30_000, seed: opts.seed, log })
         : undefined;
-    return { name: cluster.name, version: cluster.version, reports, failover, idleRssMiB, checkPerf: perf };
+    return { name: cluster.name, version: cluster.version, reports, failover, idleRssMiB, checkPerf: perf, coord };
   } finally {
     log('stopping');
     await cluster.stop();
@@ -140,6 +148,32 @@ function comparisonTable(raftkv: SystemResult | undefined, etcd: SystemResult | 
   );
 }
 
+/** The coordination scenarios side by side: events/s or keep-alives/s, latency, the members' CPU and RSS. */
+function coordTable(raftkv: SystemResult | undefined, etcd: SystemResult | undefined): string {
+  const names = [...new Set([...(raftkv?.coord ?? []), ...(etcd?.coord ?? [])].map((r) => r.scenario))];
+  const cpu = (r: CoordReport | undefined): string => (r === undefined ? '-' : r.servers.map((s) => fmt(s.cpuPercent, 0)).join('/'));
+  const rss = (r: CoordReport | undefined): string => (r === undefined ? '-' : fmt(Math.max(...r.servers.map((s) => s.rssMaxMiB)), 0));
+  const rows = names.map((n) => {
+    const r = raftkv?.coord.find((x) => x.scenario === n);
+    const e = etcd?.coord.find((x) => x.scenario === n);
+    const size = r?.size ?? e?.size ?? 0;
+    return [
+      `${n} (${size})`,
+      r === undefined ? '-' : fmt(r.opsPerS, 0),
+      e === undefined ? '-' : fmt(e.opsPerS, 0),
+      r === undefined ? '-' : fmt(r.latency.p50Ms),
+      e === undefined ? '-' : fmt(e.latency.p50Ms),
+      r === undefined ? '-' : fmt(r.latency.p99Ms),
+      e === undefined ? '-' : fmt(e.latency.p99Ms),
+      cpu(r),
+      cpu(e),
+      rss(r),
+      rss(e),
+    ];
+  });
+  return formatTable(['scenario (size)', 'raftkv /s', 'etcd /s', 'raftkv p50', 'etcd p50', 'raftkv p99', 'etcd p99', 'raftkv CPU%', 'etcd CPU%', 'raftkv RSS', 'etcd RSS'], rows);
+}
+
 async function main(argv: readonly string[]): Promise<number> {
   const { values } = parseArgs({
     args: [...argv],
@@ -157,6 +191,13 @@ async function main(argv: readonly string[]): Promise<number> {
       'raftkv-transport': { type: 'string', default: 'stream' },
       tls: { type: 'boolean', default: false },
       'check-perf': { type: 'string' },
+      coord: { type: 'string', default: 'all' },
+      watchers: { type: 'string', default: '1000' },
+      'watch-rate': { type: 'string', default: '100' },
+      leases: { type: 'string', default: '10000' },
+      'lease-ttl': { type: 'string', default: '30' },
+      'lease-streams': { type: 'string', default: '8' },
+      'base-port': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -189,8 +230,17 @@ async function main(argv: readonly string[]): Promise<number> {
     // Members 1-5: the three started and the learners the recovery measurements may add.
     tlsDir: values.tls ? makeClusterCertificates(join(runDir, 'tls'), [1, 2, 3, 4, 5]).dir : undefined,
     checkPerf: values['check-perf'],
+    coord: {
+      scenarios: parseCoordScenarios(values.coord),
+      watchers: num(values.watchers, 'watchers'),
+      watchPutsPerS: Math.max(1, num(values['watch-rate'], 'watch-rate')),
+      leases: num(values.leases, 'leases'),
+      leaseTtlS: Math.max(1, num(values['lease-ttl'], 'lease-ttl')),
+      leaseStreams: Math.max(1, num(values['lease-streams'], 'lease-streams')),
+    },
   };
   if (opts.checkPerf !== undefined && !['s', 'm', 'l', 'xl'].includes(opts.checkPerf)) throw new Error(`--check-perf must be s, m, l or xl\n${USAGE}`);
+  const basePort = values['base-port'] === undefined ? undefined : num(values['base-port'], 'base-port');
   const loadAvgAtStart = loadavg();
   process.stderr.write(`vs-etcd: run dir ${runDir}, seed ${seed}, load average ${loadAvgAtStart.map((x) => x.toFixed(1)).join(' ')} on ${cpus().length} CPUs\n`);
 
@@ -198,10 +248,10 @@ async function main(argv: readonly string[]): Promise<number> {
   let etcd: SystemResult | undefined;
   let raftkv: SystemResult | undefined;
   if (values.only !== 'raftkv') {
-    etcd = await runSystem(new EtcdCluster({ runDir, size: 3, clientBasePort: 23790, peerBasePort: 23800, ...tlsOpt }), opts);
+    etcd = await runSystem(new EtcdCluster({ runDir, size: 3, clientBasePort: basePort ?? 23790, peerBasePort: (basePort ?? 23790) + 10, ...tlsOpt }), opts);
   }
   if (values.only !== 'etcd') {
-    raftkv = await runSystem(new RaftKvCluster({ runDir, size: 3, clientBasePort: 24790, peerBasePort: 24800, transport, ...tlsOpt }), opts);
+    raftkv = await runSystem(new RaftKvCluster({ runDir, size: 3, clientBasePort: basePort === undefined ? 24790 : basePort + 100, peerBasePort: basePort === undefined ? 24800 : basePort + 110, transport, ...tlsOpt }), opts);
   }
   const all = [...(raftkv?.reports ?? []), ...(etcd?.reports ?? [])];
   const out = {
@@ -214,6 +264,10 @@ async function main(argv: readonly string[]): Promise<number> {
   };
   writeFileSync(join(runDir, 'vs-etcd.json'), `${JSON.stringify(out, null, 2)}\n`);
   process.stdout.write(`\n${workloadTable(all)}\n\n${comparisonTable(raftkv, etcd)}\n`);
+  if ((raftkv?.coord.length ?? 0) + (etcd?.coord.length ?? 0) > 0) {
+    process.stdout.write(`\n${coordTable(raftkv, etcd)}\n`);
+    for (const s of [raftkv, etcd]) for (const c of s?.coord ?? []) process.stdout.write(`${s?.name ?? ''} ${c.scenario}: setup ${fmt(c.setupS, 1)} s, ${Object.entries(c.detail).map(([k, v]) => `${k} ${fmt(v, Number.isInteger(v) ? 0 : 1)}`).join(', ')}\n`);
+  }
   for (const s of [raftkv, etcd]) {
     if (s?.failover !== undefined) {
       process.stdout.write(`${s.name} failover samples (ms): ${s.failover.samples.map((x) => fmt(x.failoverMs, 0)).join(', ')}\n`);

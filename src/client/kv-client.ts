@@ -401,7 +401,7 @@ export class KvClient {
   }
 
   /** Compare-and-swap: sets `key` to `next` iff its value is `expected` (null: iff the key does not exist). */
-  async cas(key: Bytes, expected: Bytes | null, next: Bytes, opts: CallOpts = {}): Promise<{ header: ResponseHeader; succeeded: boolean }> {
+  async cas(key: Bytes, expected: Bytes | null, next: Bytes, opts: CallOpts = {}): Promise<{ header: ClientHeader; succeeded: boolean }> {
     const compare: TxnCompare = expected === null ? { key, target: 'version', op: '=', number: 0 } : { key, target: 'value', op: '=', value: expected };
     const r = await this.txn({ compares: [compare], success: [{ type: 'put', key, value: next }] }, opts);
     return { header: r.header, succeeded: r.succeeded };

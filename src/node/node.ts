@@ -76,6 +76,7 @@ import type { AdminReply, DefragmentResult, KeySpaceDigestAt, KvNode, LeaseTimeT
 import { LEASE_CHECK_INTERVAL_MS, LEASE_CHECKPOINT_INTERVAL_MS, LEASE_MAX_REVOKES_PER_CHECK, LEASE_REVOKE_RETRY_MS, Lessor } from './lessor.js';
 import type { Clock } from '../shared/clock.js';
 import { systemClock } from '../shared/clock.js';
+import { NO_LEASE_METRICS, type LeaseMetrics } from '../shared/watch-lease-metrics.js';
 import { DEFAULT_CORRUPT_CHECK_INTERVAL_MS, validateNodeConfig } from './config.js';
 import { fromRaftError } from './core-errors.js';
 import { recover } from './recovery.js';
@@ -130,6 +131,8 @@ export interface NodeDeps {
   files?: NodeFiles;
   /** Leader changes, proposals, fsyncs, applies, heartbeats for an observer (`raftkv serve`: prom-client). Default: none. */
   metrics?: NodeMetrics;
+  /** Lease expiries this member revoked as leader (etcd_debugging_server_lease_expired_total). Default: none. */
+  leaseMetrics?: LeaseMetrics;
   /** TEST ONLY: break the driver on purpose so the driver simulation can show its checkers fail. Never set in production. */
   testingFaults?: DriverTestingFaults;
 }
@@ -954,14 +957,15 @@ export class RaftKvNode implements KvNode {
     const now = this.clock.now();
     for (const id of this.lessor.takeExpired(now)) {
       this.log.info({ lease: id }, 'lease expired: revoking');
-      this.proposeLeaseCommand({ type: 'lease-revoke', id }, now);
+      // Counted once the revoke is applied, as etcd counts a revoke of an expired lease that returned no error.
+      this.proposeLeaseCommand({ type: 'lease-revoke', id }, now, () => (this.deps.leaseMetrics ?? NO_LEASE_METRICS).leaseExpired());
     }
     const checkpoints = this.lessor.takeCheckpoints(now);
     if (checkpoints.length > 0) this.proposeLeaseCommand({ type: 'lease-checkpoint', checkpoints }, now);
   }
 
-  private proposeLeaseCommand(command: Command, nowMs: number): void {
-    this.write(command, { clientId: '', seq: 0, deadlineMs: nowMs + LEASE_REVOKE_RETRY_MS }).catch((err: unknown) => {
+  private proposeLeaseCommand(command: Command, nowMs: number, onApplied?: () => void): void {
+    this.write(command, { clientId: '', seq: 0, deadlineMs: nowMs + LEASE_REVOKE_RETRY_MS }).then(onApplied, (err: unknown) => {
       // Gone already, or leadership moved (the next leader decides): nothing to do. Anything else is retried at
       // the next check (a revoke after LEASE_REVOKE_RETRY_MS).
       if (isRaftKvError(err, 'LEASE_NOT_FOUND') || isRaftKvError(err, 'NOT_LEADER')) return;

@@ -310,7 +310,7 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
       if (stale) process.stderr.write(`raftkv: ${err.message}\n`);
       if (opts.handleSignals === true) logger.flush(() => process.exit(stale ? EXIT_STALE_MEMBER : 70));
     };
-    node = await startNode(config, { transport, logger, onFatal, ...(observability !== undefined ? { metrics: observability.nodeMetrics } : {}) });
+    node = await startNode(config, { transport, logger, onFatal, ...(observability !== undefined ? { metrics: observability.nodeMetrics, leaseMetrics: observability.leaseMetrics } : {}) });
   } catch (err) {
     for (const s of servers) s.forceShutdown();
     etcdWatch.close();

@@ -5,7 +5,8 @@
 //   etcd_debugging_mvcc_slow_watcher_total (gauge), etcd_debugging_lease_granted_total,
 //   etcd_debugging_lease_revoked_total, etcd_debugging_lease_renewed_total (counters),
 //   etcd_debugging_server_lease_expired_total (counter).
-// The etcd Watch and Lease services report through them (etcd-watch-service.ts, etcd-lease-service.ts); lease expiry is not counted yet.
+// The etcd Watch and Lease services report through them (etcd-watch-service.ts, etcd-lease-service.ts); the leader's
+// node counts the leases it revoked because they expired (NodeDeps.leaseMetrics, src/node/node.ts checkLeases).
 
 export interface WatchMetrics {
   /** A watcher was created (delta +1) or cancelled/closed (-1). */

@@ -218,8 +218,11 @@ export class WatchHub {
     for (const e of events) {
       if (e.type === 'put' ? w.spec.noPut : w.spec.noDelete) continue;
       if (!inRange(e.kv.key, w.spec.range)) continue;
-      // etcd reads prev_kv at modRevision - 1: nothing once that is compacted.
-      const prevKv = w.spec.prevKv && e.kv.modRevision - 1 >= compacted ? e.prevKv : undefined;
+      // etcd reads prev_kv at modRevision - 1: nothing once that is compacted. It never reads one for a create
+      // event (a put with create_revision == mod_revision: etcd's IsCreateEvent), even when the key existed at
+      // modRevision - 1 because the same txn deleted it first (DeleteRange [k, "\0") then Put k).
+      const isCreate = e.type === 'put' && e.kv.createRevision === e.kv.modRevision;
+      const prevKv = w.spec.prevKv && !isCreate && e.kv.modRevision - 1 >= compacted ? e.prevKv : undefined;
       out.push(prevKv === e.prevKv ? e : { ...e, prevKv });
     }
     return out;

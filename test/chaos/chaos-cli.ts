@@ -1,6 +1,7 @@
 // `npm run chaos -- [--nodes 3|5] [--time SECONDS] [--seed S] [--nemesis kill,pause,partition,member,transfer,damage]
 //                   [--clients N] [--keys N] [--run-dir DIR] [--client kv|raw] [--snapshot-count N]
-//                   [--hold-ms MIN-MAX] [--quiet-ms MIN-MAX] [--quiet] [--tls]`  (--tls: TLS with client certificates on every port)
+//                   [--hold-ms MIN-MAX] [--quiet-ms MIN-MAX] [--quiet] [--tls] [--watchers N] [--leases] [--port-range MIN-MAX]`
+//   (--tls: TLS with client certificates on every port; --watchers/--leases: watchers and lease workers, watch-check.ts)
 // `npm run chaos -- --check RUN_DIR` re-checks a recorded run's history.jsonl (same exit codes).
 // Runs one chaos run against real `raftkv serve` processes (build first: `npm run build`), prints the run
 // folder, and exits 0 if the run passed, 1 on any violation (not linearizable, or an acknowledged write
@@ -74,9 +75,12 @@ async function main(argv: string[]): Promise<number> {
         client: { type: 'string' },
         'snapshot-count': { type: 'string' },
         'hold-ms': { type: 'string' },
+        'port-range': { type: 'string' },
         'quiet-ms': { type: 'string' },
         check: { type: 'string' },
         tls: { type: 'boolean' },
+        watchers: { type: 'string' },
+        leases: { type: 'boolean' },
       },
       strict: true,
     });
@@ -92,8 +96,11 @@ async function main(argv: string[]): Promise<number> {
       keys: intFlag('keys', values.keys, 4, 1, 1000),
       client: parseClient(values.client),
       ...(values.tls === true ? { tls: true } : {}),
+      watchers: intFlag('watchers', values.watchers, 0, 0, 64),
+      ...(values.leases === true ? { leases: true } : {}),
       ...(values['snapshot-count'] !== undefined ? { snapshotCount: intFlag('snapshot-count', values['snapshot-count'], 0, 1, 10_000_000) } : {}),
       ...(values['hold-ms'] !== undefined ? { holdMs: rangeFlag('hold-ms', values['hold-ms']) } : {}),
+      ...(values['port-range'] !== undefined ? { portRange: rangeFlag('port-range', values['port-range']) } : {}),
       ...(values['quiet-ms'] !== undefined ? { quietMs: rangeFlag('quiet-ms', values['quiet-ms']) } : {}),
       ...(values['run-dir'] !== undefined ? { runDir: values['run-dir'] } : {}),
       ...(values.quiet === true ? {} : { log: (line: string) => process.stderr.write(line + '\n') }),

@@ -127,6 +127,8 @@ export interface OpReport {
   readonly lastError: string | undefined;
   readonly servedBy: number; // member id that answered (0 if none)
   readonly term: number; // term in the answer's header (0 if none)
+  /** The store revision an acknowledged write created (undefined: none, or the client does not say). */
+  readonly revision?: number;
 }
 
 type Attempt<T> = (client: Client, timeoutMs: number) => Promise<{ value: T; memberId: number; term: number }>;
@@ -333,10 +335,10 @@ export interface ChaosKv {
 export class KvClientAdapter implements ChaosKv {
   constructor(private readonly client: KvClient) {}
 
-  private async run(isWrite: boolean, fn: () => Promise<{ result: string | null; memberId: number; term: number }>): Promise<OpReport> {
+  private async run(isWrite: boolean, fn: () => Promise<{ result: string | null; memberId: number; term: number; revision?: number }>): Promise<OpReport> {
     try {
       const r = await fn();
-      return { outcome: { kind: 'ok', result: r.result }, attempts: 1, lastError: undefined, servedBy: r.memberId, term: r.term };
+      return { outcome: { kind: 'ok', result: r.result }, attempts: 1, lastError: undefined, servedBy: r.memberId, term: r.term, ...(r.revision !== undefined ? { revision: r.revision } : {}) };
     } catch (err) {
       if (!(err instanceof RaftKvError)) throw err; // a bug in the client, not an outcome
       const outcome: Outcome = isWrite ? { kind: 'indeterminate' } : { kind: 'failed' };
@@ -347,7 +349,7 @@ export class KvClientAdapter implements ChaosKv {
   put(key: string, value: string): Promise<OpReport> {
     return this.run(true, async () => {
       const r = await this.client.put(key, value);
-      return { result: null, memberId: r.header.memberId, term: r.header.term };
+      return { result: null, memberId: r.header.memberId, term: r.header.term, revision: r.header.revision };
     });
   }
 
@@ -361,14 +363,14 @@ export class KvClientAdapter implements ChaosKv {
   delete(key: string): Promise<OpReport> {
     return this.run(true, async () => {
       const r = await this.client.delete(key);
-      return { result: null, memberId: r.header.memberId, term: r.header.term };
+      return { result: null, memberId: r.header.memberId, term: r.header.term, ...(r.deleted > 0 ? { revision: r.header.revision } : {}) };
     });
   }
 
   cas(key: string, expected: string | null, value: string): Promise<OpReport> {
     return this.run(true, async () => {
       const r = await this.client.cas(key, expected, value);
-      return { result: r.succeeded ? 'true' : 'false', memberId: r.header.memberId, term: r.header.term };
+      return { result: r.succeeded ? 'true' : 'false', memberId: r.header.memberId, term: r.header.term, ...(r.succeeded ? { revision: r.header.revision } : {}) };
     });
   }
 

@@ -32,3 +32,17 @@ describe('chaos (3 real nodes, ~15 s per nemesis)', () => {
     await expectPass({ nodes: 3, timeSeconds: SECONDS, seed: BASE_SEED + NEMESIS_KINDS.length, nemeses: ['kill', 'partition'], clients: 4, tls: true });
   }, 240_000);
 });
+
+// Watchers (library and raw, some resumed by hand) and lease workers under kills: watch-check.ts's checks.
+describe('chaos with watchers and leases (3 real nodes, ~12 s)', () => {
+  it('kill: every watcher ordered, unique, atomic, reliable and resumable; leases expire, revoke and stay kept alive', async () => {
+    const seed = BASE_SEED + 100;
+    const { report, runDir, watchCheck } = await runChaos({ nodes: 3, timeSeconds: Math.min(SECONDS, 12), seed, nemeses: ['kill'], clients: 3, watchers: 6, leases: true, portRange: [29_000, 30_000] });
+    const why = `seed ${seed}, run folder ${runDir}: ${report.reasons.join('; ')}`;
+    expect(report.faults.length, `no fault injected (${why})`).toBeGreaterThan(0);
+    expect(watchCheck, `the watch check did not run (${why})`).toBeDefined();
+    expect(watchCheck?.events ?? 0, `no event watched (${why})`).toBeGreaterThan(0);
+    expect(watchCheck?.problems ?? [], why).toEqual([]);
+    expect(report.verdict, why).toBe('pass');
+  }, 240_000);
+});

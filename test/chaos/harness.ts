@@ -5,7 +5,7 @@
 // Run folder layout: n<id>/data (data dirs), n<id>/raftkv.log (node logs), history.jsonl, report.json,
 // report.md, timeline.html, harness.log.
 import { clientTls, makeClusterCertificates } from '../../cluster/tls-certs.js';
-import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import type { NodeId } from '../../src/raft/types.js';
@@ -19,6 +19,8 @@ import { ProxyMesh, type CutMode } from './proxy.js';
 import { ServeProcesses, requireServeBin } from './processes.js';
 import { REPO_ROOT, peerAddress, type PortPlan } from '../../cluster/serve-process.js';
 import { buildReport, writeRunFiles, type ChaosReport, type LeaderObservation } from './report.js';
+import { checkWatches, type AckWrite, type WatchCheckResult } from './watch-check.js';
+import { WatchWorkload } from './watch-workload.js';
 
 export interface ChaosOptions {
   readonly nodes: number; // 3 or 5
@@ -41,12 +43,20 @@ export interface ChaosOptions {
   readonly client?: 'kv' | 'raw';
   /** TLS with client certificates on every client and peer port (a CA made in the run folder; openssl). */
   readonly tls?: boolean;
+  /** Watchers over etcd's Watch API on every key of the run, checked at the end (watch-check.ts); default 0. */
+  readonly watchers?: number;
+  /** Lease workers (kept alive, expired, revoked), checked at the end (watch-check.ts); default false. */
+  readonly leases?: boolean;
+  /** Peer and client ports come from [min, max) (default 20000-60000, picked at random). */
+  readonly portRange?: readonly [number, number];
 }
 
 export interface ChaosResult {
   readonly runDir: string;
   readonly report: ChaosReport;
   readonly history: readonly HistoryOp[];
+  /** The watch and lease check (undefined: no watchers or leases in the run, or the run ended before it). */
+  readonly watchCheck: WatchCheckResult | undefined;
 }
 
 const OP_TIMEOUT_MS = 2000; // one client op, retries included; past it the op is indeterminate
@@ -70,9 +80,9 @@ async function portFree(port: number): Promise<boolean> {
 }
 
 /** Picks peer and client port bases whose 2n ports are free (the machine is shared: avoid fixed ports). */
-async function findPorts(nodes: number): Promise<{ peer: number; client: number }> {
+async function findPorts(nodes: number, range: readonly [number, number] = [20_000, 60_000]): Promise<{ peer: number; client: number }> {
   for (let attempt = 0; attempt < 50; attempt++) {
-    const base = 20_000 + Math.floor(Math.random() * 2000) * 20; // not from the seed: ports are not part of the schedule
+    const base = range[0] + Math.floor(Math.random() * Math.floor((range[1] - range[0]) / 20)) * 20; // not from the seed: ports are not part of the schedule
     const peer = base;
     const client = base + 10;
     let ok = true;
@@ -382,6 +392,7 @@ async function worker(
   rng: SeededRng,
   stopped: () => boolean,
   readOnly: boolean,
+  onWrite: (w: AckWrite) => void,
 ): Promise<void> {
   const lastSeen = new Map<string, string | null>(); // what this client last read or wrote per key
   let n = 0;
@@ -393,21 +404,22 @@ async function worker(
     const expected = op === 'cas' ? (rng.next() < 0.8 ? (lastSeen.get(key) ?? null) : `${client}-${Math.max(1, n - 1)}`) : null;
     const slot = recorder.begin({ client, op, key, value, expected });
     let outcome: Outcome;
+    let revision: number | undefined;
     switch (op) {
       case 'get':
         outcome = (await kv.get(key)).outcome;
         if (outcome.kind === 'ok') lastSeen.set(key, outcome.result);
         break;
       case 'put':
-        outcome = (await kv.put(key, value ?? '')).outcome;
+        ({ outcome, revision } = await kv.put(key, value ?? ''));
         if (outcome.kind === 'ok') lastSeen.set(key, value);
         break;
       case 'cas':
-        outcome = (await kv.cas(key, expected, value ?? '')).outcome;
+        ({ outcome, revision } = await kv.cas(key, expected, value ?? ''));
         if (outcome.kind === 'ok' && outcome.result === 'true') lastSeen.set(key, value);
         break;
       case 'delete':
-        outcome = (await kv.delete(key)).outcome;
+        ({ outcome, revision } = await kv.delete(key));
         if (outcome.kind === 'ok') lastSeen.set(key, null);
         break;
       default: {
@@ -418,6 +430,7 @@ async function worker(
     // ok for put/delete carries no result; the history format wants null there.
     if (outcome.kind === 'ok' && (op === 'put' || op === 'delete')) outcome = { kind: 'ok', result: null };
     recorder.end(slot, outcome);
+    if (outcome.kind === 'ok' && revision !== undefined) onWrite({ key, revision, type: op === 'delete' ? 'delete' : 'put', value: op === 'delete' ? null : value });
     await delay(5 + rng.int(10)); // think time: keeps 2 shared cores usable
   }
 }
@@ -441,7 +454,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
   const memberProblems: string[] = []; // members that disagree about the final state
   requireServeBin();
 
-  const ports = await findPorts(opts.nodes);
+  const ports = await findPorts(opts.nodes, opts.portRange);
   const plan: PortPlan = { basePeerPort: ports.peer, baseClientPort: ports.client };
   const peerAddresses = new Map<NodeId, string>();
   for (let id = 1; id <= opts.nodes; id++) peerAddresses.set(id, peerAddress(plan, id));
@@ -469,6 +482,9 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
   let monitor: Promise<void> = Promise.resolve();
   let finalValues: Map<string, string | null> | undefined;
   let nemesis: Nemesis | undefined;
+  const ackWrites: AckWrite[] = [];
+  let watchWorkload: WatchWorkload | undefined;
+  let watchCheck: WatchCheckResult | undefined;
   try {
     log(`run folder ${runDir}; seed ${opts.seed}; ${opts.nodes} nodes; nemesis ${opts.nemeses.join(',')}; client ${opts.client ?? 'kv'}; ports ${ports.peer}/${ports.client}${tlsDir !== undefined ? '; TLS' : ''}`);
     for (const id of cluster.ids()) cluster.start(id, { state: 'new', members: cluster.ids() });
@@ -495,6 +511,10 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     })();
 
     const endpoints = cluster.ids().map((id) => cluster.clientAddress(id));
+    if ((opts.watchers ?? 0) > 0 || opts.leases === true) {
+      watchWorkload = new WatchWorkload({ endpoints, ...(tls !== undefined ? { tls } : {}), watchers: opts.watchers ?? 0, leases: opts.leases === true, rng: new SeededRng(opts.seed * 1000 + 999), log, electionTimeoutMs: tickMs * electionTicks });
+      await watchWorkload.start();
+    }
     const nonce = Date.now().toString(36);
     let workersStopped = false;
     const workers: Promise<void>[] = [];
@@ -507,7 +527,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
           : new ChaosKvClient({ endpoints: rotated, clientId, opTimeoutMs: OP_TIMEOUT_MS, attemptTimeoutMs: ATTEMPT_TIMEOUT_MS, retryBackoffMs: 50, ...(tls !== undefined ? { tls } : {}) });
       kvClients.push(kv);
       const readOnly = clients >= 3 && c === clients; // the last worker only reads
-      workers.push(worker(c, kv, recorder, keys, new SeededRng(opts.seed * 1000 + c), () => workersStopped, readOnly));
+      workers.push(worker(c, kv, recorder, keys, new SeededRng(opts.seed * 1000 + c), () => workersStopped, readOnly, (w) => ackWrites.push(w)));
     }
 
     const nem = new Nemesis(
@@ -562,12 +582,22 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
       notes.push(agreement.note);
       memberProblems.push(...agreement.problems);
       log(agreement.problems.length > 0 ? `members disagree: ${agreement.problems.join('; ')}` : agreement.note);
+      if (watchWorkload !== undefined) {
+        const w = await watchWorkload.finish();
+        notes.push(...w.notes);
+        watchCheck = checkWatches({ writes: [...ackWrites, ...watchWorkload.writes], watchers: w.watchers, endRevision: w.endRevision, allWritersRecorded: true, compactedResume: w.compactedResume, leases: w.leases });
+        notes.push(...watchCheck.notes, `watch check: ${w.watchers.length} watchers, ${watchCheck.events} events, ${w.leases.length} leases, ${watchCheck.problems.length} problems`);
+        memberProblems.push(...watchCheck.problems);
+        writeFileSync(join(runDir, 'watches.json'), JSON.stringify({ endRevision: w.endRevision, watchers: w.watchers, leases: w.leases, compactedResume: w.compactedResume, problems: watchCheck.problems }, null, 1));
+        log(`watch check: ${watchCheck.problems.length === 0 ? 'ok' : watchCheck.problems.join('; ')}`);
+      }
     } catch (err) {
       notes.push(`final read failed: ${err instanceof Error ? err.message : String(err)}`);
       log(notes[notes.length - 1] ?? '');
     }
   } finally {
     nemesis?.stop();
+    watchWorkload?.close();
     monitorStop = true;
     await monitor;
     for (const kv of kvClients) kv.close();
@@ -609,5 +639,5 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
   });
   writeRunFiles(runDir, report, history);
   log(`verdict ${report.verdict}${report.reasons.length > 0 ? ': ' + report.reasons.join('; ') : ''}`);
-  return { runDir, report, history };
+  return { runDir, report, history, watchCheck };
 }

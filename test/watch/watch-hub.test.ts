@@ -277,4 +277,34 @@ describe('watch hub', () => {
       await sm.close();
     }
   });
+
+  it("a create event carries no prev_kv (etcd's IsCreateEvent), even when the same txn deleted the key first", async () => {
+    const sm = await KvStateMachine.open(join(dir.path, 'kv'));
+    const hub = new WatchHub(sm, (err) => {
+      throw err;
+    });
+    sm.onApplied = (c) => hub.onApplied(c.revision, c.events, c.restored);
+    const log = new LogBuilder();
+    try {
+      await sm.apply([log.cmd({ type: 'put', key: enc('a'), value: enc('1'), prevKv: false })]); // revision 2
+      const live = new TestSink(100);
+      live.watcher = hub.watch({ range: { key: enc('a'), end: new Uint8Array(0) }, startRevision: 0, noPut: false, noDelete: false, prevKv: true }, live);
+      // Revision 3: DeleteRange [a, "\0") then Put a (etcd's duplicate-key check lets an open-ended delete through).
+      const txn: Command = { type: 'txn', compares: [], success: [{ type: 'delete', range: { key: enc('a'), end: Uint8Array.of(0) }, prevKv: false }, { type: 'put', key: enc('a'), value: enc('2'), prevKv: false }], failure: [] };
+      await sm.apply([log.cmd(txn)]);
+      const fromHistory = new TestSink(100);
+      fromHistory.watcher = hub.watch({ range: { key: enc('a'), end: new Uint8Array(0) }, startRevision: 3, noPut: false, noDelete: false, prevKv: true }, fromHistory);
+      for (let i = 0; i < 100 && !fromHistory.messages.some((m) => m.type === 'events'); i++) await new Promise((r) => setImmediate(r));
+      for (const sink of [live, fromHistory]) {
+        const events = sink.messages.flatMap((m) => (m.type === 'events' ? m.events : []));
+        expect(events.map((e) => [e.type, e.kv.modRevision, e.kv.createRevision, e.prevKv === undefined ? null : dec(e.prevKv.value)])).toEqual([
+          ['delete', 3, 0, '1'],
+          ['put', 3, 3, null], // etcd 3.4.23 sends prev_kv null here (raftkv sent the key before the txn)
+        ]);
+      }
+    } finally {
+      hub.close();
+      await sm.close();
+    }
+  });
 });

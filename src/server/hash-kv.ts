@@ -32,13 +32,13 @@ function after(key: Uint8Array): Uint8Array {
 }
 
 /** The digest of the key space at `revision` (0: the current one) on this member's applied state. */
-export async function hashKv(node: KvNode, revision: bigint, deadlineMs: number): Promise<HashKvAnswer> {
+export async function hashKv(node: Pick<KvNode, 'read' | 'status'>, revision: bigint, deadlineMs: number, pageKeys = HASH_KV_PAGE_KEYS): Promise<HashKvAnswer> {
   const s = node.status();
   // Beyond 2^53 no revision exists: FUTURE_REV from the read below.
   const at = revision === 0n ? s.revision : revision > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(revision);
   const digest = new KeySpaceDigest();
   let from: Uint8Array = Uint8Array.of(0);
-  let page = HASH_KV_PAGE_KEYS;
+  let page = pageKeys;
   for (;;) {
     let reply;
     try {

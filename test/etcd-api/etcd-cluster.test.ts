@@ -195,7 +195,7 @@ describeWithSystem(['etcdctl'], 'etcd Cluster: etcdctl 3.4 member add|promote|up
     expect((await ctl(leaderEndpoint, 'member', 'list')).trim().split('\n')).toHaveLength(3);
   }, 90_000);
 
-  it('a serializable read-only txn is answered without a leader; removing a voter then is refused with etcd\'s string', async () => {
+  it('adding a voter with one of three down is refused with etcd\'s string; a serializable read-only txn is answered without a leader', async () => {
     const survivor = tc.cluster.ids().find((id) => id !== leaderId) ?? 0;
     const others = tc.cluster.ids().filter((id) => id !== survivor && id <= 3);
     // With one of three down, adding a voter would need 3 of 4 started: etcd's ErrNotEnoughStartedMembers.

@@ -310,7 +310,7 @@ describe('KvStateMachine', () => {
     const t = txn([{ key: enc('a'), target: 'version', op: '=', number: 2 }], [nested, { type: 'range', request: rangeReq('a', 'c') }], [{ type: 'range', request: rangeReq('b') }]);
     if (t.type !== 'txn') throw new Error('helper built no txn');
     const viaRead = await sm.readTxn(t);
-    log.cmd(txn(t.compares, t.success, [...t.failure, { type: 'put', key: enc('never'), value: enc('x'), prevKv: false }]));
+    log.cmd(txn([...t.compares], [...t.success], [...t.failure, { type: 'put', key: enc('never'), value: enc('x'), prevKv: false }]));
     const viaLog = result((await apply())[0]);
     expect(viaRead.result).toEqual(viaLog);
     expect(viaRead.result.succeeded).toBe(true);

@@ -167,7 +167,7 @@ describeWithSystem(['etcdctl'], 'etcd Cluster: etcdctl 3.4 member add|promote|up
     expect(await ctlError(leaderEndpoint, 'member', 'promote', '1')).toContain('etcdserver: can only promote a learner member');
 
     tc.cluster.track(4);
-    tc.cluster.start(4, { state: 'existing', members: [1, 2, 3, 4] });
+    tc.cluster.start(4, { state: 'existing', members: [1, 2, 3, 4] }); // --initial-cluster lists every member: 4 takes streams only from members it knows
     // It gets the log, then publishes its client address (etcd's members publish their attributes).
     await until('member 4 started', async () => (await ctl(leaderEndpoint, 'member', 'list')).includes(`4, started, 4, ${peer4}, ${tc.cluster.clientAddress(4)}, true`));
     await until('member 4 promoted', async () => {

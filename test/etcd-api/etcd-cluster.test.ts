@@ -1,10 +1,11 @@
 // etcd's Cluster service, HashKV and read-only txns on a real 3-member raftkv, driven with etcdctl 3.4 and raw
-// etcdserverpb calls: member add (learner) through a follower, the new member started with
-// --initial-cluster-state existing joining and publishing its client address, promote, update, remove, and
-// etcd's error strings; HashKV equal on every member at one revision (and unchanged by later writes);
-// a read-only txn answered without a log entry, equal to the same txn through the log, and a serializable one
-// answered by a member without a leader.
+// etcdserverpb calls: member add (learner) through a follower, the new member started from the
+// ETCD_INITIAL_CLUSTER line etcdctl prints with --initial-cluster-state existing, joining and publishing its
+// client address, then promote, update, remove, and etcd's error strings; HashKV equal on every member at one
+// revision (and unchanged by later writes); a read-only txn answered without a log entry, equal to the same txn
+// through the log, and a serializable one answered by a member without a leader.
 import { execFile } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
@@ -14,6 +15,8 @@ import type { WireHashKvResponse } from '../../src/protocol/proto.js';
 import { startTestCluster } from '../integration/helpers.js';
 import type { TestCluster } from '../integration/helpers.js';
 import { describeWithSystem } from '../system-deps.js';
+import { spawnServe } from '../../cluster/serve-process.js';
+import type { LoggedChild } from '../../cluster/serve-process.js';
 
 const run = promisify(execFile);
 const BASE_PORT = 26000;
@@ -24,6 +27,7 @@ let leaderId: number;
 let leaderEndpoint: string;
 let followerEndpoint: string;
 const clients: grpc.Client[] = [];
+let fourth: LoggedChild | undefined; // the member etcdctl adds, started by this test
 
 function raw(endpoint: string): grpc.Client {
   const c = new grpc.Client(endpoint, grpc.credentials.createInsecure());
@@ -65,6 +69,8 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
+  fourth?.signal('SIGKILL');
+  await fourth?.exited;
   for (const c of clients) c.close();
   await tc.close();
 });
@@ -166,8 +172,15 @@ describeWithSystem(['etcdctl'], 'etcd Cluster: etcdctl 3.4 member add|promote|up
     expect(await ctlError(leaderEndpoint, 'member', 'promote', '4')).toContain('etcdserver: can only promote a learner member which is in sync with leader');
     expect(await ctlError(leaderEndpoint, 'member', 'promote', '1')).toContain('etcdserver: can only promote a learner member');
 
-    tc.cluster.track(4);
-    tc.cluster.start(4, { state: 'existing', members: [1, 2, 3, 4] }); // --initial-cluster lists every member: 4 takes streams only from members it knows
+    // Started with the ETCD_INITIAL_CLUSTER line etcdctl printed, as an operator would.
+    const printed = /^ETCD_INITIAL_CLUSTER="([^"]+)"$/m.exec(added)?.[1] ?? '';
+    expect(printed.split(',')).toHaveLength(4);
+    const args = tc.cluster.serveArgs(4, 'existing', [1, 2, 3, 4]);
+    const at = args.indexOf('--initial-cluster');
+    expect(at).toBeGreaterThan(-1);
+    args[at + 1] = printed;
+    mkdirSync(tc.cluster.dataDir(4), { recursive: true });
+    fourth = spawnServe(args, { logFile: tc.cluster.logFile(4), killOnExit: true });
     // It gets the log, then publishes its client address (etcd's members publish their attributes).
     await until('member 4 started', async () => (await ctl(leaderEndpoint, 'member', 'list')).includes(`4, started, 4, ${peer4}, ${tc.cluster.clientAddress(4)}, true`));
     await until('member 4 promoted', async () => {
@@ -190,7 +203,8 @@ describeWithSystem(['etcdctl'], 'etcd Cluster: etcdctl 3.4 member add|promote|up
     expect(await ctl(leaderEndpoint, 'member', 'list')).toContain(`4, started, 4, ${moved}, `);
 
     expect(await ctl(followerEndpoint, 'member', 'remove', '4')).toMatch(/Member\s+4 removed from cluster/);
-    await tc.cluster.stop(4);
+    fourth.signal('SIGTERM');
+    await fourth.exited;
     expect(await ctlError(leaderEndpoint, 'member', 'remove', '4')).toContain('etcdserver: member not found');
     expect((await ctl(leaderEndpoint, 'member', 'list')).trim().split('\n')).toHaveLength(3);
   }, 90_000);

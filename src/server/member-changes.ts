@@ -19,6 +19,10 @@ export const ETCD_MEMBER_BAD_URLS = 'etcdserver: given member URLs are invalid';
 export const ETCD_NOT_ENOUGH_STARTED = 'etcdserver: re-configuration failed due to not enough started members';
 export const ETCD_MEMBER_NOT_LEARNER = 'etcdserver: can only promote a learner member';
 export const ETCD_LEARNER_NOT_READY = 'etcdserver: can only promote a learner member which is in sync with leader';
+export const ETCD_TOO_MANY_LEARNERS = 'etcdserver: too many learner members in cluster';
+
+/** etcd 3.4's maxLearners: MemberAdd refuses a learner beyond it (raftkv's own Admin API does not limit them). */
+export const MAX_LEARNERS = 1;
 
 /** etcd's readyPercent: a learner is promoted only once its log reaches this share of the leader's. */
 export const LEARNER_READY_FRACTION = 0.9;
@@ -103,6 +107,7 @@ export async function applyMemberChange(node: KvNode, change: MemberChange, dead
     switch (change.type) {
       case 'add': {
         checkPeerAddressFree(members, change.peerAddress, undefined);
+        if (change.learner && members.filter((m) => m.learner).length >= MAX_LEARNERS) throw new RaftKvError('FAILED_PRECONDITION', ETCD_TOO_MANY_LEARNERS);
         const id = members.reduce((max, m) => Math.max(max, m.id), 0) + 1;
         if (id > MAX_MEMBER_ID) throw new RaftKvError('FAILED_PRECONDITION', `no member id left above ${MAX_MEMBER_ID - 1}`);
         const member: Member = { id, peerAddress: change.peerAddress, clientAddress: '', learner: change.learner };

@@ -141,6 +141,20 @@ describe('etcd read-only Txn', () => {
     }
   });
 
+  describeWithSystem(['etcdctl'], 'etcdctl txn', () => {
+    it('a txn of gets from stdin on a follower: answered, no log entry', async () => {
+      const before = await etcdUnary(raw(leaderEndpoint), 'Maintenance', 'Status', {});
+      const p = run('etcdctl', ['--endpoints', followerEndpoint, 'txn', '-w', 'json'], { env: ETCDCTL_ENV });
+      p.child.stdin?.end('value("ro/a") = "1"\n\nget ro/a\nget ro/ --prefix\n\nget ro/b\n\n');
+      const out = JSON.parse((await p).stdout) as { header: { revision: number }; succeeded: boolean; responses: { Response: { ResponseRange: { count: number } } }[] };
+      const after = await etcdUnary(raw(leaderEndpoint), 'Maintenance', 'Status', {});
+      expect(after.raftIndex).toBe(before.raftIndex);
+      expect(out.succeeded).toBe(true);
+      expect(out.responses.map((r) => r.Response.ResponseRange.count)).toEqual([1, 2]);
+      expect(BigInt(out.header.revision)).toBe(before.header?.revision);
+    });
+  });
+
   it('a range at a future revision inside it fails as through the log', async () => {
     const c = raw(followerEndpoint);
     const txn = { success: [{ requestRange: { key: Buffer.from('ro/a'), revision: 1_000_000n } }] };

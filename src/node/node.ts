@@ -65,9 +65,6 @@ import { encodeEnvelope } from '../kv/codec.js';
 import { encodeMemberContext } from '../kv/state-machine.js';
 import { validateCommand, validateRange } from '../kv/validate.js';
 import { isTxnReadonly } from '../kv/commands.js';
-
-/** The smallest linearizable read: one key, counted only (what a read-only txn waits for before it runs). */
-const READ_BARRIER: RangeRequest = { key: Uint8Array.of(0), end: new Uint8Array(0), limit: 1, keysOnly: true, countOnly: true };
 import { KvStateMachine } from '../kv/state-machine.js';
 import { WalStorage } from '../storage/wal-storage.js';
 import type { Transport } from '../transport/transport.js';
@@ -172,6 +169,9 @@ type InboxItem =
   | { readonly type: 'conf-change'; readonly cc: ConfChange; readonly request: PendingRequest<AdminReply> }
   | { readonly type: 'transfer'; readonly to: NodeId; readonly request: PendingRequest<void> }
   | { readonly type: 'save-snapshot'; readonly request: PendingRequest<string> };
+
+/** The smallest linearizable read: one key, counted only (what a read-only txn waits for before it runs). */
+const READ_BARRIER: RangeRequest = { key: Uint8Array.of(0), end: new Uint8Array(0), limit: 1, keysOnly: true, countOnly: true };
 
 const MAX_TICKS_PER_TURN_FACTOR = 2; // a stalled loop catches up at most 2 election timeouts of ticks at once
 

@@ -116,7 +116,8 @@ export class WriteForwarder {
       const request: WireMemberForwardRequest = { clusterId: this.opts.clusterId, ...memberChangeToWire(change), timeoutMs };
       const res = await this.call(leader.id, leader.peerAddress, PEER_METHODS.memberForward, request, timeoutMs);
       if (res.member === null) throw new RaftKvError('UNAVAILABLE', 'member forward: the leader named no member');
-      await node.waitApplied(res.index, deadlineMs);
+      // A member that removed itself gets no more of the log: it cannot wait to apply its own removal.
+      if (!(change.type === 'remove' && change.id === node.id)) await node.waitApplied(res.index, deadlineMs);
       return { member: memberFromWire(res.member), members: res.members.map(memberFromWire), index: res.index };
     }
   }

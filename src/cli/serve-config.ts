@@ -10,6 +10,7 @@ import type { NodeId } from '../raft/types.js';
 import type { MemberTlsConfig } from '../shared/tls-files.js';
 import { initialClusterUrls, parseServeTls, SERVE_TLS_USAGE, TLS_BOOLEAN_FLAGS, TLS_STRING_FLAGS } from './serve-tls-flags.js';
 import type { TlsBooleanFlag } from './serve-tls-flags.js';
+import { isEtcdInitialCluster, parseEtcdInitialCluster } from './etcd-initial-cluster.js';
 
 export interface ServeConfig {
   readonly config: NodeConfig;
@@ -20,6 +21,7 @@ export interface ServeConfig {
 export const SERVE_USAGE = `raftkv serve --id N --cluster-id NAME --data-dir DIR
   --listen-peer HOST:PORT --listen-client HOST:PORT
   --initial-cluster ID=PEER/CLIENT,...          e.g. 1=127.0.0.1:7001/127.0.0.1:7101,2=...
+                                                (joining: etcdctl member add's ETCD_INITIAL_CLUSTER works too)
   [--advertise-peer HOST:PORT] [--advertise-client HOST:PORT]   (default: the listen addresses)
   [--initial-cluster-state new|existing]        (default new; existing = joining after \`member add\`)
   [--tick-ms 100] [--election-ticks 10] [--heartbeat-ticks 1] [--snapshot-count 10000]
@@ -251,7 +253,10 @@ export function parseServeArgs(args: readonly string[]): ServeConfig {
   const clientListen = parseAddress('listen-client', need('listen-client'));
   const advertisePeer = parseAddress('advertise-peer', get('advertise-peer') ?? peerListen);
   const advertiseClient = parseAddress('advertise-client', get('advertise-client') ?? clientListen);
-  const initialMembers = parseInitialCluster(need('initial-cluster').replace(/https?:\/\//g, ''));
+  const clusterText = need('initial-cluster').replace(/https?:\/\//g, '');
+  const initialMembers = isEtcdInitialCluster(clusterText)
+    ? parseEtcdInitialCluster(clusterText, { id, peerAddress: advertisePeer, clientAddress: advertiseClient, joining: get('initial-cluster-state') === 'existing' }, parseAddress)
+    : parseInitialCluster(clusterText);
   if (!initialMembers.some((m) => m.id === id)) throw invalid(`--initial-cluster: does not list this member (--id ${id})`);
   const state = get('initial-cluster-state') ?? 'new';
   if (state !== 'new' && state !== 'existing') throw invalid(`--initial-cluster-state: ${JSON.stringify(state)} is not new or existing`);

@@ -80,6 +80,9 @@ export function initialClusterUrls(value: string | undefined): { peer: string[];
   for (const part of (value ?? '').split(',')) {
     // ID=PEER/CLIENT, each either HOST:PORT or a URL (whose `//` is not the separator).
     const entry = /^\s*\d+=((?:https?:\/\/)?[^/]+)\/((?:https?:\/\/)?[^/]+)\/?\s*$/.exec(part);
+    // etcdctl member add's form, NAME=PEER_URL (etcd-initial-cluster.ts): a peer URL only.
+    const etcdEntry = entry === null ? /^\s*[^=\s]+=((?:https?:\/\/)?[^/]+)\/?\s*$/.exec(part) : null;
+    if (etcdEntry !== null) peer.push(etcdEntry[1] ?? '');
     if (entry === null) continue; // parseInitialCluster names the bad entry
     peer.push(entry[1] ?? '');
     client.push(entry[2] ?? '');

@@ -6,13 +6,35 @@ import { assertNever } from './codec.js';
 import type { SessionAnswer, StoredValue } from './codec.js';
 import type { MvccState } from './history.js';
 import { keyString } from './schema.js';
-import type { CommandResult, Compare, Envelope, KeyRange, KeyValue, KvEvent, Lease } from './types.js';
+import type { CommandResult, Compare, Envelope, KeyRange, KeyValue, KvEvent, Lease, Op, TxnOp } from './types.js';
 import { compareBytes, isOpenEnd } from './validate.js';
 
 export type ApplyOutcome =
   | { readonly type: 'none' } // no-op, conf-change, or an entry at or below appliedIndex (skipped)
   | { readonly type: 'result'; readonly result: CommandResult }
   | { readonly type: 'error'; readonly error: RaftKvError }; // a limit violated, a stale session seq, ...
+
+/**
+ * etcd's isTxnReadonly: no put and no delete on either branch, nested txns included. Such a txn changes nothing
+ * whichever branch it takes, so it is served like a Range (ReadIndex, or locally when serializable), not logged.
+ */
+export function isTxnReadonly(t: TxnOp): boolean {
+  const readOnly = (ops: readonly Op[]): boolean =>
+    ops.every((op) => {
+      switch (op.type) {
+        case 'range':
+          return true;
+        case 'put':
+        case 'delete':
+          return false;
+        case 'txn':
+          return isTxnReadonly(op);
+        default:
+          return assertNever(op);
+      }
+    });
+  return readOnly(t.success) && readOnly(t.failure);
+}
 
 export function cmpOp(cmp: number, op: Compare['op']): boolean {
   switch (op) {

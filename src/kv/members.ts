@@ -61,6 +61,10 @@ export function applyConfChangeToTable(table: Map<number, Member>, cc: ConfChang
     case 'remove':
       table.delete(cc.nodeId);
       return;
+    case 'update':
+      // etcd's MemberUpdate (new peer URLs) and a joined member publishing its client address: the role stays.
+      if (prev !== undefined && ctx !== undefined) table.set(cc.nodeId, { ...prev, peerAddress: ctx.peerAddress, clientAddress: ctx.clientAddress });
+      return;
     default:
       assertNever(cc.type);
   }

@@ -133,6 +133,7 @@ import type {
   RangeRequest,
   RangeResult,
   TxnOp,
+  TxnResult,
 } from './types.js';
 import {
   ETCD_COMPACTED,
@@ -1464,6 +1465,31 @@ export class KvStateMachine {
     } finally {
       this.readsInFlight.delete(read);
     }
+  }
+
+  /**
+   * A read-only txn (isTxnReadonly: the caller checks) on the applied state, between two applied batches, decided
+   * exactly as apply would decide it (the same compares, checks and ranges, header revision the current one), so
+   * the ReadIndex path and the log path answer alike. Throws as apply would (COMPACTED, FUTURE_REV, ...).
+   */
+  async readTxn(t: TxnOp): Promise<{ result: TxnResult; index: Index }> {
+    this.check();
+    while (this.readGate !== undefined) await this.readGate;
+    // Holding the apply chain (restores and close run on it too); counted as a read of the live db only once
+    // it holds it (a restore on the chain waits for the reads in flight: counting it while queued would deadlock).
+    return this.serial.run(async () => {
+      this.check();
+      const index = this.appliedIndexValue;
+      const read = this.execute(t, new Overlay({ ...this.mvcc }), { main: this.mvcc.revision + 1, sub: 0 });
+      this.readsInFlight.add(read);
+      try {
+        const result = await read;
+        if (result.type !== 'txn') throw new Error(`kv: a read-only txn answered a ${result.type} result`);
+        return { result, index };
+      } finally {
+        this.readsInFlight.delete(read);
+      }
+    });
   }
 
   /** Runs `fn` (which closes or replaces the live db) once no read uses the db; reads arriving meanwhile wait. */

@@ -1,6 +1,6 @@
 // What a running node offers to the gRPC services (src/server) and to in-process tests.
 import type { Index, NodeId } from '../raft/types.js';
-import type { AlarmMember, Command, CommandResult, Lease, RangeRequest, RangeResult } from '../kv/types.js';
+import type { AlarmMember, Command, CommandResult, Lease, RangeRequest, RangeResult, TxnOp, TxnResult } from '../kv/types.js';
 import type { WatchHub } from '../watch/watch-hub.js';
 import type { Member } from '../shared/member.js';
 import type { NodeStatus, ResponseHeader } from '../shared/responses.js';
@@ -33,6 +33,7 @@ export interface KeySpaceDigestAt {
 
 export type WriteReply = { header: ResponseHeader; result: CommandResult };
 export type ReadReply = { header: ResponseHeader; result: RangeResult };
+export type ReadTxnReply = { header: ResponseHeader; result: TxnResult };
 /** A membership change's answer: the member table once the change is applied. */
 export type AdminReply = readonly Member[];
 
@@ -48,11 +49,18 @@ export interface KvNode {
   readonly id: NodeId;
   write(command: Command, opts: WriteOptions): Promise<WriteReply>;
   read(request: RangeRequest, opts: ReadOptions): Promise<ReadReply>;
+  /**
+   * A read-only txn (etcd's isTxnReadonly; INVALID_ARGUMENT for one that writes) served as a Range is: after
+   * ReadIndex, or locally when serializable; the same answer the log would give at that revision.
+   */
+  readTxn(txn: TxnOp, opts: ReadOptions): Promise<ReadTxnReply>;
   status(): NodeStatus;
   members(): readonly Member[];
   addMember(member: Member, deadlineMs: number): Promise<readonly Member[]>;
   removeMember(id: NodeId, deadlineMs: number): Promise<readonly Member[]>;
   promoteLearner(id: NodeId, deadlineMs: number): Promise<readonly Member[]>;
+  /** New addresses for a member (etcd's MemberUpdate; a member publishing its client address); its role stays. */
+  updateMember(member: Member, deadlineMs: number): Promise<readonly Member[]>;
   transferLeadership(to: NodeId, deadlineMs: number): Promise<void>;
   /** Writes a fresh snapshot of the state machine and returns its file path (streamed by the admin service). */
   saveSnapshot(): Promise<string>;

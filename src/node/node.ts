@@ -61,7 +61,7 @@ import type {
   SoftState,
 } from '../raft/types.js';
 import { NONE } from '../raft/types.js';
-import type { AlarmMember, Command, Lease, RangeRequest } from '../kv/types.js';
+import type { AlarmMember, Command, Lease, RangeRequest, TxnOp } from '../kv/types.js';
 import type { AppliedChange } from '../kv/state-machine.js';
 import { minLeaseTtlSeconds } from '../kv/leases.js';
 import { MAX_LEASE_CHECKPOINTS } from '../kv/validate.js';
@@ -69,10 +69,11 @@ import { WatchHub } from '../watch/watch-hub.js';
 import { encodeEnvelope } from '../kv/codec.js';
 import { encodeMemberContext } from '../kv/state-machine.js';
 import { validateCommand, validateRange } from '../kv/validate.js';
+import { isTxnReadonly } from '../kv/commands.js';
 import { KvStateMachine } from '../kv/state-machine.js';
 import { WalStorage } from '../storage/wal-storage.js';
 import type { Transport } from '../transport/transport.js';
-import type { AdminReply, DefragmentResult, KeySpaceDigestAt, KvNode, LeaseTimeToLive, ReadReply, WriteReply, Member, NodeStatus, ReadOptions, WriteOptions } from './api.js';
+import type { AdminReply, DefragmentResult, KeySpaceDigestAt, KvNode, LeaseTimeToLive, ReadReply, ReadTxnReply, WriteReply, Member, NodeStatus, ReadOptions, WriteOptions } from './api.js';
 import { LEASE_CHECK_INTERVAL_MS, LEASE_CHECKPOINT_INTERVAL_MS, LEASE_MAX_REVOKES_PER_CHECK, LEASE_REVOKE_RETRY_MS, Lessor } from './lessor.js';
 import type { Clock } from '../shared/clock.js';
 import { systemClock } from '../shared/clock.js';
@@ -176,6 +177,9 @@ type InboxItem =
   | { readonly type: 'conf-change'; readonly cc: ConfChange; readonly request: PendingRequest<AdminReply> }
   | { readonly type: 'transfer'; readonly to: NodeId; readonly request: PendingRequest<void> }
   | { readonly type: 'save-snapshot'; readonly request: PendingRequest<string> };
+
+/** The smallest linearizable read: one key, counted only (what a read-only txn waits for before it runs). */
+const READ_BARRIER: RangeRequest = { key: Uint8Array.of(0), end: new Uint8Array(0), limit: 1, keysOnly: true, countOnly: true };
 
 const MAX_TICKS_PER_TURN_FACTOR = 2; // a stalled loop catches up at most 2 election timeouts of ticks at once
 
@@ -466,6 +470,24 @@ export class RaftKvNode implements KvNode {
     return request.promise;
   }
 
+  async readTxn(txn: TxnOp, opts: ReadOptions): Promise<ReadTxnReply> {
+    this.admission.checkRunning();
+    validateCommand(txn, this.config.kvLimits);
+    if (!isTxnReadonly(txn)) throw new RaftKvError('INVALID_ARGUMENT', 'readTxn: the txn writes: it goes through the log (write)');
+    const readTxn = this.sm.readTxn?.bind(this.sm);
+    if (readTxn === undefined) {
+      const { header, result } = await this.write(txn, { clientId: '', seq: 0, deadlineMs: opts.deadlineMs });
+      if (result.type !== 'txn') throw new Error(`node answered a txn with a ${result.type} result`);
+      return { header, result };
+    }
+    // Linearizable: once this member has applied the read index (a barrier read), as a linearizable Range.
+    if (!opts.serializable) await this.read(READ_BARRIER, opts);
+    const restoring = this.installer.restoring;
+    if (restoring !== undefined) await restoring;
+    const { result, index } = await readTxn(txn);
+    return { result, header: this.known.header(index) };
+  }
+
   status(): NodeStatus {
     const st = this.rawNode.status();
     // A leader whose WAL has refused writes for an election timeout cannot know whether it still leads (its loop
@@ -525,6 +547,11 @@ export class RaftKvNode implements KvNode {
     if (m === undefined) throw new RaftKvError('NOT_FOUND', `no member ${id}`);
     if (!m.learner) throw new RaftKvError('FAILED_PRECONDITION', `member ${id} is already a voter`);
     return this.proposeConfChange({ type: 'add-voter', nodeId: id, context: encodeMemberContext(m) }, deadlineMs);
+  }
+
+  async updateMember(member: Member, deadlineMs: number): Promise<readonly Member[]> {
+    if (!this.members().some((x) => x.id === member.id)) throw new RaftKvError('NOT_FOUND', `no member ${member.id}`);
+    return this.proposeConfChange({ type: 'update', nodeId: member.id, context: encodeMemberContext(member) }, deadlineMs);
   }
 
   async transferLeadership(to: NodeId, deadlineMs: number): Promise<void> {

@@ -2,7 +2,7 @@
 // structurally so the loop can be read (and exercised) against these contracts alone.
 import type { DigestValue } from '../kv/key-space-digest.js';
 import type { ConfState, Entry, HardState, Index, LogStorage, Snapshot, SnapshotMetadata, Term } from '../raft/types.js';
-import type { AlarmMember, CommandResult, KeyRange, KvEvent, Lease, RangeRequest, RangeResult } from '../kv/types.js';
+import type { AlarmMember, CommandResult, KeyRange, KvEvent, Lease, RangeRequest, RangeResult, TxnOp, TxnResult } from '../kv/types.js';
 import type { AppliedChange } from '../kv/state-machine.js';
 import type { Member } from './api.js';
 
@@ -48,6 +48,8 @@ export interface StateMachine {
   /** Resolves once applied (reads see it); `onOutcomes` may get the outcomes earlier (see KvStateMachine.apply). */
   apply(entries: readonly Entry[], onOutcomes?: (outcomes: readonly ApplyOutcome[]) => void): Promise<readonly ApplyOutcome[]>;
   range(req: RangeRequest): Promise<RangeResult>;
+  /** A read-only txn on the applied state, between applied batches (KvStateMachine.readTxn). Absent: through the log. */
+  readTxn?(txn: TxnOp): Promise<{ result: TxnResult; index: Index }>;
   createSnapshot(snapDir: string, keep: number): Promise<SnapshotFile>;
   latestSnapshot(snapDir: string): Promise<SnapshotFile | undefined>;
   restoreSnapshot(path: string): Promise<SnapshotMetadata>;

@@ -6,6 +6,13 @@ import type { RaftStatus } from '../raft/raw-node.js';
 import type { ConfChange, NodeId } from '../raft/types.js';
 import { RaftKvError } from '../shared/errors.js';
 
+const REFUSAL = 'refusing ';
+
+/** True for checkReconfigSafe's refusal (etcd's ErrNotEnoughStartedMembers, which its adapter names so). */
+export function isReconfigRefusal(err: unknown): boolean {
+  return err instanceof RaftKvError && err.code === 'FAILED_PRECONDITION' && err.message.startsWith(REFUSAL);
+}
+
 /** A follower counts as healthy when the leader heard from it lately and replicates to it normally. */
 function healthy(status: RaftStatus, id: NodeId): boolean {
   if (id === status.id) return true;
@@ -27,20 +34,21 @@ export function checkReconfigSafe(status: RaftStatus, cc: ConfChange): void {
       after.add(cc.nodeId);
       break;
     case 'add-learner':
-      return; // learners never count toward a quorum
+    case 'update':
+      return; // learners never count toward a quorum; an update changes no quorum
     default: {
       const never: never = cc.type;
       throw new Error(`unknown conf change ${String(never)}`);
     }
   }
-  if (after.size === 0) throw new RaftKvError('FAILED_PRECONDITION', `refusing to remove member ${cc.nodeId}: it is the last voter`);
+  if (after.size === 0) throw new RaftKvError('FAILED_PRECONDITION', `${REFUSAL}to remove member ${cc.nodeId}: it is the last voter`);
   const quorum = Math.floor(after.size / 2) + 1;
   const ok = [...after].filter((id) => healthy(status, id));
   if (ok.length < quorum) {
     const lagging = [...after].filter((id) => !healthy(status, id));
     throw new RaftKvError(
       'FAILED_PRECONDITION',
-      `refusing ${cc.type} of member ${cc.nodeId}: the new configuration needs ${quorum} of voters [${[...after].join(',')}] ` +
+      `${REFUSAL}${cc.type} of member ${cc.nodeId}: the new configuration needs ${quorum} of voters [${[...after].join(',')}] ` +
         `but ${lagging.join(',')} ${lagging.length === 1 ? 'is' : 'are'} not caught up (unreachable, or still receiving a snapshot); retry once they are`,
     );
   }

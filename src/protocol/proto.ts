@@ -357,9 +357,25 @@ export interface WireLeaseForwardResponse {
   leaderId: number;
 }
 
+export interface WireMemberForwardRequest {
+  clusterId: string;
+  change: string;
+  memberId: number;
+  peerAddress: string;
+  clientAddress: string;
+  learner: boolean;
+  timeoutMs: number;
+}
+export interface WireMemberForwardResponse {
+  member: WireMember | null;
+  members: WireMember[];
+  index: number;
+}
+
 export const PEER_METHODS = {
   stream: method<WirePeerBatch, WireEmpty>(PEER_SERVICE, 'Stream'),
   sendSnapshot: method<WireSnapshotChunk, WireSnapshotAck>(PEER_SERVICE, 'SendSnapshot'),
   forward: method<WireForwardRequest, WireForwardResponse>(PEER_SERVICE, 'Forward'),
   leaseForward: method<WireLeaseForwardRequest, WireLeaseForwardResponse>(PEER_SERVICE, 'LeaseForward'),
+  memberForward: method<WireMemberForwardRequest, WireMemberForwardResponse>(PEER_SERVICE, 'MemberForward'),
 };

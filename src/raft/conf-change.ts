@@ -1,5 +1,5 @@
 // Membership changes: their wire encoding in conf-change entries, and the pure rules applying them.
-// Format (version 1): [u8 version=1][u8 type: 0 add-voter, 1 add-learner, 2 remove][u32 BE nodeId]
+// Format (version 1): [u8 version=1][u8 type: 0 add-voter, 1 add-learner, 2 remove, 3 update][u32 BE nodeId]
 // [u32 BE context length][context bytes].
 import type { ConfChange, ConfChangeType, ConfState, NodeId } from './types.js';
 import { RaftError } from './errors.js';
@@ -15,6 +15,8 @@ function typeCode(t: ConfChangeType): number {
       return 1;
     case 'remove':
       return 2;
+    case 'update':
+      return 3;
     default:
       return assertNever(t);
   }
@@ -36,7 +38,7 @@ export function decodeConfChange(b: Uint8Array): ConfChange {
   if (b.byteLength < 10 || b[0] !== VERSION) throw new RaftError('INVALID_CONF_CHANGE', 'malformed conf change');
   const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
   const code = b[1];
-  const types: readonly ConfChangeType[] = ['add-voter', 'add-learner', 'remove'];
+  const types: readonly ConfChangeType[] = ['add-voter', 'add-learner', 'remove', 'update'];
   const type = code === undefined ? undefined : types[code];
   if (type === undefined) throw new RaftError('INVALID_CONF_CHANGE', `unknown conf change type ${code}`);
   const nodeId = view.getUint32(2);
@@ -60,6 +62,8 @@ export function confChangeProblem(cs: ConfState, cc: ConfChange): string | undef
       if (!isVoter && !isLearner) return `${cc.nodeId} is not a member`;
       if (isVoter && cs.voters.length === 1) return `cannot remove the last voter ${cc.nodeId}`;
       return undefined;
+    case 'update':
+      return !isVoter && !isLearner ? `${cc.nodeId} is not a member` : undefined;
     default:
       return assertNever(cc.type);
   }
@@ -76,6 +80,8 @@ export function applyConfChangeTo(cs: ConfState, cc: ConfChange): ConfState {
       return { voters: [...cs.voters], learners: [...cs.learners, cc.nodeId].sort((a, b) => a - b) };
     case 'remove':
       return { voters: without(cs.voters), learners: without(cs.learners) };
+    case 'update':
+      return cs; // etcd's ConfChangeUpdateNode: only the member's addresses (the context) change
     default:
       return assertNever(cc.type);
   }

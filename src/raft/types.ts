@@ -35,7 +35,8 @@ export interface ConfState {
   readonly learners: readonly NodeId[];
 }
 
-export type ConfChangeType = 'add-voter' | 'add-learner' | 'remove';
+/** 'update': the member's addresses change (its context), not the configuration (etcd's ConfChangeUpdateNode). */
+export type ConfChangeType = 'add-voter' | 'add-learner' | 'remove' | 'update';
 
 /** One membership change. Promoting a learner is 'add-voter' of an existing learner. */
 export interface ConfChange {

@@ -363,6 +363,11 @@ export class CorruptCheck {
       else if (!this.stopped) this.log.warn(fields, `corrupt check: member ${m.id} did not answer (${code}); left out`);
       return { ok: false, skipped: s };
     };
+    // Added through etcd's MemberAdd and not started yet (member-publish.ts): no address to ask.
+    if (m.clientAddress === '') {
+      this.log.debug({ peer: m.id, index }, `corrupt check: member ${m.id} has not published a client address yet; left out`);
+      return { ok: false, skipped: { id: m.id, address: '', code: 'UNAVAILABLE', message: 'unstarted: no client address yet' } };
+    }
     let d: KeySpaceDigestAt;
     try {
       const call = this.peers.ask(m.clientAddress, index, this.peerTimeoutMs);

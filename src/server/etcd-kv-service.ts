@@ -127,6 +127,14 @@ function isReadOnly(t: etcd.TxnRequest): boolean {
   );
 }
 
+/**
+ * etcd's isTxnSerializable: every op of both branches is a serializable Range (a nested txn is not), so a
+ * read-only txn of them is served from this member's state without ReadIndex.
+ */
+function isSerializable(t: etcd.TxnRequest): boolean {
+  return [...t.success, ...t.failure].every((o) => o.request === 'requestRange' && o.requestRange?.serializable === true);
+}
+
 function txnFromEtcd(t: etcd.TxnRequest, readOnly = isReadOnly(t)): Op & { type: 'txn' } {
   const op = (o: etcd.RequestOp): Op => opFromEtcd(o, readOnly);
   return { type: 'txn', compares: t.compare.map(compareFromEtcd), success: t.success.map(op), failure: t.failure.map(op) };
@@ -249,7 +257,17 @@ export function createEtcdKvService(opts: EtcdKvOptions): EtcdServiceHandlers<'K
       return { header: header(h, result.revision), deleted: BigInt(result.deleted), prevKvs: result.prevKvs.map(kvToEtcd) };
     }),
     Txn: unary<etcd.TxnRequest, etcd.TxnResponse>('Txn', async (req, deadlineMs) => {
-      const { header: h, result } = await write(txnFromEtcd(req), deadlineMs);
+      const txn = txnFromEtcd(req);
+      // etcd serves a read-only txn as it serves a Range: after ReadIndex (or locally when serializable), not
+      // through the log; the state machine decides it as apply would, so the answer is the same.
+      let reply;
+      if (isReadOnly(req)) {
+        validateCommand(txn, limits);
+        reply = await node.readTxn(txn, { serializable: isSerializable(req), deadlineMs });
+      } else {
+        reply = await write(txn, deadlineMs);
+      }
+      const { header: h, result } = reply;
       if (result.type !== 'txn') throw new Error(`node answered a txn with a ${result.type} result`);
       return { header: header(h, result.revision), succeeded: result.succeeded, responses: result.results.map(opResultToEtcd) };
     }),

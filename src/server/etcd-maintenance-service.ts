@@ -1,11 +1,10 @@
-// etcd's Cluster and Maintenance services, the parts raftkv serves so far: MemberList, MemberRemove and
-// MemberPromote; Status, Alarm, Defragment, HashKV, Snapshot and MoveLeader. A thin adapter over the node's admin
-// operations (as raftkv's Admin service is); the methods not listed answer UNIMPLEMENTED (grpc-js does that for
+// etcd's Maintenance service: Status, Alarm, Defragment, Hash, HashKV, Snapshot and MoveLeader, a thin adapter over
+// the node's admin operations (as raftkv's Admin service is); the Cluster service is etcd-cluster-service.ts (made
+// here too, so serve.ts makes both in one call). The methods not listed answer UNIMPLEMENTED (grpc-js does that for
 // a method without a handler).
 //
-// HashKV: the key-space digest (key-space-digest.ts: every live key with its revisions, version, lease and value)
-// at the current applied index, its first lane as etcd's uint32 hash: equal on members that applied the same
-// entries. etcd hashes the history up to a revision instead; members compare equal under either.
+// HashKV: the key space as of a revision (hash-kv.ts), equal on members at the same revision; Hash: the key-space
+// digest (key-space-digest.ts) at the current applied index, as etcd's Hash is of this member's whole backend.
 // Snapshot: raftkv's own snapshot file (not a bbolt database: `etcdctl snapshot status|restore` cannot read it),
 // zero bytes up to a multiple of 512 (etcdctl 3.4's save refuses a stream whose size is not 512k + 32, as a bbolt
 // file's is), then the SHA-256 of all of that, as etcd's stream ends.
@@ -13,15 +12,12 @@
 // Alarm: etcd's AlarmRequest. ACTIVATE and DEACTIVATE go through the log (an 'alarm' command, src/kv/alarms.ts),
 // so every member holds the same alarms; GET answers the applied alarms after a linearizable read barrier (etcd
 // sends GET through the log too), of one type or all (NONE). Status lists them in `errors` as etcd does.
-//
-// Member ids: raftkv's (1 .. 2^31-1) as etcd's uint64. Names: the id in decimal (raftkv members have no name).
-// URLs: http://<peer address>, and the client address as host:port (see memberToEtcd).
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import type { ServerWritableStream } from '@grpc/grpc-js';
 import type pino from 'pino';
-import type { KvNode, Member } from '../node/api.js';
+import type { KvNode } from '../node/api.js';
 import { RaftKvError } from '../shared/errors.js';
 import type { EtcdServiceHandlers, MessageInit } from '../protocol/etcd-proto.js';
 import type * as etcd from '../protocol/etcd-proto.js';
@@ -29,6 +25,10 @@ import { toEtcdStatus } from '../protocol/etcd-errors.js';
 import { etcdHandlerKit } from './etcd-kv-service.js';
 import type { AlarmMember, AlarmType } from '../kv/types.js';
 import { AlarmRequest_AlarmAction, AlarmType as EtcdAlarmType } from '../protocol/etcd-types.js';
+import { createEtcdClusterService } from './etcd-cluster-service.js';
+import type { EtcdClusterOptions } from './etcd-cluster-service.js';
+import { memberIdFromEtcd } from './member-changes.js';
+import { hashKv } from './hash-kv.js';
 
 /** The etcd version whose API and behaviour raftkv matches (what etcdctl shows as VERSION). */
 export const ETCD_API_VERSION = '3.4.23';
@@ -41,23 +41,11 @@ export const ETCD_SNAPSHOT_CHUNK_BYTES = 256 * 1024;
 /** etcdctl's save checks size % 512 == 32 (a bbolt file's pages plus the hash): the file is padded to this. */
 const SNAPSHOT_ALIGN_BYTES = 512;
 
-export interface EtcdMaintenanceOptions {
+export interface EtcdMaintenanceOptions extends EtcdClusterOptions {
   readonly node: KvNode;
   readonly maxRequestBytes: number;
   readonly defaultTimeoutMs: number;
   readonly logger: pino.Logger;
-}
-
-function memberToEtcd(m: Member): MessageInit<etcd.Member> {
-  return {
-    ID: BigInt(m.id),
-    name: String(m.id),
-    peerURLs: [`http://${m.peerAddress}`],
-    // host:port without the scheme: etcdctl --cluster dials these as given, and grpc-go then sends them as the
-    // HTTP/2 :authority, which Node's HTTP/2 (nghttp2) refuses with a scheme in it (RST_STREAM PROTOCOL_ERROR).
-    clientURLs: m.clientAddress === '' ? [] : [m.clientAddress],
-    isLearner: m.learner,
-  };
 }
 
 const ETCD_ALARM_TYPES: Readonly<Record<AlarmType, EtcdAlarmType>> = { NOSPACE: EtcdAlarmType.NOSPACE, CORRUPT: EtcdAlarmType.CORRUPT };
@@ -67,13 +55,8 @@ function alarmTypeOf(t: EtcdAlarmType): AlarmType | undefined {
   return t === EtcdAlarmType.NOSPACE ? 'NOSPACE' : t === EtcdAlarmType.CORRUPT ? 'CORRUPT' : undefined;
 }
 
-function memberIdOf(id: bigint): number {
-  if (id < 1n || id > MAX_MEMBER_ID) throw new RaftKvError('NOT_FOUND', 'etcdserver: member not found');
-  return Number(id);
-}
-
 export function createEtcdMaintenanceServices(opts: EtcdMaintenanceOptions): {
-  cluster: Partial<EtcdServiceHandlers<'Cluster'>>;
+  cluster: EtcdServiceHandlers<'Cluster'>;
   maintenance: Partial<EtcdServiceHandlers<'Maintenance'>>;
 } {
   const { node } = opts;
@@ -83,22 +66,9 @@ export function createEtcdMaintenanceServices(opts: EtcdMaintenanceOptions): {
     return kit.header({ memberId: s.id, term: s.term, index: s.appliedIndex, leaderId: s.leaderId }, s.revision);
   };
   const unary = kit.unary;
-  const members = (list: readonly Member[]): MessageInit<etcd.Member>[] => list.map(memberToEtcd);
 
   return {
-    cluster: {
-      MemberList: unary<etcd.MemberListRequest, etcd.MemberListResponse>('Cluster/MemberList', () =>
-        Promise.resolve({ header: header(), members: members(node.members()) }),
-      ),
-      MemberRemove: unary<etcd.MemberRemoveRequest, etcd.MemberRemoveResponse>('Cluster/MemberRemove', async (req, deadlineMs) => {
-        const list = await node.removeMember(memberIdOf(req.ID), deadlineMs);
-        return { header: header(), members: members(list) };
-      }),
-      MemberPromote: unary<etcd.MemberPromoteRequest, etcd.MemberPromoteResponse>('Cluster/MemberPromote', async (req, deadlineMs) => {
-        const list = await node.promoteLearner(memberIdOf(req.ID), deadlineMs);
-        return { header: header(), members: members(list) };
-      }),
-    },
+    cluster: createEtcdClusterService(opts),
     maintenance: {
       Status: unary<etcd.StatusRequest, etcd.StatusResponse>('Maintenance/Status', () => {
         const s = node.status();
@@ -139,10 +109,13 @@ export function createEtcdMaintenanceServices(opts: EtcdMaintenanceOptions): {
         }
       }),
       HashKV: unary<etcd.HashKVRequest, etcd.HashKVResponse>('Maintenance/HashKV', async (req, deadlineMs) => {
-        if (req.revision !== 0n) throw new RaftKvError('INVALID_ARGUMENT', 'etcdserver: HashKV at a past revision is not served by raftkv: ask with revision 0');
+        const h = await hashKv(node, req.revision, deadlineMs);
+        return { header: header(), hash: h.hash, compactRevision: BigInt(h.compactRevision), hashRevision: BigInt(h.revision) };
+      }),
+      // etcd's Hash is of the member's whole backend file (not comparable across members either): the digest here.
+      Hash: unary<etcd.HashRequest, etcd.HashResponse>('Maintenance/Hash', async (_req, deadlineMs) => {
         const d = await node.keySpaceDigest(0, deadlineMs);
-        const s = node.status();
-        return { header: header(), hash: d.lane1 >>> 0, compactRevision: BigInt(s.compactedRevision), hashRevision: BigInt(s.revision) };
+        return { header: header(), hash: (d.lane1 ^ d.lane2) >>> 0 };
       }),
       // The member logs what it freed (node.defragment); etcd's response carries only the header.
       Defragment: unary<etcd.DefragmentRequest, etcd.DefragmentResponse>('Maintenance/Defragment', async () => {
@@ -150,7 +123,7 @@ export function createEtcdMaintenanceServices(opts: EtcdMaintenanceOptions): {
         return { header: header() };
       }),
       MoveLeader: unary<etcd.MoveLeaderRequest, etcd.MoveLeaderResponse>('Maintenance/MoveLeader', async (req, deadlineMs) => {
-        await node.transferLeadership(memberIdOf(req.targetID), deadlineMs);
+        await node.transferLeadership(memberIdFromEtcd(req.targetID), deadlineMs);
         return { header: header() };
       }),
       Snapshot: (call: ServerWritableStream<etcd.SnapshotRequest, MessageInit<etcd.SnapshotResponse>>) => {

@@ -17,6 +17,7 @@ import type {
   RangeResult,
 } from '../kv/types.js';
 import { validateCommand, validateRange } from '../kv/validate.js';
+import { isTxnReadonly } from '../kv/commands.js';
 import type {
   WireCompare,
   WireDeleteRequest,
@@ -272,7 +273,16 @@ export function createKvHandlers(opts: ServiceOptions): KvHandlers {
       return { header: headerToWire(header, r.revision), deleted: r.deleted, prevKvs: r.prevKvs.map(kvToWire) };
     },
     txn: async (req, deadlineMs) => {
-      const { header, result } = await write(commandFromTxn(req), req, deadlineMs);
+      const command = commandFromTxn(req);
+      // A read-only txn is served as a Range is (ReadIndex on any member), as on etcd's API: not logged.
+      let reply;
+      if (command.type === 'txn' && isTxnReadonly(command)) {
+        validateCommand(command, limits);
+        reply = await node.readTxn(command, { serializable: false, deadlineMs });
+      } else {
+        reply = await write(command, req, deadlineMs);
+      }
+      const { header, result } = reply;
       const r = expectResult(result, 'txn');
       return { header: headerToWire(header, r.revision), succeeded: r.succeeded, results: r.results.map(opResultToWire) };
     },

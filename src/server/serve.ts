@@ -33,6 +33,7 @@ import { createEtcdKvService } from './etcd-kv-service.js';
 import { AutoCompactor } from './auto-compactor.js';
 import { createEtcdMaintenanceServices } from './etcd-maintenance-service.js';
 import { WriteForwarder } from './write-forwarder.js';
+import { MemberPublisher } from './member-publish.js';
 import { createEtcdLeaseService } from './etcd-lease-service.js';
 import { DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL_MS, createEtcdWatchService } from './etcd-watch-service.js';
 import { SpaceAlarm, effectiveQuotaBytes } from './space-alarm.js';
@@ -131,6 +132,10 @@ class LateNode implements KvNode {
     this.lateNode.slow?.read(args[0], args[1], p);
     return this.lateNode.requests?.track('read', p) ?? p;
   }
+  readTxn(...args: Parameters<KvNode['readTxn']>): ReturnType<KvNode['readTxn']> {
+    const p = this.get().readTxn(...args);
+    return this.lateNode.requests?.track('read', p) ?? p;
+  }
   status(): NodeStatus {
     return this.get().status();
   }
@@ -145,6 +150,9 @@ class LateNode implements KvNode {
   }
   promoteLearner(...args: Parameters<KvNode['promoteLearner']>): ReturnType<KvNode['promoteLearner']> {
     return this.get().promoteLearner(...args);
+  }
+  updateMember(...args: Parameters<KvNode['updateMember']>): ReturnType<KvNode['updateMember']> {
+    return this.get().updateMember(...args);
   }
   transferLeadership(...args: Parameters<KvNode['transferLeadership']>): ReturnType<KvNode['transferLeadership']> {
     return this.get().transferLeadership(...args);
@@ -276,7 +284,7 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
     noLeaderCancelMs: 3 * config.electionTimeoutTicks * config.tickIntervalMs,
   });
   clientServer.addService(ETCD_SERVICES.Watch, etcdWatch.service);
-  const etcdAdmin = createEtcdMaintenanceServices(etcdKvOpts); // alarm requests go through the log: forwarded
+  const etcdAdmin = createEtcdMaintenanceServices({ ...etcdKvOpts, memberChange: (c, d) => forwarder.memberChange(c, d) }); // alarms and member changes: forwarded
   clientServer.addService(ETCD_SERVICES.Cluster, etcdAdmin.cluster);
   clientServer.addService(ETCD_SERVICES.Maintenance, etcdAdmin.maintenance);
   const peerServer = shared ? clientServer : createGrpcServer({ 'grpc.max_receive_message_length': PEER_MAX_MESSAGE_BYTES, 'grpc.max_send_message_length': -1 });
@@ -340,6 +348,15 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
   });
   late.guard = (command) => spaceAlarm.check(command);
   spaceAlarm.start();
+  const publisher = new MemberPublisher({
+    node: late,
+    clientAddress: config.advertiseClient.endsWith(':0') ? clientAddress : config.advertiseClient,
+    change: (c, d) => forwarder.memberChange(c, d),
+    clock: opts.corruptCheckClock ?? systemClock,
+    logger: logger.child({ module: 'member-publish' }),
+    timeoutMs: opts.defaultTimeoutMs ?? 10_000,
+  });
+  publisher.start();
 
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => {
@@ -348,6 +365,7 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
       autoCompactor.stop();
       etcdWatch.close();
       spaceAlarm.stop();
+      publisher.stop();
       try {
         await node.stop();
       } catch (err) {

@@ -6,6 +6,7 @@
 // fewer, the same command applied by the same leader: the same result).
 //
 // Lease keep-alives and TimeToLive go the same way (Peer.LeaseForward): only the leader keeps lease deadlines.
+// Membership changes too (Peer.MemberForward): the leader checks them against its member table (member-changes.ts).
 //
 // Only a NOT_LEADER refusal is forwarded (nothing was proposed); the leader's node.write is called directly,
 // never forwarded again, so a write travels one hop at most. A failure on the way comes back with its own code:
@@ -19,7 +20,18 @@ import { RaftKvError, isRaftKvError } from '../shared/errors.js';
 import type { Command } from '../kv/types.js';
 import { decodeCommandResult, decodeEnvelope, encodeCommandResult, encodeEnvelope } from '../kv/codec.js';
 import { PEER_METHODS } from '../protocol/proto.js';
-import type { WireForwardRequest, WireForwardResponse, WireLeaseForwardRequest, WireLeaseForwardResponse } from '../protocol/proto.js';
+import type {
+  WireForwardRequest,
+  WireForwardResponse,
+  WireLeaseForwardRequest,
+  WireLeaseForwardResponse,
+  WireMember,
+  WireMemberForwardRequest,
+  WireMemberForwardResponse,
+} from '../protocol/proto.js';
+import type { Member } from '../shared/member.js';
+import { applyMemberChange, MEMBER_CHANGE_TYPES } from './member-changes.js';
+import type { MemberChange, MemberChangeAnswer } from './member-changes.js';
 import type { ForwardHandlers } from './peer-service.js';
 import { fromGrpcError, toGrpcStatus } from '../protocol/wire-errors.js';
 
@@ -92,6 +104,24 @@ export class WriteForwarder {
     }
   }
 
+  /** applyMemberChange here, or on the leader when this member does not lead; answered once applied here. */
+  async memberChange(change: MemberChange, deadlineMs: number): Promise<MemberChangeAnswer> {
+    const { node } = this.opts;
+    try {
+      return await applyMemberChange(node, change, deadlineMs);
+    } catch (err) {
+      const leader = this.leaderOf(err);
+      if (leader === undefined) throw err;
+      const timeoutMs = Math.max(1, Math.min(FORWARD_MAX_TIMEOUT_MS, deadlineMs - Date.now()));
+      const request: WireMemberForwardRequest = { clusterId: this.opts.clusterId, ...memberChangeToWire(change), timeoutMs };
+      const res = await this.call(leader.id, leader.peerAddress, PEER_METHODS.memberForward, request, timeoutMs);
+      if (res.member === null) throw new RaftKvError('UNAVAILABLE', 'member forward: the leader named no member');
+      // A member that removed itself gets no more of the log: it cannot wait to apply its own removal.
+      if (!(change.type === 'remove' && change.id === node.id)) await node.waitApplied(res.index, deadlineMs);
+      return { member: memberFromWire(res.member), members: res.members.map(memberFromWire), index: res.index };
+    }
+  }
+
   /** The leader to forward to after `err`, or undefined when `err` is not a NOT_LEADER naming another member. */
   private leaderOf(err: unknown): { id: NodeId; peerAddress: string } | undefined {
     if (!isRaftKvError(err, 'NOT_LEADER') || err.leader === undefined || err.leader.leaderId === 0) return undefined;
@@ -149,9 +179,31 @@ export class WriteForwarder {
     return this.call(id, peerAddress, PEER_METHODS.forward, request, timeoutMs);
   }
 
-  /** The leader's halves: Peer.Forward and Peer.LeaseForward. */
+  /** The leader's halves: Peer.Forward, Peer.LeaseForward and Peer.MemberForward. */
   handlers(): ForwardHandlers {
-    return { forward: this.handler(), leaseForward: this.leaseHandler() };
+    return { forward: this.handler(), leaseForward: this.leaseHandler(), memberForward: this.memberHandler() };
+  }
+
+  private memberHandler(): (call: ServerUnaryCall<WireMemberForwardRequest, WireMemberForwardResponse>, callback: sendUnaryData<WireMemberForwardResponse>) => void {
+    return (call, callback) => {
+      const run = async (): Promise<WireMemberForwardResponse> => {
+        const req = call.request;
+        if (req.clusterId !== this.opts.clusterId) {
+          throw new RaftKvError('CLUSTER_MISMATCH', `member forward: from cluster ${JSON.stringify(req.clusterId)}, this is ${JSON.stringify(this.opts.clusterId)}`);
+        }
+        const deadlineMs = Date.now() + Math.min(FORWARD_MAX_TIMEOUT_MS, Math.max(1, req.timeoutMs));
+        // Called on this member directly: a change travels one hop at most (NOT_LEADER goes back to the sender).
+        const a = await applyMemberChange(this.opts.node, memberChangeFromWire(req), deadlineMs);
+        return { member: memberToWire(a.member), members: a.members.map(memberToWire), index: a.index };
+      };
+      run().then(
+        (res) => callback(null, res),
+        (err: unknown) => {
+          if (!(err instanceof RaftKvError)) this.opts.logger.error({ err }, 'internal error forwarding a membership change');
+          callback(toGrpcStatus(err));
+        },
+      );
+    };
   }
 
   private leaseHandler(): (call: ServerUnaryCall<WireLeaseForwardRequest, WireLeaseForwardResponse>, callback: sendUnaryData<WireLeaseForwardResponse>) => void {
@@ -207,5 +259,53 @@ export class WriteForwarder {
   close(): void {
     for (const c of this.clients.values()) c.close();
     this.clients.clear();
+  }
+}
+
+function memberToWire(m: Member): WireMember {
+  return { id: m.id, peerAddress: m.peerAddress, clientAddress: m.clientAddress, learner: m.learner };
+}
+
+function memberFromWire(m: WireMember): Member {
+  return { id: m.id, peerAddress: m.peerAddress, clientAddress: m.clientAddress, learner: m.learner };
+}
+
+function memberChangeToWire(c: MemberChange): Omit<WireMemberForwardRequest, 'clusterId' | 'timeoutMs'> {
+  const none = { memberId: 0, peerAddress: '', clientAddress: '', learner: false };
+  switch (c.type) {
+    case 'add':
+      return { ...none, change: c.type, peerAddress: c.peerAddress, learner: c.learner };
+    case 'remove':
+    case 'promote':
+      return { ...none, change: c.type, memberId: c.id };
+    case 'update':
+      return { ...none, change: c.type, memberId: c.id, peerAddress: c.peerAddress };
+    case 'publish':
+      return { ...none, change: c.type, memberId: c.id, clientAddress: c.clientAddress };
+    default: {
+      const never: never = c;
+      throw new Error(`unknown member change ${JSON.stringify(never)}`);
+    }
+  }
+}
+
+function memberChangeFromWire(r: WireMemberForwardRequest): MemberChange {
+  const type = MEMBER_CHANGE_TYPES.find((t) => t === r.change);
+  switch (type) {
+    case 'add':
+      return { type, peerAddress: r.peerAddress, learner: r.learner };
+    case 'remove':
+    case 'promote':
+      return { type, id: r.memberId };
+    case 'update':
+      return { type, id: r.memberId, peerAddress: r.peerAddress };
+    case 'publish':
+      return { type, id: r.memberId, clientAddress: r.clientAddress };
+    case undefined:
+      throw new RaftKvError('INVALID_ARGUMENT', `member forward: unknown change ${JSON.stringify(r.change)}`);
+    default: {
+      const never: never = type;
+      throw new Error(`unknown member change ${String(never)}`);
+    }
   }
 }

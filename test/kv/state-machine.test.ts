@@ -275,6 +275,51 @@ describe('KvStateMachine', () => {
     }
   });
 
+  it('a txn range beyond maxResponseBytes is answered whole: apply decides by the log alone, and readTxn as apply does', async () => {
+    const small = await KvStateMachine.open(join(dir.path, 'small'), { limits: { ...limits, maxResponseBytes: 10 } });
+    try {
+      const l = new LogBuilder();
+      for (let i = 0; i < 5; i++) l.cmd(put(`k${i}`, 'v')); // 15 bytes of keys and values in all
+      const everything: RangeRequest = { ...ALL, limit: 0, keysOnly: false, countOnly: false };
+      const readOnly = txn([], [{ type: 'range', request: everything }]);
+      // A write txn (a put on the branch not taken) through the log: the same ranges, logged.
+      const logged = txn([], [{ type: 'range', request: everything }], [{ type: 'put', key: enc('never'), value: enc('x'), prevKv: false }]);
+      l.cmd(logged);
+      const out = await small.apply(l.take());
+      const viaLog = result(out[5]);
+      expect(viaLog.type === 'txn' && viaLog.results[0]?.type === 'range' ? viaLog.results[0].result.kvs.length : -1).toBe(5);
+      if (readOnly.type !== 'txn') throw new Error('helper built no txn');
+      const viaRead = await small.readTxn(readOnly);
+      expect(viaRead.result).toEqual(viaLog);
+      expect(viaRead.index).toBe(small.appliedIndex);
+      // A Range outside a txn is bounded.
+      await expect(small.range(everything)).rejects.toSatisfy((e) => isRaftKvError(e, 'RESOURCE_EXHAUSTED'));
+    } finally {
+      await small.close();
+    }
+  });
+
+  it('readTxn decides compares, nested txns and past revisions as apply does', async () => {
+    log.cmd(put('a', '1'));
+    log.cmd(put('b', '2'));
+    log.cmd(put('a', '3'));
+    await apply();
+    const ops: OpResult[] = [];
+    const nested = txn([{ key: enc('b'), target: 'value', op: '=', value: enc('2') }], [{ type: 'range', request: rangeReq('a', '', { revision: 2 }) }]);
+    if (nested.type !== 'txn') throw new Error('helper built no txn');
+    const t = txn([{ key: enc('a'), target: 'version', op: '=', number: 2 }], [nested, { type: 'range', request: rangeReq('a', 'c') }], [{ type: 'range', request: rangeReq('b') }]);
+    if (t.type !== 'txn') throw new Error('helper built no txn');
+    const viaRead = await sm.readTxn(t);
+    log.cmd(txn([...t.compares], [...t.success], [...t.failure, { type: 'put', key: enc('never'), value: enc('x'), prevKv: false }]));
+    const viaLog = result((await apply())[0]);
+    expect(viaRead.result).toEqual(viaLog);
+    expect(viaRead.result.succeeded).toBe(true);
+    expect(viaRead.result.revision).toBe(4);
+    ops.push(...viaRead.result.results);
+    expect(ops[0]?.type === 'txn' && ops[0].results[0]?.type === 'range' ? dec(ops[0].results[0].result.kvs[0]?.value ?? enc('-')) : '').toBe('1');
+    expect(sm.revision).toBe(4); // neither changed anything
+  });
+
   it('sessions: a retry returns the first answer without applying again; older seqs are refused', async () => {
     log.cmd(put('a', '1'));
     log.cmd(put('a', '2', true), 'c1', 1); // 2

@@ -9,7 +9,7 @@ import { NODE_CONFIG_DEFAULTS } from '../../src/node/config.js';
 import type { NodeConfig } from '../../src/node/config.js';
 import { RaftKvError } from '../../src/shared/errors.js';
 import type { ErrorCode } from '../../src/shared/errors.js';
-import type { Command, CommandResult, KeyValue, Lease, OpResult, RangeRequest, RangeResult } from '../../src/kv/types.js';
+import type { Command, CommandResult, KeyValue, Lease, OpResult, RangeRequest, RangeResult, TxnOp, TxnResult } from '../../src/kv/types.js';
 import { compareBytes, isOpenEnd } from '../../src/kv/validate.js';
 import type { NodeId } from '../../src/raft/types.js';
 
@@ -163,6 +163,15 @@ export class FakeNode implements KvNode {
     return { header: this.header(), result: this.rangeNow(request) };
   }
 
+  /** A read-only txn: evaluated like a write (the fake applies nothing for it), recorded as a read. */
+  async readTxn(txn: TxnOp, opts: ReadOptions): Promise<{ header: ResponseHeader; result: TxnResult }> {
+    this.calls.push({ kind: 'read', opts });
+    await this.gate(opts.deadlineMs, !opts.serializable);
+    const result = this.apply(txn);
+    if (result.type !== 'txn') throw new Error('fake node: a txn answered another result');
+    return { header: this.header(), result };
+  }
+
   status(): NodeStatus {
     return {
       id: this.id,
@@ -198,6 +207,13 @@ export class FakeNode implements KvNode {
     await this.gate(deadlineMs, true);
     if (!this.cluster.members.some((m) => m.id === id)) throw new RaftKvError('NOT_FOUND', `no member ${id}`);
     this.cluster.members = this.cluster.members.filter((m) => m.id !== id);
+    return this.cluster.members;
+  }
+
+  async updateMember(member: Member, deadlineMs: number): Promise<readonly Member[]> {
+    await this.gate(deadlineMs, true);
+    if (!this.cluster.members.some((m) => m.id === member.id)) throw new RaftKvError('NOT_FOUND', `no member ${member.id}`);
+    this.cluster.members = this.cluster.members.map((x) => (x.id === member.id ? { ...member, learner: x.learner } : x));
     return this.cluster.members;
   }
 

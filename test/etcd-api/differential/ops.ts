@@ -282,6 +282,14 @@ export class OpGenerator {
     return { compare, success: ops(), failure: ops() };
   }
 
+  /** A txn of compares and Ranges only (nested ones too): served through ReadIndex, not the log (etcd's isTxnReadonly). */
+  readOnlyTxn(s: GenState, depth = 0): MessageInit<TxnRequest> {
+    const compare = Array.from({ length: this.int(0, 3) }, () => this.compare(s));
+    const op = (): MessageInit<RequestOp> => (depth < 2 && this.chance(0.15) ? { requestTxn: this.readOnlyTxn(s, depth + 1) } : { requestRange: this.range(s) });
+    const ops = (): MessageInit<RequestOp>[] => Array.from({ length: this.int(0, depth === 0 ? 4 : 2) }, op);
+    return { compare, success: ops(), failure: ops() };
+  }
+
   compact(s: GenState): MessageInit<CompactionRequest> {
     const r = this.rng.float();
     let revision: bigint;
@@ -362,7 +370,7 @@ export class OpGenerator {
     const r = this.rng.float();
     if (r < 0.3) return { kind: 'put', method: 'Put', request: this.put() };
     if (r < 0.4) return { kind: 'delete', method: 'DeleteRange', request: this.del() };
-    if (r < 0.65) {
+    if (r < 0.6) {
       for (;;) {
         const txn = this.txn(s);
         if (!this.has(FEATURES.txnPutAndRangeErrors) && hasRiskyPut(txn) && hasRiskyRange(txn, s)) continue;
@@ -370,6 +378,7 @@ export class OpGenerator {
         return { kind: 'txn', method: 'Txn', request: txn };
       }
     }
+    if (r < 0.65) return { kind: 'txn-read-only', method: 'Txn', request: this.readOnlyTxn(s) };
     if (r < 0.89) return { kind: 'range', method: 'Range', request: this.range(s) };
     if (r < 0.9) {
       // An explicitly empty range_end: a Range, or a read-only Txn ending with one.

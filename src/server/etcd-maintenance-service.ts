@@ -14,6 +14,10 @@
 // so every member holds the same alarms; GET answers the applied alarms after a linearizable read barrier (etcd
 // sends GET through the log too), of one type or all (NONE). Status lists them in `errors` as etcd does.
 //
+// Authentication (auth-gate.ts), as etcd 3.4: MemberRemove, MemberPromote, Snapshot and Defragment need the root
+// role; MemberList, Status, Alarm and MoveLeader need none. HashKV needs none either (etcd: root), because
+// raftkv's peer corrupt check (corrupt-check.ts) asks it on the client port with no user.
+//
 // Member ids: raftkv's (1 .. 2^31-1) as etcd's uint64. Names: the id in decimal (raftkv members have no name).
 // URLs: http://<peer address>, and the client address as host:port (see memberToEtcd).
 import { createHash } from 'node:crypto';
@@ -26,6 +30,8 @@ import { RaftKvError } from '../shared/errors.js';
 import type { EtcdServiceHandlers, MessageInit } from '../protocol/etcd-proto.js';
 import type * as etcd from '../protocol/etcd-proto.js';
 import { toEtcdStatus } from '../protocol/etcd-errors.js';
+import type { AuthGate } from './auth-gate.js';
+import { deadlineOf } from './kv-service.js';
 import { etcdHandlerKit } from './etcd-kv-service.js';
 import type { AlarmMember, AlarmType } from '../kv/types.js';
 import { AlarmRequest_AlarmAction, AlarmType as EtcdAlarmType } from '../protocol/etcd-types.js';
@@ -46,6 +52,7 @@ export interface EtcdMaintenanceOptions {
   readonly maxRequestBytes: number;
   readonly defaultTimeoutMs: number;
   readonly logger: pino.Logger;
+  readonly auth?: AuthGate; // with authentication on: membership changes, Snapshot and Defragment need root
 }
 
 function memberToEtcd(m: Member): MessageInit<etcd.Member> {
@@ -90,11 +97,13 @@ export function createEtcdMaintenanceServices(opts: EtcdMaintenanceOptions): {
       MemberList: unary<etcd.MemberListRequest, etcd.MemberListResponse>('Cluster/MemberList', () =>
         Promise.resolve({ header: header(), members: members(node.members()) }),
       ),
-      MemberRemove: unary<etcd.MemberRemoveRequest, etcd.MemberRemoveResponse>('Cluster/MemberRemove', async (req, deadlineMs) => {
+      MemberRemove: unary<etcd.MemberRemoveRequest, etcd.MemberRemoveResponse>('Cluster/MemberRemove', async (req, deadlineMs, call) => {
+        await opts.auth?.checkAdminNow(call, deadlineMs);
         const list = await node.removeMember(memberIdOf(req.ID), deadlineMs);
         return { header: header(), members: members(list) };
       }),
-      MemberPromote: unary<etcd.MemberPromoteRequest, etcd.MemberPromoteResponse>('Cluster/MemberPromote', async (req, deadlineMs) => {
+      MemberPromote: unary<etcd.MemberPromoteRequest, etcd.MemberPromoteResponse>('Cluster/MemberPromote', async (req, deadlineMs, call) => {
+        await opts.auth?.checkAdminNow(call, deadlineMs);
         const list = await node.promoteLearner(memberIdOf(req.ID), deadlineMs);
         return { header: header(), members: members(list) };
       }),
@@ -116,7 +125,8 @@ export function createEtcdMaintenanceServices(opts: EtcdMaintenanceOptions): {
           errors: node.alarms().map((a) => `memberID:${a.memberId} alarm:${a.alarm} `),
         });
       }),
-      Alarm: unary<etcd.AlarmRequest, etcd.AlarmResponse>('Maintenance/Alarm', async (req, deadlineMs) => {
+      Alarm: unary<etcd.AlarmRequest, etcd.AlarmResponse>('Maintenance/Alarm', async (req, deadlineMs, call) => {
+        opts.auth?.caller(call); // etcd 3.4 checks no permission on alarms: only a bad token is refused
         const type = alarmTypeOf(req.alarm);
         const wire = (list: readonly AlarmMember[]): MessageInit<etcd.AlarmMember>[] =>
           list.filter((a) => type === undefined || a.alarm === type).map((a) => ({ memberID: BigInt(a.memberId), alarm: ETCD_ALARM_TYPES[a.alarm] }));
@@ -145,7 +155,8 @@ export function createEtcdMaintenanceServices(opts: EtcdMaintenanceOptions): {
         return { header: header(), hash: d.lane1 >>> 0, compactRevision: BigInt(s.compactedRevision), hashRevision: BigInt(s.revision) };
       }),
       // The member logs what it freed (node.defragment); etcd's response carries only the header.
-      Defragment: unary<etcd.DefragmentRequest, etcd.DefragmentResponse>('Maintenance/Defragment', async () => {
+      Defragment: unary<etcd.DefragmentRequest, etcd.DefragmentResponse>('Maintenance/Defragment', async (_req, deadlineMs, call) => {
+        await opts.auth?.checkAdminNow(call, deadlineMs);
         await node.defragment();
         return { header: header() };
       }),
@@ -154,7 +165,13 @@ export function createEtcdMaintenanceServices(opts: EtcdMaintenanceOptions): {
         return { header: header() };
       }),
       Snapshot: (call: ServerWritableStream<etcd.SnapshotRequest, MessageInit<etcd.SnapshotResponse>>) => {
-        streamSnapshot(node, header, call).catch((err: unknown) => {
+        const run = async (): Promise<void> => {
+          const deadlineMs = deadlineOf(call, opts.defaultTimeoutMs);
+          await opts.auth?.ready(call, deadlineMs);
+          await opts.auth?.checkAdminNow(call, deadlineMs);
+          await streamSnapshot(node, header, call);
+        };
+        run().catch((err: unknown) => {
           if (!(err instanceof RaftKvError)) opts.logger.error({ err }, 'snapshot stream failed');
           call.emit('error', toEtcdStatus(err));
         });

@@ -43,6 +43,8 @@ import { Observability } from './observability.js';
 import type { RequestRecorder } from './request-recorder.js';
 import type { NodeMetrics } from '../node/node-metrics.js';
 import { createGrpcServer } from './grpc-server.js';
+import { AuthGate } from './auth-gate.js';
+import { createEtcdAuthService } from './etcd-auth-service.js';
 import type { MemberTlsConfig } from '../shared/tls-files.js';
 import { clientPortDialCredentials, listenOn, peerDialCredentials, sharedPortTls } from './member-tls.js';
 import type { BoundPort } from './member-tls.js';
@@ -178,6 +180,9 @@ class LateNode implements KvNode {
   alarms(): ReturnType<KvNode['alarms']> {
     return this.get().alarms();
   }
+  auth(): ReturnType<KvNode['auth']> {
+    return this.get().auth();
+  }
   stop(): Promise<void> {
     return this.lateNode.node?.stop() ?? Promise.resolve();
   }
@@ -224,7 +229,10 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
     intervalMs: config.corruptCheckIntervalMs ?? DEFAULT_CORRUPT_CHECK_INTERVAL_MS,
     peers: opts.corruptCheckPeers ?? new GrpcPeerDigests(clientPortDialCredentials(opts.tls)),
   });
+  // Authentication and roles (auth-gate.ts): every client-port service checks the caller once auth is on.
+  const auth = new AuthGate({ node: late, clock: opts.corruptCheckClock ?? systemClock, clientCertAuth: (shared ? sharedPortTls(opts.tls) : opts.tls?.client)?.clientCertAuth === true });
   const serviceOpts = {
+    auth,
     node: late,
     limits: config.kvLimits,
     maxRequestBytes: config.maxRequestBytes,
@@ -266,6 +274,7 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
   const etcdAdmin = createEtcdMaintenanceServices(etcdKvOpts); // alarm requests go through the log: forwarded
   clientServer.addService(ETCD_SERVICES.Cluster, etcdAdmin.cluster);
   clientServer.addService(ETCD_SERVICES.Maintenance, etcdAdmin.maintenance);
+  clientServer.addService(ETCD_SERVICES.Auth, createEtcdAuthService(etcdKvOpts));
   const peerServer = shared ? clientServer : createGrpcServer({ 'grpc.max_receive_message_length': PEER_MAX_MESSAGE_BYTES, 'grpc.max_send_message_length': -1 });
   addPeerService(peerServer, transport, forwarder.handlers());
 
@@ -307,6 +316,7 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
     throw err;
   }
   late.node = node;
+  const stopTokenSweep = auth.tokens.start();
   logger.info({ clientAddress, peerAddress }, 'serving');
   corruptCheck.start();
   const autoCompactor = new AutoCompactor({
@@ -332,6 +342,7 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       await corruptCheck.stop();
+      stopTokenSweep();
       autoCompactor.stop();
       etcdWatch.close();
       spaceAlarm.stop();

@@ -44,7 +44,7 @@ import { fromGrpcError } from '../protocol/wire-errors.js';
 import { KvStreamChannel, STREAM_MAX_CALL_BYTES } from './kv-stream.js';
 import type { StreamKind, StreamKinds } from './kv-stream.js';
 import { resolveDial } from './dial-options.js';
-import type { DialTlsConfig } from './dial-options.js';
+import type { DialTlsConfig, DialUser, ResolvedDial } from './dial-options.js';
 
 export type Bytes = string | Uint8Array;
 
@@ -52,6 +52,8 @@ export interface KvClientOptions {
   readonly endpoints: readonly string[]; // host:port of members' client services (or https://host:port: TLS)
   /** TLS (etcdctl's --cacert, --cert, --key, --insecure-skip-tls-verify); plaintext without. dial-options.ts. */
   readonly tls?: DialTlsConfig;
+  /** etcd's --user: every call carries the user's token (dial-options.ts, auth-token.ts). */
+  readonly user?: DialUser;
   readonly timeoutMs?: number; // per call, across retries; default 5000
   readonly attemptTimeoutMs?: number; // per attempt (a stopped member must not eat the whole call); default 2000
   readonly maxRedirects?: number; // NOT_LEADER hops followed per round; default 3
@@ -303,6 +305,7 @@ export class KvClient {
   private readonly endpoints: string[]; // known client addresses; redirects add to it
   private readonly clients = new Map<string, Client>(); // one channel per endpoint, created lazily
   private readonly credentials: ChannelCredentials; // how every endpoint is dialled (resolveDial)
+  private readonly dial: ResolvedDial; // and what each channel carries (a user's token)
   private readonly streams = new Map<string, KvStreamChannel>(); // KV Stream per endpoint, created lazily
   private readonly transport: 'stream' | 'unary';
   private readonly timeoutMs: number;
@@ -321,6 +324,7 @@ export class KvClient {
     const dial = resolveDial(opts);
     this.endpoints = dial.endpoints;
     this.credentials = dial.credentials;
+    this.dial = dial;
     this.timeoutMs = checkDelayMs('KvClient: timeoutMs', opts.timeoutMs ?? 5000, 'positive');
     this.attemptTimeoutMs = checkDelayMs('KvClient: attemptTimeoutMs', opts.attemptTimeoutMs ?? Math.min(this.timeoutMs, 2000), 'positive');
     this.maxRedirects = checkNonNegativeInteger('KvClient: maxRedirects', opts.maxRedirects ?? 3);
@@ -502,6 +506,7 @@ export class KvClient {
     for (const st of this.streams.values()) st.close();
     this.streams.clear();
     for (const c of this.clients.values()) c.close();
+    this.dial.auth?.close();
     this.clients.clear();
   }
 
@@ -517,6 +522,7 @@ export class KvClient {
         'grpc.initial_reconnect_backoff_ms': 100,
         'grpc.max_reconnect_backoff_ms': 1000,
         'grpc.enable_retries': 0,
+        ...this.dial.channelOptions,
       });
       this.clients.set(endpoint, c);
     }

@@ -65,7 +65,9 @@ function etcdStatusOf(code: ErrorCode, message: string): { code: GrpcStatus; det
     case 'AUTH_REFUSED':
       return { code: GrpcStatus.FAILED_PRECONDITION, details: message };
     case 'PERMISSION_DENIED':
-      return { code: GrpcStatus.PERMISSION_DENIED, details: message };
+      // etcd 3.4's Maintenance service answers its auth store's own error unmapped ("auth: permission denied",
+      // gRPC Unknown): etcdctl prints exactly that, so raftkv does too (etcd-maintenance-service.ts).
+      return { code: message.startsWith('auth: ') ? GrpcStatus.UNKNOWN : GrpcStatus.PERMISSION_DENIED, details: message };
     case 'UNAUTHENTICATED':
       return { code: GrpcStatus.UNAUTHENTICATED, details: message };
     default:

@@ -110,11 +110,15 @@ export class AuthGate {
     return typeof cn === 'string' ? cn : Array.isArray(cn) ? (cn[0] ?? '') : '';
   }
 
-  /** The caller, who must exist when auth is on (etcd: "user name is empty" for nobody). */
-  private known(call: CallerContext, auth: AuthView): string {
+  /**
+   * The caller, who must be somebody when auth is on (etcd: "user name is empty" for nobody). A name the store
+   * does not know (a certificate's common name, a user deleted since) is refused as etcd does: "user name not
+   * found" for an admin call, "permission denied" for the others.
+   */
+  private known(call: CallerContext, auth: AuthView, admin: boolean): string {
     const user = this.caller(call);
     if (user === '') throw new RaftKvError('INVALID_ARGUMENT', ETCD_USER_EMPTY);
-    if (auth.user(user) === undefined) throw new RaftKvError('AUTH_REFUSED', ETCD_USER_NOT_FOUND);
+    if (auth.user(user) === undefined) throw admin ? new RaftKvError('AUTH_REFUSED', ETCD_USER_NOT_FOUND) : denied();
     return user;
   }
 
@@ -122,7 +126,7 @@ export class AuthGate {
   checkRange(call: CallerContext, need: 'read' | 'write', range: KeyRange): void {
     const auth = this.view();
     if (!auth.enabled) return;
-    const user = this.known(call, auth);
+    const user = this.known(call, auth, false);
     if (!auth.permitted(user, need, range.key, range.end)) throw denied();
   }
 
@@ -130,7 +134,7 @@ export class AuthGate {
   checkAdmin(call: CallerContext): void {
     const auth = this.view();
     if (!auth.enabled) return;
-    const user = this.known(call, auth);
+    const user = this.known(call, auth, true);
     if (!auth.isRoot(user)) throw denied();
   }
 
@@ -142,7 +146,7 @@ export class AuthGate {
       case 'put':
       case 'delete':
       case 'txn': {
-        const user = this.known(call, auth);
+        const user = this.known(call, auth, false);
         if (auth.isRoot(user)) return;
         for (const [need, range] of needsOf(command)) if (!auth.permitted(user, need, range.key, range.end)) throw denied();
         return;

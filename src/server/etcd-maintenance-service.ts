@@ -30,7 +30,7 @@ import { RaftKvError } from '../shared/errors.js';
 import type { EtcdServiceHandlers, MessageInit } from '../protocol/etcd-proto.js';
 import type * as etcd from '../protocol/etcd-proto.js';
 import { toEtcdStatus } from '../protocol/etcd-errors.js';
-import type { AuthGate } from './auth-gate.js';
+import type { AuthGate, CallerContext } from './auth-gate.js';
 import { deadlineOf } from './kv-service.js';
 import { etcdHandlerKit } from './etcd-kv-service.js';
 import type { AlarmMember, AlarmType } from '../kv/types.js';
@@ -53,6 +53,19 @@ export interface EtcdMaintenanceOptions {
   readonly defaultTimeoutMs: number;
   readonly logger: pino.Logger;
   readonly auth?: AuthGate; // with authentication on: membership changes, Snapshot and Defragment need root
+}
+
+/**
+ * etcd 3.4's Snapshot and Defragment refuse with the auth store's error unmapped: gRPC Unknown, "auth: permission
+ * denied" (etcd-errors.ts maps a PERMISSION_DENIED whose message starts "auth: " so).
+ */
+async function maintenanceAdmin(auth: AuthGate | undefined, call: CallerContext, deadlineMs: number): Promise<void> {
+  try {
+    await auth?.checkAdminNow(call, deadlineMs);
+  } catch (err) {
+    if (err instanceof RaftKvError && err.message.startsWith('etcdserver: ')) throw new RaftKvError('PERMISSION_DENIED', `auth: ${err.message.slice('etcdserver: '.length)}`);
+    throw err;
+  }
 }
 
 function memberToEtcd(m: Member): MessageInit<etcd.Member> {
@@ -156,7 +169,7 @@ export function createEtcdMaintenanceServices(opts: EtcdMaintenanceOptions): {
       }),
       // The member logs what it freed (node.defragment); etcd's response carries only the header.
       Defragment: unary<etcd.DefragmentRequest, etcd.DefragmentResponse>('Maintenance/Defragment', async (_req, deadlineMs, call) => {
-        await opts.auth?.checkAdminNow(call, deadlineMs);
+        await maintenanceAdmin(opts.auth, call, deadlineMs);
         await node.defragment();
         return { header: header() };
       }),
@@ -168,7 +181,7 @@ export function createEtcdMaintenanceServices(opts: EtcdMaintenanceOptions): {
         const run = async (): Promise<void> => {
           const deadlineMs = deadlineOf(call, opts.defaultTimeoutMs);
           await opts.auth?.ready(call, deadlineMs);
-          await opts.auth?.checkAdminNow(call, deadlineMs);
+          await maintenanceAdmin(opts.auth, call, deadlineMs);
           await streamSnapshot(node, header, call);
         };
         run().catch((err: unknown) => {

@@ -98,6 +98,20 @@ describeWithSystem(['etcdctl'], 'authentication and roles on a 3-member cluster'
     expect(lastLine(watch)).toBe('Error: watch is canceled by the server');
   }, 30_000);
 
+  it('leases and locks with --user: revoking a lease needs write on its keys', async () => {
+    const granted = await cli('--user', 'root:rootpw', 'lease', 'grant', '60');
+    const id = /^lease ([0-9a-f]{16}) granted with TTL\(60s\)$/.exec(granted)?.[1];
+    expect(id, granted).toBeDefined();
+    expect(await cli('--user', 'root:rootpw', 'put', '/app/leased', 'v', '--lease', id ?? '')).toMatch(/^OK/);
+    expect(lastLine(await asAlice('lease', 'revoke', id ?? ''))).toBe('Error: failed to revoke lease (etcdserver: permission denied)');
+    expect(await asRoot('get', '/app/leased')).toBe('/app/leased\nv'); // still there
+    expect(await cli('--user', 'root:rootpw', 'lease', 'revoke', id ?? '')).toMatch(/revoked/);
+    expect(await asRoot('get', '/app/leased')).toBe('');
+    // A lock is a txn on the lock's prefix: root may, alice (read on /app/ only) may not.
+    expect(await cli('--user', 'root:rootpw', 'lock', 'mylock', '--', 'true')).toBe('');
+    expect(await cli('--user', 'alice:alicepw', '--timeout-ms', '3000', 'lock', 'mylock', '--', 'true')).toMatch(/^ERR .*permission denied/);
+  }, 30_000);
+
   it('a user without the root role cannot change the membership nor take a snapshot', async () => {
     expect(lastLine(await asAlice('member', 'remove', '3'))).toBe('Error: etcdserver: permission denied');
     expect(await cli('--user', 'alice:alicepw', 'member', 'add', '9', '127.0.0.1:27599', '127.0.0.1:27598')).toMatch(/^ERR .*permission denied/);

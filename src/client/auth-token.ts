@@ -55,6 +55,11 @@ export class AuthToken {
     return p;
   }
 
+  /** Drops the token, whatever it is: the next call authenticates again. */
+  reset(): void {
+    this.current = undefined;
+  }
+
   /** Drops `token` (a call was refused with it). */
   invalidate(token: string): void {
     const p = this.current;

@@ -590,6 +590,7 @@ export class KvClient {
     let redirects = 0;
     let failures = 0;
     let lastTelling: RaftKvError | undefined; // the last error other than an attempt's timeout
+    let reauthenticated = false;
     let target = this.pickTarget(route);
     for (;;) {
       const attemptDeadline = Math.min(deadline, Date.now() + attemptTimeoutMs);
@@ -600,6 +601,14 @@ export class KvClient {
         return res;
       } catch (e) {
         err = fromGrpcError(e);
+      }
+      if (err.code === 'UNAUTHENTICATED' && this.dial.auth !== undefined && !reauthenticated) {
+        // The token lapsed (or auth was turned off and on): a new one, and a new stream to carry it, once.
+        reauthenticated = true;
+        this.dial.auth.reset();
+        this.streams.get(target)?.close();
+        this.streams.delete(target);
+        continue;
       }
       if (!RETRYABLE.has(err.code)) throw err;
       const now = Date.now();

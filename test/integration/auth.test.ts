@@ -14,6 +14,7 @@ import { Client, credentials, Metadata, status as GrpcStatus } from '@grpc/grpc-
 import type { ServiceError } from '@grpc/grpc-js';
 import { Etcd3 } from 'etcd3';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { KvClient } from '../../src/client/index.js';
 import type { DialTlsConfig } from '../../src/client/index.js';
 import { etcdUnary } from '../../src/protocol/etcd-proto.js';
 import { RAFTKV_BIN } from '../../cluster/serve-process.js';
@@ -209,6 +210,21 @@ describeWithSystem(['etcdctl'], 'authentication and roles on a 3-member cluster'
     expect(await etcdctl(all(), 'get', '/other/y')).toBe('/other/y\ntwo'); // open again
     // etcd's clients ignore "authentication is not enabled" and go on without a token (as against etcd 3.4.23).
     expect(await etcdctl(all(), '--user', 'alice:alicepw', 'get', '/app/x')).toBe('/app/x\none');
+  }, 30_000);
+
+  it('a long-lived client authenticates again when its token is refused (auth turned off and on ends every token)', async () => {
+    expect(await etcdctl(all(), 'auth', 'enable')).toBe('Authentication Enabled');
+    const kv = new KvClient({ endpoints: tc.cluster.endpoints(), user: { name: 'root', password: 'rootpw' }, timeoutMs: 10_000 });
+    try {
+      expect((await kv.get('/other/y')).kv?.value.toString()).toBe('two');
+      expect(await asRoot('auth', 'disable')).toBe('Authentication Disabled');
+      expect(await etcdctl(all(), 'auth', 'enable')).toBe('Authentication Enabled');
+      expect((await kv.get('/other/y')).kv?.value.toString()).toBe('two'); // its old token is gone: a new one
+      await kv.put('/other/y', 'three');
+      expect(await asRoot('get', '/other/y')).toBe('/other/y\nthree');
+    } finally {
+      kv.close();
+    }
   }, 30_000);
 });
 

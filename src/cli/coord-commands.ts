@@ -11,12 +11,12 @@ import { CliFailure, DEFAULT_ENDPOINTS } from './main.js';
 import type { CliIo } from './main.js';
 import { parseAddress } from './serve-config.js';
 import { COORD_USAGE } from './coord-usage.js';
-import { DIAL_FLAG_OPTIONS, DIAL_FLAGS, DIAL_USAGE, dialTlsFromFlags } from './dial-flags.js';
+import { DIAL_FLAG_OPTIONS, DIAL_FLAGS, DIAL_USAGE, DIAL_VALUE_FLAGS, dialFromFlags } from './dial-flags.js';
 
 
 const COORD_COMMANDS: ReadonlySet<string> = new Set(['watch', 'lease', 'lock', 'elect']);
 /** Global flags that take a value (skipped when looking for the command name). */
-const VALUE_FLAGS: ReadonlySet<string> = new Set(['--endpoints', '--write-out', '-w', '--timeout-ms', '--cacert', '--cert', '--key']);
+const VALUE_FLAGS: ReadonlySet<string> = new Set(['--endpoints', '--write-out', '-w', '--timeout-ms', ...DIAL_VALUE_FLAGS]);
 
 const COMMAND_FLAGS: Readonly<Record<string, readonly string[]>> = {
   watch: ['prefix', 'rev', 'prev-kv'],
@@ -153,8 +153,8 @@ export async function runCoordCommand(argv: readonly string[], io: CliIo): Promi
   if (rawEndpoints.length === 0) throw invalid('--endpoints: no endpoints given');
   const endpoints = rawEndpoints.map((e) => parseAddress('endpoints', e)); // host:port (an https:// URL asks for TLS)
   const timeoutMs = parseWhole('--timeout-ms', values['timeout-ms'], 5000, 1, MAX_TIMER_DELAY_MS);
-  const tls = dialTlsFromFlags(values, io.env) ?? (rawEndpoints.some((e) => e.startsWith('https://')) ? {} : undefined);
-  const client = (): CoordClient => new CoordClient({ endpoints, timeoutMs, ...(tls !== undefined ? { tls } : {}) });
+  const dial = dialFromFlags(values, io.env, rawEndpoints);
+  const client = (): CoordClient => new CoordClient({ endpoints, timeoutMs, ...dial });
 
   switch (cmd) {
     case 'watch': {

@@ -11,11 +11,13 @@ import { RaftKvError } from '../shared/errors.js';
 import { parseAddress, parseServeArgs, SERVE_USAGE } from './serve-config.js';
 import { coordCommandOf, runCoordCommand } from './coord-commands.js';
 import { COORD_USAGE } from './coord-usage.js';
+import { authCommandOf, runAuthCommand } from './auth-commands.js';
+import { AUTH_USAGE } from './auth-usage.js';
 import { parseLeaseId } from '../client/index.js';
 import { snapshotOffline } from './snapshot-offline.js';
 import { defragCommand } from './defrag-command.js';
-import type { DialTlsConfig } from '../client/index.js';
-import { DIAL_FLAG_OPTIONS, DIAL_FLAGS, DIAL_USAGE, dialTlsFromFlags } from './dial-flags.js';
+import { DIAL_FLAG_OPTIONS, DIAL_FLAGS, DIAL_USAGE, dialFromFlags } from './dial-flags.js';
+import type { DialFlags } from './dial-flags.js';
 import { quietIpServernameWarning } from './quiet-warnings.js';
 
 export const DEFAULT_ENDPOINTS = '127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103';
@@ -47,6 +49,7 @@ commands:
   defrag                                    every member in turn gives freed space back to the disk; prints what each freed
   serve ...                                 run a member (raftkv serve --help)
 ${COORD_USAGE}
+${AUTH_USAGE}
 
 global flags:
   --endpoints H:P,H:P,...   client addresses (default $RAFTKV_ENDPOINTS, else ${DEFAULT_ENDPOINTS})
@@ -132,6 +135,7 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
   if (io.stdout === process.stdout) quietIpServernameWarning(); // the real command, not a test calling main()
   if (argv[0] === 'serve') return serve(argv.slice(1), io);
   if (coordCommandOf(argv) !== undefined) return runCoordCommand(argv, io);
+  if (authCommandOf(argv) !== undefined) return runAuthCommand(argv, io);
   if (argv[0] === 'snapshot' && (argv[1] === 'restore' || argv[1] === 'status')) return snapshotOffline(argv.slice(1), io);
 
   let parsed;
@@ -190,8 +194,8 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
   const timeoutMs = parseCount('timeout-ms', values['timeout-ms'], 5000, 1, MAX_TIMER_DELAY_MS);
 
   // Validate positionals before connecting anywhere.
-  const tls = dialTlsFromFlags(values, io.env) ?? (rawEndpoints.some((e) => e.startsWith('https://')) ? {} : undefined);
-  const client = (): KvClient => new KvClient({ endpoints, timeoutMs, ...(tls !== undefined ? { tls } : {}) });
+  const dial = dialFromFlags(values, io.env, rawEndpoints);
+  const client = (): KvClient => new KvClient({ endpoints, timeoutMs, ...dial });
   switch (cmd) {
     case 'put': {
       wantArgs(cmd, args, 2, 'KEY VALUE');
@@ -278,7 +282,7 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
     }
     case 'status':
       wantArgs(cmd, args, 0, 'no arguments');
-      return status(endpoints, timeoutMs, values.watch === true, parseCount('interval-ms', values['interval-ms'], 500, 10, MAX_TIMER_DELAY_MS), parseCount('count', values.count, 0, 1), json, io, tls);
+      return status(endpoints, timeoutMs, values.watch === true, parseCount('interval-ms', values['interval-ms'], 500, 10, MAX_TIMER_DELAY_MS), parseCount('count', values.count, 0, 1), json, io, dial);
     case 'member':
       return member(args, values.learner === true, client, out);
     case 'transfer-leader': {
@@ -296,7 +300,7 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
     case 'snapshot': {
       if (args[0] !== 'save') throw invalid('snapshot: expected "snapshot save FILE"');
       wantArgs('snapshot save', args.slice(1), 1, 'FILE');
-      const k = new KvClient({ endpoints, timeoutMs: Math.max(timeoutMs, 60_000), ...(tls !== undefined ? { tls } : {}) });
+      const k = new KvClient({ endpoints, timeoutMs: Math.max(timeoutMs, 60_000), ...dial });
       try {
         const r = await k.snapshotSave(args[1] ?? '');
         out(`saved ${r.sizeBytes} bytes to ${args[1] ?? ''} (sha256 ${r.sha256}; ${headerText(r.header)})`, { header: r.header, file: args[1], sizeBytes: r.sizeBytes, sha256: r.sha256 });
@@ -307,7 +311,7 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
     }
     case 'check':
       wantArgs(cmd, args, 0, 'no arguments');
-      return check(endpoints, timeoutMs, json, io, tls);
+      return check(endpoints, timeoutMs, json, io, dial);
     case 'defrag': {
       wantArgs(cmd, args, 0, 'no arguments');
       const k = client();
@@ -410,8 +414,8 @@ export function statusTable(rows: readonly StatusRow[]): string {
   return [line(header), ...body.map(line)].join('\n');
 }
 
-async function status(endpoints: readonly string[], timeoutMs: number, watch: boolean, intervalMs: number, count: number, json: boolean, io: CliIo, tls?: DialTlsConfig): Promise<void> {
-  const k = new KvClient({ endpoints, timeoutMs, ...(tls !== undefined ? { tls } : {}) });
+async function status(endpoints: readonly string[], timeoutMs: number, watch: boolean, intervalMs: number, count: number, json: boolean, io: CliIo, dial: DialFlags): Promise<void> {
+  const k = new KvClient({ endpoints, timeoutMs, ...dial });
   let stop = false;
   let onSigint: (() => void) | undefined;
   const interrupted = io.interrupted ?? new Promise<void>((resolve) => {
@@ -569,8 +573,8 @@ export function checkVerdict(report: CheckReport): { readonly line: string; read
   return { line: answered.length === 1 ? `OK: the only member has ${digest}` : `OK: all ${answered.length} members agree on ${digest}`, exitStatus: 0 };
 }
 
-async function check(endpoints: readonly string[], timeoutMs: number, json: boolean, io: CliIo, tls?: DialTlsConfig): Promise<void> {
-  const k = new KvClient({ endpoints, timeoutMs, ...(tls !== undefined ? { tls } : {}) });
+async function check(endpoints: readonly string[], timeoutMs: number, json: boolean, io: CliIo, dial: DialFlags): Promise<void> {
+  const k = new KvClient({ endpoints, timeoutMs, ...dial });
   try {
     let members: readonly Member[];
     try {

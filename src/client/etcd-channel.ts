@@ -13,7 +13,7 @@ import { etcdBidiStream, etcdUnary } from '../protocol/etcd-proto.js';
 import type { EtcdMethodName, EtcdRequest, EtcdResponse, EtcdServiceName, EtcdUnaryMethod, MessageInit } from '../protocol/etcd-proto.js';
 import type { KvClient } from './kv-client.js';
 import { resolveDial } from './dial-options.js';
-import type { DialTlsConfig } from './dial-options.js';
+import type { DialTlsConfig, DialUser, ResolvedDial } from './dial-options.js';
 
 export interface EtcdChannelOptions {
   /** host:port of members' client ports; with `kv`, its endpoints (and channels) are used instead. */
@@ -22,6 +22,8 @@ export interface EtcdChannelOptions {
   readonly kv?: KvClient;
   /** TLS for the channels it makes itself (etcdctl's --cacert, --cert, --key); a shared KvClient brings its own. */
   readonly tls?: DialTlsConfig;
+  /** etcd's --user: every call carries the user's token (auth-token.ts). Ignored with `kv` (the KvClient's own applies). */
+  readonly user?: DialUser;
   readonly timeoutMs?: number; // a unary call across retries; default 5000
   readonly attemptTimeoutMs?: number; // one attempt (a stopped member must not eat the whole call); default 2000
   readonly backoffMinMs?: number; // first backoff after a failure; default 50
@@ -64,6 +66,7 @@ export class EtcdChannel {
   private readonly kv: KvClient | undefined;
   private readonly ownEndpoints: readonly string[];
   private readonly credentials: ChannelCredentials | undefined; // how own channels dial (resolveDial); unused with kv
+  private readonly dial: ResolvedDial | undefined; // and what they carry (a user's token); unused with kv
   private readonly clients = new Map<string, Client>(); // own channels, by endpoint (none when sharing a KvClient's)
   private position = 0; // the endpoint calls and streams go to first
   private closed = false;
@@ -71,12 +74,14 @@ export class EtcdChannel {
   constructor(opts: EtcdChannelOptions) {
     this.kv = opts.kv;
     if (this.kv === undefined) {
-      const dial = resolveDial({ endpoints: opts.endpoints ?? [], ...(opts.tls !== undefined ? { tls: opts.tls } : {}) }, 'EtcdChannel');
+      const dial = resolveDial({ endpoints: opts.endpoints ?? [], ...(opts.tls !== undefined ? { tls: opts.tls } : {}), ...(opts.user !== undefined ? { user: opts.user } : {}) }, 'EtcdChannel');
       this.ownEndpoints = dial.endpoints;
       this.credentials = dial.credentials;
+      this.dial = dial;
     } else {
       this.ownEndpoints = [];
       this.credentials = undefined;
+      this.dial = undefined;
     }
     this.clock = opts.clock ?? systemClock;
     this.timeoutMs = checkMs('EtcdChannel: timeoutMs', opts.timeoutMs ?? 5000, 1);
@@ -146,6 +151,7 @@ export class EtcdChannel {
         'grpc.enable_retries': 0,
         'grpc.keepalive_time_ms': KEEPALIVE_TIME_MS,
         'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
+        ...this.dial?.channelOptions,
       });
       this.clients.set(endpoint, c);
     }
@@ -199,6 +205,7 @@ export class EtcdChannel {
   close(): void {
     this.closed = true;
     for (const c of this.clients.values()) c.close();
+    this.dial?.auth?.close();
     this.clients.clear();
   }
 }

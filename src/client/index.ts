@@ -35,4 +35,7 @@ export type { LeaseLost, LeaseLostReason, LeaseTimeToLive } from './lease.js';
 export { DEFAULT_SESSION_TTL_SECONDS, Election, Mutex, Session, electionLeader, observeElection } from './concurrency.js';
 export type { ElectionLeader } from './concurrency.js';
 export { clientCredentials, resolveDial } from './dial-options.js';
-export type { DialOptions, DialTlsConfig, ResolvedDial } from './dial-options.js';
+export type { DialOptions, DialTlsConfig, DialUser, ResolvedDial } from './dial-options.js';
+// etcd's permission types (authpb.Permission), for the auth commands and other Auth service callers.
+export { Permission_Type } from '../protocol/etcd-types.js';
+export type { Permission as EtcdPermission } from '../protocol/etcd-types.js';

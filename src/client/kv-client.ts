@@ -46,7 +46,8 @@ import { fromGrpcError } from '../protocol/wire-errors.js';
 import { KvStreamChannel, STREAM_MAX_CALL_BYTES } from './kv-stream.js';
 import type { StreamKind, StreamKinds } from './kv-stream.js';
 import { resolveDial } from './dial-options.js';
-import type { DialTlsConfig } from './dial-options.js';
+import { USER_EMPTY } from './auth-token.js';
+import type { DialTlsConfig, DialUser, ResolvedDial } from './dial-options.js';
 
 export type Bytes = string | Uint8Array;
 
@@ -54,6 +55,8 @@ export interface KvClientOptions {
   readonly endpoints: readonly string[]; // host:port of members' client services (or https://host:port: TLS)
   /** TLS (etcdctl's --cacert, --cert, --key, --insecure-skip-tls-verify); plaintext without. dial-options.ts. */
   readonly tls?: DialTlsConfig;
+  /** etcd's --user: every call carries the user's token (dial-options.ts, auth-token.ts). */
+  readonly user?: DialUser;
   readonly timeoutMs?: number; // per call, across retries; default 5000
   readonly attemptTimeoutMs?: number; // per attempt (a stopped member must not eat the whole call); default 2000
   readonly maxRedirects?: number; // NOT_LEADER hops followed per round; default 3
@@ -142,6 +145,13 @@ export type ClientOpResult =
   | { readonly type: 'put'; readonly prevKv: KeyValue | undefined }
   | { readonly type: 'delete'; readonly deleted: number; readonly prevKvs: readonly KeyValue[] }
   | { readonly type: 'range'; readonly result: RangeResult };
+
+/**
+ * Authentications a call may redo when refused for its token: a lapsed token (UNAUTHENTICATED), or none sent
+ * because the member that answered Authenticate had not applied `auth enable` yet while the one serving had
+ * ("user name is empty"). More than once: the next Authenticate may meet a lagging member again.
+ */
+const MAX_REAUTHENTICATIONS = 3;
 
 const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['NOT_LEADER', 'UNAVAILABLE', 'PROPOSAL_DROPPED', 'RESOURCE_EXHAUSTED', 'DEADLINE_EXCEEDED']);
 
@@ -305,6 +315,7 @@ export class KvClient {
   private readonly endpoints: string[]; // known client addresses; redirects add to it
   private readonly clients = new Map<string, Client>(); // one channel per endpoint, created lazily
   private readonly credentials: ChannelCredentials; // how every endpoint is dialled (resolveDial)
+  private readonly dial: ResolvedDial; // and what each channel carries (a user's token)
   private readonly streams = new Map<string, KvStreamChannel>(); // KV Stream per endpoint, created lazily
   private readonly transport: 'stream' | 'unary';
   private readonly timeoutMs: number;
@@ -323,6 +334,7 @@ export class KvClient {
     const dial = resolveDial(opts);
     this.endpoints = dial.endpoints;
     this.credentials = dial.credentials;
+    this.dial = dial;
     this.timeoutMs = checkDelayMs('KvClient: timeoutMs', opts.timeoutMs ?? 5000, 'positive');
     this.attemptTimeoutMs = checkDelayMs('KvClient: attemptTimeoutMs', opts.attemptTimeoutMs ?? Math.min(this.timeoutMs, 2000), 'positive');
     this.maxRedirects = checkNonNegativeInteger('KvClient: maxRedirects', opts.maxRedirects ?? 3);
@@ -504,6 +516,7 @@ export class KvClient {
     for (const st of this.streams.values()) st.close();
     this.streams.clear();
     for (const c of this.clients.values()) c.close();
+    this.dial.auth?.close();
     this.clients.clear();
   }
 
@@ -519,6 +532,7 @@ export class KvClient {
         'grpc.initial_reconnect_backoff_ms': 100,
         'grpc.max_reconnect_backoff_ms': 1000,
         'grpc.enable_retries': 0,
+        ...this.dial.channelOptions,
       });
       this.clients.set(endpoint, c);
     }
@@ -586,6 +600,7 @@ export class KvClient {
     let redirects = 0;
     let failures = 0;
     let lastTelling: RaftKvError | undefined; // the last error other than an attempt's timeout
+    let reauthentications = 0;
     let target = this.pickTarget(route);
     for (;;) {
       const attemptDeadline = Math.min(deadline, Date.now() + attemptTimeoutMs);
@@ -596,6 +611,17 @@ export class KvClient {
         return res;
       } catch (e) {
         err = fromGrpcError(e);
+      }
+      const tokenRefused = err.code === 'UNAUTHENTICATED' || (err.code === 'INVALID_ARGUMENT' && err.message.includes(USER_EMPTY));
+      if (tokenRefused && this.dial.auth !== undefined && reauthentications < MAX_REAUTHENTICATIONS && Date.now() < deadline) {
+        // The token lapsed (or auth was turned off and on, or it was never given): a new one, and a new stream
+        // to carry it; after the first, a short pause lets a lagging member apply `auth enable`.
+        if (reauthentications > 0) await new Promise((r) => setTimeout(r, 50 * 2 ** reauthentications));
+        reauthentications++;
+        this.dial.auth.reset();
+        this.streams.get(target)?.close();
+        this.streams.delete(target);
+        continue;
       }
       if (!RETRYABLE.has(err.code)) throw err;
       const now = Date.now();

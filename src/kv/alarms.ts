@@ -48,6 +48,7 @@ export function quotaCost(cmd: Command): number {
     case 'lease-grant':
     case 'lease-revoke':
     case 'lease-checkpoint':
+    case 'auth':
       return 0;
     default: {
       const never: never = cmd;

@@ -18,6 +18,14 @@
 //               5 lease-grant | uvarint id | uvarint ttlSeconds;  6 lease-revoke | uvarint id
 //               7 lease-checkpoint | uvarint n, (uvarint id | uvarint remainingSeconds)*n
 //               9 alarm | flag activate | uvarint member id | u8 alarm type (1 NOSPACE, 2 CORRUPT)
+//               10 auth | string by | AuthChange
+//   AuthChange := u8 kind: 1 enable;  2 disable;  3 authenticate | string name | string verifiedHash | string token
+//               (the token's random part: apply appends "." and the entry's index, as etcd's)
+//               4 user-add | string name | string hash | flag noPassword;  5 user-delete | string name
+//               6 user-change-password | string name | string hash;  7 user-grant-role | string name | string role
+//               8 user-revoke-role | string name | string role;  9 role-add | string name;  10 role-delete | string name
+//               11 role-grant-permission | string name | u8 type (0 read, 1 write, 2 readwrite, etcd's) | KeyRange
+//               12 role-revoke-permission | string name | KeyRange
 //   Put      := bytes key | bytes value | u8 flags (bit 0 prevKv, 1 ignoreValue, 2 ignoreLease) | int lease
 //   Delete   := KeyRange | flag prevKv
 //   Txn      := uvarint n, Compare*n | uvarint n, Op*n (success) | uvarint n, Op*n (failure)
@@ -42,6 +50,7 @@
 //                            5 lease-grant | uvarint id | uvarint ttlSeconds | uvarint revision
 //                            6 lease-revoke | uvarint revision;  7 lease-checkpoint | uvarint revision
 //                            9 alarm | uvarint revision | uvarint n | n x (uvarint member id | u8 alarm type)
+//                            10 auth | uvarint authRevision | uvarint revision | string token
 //   OpResult := u8 tag: 1 put, 2 delete (as above);  3 range | RangeResult;  4 txn (as above)
 //   RangeResult := uvarint n, KeyValue*n | flag more | uvarint count | uvarint revision
 //   OptKv := flag present | KeyValue if present
@@ -55,6 +64,8 @@ import type { ErrorCode } from '../shared/errors.js';
 import type {
   AlarmMember,
   AlarmType,
+  AuthChange,
+  PermissionType,
   Command,
   CommandResult,
   Compare,
@@ -424,8 +435,109 @@ function writeCommand(w: ByteWriter, cmd: Command): void {
     case 'alarm':
       writeAlarmMember(w.u8(9).flag(cmd.action === 'activate'), cmd);
       return;
+    case 'auth':
+      writeAuthChange(w.u8(10).string(cmd.by), cmd.change);
+      return;
     default:
       assertNever(cmd);
+  }
+}
+
+const PERMISSION_TYPE_CODES: Readonly<Record<PermissionType, number>> = { read: 0, write: 1, readwrite: 2 };
+
+function writeAuthChange(w: ByteWriter, c: AuthChange): void {
+  switch (c.kind) {
+    case 'enable':
+      w.u8(1);
+      return;
+    case 'disable':
+      w.u8(2);
+      return;
+    case 'authenticate':
+      w.u8(3).string(c.name).string(c.verifiedHash).string(c.token);
+      return;
+    case 'user-add':
+      w.u8(4).string(c.name).string(c.hash).flag(c.noPassword);
+      return;
+    case 'user-delete':
+      w.u8(5).string(c.name);
+      return;
+    case 'user-change-password':
+      w.u8(6).string(c.name).string(c.hash);
+      return;
+    case 'user-grant-role':
+      w.u8(7).string(c.name).string(c.role);
+      return;
+    case 'user-revoke-role':
+      w.u8(8).string(c.name).string(c.role);
+      return;
+    case 'role-add':
+      w.u8(9).string(c.name);
+      return;
+    case 'role-delete':
+      w.u8(10).string(c.name);
+      return;
+    case 'role-grant-permission':
+      w.u8(11).string(c.name).u8(PERMISSION_TYPE_CODES[c.permission.type]).bytes(c.permission.key).bytes(c.permission.end);
+      return;
+    case 'role-revoke-permission':
+      w.u8(12).string(c.name).bytes(c.key).bytes(c.end);
+      return;
+    default:
+      assertNever(c);
+  }
+}
+
+function readAuthChange(r: ByteReader): AuthChange {
+  const kind = r.u8();
+  switch (kind) {
+    case 1:
+      return { kind: 'enable' };
+    case 2:
+      return { kind: 'disable' };
+    case 3: {
+      const name = r.string();
+      const verifiedHash = r.string();
+      return { kind: 'authenticate', name, verifiedHash, token: r.string() };
+    }
+    case 4: {
+      const name = r.string();
+      const hash = r.string();
+      return { kind: 'user-add', name, hash, noPassword: r.flag() };
+    }
+    case 5:
+      return { kind: 'user-delete', name: r.string() };
+    case 6: {
+      const name = r.string();
+      return { kind: 'user-change-password', name, hash: r.string() };
+    }
+    case 7: {
+      const name = r.string();
+      return { kind: 'user-grant-role', name, role: r.string() };
+    }
+    case 8: {
+      const name = r.string();
+      return { kind: 'user-revoke-role', name, role: r.string() };
+    }
+    case 9:
+      return { kind: 'role-add', name: r.string() };
+    case 10:
+      return { kind: 'role-delete', name: r.string() };
+    case 11: {
+      const name = r.string();
+      const code = r.u8();
+      const type = code === 0 ? 'read' : code === 1 ? 'write' : code === 2 ? 'readwrite' : undefined;
+      if (type === undefined) throw garbage(`bad permission type ${code}`);
+      const key = r.bytes();
+      return { kind: 'role-grant-permission', name, permission: { type, key, end: r.bytes() } };
+    }
+    case 12: {
+      const name = r.string();
+      const key = r.bytes();
+      return { kind: 'role-revoke-permission', name, key, end: r.bytes() };
+    }
+    default:
+      throw garbage(`bad auth change kind ${kind}`);
   }
 }
 
@@ -459,6 +571,10 @@ function readCommand(r: ByteReader): Command {
     case 9: {
       const action = r.flag() ? 'activate' : 'deactivate';
       return { type: 'alarm', action, ...readAlarmMember(r) };
+    }
+    case 10: {
+      const by = r.string();
+      return { type: 'auth', by, change: readAuthChange(r) };
     }
     default:
       throw garbage(`bad command tag ${tag}`);
@@ -666,6 +782,9 @@ function writeCommandResult(w: ByteWriter, res: CommandResult): void {
       w.u8(9).uvarint(res.revision).uvarint(res.alarms.length);
       for (const a of res.alarms) writeAlarmMember(w, a);
       return;
+    case 'auth':
+      w.u8(10).uvarint(res.authRevision).uvarint(res.revision).string(res.token);
+      return;
     case 'put':
     case 'delete':
     case 'txn':
@@ -689,6 +808,11 @@ function readCommandResult(r: ByteReader): CommandResult {
   if (tag === 9) {
     const revision = r.uvarint();
     return { type: 'alarm', revision, alarms: readList(r, readAlarmMember) };
+  }
+  if (tag === 10) {
+    const authRevision = r.uvarint();
+    const revision = r.uvarint();
+    return { type: 'auth', authRevision, revision, token: r.string() };
   }
   const res = readWriteResult(r, tag);
   if (res === undefined) throw garbage(`bad result tag ${tag}`);

@@ -99,6 +99,8 @@ export class Overlay {
   digestChanged = false; // a write since the digest was last added to the history
   compacted = false; // a compact command in this batch moved mvcc.compacted: start the background deletion
   alarmsChanged = false; // an alarm command in this batch changed the alarm table: write it with the batch
+  authChanged = false; // an auth command in this batch changed the auth store: write it with the batch
+  entryIndex = 0; // the log index of the entry being applied (a simple token ends with it, as etcd's)
 
   /** The revision state as the batch's entries see it; readers see the state machine's until the batch is buffered. */
   constructor(readonly mvcc: MvccState) {}

@@ -107,6 +107,8 @@ import {
 import type { Session } from './schema.js';
 import { Serial } from './serial.js';
 import { AlarmTable, KEY_ALARMS } from './alarms.js';
+import { AuthStore, KEY_AUTH } from './auth-store.js';
+import type { AuthView } from './auth-store.js';
 import { SnapshotFileWriter, readSnapshotFile, verifySnapshotHeader } from './snapshot-file.js';
 import { latestSnapshot, pruneSnapshots } from './snapshot-dir.js';
 import { DEFAULT_KV_LIMITS } from './types.js';
@@ -232,6 +234,7 @@ export class KvStateMachine {
   private appliedTermValue: Term = 0; // term of that entry
   private readonly memberTable = new Map<number, Member>(); // as of appliedIndex
   private readonly alarms = new AlarmTable(); // the cluster's alarms as of appliedIndex (alarms.ts)
+  private readonly auth = new AuthStore(); // users, roles, auth on/off as of appliedIndex (auth-store.ts)
   private mvcc: MvccState = { ...INITIAL_MVCC }; // the store revision and compaction state as of appliedIndex
   private compaction: Promise<void> | undefined; // the background deletion of compacted history, while it runs
   private compactionEpoch = 0; // bumped when the live db is swapped or closed: a running compaction stops
@@ -334,6 +337,7 @@ export class KvStateMachine {
     const members = await this.db.get(KEY_MEMBERS);
     if (members !== undefined) for (const [id, m] of decodeMembers(members)) this.memberTable.set(id, m);
     this.alarms.load(await this.db.get(KEY_ALARMS));
+    this.auth.load(await this.db.get(KEY_AUTH));
     const digest = await this.db.get(KEY_DIGEST);
     this.digestStored = digest !== undefined;
     this.digest.set(digest === undefined ? EMPTY_DIGEST : decodeDigest(digest));
@@ -462,6 +466,11 @@ export class KvStateMachine {
 
   confState(): ConfState {
     return confStateOf(this.memberTable.values());
+  }
+
+  /** The auth store as of appliedIndex (auth-store.ts). */
+  authView(): AuthView {
+    return this.auth;
   }
 
   /** The raised alarms as of appliedIndex (etcd's alarm list). */
@@ -760,6 +769,7 @@ export class KvStateMachine {
     }
     if (membersChanged) batch.push({ type: 'put', key: KEY_MEMBERS, value: encodeMembers(this.memberTable) });
     if (overlay.alarmsChanged) batch.push({ type: 'put', key: KEY_ALARMS, value: this.alarms.encode() });
+    if (overlay.authChanged) batch.push({ type: 'put', key: KEY_AUTH, value: this.auth.encode() });
     batch.push({ type: 'put', key: KEY_APPLIED, value: encodeApplied(index, term) });
     batch.push({ type: 'put', key: KEY_DIGEST, value: encodeDigest(this.digest.value()) });
     // Readable now through the write buffer; in LevelDB within APPLY_FLUSH_INTERVAL_MS (the applied record with it).
@@ -826,6 +836,7 @@ export class KvStateMachine {
         case 'lease-revoke':
         case 'lease-checkpoint':
         case 'alarm':
+        case 'auth':
           break;
         default:
           assertNever(cmd);
@@ -874,6 +885,7 @@ export class KvStateMachine {
       validateCommand(env.command, this.limits);
       this.alarms.checkCommand(env.command); // NOSPACE raised: what would grow the store is refused
       const tx: WriteTx = { main: overlay.mvcc.revision + 1, sub: 0 };
+      overlay.entryIndex = e.index;
       const result = await this.execute(env.command, overlay, tx);
       if (tx.sub > 0) overlay.mvcc.revision = tx.main; // +1 per command that changed something
       answer = { type: 'result', result };
@@ -1442,6 +1454,11 @@ export class KvStateMachine {
         const alarms = this.alarms.apply(cmd);
         if (alarms.length > 0) overlay.alarmsChanged = true;
         return { type: 'alarm', alarms, revision: overlay.mvcc.revision };
+      }
+      case 'auth': {
+        const applied = this.auth.apply(cmd, overlay.entryIndex);
+        if (applied.changed) overlay.authChanged = true;
+        return { type: 'auth', authRevision: this.auth.revision, revision: overlay.mvcc.revision, token: applied.token };
       }
       default:
         return assertNever(cmd);

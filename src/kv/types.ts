@@ -155,8 +155,45 @@ export interface AlarmOp {
   readonly alarm: AlarmType;
 }
 
+/** etcd's authpb.Permission type: what a role may do on a key or a key range. */
+export type PermissionType = 'read' | 'write' | 'readwrite';
+
+/** One permission of a role: `end` empty = the one key; "\0" = every key >= key (etcd's from-key). */
+export interface Permission {
+  readonly type: PermissionType;
+  readonly key: Uint8Array;
+  readonly end: Uint8Array;
+}
+
+/**
+ * A change to the auth store (etcd's Auth* requests, auth-store.ts). Passwords arrive hashed: the member that
+ * received the request hashed (or, for authenticate, verified) it before proposing, so apply stays fast and
+ * deterministic. `by` is the authenticated caller ('' for none): with auth on, apply checks it has the root role.
+ */
+export type AuthChange =
+  | { readonly kind: 'enable' }
+  | { readonly kind: 'disable' }
+  // verifiedHash: the password hash the receiving member checked the password against; a user whose hash changed
+  // since (or who is gone) is refused as etcd's ErrAuthFailed. token: the simple token every member assigns.
+  | { readonly kind: 'authenticate'; readonly name: string; readonly verifiedHash: string; readonly token: string }
+  | { readonly kind: 'user-add'; readonly name: string; readonly hash: string; readonly noPassword: boolean }
+  | { readonly kind: 'user-delete'; readonly name: string }
+  | { readonly kind: 'user-change-password'; readonly name: string; readonly hash: string }
+  | { readonly kind: 'user-grant-role'; readonly name: string; readonly role: string }
+  | { readonly kind: 'user-revoke-role'; readonly name: string; readonly role: string }
+  | { readonly kind: 'role-add'; readonly name: string }
+  | { readonly kind: 'role-delete'; readonly name: string }
+  | { readonly kind: 'role-grant-permission'; readonly name: string; readonly permission: Permission }
+  | { readonly kind: 'role-revoke-permission'; readonly name: string; readonly key: Uint8Array; readonly end: Uint8Array };
+
+export interface AuthOp {
+  readonly type: 'auth';
+  readonly by: string;
+  readonly change: AuthChange;
+}
+
 /** A write command: applied through the log. Compare-and-swap is a txn with one compare. */
-export type Command = PutOp | DeleteOp | TxnOp | CompactOp | LeaseGrantOp | LeaseRevokeOp | LeaseCheckpointOp | AlarmOp;
+export type Command = PutOp | DeleteOp | TxnOp | CompactOp | LeaseGrantOp | LeaseRevokeOp | LeaseCheckpointOp | AlarmOp | AuthOp;
 
 export type CommandResult =
   | PutResult
@@ -167,7 +204,10 @@ export type CommandResult =
   | { readonly type: 'lease-revoke'; readonly revision: number }
   | { readonly type: 'lease-checkpoint'; readonly revision: number }
   // the alarm that changed (none when it already was so), as etcd's AlarmResponse lists it
-  | { readonly type: 'alarm'; readonly alarms: readonly AlarmMember[]; readonly revision: number };
+  | { readonly type: 'alarm'; readonly alarms: readonly AlarmMember[]; readonly revision: number }
+  // the auth store's revision after the change (etcd's auth revision), and the store revision for the header
+  // token: an authenticate's simple token ('' for other changes)
+  | { readonly type: 'auth'; readonly authRevision: number; readonly revision: number; readonly token: string };
 
 /** A lease as the state machine holds it (the deadline is the leader's, in memory: node/lessor.ts). */
 export interface Lease {

@@ -1,6 +1,7 @@
 // What a running node offers to the gRPC services (src/server) and to in-process tests.
 import type { Index, NodeId } from '../raft/types.js';
 import type { AlarmMember, Command, CommandResult, Lease, RangeRequest, RangeResult, TxnOp, TxnResult } from '../kv/types.js';
+import type { AuthView } from '../kv/auth-store.js';
 import type { WatchHub } from '../watch/watch-hub.js';
 import type { Member } from '../shared/member.js';
 import type { NodeStatus, ResponseHeader } from '../shared/responses.js';
@@ -98,6 +99,8 @@ export interface KvNode {
   defragment(): Promise<DefragmentResult>;
   /** The cluster's raised alarms as of this member's applied index (etcd's alarm list; raised through the log). */
   alarms(): readonly AlarmMember[];
+  /** The auth store as of this member's applied index (users, roles, on/off; changed through the log). */
+  auth(): AuthView;
   /** Graceful stop: a leader first hands leadership to an up-to-date follower. */
   stop(): Promise<void>;
 }

@@ -42,6 +42,8 @@
 import { randomInt } from 'node:crypto';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { NO_AUTH } from '../kv/auth-store.js';
+import type { AuthView } from '../kv/auth-store.js';
 import type { pino } from 'pino';
 import { defaultRaftConfig } from '../raft/config.js';
 import { RaftError, isRaftError } from '../raft/errors.js';
@@ -1114,6 +1116,10 @@ export class RaftKvNode implements KvNode {
 
   alarms(): readonly AlarmMember[] {
     return this.sm.alarmList?.() ?? [];
+  }
+
+  auth(): AuthView {
+    return this.sm.authView?.() ?? NO_AUTH;
   }
 
   whenCompacted(revision: number, deadlineMs: number): Promise<void> {

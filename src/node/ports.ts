@@ -1,5 +1,6 @@
 // What the driver needs from the durable log (WalStorage) and the state machine (KvStateMachine), stated
 // structurally so the loop can be read (and exercised) against these contracts alone.
+import type { AuthView } from '../kv/auth-store.js';
 import type { DigestValue } from '../kv/key-space-digest.js';
 import type { ConfState, Entry, HardState, Index, LogStorage, Snapshot, SnapshotMetadata, Term } from '../raft/types.js';
 import type { AlarmMember, CommandResult, KeyRange, KvEvent, Lease, RangeRequest, RangeResult, TxnOp, TxnResult } from '../kv/types.js';
@@ -45,6 +46,8 @@ export interface StateMachine {
   dataSizeBytes(): Promise<number>;
   /** The raised alarms as of appliedIndex (kv/alarms.ts). Absent: a state machine without alarms (none raised). */
   alarmList?(): readonly AlarmMember[];
+  /** The auth store as of appliedIndex (kv/auth-store.ts). Absent: a state machine without auth (always off). */
+  authView?(): AuthView;
   /** Resolves once applied (reads see it); `onOutcomes` may get the outcomes earlier (see KvStateMachine.apply). */
   apply(entries: readonly Entry[], onOutcomes?: (outcomes: readonly ApplyOutcome[]) => void): Promise<readonly ApplyOutcome[]>;
   range(req: RangeRequest): Promise<RangeResult>;

@@ -62,6 +62,14 @@ function etcdStatusOf(code: ErrorCode, message: string): { code: GrpcStatus; det
       return { code: GrpcStatus.FAILED_PRECONDITION, details: message };
     case 'DATA_CORRUPTION':
       return { code: GrpcStatus.DATA_LOSS, details: ETCD_CORRUPT };
+    case 'AUTH_REFUSED':
+      return { code: GrpcStatus.FAILED_PRECONDITION, details: message };
+    case 'PERMISSION_DENIED':
+      // etcd 3.4's Maintenance service answers its auth store's own error unmapped ("auth: permission denied",
+      // gRPC Unknown): etcdctl prints exactly that, so raftkv does too (etcd-maintenance-service.ts).
+      return { code: message.startsWith('auth: ') ? GrpcStatus.UNKNOWN : GrpcStatus.PERMISSION_DENIED, details: message };
+    case 'UNAUTHENTICATED':
+      return { code: GrpcStatus.UNAUTHENTICATED, details: message };
     default:
       return assertNever(code);
   }
@@ -110,9 +118,11 @@ export function fromEtcdError(err: unknown): RaftKvError {
     case GrpcStatus.RESOURCE_EXHAUSTED:
       return new RaftKvError(details === ETCD_NO_SPACE ? 'DISK_FULL' : 'RESOURCE_EXHAUSTED', details);
     case GrpcStatus.FAILED_PRECONDITION:
-    case GrpcStatus.PERMISSION_DENIED:
-    case GrpcStatus.UNAUTHENTICATED:
       return new RaftKvError('FAILED_PRECONDITION', details);
+    case GrpcStatus.PERMISSION_DENIED:
+      return new RaftKvError('PERMISSION_DENIED', details);
+    case GrpcStatus.UNAUTHENTICATED:
+      return new RaftKvError('UNAUTHENTICATED', details);
     case GrpcStatus.UNIMPLEMENTED:
       return new RaftKvError('INVALID_ARGUMENT', `not served by this member: ${details}`);
     case GrpcStatus.DATA_LOSS:

@@ -22,6 +22,9 @@
 //   LEASE_TTL_TOO_LARGE -> OUT_OF_RANGE (as etcd's)
 //   TOO_MANY_LEASES     -> RESOURCE_EXHAUSTED
 //   WATCH_CANCELED      -> CANCELLED
+//   AUTH_REFUSED        -> FAILED_PRECONDITION (as etcd's)
+//   PERMISSION_DENIED   -> PERMISSION_DENIED (as etcd's)
+//   UNAUTHENTICATED     -> UNAUTHENTICATED (as etcd's)
 //   anything else (a bug) -> INTERNAL (logged by the service)
 // Without `raftkv-code` (a status made by gRPC itself), the client maps: UNAVAILABLE / CANCELLED (connection
 // refused or reset) -> UNAVAILABLE; DEADLINE_EXCEEDED -> DEADLINE_EXCEEDED; RESOURCE_EXHAUSTED "Received message
@@ -81,6 +84,12 @@ export function grpcStatusOf(code: ErrorCode): GrpcStatus {
       return GrpcStatus.RESOURCE_EXHAUSTED;
     case 'WATCH_CANCELED':
       return GrpcStatus.CANCELLED;
+    case 'AUTH_REFUSED':
+      return GrpcStatus.FAILED_PRECONDITION;
+    case 'PERMISSION_DENIED':
+      return GrpcStatus.PERMISSION_DENIED;
+    case 'UNAUTHENTICATED':
+      return GrpcStatus.UNAUTHENTICATED;
     default:
       return assertNever(code);
   }

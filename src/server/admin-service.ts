@@ -1,9 +1,12 @@
 // The admin service: status, membership, leadership transfer, snapshot download (server-streamed chunks), and
 // HashKV (this member's key-space digest at an applied index, for `raftkv check` and the peer corrupt check).
+// With authentication on (auth-gate.ts) membership changes, leadership transfer, defragmentation and snapshots
+// need the root role, as etcd's; Status, MemberList and HashKV (the peer corrupt check's) need none.
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import type { ServerWritableStream, UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { Member, NodeStatus } from '../node/api.js';
+import type { CallerContext } from './auth-gate.js';
 import { RaftKvError } from '../shared/errors.js';
 import type {
   WireEmpty,
@@ -53,6 +56,12 @@ function checkAddress(a: string | undefined, what: string): string {
 
 export function createAdminService(opts: ServiceOptions): UntypedServiceImplementation {
   const { node } = opts;
+  /** Refuses a caller without the root role once auth is on (auth-gate.ts). */
+  const admin = async (call: CallerContext & { getDeadline(): Date | number }): Promise<void> => {
+    const deadlineMs = deadlineOf(call, opts.defaultTimeoutMs);
+    await opts.auth?.ready(call, deadlineMs);
+    await opts.auth?.checkAdminNow(call, deadlineMs);
+  };
   const membersResponse = (members: readonly Member[]): WireMemberListResponse => ({
     header: statusHeader(node.status()),
     members: members.map(memberToWire),
@@ -83,6 +92,7 @@ export function createAdminService(opts: ServiceOptions): UntypedServiceImplemen
     }),
     MemberList: unary<WireEmpty, WireMemberListResponse>(opts, 'MemberList', () => Promise.resolve(membersResponse(node.members()))),
     MemberAdd: unary<WireMemberAddRequest, WireMemberListResponse>(opts, 'MemberAdd', async (req, call) => {
+      await admin(call);
       const m = req.member;
       if (!m) throw invalid('member add: no member given');
       const member: Member = {
@@ -93,13 +103,16 @@ export function createAdminService(opts: ServiceOptions): UntypedServiceImplemen
       };
       return membersResponse(await node.addMember(member, deadlineOf(call, opts.defaultTimeoutMs)));
     }),
-    MemberRemove: unary<WireIdRequest, WireMemberListResponse>(opts, 'MemberRemove', async (req, call) =>
-      membersResponse(await node.removeMember(memberId(req.id, 'member remove'), deadlineOf(call, opts.defaultTimeoutMs))),
-    ),
-    MemberPromote: unary<WireIdRequest, WireMemberListResponse>(opts, 'MemberPromote', async (req, call) =>
-      membersResponse(await node.promoteLearner(memberId(req.id, 'member promote'), deadlineOf(call, opts.defaultTimeoutMs))),
-    ),
+    MemberRemove: unary<WireIdRequest, WireMemberListResponse>(opts, 'MemberRemove', async (req, call) => {
+      await admin(call);
+      return membersResponse(await node.removeMember(memberId(req.id, 'member remove'), deadlineOf(call, opts.defaultTimeoutMs)));
+    }),
+    MemberPromote: unary<WireIdRequest, WireMemberListResponse>(opts, 'MemberPromote', async (req, call) => {
+      await admin(call);
+      return membersResponse(await node.promoteLearner(memberId(req.id, 'member promote'), deadlineOf(call, opts.defaultTimeoutMs)));
+    }),
     TransferLeader: unary<WireTransferLeaderRequest, WireTransferLeaderResponse>(opts, 'TransferLeader', async (req, call) => {
+      await admin(call);
       await node.transferLeadership(memberId(req.to, 'transfer leader'), deadlineOf(call, opts.defaultTimeoutMs));
       return { header: statusHeader(node.status()) };
     }),
@@ -109,7 +122,8 @@ export function createAdminService(opts: ServiceOptions): UntypedServiceImplemen
       const d = await node.keySpaceDigest(index, deadlineOf(call, opts.defaultTimeoutMs));
       return { header: statusHeader(node.status()), memberId: d.memberId, index: d.index, hashLane1: d.lane1, hashLane2: d.lane2, keyCount: d.count };
     }),
-    Defragment: unary<WireEmpty, WireDefragmentResponse>(opts, 'Defragment', async () => {
+    Defragment: unary<WireEmpty, WireDefragmentResponse>(opts, 'Defragment', async (_req, call) => {
+      await admin(call);
       const r = await node.defragment();
       return { header: statusHeader(node.status()), memberId: node.id, beforeBytes: r.beforeBytes, afterBytes: r.afterBytes, tookMs: r.tookMs };
     }),
@@ -121,6 +135,9 @@ export function createAdminService(opts: ServiceOptions): UntypedServiceImplemen
 
 async function streamSnapshot(opts: ServiceOptions, call: ServerWritableStream<WireEmpty, WireSnapshotSaveChunk>): Promise<void> {
   try {
+    const deadlineMs = deadlineOf(call, opts.defaultTimeoutMs);
+    await opts.auth?.ready(call, deadlineMs);
+    await opts.auth?.checkAdminNow(call, deadlineMs);
     const path = await opts.node.saveSnapshot();
     const hash = createHash('sha256');
     let total = 0;

@@ -8,13 +8,17 @@
 // After `etcdctl member add NAME --peer-urls=http://HOST:PORT` the new member starts with
 // `raftkv serve --id ID --initial-cluster-state existing --initial-cluster ID=HOST:PORT/CLIENT_HOST:PORT ...`, ID
 // being the id etcdctl printed (in hex, as etcd's ids are printed; a small number). It publishes its client
-// address once it has the log (member-publish.ts). etcdctl's ETCD_INITIAL_CLUSTER line names members by name,
-// which `raftkv serve` does not take: see the README's "Adding a member with etcdctl".
+// address once it has the log (member-publish.ts). `--initial-cluster` also takes the ETCD_INITIAL_CLUSTER line
+// etcdctl prints (numeric names are member ids): see the README's "Adding a member with etcdctl".
+//
+// Authentication (auth-gate.ts), as etcd 3.4: MemberAdd, MemberRemove, MemberUpdate and MemberPromote need the
+// root role; MemberList needs none.
 import type { KvNode, Member } from '../node/api.js';
 import type { EtcdServiceHandlers, MessageInit } from '../protocol/etcd-proto.js';
 import type * as etcd from '../protocol/etcd-proto.js';
 import type pino from 'pino';
 import { etcdHandlerKit } from './etcd-kv-service.js';
+import type { AuthGate } from './auth-gate.js';
 import { applyMemberChange, memberIdFromEtcd, peerAddressOf } from './member-changes.js';
 import type { MemberChange, MemberChangeAnswer } from './member-changes.js';
 
@@ -25,6 +29,7 @@ export interface EtcdClusterOptions {
   readonly logger: pino.Logger;
   /** How a change reaches the leader (WriteForwarder.memberChange); default: this member must lead. */
   readonly memberChange?: (change: MemberChange, deadlineMs: number) => Promise<MemberChangeAnswer>;
+  readonly auth?: AuthGate; // with authentication on: every change needs root
 }
 
 export function memberToEtcd(m: Member): MessageInit<etcd.Member> {
@@ -51,20 +56,24 @@ export function createEtcdClusterService(opts: EtcdClusterOptions): EtcdServiceH
   const members = (list: readonly Member[]): MessageInit<etcd.Member>[] => list.map(memberToEtcd);
 
   return {
-    MemberAdd: unary<etcd.MemberAddRequest, etcd.MemberAddResponse>('Cluster/MemberAdd', async (req, deadlineMs) => {
+    MemberAdd: unary<etcd.MemberAddRequest, etcd.MemberAddResponse>('Cluster/MemberAdd', async (req, deadlineMs, call) => {
+      await opts.auth?.checkAdminNow(call, deadlineMs);
       const a = await change({ type: 'add', peerAddress: peerAddressOf(req.peerURLs), learner: req.isLearner }, deadlineMs);
       return { header: header(), member: memberToEtcd(a.member), members: members(a.members) };
     }),
-    MemberRemove: unary<etcd.MemberRemoveRequest, etcd.MemberRemoveResponse>('Cluster/MemberRemove', async (req, deadlineMs) => {
+    MemberRemove: unary<etcd.MemberRemoveRequest, etcd.MemberRemoveResponse>('Cluster/MemberRemove', async (req, deadlineMs, call) => {
+      await opts.auth?.checkAdminNow(call, deadlineMs);
       const a = await change({ type: 'remove', id: memberIdFromEtcd(req.ID) }, deadlineMs);
       return { header: header(), members: members(a.members) };
     }),
-    MemberUpdate: unary<etcd.MemberUpdateRequest, etcd.MemberUpdateResponse>('Cluster/MemberUpdate', async (req, deadlineMs) => {
+    MemberUpdate: unary<etcd.MemberUpdateRequest, etcd.MemberUpdateResponse>('Cluster/MemberUpdate', async (req, deadlineMs, call) => {
+      await opts.auth?.checkAdminNow(call, deadlineMs);
       const id = memberIdFromEtcd(req.ID);
       const a = await change({ type: 'update', id, peerAddress: peerAddressOf(req.peerURLs) }, deadlineMs);
       return { header: header(), members: members(a.members) };
     }),
-    MemberPromote: unary<etcd.MemberPromoteRequest, etcd.MemberPromoteResponse>('Cluster/MemberPromote', async (req, deadlineMs) => {
+    MemberPromote: unary<etcd.MemberPromoteRequest, etcd.MemberPromoteResponse>('Cluster/MemberPromote', async (req, deadlineMs, call) => {
+      await opts.auth?.checkAdminNow(call, deadlineMs);
       const a = await change({ type: 'promote', id: memberIdFromEtcd(req.ID) }, deadlineMs);
       return { header: header(), members: members(a.members) };
     }),

@@ -17,6 +17,7 @@ import type * as etcd from '../protocol/etcd-proto.js';
 import type { EtcdServiceHandlers, MessageInit } from '../protocol/etcd-proto.js';
 import { ETCD_NO_LEADER, toEtcdStatus } from '../protocol/etcd-errors.js';
 import { checkRequestSize, deadlineOf } from './kv-service.js';
+import type { AuthGate, CallerContext } from './auth-gate.js';
 
 export interface EtcdKvOptions {
   readonly node: KvNode;
@@ -24,6 +25,8 @@ export interface EtcdKvOptions {
   readonly maxRequestBytes: number;
   readonly defaultTimeoutMs: number;
   readonly logger: pino.Logger;
+  /** Permission checks once authentication is on (auth-gate.ts); none without. */
+  readonly auth?: AuthGate;
 }
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
@@ -196,7 +199,7 @@ export interface EtcdHandlerKit {
   /** A unary handler: request size check, `hasleader`, then `fn`; RaftKvError -> etcd's status, else INTERNAL + log. */
   readonly unary: <Req, Res>(
     method: string,
-    fn: (req: Req, deadlineMs: number) => Promise<MessageInit<Res>>,
+    fn: (req: Req, deadlineMs: number, call: ServerUnaryCall<Req, MessageInit<Res>>) => Promise<MessageInit<Res>>,
   ) => (call: ServerUnaryCall<Req, MessageInit<Res>>, callback: sendUnaryData<MessageInit<Res>>) => void;
 }
 
@@ -210,12 +213,14 @@ export function etcdHandlerKit(opts: Omit<EtcdKvOptions, 'limits'>): EtcdHandler
       revision: BigInt(revision),
       raftTerm: BigInt(h.term),
     }),
-    unary: <Req, Res>(method: string, fn: (req: Req, deadlineMs: number) => Promise<MessageInit<Res>>) => {
+    unary: <Req, Res>(method: string, fn: (req: Req, deadlineMs: number, call: ServerUnaryCall<Req, MessageInit<Res>>) => Promise<MessageInit<Res>>) => {
       return (call: ServerUnaryCall<Req, MessageInit<Res>>, callback: sendUnaryData<MessageInit<Res>>): void => {
         const run = async (): Promise<MessageInit<Res>> => {
           checkRequestSize(opts, `etcd ${method}`, call.request);
           if (requiresLeader(call) && node.status().leaderId === 0) throw new RaftKvError('UNAVAILABLE', ETCD_NO_LEADER);
-          return fn(call.request, deadlineOf(call, opts.defaultTimeoutMs));
+          const deadlineMs = deadlineOf(call, opts.defaultTimeoutMs);
+          await opts.auth?.ready(call, deadlineMs);
+          return fn(call.request, deadlineMs, call);
         };
         run().then(
           (res) => callback(null, res),
@@ -232,48 +237,56 @@ export function etcdHandlerKit(opts: Omit<EtcdKvOptions, 'limits'>): EtcdHandler
 export function createEtcdKvService(opts: EtcdKvOptions): EtcdServiceHandlers<'KV'> {
   const { node, limits } = opts;
   const { header, unary: kitUnary } = etcdHandlerKit(opts);
-  const unary = <Req, Res>(name: string, fn: (req: Req, deadlineMs: number) => Promise<MessageInit<Res>>) => kitUnary<Req, Res>(`KV/${name}`, fn);
+  const unary = <Req, Res>(name: string, fn: (req: Req, deadlineMs: number, call: CallerContext) => Promise<MessageInit<Res>>) => kitUnary<Req, Res>(`KV/${name}`, fn);
 
-  const write = async (command: Command, deadlineMs: number) => {
+  const write = async (command: Command, deadlineMs: number, call: CallerContext) => {
     validateCommand(command, limits);
+    await opts.auth?.checkWrite(call, command, deadlineMs);
     return node.write(command, { clientId: '', seq: 0, deadlineMs });
   };
 
   return {
-    Range: unary<etcd.RangeRequest, etcd.RangeResponse>('Range', async (req, deadlineMs) => {
+    Range: unary<etcd.RangeRequest, etcd.RangeResponse>('Range', async (req, deadlineMs, call) => {
       const request = rangeFromEtcd(req, true);
       validateRange(request, limits);
+      opts.auth?.caller(call); // a bad token is refused before reading
       const { header: h, result } = await node.read(request, { serializable: req.serializable, deadlineMs });
+      // Checked once the read index is applied here (etcd checks after its linearizable wait): a permission revoked
+      // before this read arrived is refused even on a member that had not applied the revoke then.
+      opts.auth?.checkRange(call, 'read', request);
       return { header: header(h, result.revision), kvs: result.kvs.map(kvToEtcd), more: result.more, count: BigInt(result.count) };
     }),
-    Put: unary<etcd.PutRequest, etcd.PutResponse>('Put', async (req, deadlineMs) => {
-      const { header: h, result } = await write(putFromEtcd(req), deadlineMs);
+    Put: unary<etcd.PutRequest, etcd.PutResponse>('Put', async (req, deadlineMs, call) => {
+      const { header: h, result } = await write(putFromEtcd(req), deadlineMs, call);
       if (result.type !== 'put') throw new Error(`node answered a put with a ${result.type} result`);
       return { header: header(h, result.revision), prevKv: result.prevKv === undefined ? null : kvToEtcd(result.prevKv) };
     }),
-    DeleteRange: unary<etcd.DeleteRangeRequest, etcd.DeleteRangeResponse>('DeleteRange', async (req, deadlineMs) => {
-      const { header: h, result } = await write(deleteFromEtcd(req), deadlineMs);
+    DeleteRange: unary<etcd.DeleteRangeRequest, etcd.DeleteRangeResponse>('DeleteRange', async (req, deadlineMs, call) => {
+      const { header: h, result } = await write(deleteFromEtcd(req), deadlineMs, call);
       if (result.type !== 'delete') throw new Error(`node answered a delete with a ${result.type} result`);
       return { header: header(h, result.revision), deleted: BigInt(result.deleted), prevKvs: result.prevKvs.map(kvToEtcd) };
     }),
-    Txn: unary<etcd.TxnRequest, etcd.TxnResponse>('Txn', async (req, deadlineMs) => {
+    Txn: unary<etcd.TxnRequest, etcd.TxnResponse>('Txn', async (req, deadlineMs, call) => {
       const txn = txnFromEtcd(req);
       // etcd serves a read-only txn as it serves a Range: after ReadIndex (or locally when serializable), not
-      // through the log; the state machine decides it as apply would, so the answer is the same.
+      // through the log; the state machine decides it as apply would, so the answer is the same. Its permissions
+      // are checked once it is served, as a Range's are.
       let reply;
       if (isReadOnly(req)) {
         validateCommand(txn, limits);
+        opts.auth?.caller(call); // a bad token is refused before reading
         reply = await node.readTxn(txn, { serializable: isSerializable(req), deadlineMs });
+        opts.auth?.checkCommand(call, txn);
       } else {
-        reply = await write(txn, deadlineMs);
+        reply = await write(txn, deadlineMs, call);
       }
       const { header: h, result } = reply;
       if (result.type !== 'txn') throw new Error(`node answered a txn with a ${result.type} result`);
       return { header: header(h, result.revision), succeeded: result.succeeded, responses: result.results.map(opResultToEtcd) };
     }),
-    Compact: unary<etcd.CompactionRequest, etcd.CompactionResponse>('Compact', async (req, deadlineMs) => {
+    Compact: unary<etcd.CompactionRequest, etcd.CompactionResponse>('Compact', async (req, deadlineMs, call) => {
       const revision = clampToSafe(req.revision);
-      const { header: h, result } = await write({ type: 'compact', revision, physical: req.physical }, deadlineMs);
+      const { header: h, result } = await write({ type: 'compact', revision, physical: req.physical }, deadlineMs, call);
       if (result.type !== 'compact') throw new Error(`node answered a compact with a ${result.type} result`);
       if (req.physical) await node.whenCompacted(revision, deadlineMs);
       return { header: header(h, result.revision) };

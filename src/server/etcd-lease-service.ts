@@ -20,6 +20,7 @@ import type * as etcd from '../protocol/etcd-proto.js';
 import { ETCD_NO_LEADER, toEtcdStatus } from '../protocol/etcd-errors.js';
 import { clampToSafe, etcdHandlerKit } from './etcd-kv-service.js';
 import { deadlineOf } from './kv-service.js';
+import type { AuthGate, CallerContext } from './auth-gate.js';
 
 export interface EtcdLeaseOptions {
   readonly node: KvNode; // with writes, keep-alives and TimeToLive forwarded to the leader
@@ -27,6 +28,7 @@ export interface EtcdLeaseOptions {
   readonly defaultTimeoutMs: number;
   readonly logger: pino.Logger;
   readonly metrics?: LeaseMetrics; // etcd's lease counters
+  readonly auth?: AuthGate; // permission checks once authentication is on
 }
 
 /** How often a grant without an id draws another when the drawn one is taken (a 53-bit collision: never, in practice). */
@@ -50,13 +52,14 @@ export function createEtcdLeaseService(opts: EtcdLeaseOptions): EtcdServiceHandl
   const { node } = opts;
   const metrics = opts.metrics ?? NO_LEASE_METRICS;
   const { header, unary: kitUnary } = etcdHandlerKit(opts);
-  const unary = <Req, Res>(name: string, fn: (req: Req, deadlineMs: number) => Promise<MessageInit<Res>>) => kitUnary<Req, Res>(`Lease/${name}`, fn);
+  const unary = <Req, Res>(name: string, fn: (req: Req, deadlineMs: number, call: CallerContext) => Promise<MessageInit<Res>>) => kitUnary<Req, Res>(`Lease/${name}`, fn);
   const localHeader = (): MessageInit<etcd.ResponseHeader> => {
     const s = node.status();
     return header({ memberId: s.id, term: s.term, index: s.appliedIndex, leaderId: s.leaderId }, s.revision);
   };
 
-  const grant = async (req: etcd.LeaseGrantRequest, deadlineMs: number): Promise<MessageInit<etcd.LeaseGrantResponse>> => {
+  const grant = async (req: etcd.LeaseGrantRequest, deadlineMs: number, call: CallerContext): Promise<MessageInit<etcd.LeaseGrantResponse>> => {
+    opts.auth?.caller(call); // etcd checks only the token of a grant
     const asked = clampToSafe(req.TTL);
     const ttlSeconds = Math.max(asked, node.minLeaseTtlSeconds);
     for (let attempt = 1; ; attempt++) {
@@ -76,9 +79,17 @@ export function createEtcdLeaseService(opts: EtcdLeaseOptions): EtcdServiceHandl
 
   return {
     LeaseGrant: unary<etcd.LeaseGrantRequest, etcd.LeaseGrantResponse>('LeaseGrant', grant),
-    LeaseRevoke: unary<etcd.LeaseRevokeRequest, etcd.LeaseRevokeResponse>('LeaseRevoke', async (req, deadlineMs) => {
+    LeaseRevoke: unary<etcd.LeaseRevokeRequest, etcd.LeaseRevokeResponse>('LeaseRevoke', async (req, deadlineMs, call) => {
       const id = leaseIdOf(req.ID);
       if (id === 0) throw new RaftKvError('LEASE_NOT_FOUND', 'etcdserver: requested lease not found');
+      const auth = opts.auth;
+      if (auth?.enabled === true) {
+        // etcd's checkLeasePuts: revoking deletes the lease's keys, so the caller needs write on every one.
+        await auth.barrier(deadlineMs);
+        auth.caller(call);
+        const t = await node.leaseTimeToLive(id, true, deadlineMs);
+        for (const key of t?.keys ?? []) auth.checkRange(call, 'write', { key, end: new Uint8Array(0) });
+      }
       const { header: h, result } = await node.write({ type: 'lease-revoke', id }, { clientId: '', seq: 0, deadlineMs });
       if (result.type !== 'lease-revoke') throw new Error(`node answered a lease revoke with a ${result.type} result`);
       metrics.leaseRevoked();

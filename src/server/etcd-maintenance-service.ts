@@ -12,6 +12,10 @@
 // Alarm: etcd's AlarmRequest. ACTIVATE and DEACTIVATE go through the log (an 'alarm' command, src/kv/alarms.ts),
 // so every member holds the same alarms; GET answers the applied alarms after a linearizable read barrier (etcd
 // sends GET through the log too), of one type or all (NONE). Status lists them in `errors` as etcd does.
+//
+// Authentication (auth-gate.ts), as etcd 3.4: Snapshot and Defragment need the root role (and the Cluster
+// service's changes: etcd-cluster-service.ts); Status, Alarm and MoveLeader need none. HashKV needs none either
+// (etcd: root), because raftkv's peer corrupt check (corrupt-check.ts) asks it on the client port with no user.
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
@@ -22,6 +26,8 @@ import { RaftKvError } from '../shared/errors.js';
 import type { EtcdServiceHandlers, MessageInit } from '../protocol/etcd-proto.js';
 import type * as etcd from '../protocol/etcd-proto.js';
 import { toEtcdStatus } from '../protocol/etcd-errors.js';
+import type { AuthGate, CallerContext } from './auth-gate.js';
+import { deadlineOf } from './kv-service.js';
 import { etcdHandlerKit } from './etcd-kv-service.js';
 import type { AlarmMember, AlarmType } from '../kv/types.js';
 import { AlarmRequest_AlarmAction, AlarmType as EtcdAlarmType } from '../protocol/etcd-types.js';
@@ -46,6 +52,20 @@ export interface EtcdMaintenanceOptions extends EtcdClusterOptions {
   readonly maxRequestBytes: number;
   readonly defaultTimeoutMs: number;
   readonly logger: pino.Logger;
+  readonly auth?: AuthGate; // with authentication on: membership changes, Snapshot and Defragment need root
+}
+
+/**
+ * etcd 3.4's Snapshot and Defragment refuse with the auth store's error unmapped: gRPC Unknown, "auth: permission
+ * denied" (etcd-errors.ts maps a PERMISSION_DENIED whose message starts "auth: " so).
+ */
+async function maintenanceAdmin(auth: AuthGate | undefined, call: CallerContext, deadlineMs: number): Promise<void> {
+  try {
+    await auth?.checkAdminNow(call, deadlineMs);
+  } catch (err) {
+    if (err instanceof RaftKvError && err.message.startsWith('etcdserver: ')) throw new RaftKvError('PERMISSION_DENIED', `auth: ${err.message.slice('etcdserver: '.length)}`);
+    throw err;
+  }
 }
 
 const ETCD_ALARM_TYPES: Readonly<Record<AlarmType, EtcdAlarmType>> = { NOSPACE: EtcdAlarmType.NOSPACE, CORRUPT: EtcdAlarmType.CORRUPT };
@@ -86,7 +106,8 @@ export function createEtcdMaintenanceServices(opts: EtcdMaintenanceOptions): {
           errors: node.alarms().map((a) => `memberID:${a.memberId} alarm:${a.alarm} `),
         });
       }),
-      Alarm: unary<etcd.AlarmRequest, etcd.AlarmResponse>('Maintenance/Alarm', async (req, deadlineMs) => {
+      Alarm: unary<etcd.AlarmRequest, etcd.AlarmResponse>('Maintenance/Alarm', async (req, deadlineMs, call) => {
+        opts.auth?.caller(call); // etcd 3.4 checks no permission on alarms: only a bad token is refused
         const type = alarmTypeOf(req.alarm);
         const wire = (list: readonly AlarmMember[]): MessageInit<etcd.AlarmMember>[] =>
           list.filter((a) => type === undefined || a.alarm === type).map((a) => ({ memberID: BigInt(a.memberId), alarm: ETCD_ALARM_TYPES[a.alarm] }));
@@ -118,7 +139,8 @@ export function createEtcdMaintenanceServices(opts: EtcdMaintenanceOptions): {
         return { header: header(), hash: (d.lane1 ^ d.lane2) >>> 0 };
       }),
       // The member logs what it freed (node.defragment); etcd's response carries only the header.
-      Defragment: unary<etcd.DefragmentRequest, etcd.DefragmentResponse>('Maintenance/Defragment', async () => {
+      Defragment: unary<etcd.DefragmentRequest, etcd.DefragmentResponse>('Maintenance/Defragment', async (_req, deadlineMs, call) => {
+        await maintenanceAdmin(opts.auth, call, deadlineMs);
         await node.defragment();
         return { header: header() };
       }),
@@ -127,7 +149,13 @@ export function createEtcdMaintenanceServices(opts: EtcdMaintenanceOptions): {
         return { header: header() };
       }),
       Snapshot: (call: ServerWritableStream<etcd.SnapshotRequest, MessageInit<etcd.SnapshotResponse>>) => {
-        streamSnapshot(node, header, call).catch((err: unknown) => {
+        const run = async (): Promise<void> => {
+          const deadlineMs = deadlineOf(call, opts.defaultTimeoutMs);
+          await opts.auth?.ready(call, deadlineMs);
+          await maintenanceAdmin(opts.auth, call, deadlineMs);
+          await streamSnapshot(node, header, call);
+        };
+        run().catch((err: unknown) => {
           if (!(err instanceof RaftKvError)) opts.logger.error({ err }, 'snapshot stream failed');
           call.emit('error', toEtcdStatus(err));
         });

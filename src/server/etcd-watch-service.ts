@@ -17,6 +17,7 @@
 //   member has had no leader for noLeaderCancelMs.
 // A stream holds at most WATCH_STREAM_BUFFER_RESPONSES unsent responses; past that its watchers fall behind and
 // catch up when it drains (a slow client never slows apply or other clients).
+import { status as GrpcStatus } from '@grpc/grpc-js';
 import type { ServerDuplexStream } from '@grpc/grpc-js';
 import type pino from 'pino';
 import type { KvNode } from '../node/api.js';
@@ -31,6 +32,7 @@ import type { EtcdServiceHandlers, MessageInit } from '../protocol/etcd-proto.js
 import type * as etcd from '../protocol/etcd-proto.js';
 import { ETCD_NO_LEADER, toEtcdStatus } from '../protocol/etcd-errors.js';
 import { clampToSafe, etcdHandlerKit, kvToEtcd } from './etcd-kv-service.js';
+import type { AuthGate } from './auth-gate.js';
 
 export interface EtcdWatchOptions {
   readonly node: KvNode;
@@ -41,6 +43,12 @@ export interface EtcdWatchOptions {
   readonly watchProgressNotifyIntervalMs: number; // etcd's default: 10 minutes
   readonly noLeaderCancelMs: number; // etcd: 3 election timeouts
   readonly metrics?: WatchMetrics; // etcd's watcher and watch stream gauges
+  readonly auth?: AuthGate; // a watch needs read on its range once authentication is on
+}
+
+/** A gRPC code as Go names it (codes.PermissionDenied prints "PermissionDenied"). */
+function goCodeName(code: GrpcStatus): string {
+  return String(GrpcStatus[code]).toLowerCase().replace(/(^|_)([a-z])/g, (_m, _u: string, c: string) => c.toUpperCase());
 }
 
 /** etcd's default progress notification interval (--experimental-watch-progress-notify-interval). */
@@ -162,6 +170,14 @@ export function createEtcdWatchService(opts: EtcdWatchOptions): { service: EtcdS
       const refuse = (reason: string): void => this.write({ header: headerAt(rev), watchId: -1n, created: true, canceled: true, cancelReason: reason });
       const range = watchRange(req);
       if (range === undefined) return refuse(ETCD_WATCH_RANGE_EMPTY);
+      try {
+        opts.auth?.checkRange(this.call, 'read', range);
+      } catch (err) {
+        // etcd answers created and canceled with its gRPC error's text as the reason
+        if (!(err instanceof RaftKvError)) throw err;
+        const status = toEtcdStatus(err);
+        return refuse(`rpc error: code = ${goCodeName(status.code)} desc = ${status.details}`);
+      }
       let id = req.watchId;
       if (id === 0n) {
         while (this.watches.has(this.nextId)) this.nextId++;
@@ -308,8 +324,15 @@ export function createEtcdWatchService(opts: EtcdWatchOptions): { service: EtcdS
           call.emit('error', toEtcdStatus(err));
           return;
         }
-        streams.add(new WatchStream(call, requireLeader));
-        metrics.watchStreamsChanged(1);
+        // A token from another member may name an entry not applied here yet: wait for it before any create.
+        const ready = opts.auth?.ready(call, Date.now() + opts.defaultTimeoutMs) ?? Promise.resolve();
+        ready.then(
+          () => {
+            streams.add(new WatchStream(call, requireLeader));
+            metrics.watchStreamsChanged(1);
+          },
+          (err: unknown) => call.emit('error', toEtcdStatus(err)),
+        );
       },
     },
     close(): void {

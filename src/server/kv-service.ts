@@ -42,6 +42,7 @@ import type {
 import { requestBytes } from '../protocol/proto.js';
 import { toGrpcStatus } from '../protocol/wire-errors.js';
 import { serveKvStream } from './kv-stream.js';
+import type { AuthGate, CallerContext } from './auth-gate.js';
 
 export interface ServiceOptions {
   readonly node: KvNode;
@@ -51,6 +52,8 @@ export interface ServiceOptions {
   readonly logger: pino.Logger;
   /** This member's metrics server URL, for Status (the dashboard finds the other members' through it). */
   readonly metricsUrl?: () => string;
+  /** Permission checks once authentication is on (auth-gate.ts); none without. */
+  readonly auth?: AuthGate;
 }
 
 function assertNever(x: never): never {
@@ -228,59 +231,69 @@ function expectResult<T extends CommandResult['type']>(r: CommandResult, type: T
 
 /** The five KV calls, shared by their unary methods and the Stream method: request in, response out. */
 export interface KvHandlers {
-  readonly put: (req: WirePutRequest, deadlineMs: number) => Promise<WirePutResponse>;
-  readonly get: (req: WireGetRequest, deadlineMs: number) => Promise<WireGetResponse>;
-  readonly range: (req: WireRangeRequest, deadlineMs: number) => Promise<WireRangeResponse>;
-  readonly delete: (req: WireDeleteRequest, deadlineMs: number) => Promise<WireDeleteResponse>;
-  readonly txn: (req: WireTxnRequest, deadlineMs: number) => Promise<WireTxnResponse>;
+  readonly put: (req: WirePutRequest, deadlineMs: number, call: CallerContext) => Promise<WirePutResponse>;
+  readonly get: (req: WireGetRequest, deadlineMs: number, call: CallerContext) => Promise<WireGetResponse>;
+  readonly range: (req: WireRangeRequest, deadlineMs: number, call: CallerContext) => Promise<WireRangeResponse>;
+  readonly delete: (req: WireDeleteRequest, deadlineMs: number, call: CallerContext) => Promise<WireDeleteResponse>;
+  readonly txn: (req: WireTxnRequest, deadlineMs: number, call: CallerContext) => Promise<WireTxnResponse>;
 }
 
 export function createKvHandlers(opts: ServiceOptions): KvHandlers {
   const { node, limits } = opts;
 
-  const write = async (command: Command, req: { clientId?: string; seq?: number }, deadlineMs: number) => {
+  const write = async (command: Command, req: { clientId?: string; seq?: number }, deadlineMs: number, call: CallerContext) => {
     validateCommand(command, limits);
+    await opts.auth?.ready(call, deadlineMs);
+    await opts.auth?.checkWrite(call, command, deadlineMs);
     const clientId = req.clientId ?? '';
     const seq = count(req.seq, 'seq');
     if (clientId.length > 256) throw invalid(`client_id is ${clientId.length} characters, more than 256`);
     return node.write(command, { clientId, seq, deadlineMs });
   };
 
-  const read = async (request: RangeRequest, serializable: boolean, deadlineMs: number) => {
+  const read = async (request: RangeRequest, serializable: boolean, deadlineMs: number, call: CallerContext) => {
     validateRange(request, limits);
-    return node.read(request, { serializable, deadlineMs });
+    await opts.auth?.ready(call, deadlineMs);
+    opts.auth?.caller(call);
+    const reply = await node.read(request, { serializable, deadlineMs });
+    opts.auth?.checkRange(call, 'read', request); // once served: see etcd-kv-service.ts Range
+    return reply;
   };
 
   return {
-    put: async (req, deadlineMs) => {
-      const { header, result } = await write(commandFromPut(req), req, deadlineMs);
+    put: async (req, deadlineMs, call) => {
+      const { header, result } = await write(commandFromPut(req), req, deadlineMs, call);
       const r = expectResult(result, 'put');
       return { header: headerToWire(header, r.revision), prevKv: r.prevKv ? kvToWire(r.prevKv) : null };
     },
-    get: async (req, deadlineMs) => {
+    get: async (req, deadlineMs, call) => {
       const request: RangeRequest = { key: bytesOf(req.key), end: new Uint8Array(0), limit: 1, keysOnly: false, countOnly: false };
-      const { header, result } = await read(request, req.serializable ?? false, deadlineMs);
+      const { header, result } = await read(request, req.serializable ?? false, deadlineMs, call);
       const kv = result.kvs[0];
       return { header: headerToWire(header, result.revision), kv: kv ? kvToWire(kv) : null };
     },
-    range: async (req, deadlineMs) => {
-      const { header, result } = await read(rangeRequestFromWire(req), req.serializable ?? false, deadlineMs);
+    range: async (req, deadlineMs, call) => {
+      const { header, result } = await read(rangeRequestFromWire(req), req.serializable ?? false, deadlineMs, call);
       return { header: headerToWire(header, result.revision), ...rangeResultToWire(result) };
     },
-    delete: async (req, deadlineMs) => {
-      const { header, result } = await write(commandFromDelete(req), req, deadlineMs);
+    delete: async (req, deadlineMs, call) => {
+      const { header, result } = await write(commandFromDelete(req), req, deadlineMs, call);
       const r = expectResult(result, 'delete');
       return { header: headerToWire(header, r.revision), deleted: r.deleted, prevKvs: r.prevKvs.map(kvToWire) };
     },
-    txn: async (req, deadlineMs) => {
+    txn: async (req, deadlineMs, call) => {
       const command = commandFromTxn(req);
-      // A read-only txn is served as a Range is (ReadIndex on any member), as on etcd's API: not logged.
+      // A read-only txn is served as a Range is (ReadIndex on any member), as on etcd's API: not logged; its
+      // permissions checked once served, as a Range's.
       let reply;
       if (command.type === 'txn' && isTxnReadonly(command)) {
         validateCommand(command, limits);
+        await opts.auth?.ready(call, deadlineMs);
+        opts.auth?.caller(call);
         reply = await node.readTxn(command, { serializable: false, deadlineMs });
+        opts.auth?.checkCommand(call, command);
       } else {
-        reply = await write(command, req, deadlineMs);
+        reply = await write(command, req, deadlineMs, call);
       }
       const { header, result } = reply;
       const r = expectResult(result, 'txn');
@@ -293,17 +306,19 @@ export function createKvService(opts: ServiceOptions): UntypedServiceImplementat
   const h = createKvHandlers(opts);
   const deadline = (call: { getDeadline(): Date | number }): number => deadlineOf(call, opts.defaultTimeoutMs);
   return {
-    Put: unary<WirePutRequest, WirePutResponse>(opts, 'Put', (req, call) => h.put(req, deadline(call))),
-    Get: unary<WireGetRequest, WireGetResponse>(opts, 'Get', (req, call) => h.get(req, deadline(call))),
-    Range: unary<WireRangeRequest, WireRangeResponse>(opts, 'Range', (req, call) => h.range(req, deadline(call))),
-    Delete: unary<WireDeleteRequest, WireDeleteResponse>(opts, 'Delete', (req, call) => h.delete(req, deadline(call))),
-    Txn: unary<WireTxnRequest, WireTxnResponse>(opts, 'Txn', (req, call) => h.txn(req, deadline(call))),
+    Put: unary<WirePutRequest, WirePutResponse>(opts, 'Put', (req, call) => h.put(req, deadline(call), call)),
+    Get: unary<WireGetRequest, WireGetResponse>(opts, 'Get', (req, call) => h.get(req, deadline(call), call)),
+    Range: unary<WireRangeRequest, WireRangeResponse>(opts, 'Range', (req, call) => h.range(req, deadline(call), call)),
+    Delete: unary<WireDeleteRequest, WireDeleteResponse>(opts, 'Delete', (req, call) => h.delete(req, deadline(call), call)),
+    Txn: unary<WireTxnRequest, WireTxnResponse>(opts, 'Txn', (req, call) => h.txn(req, deadline(call), call)),
     Compact: unary<WireCompactRequest, WireCompactResponse>(opts, 'Compact', async (req, call) => {
       const revision = req.revision ?? 0;
       if (!Number.isSafeInteger(revision)) throw invalid(`compact: revision must be an integer, got ${revision}`);
       const command: Command = { type: 'compact', revision, physical: req.physical ?? false };
       validateCommand(command, opts.limits);
       const deadlineMs = deadline(call);
+      await opts.auth?.ready(call, deadlineMs);
+      await opts.auth?.checkWrite(call, command, deadlineMs);
       const { header, result } = await opts.node.write(command, { clientId: '', seq: 0, deadlineMs });
       const r = expectResult(result, 'compact');
       if (command.physical) await opts.node.whenCompacted(revision, deadlineMs);

@@ -11,6 +11,7 @@ import type { pino } from 'pino';
 import { RaftKvError } from '../shared/errors.js';
 import type { WireStreamAnswer, WireStreamAnswers, WireStreamCall, WireStreamCalls } from '../protocol/proto.js';
 import { toStreamError } from '../protocol/wire-errors.js';
+import type { CallerContext } from './auth-gate.js';
 import type { KvHandlers } from './kv-service.js';
 
 /** Unanswered calls one stream may hold; more are refused with RESOURCE_EXHAUSTED. */
@@ -24,7 +25,7 @@ export interface KvStreamOptions {
   readonly checkSize: (name: string, request: unknown) => void; // throws INVALID_ARGUMENT over --max-request-bytes
 }
 
-function runCall(c: WireStreamCall, h: KvHandlers, opts: KvStreamOptions): Promise<WireStreamAnswer> {
+function runCall(c: WireStreamCall, h: KvHandlers, opts: KvStreamOptions, caller: CallerContext): Promise<WireStreamAnswer> {
   const timeoutMs = c.timeoutMs ?? 0;
   const deadlineMs = Date.now() + (timeoutMs > 0 ? timeoutMs : opts.defaultTimeoutMs);
   const id = c.id;
@@ -35,15 +36,15 @@ function runCall(c: WireStreamCall, h: KvHandlers, opts: KvStreamOptions): Promi
   };
   switch (c.request) {
     case 'put':
-      return h.put(checked('Put', c.put), deadlineMs).then((put) => ({ id, response: 'put', put }));
+      return h.put(checked('Put', c.put), deadlineMs, caller).then((put) => ({ id, response: 'put', put }));
     case 'get':
-      return h.get(checked('Get', c.get), deadlineMs).then((get) => ({ id, response: 'get', get }));
+      return h.get(checked('Get', c.get), deadlineMs, caller).then((get) => ({ id, response: 'get', get }));
     case 'range':
-      return h.range(checked('Range', c.range), deadlineMs).then((range) => ({ id, response: 'range', range }));
+      return h.range(checked('Range', c.range), deadlineMs, caller).then((range) => ({ id, response: 'range', range }));
     case 'delete':
-      return h.delete(checked('Delete', c.delete), deadlineMs).then((del) => ({ id, response: 'delete', delete: del }));
+      return h.delete(checked('Delete', c.delete), deadlineMs, caller).then((del) => ({ id, response: 'delete', delete: del }));
     case 'txn':
-      return h.txn(checked('Txn', c.txn), deadlineMs).then((txn) => ({ id, response: 'txn', txn }));
+      return h.txn(checked('Txn', c.txn), deadlineMs, caller).then((txn) => ({ id, response: 'txn', txn }));
     case undefined:
       throw new RaftKvError('INVALID_ARGUMENT', `stream call ${id}: no request set`);
     default: {
@@ -97,7 +98,7 @@ export function serveKvStream(call: ServerDuplexStream<WireStreamCalls, WireStre
       inflight++;
       let running: Promise<WireStreamAnswer>;
       try {
-        running = runCall(c, h, opts);
+        running = runCall(c, h, opts, call);
       } catch (err) {
         running = Promise.reject(err instanceof Error ? err : new Error(String(err)));
       }

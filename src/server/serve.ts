@@ -46,6 +46,8 @@ import { SlowRequestLog } from './slow-request-log.js';
 import { SLOW_APPLY_MS } from '../node/slow-ops.js';
 import type { NodeMetrics } from '../node/node-metrics.js';
 import { createGrpcServer } from './grpc-server.js';
+import { AuthGate } from './auth-gate.js';
+import { createEtcdAuthService } from './etcd-auth-service.js';
 import type { MemberTlsConfig } from '../shared/tls-files.js';
 import { clientPortDialCredentials, listenOn, peerDialCredentials, sharedPortTls } from './member-tls.js';
 import type { BoundPort } from './member-tls.js';
@@ -193,6 +195,9 @@ class LateNode implements KvNode {
   alarms(): ReturnType<KvNode['alarms']> {
     return this.get().alarms();
   }
+  auth(): ReturnType<KvNode['auth']> {
+    return this.get().auth();
+  }
   stop(): Promise<void> {
     return this.lateNode.node?.stop() ?? Promise.resolve();
   }
@@ -245,7 +250,10 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
     intervalMs: config.corruptCheckIntervalMs ?? DEFAULT_CORRUPT_CHECK_INTERVAL_MS,
     peers: opts.corruptCheckPeers ?? new GrpcPeerDigests(clientPortDialCredentials(opts.tls)),
   });
+  // Authentication and roles (auth-gate.ts): every client-port service checks the caller once auth is on.
+  const auth = new AuthGate({ node: late, clock: opts.corruptCheckClock ?? systemClock, clientCertAuth: (shared ? sharedPortTls(opts.tls) : opts.tls?.client)?.clientCertAuth === true });
   const serviceOpts = {
+    auth,
     node: late,
     limits: config.kvLimits,
     maxRequestBytes: config.maxRequestBytes,
@@ -287,6 +295,7 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
   const etcdAdmin = createEtcdMaintenanceServices({ ...etcdKvOpts, memberChange: (c, d) => forwarder.memberChange(c, d) }); // alarms and member changes: forwarded
   clientServer.addService(ETCD_SERVICES.Cluster, etcdAdmin.cluster);
   clientServer.addService(ETCD_SERVICES.Maintenance, etcdAdmin.maintenance);
+  clientServer.addService(ETCD_SERVICES.Auth, createEtcdAuthService(etcdKvOpts));
   const peerServer = shared ? clientServer : createGrpcServer({ 'grpc.max_receive_message_length': PEER_MAX_MESSAGE_BYTES, 'grpc.max_send_message_length': -1 });
   addPeerService(peerServer, transport, forwarder.handlers());
 
@@ -328,6 +337,7 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
     throw err;
   }
   late.node = node;
+  const stopTokenSweep = auth.tokens.start();
   logger.info({ clientAddress, peerAddress }, 'serving');
   corruptCheck.start();
   const autoCompactor = new AutoCompactor({
@@ -362,6 +372,7 @@ export async function runServer(config: NodeConfig, opts: RunServerOptions = {})
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       await corruptCheck.stop();
+      stopTokenSweep();
       autoCompactor.stop();
       etcdWatch.close();
       spaceAlarm.stop();

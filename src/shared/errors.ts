@@ -21,7 +21,10 @@ export type ErrorCode =
   | 'LEASE_EXISTS' // a lease grant naming an id that is granted already (etcd's ErrLeaseExists)
   | 'LEASE_TTL_TOO_LARGE' // a lease grant over MAX_LEASE_TTL_SECONDS (etcd's ErrLeaseTTLTooLarge)
   | 'TOO_MANY_LEASES' // a lease grant while MAX_LEASES leases are live
-  | 'WATCH_CANCELED'; // a watch the server ended: its member lost the leader, or the watcher fell too far behind
+  | 'WATCH_CANCELED' // a watch the server ended: its member lost the leader, or the watcher fell too far behind
+  | 'AUTH_REFUSED' // an auth change the auth store's state refuses: user exists, role not found, no root user, ... (etcd's FailedPrecondition auth errors)
+  | 'PERMISSION_DENIED' // authentication is on and the user may not do this (etcd's ErrPermissionDenied)
+  | 'UNAUTHENTICATED'; // a token that names no live session (etcd's ErrInvalidAuthToken)
 
 export interface LeaderHint {
   readonly leaderId: number; // 0 if unknown
@@ -67,6 +70,9 @@ const ERROR_CODES: Readonly<Record<ErrorCode, true>> = {
   LEASE_TTL_TOO_LARGE: true,
   TOO_MANY_LEASES: true,
   WATCH_CANCELED: true,
+  AUTH_REFUSED: true,
+  PERMISSION_DENIED: true,
+  UNAUTHENTICATED: true,
 };
 
 /** The codes a request earns from its content: decided on apply identically on every replica, stored in sessions. */
@@ -81,6 +87,8 @@ export const REQUEST_ERROR_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'LEASE_TTL_TOO_LARGE',
   'TOO_MANY_LEASES',
   'NO_SPACE',
+  'AUTH_REFUSED',
+  'PERMISSION_DENIED',
 ]);
 
 /** True if `s` is one of our stable error codes (decoding them from the wire or from disk). */

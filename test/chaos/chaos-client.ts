@@ -51,6 +51,9 @@ export function isDefiniteFailure(code: ErrorCode): boolean {
     case 'LEASE_TTL_TOO_LARGE':
     case 'TOO_MANY_LEASES':
     case 'WATCH_CANCELED':
+    case 'AUTH_REFUSED':
+    case 'PERMISSION_DENIED':
+    case 'UNAUTHENTICATED':
       return true;
     case 'UNAVAILABLE':
     case 'DEADLINE_EXCEEDED':
@@ -242,6 +245,9 @@ export class ChaosKvClient implements ChaosKv {
           case 'LEASE_TTL_TOO_LARGE':
           case 'TOO_MANY_LEASES':
           case 'WATCH_CANCELED':
+          case 'AUTH_REFUSED':
+          case 'PERMISSION_DENIED':
+          case 'UNAUTHENTICATED':
             // Not retryable: the op failed.
             return { outcome: ambiguous ? { kind: 'indeterminate' } : { kind: 'failed' }, attempts, lastError, servedBy: 0, term: 0 };
           default:

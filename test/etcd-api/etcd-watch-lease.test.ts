@@ -184,7 +184,10 @@ describe('etcd Lease: raw etcdserverpb', () => {
     const timer = setInterval(() => ka.write({ ID: kept.ID }), 300);
     try {
       await until('the lease to expire', async () => (await etcdUnary(c, 'KV', 'Range', { key: Buffer.from('exp/a') })).count === 0n, 10_000);
-      const deletes = w.responses.filter((r) => r.events.some((e) => e.type === Event_EventType.DELETE));
+      // The watch is on a follower: it has the deletes once it has applied the revoke (maybe after the leader).
+      const deletesSeen = (): typeof w.responses => w.responses.filter((r) => r.events.some((e) => e.type === Event_EventType.DELETE));
+      await until('the follower watch to see the deletes', () => deletesSeen().length > 0, 10_000);
+      const deletes = deletesSeen();
       expect(deletes).toHaveLength(1); // both keys in one response: one revision
       expect(deletes[0]?.events.map((e) => [e.type, e.kv?.key.toString()])).toEqual([
         [1, 'exp/a'],

@@ -209,6 +209,8 @@ class Model {
         throw new Error('model: leases are modelled by test/kv/leases.test.ts');
       case 'alarm':
         throw new Error('model: alarm commands are not drawn');
+      case 'auth':
+        throw new Error('model: auth commands are not drawn (test/kv/auth-store.test.ts)');
     }
     if (changes > 0) this.revs.push(work);
     return result;

@@ -3,6 +3,8 @@
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { NO_AUTH } from '../../src/kv/auth-store.js';
+import type { AuthView } from '../../src/kv/auth-store.js';
 import type { KeySpaceDigestAt, KvNode, LeaseTimeToLive, Member, NodeStatus, ReadOptions, ResponseHeader, WriteOptions } from '../../src/node/api.js';
 import type { WatchHub } from '../../src/watch/watch-hub.js';
 import { NODE_CONFIG_DEFAULTS } from '../../src/node/config.js';
@@ -130,6 +132,8 @@ export class FakeNode implements KvNode {
         return { type: 'compact', revision: this.cluster.revision };
       case 'alarm':
         return { type: 'alarm', alarms: [], revision: this.cluster.revision };
+      case 'auth':
+        throw new Error('fake node: auth is not modelled (test/kv/auth-store.test.ts and the integration test cover it)');
       case 'txn': {
         const ok = command.compares.every((c) => {
           const kv = this.cluster.store.get(hex(c.key));
@@ -266,6 +270,11 @@ export class FakeNode implements KvNode {
   /** The fake raises no alarms. */
   alarms(): readonly [] {
     return [];
+  }
+
+  /** Authentication stays off in the fake. */
+  auth(): AuthView {
+    return NO_AUTH;
   }
 
   // Watches and leases are not modelled: the services' tests of them run real nodes.

@@ -66,6 +66,7 @@ class Model {
       case 'lease-grant':
       case 'lease-checkpoint':
       case 'alarm':
+      case 'auth': // changes no key: no event
         return;
     }
     if (changes.length === 0) return;

@@ -116,6 +116,8 @@ export class KvImage {
         return { type: 'error', error: new RaftKvError('INVALID_ARGUMENT', 'sim kv: leases are not simulated') };
       case 'alarm':
         return { type: 'error', error: new RaftKvError('INVALID_ARGUMENT', 'sim kv: alarms are not simulated') };
+      case 'auth':
+        return { type: 'error', error: new RaftKvError('INVALID_ARGUMENT', 'sim kv: auth is not simulated') };
       default: {
         const never: never = cmd;
         throw new Error(`unknown command ${JSON.stringify(never)}`);

@@ -69,9 +69,12 @@ export class AuthGate {
     }
   }
 
-  /** With auth on: resolves once this member has applied everything committed before the call (ReadIndex). */
-  async barrier(deadlineMs: number): Promise<void> {
-    if (!this.view().enabled) return;
+  /**
+   * With auth on (or `always`): resolves once this member has applied everything committed before the call
+   * (ReadIndex). `always`: also while this member's own view says auth is off (it may not have applied an enable).
+   */
+  async barrier(deadlineMs: number, always = false): Promise<void> {
+    if (!always && !this.view().enabled) return;
     await this.opts.node.read({ key: Uint8Array.of(0), end: new Uint8Array(0), limit: 1, keysOnly: true, countOnly: true }, { serializable: false, deadlineMs });
   }
 

@@ -85,6 +85,10 @@ export function createEtcdAuthService(opts: EtcdAuthOptions): EtcdServiceHandler
       return Promise.resolve({ header: localHeader(), enabled: view.enabled, authRevision: BigInt(view.revision) });
     }),
     Authenticate: unary<etcd.AuthenticateRequest, etcd.AuthenticateResponse>('Authenticate', async (req, deadlineMs) => {
+      // After a read barrier: a member that has not applied an `auth enable` (or a password change) the cluster
+      // committed before this request must not answer from its older state (etcd sends Authenticate through the
+      // log). Without it a client just after `auth enable` went on without a token and was refused.
+      await auth.barrier(deadlineMs, true);
       const view = node.auth();
       if (!view.enabled) throw new RaftKvError('AUTH_REFUSED', ETCD_AUTH_NOT_ENABLED);
       const user = view.user(req.name);

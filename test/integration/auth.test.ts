@@ -1,9 +1,10 @@
 // etcd's authentication and roles on a real 3-member cluster, driven by etcdctl 3.4, the raftkv CLI and the
 // etcd3 npm package: users and roles made with etcdctl; a user with read on /app/ reads it and cannot write it
-// nor read /other/; a user without root cannot remove a member, add one (raftkv's own Admin service) or take a
-// snapshot; a revoked permission is refused on the next request at every member (a linearizable read, then a
-// serializable one served from each member's own state); a wrong password and a forged token are refused with
-// etcd's messages; etcd3's auth option and its user/role calls work. Then once more over TLS with
+// nor read /other/; a user without root cannot remove, add, update or promote a member (etcd's Cluster service and
+// raftkv's own Admin service) or take a snapshot; a revoked permission is refused on the next request at every
+// member (a linearizable read, then a serializable one served from each member's own state); a wrong password
+// and a forged token are refused with etcd's messages; etcd3's auth option and its user/role calls work. Then
+// once more over TLS with
 // client-certificate authentication, where a verified certificate's common name stands for the user.
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
@@ -115,6 +116,9 @@ describeWithSystem(['etcdctl'], 'authentication and roles on a 3-member cluster'
 
   it('a user without the root role cannot change the membership nor take a snapshot', async () => {
     expect(lastLine(await asAlice('member', 'remove', '3'))).toBe('Error: etcdserver: permission denied');
+    expect(lastLine(await asAlice('member', 'add', 'nine', '--peer-urls=http://127.0.0.1:27597', '--learner'))).toBe('Error: etcdserver: permission denied');
+    expect(lastLine(await asAlice('member', 'update', '3', '--peer-urls=http://127.0.0.1:27596'))).toBe('Error: etcdserver: permission denied');
+    expect(lastLine(await asAlice('member', 'promote', '3'))).toBe('Error: etcdserver: permission denied');
     expect(await cli('--user', 'alice:alicepw', 'member', 'add', '9', '127.0.0.1:27599', '127.0.0.1:27598')).toMatch(/^ERR .*permission denied/);
     const one = tc.cluster.clientAddress(1);
     // etcd 3.4 answers these two with its auth store's own error, unmapped (seen against etcd 3.4.23).

@@ -9,12 +9,12 @@ import type { EtcdPermission } from '../client/index.js';
 import { MAX_TIMER_DELAY_MS } from '../shared/clock.js';
 import { DEFAULT_ENDPOINTS } from './main.js';
 import type { CliIo } from './main.js';
-import { parseAddress } from './serve-config.js';
 import { AUTH_USAGE } from './auth-usage.js';
-import { DIAL_FLAG_OPTIONS, DIAL_FLAGS, DIAL_USAGE, DIAL_VALUE_FLAGS, dialFromFlags } from './dial-flags.js';
+import { DIAL_FLAGS, DIAL_USAGE, dialFromFlags } from './dial-flags.js';
+import { GLOBAL_FLAG_OPTIONS, commandIn, endpointsOf, writeOut } from './global-flags.js';
+import { prefixEnd as prefixEndOf } from '../kv/types.js';
 
 const AUTH_COMMANDS: ReadonlySet<string> = new Set(['user', 'role', 'auth']);
-const VALUE_FLAGS: ReadonlySet<string> = new Set(['--endpoints', '--write-out', '-w', '--timeout-ms', '--new-user-password', ...DIAL_VALUE_FLAGS]);
 const GLOBAL_FLAGS = ['endpoints', 'write-out', 'timeout-ms', 'help', ...DIAL_FLAGS];
 const COMMAND_FLAGS: Readonly<Record<string, readonly string[]>> = {
   user: ['new-user-password', 'no-password'],
@@ -29,30 +29,12 @@ function invalid(message: string): RaftKvError {
 
 /** The command `argv` names when it is user, role or auth (global flags may come before it), else undefined. */
 export function authCommandOf(argv: readonly string[]): string | undefined {
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i] ?? '';
-    if (VALUE_FLAGS.has(a)) {
-      i++;
-      continue;
-    }
-    if (a.startsWith('-')) continue;
-    return AUTH_COMMANDS.has(a) ? a : undefined;
-  }
-  return undefined;
+  return commandIn(argv, AUTH_COMMANDS, ['--new-user-password']);
 }
 
 /** etcd's GetPrefixRangeEnd on a string key. */
 function prefixEnd(key: string): Buffer {
-  const b = Buffer.from(key);
-  for (let i = b.length - 1; i >= 0; i--) {
-    const c = b[i] ?? 0;
-    if (c < 0xff) {
-      const out = Buffer.from(b.subarray(0, i + 1));
-      out[i] = c + 1;
-      return out;
-    }
-  }
-  return Buffer.of(0);
+  return Buffer.from(prefixEndOf(Buffer.from(key)));
 }
 
 /** The range a permission command names: KEY [END], or --prefix / --from-key (etcdctl's). */
@@ -100,15 +82,11 @@ export async function runAuthCommand(argv: string[], io: CliIo): Promise<void> {
     parsed = parseArgs({
       args: argv,
       options: {
-        endpoints: { type: 'string' },
-        'write-out': { type: 'string', short: 'w' },
-        'timeout-ms': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
+        ...GLOBAL_FLAG_OPTIONS,
         'new-user-password': { type: 'string' },
         'no-password': { type: 'boolean' },
         prefix: { type: 'boolean' },
         'from-key': { type: 'boolean' },
-        ...DIAL_FLAG_OPTIONS,
       },
       allowPositionals: true,
       strict: true,
@@ -126,18 +104,8 @@ export async function runAuthCommand(argv: string[], io: CliIo): Promise<void> {
   for (const [flag, v] of Object.entries(values)) {
     if (v !== undefined && !GLOBAL_FLAGS.includes(flag) && !allowed.includes(flag)) throw invalid(`${cmd}: unknown flag --${flag}`);
   }
-  const format = values['write-out'] ?? 'simple';
-  if (format !== 'simple' && format !== 'json') throw invalid(`--write-out: ${JSON.stringify(format)} is not simple or json`);
-  const json = format === 'json';
-  const out = (simple: string, obj: object): void => {
-    io.stdout.write(json ? JSON.stringify(obj) + '\n' : simple + '\n');
-  };
-  const rawEndpoints = (values.endpoints ?? io.env['RAFTKV_ENDPOINTS'] ?? DEFAULT_ENDPOINTS)
-    .split(',')
-    .map((e) => e.trim())
-    .filter((e) => e !== '');
-  if (rawEndpoints.length === 0) throw invalid('--endpoints: no endpoints given');
-  const endpoints = rawEndpoints.map((e) => parseAddress('endpoints', e));
+  const { out } = writeOut(values['write-out'], io.stdout);
+  const { raw: rawEndpoints, endpoints } = endpointsOf(values.endpoints, io.env, DEFAULT_ENDPOINTS);
   const t = values['timeout-ms'];
   if (t !== undefined && (!/^\d+$/.test(t) || Number(t) < 1 || Number(t) > MAX_TIMER_DELAY_MS)) throw invalid(`--timeout-ms: ${JSON.stringify(t)} is not a whole number of ms`);
   const timeoutMs = t === undefined ? 5000 : Number(t);

@@ -9,14 +9,13 @@ import type { ElectionLeader, EtcdKeyValue, WatchEvent } from '../client/index.j
 import { MAX_TIMER_DELAY_MS } from '../shared/clock.js';
 import { CliFailure, DEFAULT_ENDPOINTS } from './main.js';
 import type { CliIo } from './main.js';
-import { parseAddress } from './serve-config.js';
 import { COORD_USAGE } from './coord-usage.js';
-import { DIAL_FLAG_OPTIONS, DIAL_FLAGS, DIAL_USAGE, DIAL_VALUE_FLAGS, dialFromFlags } from './dial-flags.js';
+import { DIAL_FLAGS, DIAL_USAGE, dialFromFlags } from './dial-flags.js';
+import { GLOBAL_FLAG_OPTIONS, commandIn, endpointsOf, writeOut } from './global-flags.js';
 
 
 const COORD_COMMANDS: ReadonlySet<string> = new Set(['watch', 'lease', 'lock', 'elect']);
 /** Global flags that take a value (skipped when looking for the command name). */
-const VALUE_FLAGS: ReadonlySet<string> = new Set(['--endpoints', '--write-out', '-w', '--timeout-ms', ...DIAL_VALUE_FLAGS]);
 
 const COMMAND_FLAGS: Readonly<Record<string, readonly string[]>> = {
   watch: ['prefix', 'rev', 'prev-kv'],
@@ -35,17 +34,7 @@ function invalid(message: string): RaftKvError {
 
 /** The command `argv` names when it is one of these (global flags may come before it), else undefined. */
 export function coordCommandOf(argv: readonly string[]): string | undefined {
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i] ?? '';
-    if (a === '--') return undefined;
-    if (VALUE_FLAGS.has(a)) {
-      i++;
-      continue;
-    }
-    if (a.startsWith('-')) continue;
-    return COORD_COMMANDS.has(a) ? a : undefined;
-  }
-  return undefined;
+  return commandIn(argv, COORD_COMMANDS);
 }
 
 /** A lease id as etcdctl prints it in lease output: 16 hex digits (Go's %016x). */
@@ -106,17 +95,13 @@ export async function runCoordCommand(argv: readonly string[], io: CliIo): Promi
     parsed = parseArgs({
       args: [...argv],
       options: {
-        endpoints: { type: 'string' },
-        'write-out': { type: 'string', short: 'w' },
-        'timeout-ms': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
+        ...GLOBAL_FLAG_OPTIONS,
         prefix: { type: 'boolean' },
         rev: { type: 'string' },
         'prev-kv': { type: 'boolean' },
         keys: { type: 'boolean' },
         once: { type: 'boolean' },
         ttl: { type: 'string' },
-        ...DIAL_FLAG_OPTIONS,
       },
       allowPositionals: true,
       strict: true,
@@ -140,18 +125,8 @@ export async function runCoordCommand(argv: readonly string[], io: CliIo): Promi
     if (v !== undefined && !GLOBAL_FLAGS.includes(flag) && !allowed.includes(flag)) throw invalid(`${cmd}: unknown flag --${flag}`);
   }
   if (terminator >= 0 && cmd !== 'lock') throw invalid(`${cmd}: unexpected "--" (only lock runs a command)`);
-  const format = values['write-out'] ?? 'simple';
-  if (format !== 'simple' && format !== 'json') throw invalid(`--write-out: ${JSON.stringify(format)} is not simple or json`);
-  const json = format === 'json';
-  const out = (simple: string, obj: object): void => {
-    io.stdout.write(json ? JSON.stringify(obj) + '\n' : simple + '\n');
-  };
-  const rawEndpoints = (values.endpoints ?? io.env['RAFTKV_ENDPOINTS'] ?? DEFAULT_ENDPOINTS)
-    .split(',')
-    .map((e) => e.trim())
-    .filter((e) => e !== '');
-  if (rawEndpoints.length === 0) throw invalid('--endpoints: no endpoints given');
-  const endpoints = rawEndpoints.map((e) => parseAddress('endpoints', e)); // host:port (an https:// URL asks for TLS)
+  const { json, out } = writeOut(values['write-out'], io.stdout);
+  const { raw: rawEndpoints, endpoints } = endpointsOf(values.endpoints, io.env, DEFAULT_ENDPOINTS);
   const timeoutMs = parseWhole('--timeout-ms', values['timeout-ms'], 5000, 1, MAX_TIMER_DELAY_MS);
   const dial = dialFromFlags(values, io.env, rawEndpoints);
   const client = (): CoordClient => new CoordClient({ endpoints, timeoutMs, ...dial });

@@ -16,7 +16,8 @@ import { AUTH_USAGE } from './auth-usage.js';
 import { parseLeaseId } from '../client/index.js';
 import { snapshotOffline } from './snapshot-offline.js';
 import { defragCommand } from './defrag-command.js';
-import { DIAL_FLAG_OPTIONS, DIAL_FLAGS, DIAL_USAGE, dialFromFlags } from './dial-flags.js';
+import { DIAL_FLAGS, DIAL_USAGE, dialFromFlags } from './dial-flags.js';
+import { GLOBAL_FLAG_OPTIONS } from './global-flags.js';
 import type { DialFlags } from './dial-flags.js';
 import { quietIpServernameWarning } from './quiet-warnings.js';
 
@@ -143,10 +144,7 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
     parsed = parseArgs({
       args: argv,
       options: {
-        endpoints: { type: 'string' },
-        'write-out': { type: 'string', short: 'w' },
-        'timeout-ms': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
+        ...GLOBAL_FLAG_OPTIONS,
         'prev-kv': { type: 'boolean' },
         serializable: { type: 'boolean' },
         prefix: { type: 'boolean' },
@@ -160,7 +158,6 @@ export async function main(argv: string[], io: CliIo = { stdout: process.stdout,
         learner: { type: 'boolean' },
         physical: { type: 'boolean' },
         lease: { type: 'string' },
-        ...DIAL_FLAG_OPTIONS,
       },
       allowPositionals: true,
       strict: true,

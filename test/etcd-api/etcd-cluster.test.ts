@@ -12,11 +12,13 @@ import * as grpc from '@grpc/grpc-js';
 import { etcdUnary } from '../../src/protocol/etcd-proto.js';
 import { ADMIN_METHODS } from '../../src/protocol/proto.js';
 import type { WireHashKvResponse, WireStatusResponse } from '../../src/protocol/proto.js';
-import { startTestCluster } from '../integration/helpers.js';
+import { startTestCluster, until } from '../integration/helpers.js';
 import type { TestCluster } from '../integration/helpers.js';
 import { describeWithSystem } from '../system-deps.js';
 import { spawnServe } from '../../cluster/serve-process.js';
 import type { LoggedChild } from '../../cluster/serve-process.js';
+
+const untilLong = (what: string, cond: () => Promise<boolean> | boolean, timeoutMs = 20_000): Promise<void> => until(what, cond, timeoutMs);
 
 const run = promisify(execFile);
 const BASE_PORT = 26000;
@@ -35,13 +37,6 @@ function raw(endpoint: string): grpc.Client {
   return c;
 }
 
-async function until(what: string, cond: () => Promise<boolean> | boolean, timeoutMs = 20_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 async function ctl(endpoint: string, ...args: string[]): Promise<string> {
   return (await run('etcdctl', ['--endpoints', endpoint, ...args], { env: ETCDCTL_ENV })).stdout;
@@ -80,7 +75,7 @@ describe('etcd HashKV', () => {
     for (let i = 0; i < 20; i++) await etcdUnary(raw(leaderEndpoint), 'KV', 'Put', { key: Buffer.from(`hk/${i % 7}`), value: Buffer.from(`v${i}`) });
     await etcdUnary(raw(leaderEndpoint), 'KV', 'DeleteRange', { key: Buffer.from('hk/3') });
     const rev = (await etcdUnary(raw(leaderEndpoint), 'KV', 'Range', { key: Buffer.from('hk/') })).header?.revision ?? 0n;
-    for (const e of tc.cluster.endpoints()) await until(`revision ${rev} at ${e}`, async () => (await serializableRevision(e)) >= rev);
+    for (const e of tc.cluster.endpoints()) await untilLong(`revision ${rev} at ${e}`, async () => (await serializableRevision(e)) >= rev);
     const at = async (e: string, revision: bigint) => etcdUnary(raw(e), 'Maintenance', 'HashKV', { revision });
     const first = await Promise.all(tc.cluster.endpoints().map((e) => at(e, rev)));
     expect(new Set(first.map((h) => h.hash)).size).toBe(1);
@@ -109,7 +104,7 @@ describe('etcd HashKV', () => {
   describeWithSystem(['etcdctl'], 'etcdctl endpoint hashkv', () => {
     it('endpoint hashkv --cluster -w json: one hash for every member', async () => {
       const rev = (await etcdUnary(raw(leaderEndpoint), 'KV', 'Range', { key: Buffer.from('-') })).header?.revision ?? 0n;
-      for (const e of tc.cluster.endpoints()) await until(`revision ${rev} at ${e}`, async () => (await serializableRevision(e)) >= rev);
+      for (const e of tc.cluster.endpoints()) await untilLong(`revision ${rev} at ${e}`, async () => (await serializableRevision(e)) >= rev);
       const out = JSON.parse(await ctl(followerEndpoint, 'endpoint', 'hashkv', '--cluster', `--rev=${rev}`, '-w', 'json')) as { Endpoint: string; HashKV: { hash: number } }[];
       expect(out.map((o) => o.Endpoint).sort()).toEqual([...tc.cluster.endpoints()].sort());
       expect(new Set(out.map((o) => o.HashKV.hash)).size).toBe(1);
@@ -198,8 +193,8 @@ describeWithSystem(['etcdctl'], 'etcd Cluster: etcdctl 3.4 member add|promote|up
     mkdirSync(tc.cluster.dataDir(4), { recursive: true });
     fourth = spawnServe(args, { logFile: tc.cluster.logFile(4), killOnExit: true });
     // It gets the log, then publishes its client address (etcd's members publish their attributes).
-    await until('member 4 started', async () => (await ctl(leaderEndpoint, 'member', 'list')).includes(`4, started, 4, ${peer4}, ${tc.cluster.clientAddress(4)}, true`));
-    await until('member 4 promoted', async () => {
+    await untilLong('member 4 started', async () => (await ctl(leaderEndpoint, 'member', 'list')).includes(`4, started, 4, ${peer4}, ${tc.cluster.clientAddress(4)}, true`));
+    await untilLong('member 4 promoted', async () => {
       try {
         await ctl(followerEndpoint, 'member', 'promote', '4');
         return true;
@@ -237,7 +232,7 @@ describeWithSystem(['etcdctl'], 'etcd Cluster: etcdctl 3.4 member add|promote|up
     const live = [tc.cluster.clientAddress(survivor)];
     // The leader no longer replicates to it (its stream broke: probe state), so it counts as not started.
     const admin = raw(tc.cluster.clientAddress(leader));
-    await until('the leader sees the follower gone', async () => {
+    await untilLong('the leader sees the follower gone', async () => {
       const m = ADMIN_METHODS.status;
       const s = await new Promise<WireStatusResponse>((resolve, reject) =>
         admin.makeUnaryRequest(m.path, m.requestSerialize, m.responseDeserialize, {}, (err, res) => (err !== null || res === undefined ? reject(err ?? new Error('no answer')) : resolve(res))),

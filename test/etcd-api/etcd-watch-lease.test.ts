@@ -10,7 +10,7 @@ import * as grpc from '@grpc/grpc-js';
 import { Etcd3 } from 'etcd3';
 import { Event_EventType, etcdBidiStream, etcdUnary } from '../../src/protocol/etcd-proto.js';
 import type { WatchResponse } from '../../src/protocol/etcd-proto.js';
-import { startTestCluster } from '../integration/helpers.js';
+import { startTestCluster, until } from '../integration/helpers.js';
 import type { TestCluster } from '../integration/helpers.js';
 import { describeWithSystem } from '../system-deps.js';
 
@@ -30,14 +30,6 @@ function raw(endpoint: string): grpc.Client {
   return c;
 }
 
-/** Polls `cond` every 50 ms until it holds or `timeoutMs` passes (then fails with `what`). */
-async function until(what: string, cond: () => Promise<boolean> | boolean, timeoutMs = 15_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 /** Waits until the member at `endpoint` has applied up to `revision` (a serializable read there shows it). */
 async function applied(endpoint: string, revision: bigint): Promise<void> {

@@ -69,3 +69,12 @@ export async function eventually<T>(f: () => Promise<T>, timeoutMs = 20_000, eve
     }
   }
 }
+
+/** Polls `cond` every 50 ms until it holds or `timeoutMs` passes (then fails with `what`). */
+export async function until(what: string, cond: () => Promise<boolean> | boolean, timeoutMs = 15_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

@@ -8,7 +8,6 @@ import { execFile } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import * as grpc from '@grpc/grpc-js';
 import { etcdUnary } from '../../src/protocol/etcd-proto.js';
 import { ADMIN_METHODS } from '../../src/protocol/proto.js';
 import type { WireHashKvResponse, WireStatusResponse } from '../../src/protocol/proto.js';
@@ -17,6 +16,7 @@ import type { TestCluster } from '../integration/helpers.js';
 import { describeWithSystem } from '../system-deps.js';
 import { spawnServe } from '../../cluster/serve-process.js';
 import type { LoggedChild } from '../../cluster/serve-process.js';
+import { rawClients } from './raw-clients.js';
 
 const untilLong = (what: string, cond: () => Promise<boolean> | boolean, timeoutMs = 20_000): Promise<void> => until(what, cond, timeoutMs);
 
@@ -28,14 +28,9 @@ let tc: TestCluster;
 let leaderId: number;
 let leaderEndpoint: string;
 let followerEndpoint: string;
-const clients: grpc.Client[] = [];
 let fourth: LoggedChild | undefined; // the member etcdctl adds, started by this test
 
-function raw(endpoint: string): grpc.Client {
-  const c = new grpc.Client(endpoint, grpc.credentials.createInsecure());
-  clients.push(c);
-  return c;
-}
+const { raw, closeAll } = rawClients();
 
 
 async function ctl(endpoint: string, ...args: string[]): Promise<string> {
@@ -66,7 +61,7 @@ beforeAll(async () => {
 afterAll(async () => {
   fourth?.signal('SIGKILL');
   await fourth?.exited;
-  for (const c of clients) c.close();
+  closeAll();
   await tc.close();
 });
 

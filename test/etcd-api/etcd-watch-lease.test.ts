@@ -13,6 +13,7 @@ import type { WatchResponse } from '../../src/protocol/etcd-proto.js';
 import { startTestCluster, until } from '../integration/helpers.js';
 import type { TestCluster } from '../integration/helpers.js';
 import { describeWithSystem } from '../system-deps.js';
+import { rawClients } from './raw-clients.js';
 
 const run = promisify(execFile);
 const BASE_PORT = 25000;
@@ -22,13 +23,8 @@ let tc: TestCluster;
 let leaderId: number;
 let leaderEndpoint: string;
 let followerEndpoint: string;
-const clients: grpc.Client[] = [];
 
-function raw(endpoint: string): grpc.Client {
-  const c = new grpc.Client(endpoint, grpc.credentials.createInsecure());
-  clients.push(c);
-  return c;
-}
+const { raw, closeAll } = rawClients();
 
 
 /** Waits until the member at `endpoint` has applied up to `revision` (a serializable read there shows it). */
@@ -54,7 +50,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  for (const c of clients) c.close();
+  closeAll();
   await tc.close();
 });
 

@@ -10,8 +10,13 @@ COPY test ./test
 COPY bench ./bench
 COPY cluster ./cluster
 COPY scripts ./scripts
-# npm ci runs the `prepare` script, which compiles the TypeScript into dist/.
-RUN npm ci && npm prune --omit=dev
+COPY patches ./patches
+# npm ci runs the `postinstall` script, which builds classic-level's LevelDB from source with raftkv's fix for
+# google/leveldb issue 320 (scripts/build-leveldb.mjs: it needs g++, make and python3, removed again after),
+# and the `prepare` script, which compiles the TypeScript into dist/.
+RUN apt-get update && apt-get install -y --no-install-recommends g++ make python3 \
+  && npm ci && npm prune --omit=dev \
+  && apt-get purge -y g++ make python3 && apt-get autoremove -y && rm -rf /var/lib/apt/lists/*
 ENV NODE_ENV=production
 VOLUME ["/data"]
 # 7001 peers, 7101 clients, 2381 for --listen-metrics (metrics, probes, dashboard: deploy/kubernetes uses it)

@@ -33,6 +33,8 @@ export default tseslint.config(
       'no-restricted-imports': ['error', { patterns: ['node:*', '../shared/*', '../storage/*', '../kv/*', '../node/*', '../transport/*', '../protocol/*', '../server/*', '../client/*', '../cli/*'] }],
     },
   },
+  // The install-time scripts run before the TypeScript is built (npm's postinstall): plain Node modules, linted without type information.
+  { files: ['scripts/**/*.mjs'], ...tseslint.configs.disableTypeChecked, languageOptions: { sourceType: 'module', parserOptions: { projectService: false } } },
   // The dashboard is plain browser JavaScript served as it is (no build step): linted without type information.
   { files: ['dashboard/**/*.js'], ...tseslint.configs.disableTypeChecked, languageOptions: { sourceType: 'script', parserOptions: { projectService: false } } },
   // Imports point one way (../shared/DESIGN.md): raft < shared < storage, kv, transport, protocol < node < server;

@@ -11,8 +11,10 @@
 // Without CURRENT, a directory holding anything but an untouched db-1 (a first open that crashed before
 // writing CURRENT) is refused and nothing is removed: the pointer was lost, and guessing could delete the
 // live store.
+import { existsSync } from 'node:fs';
 import { readdir, rm, stat, statfs } from 'node:fs/promises';
-import { join } from 'node:path';
+import { createRequire } from 'node:module';
+import { basename, dirname, join } from 'node:path';
 import { ClassicLevel } from 'classic-level';
 import { RaftKvError } from '../shared/errors.js';
 import { readTextIfExists, writeFileDurably } from '../shared/durable-file.js';
@@ -38,6 +40,8 @@ export type Db = ClassicLevel<Uint8Array, Uint8Array>;
  * file its MANIFEST names, is refused with LevelDB's own reason (DATA_CORRUPTION), not replaced by an empty one.
  */
 export async function openDb(path: string, writeBufferSize: number, mode: 'create' | 'existing'): Promise<Db> {
+  patchedLevelDbChecked ??= checkPatchedLevelDb();
+  if (patchedLevelDbChecked !== '') throw new RaftKvError('FAILED_PRECONDITION', patchedLevelDbChecked);
   // Every option must be a number: classic-level reads a present-but-undefined option as garbage (it once
   // left the memtable unflushed: LevelDB's log and the process's memory grew with every write).
   const db = new ClassicLevel<Uint8Array, Uint8Array>(path, {
@@ -54,6 +58,26 @@ export async function openDb(path: string, writeBufferSize: number, mode: 'creat
     throw new RaftKvError('DATA_CORRUPTION', `kv: cannot open the LevelDB store ${path}: ${levelCause(err)}; ${KV_CORRUPTION_REMEDY}`);
   }
   return db;
+}
+
+// Written by scripts/build-leveldb.mjs next to the classic-level binary it built with raftkv's LevelDB fix.
+const PATCHED_LEVELDB_STAMP = 'raftkv-leveldb-patch.sha256';
+
+let patchedLevelDbChecked: string | undefined; // '' once the binary in use is known to be the patched build, else why not
+
+/**
+ * '' if classic-level loads the binary scripts/build-leveldb.mjs built (LevelDB 1.20 with the fix for
+ * google/leveldb issue 320: compaction with snapshots held can bring a deleted key back), else the reason to refuse
+ * to open a store: the prebuilt binary classic-level ships (an install with --ignore-scripts, or PREBUILDS_ONLY)
+ * would lose deletes and return old values (FOUND-BUGS 4).
+ */
+function checkPatchedLevelDb(): string {
+  const require = createRequire(import.meta.url);
+  const pkgDir = dirname(require.resolve('classic-level/package.json'));
+  const resolveBinding = (createRequire(join(pkgDir, 'package.json'))('node-gyp-build') as { resolve(dir: string): string }).resolve;
+  const binary = resolveBinding(pkgDir);
+  if (basename(dirname(binary)) === 'Release' && existsSync(join(dirname(binary), PATCHED_LEVELDB_STAMP))) return '';
+  return `kv: classic-level loads ${binary}, not the LevelDB raftkv builds with its fix for google/leveldb issue 320 (a compaction while a snapshot is held can bring deleted keys back); run \`node scripts/build-leveldb.mjs\` in the raftkv directory (npm install and npm ci run it), and do not set PREBUILDS_ONLY`;
 }
 
 /** LevelDB's own message under classic-level's wrapper ("Database failed to open" says nothing). */

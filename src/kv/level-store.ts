@@ -74,8 +74,8 @@ let patchedLevelDbChecked: string | undefined; // '' once the binary in use is k
 function checkPatchedLevelDb(): string {
   const require = createRequire(import.meta.url);
   const pkgDir = dirname(require.resolve('classic-level/package.json'));
-  const resolveBinding = (createRequire(join(pkgDir, 'package.json'))('node-gyp-build') as { resolve(dir: string): string }).resolve;
-  const binary = resolveBinding(pkgDir);
+  const nodeGypBuild = createRequire(join(pkgDir, 'package.json'))('node-gyp-build') as { resolve(dir: string): string };
+  const binary = nodeGypBuild.resolve(pkgDir);
   if (basename(dirname(binary)) === 'Release' && existsSync(join(dirname(binary), PATCHED_LEVELDB_STAMP))) return '';
   return `kv: classic-level loads ${binary}, not the LevelDB raftkv builds with its fix for google/leveldb issue 320 (a compaction while a snapshot is held can bring deleted keys back); run \`node scripts/build-leveldb.mjs\` in the raftkv directory (npm install and npm ci run it), and do not set PREBUILDS_ONLY`;
 }

@@ -94,6 +94,8 @@ export interface KvNode {
   leaseTimeToLive(id: number, withKeys: boolean, deadlineMs: number): Promise<LeaseTimeToLive | undefined>;
   /** The leases as of this member's applied index (etcd's LeaseLeases). */
   leases(): readonly Lease[];
+  /** The keys attached to lease `id` as of this member's applied index (none for a lease it does not hold). */
+  leaseKeys(id: number): Promise<readonly Uint8Array[]>;
   /** etcd's minimum TTL: a grant asking for less gets this (1.5 election timeouts in whole seconds). */
   readonly minLeaseTtlSeconds: number;
   defragment(): Promise<DefragmentResult>;

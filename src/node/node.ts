@@ -958,6 +958,10 @@ export class RaftKvNode implements KvNode {
     return this.sm.leaseList?.() ?? [];
   }
 
+  async leaseKeys(id: number): Promise<readonly Uint8Array[]> {
+    return (await this.sm.attachedKeys?.(id)) ?? [];
+  }
+
   /** NOT_LEADER unless this member leads and has applied what it had committed when asked (etcd's waitAppliedIndex). */
   private async asLeaseLeader(deadlineMs: number): Promise<void> {
     if (this.stopping) throw new RaftKvError('UNAVAILABLE', `node ${this.id} is stopping`);

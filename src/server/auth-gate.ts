@@ -9,7 +9,8 @@
 //
 // What each request needs (etcd 3.4): a range read on its range; a put write on its key (and read when it asks
 // for prev_kv); a delete write on its range (and read with prev_kv); a txn read on every compare and the needs
-// of every op of BOTH branches, nested txns too; a watch read on its range; cluster membership changes,
+// of every op of BOTH branches, nested txns too; a put with a lease and a lease revoke write on every key the
+// lease holds (etcd's checkLeasePuts); a watch read on its range; cluster membership changes,
 // snapshots, defragmentation and the auth store's reads root. Changes to the auth store itself are checked on
 // apply (auth-store.ts).
 //
@@ -82,6 +83,17 @@ export class AuthGate {
   async checkWrite(call: CallerContext, command: Command, deadlineMs: number): Promise<void> {
     await this.barrier(deadlineMs);
     this.checkCommand(call, command);
+    if (command.type === 'put' && command.lease !== undefined) await this.checkLeaseKeys(call, command.lease);
+  }
+
+  /**
+   * etcd's checkLeasePuts, after a barrier: the caller needs write on every key attached to the lease. A revoke
+   * deletes them; a put that attaches a key to a lease holding keys the caller may not write is refused too, or
+   * the caller could not revoke the lease it wrote with. A lease that does not exist passes (the write fails on it).
+   */
+  async checkLeaseKeys(call: CallerContext, id: number): Promise<void> {
+    if (!this.view().enabled || id === 0) return;
+    for (const key of await this.opts.node.leaseKeys(id)) this.checkRange(call, 'write', { key, end: new Uint8Array(0) });
   }
 
   /** checkAdmin after a barrier. */

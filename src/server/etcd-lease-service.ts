@@ -84,11 +84,10 @@ export function createEtcdLeaseService(opts: EtcdLeaseOptions): EtcdServiceHandl
       if (id === 0) throw new RaftKvError('LEASE_NOT_FOUND', 'etcdserver: requested lease not found');
       const auth = opts.auth;
       if (auth?.enabled === true) {
-        // etcd's checkLeasePuts: revoking deletes the lease's keys, so the caller needs write on every one.
+        // Revoking deletes the lease's keys: the caller needs write on every one.
         await auth.barrier(deadlineMs);
         auth.caller(call);
-        const t = await node.leaseTimeToLive(id, true, deadlineMs);
-        for (const key of t?.keys ?? []) auth.checkRange(call, 'write', { key, end: new Uint8Array(0) });
+        await auth.checkLeaseKeys(call, id);
       }
       const { header: h, result } = await node.write({ type: 'lease-revoke', id }, { clientId: '', seq: 0, deadlineMs });
       if (result.type !== 'lease-revoke') throw new Error(`node answered a lease revoke with a ${result.type} result`);

@@ -13,9 +13,9 @@
 // so every member holds the same alarms; GET answers the applied alarms after a linearizable read barrier (etcd
 // sends GET through the log too), of one type or all (NONE). Status lists them in `errors` as etcd does.
 //
-// Authentication (auth-gate.ts), as etcd 3.4: Snapshot and Defragment need the root role (and the Cluster
-// service's changes: etcd-cluster-service.ts); Status, Alarm and MoveLeader need none. HashKV needs none either
-// (etcd: root), because raftkv's peer corrupt check (corrupt-check.ts) asks it on the client port with no user.
+// Authentication (auth-gate.ts), as etcd 3.4: Snapshot, Defragment, Hash and HashKV need the root role (and the
+// Cluster service's changes: etcd-cluster-service.ts); Status, Alarm and MoveLeader need none. raftkv's peer
+// corrupt check (corrupt-check.ts) asks raftkv's own Admin/HashKV for a digest, not this one.
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
@@ -56,7 +56,7 @@ export interface EtcdMaintenanceOptions extends EtcdClusterOptions {
 }
 
 /**
- * etcd 3.4's Snapshot and Defragment refuse with the auth store's error unmapped: gRPC Unknown, "auth: permission
+ * etcd 3.4's Snapshot, Defragment, Hash and HashKV refuse with the auth store's error unmapped: gRPC Unknown, "auth: permission
  * denied" (etcd-errors.ts maps a PERMISSION_DENIED whose message starts "auth: " so).
  */
 async function maintenanceAdmin(auth: AuthGate | undefined, call: CallerContext, deadlineMs: number): Promise<void> {
@@ -129,12 +129,14 @@ export function createEtcdMaintenanceServices(opts: EtcdMaintenanceOptions): {
             throw new RaftKvError('INVALID_ARGUMENT', `etcdserver: unknown alarm action ${String(req.action)}`);
         }
       }),
-      HashKV: unary<etcd.HashKVRequest, etcd.HashKVResponse>('Maintenance/HashKV', async (req, deadlineMs) => {
+      HashKV: unary<etcd.HashKVRequest, etcd.HashKVResponse>('Maintenance/HashKV', async (req, deadlineMs, call) => {
+        await maintenanceAdmin(opts.auth, call, deadlineMs);
         const h = await hashKv(node, req.revision, deadlineMs);
         return { header: header(), hash: h.hash, compactRevision: BigInt(h.compactRevision), hashRevision: BigInt(h.revision) };
       }),
       // etcd's Hash is of the member's whole backend file (not comparable across members either): the digest here.
-      Hash: unary<etcd.HashRequest, etcd.HashResponse>('Maintenance/Hash', async (_req, deadlineMs) => {
+      Hash: unary<etcd.HashRequest, etcd.HashResponse>('Maintenance/Hash', async (_req, deadlineMs, call) => {
+        await maintenanceAdmin(opts.auth, call, deadlineMs);
         const d = await node.keySpaceDigest(0, deadlineMs);
         return { header: header(), hash: (d.lane1 ^ d.lane2) >>> 0 };
       }),

@@ -186,6 +186,9 @@ class LateNode implements KvNode {
   leaseTimeToLive(...args: Parameters<KvNode['leaseTimeToLive']>): ReturnType<KvNode['leaseTimeToLive']> {
     return this.forwarder !== undefined ? this.forwarder.leaseTimeToLive(...args) : this.get().leaseTimeToLive(...args);
   }
+  leaseKeys(id: number): Promise<readonly Uint8Array[]> {
+    return this.get().leaseKeys(id);
+  }
   leases(): readonly Lease[] {
     return this.get().leases();
   }

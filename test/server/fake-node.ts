@@ -291,6 +291,9 @@ export class FakeNode implements KvNode {
   leases(): readonly Lease[] {
     return [];
   }
+  leaseKeys(_id: number): Promise<readonly Uint8Array[]> {
+    return Promise.resolve([]);
+  }
 
   /** The fake applies every write at once. */
   waitApplied(): Promise<void> {

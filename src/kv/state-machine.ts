@@ -987,28 +987,39 @@ export class KvStateMachine {
    */
   private async *scanAt(range: KeyRange, revision: number, overlay: Overlay | undefined): AsyncGenerator<KeyValue> {
     if (isEmptyRange(range)) return;
-    const lo = historyStart(range.key);
-    const hi = range.end.length === 0 ? historyStart(Uint8Array.from([...range.key, 0])) : isOpenEnd(range.end) ? HISTORY_HI : historyStart(range.end);
-    // Captured in one turn with the iterator: its implicit snapshot and these buffers are one view.
-    const pending = this.bufferedInRange(lo, hi, overlay);
-    const it = this.db.iterator({ highWaterMarkBytes: SCAN_READ_BYTES, gte: lo, lt: hi });
     let current: { key: Uint8Array; ks: string; best: { main: number; rec: HistoryRecord } | undefined } | undefined;
-    const take = (k: Uint8Array, v: Uint8Array | undefined): KeyValue | undefined => {
-      const h = parseHistoryKey(k);
-      const ks = keyString(h.key);
-      let done: KeyValue | undefined;
-      if (current === undefined || current.ks !== ks) {
-        done = current === undefined ? undefined : finishKey(current);
-        current = { key: h.key, ks, best: undefined };
-      }
-      if (v !== undefined && h.main <= revision) current.best = { main: h.main, rec: decodeHistoryRecord(v) };
-      return done;
-    };
     const finishKey = (c: NonNullable<typeof current>): KeyValue | undefined => {
       const b = c.best;
       if (b === undefined || b.rec.tombstone) return undefined;
       return { key: c.key, value: b.rec.value, createRevision: b.rec.createRevision, modRevision: b.main, version: b.rec.version, lease: b.rec.lease };
     };
+    for await (const [k, v] of this.historyRecords(range, overlay)) {
+      const h = parseHistoryKey(k);
+      const ks = keyString(h.key);
+      if (current === undefined || current.ks !== ks) {
+        const done = current === undefined ? undefined : finishKey(current);
+        current = { key: h.key, ks, best: undefined };
+        if (done !== undefined) yield done;
+      }
+      if (v !== undefined && h.main <= revision) current.best = { main: h.main, rec: decodeHistoryRecord(v) };
+    }
+    if (current !== undefined) {
+      const kv = finishKey(current);
+      if (kv !== undefined) yield kv;
+    }
+  }
+
+  /**
+   * The history records of `range` in key order: LevelDB's merged with the write buffers' and `overlay`'s (the
+   * batch being applied), a buffered write replacing LevelDB's record of the same key. `undefined` is a buffered
+   * deletion (a compaction's) of a record LevelDB still has. The buffers are captured in the same turn as the
+   * iterator (its implicit snapshot), so both are one view.
+   */
+  private async *historyRecords(range: KeyRange, overlay: Overlay | undefined): AsyncGenerator<[Uint8Array, Uint8Array | undefined]> {
+    const lo = historyStart(range.key);
+    const hi = range.end.length === 0 ? historyStart(Uint8Array.from([...range.key, 0])) : isOpenEnd(range.end) ? HISTORY_HI : historyStart(range.end);
+    const pending = this.bufferedInRange(lo, hi, overlay);
+    const it = this.db.iterator({ highWaterMarkBytes: SCAN_READ_BYTES, gte: lo, lt: hi });
     let p = 0;
     try {
       for (;;) {
@@ -1016,31 +1027,20 @@ export class KvStateMachine {
         if (chunk.length === 0) break;
         for (const [k, v] of chunk) {
           const ks = keyString(k);
-          for (let w = pending[p]; w !== undefined && w.ks < ks; w = pending[++p]) {
-            const kv = take(w.key, w.value);
-            if (kv !== undefined) yield kv;
-          }
+          for (let w = pending[p]; w !== undefined && w.ks < ks; w = pending[++p]) yield [w.key, w.value];
           const w = pending[p];
-          let value: Uint8Array | undefined = v;
           if (w !== undefined && w.ks === ks) {
-            value = w.value; // a buffered deletion (compaction) of a record LevelDB still has
             p++;
+            yield [w.key, w.value];
+          } else {
+            yield [new Uint8Array(k), v]; // a plain copy: LevelDB gives Buffers
           }
-          const kv = take(k, value);
-          if (kv !== undefined) yield kv;
         }
       }
     } finally {
       await it.close();
     }
-    for (let w = pending[p]; w !== undefined; w = pending[++p]) {
-      const kv = take(w.key, w.value);
-      if (kv !== undefined) yield kv;
-    }
-    if (current !== undefined) {
-      const kv = finishKey(current);
-      if (kv !== undefined) yield kv;
-    }
+    for (let w = pending[p]; w !== undefined; w = pending[++p]) yield [w.key, w.value];
   }
 
   /**
@@ -1056,10 +1056,6 @@ export class KvStateMachine {
     if (fromRevision < this.mvcc.compacted) throw new RaftKvError('COMPACTED', ETCD_COMPACTED);
     const to = Math.min(toRevision, this.mvcc.revision);
     if (isEmptyRange(range) || fromRevision > to) return { events: [], coveredTo: to };
-    const lo = historyStart(range.key);
-    const hi = range.end.length === 0 ? historyStart(Uint8Array.from([...range.key, 0])) : isOpenEnd(range.end) ? HISTORY_HI : historyStart(range.end);
-    const pending = this.bufferedInRange(lo, hi, undefined);
-    const it = this.db.iterator({ highWaterMarkBytes: SCAN_READ_BYTES, gte: lo, lt: hi });
     let limit = to; // lowered when more than maxEvents were found: later revisions are left for the next call
     let events: KvEvent[] = [];
     // The key being read: its latest record so far (kv, at main) and the key as of the revision before that one.
@@ -1090,27 +1086,7 @@ export class KvStateMachine {
       }
       prev.kv = rec.tombstone ? undefined : kv;
     };
-    let p = 0;
-    try {
-      for (;;) {
-        const chunk = await it.nextv(2000);
-        if (chunk.length === 0) break;
-        for (const [k, v] of chunk) {
-          const ks = keyString(k);
-          for (let w = pending[p]; w !== undefined && w.ks < ks; w = pending[++p]) take(w.key, w.value);
-          const w = pending[p];
-          if (w !== undefined && w.ks === ks) {
-            take(k, w.value);
-            p++;
-          } else {
-            take(new Uint8Array(k), v);
-          }
-        }
-      }
-    } finally {
-      await it.close();
-    }
-    for (let w = pending[p]; w !== undefined; w = pending[++p]) take(w.key, w.value);
+    for await (const [k, v] of this.historyRecords(range, undefined)) take(k, v);
     // A compaction applied while the scan ran may have deleted some of what it was to read.
     if (fromRevision < this.mvcc.compacted) throw new RaftKvError('COMPACTED', ETCD_COMPACTED);
     trim();

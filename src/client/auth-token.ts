@@ -20,6 +20,23 @@ const NO_TOKEN = ''; // authentication is off: calls carry none
 const AUTH_NOT_ENABLED = 'etcdserver: authentication is not enabled';
 export const USER_EMPTY = 'etcdserver: user name is empty';
 
+/**
+ * Authentications a call may redo when refused for its token: a lapsed token (UNAUTHENTICATED), or none sent
+ * because the member that answered Authenticate had not applied `auth enable` yet while the one serving had
+ * ("user name is empty"). More than once: the next Authenticate may meet a lagging member again.
+ */
+export const MAX_REAUTHENTICATIONS = 3;
+
+/** True when a call was refused for its token (or for carrying none): authenticating again may help. */
+export function refusedForToken(err: { readonly code: string; readonly message: string }): boolean {
+  return err.code === 'UNAUTHENTICATED' || (err.code === 'INVALID_ARGUMENT' && err.message.includes(USER_EMPTY));
+}
+
+/** The pause before redoing authentication the `n`th time (n >= 1): a lagging member gets to apply `auth enable`. */
+export function reauthenticationPauseMs(n: number): number {
+  return n <= 1 ? 0 : 50 * 2 ** (n - 1);
+}
+
 /** How long one Authenticate may take at one member (bcrypt on the server costs ~0.1 s). */
 export const AUTHENTICATE_TIMEOUT_MS = 5000;
 

@@ -14,6 +14,7 @@ import type { EtcdMethodName, EtcdRequest, EtcdResponse, EtcdServiceName, EtcdUn
 import type { KvClient } from './kv-client.js';
 import { resolveDial } from './dial-options.js';
 import type { DialTlsConfig, DialUser, ResolvedDial } from './dial-options.js';
+import { MAX_REAUTHENTICATIONS, reauthenticationPauseMs, refusedForToken } from './auth-token.js';
 
 export interface EtcdChannelOptions {
   /** host:port of members' client ports; with `kv`, its endpoints (and channels) are used instead. */
@@ -168,7 +169,8 @@ export class EtcdChannel {
   ): Promise<EtcdResponse<S, M>> {
     const started = this.clock.now();
     const deadline = started + checkMs(`${service}.${method}: timeoutMs`, opts.timeoutMs ?? this.timeoutMs, 1);
-    for (let failures = 0; ; ) {
+    const auth = this.kv !== undefined ? this.kv.authToken : this.dial?.auth;
+    for (let failures = 0, reauthentications = 0; ; ) {
       const endpoint = this.current;
       const attemptMs = Math.max(1, Math.min(this.attemptTimeoutMs, deadline - this.clock.now()));
       let err: RaftKvError;
@@ -176,6 +178,14 @@ export class EtcdChannel {
         return await etcdUnary(this.client(endpoint), service, method, request, { timeoutMs: attemptMs, metadata: this.metadata() });
       } catch (e) {
         err = fromEtcdError(e);
+      }
+      if (refusedForToken(err) && auth !== undefined && reauthentications < MAX_REAUTHENTICATIONS && this.clock.now() < deadline && !this.closed) {
+        // As etcd's clientv3 on "invalid auth token": a new token, and the same call again (the member refused
+        // it before doing anything, so a write cannot have been applied).
+        reauthentications++;
+        auth.reset();
+        await this.sleep(reauthenticationPauseMs(reauthentications));
+        continue;
       }
       if (!retryable(err, kind) || this.closed) throw err;
       failures++;

@@ -46,7 +46,8 @@ import { fromGrpcError } from '../protocol/wire-errors.js';
 import { KvStreamChannel, STREAM_MAX_CALL_BYTES } from './kv-stream.js';
 import type { StreamKind, StreamKinds } from './kv-stream.js';
 import { resolveDial } from './dial-options.js';
-import { USER_EMPTY } from './auth-token.js';
+import { MAX_REAUTHENTICATIONS, reauthenticationPauseMs, refusedForToken } from './auth-token.js';
+import type { AuthToken } from './auth-token.js';
 import type { DialTlsConfig, DialUser, ResolvedDial } from './dial-options.js';
 
 export type Bytes = string | Uint8Array;
@@ -145,13 +146,6 @@ export type ClientOpResult =
   | { readonly type: 'put'; readonly prevKv: KeyValue | undefined }
   | { readonly type: 'delete'; readonly deleted: number; readonly prevKvs: readonly KeyValue[] }
   | { readonly type: 'range'; readonly result: RangeResult };
-
-/**
- * Authentications a call may redo when refused for its token: a lapsed token (UNAUTHENTICATED), or none sent
- * because the member that answered Authenticate had not applied `auth enable` yet while the one serving had
- * ("user name is empty"). More than once: the next Authenticate may meet a lagging member again.
- */
-const MAX_REAUTHENTICATIONS = 3;
 
 const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['NOT_LEADER', 'UNAVAILABLE', 'PROPOSAL_DROPPED', 'RESOURCE_EXHAUSTED', 'DEADLINE_EXCEEDED']);
 
@@ -502,6 +496,11 @@ export class KvClient {
   }
 
   /** The client addresses known (the configured ones, then leaders learnt from redirects). */
+  /** The user's token source (etcdctl's --user), if the client was given one: channels sharing this client's use it. */
+  get authToken(): AuthToken | undefined {
+    return this.dial.auth;
+  }
+
   get knownEndpoints(): readonly string[] {
     return this.endpoints;
   }
@@ -612,12 +611,12 @@ export class KvClient {
       } catch (e) {
         err = fromGrpcError(e);
       }
-      const tokenRefused = err.code === 'UNAUTHENTICATED' || (err.code === 'INVALID_ARGUMENT' && err.message.includes(USER_EMPTY));
-      if (tokenRefused && this.dial.auth !== undefined && reauthentications < MAX_REAUTHENTICATIONS && Date.now() < deadline) {
+      if (refusedForToken(err) && this.dial.auth !== undefined && reauthentications < MAX_REAUTHENTICATIONS && Date.now() < deadline) {
         // The token lapsed (or auth was turned off and on, or it was never given): a new one, and a new stream
         // to carry it; after the first, a short pause lets a lagging member apply `auth enable`.
-        if (reauthentications > 0) await new Promise((r) => setTimeout(r, 50 * 2 ** reauthentications));
         reauthentications++;
+        const pauseMs = reauthenticationPauseMs(reauthentications);
+        if (pauseMs > 0) await new Promise((r) => setTimeout(r, pauseMs));
         this.dial.auth.reset();
         this.streams.get(target)?.close();
         this.streams.delete(target);

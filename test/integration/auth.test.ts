@@ -15,7 +15,7 @@ import { Client, credentials, Metadata, status as GrpcStatus } from '@grpc/grpc-
 import type { ServiceError } from '@grpc/grpc-js';
 import { Etcd3 } from 'etcd3';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { KvClient } from '../../src/client/index.js';
+import { EtcdChannel, KvClient } from '../../src/client/index.js';
 import type { DialTlsConfig } from '../../src/client/index.js';
 import { etcdUnary } from '../../src/protocol/etcd-proto.js';
 import { RAFTKV_BIN } from '../../cluster/serve-process.js';
@@ -235,15 +235,26 @@ describeWithSystem(['etcdctl'], 'authentication and roles on a 3-member cluster'
 
   it('a long-lived client authenticates again when its token is refused (auth turned off and on ends every token)', async () => {
     expect(await etcdctl(all(), 'auth', 'enable')).toBe('Authentication Enabled');
-    const kv = new KvClient({ endpoints: tc.cluster.endpoints(), user: { name: 'root', password: 'rootpw' }, timeoutMs: 10_000 });
+    const user = { name: 'root', password: 'rootpw' };
+    const kv = new KvClient({ endpoints: tc.cluster.endpoints(), user, timeoutMs: 10_000 });
+    // The etcd-API channel of the coordination commands, with its own token and with the KvClient's.
+    const own = new EtcdChannel({ endpoints: tc.cluster.endpoints(), user, timeoutMs: 10_000 });
+    const shared = new EtcdChannel({ kv, timeoutMs: 10_000 });
+    const etcdGet = async (ch: EtcdChannel): Promise<string> => Buffer.from((await ch.unary('KV', 'Range', { key: Buffer.from('/other/y') }, 'read')).kvs[0]?.value ?? []).toString();
     try {
       expect((await kv.get('/other/y')).kv?.value.toString()).toBe('two');
+      expect(await etcdGet(own)).toBe('two');
+      expect(await etcdGet(shared)).toBe('two');
       expect(await asRoot('auth', 'disable')).toBe('Authentication Disabled');
       expect(await etcdctl(all(), 'auth', 'enable')).toBe('Authentication Enabled');
-      expect((await kv.get('/other/y')).kv?.value.toString()).toBe('two'); // its old token is gone: a new one
+      expect(await etcdGet(own)).toBe('two'); // its old token is gone: a new one
+      expect(await etcdGet(shared)).toBe('two');
+      expect((await kv.get('/other/y')).kv?.value.toString()).toBe('two');
       await kv.put('/other/y', 'three');
       expect(await asRoot('get', '/other/y')).toBe('/other/y\nthree');
     } finally {
+      own.close();
+      shared.close();
       kv.close();
     }
   }, 30_000);

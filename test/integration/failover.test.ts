@@ -44,7 +44,7 @@ describe('3-member cluster', () => {
   it('serves put/get through any member (followers redirect to the leader)', async () => {
     tc = await startTestCluster({ nodes: 3, basePort: 21000 });
     for (const id of tc.cluster.ids()) {
-      const one = new KvClient({ endpoints: [tc.cluster.clientAddress(id)] });
+      const one = new KvClient(tc.dial([tc.cluster.clientAddress(id)]));
       try {
         const put = await one.put(`k${id}`, `from-${id}`);
         expect(put.header.index).toBeGreaterThan(0);
@@ -76,7 +76,7 @@ describe('3-member cluster', () => {
     // the old leader comes back and catches up
     tc.cluster.start(old);
     const last = await tc.client.put('after', 'restart');
-    await waitForApplied(tc.cluster.endpoints(), last.header.index, 20_000);
+    await waitForApplied(tc.cluster.endpoints(), last.header.index, 20_000, tc.tls);
   });
 
   it('survives a minority killed again and again', async () => {
@@ -103,10 +103,10 @@ describe('3-member cluster', () => {
     let last = 0;
     for (let i = 0; i < 400; i++) last = (await tc.client.put(`far/${i}`, `v${i}`)).header.index;
     tc.cluster.start(lagger);
-    await waitForApplied(tc.cluster.endpoints(), last, 30_000);
+    await waitForApplied(tc.cluster.endpoints(), last, 30_000, tc.tls);
     const st = await tc.client.status(tc.cluster.clientAddress(lagger));
     expect(st.snapshotIndex).toBeGreaterThan(0);
-    const one = new KvClient({ endpoints: [tc.cluster.clientAddress(lagger)] });
+    const one = new KvClient(tc.dial([tc.cluster.clientAddress(lagger)]));
     const local = await one.range({ prefix: 'far/' }, { serializable: true, limit: 0 });
     one.close();
     expect(local.kvs.length).toBe(400);
@@ -124,7 +124,7 @@ describe('5-member cluster', () => {
     await tc.client.put('five', 'two-dead');
     tc.cluster.kill(c);
     const started = Date.now();
-    const quick = new KvClient({ endpoints: tc.cluster.endpoints(), timeoutMs: 3000 });
+    const quick = new KvClient(tc.dial(tc.cluster.endpoints(), { timeoutMs: 3000 }));
     let failure: unknown;
     try {
       await quick.put('five', 'three-dead');

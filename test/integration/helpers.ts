@@ -4,6 +4,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KvClient } from '../../src/client/index.js';
+import type { DialTlsConfig, KvClientOptions } from '../../src/client/index.js';
 import { LocalCluster } from '../../cluster/local-cluster.js';
 import { waitForLeader } from '../../cluster/wait.js';
 import { makeClusterCertificates } from '../../cluster/tls-certs.js';
@@ -11,9 +12,21 @@ import { makeClusterCertificates } from '../../cluster/tls-certs.js';
 export interface TestCluster {
   readonly cluster: LocalCluster;
   readonly client: KvClient;
+  /** How a client dials it (the client certificate when the cluster runs TLS), for waitForApplied and such. */
+  readonly tls: DialTlsConfig | undefined;
+  /** A KvClient's options for `endpoints` of this cluster, TLS included when it runs TLS. */
+  dial(endpoints: readonly string[], extra?: Omit<KvClientOptions, 'endpoints' | 'tls'>): KvClientOptions;
   leader(opts?: { exclude?: readonly number[]; timeoutMs?: number }): Promise<number>;
   close(): Promise<void>;
 }
+
+/**
+ * RAFTKV_TEST_TLS=1 (tls-suite.test.ts sets it) runs every cluster with TLS and client certificates on every port
+ * unless a test says otherwise, on ports this far below the plaintext run's, so both runs can go at once.
+ */
+export const TLS_SUITE = process.env.RAFTKV_TEST_TLS === '1';
+const TLS_SUITE_PORT_OFFSET = -10_000;
+const SPARE_MEMBER_CERTIFICATES = 2; // for members a test adds (membership changes)
 
 /**
  * Starts `nodes` members with fast ticks (50 ms, election 10 ticks = 500 ms) on ports basePort+1.. (peers)
@@ -22,12 +35,14 @@ export interface TestCluster {
 export async function startTestCluster(opts: { nodes: number; basePort: number; snapshotCount?: number; electionTicks?: number; baseMetricsPort?: number; tls?: boolean }): Promise<TestCluster> {
   const dir = mkdtempSync(join(tmpdir(), 'raftkv-it-'));
   // tls: a local CA (cluster/tls-certs.ts), TLS with client-certificate authentication on every port.
-  const tlsDir = opts.tls === true ? makeClusterCertificates(join(dir, 'tls'), Array.from({ length: opts.nodes }, (_, i) => i + 1)).dir : undefined;
+  const useTls = opts.tls ?? TLS_SUITE;
+  const basePort = opts.basePort + (TLS_SUITE ? TLS_SUITE_PORT_OFFSET : 0);
+  const tlsDir = useTls ? makeClusterCertificates(join(dir, 'tls'), Array.from({ length: opts.nodes + SPARE_MEMBER_CERTIFICATES }, (_, i) => i + 1)).dir : undefined;
   const cluster = new LocalCluster({
     nodes: opts.nodes,
     dir,
-    basePeerPort: opts.basePort,
-    baseClientPort: opts.basePort + 100,
+    basePeerPort: basePort,
+    baseClientPort: basePort + 100,
     tickMs: 50,
     electionTicks: opts.electionTicks ?? 10,
     ...(opts.snapshotCount !== undefined ? { snapshotCount: opts.snapshotCount } : {}),
@@ -36,6 +51,7 @@ export async function startTestCluster(opts: { nodes: number; basePort: number; 
     ...(tlsDir !== undefined ? { tlsDir } : {}),
   });
   const tls = cluster.dialTls();
+  if (useTls !== (tls !== undefined)) throw new Error(`startTestCluster: asked for tls=${String(useTls)}, the cluster has ${tls === undefined ? 'none' : 'TLS'}`);
   cluster.up();
   const client = new KvClient({ endpoints: cluster.endpoints(), timeoutMs: 10_000, ...(tls !== undefined ? { tls } : {}) });
   const leader = (o: { exclude?: readonly number[]; timeoutMs?: number } = {}): Promise<number> => {
@@ -46,6 +62,8 @@ export async function startTestCluster(opts: { nodes: number; basePort: number; 
   return {
     cluster,
     client,
+    tls,
+    dial: (endpoints, extra = {}) => ({ ...extra, endpoints, ...(tls !== undefined ? { tls } : {}) }),
     leader,
     async close() {
       client.close();

@@ -20,10 +20,10 @@ describe('membership on a live cluster', () => {
     expect(added.members.find((m) => m.id === 4)?.learner).toBe(true);
     c.start(4, { state: 'existing', members: [1, 2, 3, 4] });
     const mark = await tc.client.put('m/mark', 'x');
-    await waitForApplied(c.endpoints(), mark.header.index, 30_000);
+    await waitForApplied(c.endpoints(), mark.header.index, 30_000, tc.tls);
     const promoted = await tc.client.memberPromote(4);
     expect(promoted.members.find((m) => m.id === 4)?.learner).toBe(false);
-    const four = new KvClient({ endpoints: [c.clientAddress(4)] });
+    const four = new KvClient(tc.dial([c.clientAddress(4)]));
     const local = await four.range({ prefix: 'm/' }, { serializable: true, limit: 0 });
     four.close();
     expect(local.kvs.length).toBe(21);
@@ -38,7 +38,7 @@ describe('membership on a live cluster', () => {
     const rest = c.ids().filter((id) => id !== leader && id <= 3);
     const next = await tc.leader({ exclude: [leader, 4] });
     expect(rest).toContain(next);
-    const rc = new KvClient({ endpoints: c.endpoints(rest) });
+    const rc = new KvClient(tc.dial(c.endpoints(rest)));
     await rc.put('m/after-leader-removed', 'ok');
     rc.close();
   });

@@ -75,8 +75,8 @@ describe('a member restarted on an empty data directory', () => {
     c.wipe(victim);
     c.start(victim, { state: 'existing' });
     const mark = await tc.client.put('w/mark', 'x');
-    await waitForApplied([c.clientAddress(victim)], mark.header.index, 30_000);
-    const local = new KvClient({ endpoints: [c.clientAddress(victim)] });
+    await waitForApplied([c.clientAddress(victim)], mark.header.index, 30_000, tc.tls);
+    const local = new KvClient(tc.dial([c.clientAddress(victim)]));
     const got = await local.range({ prefix: 'w/' }, { serializable: true });
     local.close();
     expect(got.kvs.length).toBe(13);

@@ -2,8 +2,9 @@
 // writes and restores snapshots.
 //
 // Its directory and LevelDB stores: level-store.ts; the key layout: schema.ts; the member table: members.ts;
-// the write-behind buffers: write-buffer.ts; the snapshot directory: snapshot-dir.ts; the key-space digest
-// (scanned against the store at open and by verifyKeySpace()): key-space-digest.ts.
+// the write-behind buffers: write-buffer.ts; client sessions and their expiry: sessions.ts; the snapshot
+// directory: snapshot-dir.ts; the key-space digest (scanned against the store at open and by verifyKeySpace()):
+// key-space-digest.ts.
 //
 // Why one file of ~1,550 lines: one state (the live LevelDB store, the write-behind buffers, the applied
 // index, members, sessions, digest and MVCC revision as of it, and the serial order of apply, history reads,
@@ -105,6 +106,7 @@ import {
   sessionKey,
 } from './schema.js';
 import type { Session } from './schema.js';
+import { DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_TTL_ENTRIES, SessionTable } from './sessions.js';
 import { Serial } from './serial.js';
 import { AlarmTable, KEY_ALARMS } from './alarms.js';
 import { AuthStore, KEY_AUTH } from './auth-store.js';
@@ -208,8 +210,7 @@ export interface AppliedChange {
   readonly restored: boolean; // a snapshot replaced the whole state: no events, re-read everything
 }
 
-export const DEFAULT_SESSION_TTL_ENTRIES = 100_000;
-export const DEFAULT_MAX_SESSIONS = 100_000;
+export { DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_TTL_ENTRIES } from './sessions.js';
 
 const SNAPSHOT_READ_BYTES = 4 * 1024 * 1024; // iterator read-ahead while streaming a snapshot
 const SNAPSHOT_READ_ENTRIES = 20_000;
@@ -240,7 +241,7 @@ export class KvStateMachine {
   private compactionEpoch = 0; // bumped when the live db is swapped or closed: a running compaction stops
   private readonly compactionWaiters: { revision: number; resolve: () => void }[] = []; // whenCompacted() calls
   /** As of appliedIndex; Map order is LRU order: lastIndex strictly increasing from first to last. */
-  private readonly sessions = new Map<string, Session>();
+  private readonly sessions: SessionTable; // client sessions as of appliedIndex (loaded from their records at open)
   private readonly serial = new Serial();
   private readonly snapshotSerial = new Serial(); // one createSnapshot at a time: its .tmp cleanup is then safe
   private readonly snapshotsInFlight = new Set<Promise<unknown>>(); // streams reading the live db
@@ -267,8 +268,6 @@ export class KvStateMachine {
   private closed = false;
   private readonly limits: KvLimits;
   private readonly timers: KvTimers; // the write-behind flush timer goes through it
-  private readonly sessionTtlEntries: number;
-  private readonly maxSessions: number;
   private readonly leaseTable = new Map<number, Lease>(); // as of appliedIndex (loaded from 'l' at open)
   /** Set by the node: every applied batch's changes, in order, after they are readable (watchers, the lessor). */
   onApplied: ((change: AppliedChange) => void) | undefined;
@@ -281,11 +280,7 @@ export class KvStateMachine {
   ) {
     this.limits = opts.limits ?? DEFAULT_KV_LIMITS;
     this.timers = opts.timers ?? SYSTEM_TIMERS;
-    this.sessionTtlEntries = opts.sessionTtlEntries ?? DEFAULT_SESSION_TTL_ENTRIES;
-    this.maxSessions = opts.maxSessions ?? DEFAULT_MAX_SESSIONS;
-    if (!(this.sessionTtlEntries >= 1 && this.maxSessions >= 1)) {
-      throw new RaftKvError('INVALID_ARGUMENT', 'kv: sessionTtlEntries and maxSessions must be >= 1');
-    }
+    this.sessions = new SessionTable(opts.sessionTtlEntries ?? DEFAULT_SESSION_TTL_ENTRIES, opts.maxSessions ?? DEFAULT_MAX_SESSIONS);
   }
 
   /**
@@ -347,9 +342,7 @@ export class KvStateMachine {
       const clientId = Buffer.from(k.subarray(1)).toString('utf8');
       loaded.push([clientId, decodeSession(v).session]);
     }
-    loaded.sort((x, y) => x[1].lastIndex - y[1].lastIndex);
-    this.sessions.clear();
-    for (const [id, s] of loaded) this.sessions.set(id, s);
+    this.sessions.load(loaded);
     this.leaseTable.clear();
     for await (const [k, v] of this.db.iterator({ gte: LEASE_LO, lt: LEASE_HI })) {
       const id = leaseIdOfKey(k);
@@ -875,7 +868,7 @@ export class KvStateMachine {
       }
       if (s !== undefined && seq === s.lastSeq) {
         const answer = sessionWrites.get(clientId) ?? (await this.storedAnswer(clientId));
-        this.touchSession(clientId, { lastSeq: seq, lastIndex: e.index });
+        this.sessions.touch(clientId, { lastSeq: seq, lastIndex: e.index });
         sessionWrites.set(clientId, answer);
         return answerOutcome(answer);
       }
@@ -895,7 +888,7 @@ export class KvStateMachine {
       answer = { type: 'error', code: err.code, message: err.message };
     }
     if (clientId !== '') {
-      this.touchSession(clientId, { lastSeq: seq, lastIndex: e.index });
+      this.sessions.touch(clientId, { lastSeq: seq, lastIndex: e.index });
       sessionWrites.set(clientId, answer);
     }
     return answerOutcome(answer);
@@ -907,18 +900,9 @@ export class KvStateMachine {
     return decodeSession(v).answer;
   }
 
-  /** Moves the session to the most recently used end. */
-  private touchSession(clientId: string, s: Session): void {
-    this.sessions.delete(clientId);
-    this.sessions.set(clientId, s);
-  }
-
-  /** The log-driven expiry rule, after applying entry `index` (identical on every replica). */
+  /** The sessions that expire after entry `index` (sessions.ts): their records go, and any answer stored in this batch. */
   private expireSessions(index: Index, sessionWrites: Map<string, SessionAnswer>, batch: BatchOp[]): void {
-    for (const [clientId, s] of this.sessions) {
-      const expired = index - s.lastIndex >= this.sessionTtlEntries;
-      if (!expired && this.sessions.size <= this.maxSessions) break;
-      this.sessions.delete(clientId);
+    for (const clientId of this.sessions.expire(index)) {
       sessionWrites.delete(clientId);
       batch.push({ type: 'del', key: sessionKey(clientId) });
     }

@@ -10,9 +10,9 @@
 // What each request needs (etcd 3.4): a range read on its range; a put write on its key (and read when it asks
 // for prev_kv); a delete write on its range (and read with prev_kv); a txn read on every compare and the needs
 // of every op of BOTH branches, nested txns too; a put with a lease and a lease revoke write on every key the
-// lease holds (etcd's checkLeasePuts); a watch read on its range; cluster membership changes,
-// snapshots, defragmentation, Hash, HashKV and the auth store's reads root. Changes to the auth store itself are checked on
-// apply (auth-store.ts).
+// lease holds (etcd's checkLeasePuts); a watch read on its range; cluster membership changes, snapshots,
+// defragmentation, Hash, HashKV and the auth store's reads root. Changes to the auth store itself are checked
+// on apply (auth-store.ts).
 //
 // When: a token ends with the log index that assigned it (etcd's format): a member that has not applied it yet
 // waits for it first (ready()). A read is checked once it is served, i.e. after its read index is applied here,

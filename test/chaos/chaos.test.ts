@@ -45,4 +45,15 @@ describe('chaos with watchers and leases (3 real nodes, ~12 s)', () => {
     expect(watchCheck?.problems ?? [], why).toEqual([]);
     expect(report.verdict, why).toBe('pass');
   }, 240_000);
+
+  it('pause and partition: the same checks while members are frozen (SIGSTOP) and cut off', async () => {
+    const seed = BASE_SEED + 101;
+    const { report, runDir, watchCheck } = await runChaos({ nodes: 3, timeSeconds: Math.min(SECONDS, 12), seed, nemeses: ['pause', 'partition'], clients: 3, watchers: 6, leases: true, portRange: [29_000, 30_000] });
+    const why = `seed ${seed}, run folder ${runDir}: ${report.reasons.join('; ')}`;
+    expect(report.faults.length, `no fault injected (${why})`).toBeGreaterThan(0);
+    expect(watchCheck, `the watch check did not run (${why})`).toBeDefined();
+    expect(watchCheck?.events ?? 0, `no event watched (${why})`).toBeGreaterThan(0);
+    expect(watchCheck?.problems ?? [], why).toEqual([]);
+    expect(report.verdict, why).toBe('pass');
+  }, 240_000);
 });

@@ -33,27 +33,24 @@ describe('chaos (3 real nodes, ~15 s per nemesis)', () => {
   }, 240_000);
 });
 
-// Watchers (library and raw, some resumed by hand) and lease workers under kills: watch-check.ts's checks.
+/** A short run with watchers and lease workers under `nemeses`: watch-check.ts's checks and the run's verdict. */
+async function expectWatchersPass(seed: number, nemeses: NemesisKind[]): Promise<void> {
+  const { report, runDir, watchCheck } = await runChaos({ nodes: 3, timeSeconds: Math.min(SECONDS, 12), seed, nemeses, clients: 3, watchers: 6, leases: true, portRange: [29_000, 30_000] });
+  const why = `seed ${seed}, run folder ${runDir}: ${report.reasons.join('; ')}`;
+  expect(report.faults.length, `no fault injected (${why})`).toBeGreaterThan(0);
+  expect(watchCheck, `the watch check did not run (${why})`).toBeDefined();
+  expect(watchCheck?.events ?? 0, `no event watched (${why})`).toBeGreaterThan(0);
+  expect(watchCheck?.problems ?? [], why).toEqual([]);
+  expect(report.verdict, why).toBe('pass');
+}
+
+// Watchers (library and raw, some resumed by hand) and lease workers under kills, pauses and partitions.
 describe('chaos with watchers and leases (3 real nodes, ~12 s)', () => {
   it('kill: every watcher ordered, unique, atomic, reliable and resumable; leases expire, revoke and stay kept alive', async () => {
-    const seed = BASE_SEED + 100;
-    const { report, runDir, watchCheck } = await runChaos({ nodes: 3, timeSeconds: Math.min(SECONDS, 12), seed, nemeses: ['kill'], clients: 3, watchers: 6, leases: true, portRange: [29_000, 30_000] });
-    const why = `seed ${seed}, run folder ${runDir}: ${report.reasons.join('; ')}`;
-    expect(report.faults.length, `no fault injected (${why})`).toBeGreaterThan(0);
-    expect(watchCheck, `the watch check did not run (${why})`).toBeDefined();
-    expect(watchCheck?.events ?? 0, `no event watched (${why})`).toBeGreaterThan(0);
-    expect(watchCheck?.problems ?? [], why).toEqual([]);
-    expect(report.verdict, why).toBe('pass');
+    await expectWatchersPass(BASE_SEED + 100, ['kill']);
   }, 240_000);
 
   it('pause and partition: the same checks while members are frozen (SIGSTOP) and cut off', async () => {
-    const seed = BASE_SEED + 101;
-    const { report, runDir, watchCheck } = await runChaos({ nodes: 3, timeSeconds: Math.min(SECONDS, 12), seed, nemeses: ['pause', 'partition'], clients: 3, watchers: 6, leases: true, portRange: [29_000, 30_000] });
-    const why = `seed ${seed}, run folder ${runDir}: ${report.reasons.join('; ')}`;
-    expect(report.faults.length, `no fault injected (${why})`).toBeGreaterThan(0);
-    expect(watchCheck, `the watch check did not run (${why})`).toBeDefined();
-    expect(watchCheck?.events ?? 0, `no event watched (${why})`).toBeGreaterThan(0);
-    expect(watchCheck?.problems ?? [], why).toEqual([]);
-    expect(report.verdict, why).toBe('pass');
+    await expectWatchersPass(BASE_SEED + 101, ['pause', 'partition']);
   }, 240_000);
 });

@@ -2,7 +2,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { KvClient } from '../../src/client/index.js';
 import { waitForApplied } from '../../cluster/wait.js';
-import { startTestCluster, type TestCluster } from './helpers.js';
+import { eventually, startTestCluster, type TestCluster } from './helpers.js';
 
 let tc: TestCluster | undefined;
 afterEach(async () => {
@@ -21,7 +21,10 @@ describe('membership on a live cluster', () => {
     c.start(4, { state: 'existing', members: [1, 2, 3, 4] });
     const mark = await tc.client.put('m/mark', 'x');
     await waitForApplied(c.endpoints(), mark.header.index, 30_000, tc.tls);
-    const promoted = await tc.client.memberPromote(4);
+    // The leader learns the learner's match from its next append response, which can trail the learner's apply
+    // (more so under TLS): until then promote is refused as etcd refuses it ("not in sync"), and a client retries.
+    const client = tc.client;
+    const promoted = await eventually(() => client.memberPromote(4), 10_000);
     expect(promoted.members.find((m) => m.id === 4)?.learner).toBe(false);
     const four = new KvClient(tc.dial([c.clientAddress(4)]));
     const local = await four.range({ prefix: 'm/' }, { serializable: true, limit: 0 });

@@ -35,7 +35,7 @@ describe('chaos (3 real nodes, ~15 s per nemesis)', () => {
 
 /** A short run with watchers and lease workers under `nemeses`: watch-check.ts's checks and the run's verdict. */
 async function expectWatchersPass(seed: number, nemeses: NemesisKind[]): Promise<void> {
-  const { report, runDir, watchCheck } = await runChaos({ nodes: 3, timeSeconds: Math.min(SECONDS, 12), seed, nemeses, clients: 3, watchers: 6, leases: true, portRange: [29_000, 30_000] });
+  const { report, runDir, watchCheck } = await runChaos({ nodes: 3, timeSeconds: Math.min(SECONDS, 12), seed, nemeses, clients: 3, watchers: 6, leases: true });
   const why = `seed ${seed}, run folder ${runDir}: ${report.reasons.join('; ')}`;
   expect(report.faults.length, `no fault injected (${why})`).toBeGreaterThan(0);
   expect(watchCheck, `the watch check did not run (${why})`).toBeDefined();

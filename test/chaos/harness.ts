@@ -47,7 +47,7 @@ export interface ChaosOptions {
   readonly watchers?: number;
   /** Lease workers (kept alive, expired, revoked), checked at the end (watch-check.ts); default false. */
   readonly leases?: boolean;
-  /** Peer and client ports come from [min, max) (default 20000-60000, picked at random). */
+  /** Peer and client ports come from [min, max) (default CHAOS_PORT_RANGE, picked at random). */
   readonly portRange?: readonly [number, number];
 }
 
@@ -79,8 +79,16 @@ async function portFree(port: number): Promise<boolean> {
   });
 }
 
+/**
+ * Where chaos clusters listen: below Linux's ephemeral range (ip_local_port_range 32768-60999), where the
+ * kernel hands out the source ports of outgoing connections, so a port free when picked stays free until a
+ * restarted member binds it again (CI once failed with EADDRINUSE on 41081); and clear of the fixed ranges
+ * other suites use (TLS 11000-12999, integration 21000-22999, coordination 29000-29299).
+ */
+export const CHAOS_PORT_RANGE: readonly [number, number] = [13_000, 21_000];
+
 /** Picks peer and client port bases whose 2n ports are free (the machine is shared: avoid fixed ports). */
-async function findPorts(nodes: number, range: readonly [number, number] = [20_000, 60_000]): Promise<{ peer: number; client: number }> {
+async function findPorts(nodes: number, range: readonly [number, number] = CHAOS_PORT_RANGE): Promise<{ peer: number; client: number }> {
   for (let attempt = 0; attempt < 50; attempt++) {
     const base = range[0] + Math.floor(Math.random() * Math.floor((range[1] - range[0]) / 20)) * 20; // not from the seed: ports are not part of the schedule
     const peer = base;

@@ -2,7 +2,7 @@
 // writes and restores snapshots.
 //
 // Its directory and LevelDB stores: level-store.ts; the key layout: schema.ts; the member table: members.ts;
-// the write-behind buffers: write-buffer.ts; client sessions and their expiry: sessions.ts; the snapshot
+// the write-behind (applied batches on their way to LevelDB, a full disk's stall and retry): write-behind.ts, its buffers: write-buffer.ts; client sessions and their expiry: sessions.ts; the snapshot
 // directory: snapshot-dir.ts; the key-space digest (scanned against the store at open and by verifyKeySpace()):
 // key-space-digest.ts.
 //
@@ -71,10 +71,7 @@ import {
   DEFAULT_WRITE_BUFFER_BYTES,
   INGEST_WRITE_BUFFER_BYTES,
   KV_CORRUPTION_REMEDY,
-  REOPEN_MIN_FREE_BYTES,
   dirSizeBytes,
-  freeBytes,
-  isNoSpace,
   isRaftKvErrorCode,
   levelCause,
   liveGeneration,
@@ -150,7 +147,9 @@ import {
   validateCommand,
   validateRange,
 } from './validate.js';
-import { WriteBuffer, mergeWrites } from './write-buffer.js';
+import { mergeWrites } from './write-buffer.js';
+import { SYSTEM_TIMERS, WriteBehind } from './write-behind.js';
+import type { KvTimers } from './write-behind.js';
 import type { BatchOp } from './write-buffer.js';
 import {
   ETCD_LEASE_EXISTS,
@@ -174,18 +173,7 @@ export { encodeMemberContext, decodeMemberContext, confStateOf } from './members
 export type { MemberContext } from './members.js';
 export { latestSnapshot, verifySnapshotFile } from './snapshot-dir.js';
 
-/** The one timer the state machine sets (a node's Clock has this shape). */
-export interface KvTimers {
-  setTimeout(fn: () => void, delayMs: number): () => void; // returns a cancel function
-}
-
-const SYSTEM_TIMERS: KvTimers = {
-  setTimeout(fn, delayMs) {
-    const t = setTimeout(fn, delayMs);
-    t.unref(); // a pending write-behind flush never keeps the process alive (close() flushes)
-    return () => clearTimeout(t);
-  },
-};
+export type { KvTimers } from './write-behind.js';
 
 export type KvFailPoint = 'snapshot-before-rename' | 'restore-before-swap' | 'restore-after-swap' | 'flush' | 'compaction-batch';
 
@@ -219,13 +207,6 @@ const VERIFY_READ_ENTRIES = 20_000; // keys per iterator read of verifyKeySpace(
 // digestAt() answers for this many recent digest changes: enough for members' applied indices to meet while
 // writes go on (a lagging member is checked at an index its peers still remember), 2 numbers + index each.
 export const DIGEST_HISTORY_LENGTH = 10_000;
-// Write-behind (as etcd's backend batches its bbolt commits): applied batches gather in memory and reach
-// LevelDB as one batch at most this often, or sooner past these sizes. One LevelDB write costs two thread
-// hand-offs (a pool thread, then the event loop), measured at ~0.15-0.2 ms of a sequential put's latency on
-// 2 cores. Nothing is at risk: the WAL holds every applied entry until a snapshot, which flushes first.
-export const APPLY_FLUSH_INTERVAL_MS = 20;
-export const APPLY_FLUSH_MAX_KEYS = 10_000;
-export const APPLY_FLUSH_MAX_BYTES = 8 * 1024 * 1024;
 // Compaction deletes history in batches of at most this many records, each through the write buffer between two
 // applies: a compaction of millions of revisions never holds the apply loop for long (etcd: 1,000 per batch too).
 export const COMPACTION_BATCH_RECORDS = 1000;
@@ -250,11 +231,7 @@ export class KvStateMachine {
   private readonly digest = new KeySpaceDigest(); // the key space as of appliedIndex (with the write buffers)
   private digestStored = false; // LevelDB holds a digest record (false: a directory from before digests)
   private digestHistory: { index: Index; value: DigestValue }[] = []; // the digest after each change, oldest first
-  private broken: Error | undefined; // a batch write failed: in-memory state may be ahead of LevelDB
-  private unflushed = new WriteBuffer(); // applied writes not yet handed to LevelDB
-  private readonly flushing: WriteBuffer[] = []; // handed to LevelDB (queued or being written), oldest first
-  private flushDone: Promise<void> = Promise.resolve(); // the batch being written (never rejects; sets broken)
-  private cancelFlushTimer: (() => void) | undefined; // cancels the next write-behind flush
+  private readonly writes: WriteBehind; // applied batches on their way to LevelDB (write-behind.ts)
   /** Called once when a background LevelDB batch fails (the state machine is then broken). */
   onFlushFailure: ((err: Error) => void) | undefined;
   /**
@@ -264,10 +241,8 @@ export class KvStateMachine {
   onFlushStalled: ((err: Error) => void) | undefined;
   /** Called after each background LevelDB batch of applied writes landed, with how long it took (etcd's backend commit). */
   onBackendCommit: ((durationMs: number) => void) | undefined;
-  private stalled: RaftKvError | undefined; // a batch failed with ENOSPC: nothing is written until retryFlush()
   private closed = false;
   private readonly limits: KvLimits;
-  private readonly timers: KvTimers; // the write-behind flush timer goes through it
   private readonly leaseTable = new Map<number, Lease>(); // as of appliedIndex (loaded from 'l' at open)
   /** Set by the node: every applied batch's changes, in order, after they are readable (watchers, the lessor). */
   onApplied: ((change: AppliedChange) => void) | undefined;
@@ -279,7 +254,24 @@ export class KvStateMachine {
     private readonly opts: KvStateMachineOptions,
   ) {
     this.limits = opts.limits ?? DEFAULT_KV_LIMITS;
-    this.timers = opts.timers ?? SYSTEM_TIMERS;
+    this.writes = new WriteBehind(
+      {
+        dir,
+        db: () => this.db,
+        reopen: () =>
+          this.withReadsQuiesced(async () => {
+            await this.db.close();
+            this.db = await openDb(join(this.dir, `db-${this.generation}`), DEFAULT_WRITE_BUFFER_BYTES, 'existing');
+          }),
+        appliedIndex: () => this.appliedIndexValue,
+        logger: opts.logger,
+        failpoint: opts.failpoint,
+        onFailure: (err) => this.onFlushFailure?.(err),
+        onStalled: (err) => this.onFlushStalled?.(err),
+        onCommit: (durationMs) => this.onBackendCommit?.(durationMs),
+      },
+      opts.timers ?? SYSTEM_TIMERS,
+    );
     this.sessions = new SessionTable(opts.sessionTtlEntries ?? DEFAULT_SESSION_TTL_ENTRIES, opts.maxSessions ?? DEFAULT_MAX_SESSIONS);
   }
 
@@ -478,9 +470,7 @@ export class KvStateMachine {
 
   private check(): void {
     if (this.closed) throw new RaftKvError('UNAVAILABLE', 'kv: the state machine is closed');
-    if (this.broken !== undefined) {
-      throw new Error(`kv: a LevelDB batch failed earlier; reopen the state machine (${this.broken.message})`);
-    }
+    this.writes.checkNotBroken();
   }
 
   /**
@@ -534,96 +524,24 @@ export class KvStateMachine {
     try {
       return await this.applyChecked(entries, onOutcomes);
     } catch (err) {
-      throw this.breakWith(err);
+      // In-memory sessions and members may be ahead of LevelDB now: refused until closed and reopened.
+      throw this.writes.breakWith(err);
     }
-  }
-
-  /**
-   * In-memory sessions and members may be ahead of LevelDB now (and LevelDB itself refuses writes after a
-   * failed one): refuse further use until closed and reopened, which resumes after the last flushed entry.
-   */
-  private breakWith(err: unknown): Error {
-    const e = err instanceof Error ? err : new Error(String(err));
-    this.broken ??= e;
-    if (isNoSpace(e)) return new RaftKvError('DISK_FULL', `kv: LevelDB write failed, reopen when space returns: ${levelCause(e)}`);
-    return e;
   }
 
   /** True while batches wait for disk space (see onFlushStalled). */
   get isFlushStalled(): boolean {
-    return this.stalled !== undefined;
+    return this.writes.stalled !== undefined;
   }
 
   /**
-   * After a DISK_FULL stall: writes the waiting batches in order. LevelDB keeps a failed background write as a
-   * sticky error, so a batch that fails again is retried once on a reopened store. Returns true when every
-   * waiting batch landed (the stall is over), false while there is still no space. Other errors break the
-   * state machine (as any failed batch does).
+   * After a DISK_FULL stall: writes the waiting batches in order (WriteBehind.retry). Returns true when the
+   * stall is over (a compaction the full disk stopped then goes on), false while there is still no space.
    */
   async retryFlush(): Promise<boolean> {
-    if (this.stalled === undefined) return true;
-    const done = this.flushDone.then(async () => {
-      if (this.stalled === undefined || this.broken !== undefined) return;
-      for (let reopened = false; this.flushing.length > 0; ) {
-        const head = this.flushing[0];
-        if (head === undefined) break;
-        try {
-          this.opts.failpoint?.('flush');
-          await this.db.batch([...head.ops.values()]);
-          this.flushing.shift();
-        } catch (err) {
-          if (!isNoSpace(err)) {
-            this.opts.logger?.warn({ err: levelCause(err) }, 'kv: a LevelDB batch failed; the state machine must be reopened');
-            this.onFlushFailure?.(this.breakWith(err));
-            return;
-          }
-          // Still no space; or LevelDB's sticky error, which only a reopen clears (and a reopen writes a new log and
-          // MANIFEST: without room for them it would leave no store at all).
-          if (reopened || (await freeBytes(this.dir)) < REOPEN_MIN_FREE_BYTES) return;
-          reopened = true;
-          await this.withReadsQuiesced(async () => {
-            await this.db.close();
-            this.db = await openDb(join(this.dir, `db-${this.generation}`), DEFAULT_WRITE_BUFFER_BYTES, 'existing');
-          });
-        }
-      }
-      this.stalled = undefined;
-      this.opts.logger?.info({ applied: this.appliedIndexValue }, 'kv: disk has space again: the waiting batches landed');
-    });
-    this.flushDone = done.catch((err: unknown) => {
-      // The reopen failed: the store is unusable until the process restarts (recovery replays the WAL).
-      this.onFlushFailure?.(this.breakWith(err));
-    });
-    await this.flushDone;
-    if (this.stalled === undefined && this.broken === undefined) {
-      void this.startFlush(); // what applied meanwhile
-      this.resumeCompaction(); // stopped by the full disk
-    }
-    return this.stalled === undefined && this.broken === undefined;
-  }
-
-  // ------------------------------------------------------------ write-behind
-
-  /** A LevelDB point read through the write buffers (newest first). */
-  private getSync(key: Uint8Array): Uint8Array | undefined {
-    const v = this.buffered(key);
-    return v === undefined ? this.db.getSync(key) : (v ?? undefined);
-  }
-
-  private async getAsync(key: Uint8Array): Promise<Uint8Array | undefined> {
-    const v = this.buffered(key);
-    return v === undefined ? this.db.get(key) : (v ?? undefined);
-  }
-
-  /** undefined: in no write buffer; null: deleted there; else the newest buffered value. */
-  private buffered(key: Uint8Array): Uint8Array | null | undefined {
-    const v = this.unflushed.get(key);
-    if (v !== undefined) return v;
-    for (let i = this.flushing.length - 1; i >= 0; i--) {
-      const f = this.flushing[i]?.get(key);
-      if (f !== undefined) return f;
-    }
-    return undefined;
+    const over = await this.writes.retry();
+    if (over) this.resumeCompaction();
+    return over;
   }
 
   /** Resolves once everything applied before the call is in LevelDB (not fsynced); returns that applied index. */
@@ -633,78 +551,16 @@ export class KvStateMachine {
     return index;
   }
 
-  /** Queues a batch of applied writes; starts a flush when the buffer is full, else makes sure one is timed. */
-  private bufferWrites(batch: readonly BatchOp[]): void {
-    for (const op of batch) this.unflushed.add(op);
-    if (this.unflushed.ops.size >= APPLY_FLUSH_MAX_KEYS || this.unflushed.bytes >= APPLY_FLUSH_MAX_BYTES) {
-      void this.startFlush(); // never rejects: a failure breaks the state machine and calls onFlushFailure
-    } else if (this.cancelFlushTimer === undefined) {
-      this.cancelFlushTimer = this.timers.setTimeout(() => {
-        this.cancelFlushTimer = undefined;
-        void this.startFlush(); // never rejects (as above)
-      }, APPLY_FLUSH_INTERVAL_MS);
-    }
-  }
-
-  /** Hands the buffered writes to LevelDB as one batch, after the batch being written (if any). */
-  private startFlush(): Promise<void> {
-    if (this.cancelFlushTimer !== undefined) {
-      this.cancelFlushTimer();
-      this.cancelFlushTimer = undefined;
-    }
-    if (this.unflushed.ops.size === 0) return this.flushDone;
-    const buffer = this.unflushed;
-    this.unflushed = new WriteBuffer();
-    this.flushing.push(buffer);
-    this.flushDone = this.flushDone.then(async () => {
-      if (this.broken !== undefined) return; // reads fail from now on; the buffers stay for them to shadow
-      if (this.stalled !== undefined) return; // waits for retryFlush(), behind the batch that did not fit
-      try {
-        this.opts.failpoint?.('flush');
-        const commitStartMs = performance.now();
-        await this.db.batch([...buffer.ops.values()]);
-        this.onBackendCommit?.(performance.now() - commitStartMs);
-        this.flushing.shift(); // it is `buffer`: batches land in order
-      } catch (err) {
-        if (isNoSpace(err)) {
-          this.stalled = new RaftKvError('DISK_FULL', `kv: no space for a LevelDB batch (${levelCause(err)}); it waits in memory`);
-          this.opts.logger?.warn({ err: levelCause(err), waiting: this.flushing.length }, 'kv: disk full: applied batches wait in memory');
-          this.onFlushStalled?.(this.stalled);
-          return;
-        }
-        const e = this.breakWith(err);
-        this.opts.logger?.warn({ err: e.message }, 'kv: a LevelDB batch failed; the state machine must be reopened');
-        this.onFlushFailure?.(e);
-      }
-    });
-    return this.flushDone;
-  }
-
-  /**
-   * Everything applied before this call is in LevelDB (not fsynced) when it resolves; later applies may be
-   * too (LevelDB always holds whole apply batches). Throws if a batch failed.
-   */
+  /** Everything applied before this call is in LevelDB (not fsynced) when it resolves. Throws if a batch failed. */
   private async flushAll(): Promise<void> {
-    await this.startFlush();
-    this.check();
-    if (this.stalled !== undefined) throw this.stalled;
-  }
-
-  /** Like flushAll, but while the disk is full it returns with batches still waiting (scan() merges them). */
-  private async flushIfPossible(): Promise<void> {
-    await this.startFlush();
+    await this.writes.flushAll();
     this.check();
   }
 
   /** The waiting batches' writes to data keys in [lo, hi), newest per key, in key order (only while stalled). */
   private waitingInRange(lo: Uint8Array, hi: Uint8Array): { ks: string; key: Uint8Array; sv: StoredValue | undefined }[] {
-    const newest = new Map<string, BatchOp>();
-    for (const b of [...this.flushing, this.unflushed]) for (const [ks, op] of b.ops) newest.set(ks, op);
-    const los = keyString(lo);
-    const his = keyString(hi);
     const out: { ks: string; key: Uint8Array; sv: StoredValue | undefined }[] = [];
-    for (const [ks, op] of newest) {
-      if (ks < los || ks >= his) continue;
+    for (const [ks, op] of this.writes.newestInRange(lo, hi)) {
       out.push({ ks: ks.slice(1), key: op.key.subarray(1), sv: op.type === 'put' ? decodeStoredValue(op.value) : undefined });
     }
     return out.sort((a, b) => (a.ks < b.ks ? -1 : a.ks > b.ks ? 1 : 0));
@@ -766,7 +622,7 @@ export class KvStateMachine {
     batch.push({ type: 'put', key: KEY_APPLIED, value: encodeApplied(index, term) });
     batch.push({ type: 'put', key: KEY_DIGEST, value: encodeDigest(this.digest.value()) });
     // Readable now through the write buffer; in LevelDB within APPLY_FLUSH_INTERVAL_MS (the applied record with it).
-    this.bufferWrites(batch);
+    this.writes.add(batch);
     this.appliedIndexValue = index;
     this.appliedTermValue = term;
     this.mvcc = overlay.mvcc;
@@ -779,8 +635,7 @@ export class KvStateMachine {
       this.onApplied?.({ revision: this.mvcc.revision, events: overlay.events, leases: overlay.leases, restored: false });
     }
     onOutcomes?.(outcomes);
-    // Backpressure: when a second buffer already waits behind the batch being written, wait for both.
-    if (this.flushing.length > 1) await this.flushDone;
+    await this.writes.drainIfBehind();
     return outcomes;
   }
 
@@ -836,7 +691,7 @@ export class KvStateMachine {
       }
     }
     for (const [ks, k] of keys) {
-      const v = this.getSync(prefixed(PREFIX_DATA, k));
+      const v = this.writes.getSync(prefixed(PREFIX_DATA, k));
       overlay.cache.set(ks, v === undefined ? undefined : decodeStoredValue(v));
     }
   }
@@ -895,7 +750,7 @@ export class KvStateMachine {
   }
 
   private async storedAnswer(clientId: string): Promise<SessionAnswer> {
-    const v = await this.getAsync(sessionKey(clientId));
+    const v = await this.writes.get(sessionKey(clientId));
     if (v === undefined) throw new Error(`kv: session ${clientId} is live but has no record`);
     return decodeSession(v).answer;
   }
@@ -920,7 +775,7 @@ export class KvStateMachine {
     // On the calling thread, as the apply's prefetch does: an async get costs a pool thread, a promise and an
     // implicit LevelDB snapshot, and under 64 concurrent gets it held the event loop ~40 us per get (profiled)
     // against ~2 us for a cached sync get. A cold block blocks the loop for one disk read, like etcd's mmap read.
-    const v = this.getSync(prefixed(PREFIX_DATA, key));
+    const v = this.writes.getSync(prefixed(PREFIX_DATA, key));
     return v === undefined ? undefined : decodeStoredValue(v);
   }
 
@@ -935,13 +790,16 @@ export class KvStateMachine {
     // The iterator reads LevelDB, which then holds every batch but this one's. A client read (no overlay) does
     // not wait while the disk is full: it merges the waiting batches, and waiting would deadlock with a
     // retryFlush() that reopens the store once the reads in flight are done.
-    if (overlay === undefined && this.stalled !== undefined) this.check();
-    else await this.flushIfPossible();
+    if (overlay === undefined && this.writes.stalled !== undefined) this.check();
+    else {
+      await this.writes.flushIfPossible();
+      this.check();
+    }
     const gte = prefixed(PREFIX_DATA, range.key);
     const lt = isOpenEnd(range.end) ? DATA_HI : prefixed(PREFIX_DATA, range.end);
     // While the disk is full, batches wait in memory: they are merged like this batch's own writes (an apply
     // sees them too). This batch's writes are newer, so they replace a waiting write to the same key.
-    const waiting = this.stalled === undefined ? [] : this.waitingInRange(gte, lt);
+    const waiting = this.writes.stalled === undefined ? [] : this.waitingInRange(gte, lt);
     const own = overlay?.inRange(range) ?? [];
     const pending = waiting.length === 0 ? own : mergeWrites(waiting, own);
     const shadowed = new Set(waiting.map((w) => w.ks));
@@ -1082,15 +940,11 @@ export class KvStateMachine {
 
   /** The write buffers' and the batch's writes to LevelDB keys in [lo, hi), newest per key, in key order. */
   private bufferedInRange(lo: Uint8Array, hi: Uint8Array, overlay: Overlay | undefined): { ks: string; key: Uint8Array; value: Uint8Array | undefined }[] {
-    const los = keyString(lo);
-    const his = keyString(hi);
     const newest = new Map<string, { key: Uint8Array; value: Uint8Array | undefined }>();
-    for (const b of [...this.flushing, this.unflushed]) {
-      for (const [ks, op] of b.ops) {
-        if (ks >= los && ks < his) newest.set(ks, { key: op.key, value: op.type === 'put' ? op.value : undefined });
-      }
-    }
+    for (const [ks, op] of this.writes.newestInRange(lo, hi)) newest.set(ks, { key: op.key, value: op.type === 'put' ? op.value : undefined });
     if (overlay !== undefined) {
+      const los = keyString(lo);
+      const his = keyString(hi);
       for (const [ks, h] of overlay.history) if (ks >= los && ks < his) newest.set(ks, { key: h.key, value: h.value });
     }
     return [...newest].map(([ks, v]) => ({ ks, ...v })).sort((a, b) => (a.ks < b.ks ? -1 : a.ks > b.ks ? 1 : 0));
@@ -1300,7 +1154,7 @@ export class KvStateMachine {
     const los = keyString(lo);
     const his = keyString(hi);
     const pending = new Map<string, boolean>(); // newest buffered state per attachment record
-    for (const b of [...this.flushing, this.unflushed]) for (const [ks, op] of b.ops) if (ks >= los && ks < his) pending.set(ks, op.type === 'put');
+    for (const [ks, op] of this.writes.newestInRange(lo, hi)) pending.set(ks, op.type === 'put');
     if (overlay !== undefined) for (const [ks, a] of overlay.attached) if (ks >= los && ks < his) pending.set(ks, a.present);
     const found = new Map<string, Uint8Array>();
     for await (const k of this.db.keys({ gte: lo, lt: hi })) {
@@ -1529,7 +1383,7 @@ export class KvStateMachine {
         if (epoch !== this.compactionEpoch) return false;
         this.check();
         this.mvcc.compactedOnDisk = target; // no batch is being applied: the next one copies it
-        this.bufferWrites([{ type: 'put', key: KEY_MVCC, value: encodeMvcc(this.mvcc) }]);
+        this.writes.add([{ type: 'put', key: KEY_MVCC, value: encodeMvcc(this.mvcc) }]);
         await this.flushAll();
         return true;
       });
@@ -1599,7 +1453,7 @@ export class KvStateMachine {
           await this.serial.run(() => {
             if (epoch !== this.compactionEpoch) return Promise.resolve();
             this.check();
-            this.bufferWrites(dels);
+            this.writes.add(dels);
             return Promise.resolve();
           });
         }
@@ -1796,7 +1650,7 @@ export class KvStateMachine {
       if (this.closed) return;
       this.closed = true; // reads waiting at the gate then fail with UNAVAILABLE
       this.compactionEpoch++;
-      await this.startFlush(); // never rejects: after a failed batch the rest is replayed from the WAL
+      await this.writes.start(); // never rejects: after a failed batch the rest is replayed from the WAL
       await this.withReadsQuiesced(() => this.db.close());
     });
   }

@@ -246,9 +246,10 @@ describe('KvStateMachine snapshots', () => {
       expect(reads).toBeGreaterThan(0);
       const final = (await sm.range(req)).count;
       expect([...counts].every((c) => c === final || c <= 10), `counts seen ${[...counts].join(',')}`).toBe(true);
-      const racing = [sm.range(req), sm.range(req)];
+      // Settled handlers attached before close: a read may fail (UNAVAILABLE) while close is still running.
+      const racing = Promise.allSettled([sm.range(req), sm.range(req)]);
       await sm.close();
-      const settled = await Promise.allSettled(racing);
+      const settled = await racing;
       for (const r of settled) {
         if (r.status === 'rejected') expect(isRaftKvError(r.reason, 'UNAVAILABLE'), String(r.reason)).toBe(true);
       }

@@ -15,7 +15,7 @@ import type { Member } from '../../../src/node/api.js';
 import { RaftKvError } from '../../../src/shared/errors.js';
 import type { ApplyOutcome, SnapshotFile, StateMachine } from '../../../src/node/ports.js';
 import type { ConfState, Entry, Index, Rng, SnapshotMetadata, Term } from '../../../src/raft/types.js';
-import { APPLY_FLUSH_INTERVAL_MS } from '../../../src/kv/state-machine.js';
+import { APPLY_FLUSH_INTERVAL_MS } from '../../../src/kv/write-behind.js';
 import type { RangeRequest, RangeResult } from '../../../src/kv/types.js';
 import { KvImage } from './kv-image.js';
 import type { SimClock } from './sim-clock.js';

@@ -47,23 +47,18 @@ import { decodeConfChange } from '../raft/conf-change.js';
 import type { ConfState, Entry, Index, SnapshotMetadata, Term } from '../raft/types.js';
 import { assertNever, decodeEnvelope, decodeStoredValue, encodeStoredValue } from './codec.js';
 import type { SessionAnswer, StoredValue } from './codec.js';
-import { Overlay, answerOutcome, compareKv, toKeyValue } from './commands.js';
+import { Overlay, answerOutcome } from './commands.js';
 import type { WriteTx } from './commands.js';
 import {
   HISTORY_HI,
   HISTORY_LO,
   INITIAL_MVCC,
-  TOMBSTONE,
   decodeHistoryRecord,
   decodeMvcc,
-  encodeHistoryRecord,
   encodeMvcc,
-  historyKey,
-  historyStart,
   parseHistoryKey,
 } from './history.js';
-import type { HistoryRecord, MvccState } from './history.js';
-import { checkResponseBytes, finishRange, hasRevisionFilters, keysNeeded } from './range-query.js';
+import type { MvccState } from './history.js';
 import type { ApplyOutcome } from './commands.js';
 import { EMPTY_DIGEST, KeySpaceDigest, decodeDigest, digestsEqual, encodeDigest, formatDigest } from './key-space-digest.js';
 import type { DigestValue } from './key-space-digest.js';
@@ -114,54 +109,32 @@ import { DEFAULT_KV_LIMITS } from './types.js';
 import type {
   AlarmMember,
   Command,
-  CommandResult,
-  Compare,
-  DeleteOp,
-  DeleteResult,
   KeyRange,
-  KeyValue,
   KvEvent,
   KvLimits,
   KvLogger,
   Lease,
-  LeaseCheckpointOp,
-  LeaseGrantOp,
-  LeaseRevokeOp,
   Op,
-  OpResult,
-  PutOp,
-  PutResult,
   RangeRequest,
   RangeResult,
   TxnOp,
   TxnResult,
 } from './types.js';
 import {
-  ETCD_COMPACTED,
-  ETCD_FUTURE_REV,
-  ETCD_KEY_NOT_FOUND,
-  ETCD_LEASE_NOT_FOUND,
   compareBytes,
-  isEmptyRange,
-  isOpenEnd,
   validateCommand,
   validateRange,
 } from './validate.js';
-import { mergeWrites } from './write-buffer.js';
 import { SYSTEM_TIMERS, WriteBehind } from './write-behind.js';
+import { MvccReader } from './mvcc-reader.js';
+import { Applier } from './applier.js';
 import type { KvTimers } from './write-behind.js';
 import type { BatchOp } from './write-buffer.js';
 import {
-  ETCD_LEASE_EXISTS,
   LEASE_HI,
   LEASE_LO,
-  MAX_LEASES,
-  attachedKey,
-  attachedRange,
-  checkLeaseGrant,
   decodeLease,
   encodeLease,
-  keyOfAttached,
   leaseIdOfKey,
   leaseKey,
 } from './leases.js';
@@ -232,6 +205,8 @@ export class KvStateMachine {
   private digestStored = false; // LevelDB holds a digest record (false: a directory from before digests)
   private digestHistory: { index: Index; value: DigestValue }[] = []; // the digest after each change, oldest first
   private readonly writes: WriteBehind; // applied batches on their way to LevelDB (write-behind.ts)
+  private readonly reader: MvccReader; // ranges and history over LevelDB and the buffers (mvcc-reader.ts)
+  private readonly applier: Applier; // runs a command against a batch's Overlay (applier.ts)
   /** Called once when a background LevelDB batch fails (the state machine is then broken). */
   onFlushFailure: ((err: Error) => void) | undefined;
   /**
@@ -272,6 +247,8 @@ export class KvStateMachine {
       },
       opts.timers ?? SYSTEM_TIMERS,
     );
+    this.reader = new MvccReader({ db: () => this.db, writes: this.writes, mvcc: () => this.mvcc, limits: this.limits, check: () => this.check() });
+    this.applier = new Applier({ reader: this.reader, digest: this.digest, leases: this.leaseTable, alarms: this.alarms, auth: this.auth });
     this.sessions = new SessionTable(opts.sessionTtlEntries ?? DEFAULT_SESSION_TTL_ENTRIES, opts.maxSessions ?? DEFAULT_MAX_SESSIONS);
   }
 
@@ -557,15 +534,6 @@ export class KvStateMachine {
     this.check();
   }
 
-  /** The waiting batches' writes to data keys in [lo, hi), newest per key, in key order (only while stalled). */
-  private waitingInRange(lo: Uint8Array, hi: Uint8Array): { ks: string; key: Uint8Array; sv: StoredValue | undefined }[] {
-    const out: { ks: string; key: Uint8Array; sv: StoredValue | undefined }[] = [];
-    for (const [ks, op] of this.writes.newestInRange(lo, hi)) {
-      out.push({ ks: ks.slice(1), key: op.key.subarray(1), sv: op.type === 'put' ? decodeStoredValue(op.value) : undefined });
-    }
-    return out.sort((a, b) => (a.ks < b.ks ? -1 : a.ks > b.ks ? 1 : 0));
-  }
-
   private async applyChecked(entries: readonly Entry[], onOutcomes: ((outcomes: readonly ApplyOutcome[]) => void) | undefined): Promise<ApplyOutcome[]> {
     const outcomes: ApplyOutcome[] = [];
     const overlay = new Overlay({ ...this.mvcc });
@@ -734,7 +702,7 @@ export class KvStateMachine {
       this.alarms.checkCommand(env.command); // NOSPACE raised: what would grow the store is refused
       const tx: WriteTx = { main: overlay.mvcc.revision + 1, sub: 0 };
       overlay.entryIndex = e.index;
-      const result = await this.execute(env.command, overlay, tx);
+      const result = await this.applier.execute(env.command, overlay, tx);
       if (tx.sub > 0) overlay.mvcc.revision = tx.main; // +1 per command that changed something
       answer = { type: 'result', result };
     } catch (err) {
@@ -765,435 +733,6 @@ export class KvStateMachine {
 
   // ------------------------------------------------------------ commands
 
-  private read(key: Uint8Array, overlay: Overlay | undefined): StoredValue | undefined {
-    if (overlay !== undefined) {
-      const ks = keyString(key);
-      const w = overlay.data.get(ks);
-      if (w !== undefined) return w.sv;
-      if (overlay.cache.has(ks)) return overlay.cache.get(ks);
-    }
-    // On the calling thread, as the apply's prefetch does: an async get costs a pool thread, a promise and an
-    // implicit LevelDB snapshot, and under 64 concurrent gets it held the event loop ~40 us per get (profiled)
-    // against ~2 us for a cached sync get. A cold block blocks the loop for one disk read, like etcd's mmap read.
-    const v = this.writes.getSync(prefixed(PREFIX_DATA, key));
-    return v === undefined ? undefined : decodeStoredValue(v);
-  }
-
-  /** The live keys of a range in key order, the batch's own writes merged over LevelDB. */
-  private async *scan(range: KeyRange, overlay: Overlay | undefined): AsyncGenerator<[Uint8Array, StoredValue]> {
-    if (isEmptyRange(range)) return;
-    if (range.end.length === 0) {
-      const sv = this.read(range.key, overlay);
-      if (sv !== undefined) yield [range.key, sv];
-      return;
-    }
-    // The iterator reads LevelDB, which then holds every batch but this one's. A client read (no overlay) does
-    // not wait while the disk is full: it merges the waiting batches, and waiting would deadlock with a
-    // retryFlush() that reopens the store once the reads in flight are done.
-    if (overlay === undefined && this.writes.stalled !== undefined) this.check();
-    else {
-      await this.writes.flushIfPossible();
-      this.check();
-    }
-    const gte = prefixed(PREFIX_DATA, range.key);
-    const lt = isOpenEnd(range.end) ? DATA_HI : prefixed(PREFIX_DATA, range.end);
-    // While the disk is full, batches wait in memory: they are merged like this batch's own writes (an apply
-    // sees them too). This batch's writes are newer, so they replace a waiting write to the same key.
-    const waiting = this.writes.stalled === undefined ? [] : this.waitingInRange(gte, lt);
-    const own = overlay?.inRange(range) ?? [];
-    const pending = waiting.length === 0 ? own : mergeWrites(waiting, own);
-    const shadowed = new Set(waiting.map((w) => w.ks));
-    let p = 0;
-    const it = this.db.iterator({ highWaterMarkBytes: SCAN_READ_BYTES, gte, lt });
-    try {
-      for (;;) {
-        const chunk = await it.nextv(2000);
-        if (chunk.length === 0) break;
-        for (const [k, v] of chunk) {
-          const key = k.subarray(1);
-          const ks = keyString(key);
-          // The batch's own writes up to and including this key come first (and replace it if equal).
-          for (let w = pending[p]; w !== undefined && w.ks <= ks; w = pending[++p]) {
-            if (w.sv !== undefined) yield [w.key, w.sv];
-          }
-          if (overlay?.data.has(ks) === true || shadowed.has(ks)) continue; // overwritten or deleted since LevelDB got it
-          yield [new Uint8Array(key), decodeStoredValue(v)]; // a plain copy: LevelDB gives Buffers
-        }
-      }
-    } finally {
-      await it.close();
-    }
-    for (let w = pending[p]; w !== undefined; w = pending[++p]) if (w.sv !== undefined) yield [w.key, w.sv];
-  }
-
-  /**
-   * The keys of a range as of a past revision, in key order: per key, the newest history record at or below
-   * `revision`, unless a tombstone. LevelDB's history merged with the write buffers' and this batch's.
-   */
-  private async *scanAt(range: KeyRange, revision: number, overlay: Overlay | undefined): AsyncGenerator<KeyValue> {
-    if (isEmptyRange(range)) return;
-    let current: { key: Uint8Array; ks: string; best: { main: number; rec: HistoryRecord } | undefined } | undefined;
-    const finishKey = (c: NonNullable<typeof current>): KeyValue | undefined => {
-      const b = c.best;
-      if (b === undefined || b.rec.tombstone) return undefined;
-      return { key: c.key, value: b.rec.value, createRevision: b.rec.createRevision, modRevision: b.main, version: b.rec.version, lease: b.rec.lease };
-    };
-    for await (const [k, v] of this.historyRecords(range, overlay)) {
-      const h = parseHistoryKey(k);
-      const ks = keyString(h.key);
-      if (current === undefined || current.ks !== ks) {
-        const done = current === undefined ? undefined : finishKey(current);
-        current = { key: h.key, ks, best: undefined };
-        if (done !== undefined) yield done;
-      }
-      if (v !== undefined && h.main <= revision) current.best = { main: h.main, rec: decodeHistoryRecord(v) };
-    }
-    if (current !== undefined) {
-      const kv = finishKey(current);
-      if (kv !== undefined) yield kv;
-    }
-  }
-
-  /**
-   * The history records of `range` in key order: LevelDB's merged with the write buffers' and `overlay`'s (the
-   * batch being applied), a buffered write replacing LevelDB's record of the same key. `undefined` is a buffered
-   * deletion (a compaction's) of a record LevelDB still has. The buffers are captured in the same turn as the
-   * iterator (its implicit snapshot), so both are one view.
-   */
-  private async *historyRecords(range: KeyRange, overlay: Overlay | undefined): AsyncGenerator<[Uint8Array, Uint8Array | undefined]> {
-    const lo = historyStart(range.key);
-    const hi = range.end.length === 0 ? historyStart(Uint8Array.from([...range.key, 0])) : isOpenEnd(range.end) ? HISTORY_HI : historyStart(range.end);
-    const pending = this.bufferedInRange(lo, hi, overlay);
-    const it = this.db.iterator({ highWaterMarkBytes: SCAN_READ_BYTES, gte: lo, lt: hi });
-    let p = 0;
-    try {
-      for (;;) {
-        const chunk = await it.nextv(2000);
-        if (chunk.length === 0) break;
-        for (const [k, v] of chunk) {
-          const ks = keyString(k);
-          for (let w = pending[p]; w !== undefined && w.ks < ks; w = pending[++p]) yield [w.key, w.value];
-          const w = pending[p];
-          if (w !== undefined && w.ks === ks) {
-            p++;
-            yield [w.key, w.value];
-          } else {
-            yield [new Uint8Array(k), v]; // a plain copy: LevelDB gives Buffers
-          }
-        }
-      }
-    } finally {
-      await it.close();
-    }
-    for (let w = pending[p]; w !== undefined; w = pending[++p]) yield [w.key, w.value];
-  }
-
-  /**
-   * The changes to keys of `range` at revisions `fromRevision`..`toRevision` from the history, in revision then
-   * sub-revision order, each with the key's previous record as prevKv: what a watcher that starts in the past
-   * is sent. At most about `maxEvents` (whole revisions: the first one whole even if larger); `coveredTo` is the
-   * last revision the answer covers completely. COMPACTED if `fromRevision` is at or below the compacted
-   * revision (etcd lets a watcher start at the compaction revision itself: see below), FUTURE_REV never (the
-   * caller asks for applied revisions).
-   */
-  async historyEvents(range: KeyRange, fromRevision: number, toRevision: number, maxEvents: number): Promise<{ events: KvEvent[]; coveredTo: number }> {
-    this.check();
-    if (fromRevision < this.mvcc.compacted) throw new RaftKvError('COMPACTED', ETCD_COMPACTED);
-    const to = Math.min(toRevision, this.mvcc.revision);
-    if (isEmptyRange(range) || fromRevision > to) return { events: [], coveredTo: to };
-    let limit = to; // lowered when more than maxEvents were found: later revisions are left for the next call
-    let events: KvEvent[] = [];
-    // The key being read: its latest record so far (kv, at main) and the key as of the revision before that one.
-    let prev: { ks: string; kv: KeyValue | undefined; main: number; before: KeyValue | undefined } | undefined;
-    const trim = (): void => {
-      events.sort((a, b) => a.kv.modRevision - b.kv.modRevision || a.sub - b.sub);
-      const last = events[maxEvents - 1];
-      if (last === undefined) return;
-      const first = events[0]?.kv.modRevision ?? last.kv.modRevision;
-      // Keep whole revisions: up to the one before the revision of the maxEvents-th (or that one, if it is the first).
-      limit = last.kv.modRevision > first ? last.kv.modRevision - 1 : first;
-      events = events.filter((e) => e.kv.modRevision <= limit);
-    };
-    const take = (k: Uint8Array, v: Uint8Array | undefined): void => {
-      if (v === undefined) return; // deleted by a compaction still in the buffers
-      const h = parseHistoryKey(k);
-      const ks = keyString(h.key);
-      if (prev?.ks !== ks) prev = { ks, kv: undefined, main: 0, before: undefined };
-      if (h.main !== prev.main) prev.before = prev.kv; // etcd's prev_kv: the key at revision main - 1
-      prev.main = h.main;
-      const rec = decodeHistoryRecord(v);
-      const kv: KeyValue = rec.tombstone
-        ? { key: h.key, value: new Uint8Array(0), createRevision: 0, modRevision: h.main, version: 0, lease: 0 }
-        : { key: h.key, value: rec.value, createRevision: rec.createRevision, modRevision: h.main, version: rec.version, lease: rec.lease };
-      if (h.main >= fromRevision && h.main <= limit) {
-        events.push({ type: rec.tombstone ? 'delete' : 'put', kv, prevKv: prev.before, sub: h.sub });
-        if (events.length >= 2 * maxEvents) trim();
-      }
-      prev.kv = rec.tombstone ? undefined : kv;
-    };
-    for await (const [k, v] of this.historyRecords(range, undefined)) take(k, v);
-    // A compaction applied while the scan ran may have deleted some of what it was to read.
-    if (fromRevision < this.mvcc.compacted) throw new RaftKvError('COMPACTED', ETCD_COMPACTED);
-    trim();
-    return { events, coveredTo: limit };
-  }
-
-  /** The write buffers' and the batch's writes to LevelDB keys in [lo, hi), newest per key, in key order. */
-  private bufferedInRange(lo: Uint8Array, hi: Uint8Array, overlay: Overlay | undefined): { ks: string; key: Uint8Array; value: Uint8Array | undefined }[] {
-    const newest = new Map<string, { key: Uint8Array; value: Uint8Array | undefined }>();
-    for (const [ks, op] of this.writes.newestInRange(lo, hi)) newest.set(ks, { key: op.key, value: op.type === 'put' ? op.value : undefined });
-    if (overlay !== undefined) {
-      const los = keyString(lo);
-      const his = keyString(hi);
-      for (const [ks, h] of overlay.history) if (ks >= los && ks < his) newest.set(ks, { key: h.key, value: h.value });
-    }
-    return [...newest].map(([ks, v]) => ({ ks, ...v })).sort((a, b) => (a.ks < b.ks ? -1 : a.ks > b.ks ? 1 : 0));
-  }
-
-  /**
-   * etcd's Range: at `req.revision` (<= 0: `current`), FUTURE_REV above `current`, COMPACTED below the compacted
-   * revision; the header revision is `current`.
-   */
-  private async rangeWith(req: RangeRequest, overlay: Overlay | undefined, current: number): Promise<RangeResult> {
-    const mvcc = overlay?.mvcc ?? this.mvcc;
-    const asked = req.revision ?? 0;
-    if (asked > current) throw new RaftKvError('FUTURE_REV', ETCD_FUTURE_REV);
-    const revision = asked <= 0 ? current : asked;
-    if (revision < mvcc.compacted) throw new RaftKvError('COMPACTED', ETCD_COMPACTED);
-    // A range inside a txn being applied is not limited: its answer is decided by the log alone, on every member.
-    const maxBytes = overlay === undefined ? this.limits.maxResponseBytes : Number.POSITIVE_INFINITY;
-    const needed = keysNeeded(req);
-    // Without a limit or filters the answer holds every key read (sorted or not): past the byte limit it can only
-    // fail, so it fails before reading the rest.
-    const failEarly = req.limit === 0 && !hasRevisionFilters(req);
-    const kvs: KeyValue[] = [];
-    let count = 0;
-    let bytes = 0;
-    const keep = (kv: KeyValue): void => {
-      count++;
-      if (req.countOnly || (needed !== 0 && kvs.length >= needed)) return;
-      kvs.push(kv);
-      bytes += kv.key.length + (req.keysOnly ? 0 : kv.value.length);
-      if (failEarly && bytes > maxBytes) checkResponseBytes(kvs, maxBytes);
-    };
-    if (revision === current) {
-      for await (const [key, sv] of this.scan(req, overlay)) keep(toKeyValue(key, sv));
-    } else {
-      for await (const kv of this.scanAt(req, revision, overlay)) keep(kv);
-    }
-    return finishRange(req, kvs, count, current, maxBytes);
-  }
-
-  /**
-   * The one place a batch changes a key: the overlay, its history record, its lease attachment, the digest and
-   * the watch event move together.
-   */
-  private write(overlay: Overlay, tx: WriteTx, key: Uint8Array, prev: StoredValue | undefined, next: StoredValue | undefined): void {
-    overlay.data.set(keyString(key), { key, sv: next });
-    const prevLease = prev?.lease ?? 0;
-    const nextLease = next?.lease ?? 0;
-    if (prevLease !== nextLease) {
-      if (prevLease !== 0) {
-        const a = attachedKey(prevLease, key);
-        overlay.attached.set(keyString(a), { key: a, present: false });
-      }
-      if (nextLease !== 0) {
-        const a = attachedKey(nextLease, key);
-        overlay.attached.set(keyString(a), { key: a, present: true });
-      }
-    }
-    // etcd's prev_kv is the key as of the revision before (a key a txn changes twice has the same one twice).
-    const ks = keyString(key);
-    let before = overlay.before.get(ks);
-    if (before?.main !== tx.main) {
-      before = { main: tx.main, prevKv: prev === undefined ? undefined : toKeyValue(key, prev) };
-      overlay.before.set(ks, before);
-    }
-    overlay.events.push({
-      type: next === undefined ? 'delete' : 'put',
-      kv: next === undefined ? { key, value: new Uint8Array(0), createRevision: 0, modRevision: tx.main, version: 0, lease: 0 } : toKeyValue(key, next),
-      prevKv: before.prevKv,
-      sub: tx.sub,
-    });
-    const hkey = historyKey(key, tx.main, tx.sub++);
-    const rec: HistoryRecord =
-      next === undefined ? TOMBSTONE : { tombstone: false, createRevision: next.createRevision, version: next.version, lease: next.lease, value: next.value };
-    overlay.history.set(keyString(hkey), { key: hkey, value: encodeHistoryRecord(rec) });
-    this.digest.replace(key, prev, next);
-    overlay.digestChanged = true;
-  }
-
-  private put(op: PutOp, overlay: Overlay, tx: WriteTx): PutResult {
-    const prev = this.read(op.key, overlay);
-    // precheck() refused ignore_value/ignore_lease on a missing key before anything was written.
-    const value = op.ignoreValue === true ? (prev?.value ?? new Uint8Array(0)) : op.value;
-    const lease = op.ignoreLease === true ? (prev?.lease ?? 0) : (op.lease ?? 0);
-    const sv: StoredValue =
-      prev === undefined
-        ? { createRevision: tx.main, modRevision: tx.main, version: 1, lease, value }
-        : { createRevision: prev.createRevision, modRevision: tx.main, version: prev.version + 1, lease, value };
-    this.write(overlay, tx, op.key, prev, sv);
-    return { type: 'put', prevKv: op.prevKv && prev !== undefined ? toKeyValue(op.key, prev) : undefined, revision: tx.main };
-  }
-
-  private async deleteRange(op: DeleteOp, overlay: Overlay, tx: WriteTx): Promise<DeleteResult> {
-    const victims: [Uint8Array, StoredValue][] = [];
-    for await (const kv of this.scan(op.range, overlay)) victims.push(kv);
-    for (const [key, prev] of victims) this.write(overlay, tx, key, prev, undefined);
-    return {
-      type: 'delete',
-      deleted: victims.length,
-      prevKvs: op.prevKv ? victims.map(([k, sv]) => toKeyValue(k, sv)) : [],
-      revision: tx.sub > 0 ? tx.main : tx.main - 1,
-    };
-  }
-
-  /** etcd's applyCompare, on the state before the txn: every key of the compare's range must satisfy it. */
-  private async compare(c: Compare, overlay: Overlay): Promise<boolean> {
-    const end = c.end ?? new Uint8Array(0);
-    const found: StoredValue[] = [];
-    for await (const [, sv] of this.scan({ key: c.key, end }, overlay)) found.push(sv);
-    if (found.length === 0) return c.target === 'value' ? false : compareKv(c, undefined);
-    return found.every((sv) => compareKv(c, sv));
-  }
-
-  /** The branch each txn on the path takes, outermost first (etcd's compareToPath: all on the pre-txn state). */
-  private async txnPath(t: TxnOp, overlay: Overlay, path: boolean[]): Promise<void> {
-    let ok = true;
-    for (const c of t.compares) {
-      if (!(await this.compare(c, overlay))) {
-        ok = false;
-        break;
-      }
-    }
-    path.push(ok);
-    for (const op of ok ? t.success : t.failure) if (op.type === 'txn') await this.txnPath(op, overlay, path);
-  }
-
-  /**
-   * etcd's checkRequests on the chosen path, before anything is written, in etcd's order: every put of the path
-   * (one that keeps a missing key's value or lease, then a lease that does not exist), then every range (a future
-   * or compacted revision).
-   */
-  private precheck(ops: readonly Op[], path: readonly boolean[], overlay: Overlay): void {
-    const puts: PutOp[] = [];
-    const ranges: RangeRequest[] = [];
-    const walk = (list: readonly Op[], at: { i: number }): void => {
-      for (const op of list) {
-        switch (op.type) {
-          case 'put':
-            puts.push(op);
-            break;
-          case 'delete':
-            break;
-          case 'range':
-            ranges.push(op.request);
-            break;
-          case 'txn': {
-            const ok = path[at.i++];
-            if (ok === undefined) throw new Error('kv: txn path shorter than the txn');
-            walk(ok ? op.success : op.failure, at);
-            break;
-          }
-          default:
-            assertNever(op);
-        }
-      }
-    };
-    walk(ops, { i: 1 });
-    for (const p of puts) {
-      if ((p.ignoreValue === true || p.ignoreLease === true) && this.read(p.key, overlay) === undefined) {
-        throw new RaftKvError('KEY_NOT_FOUND', ETCD_KEY_NOT_FOUND);
-      }
-      this.checkLease(p, overlay);
-    }
-    for (const r of ranges) {
-      // etcd's checkRange: 0 is the current revision; a negative one is checked as it is (note 5 of ETCD-NOTES).
-      const rev = r.revision ?? 0;
-      if (rev === 0) continue;
-      if (rev > overlay.mvcc.revision) throw new RaftKvError('FUTURE_REV', ETCD_FUTURE_REV);
-      if (rev < overlay.mvcc.compacted) throw new RaftKvError('COMPACTED', ETCD_COMPACTED);
-    }
-  }
-
-  /** A top-level put: etcd checks its lease first, then (with ignore_value/ignore_lease) that the key exists. */
-  private precheckPut(op: PutOp, overlay: Overlay): void {
-    this.checkLease(op, overlay);
-    if ((op.ignoreValue === true || op.ignoreLease === true) && this.read(op.key, overlay) === undefined) {
-      throw new RaftKvError('KEY_NOT_FOUND', ETCD_KEY_NOT_FOUND);
-    }
-  }
-
-  private checkLease(op: PutOp, overlay: Overlay): void {
-    const lease = op.lease ?? 0;
-    if (lease !== 0 && this.leaseIn(lease, overlay) === undefined) throw new RaftKvError('LEASE_NOT_FOUND', ETCD_LEASE_NOT_FOUND);
-  }
-
-  /** The lease as the batch sees it: its own grants and revokes over the table. */
-  private leaseIn(id: number, overlay: Overlay): Lease | undefined {
-    return overlay.leases.has(id) ? overlay.leases.get(id) : this.leaseTable.get(id);
-  }
-
-  /** The live lease count as the batch sees it. */
-  private leaseCount(overlay: Overlay): number {
-    let n = this.leaseTable.size;
-    for (const [id, l] of overlay.leases) {
-      const had = this.leaseTable.has(id);
-      if (l === undefined && had) n--;
-      else if (l !== undefined && !had) n++;
-    }
-    return n;
-  }
-
-  /**
-   * The keys attached to lease `id`, in key order: LevelDB's attachment records merged with the write buffers'
-   * and the batch's (a put that attached or moved a key earlier in the batch counts).
-   */
-  private async attachedKeysIn(id: number, overlay: Overlay | undefined): Promise<Uint8Array[]> {
-    const { lo, hi } = attachedRange(id);
-    const los = keyString(lo);
-    const his = keyString(hi);
-    const pending = new Map<string, boolean>(); // newest buffered state per attachment record
-    for (const [ks, op] of this.writes.newestInRange(lo, hi)) pending.set(ks, op.type === 'put');
-    if (overlay !== undefined) for (const [ks, a] of overlay.attached) if (ks >= los && ks < his) pending.set(ks, a.present);
-    const found = new Map<string, Uint8Array>();
-    for await (const k of this.db.keys({ gte: lo, lt: hi })) {
-      const ks = keyString(k);
-      if (!pending.has(ks)) found.set(ks, keyOfAttached(k));
-    }
-    for (const [ks, present] of pending) if (present) found.set(ks, keyOfAttached(Buffer.from(ks, 'latin1')));
-    return [...found].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)).map(([, k]) => k);
-  }
-
-  private leaseGrant(op: LeaseGrantOp, overlay: Overlay, tx: WriteTx): CommandResult {
-    checkLeaseGrant(op);
-    if (this.leaseIn(op.id, overlay) !== undefined) throw new RaftKvError('LEASE_EXISTS', ETCD_LEASE_EXISTS);
-    if (this.leaseCount(overlay) >= MAX_LEASES) throw new RaftKvError('TOO_MANY_LEASES', `etcdserver: too many leases (at most ${MAX_LEASES})`);
-    overlay.leases.set(op.id, { id: op.id, ttlSeconds: op.ttlSeconds, remainingSeconds: 0 });
-    return { type: 'lease-grant', id: op.id, ttlSeconds: op.ttlSeconds, revision: tx.main - 1 };
-  }
-
-  /** etcd's lessor.Revoke: the lease's keys are deleted in key order in one revision, then the lease goes. */
-  private async leaseRevoke(op: LeaseRevokeOp, overlay: Overlay, tx: WriteTx): Promise<CommandResult> {
-    if (this.leaseIn(op.id, overlay) === undefined) throw new RaftKvError('LEASE_NOT_FOUND', ETCD_LEASE_NOT_FOUND);
-    for (const key of await this.attachedKeysIn(op.id, overlay)) {
-      const prev = this.read(key, overlay);
-      if (prev === undefined || prev.lease !== op.id) throw new Error(`kv: lease ${op.id} lists key ${keyString(key)} that it does not hold`);
-      this.write(overlay, tx, key, prev, undefined);
-    }
-    overlay.leases.set(op.id, undefined);
-    return { type: 'lease-revoke', revision: tx.sub > 0 ? tx.main : tx.main - 1 };
-  }
-
-  /** etcd's lessor.Checkpoint: leases that are gone are skipped. */
-  private leaseCheckpoint(op: LeaseCheckpointOp, overlay: Overlay, tx: WriteTx): CommandResult {
-    for (const c of op.checkpoints) {
-      const l = this.leaseIn(c.id, overlay);
-      if (l !== undefined) overlay.leases.set(c.id, { ...l, remainingSeconds: c.remainingSeconds });
-    }
-    return { type: 'lease-checkpoint', revision: tx.main - 1 };
-  }
-
   /** The lease `id` as of appliedIndex. */
   lease(id: number): Lease | undefined {
     return this.leaseTable.get(id);
@@ -1207,79 +746,16 @@ export class KvStateMachine {
   /** The keys attached to lease `id` as of appliedIndex (etcd's TimeToLive with keys). */
   attachedKeys(id: number): Promise<Uint8Array[]> {
     this.check();
-    return this.attachedKeysIn(id, undefined);
+    return this.reader.attachedKeys(id, undefined);
   }
 
-  private async runOps(ops: readonly Op[], path: readonly boolean[], at: { i: number }, overlay: Overlay, tx: WriteTx): Promise<OpResult[]> {
-    const results: OpResult[] = [];
-    for (const op of ops) {
-      switch (op.type) {
-        case 'put':
-          results.push(this.put(op, overlay, tx));
-          break;
-        case 'delete':
-          results.push(await this.deleteRange(op, overlay, tx));
-          break;
-        case 'range':
-          // Inside a write txn a range sees the txn's own writes (etcd: its read revision is then main).
-          results.push({ type: 'range', result: await this.rangeWith(op.request, overlay, tx.sub > 0 ? tx.main : tx.main - 1) });
-          break;
-        case 'txn': {
-          const ok = path[at.i++];
-          if (ok === undefined) throw new Error('kv: txn path shorter than the txn');
-          const nested = await this.runOps(ok ? op.success : op.failure, path, at, overlay, tx);
-          results.push({ type: 'txn', succeeded: ok, results: nested, revision: 0 }); // etcd: 0 in nested headers
-          break;
-        }
-        default:
-          assertNever(op);
-      }
-    }
-    return results;
-  }
-
-  private async execute(cmd: Command, overlay: Overlay, tx: WriteTx): Promise<CommandResult> {
-    switch (cmd.type) {
-      case 'put':
-        this.precheckPut(cmd, overlay);
-        return this.put(cmd, overlay, tx);
-      case 'delete':
-        return this.deleteRange(cmd, overlay, tx);
-      case 'txn': {
-        const path: boolean[] = [];
-        await this.txnPath(cmd, overlay, path);
-        const ok = path[0] ?? true;
-        const branch = ok ? cmd.success : cmd.failure;
-        this.precheck(branch, path, overlay);
-        const results = await this.runOps(branch, path, { i: 1 }, overlay, tx);
-        return { type: 'txn', succeeded: ok, results, revision: tx.sub > 0 ? tx.main : tx.main - 1 };
-      }
-      case 'compact':
-        // etcd's updateCompactRev: at or below the compacted revision, or above the current one, refused.
-        if (cmd.revision <= overlay.mvcc.compacted) throw new RaftKvError('COMPACTED', ETCD_COMPACTED);
-        if (cmd.revision > overlay.mvcc.revision) throw new RaftKvError('FUTURE_REV', ETCD_FUTURE_REV);
-        overlay.mvcc.compacted = cmd.revision;
-        overlay.compacted = true;
-        return { type: 'compact', revision: overlay.mvcc.revision };
-      case 'lease-grant':
-        return this.leaseGrant(cmd, overlay, tx);
-      case 'lease-revoke':
-        return this.leaseRevoke(cmd, overlay, tx);
-      case 'lease-checkpoint':
-        return this.leaseCheckpoint(cmd, overlay, tx);
-      case 'alarm': {
-        const alarms = this.alarms.apply(cmd);
-        if (alarms.length > 0) overlay.alarmsChanged = true;
-        return { type: 'alarm', alarms, revision: overlay.mvcc.revision };
-      }
-      case 'auth': {
-        const applied = this.auth.apply(cmd, overlay.entryIndex);
-        if (applied.changed) overlay.authChanged = true;
-        return { type: 'auth', authRevision: this.auth.revision, revision: overlay.mvcc.revision, token: applied.token };
-      }
-      default:
-        return assertNever(cmd);
-    }
+  /**
+   * The changes to keys of `range` at revisions `fromRevision`..`toRevision` with their prevKv, at most about
+   * `maxEvents` (whole revisions), and the last revision the answer covers completely (MvccReader.historyEvents).
+   * COMPACTED below the compacted revision.
+   */
+  historyEvents(range: KeyRange, fromRevision: number, toRevision: number, maxEvents: number): Promise<{ events: KvEvent[]; coveredTo: number }> {
+    return this.reader.historyEvents(range, fromRevision, toRevision, maxEvents);
   }
 
   /**
@@ -1292,7 +768,7 @@ export class KvStateMachine {
     validateRange(req, this.limits);
     while (this.readGate !== undefined) await this.readGate;
     this.check();
-    const read = this.rangeWith(req, undefined, this.mvcc.revision);
+    const read = this.reader.range(req, undefined, this.mvcc.revision);
     this.readsInFlight.add(read);
     try {
       return await read;
@@ -1314,7 +790,7 @@ export class KvStateMachine {
     return this.serial.run(async () => {
       this.check();
       const index = this.appliedIndexValue;
-      const read = this.execute(t, new Overlay({ ...this.mvcc }), { main: this.mvcc.revision + 1, sub: 0 });
+      const read = this.applier.execute(t, new Overlay({ ...this.mvcc }), { main: this.mvcc.revision + 1, sub: 0 });
       this.readsInFlight.add(read);
       try {
         const result = await read;

@@ -49,15 +49,7 @@ import { assertNever, decodeEnvelope, decodeStoredValue, encodeStoredValue } fro
 import type { SessionAnswer, StoredValue } from './codec.js';
 import { Overlay, answerOutcome } from './commands.js';
 import type { WriteTx } from './commands.js';
-import {
-  HISTORY_HI,
-  HISTORY_LO,
-  INITIAL_MVCC,
-  decodeHistoryRecord,
-  decodeMvcc,
-  encodeMvcc,
-  parseHistoryKey,
-} from './history.js';
+import { INITIAL_MVCC, decodeMvcc, encodeMvcc } from './history.js';
 import type { MvccState } from './history.js';
 import type { ApplyOutcome } from './commands.js';
 import { EMPTY_DIGEST, KeySpaceDigest, decodeDigest, digestsEqual, encodeDigest, formatDigest } from './key-space-digest.js';
@@ -128,6 +120,7 @@ import {
 import { SYSTEM_TIMERS, WriteBehind } from './write-behind.js';
 import { MvccReader } from './mvcc-reader.js';
 import { Applier } from './applier.js';
+import { HistoryCompactor } from './history-compactor.js';
 import type { KvTimers } from './write-behind.js';
 import type { BatchOp } from './write-buffer.js';
 import {
@@ -175,14 +168,10 @@ export { DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_TTL_ENTRIES } from './sessions.js
 
 const SNAPSHOT_READ_BYTES = 4 * 1024 * 1024; // iterator read-ahead while streaming a snapshot
 const SNAPSHOT_READ_ENTRIES = 20_000;
-const SCAN_READ_BYTES = 1024 * 1024; // iterator read-ahead of range scans
 const VERIFY_READ_ENTRIES = 20_000; // keys per iterator read of verifyKeySpace()
 // digestAt() answers for this many recent digest changes: enough for members' applied indices to meet while
 // writes go on (a lagging member is checked at an index its peers still remember), 2 numbers + index each.
 export const DIGEST_HISTORY_LENGTH = 10_000;
-// Compaction deletes history in batches of at most this many records, each through the write buffer between two
-// applies: a compaction of millions of revisions never holds the apply loop for long (etcd: 1,000 per batch too).
-export const COMPACTION_BATCH_RECORDS = 1000;
 
 export class KvStateMachine {
   private appliedIndexValue: Index = 0; // last entry whose effects are readable (in LevelDB or the write buffers)
@@ -191,9 +180,7 @@ export class KvStateMachine {
   private readonly alarms = new AlarmTable(); // the cluster's alarms as of appliedIndex (alarms.ts)
   private readonly auth = new AuthStore(); // users, roles, auth on/off as of appliedIndex (auth-store.ts)
   private mvcc: MvccState = { ...INITIAL_MVCC }; // the store revision and compaction state as of appliedIndex
-  private compaction: Promise<void> | undefined; // the background deletion of compacted history, while it runs
-  private compactionEpoch = 0; // bumped when the live db is swapped or closed: a running compaction stops
-  private readonly compactionWaiters: { revision: number; resolve: () => void }[] = []; // whenCompacted() calls
+  private readonly compactor: HistoryCompactor; // deletes compacted history in the background (history-compactor.ts)
   /** As of appliedIndex; Map order is LRU order: lastIndex strictly increasing from first to last. */
   private readonly sessions: SessionTable; // client sessions as of appliedIndex (loaded from their records at open)
   private readonly serial = new Serial();
@@ -247,6 +234,17 @@ export class KvStateMachine {
       },
       opts.timers ?? SYSTEM_TIMERS,
     );
+    this.compactor = new HistoryCompactor({
+      serial: this.serial,
+      db: () => this.db,
+      writes: this.writes,
+      mvcc: () => this.mvcc,
+      check: () => this.check(),
+      flushAll: () => this.flushAll(),
+      readsInFlight: this.readsInFlight,
+      logger: opts.logger,
+      failpoint: opts.failpoint,
+    });
     this.reader = new MvccReader({ db: () => this.db, writes: this.writes, mvcc: () => this.mvcc, limits: this.limits, check: () => this.check() });
     this.applier = new Applier({ reader: this.reader, digest: this.digest, leases: this.leaseTable, alarms: this.alarms, auth: this.auth });
     this.sessions = new SessionTable(opts.sessionTtlEntries ?? DEFAULT_SESSION_TTL_ENTRIES, opts.maxSessions ?? DEFAULT_MAX_SESSIONS);
@@ -278,7 +276,7 @@ export class KvStateMachine {
       throw new RaftKvError('DATA_CORRUPTION', `kv: the LevelDB store ${join(dir, live)} is damaged: ${levelCause(err)}; ${KV_CORRUPTION_REMEDY}`);
     }
     await removeOtherGenerations(dir, generation, opts.logger);
-    sm.resumeCompaction();
+    sm.compactor.resume();
     return sm;
   }
 
@@ -317,11 +315,6 @@ export class KvStateMachine {
       const id = leaseIdOfKey(k);
       this.leaseTable.set(id, decodeLease(id, v));
     }
-  }
-
-  /** After open or restore: a compaction the MVCC record shows unfinished goes on (a crash stopped it). */
-  private resumeCompaction(): void {
-    if (this.mvcc.compactedOnDisk < this.mvcc.compacted) this.startCompaction();
   }
 
   get appliedIndex(): Index {
@@ -517,7 +510,7 @@ export class KvStateMachine {
    */
   async retryFlush(): Promise<boolean> {
     const over = await this.writes.retry();
-    if (over) this.resumeCompaction();
+    if (over) this.compactor.resume();
     return over;
   }
 
@@ -598,7 +591,7 @@ export class KvStateMachine {
       if (l === undefined) this.leaseTable.delete(id);
       else this.leaseTable.set(id, l);
     }
-    if (overlay.compacted) this.startCompaction();
+    if (overlay.compacted) this.compactor.start();
     if (overlay.events.length > 0 || overlay.leases.size > 0) {
       this.onApplied?.({ revision: this.mvcc.revision, events: overlay.events, leases: overlay.leases, restored: false });
     }
@@ -831,113 +824,7 @@ export class KvStateMachine {
 
   /** Resolves once every record the compaction at `revision` removes is gone from LevelDB (etcd's `physical`). */
   whenCompacted(revision: number): Promise<void> {
-    if (this.mvcc.compactedOnDisk >= revision) return Promise.resolve();
-    return new Promise((resolve) => this.compactionWaiters.push({ revision, resolve }));
-  }
-
-  /** Starts the background deletion of compacted history unless it runs (it then goes on to the newest revision). */
-  private startCompaction(): void {
-    if (this.compaction !== undefined) return;
-    const epoch = this.compactionEpoch;
-    const run = this.compactLoop(epoch)
-      .catch((err: unknown) => {
-        // Stopped by a restore or close (nothing lost: the MVCC record says where to resume), or by a full disk
-        // (retryFlush() starts it again), or a LevelDB failure that breaks the state machine anyway.
-        if (epoch === this.compactionEpoch) this.opts.logger?.warn({ err: (err as Error).message }, 'kv: compaction stopped; it resumes at the next open');
-      })
-      .finally(() => {
-        if (this.compaction === run) this.compaction = undefined;
-      });
-    this.compaction = run;
-  }
-
-  private async compactLoop(epoch: number): Promise<void> {
-    while (epoch === this.compactionEpoch && this.mvcc.compactedOnDisk < this.mvcc.compacted) {
-      const target = this.mvcc.compacted;
-      await this.deleteCompacted(target, epoch);
-      const landed = await this.serial.run(async () => {
-        if (epoch !== this.compactionEpoch) return false;
-        this.check();
-        this.mvcc.compactedOnDisk = target; // no batch is being applied: the next one copies it
-        this.writes.add([{ type: 'put', key: KEY_MVCC, value: encodeMvcc(this.mvcc) }]);
-        await this.flushAll();
-        return true;
-      });
-      if (!landed) return;
-      this.opts.logger?.info({ revision: target }, 'kv: compacted history deleted');
-      for (let i = this.compactionWaiters.length - 1; i >= 0; i--) {
-        const w = this.compactionWaiters[i];
-        if (w !== undefined && w.revision <= target) {
-          this.compactionWaiters.splice(i, 1);
-          w.resolve();
-        }
-      }
-    }
-  }
-
-  /**
-   * Deletes, per key, every history record at or below `target` but the newest, and that one too if it is a
-   * tombstone. Reads a LevelDB view taken after every batch up to the compact entry landed (so it holds every
-   * such record; later writes are all above `target`); each COMPACTION_BATCH_RECORDS records' deletions go
-   * through the write buffer between two applies. Idempotent: a crash midway resumes from the start.
-   */
-  private async deleteCompacted(target: number, epoch: number): Promise<void> {
-    const it = await this.serial.run(async () => {
-      this.check();
-      await this.flushAll();
-      return this.db.iterator({ gte: HISTORY_LO, lt: HISTORY_HI, highWaterMarkBytes: SCAN_READ_BYTES });
-    });
-    let group: string | undefined; // the user key whose records are being read
-    // Its newest record at or below target so far. A tombstone at exactly target stays: a watcher may start at
-    // the compaction revision (etcd's rule) and must see that delete; the next compaction removes it.
-    let candidate: { key: Uint8Array; tombstone: boolean; main: number } | undefined;
-    const staleTombstone = (): boolean => candidate?.tombstone === true && candidate.main < target;
-    try {
-      for (;;) {
-        if (epoch !== this.compactionEpoch) return;
-        const read = it.nextv(COMPACTION_BATCH_RECORDS);
-        this.readsInFlight.add(read);
-        let chunk: [Uint8Array, Uint8Array][];
-        try {
-          chunk = await read;
-        } finally {
-          this.readsInFlight.delete(read);
-        }
-        const dels: BatchOp[] = [];
-        const drop = (key: Uint8Array): void => {
-          dels.push({ type: 'del', key });
-        };
-        for (const [k, v] of chunk) {
-          const h = parseHistoryKey(k);
-          const ks = keyString(h.key);
-          if (ks !== group) {
-            if (candidate !== undefined && staleTombstone()) drop(candidate.key);
-            group = ks;
-            candidate = undefined;
-          }
-          if (h.main > target) {
-            if (candidate !== undefined && staleTombstone()) drop(candidate.key);
-            candidate = undefined;
-            continue;
-          }
-          if (candidate !== undefined) drop(candidate.key);
-          candidate = { key: Uint8Array.from(k), tombstone: decodeHistoryRecord(v).tombstone, main: h.main };
-        }
-        if (chunk.length === 0 && candidate !== undefined && staleTombstone()) drop(candidate.key);
-        if (dels.length > 0) {
-          this.opts.failpoint?.('compaction-batch');
-          await this.serial.run(() => {
-            if (epoch !== this.compactionEpoch) return Promise.resolve();
-            this.check();
-            this.writes.add(dels);
-            return Promise.resolve();
-          });
-        }
-        if (chunk.length === 0) return;
-      }
-    } finally {
-      await it.close();
-    }
+    return this.compactor.whenCompacted(revision);
   }
 
   // ------------------------------------------------------------ snapshots
@@ -1082,7 +969,7 @@ export class KvStateMachine {
       await setLiveGeneration(this.dir, nextGen); // the commit point
       this.opts.failpoint?.('restore-after-swap');
       const oldDir = join(this.dir, `db-${this.generation}`);
-      this.compactionEpoch++; // a running compaction stops at its next step; the restored record says what remains
+      this.compactor.stop(); // a running compaction stops at its next step; the restored record says what remains
       await this.withReadsQuiesced(async () => {
         await this.db.close();
         this.db = await openDb(nextDir, DEFAULT_WRITE_BUFFER_BYTES, 'existing');
@@ -1090,8 +977,7 @@ export class KvStateMachine {
         await this.load();
       });
       await rm(oldDir, { recursive: true, force: true });
-      this.compaction = undefined; // the stopped one no longer counts: it touches nothing after its epoch changed
-      this.resumeCompaction();
+      this.compactor.restart(); // the stopped one touches nothing more; what the restored record shows unfinished goes on
       this.onApplied?.({ revision: this.mvcc.revision, events: [], leases: new Map(), restored: true });
       this.opts.logger?.info({ path, index: header.index, term: header.term }, 'kv: snapshot restored');
       return { index: header.index, term: header.term, confState: header.confState };
@@ -1125,7 +1011,7 @@ export class KvStateMachine {
     await this.serial.run(async () => {
       if (this.closed) return;
       this.closed = true; // reads waiting at the gate then fail with UNAVAILABLE
-      this.compactionEpoch++;
+      this.compactor.stop();
       await this.writes.start(); // never rejects: after a failed batch the rest is replayed from the WAL
       await this.withReadsQuiesced(() => this.db.close());
     });

@@ -1,18 +1,23 @@
 // The replicated state machine on LevelDB (classic-level): applies committed entries, serves local reads,
 // writes and restores snapshots.
 //
-// Its directory and LevelDB stores: level-store.ts; the key layout: schema.ts; the member table: members.ts;
-// the write-behind (applied batches on their way to LevelDB, a full disk's stall and retry): write-behind.ts, its buffers: write-buffer.ts; client sessions and their expiry: sessions.ts; the snapshot
-// directory: snapshot-dir.ts; the key-space digest (scanned against the store at open and by verifyKeySpace()):
-// key-space-digest.ts.
+// Its rooms, each a file with the state it owns: the write-behind (applied batches on their way to LevelDB,
+// a full disk's stall and retry): write-behind.ts over write-buffer.ts; reads of the MVCC key space at the
+// current and past revisions and a watcher's past events: mvcc-reader.ts; etcd's applier (what one command does
+// to a batch's Overlay): applier.ts; the background deletion of compacted history: history-compactor.ts;
+// streaming a snapshot out and ingesting one: snapshot-copy.ts. And the parts they use: the directory and
+// LevelDB stores (level-store.ts), the key layout (schema.ts), the member table (members.ts), client sessions
+// (sessions.ts), the snapshot format and directory (snapshot-file.ts, snapshot-dir.ts), the key-space digest
+// (key-space-digest.ts), the history layout (history.ts), what etcd does to a range after the read
+// (range-query.ts), the checks etcd makes before a request (validate.ts).
 //
-// Why one file of ~1,550 lines: one state (the live LevelDB store, the write-behind buffers, the applied
-// index, members, sessions, digest and MVCC revision as of it, and the serial order of apply, history reads,
-// compaction steps, snapshot capture, restore and close) with one invariant (LevelDB holds whole apply batches
-// with their applied index and revision; everything else is in the buffers, in order). The pure parts live
-// apart: the history layout (history.ts), what etcd does to a range after the read (range-query.ts), the
-// checks etcd makes before a request (validate.ts). The methods below each take a part of that state through the same serial order;
-// split across files they would share it through a back door.
+// Why this file is still ~950 lines: it is the one owner of the state those rooms share (the live store and its
+// generation, the applied index and term, members, sessions, leases, alarms, auth, digest and MVCC revision as
+// of it) and of the serial order every step takes through it (apply, read txns, compaction steps, snapshot
+// capture, restore, close, the read gate), with one invariant (LevelDB holds whole apply batches with their
+// applied index and revision; everything else is in the write-behind, in order). The rooms get that state only
+// through the narrow host interfaces built in the constructor; what is left here is the batch itself (apply,
+// prefetch, sessions, the batch's LevelDB ops), open and load, and the orchestration of snapshots and restores.
 //
 // Every apply() writes all of an entry batch's effects, the sessions, the members and the applied index/term in
 // ONE LevelDB batch: a restart resumes exactly after the last applied entry. The batch is not fsynced (LevelDB
@@ -56,7 +61,6 @@ import { EMPTY_DIGEST, KeySpaceDigest, decodeDigest, digestsEqual, encodeDigest,
 import type { DigestValue } from './key-space-digest.js';
 import {
   DEFAULT_WRITE_BUFFER_BYTES,
-  INGEST_WRITE_BUFFER_BYTES,
   KV_CORRUPTION_REMEDY,
   dirSizeBytes,
   isRaftKvErrorCode,
@@ -76,7 +80,6 @@ import {
   KEY_MEMBERS,
   KEY_MVCC,
   PREFIX_DATA,
-  PREFIX_META,
   SESSION_HI,
   SESSION_LO,
   decodeApplied,
@@ -95,7 +98,7 @@ import { Serial } from './serial.js';
 import { AlarmTable, KEY_ALARMS } from './alarms.js';
 import { AuthStore, KEY_AUTH } from './auth-store.js';
 import type { AuthView } from './auth-store.js';
-import { SnapshotFileWriter, readSnapshotFile, verifySnapshotHeader } from './snapshot-file.js';
+import { verifySnapshotHeader } from './snapshot-file.js';
 import { latestSnapshot, pruneSnapshots } from './snapshot-dir.js';
 import { DEFAULT_KV_LIMITS } from './types.js';
 import type {
@@ -113,13 +116,13 @@ import type {
   TxnResult,
 } from './types.js';
 import {
-  compareBytes,
   validateCommand,
   validateRange,
 } from './validate.js';
 import { SYSTEM_TIMERS, WriteBehind } from './write-behind.js';
 import { MvccReader } from './mvcc-reader.js';
 import { Applier } from './applier.js';
+import { ingestSnapshot, writeSnapshotFrom } from './snapshot-copy.js';
 import { HistoryCompactor } from './history-compactor.js';
 import type { KvTimers } from './write-behind.js';
 import type { BatchOp } from './write-buffer.js';
@@ -167,7 +170,6 @@ export interface AppliedChange {
 export { DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_TTL_ENTRIES } from './sessions.js';
 
 const SNAPSHOT_READ_BYTES = 4 * 1024 * 1024; // iterator read-ahead while streaming a snapshot
-const SNAPSHOT_READ_ENTRIES = 20_000;
 const VERIFY_READ_ENTRIES = 20_000; // keys per iterator read of verifyKeySpace()
 // digestAt() answers for this many recent digest changes: enough for members' applied indices to meet while
 // writes go on (a lagging member is checked at an index its peers still remember), 2 numbers + index each.
@@ -724,7 +726,7 @@ export class KvStateMachine {
     }
   }
 
-  // ------------------------------------------------------------ commands
+  // ------------------------------------------------------------ reads and leases
 
   /** The lease `id` as of appliedIndex. */
   lease(id: number): Lease | undefined {
@@ -866,24 +868,7 @@ export class KvStateMachine {
     // Also before writing: a crash between an earlier rename and its pruning left one file too many. So there
     // are never more than keep + 1 snapshot files.
     await pruneSnapshots(snapDir, keep);
-    const stream = (async () => {
-      let writer: SnapshotFileWriter | undefined;
-      try {
-        writer = await SnapshotFileWriter.create(snapDir, { ...metadata, members });
-        for (;;) {
-          const chunk = await iterator.nextv(SNAPSHOT_READ_ENTRIES);
-          if (chunk.length === 0) break;
-          for (const [k, v] of chunk) await writer.record(k, v);
-        }
-        const path = await writer.commit(this.opts.failpoint);
-        return path;
-      } catch (err) {
-        await writer?.abort(); // a no-op once commit() has closed the file
-        throw err;
-      } finally {
-        await iterator.close();
-      }
-    })();
+    const stream = writeSnapshotFrom(iterator, snapDir, { ...metadata, members }, this.opts.failpoint);
     this.snapshotsInFlight.add(stream);
     let path: string;
     try {
@@ -919,52 +904,7 @@ export class KvStateMachine {
       }
       const nextGen = this.generation + 1;
       const nextDir = join(this.dir, `db-${nextGen}`);
-      await rm(nextDir, { recursive: true, force: true });
-      const fresh = await openDb(nextDir, INGEST_WRITE_BUFFER_BYTES, 'create');
-      const seen: { applied: { index: Index; term: Term } | undefined; digest: DigestValue | undefined; mvcc: boolean } = {
-        applied: undefined,
-        digest: undefined,
-        mvcc: false,
-      };
-      const ingested = new KeySpaceDigest();
-      try {
-        await readSnapshotFile(path, async (records) => {
-          const ops: BatchOp[] = [];
-          for (const { key, value } of records) {
-            if (key[0] === PREFIX_DATA) ingested.add(key.subarray(1), decodeStoredValue(value));
-            else if (key[0] === PREFIX_META && compareBytes(key, KEY_APPLIED) === 0) seen.applied = decodeApplied(value);
-            else if (key[0] === PREFIX_META && compareBytes(key, KEY_DIGEST) === 0) seen.digest = decodeDigest(value);
-            else if (key[0] === PREFIX_META && compareBytes(key, KEY_MVCC) === 0) seen.mvcc = decodeMvcc(value).revision >= 1;
-            ops.push({ type: 'put', key, value });
-          }
-          await fresh.batch(ops);
-        });
-        if (seen.applied?.index !== header.index || seen.applied.term !== header.term) {
-          throw new RaftKvError('DATA_CORRUPTION', `kv: snapshot ${path}: applied record does not match its header`);
-        }
-        if (!seen.mvcc && header.index > 0) {
-          throw new RaftKvError('FAILED_PRECONDITION', `kv: snapshot ${path} was written by a raftkv before MVCC revisions and holds no history`);
-        }
-        // A snapshot from before digests carries none: the ingested records' digest is stored instead.
-        if (seen.digest !== undefined && !digestsEqual(seen.digest, ingested.value())) {
-          throw new RaftKvError(
-            'DATA_CORRUPTION',
-            `kv: snapshot ${path}: its records digest to ${formatDigest(ingested.value())}, not the ${formatDigest(seen.digest)} it carries`,
-          );
-        }
-        await fresh.batch(
-          [
-            { type: 'put', key: KEY_DIGEST, value: encodeDigest(ingested.value()) },
-            { type: 'put', key: KEY_APPLIED, value: encodeApplied(header.index, header.term) },
-          ],
-          { sync: true },
-        );
-      } catch (err) {
-        await fresh.close();
-        await rm(nextDir, { recursive: true, force: true });
-        throw err;
-      }
-      await fresh.close();
+      await ingestSnapshot(path, header, nextDir);
       this.opts.failpoint?.('restore-before-swap');
       await setLiveGeneration(this.dir, nextGen); // the commit point
       this.opts.failpoint?.('restore-after-swap');

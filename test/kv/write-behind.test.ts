@@ -83,6 +83,15 @@ async function rig(): Promise<Rig> {
 
 const NO_SPACE = (): Error => new Error('IO error: /x/000005.log: No space left on device');
 
+/** A rig whose first batch (a=1) found the disk full. */
+async function stalledRig(): Promise<Rig> {
+  const r = await rig();
+  r.wb.add([put('a', '1')]);
+  r.failWith.err = NO_SPACE();
+  await r.wb.start();
+  return r;
+}
+
 describe('the write-behind', () => {
   it('serves buffered writes, newest first, and lands them on the timer', async () => {
     const r = await rig();
@@ -137,10 +146,7 @@ describe('the write-behind', () => {
   });
 
   it('a full disk stalls it with every batch readable; retry lands them in order', async () => {
-    const r = await rig();
-    r.wb.add([put('a', '1')]);
-    r.failWith.err = NO_SPACE();
-    await r.wb.start();
+    const r = await stalledRig();
     expect(r.stalls.map((e) => e.code)).toEqual(['DISK_FULL']);
     expect(r.wb.stalled?.code).toBe('DISK_FULL');
     expect(r.wb.broken).toBeUndefined();
@@ -163,10 +169,7 @@ describe('the write-behind', () => {
   });
 
   it('an error other than ENOSPC during a retry breaks it', async () => {
-    const r = await rig();
-    r.wb.add([put('a', '1')]);
-    r.failWith.err = NO_SPACE();
-    await r.wb.start();
+    const r = await stalledRig();
     r.failWith.err = new Error('IO error: corruption');
     expect(await r.wb.retry()).toBe(false);
     expect(r.failures.map((e) => e.message)).toEqual(['IO error: corruption']);

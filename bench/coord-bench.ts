@@ -1,24 +1,27 @@
 // The coordination scenarios of `npm run bench:vs-etcd` (issue 13), through the project's client library over
 // etcd's v3 API (src/client: EtcdChannel, Watcher), so raftkv and etcd run the very same client code:
-// - watch-fanout: W watchers (Watcher, from "now") on one prefix, spread over the members; one writer puts at a
+// - watch-fanout: W watchers (Watcher, from "now") on one prefix, spread over the members and over P processes
+//   (watch-pool.ts, so one event loop does not cap what is received); one writer puts at a
 //   fixed rate; the figures are put-acknowledged -> event-received latency (p50/p99 over every (put, watcher); an
-//   event that beats the ack counts 0), put-sent -> event-received (in the details) and events received a second. A warm-up of puts runs first; events at or below the revision where measuring begins
-//   are not counted.
+//   event that beats the ack counts 0), put-sent -> event-received (in the details) and events received a second.
+//   A warm-up of puts runs first; events at or below the revision where measuring begins are not counted. Every
+//   watcher must get every acknowledged put once, in order (DeliveryAudit): a lost or repeated event is a problem
+//   that fails the run, and a watch process above 90% CPU marks the figures GENERATOR SATURATED.
 // - lease-keepalive: L leases granted (64 grants in flight), kept alive over S LeaseKeepAlive streams spread over
 //   the members, each lease every TTL/3 (phases spread evenly); the figures are the keep-alive round trip
 //   (p50/p99), keep-alives a second, and the members' CPU and RSS while they are kept alive. Revoked at the end.
 import { randomBytes } from 'node:crypto';
-import { setMaxListeners } from 'node:events';
 import { EtcdChannel } from '../src/client/etcd-channel.js';
 import type { DialTlsConfig } from '../src/client/index.js';
-import { Watcher, type WatchBatch } from '../src/client/watch.js';
 import type { ClientDuplexStream } from '@grpc/grpc-js';
 import type { MessageInit } from '../src/protocol/etcd-proto.js';
 import type { LeaseKeepAliveRequest, LeaseKeepAliveResponse } from '../src/protocol/etcd-types.js';
-import { DeliveryLatency, RoundTrips } from './coord-stats.js';
+import { DeliveryAudit, DeliveryLatency, RoundTrips } from './coord-stats.js';
 import type { LatencySummaryMs } from './histogram.js';
 import { ProcSampler, type ProcessUsage } from './proc-stats.js';
 import type { TargetName } from './target.js';
+import { WatchPool } from './watch-pool.js';
+import { monoMs } from './watch-worker-protocol.js';
 
 export const COORD_SCENARIOS = ['watch-fanout', 'lease-keepalive'] as const;
 export type CoordScenario = (typeof COORD_SCENARIOS)[number];
@@ -29,6 +32,7 @@ export interface CoordBenchOptions {
   readonly warmupS: number;
   readonly watchers: number; // watch-fanout: watchers on the prefix
   readonly watchPutsPerS: number; // watch-fanout: the writer's fixed rate
+  readonly watchProcs: number; // watch-fanout: processes the watchers are spread over (watch-pool.ts)
   readonly valueSize: number;
   readonly leases: number; // lease-keepalive: leases kept alive
   readonly leaseTtlS: number;
@@ -48,6 +52,7 @@ export interface CoordReport {
   readonly opsPerS: number; // events a second / keep-alives a second
   readonly latency: LatencySummaryMs; // put-ack -> event / keep-alive round trip
   readonly detail: Readonly<Record<string, number>>; // puts, expected events, early events, errors, ...
+  readonly problems: readonly string[]; // what makes the figures invalid (lost or repeated events): a failed run
   readonly servers: readonly ProcessUsage[];
   readonly benchCpuPercent: number;
 }
@@ -57,6 +62,7 @@ const GRANTS_IN_FLIGHT = 64;
 const SCHEDULER_TICK_MS = 10; // keep-alive sends and puts are issued on this tick
 const DRAIN_MS = 5000; // after the last put: how long the watchers get to receive what is still on its way
 const PROGRESS_EVERY_MS = 5000;
+const GENERATOR_SATURATED_PERCENT = 90; // a load-generator process above this much of a core is the bottleneck itself
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
@@ -74,60 +80,41 @@ function cpuPercentSince(cpu0: NodeJS.CpuUsage, wall0: number): number {
 
 async function watchFanout(target: TargetName, endpoints: readonly string[], opts: CoordBenchOptions): Promise<CoordReport> {
   const prefix = `wf/${randomBytes(4).toString('hex')}/`;
-  const channels = channelsPerMember(endpoints, opts.tls);
   const writer = new EtcdChannel({ endpoints, timeoutMs: 5000, ...(opts.tls !== undefined ? { tls: opts.tls } : {}) });
-  const stop = new AbortController();
-  setMaxListeners(0, stop.signal); // every watcher listens to it
   const latency = new DeliveryLatency();
-  let countFrom = Number.POSITIVE_INFINITY; // events above this revision are measured
+  const audit = new DeliveryAudit(opts.watchers);
   let lastEventMs = 0;
-  const consumers: Promise<void>[] = [];
+  const pool = new WatchPool({ procs: opts.watchProcs, watchers: opts.watchers, endpoints, prefix, ...(opts.tls !== undefined ? { tls: opts.tls } : {}) }, (watcher, revision, atMs) => {
+    audit.received(watcher, revision);
+    latency.received(revision, atMs);
+    if (atMs > lastEventMs) lastEventMs = atMs;
+  });
   try {
-    const t0 = performance.now();
-    const watchers: Watcher[] = [];
-    for (let i = 0; i < opts.watchers; i++) {
-      const ch = channels[i % channels.length] as EtcdChannel;
-      const w = new Watcher(ch, prefix, { prefix: true, signal: stop.signal });
-      watchers.push(w);
-      consumers.push(
-        (async () => {
-          for await (const b of w as AsyncIterable<WatchBatch>) {
-            const now = performance.now();
-            for (const e of b.events) {
-              const rev = Number(e.kv.modRevision);
-              if (rev > countFrom) {
-                latency.received(rev, now);
-                lastEventMs = now;
-              }
-            }
-          }
-        })(),
-      );
-    }
-    await Promise.all(watchers.map((w) => w.ready));
-    const setupS = (performance.now() - t0) / 1000;
-    opts.log(`watch-fanout: ${opts.watchers} watchers ready in ${setupS.toFixed(1)} s`);
+    const t0 = monoMs();
+    await pool.ready();
+    const setupS = (monoMs() - t0) / 1000;
+    opts.log(`watch-fanout: ${opts.watchers} watchers ready in ${setupS.toFixed(1)} s over ${pool.size} processes`);
 
     const value = randomBytes(opts.valueSize);
     let putErrors = 0;
     const putAt = async (seconds: number, measured: boolean): Promise<number> => {
       const intervalMs = 1000 / opts.watchPutsPerS;
-      const start = performance.now();
+      const start = monoMs();
       let issued = 0;
       let inFlight = 0;
       const pending = new Set<Promise<void>>();
-      while (performance.now() - start < seconds * 1000) {
-        const due = Math.floor((performance.now() - start) / intervalMs) + 1;
+      while (monoMs() - start < seconds * 1000) {
+        const due = Math.floor((monoMs() - start) / intervalMs) + 1;
         while (issued < due && inFlight < MAX_PUTS_IN_FLIGHT) {
           const key = `${prefix}${issued % 1000}`;
           issued++;
           inFlight++;
-          const sentMs = performance.now();
+          const sentMs = monoMs();
           const p = writer
             .unary('KV', 'Put', { key: Buffer.from(key), value }, 'write')
             .then(
               (r) => {
-                if (measured) latency.ack(Number(r.header?.revision ?? 0n), performance.now(), sentMs);
+                if (measured) latency.ack(Number(r.header?.revision ?? 0n), monoMs(), sentMs);
               },
               () => {
                 putErrors++;
@@ -146,10 +133,10 @@ async function watchFanout(target: TargetName, endpoints: readonly string[], opt
     };
     if (opts.warmupS > 0) await putAt(opts.warmupS, false);
     const r = await writer.unary('KV', 'Range', { key: Buffer.from(prefix), countOnly: true }, 'read');
-    countFrom = Number(r.header?.revision ?? 0n);
+    await pool.countFrom(Number(r.header?.revision ?? 0n));
     const sampler = new ProcSampler(opts.servers);
     const cpu0 = process.cpuUsage();
-    const wall0 = performance.now();
+    const wall0 = monoMs();
     sampler.start();
     let progress = setTimeout(function tick() {
       opts.log(`watch-fanout: ${latency.events} events so far`);
@@ -157,12 +144,23 @@ async function watchFanout(target: TargetName, endpoints: readonly string[], opt
     }, PROGRESS_EVERY_MS);
     const puts = (await putAt(opts.durationS, true)) - putErrors;
     const expected = puts * opts.watchers;
-    const drainUntil = performance.now() + DRAIN_MS;
-    while (latency.events < expected && performance.now() < drainUntil) await sleep(20);
+    const drainUntil = monoMs() + DRAIN_MS;
+    while (latency.events < expected && monoMs() < drainUntil) await sleep(20);
     clearTimeout(progress);
+    const workers = await pool.stop();
     const servers = sampler.stop();
     const benchCpuPercent = cpuPercentSince(cpu0, wall0);
     latency.finish();
+    const missing = audit.missing(latency.acknowledged());
+    const watchErrors = workers.reduce((a, w) => a + w.watchErrors, 0);
+    const workerCpuMaxPercent = Math.max(...workers.map((w) => w.cpuPercent));
+    const problems = [
+      ...(audit.duplicates > 0 ? [`${audit.duplicates} events repeated or out of order`] : []),
+      ...(missing > 0 ? [`${missing} acknowledged (put, watcher) events never delivered`] : []),
+      ...(watchErrors > 0 ? [`${watchErrors} watches ended in error`] : []),
+    ];
+    const saturated = workerCpuMaxPercent > GENERATOR_SATURATED_PERCENT || benchCpuPercent > GENERATOR_SATURATED_PERCENT;
+    if (saturated) opts.log(`watch-fanout: GENERATOR SATURATED (watch workers up to ${workerCpuMaxPercent.toFixed(0)}% CPU, writer ${benchCpuPercent.toFixed(0)}%): the figures bound the load generator, not the system`);
     const elapsedS = (Math.max(lastEventMs, wall0 + 1) - wall0) / 1000;
     return {
       target,
@@ -173,15 +171,30 @@ async function watchFanout(target: TargetName, endpoints: readonly string[], opt
       ops: latency.events,
       opsPerS: latency.events / elapsedS,
       latency: latency.histogram.summaryMs(),
-      detail: { puts, putErrors, sendToEventP50Ms: latency.fromSend.summaryMs().p50Ms, sendToEventP99Ms: latency.fromSend.summaryMs().p99Ms, putsPerSTarget: opts.watchPutsPerS, expectedEvents: expected, earlyEvents: latency.earlyEvents, unacknowledgedEvents: latency.unknownEvents, reconnects: watchers.reduce((a, w) => a + w.reconnects, 0) },
+      detail: {
+        puts,
+        putErrors,
+        sendToEventP50Ms: latency.fromSend.summaryMs().p50Ms,
+        sendToEventP99Ms: latency.fromSend.summaryMs().p99Ms,
+        putsPerSTarget: opts.watchPutsPerS,
+        expectedEvents: expected,
+        earlyEvents: latency.earlyEvents,
+        unacknowledgedEvents: latency.unknownEvents,
+        duplicateEvents: audit.duplicates,
+        missingEvents: missing,
+        watchErrors,
+        reconnects: workers.reduce((a, w) => a + w.reconnects, 0),
+        watchProcs: pool.size,
+        workerCpuMaxPercent,
+        generatorSaturated: saturated ? 1 : 0,
+      },
+      problems,
       servers,
       benchCpuPercent,
     };
   } finally {
-    stop.abort();
-    await Promise.race([Promise.all(consumers), sleep(5000)]);
+    pool.kill();
     writer.close();
-    for (const c of channels) c.close();
   }
 }
 
@@ -265,6 +278,7 @@ async function leaseKeepAlive(target: TargetName, endpoints: readonly string[], 
       ops: answered,
       opsPerS: answered / elapsedS,
       latency,
+      problems: [...(expiredAnswers > 0 ? [`${expiredAnswers} keep-alives answered for an expired lease`] : []), ...(rt.unmatched > 0 ? [`${rt.unmatched} keep-alive answers matched no request`] : [])],
       detail: { leasesGranted: ids.length, grantErrors, ttlS: opts.leaseTtlS, streams: streamCount, expectedPerS: ids.length / (intervalMs / 1000), expiredAnswers, unmatchedAnswers: rt.unmatched, outstandingAtEnd: rt.outstanding, streamErrors },
       servers,
       benchCpuPercent,

@@ -3,6 +3,9 @@
 //   writer's acknowledgement (a watcher on the leader hears of the apply before the client does): it is held until
 //   the ack is known and then counted as 0 ms ("early"), since the figure is "how long after the writer knew".
 //   The put-sent -> event-received latency is kept too (the whole path; it has no such floor).
+// - DeliveryAudit: every watcher must see each acknowledged revision once, in increasing order: an event at or
+//   below the watcher's last one is a duplicate (or out of order), an acknowledged revision a watcher never got
+//   is missing. Either fails the scenario (a fast watch that loses or repeats events is not a result).
 // - RoundTrips: keep-alive send -> answer, matched by lease id in send order (a member answers one stream's
 //   keep-alives of one lease in the order they were sent).
 import { LatencyHistogram } from './histogram.js';
@@ -45,10 +48,42 @@ export class DeliveryLatency {
     this.fromSend.recordUs(Math.max(0, atMs - a.sentMs) * 1000);
   }
 
+  /** The revisions the writer saw acknowledged. */
+  acknowledged(): IterableIterator<number> {
+    return this.acks.keys();
+  }
+
   /** Events whose write was never acknowledged (a put that timed out but was applied) stay out of the histograms. */
   finish(): void {
     for (const held of this.early.values()) this.unknownEvents += held.length;
     this.early.clear();
+  }
+}
+
+export class DeliveryAudit {
+  private readonly last: Float64Array; // per watcher: the last revision it received (0: none yet)
+  private readonly receivedBy = new Map<number, number>(); // revision -> watchers that received it (once, in order)
+  duplicates = 0; // events at or below their watcher's last revision
+
+  constructor(readonly watchers: number) {
+    this.last = new Float64Array(watchers);
+  }
+
+  received(watcher: number, revision: number): void {
+    if (!Number.isInteger(watcher) || watcher < 0 || watcher >= this.watchers) throw new Error(`DeliveryAudit: no watcher ${watcher}`);
+    if (revision <= (this.last[watcher] ?? 0)) {
+      this.duplicates++;
+      return;
+    }
+    this.last[watcher] = revision;
+    this.receivedBy.set(revision, (this.receivedBy.get(revision) ?? 0) + 1);
+  }
+
+  /** (acknowledged revision, watcher) pairs that never arrived. */
+  missing(acknowledged: Iterable<number>): number {
+    let n = 0;
+    for (const rev of acknowledged) n += this.watchers - (this.receivedBy.get(rev) ?? 0);
+    return n;
   }
 }
 

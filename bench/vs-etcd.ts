@@ -34,6 +34,7 @@ const USAGE = `usage: npm run bench:vs-etcd -- [flags]
                                    like etcd's, or the etcd target's own code over raftkv's etcd API
   --coord watch-fanout,lease-keepalive|all|none  coordination scenarios after the workloads (default all)
   --watchers N (default 1000)  --watch-rate PUTS/S (default 100)   watch-fanout's size and the writer's rate
+  --watch-procs N (default 2)  processes watch-fanout's watchers are spread over (so one event loop is not the cap)
   --leases N (default 10000)   --lease-ttl S (default 30)  --lease-streams N (default 8)   lease-keepalive's size
   --base-port P               etcd on P (clients) / P+10 (peers), raftkv on P+100 / P+110 (default 23790 / 24790)`;
 
@@ -194,6 +195,7 @@ async function main(argv: readonly string[]): Promise<number> {
       coord: { type: 'string', default: 'all' },
       watchers: { type: 'string', default: '1000' },
       'watch-rate': { type: 'string', default: '100' },
+      'watch-procs': { type: 'string', default: '2' },
       leases: { type: 'string', default: '10000' },
       'lease-ttl': { type: 'string', default: '30' },
       'lease-streams': { type: 'string', default: '8' },
@@ -234,6 +236,7 @@ async function main(argv: readonly string[]): Promise<number> {
       scenarios: parseCoordScenarios(values.coord),
       watchers: num(values.watchers, 'watchers'),
       watchPutsPerS: Math.max(1, num(values['watch-rate'], 'watch-rate')),
+      watchProcs: Math.max(1, num(values['watch-procs'], 'watch-procs')),
       leases: num(values.leases, 'leases'),
       leaseTtlS: Math.max(1, num(values['lease-ttl'], 'lease-ttl')),
       leaseStreams: Math.max(1, num(values['lease-streams'], 'lease-streams')),
@@ -277,8 +280,10 @@ async function main(argv: readonly string[]): Promise<number> {
   }
   const noisy = Math.max(loadAvgAtStart[0] ?? 0, loadavg()[0] ?? 0) > cpus().length;
   if (noisy) process.stdout.write(`NOISY: load average ${loadAvgAtStart.map((x) => x.toFixed(1)).join(' ')} at start, ${loadavg().map((x) => x.toFixed(1)).join(' ')} at end, on ${cpus().length} CPUs\n`);
+  const problems = [raftkv, etcd].flatMap((s) => (s?.coord ?? []).flatMap((c) => c.problems.map((p) => `${s?.name ?? ''} ${c.scenario}: ${p}`)));
+  for (const p of problems) process.stdout.write(`FAILED: ${p}\n`);
   process.stdout.write(`(seed ${seed}; ratio = raftkv / etcd; latencies in ms; RSS = largest member, MiB; details in ${join(runDir, 'vs-etcd.json')})\n`);
-  return 0;
+  return problems.length > 0 ? 1 : 0;
 }
 
 main(process.argv.slice(2)).then(

@@ -1,8 +1,9 @@
 // The coordination scenarios' bookkeeping (bench/coord-stats.ts): put-ack -> event latency, with events that
 // arrive before the writer's ack counted as 0 and events of never-acknowledged puts left out; keep-alive round
-// trips matched per lease in send order, a warm-up forgotten, unmatched answers counted.
+// trips matched per lease in send order, a warm-up forgotten, unmatched answers counted; the delivery audit's
+// duplicates (a revision at or below the watcher's last) and missing (acknowledged, never received) events.
 import { describe, expect, it } from 'vitest';
-import { DeliveryLatency, RoundTrips } from '../../bench/coord-stats.js';
+import { DeliveryAudit, DeliveryLatency, RoundTrips } from '../../bench/coord-stats.js';
 
 describe('DeliveryLatency', () => {
   it('measures from the ack to each watcher, counting an event before its ack as 0 ms', () => {
@@ -34,6 +35,44 @@ describe('DeliveryLatency', () => {
     d.received(5, 100);
     expect(d.earlyEvents).toBe(0);
     expect(d.histogram.summaryMs().count).toBe(1);
+  });
+});
+
+describe('DeliveryAudit', () => {
+  it('passes a clean delivery: every watcher gets every acknowledged revision once, in order', () => {
+    const a = new DeliveryAudit(3);
+    for (const rev of [5, 6, 7]) for (const w of [2, 0, 1]) a.received(w, rev);
+    expect(a.duplicates).toBe(0);
+    expect(a.missing([5, 6, 7])).toBe(0);
+  });
+
+  it('counts a repeated or out-of-order event as a duplicate, and it does not make up for a missing one', () => {
+    const a = new DeliveryAudit(2);
+    a.received(0, 5);
+    a.received(0, 5); // repeated
+    a.received(0, 7);
+    a.received(0, 6); // out of order: 6 after 7
+    a.received(1, 5);
+    a.received(1, 6);
+    a.received(1, 7);
+    expect(a.duplicates).toBe(2);
+    expect(a.missing([5, 6, 7])).toBe(1); // watcher 0 never got 6 in order
+  });
+
+  it('counts every (acknowledged revision, watcher) pair that never arrived, and ignores unacknowledged revisions', () => {
+    const a = new DeliveryAudit(4);
+    a.received(0, 10);
+    a.received(1, 10);
+    a.received(1, 11); // 11 was never acknowledged (a put that timed out but applied): not owed to anyone
+    a.received(3, 12);
+    expect(a.missing([10, 12])).toBe(2 + 3);
+    expect(a.duplicates).toBe(0);
+  });
+
+  it('refuses an event from a watcher it does not know (a bookkeeping bug, not a figure)', () => {
+    const a = new DeliveryAudit(2);
+    expect(() => a.received(2, 1)).toThrow(/no watcher 2/);
+    expect(() => a.received(0.5, 1)).toThrow(/no watcher/);
   });
 });
 

@@ -18,7 +18,7 @@ import type { MessageInit } from '../src/protocol/etcd-proto.js';
 import type { LeaseKeepAliveRequest, LeaseKeepAliveResponse } from '../src/protocol/etcd-types.js';
 import { DeliveryAudit, DeliveryLatency, RoundTrips } from './coord-stats.js';
 import type { LatencySummaryMs } from './histogram.js';
-import { ProcSampler, type ProcessUsage } from './proc-stats.js';
+import { ProcSampler, machineBusyPercent, machineCpu, type ProcessUsage } from './proc-stats.js';
 import type { TargetName } from './target.js';
 import { WatchPool } from './watch-pool.js';
 import { monoMs } from './watch-worker-protocol.js';
@@ -62,7 +62,7 @@ const GRANTS_IN_FLIGHT = 64;
 const SCHEDULER_TICK_MS = 10; // keep-alive sends and puts are issued on this tick
 const DRAIN_MS = 5000; // after the last put: how long the watchers get to receive what is still on its way
 const PROGRESS_EVERY_MS = 5000;
-const GENERATOR_SATURATED_PERCENT = 90; // a load-generator process above this much of a core is the bottleneck itself
+const GENERATOR_SATURATED_PERCENT = 90; // a load-generator process above this much of a core (or the machine above this much of all its cores) is the bottleneck itself
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
@@ -73,9 +73,10 @@ function channelsPerMember(endpoints: readonly string[], tls: DialTlsConfig | un
   return endpoints.map((_, i) => new EtcdChannel({ endpoints: [...endpoints.slice(i), ...endpoints.slice(0, i)], timeoutMs: 10_000, ...(tls !== undefined ? { tls } : {}) }));
 }
 
+/** This process's CPU since (cpu0, wall0 on monoMs), in % of one core. */
 function cpuPercentSince(cpu0: NodeJS.CpuUsage, wall0: number): number {
   const cpu = process.cpuUsage(cpu0);
-  return ((cpu.user + cpu.system) / 1000 / Math.max(1, performance.now() - wall0)) * 100;
+  return ((cpu.user + cpu.system) / 1000 / Math.max(1, monoMs() - wall0)) * 100;
 }
 
 async function watchFanout(target: TargetName, endpoints: readonly string[], opts: CoordBenchOptions): Promise<CoordReport> {
@@ -136,6 +137,7 @@ async function watchFanout(target: TargetName, endpoints: readonly string[], opt
     await pool.countFrom(Number(r.header?.revision ?? 0n));
     const sampler = new ProcSampler(opts.servers);
     const cpu0 = process.cpuUsage();
+    const machine0 = machineCpu();
     const wall0 = monoMs();
     sampler.start();
     let progress = setTimeout(function tick() {
@@ -150,6 +152,7 @@ async function watchFanout(target: TargetName, endpoints: readonly string[], opt
     const workers = await pool.stop();
     const servers = sampler.stop();
     const benchCpuPercent = cpuPercentSince(cpu0, wall0);
+    const machineBusy = machineBusyPercent(machine0, machineCpu());
     latency.finish();
     const missing = audit.missing(latency.acknowledged());
     const watchErrors = workers.reduce((a, w) => a + w.watchErrors, 0);
@@ -161,6 +164,8 @@ async function watchFanout(target: TargetName, endpoints: readonly string[], opt
     ];
     const saturated = workerCpuMaxPercent > GENERATOR_SATURATED_PERCENT || benchCpuPercent > GENERATOR_SATURATED_PERCENT;
     if (saturated) opts.log(`watch-fanout: GENERATOR SATURATED (watch workers up to ${workerCpuMaxPercent.toFixed(0)}% CPU, writer ${benchCpuPercent.toFixed(0)}%): the figures bound the load generator, not the system`);
+    const machineSaturated = machineBusy > GENERATOR_SATURATED_PERCENT;
+    if (machineSaturated) opts.log(`watch-fanout: MACHINE SATURATED (${machineBusy.toFixed(0)}% of all cores busy): members and load generator share the CPU, so the figures bound the machine`);
     const elapsedS = (Math.max(lastEventMs, wall0 + 1) - wall0) / 1000;
     return {
       target,
@@ -187,6 +192,8 @@ async function watchFanout(target: TargetName, endpoints: readonly string[], opt
         watchProcs: pool.size,
         workerCpuMaxPercent,
         generatorSaturated: saturated ? 1 : 0,
+        machineBusyPercent: machineBusy,
+        machineSaturated: machineSaturated ? 1 : 0,
       },
       problems,
       servers,
@@ -204,7 +211,7 @@ async function leaseKeepAlive(target: TargetName, endpoints: readonly string[], 
   const ids: bigint[] = [];
   const streams: { call: ClientDuplexStream<MessageInit<LeaseKeepAliveRequest>, LeaseKeepAliveResponse> }[] = [];
   try {
-    const t0 = performance.now();
+    const t0 = monoMs();
     let grantErrors = 0;
     let next = 0;
     await Promise.all(
@@ -220,7 +227,7 @@ async function leaseKeepAlive(target: TargetName, endpoints: readonly string[], 
         }
       }),
     );
-    const setupS = (performance.now() - t0) / 1000;
+    const setupS = (monoMs() - t0) / 1000;
     opts.log(`lease-keepalive: ${ids.length} leases granted in ${setupS.toFixed(1)} s (${grantErrors} errors)`);
 
     const rt = new RoundTrips();
@@ -230,7 +237,7 @@ async function leaseKeepAlive(target: TargetName, endpoints: readonly string[], 
     for (let s = 0; s < streamCount; s++) {
       const { call } = (channels[s % channels.length] as EtcdChannel).stream('Lease', 'LeaseKeepAlive');
       call.on('data', (r: LeaseKeepAliveResponse) => {
-        rt.answeredAt(r.ID, performance.now());
+        rt.answeredAt(r.ID, monoMs());
         if (r.TTL <= 0n) expiredAnswers++;
       });
       call.on('error', () => {
@@ -240,12 +247,12 @@ async function leaseKeepAlive(target: TargetName, endpoints: readonly string[], 
     }
     // Lease i is due at phase (i / n) of the keep-alive interval, then every interval.
     const intervalMs = (opts.leaseTtlS * 1000) / 3;
-    const startMs = performance.now();
+    const startMs = monoMs();
     const dueAt = ids.map((_, i) => startMs + (i / ids.length) * intervalMs);
     let stopped = false;
     const scheduler = (async () => {
       while (!stopped) {
-        const now = performance.now();
+        const now = monoMs();
         ids.forEach((id, i) => {
           if ((dueAt[i] ?? Number.POSITIVE_INFINITY) > now) return;
           dueAt[i] = (dueAt[i] ?? now) + intervalMs;
@@ -259,12 +266,12 @@ async function leaseKeepAlive(target: TargetName, endpoints: readonly string[], 
     rt.resetStats();
     const sampler = new ProcSampler(opts.servers);
     const cpu0 = process.cpuUsage();
-    const wall0 = performance.now();
+    const wall0 = monoMs();
     sampler.start();
     await sleep(opts.durationS * 1000);
     const servers = sampler.stop();
     const benchCpuPercent = cpuPercentSince(cpu0, wall0);
-    const elapsedS = (performance.now() - wall0) / 1000;
+    const elapsedS = (monoMs() - wall0) / 1000;
     const answered = rt.answered;
     const latency = rt.histogram.summaryMs();
     stopped = true;

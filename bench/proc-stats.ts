@@ -2,6 +2,7 @@
 // /proc/<pid>/fd), CPU from /proc/<pid>/stat (utime + stime), RSS from /proc/<pid>/status (VmRSS).
 import { execFileSync } from 'node:child_process';
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { cpus } from 'node:os';
 
 export interface ListeningSocket {
   readonly port: number;
@@ -179,6 +180,29 @@ export class ProcSampler {
       if (rss !== undefined && rss > (this.rssMax.get(p.pid) ?? 0)) this.rssMax.set(p.pid, rss);
     }
   }
+}
+
+/** The machine's CPU time so far, summed over its cores (os.cpus(), ms). */
+export interface MachineCpu {
+  readonly busyMs: number;
+  readonly totalMs: number;
+}
+
+export function machineCpu(): MachineCpu {
+  let busyMs = 0;
+  let totalMs = 0;
+  for (const c of cpus()) {
+    const t = c.times.user + c.times.nice + c.times.sys + c.times.irq;
+    busyMs += t;
+    totalMs += t + c.times.idle;
+  }
+  return { busyMs, totalMs };
+}
+
+/** How busy the whole machine was between two readings, in % of all its cores (100 = every core busy). */
+export function machineBusyPercent(from: MachineCpu, to: MachineCpu): number {
+  const total = to.totalMs - from.totalMs;
+  return total <= 0 ? Number.NaN : ((to.busyMs - from.busyMs) / total) * 100;
 }
 
 /** The RSS of a process now, MiB (NaN if it is gone). */

@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { findListeningPid, parseProcNetTcp, parseProcStat, parseRssBytes, ProcSampler } from '../../bench/proc-stats.js';
+import { findListeningPid, machineBusyPercent, machineCpu, parseProcNetTcp, parseProcStat, parseRssBytes, ProcSampler } from '../../bench/proc-stats.js';
 
 const PROC_NET_TCP = `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    0: 0100007F:5CF7 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 123456 1 0000000000000000 100 0 0 10 0
@@ -50,5 +50,23 @@ describe('live /proc', () => {
     }
     // Nobody listens on a port we just released... unless the OS reused it: check a port in the reserved range.
     expect(findListeningPid(1)).toBeUndefined();
+  });
+});
+
+describe('machineBusyPercent', () => {
+  it('is the busy share of all cores between two readings', () => {
+    expect(machineBusyPercent({ busyMs: 100, totalMs: 1000 }, { busyMs: 250, totalMs: 1200 })).toBeCloseTo(75, 6);
+    expect(machineBusyPercent({ busyMs: 5, totalMs: 10 }, { busyMs: 5, totalMs: 10 })).toBeNaN(); // no time passed
+  });
+
+  it('reads a machine whose CPU time only grows, busy never above total', () => {
+    const a = machineCpu();
+    let spin = 0;
+    for (let i = 0; i < 2e6; i++) spin += i % 7;
+    const b = machineCpu();
+    expect(spin).toBeGreaterThan(0);
+    expect(b.totalMs).toBeGreaterThanOrEqual(a.totalMs);
+    expect(b.busyMs).toBeGreaterThanOrEqual(a.busyMs);
+    expect(b.busyMs).toBeLessThanOrEqual(b.totalMs);
   });
 });

@@ -3,7 +3,7 @@
 // RaftKvError('INVALID_ARGUMENT') naming the flag.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { NODE_CONFIG_DEFAULTS as D } from '../node/config.js';
+import { DEFAULT_COMMIT_BROADCAST, NODE_CONFIG_DEFAULTS as D } from '../node/config.js';
 import type { NodeConfig, PeerConfig } from '../node/config.js';
 import { RaftKvError } from '../shared/errors.js';
 import type { NodeId } from '../raft/types.js';
@@ -25,6 +25,8 @@ export const SERVE_USAGE = `raftkv serve --id N --cluster-id NAME --data-dir DIR
   [--advertise-peer HOST:PORT] [--advertise-client HOST:PORT]   (default: the listen addresses)
   [--initial-cluster-state new|existing]        (default new; existing = joining after \`member add\`)
   [--tick-ms 100] [--election-ticks 10] [--heartbeat-ticks 1] [--snapshot-count 10000]
+  [--commit-broadcast eager|lazy]               (eager, as etcd: followers hear of each commit at once; lazy:
+                                                with the next append or heartbeat, a message fewer per commit)
   [--max-request-bytes 2097152] [--log-level info] [--log-pretty]
   [--corrupt-check-interval-ms 3600000]         (rescan the store against its digest and compare digests with
                                                 the other members, once after start and then this often; 0 = never)
@@ -55,6 +57,7 @@ const STRING_FLAGS = [
   'tick-ms',
   'election-ticks',
   'heartbeat-ticks',
+  'commit-broadcast',
   'snapshot-count',
   'max-request-bytes',
   'corrupt-check-interval-ms',
@@ -266,6 +269,8 @@ export function parseServeArgs(args: readonly string[]): ServeConfig {
   if (electionTimeoutTicks <= heartbeatIntervalTicks) {
     throw invalid(`--election-ticks (${electionTimeoutTicks}) must be greater than --heartbeat-ticks (${heartbeatIntervalTicks})`);
   }
+  const commitBroadcast = get('commit-broadcast') ?? DEFAULT_COMMIT_BROADCAST;
+  if (commitBroadcast !== 'eager' && commitBroadcast !== 'lazy') throw invalid(`--commit-broadcast: ${JSON.stringify(commitBroadcast)} is not eager or lazy`);
   const snapshotEveryEntries = parseInteger('snapshot-count', get('snapshot-count') ?? String(D.snapshotEveryEntries), 1, 100_000_000);
   const maxRequestBytes = parseInteger('max-request-bytes', get('max-request-bytes') ?? String(D.maxRequestBytes), 1024, 32 * 1024 * 1024);
   const corruptCheckIntervalMs = parseInteger('corrupt-check-interval-ms', get('corrupt-check-interval-ms') ?? String(D.corruptCheckIntervalMs), 0, MAX_CORRUPT_CHECK_INTERVAL_MS);
@@ -314,6 +319,7 @@ export function parseServeArgs(args: readonly string[]): ServeConfig {
     tickIntervalMs,
     electionTimeoutTicks,
     heartbeatIntervalTicks,
+    commitBroadcast,
     snapshotEveryEntries,
     snapshotsKept: D.snapshotsKept,
     walSegmentSizeBytes: D.walSegmentSizeBytes,

@@ -1,4 +1,5 @@
 // A node's configuration: what `raftkv serve` flags and config files turn into (parsed in src/cli).
+import type { CommitBroadcast } from '../raft/config.js';
 import type { NodeId } from '../raft/types.js';
 import type { KvLimits } from '../kv/types.js';
 import { DEFAULT_KV_LIMITS } from '../kv/types.js';
@@ -60,9 +61,18 @@ export interface NodeConfig {
   readonly forceNewCluster?: boolean;
   /** etcd's --experimental-warning-apply-duration, ms: an apply batch or a read slower than this is warned about (default 100). */
   readonly warningApplyDurationMs?: number;
+  /**
+   * How followers learn that the commit index advanced (RaftConfig.commitBroadcast): 'eager' (the default, etcd's
+   * raft) tells them at once, so a write or watch served by a follower waits for no heartbeat; 'lazy' waits for the
+   * next append or heartbeat and saves each follower a message per commit. --commit-broadcast.
+   */
+  readonly commitBroadcast?: CommitBroadcast;
   /** etcd's --quota-backend-bytes: past it the NOSPACE alarm is raised (src/server/space-alarm.ts); 0 = etcd's 2 GiB, < 0 = none. */
   readonly quotaBackendBytes?: number;
 }
+
+/** etcd's raft tells followers of a commit at once: a follower-served write or watch then waits for no heartbeat. */
+export const DEFAULT_COMMIT_BROADCAST: CommitBroadcast = 'eager';
 
 /** Every setting that has a default, with it: `raftkv serve`, the tests and the benchmarks start from these. */
 export const NODE_CONFIG_DEFAULTS = {

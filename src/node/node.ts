@@ -46,6 +46,7 @@ import { NO_AUTH } from '../kv/auth-store.js';
 import type { AuthView } from '../kv/auth-store.js';
 import type { pino } from 'pino';
 import { defaultRaftConfig } from '../raft/config.js';
+import { DEFAULT_COMMIT_BROADCAST } from './config.js';
 import { RaftError, isRaftError } from '../raft/errors.js';
 import { RawNode } from '../raft/raw-node.js';
 import type { RaftStatus } from '../raft/raw-node.js';
@@ -402,6 +403,7 @@ export class RaftKvNode implements KvNode {
       ...defaultRaftConfig(config.id, rng),
       electionTimeoutTicks: config.electionTimeoutTicks,
       heartbeatIntervalTicks: config.heartbeatIntervalTicks,
+      commitBroadcast: config.commitBroadcast ?? DEFAULT_COMMIT_BROADCAST,
       // Not the state machine's applied index: the core replays the committed entries after the log's snapshot,
       // so that it relearns the membership changes among them (the state machine skips what it has applied).
       applied: wal.snapshot().metadata.index,

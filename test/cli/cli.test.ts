@@ -174,6 +174,11 @@ describe('raftkv serve configuration', () => {
     expect([...dialOverrides]).toEqual([[1, '127.0.0.1:9011']]);
   });
 
+  it('tells followers of commits at once by default (etcd), lazily with --commit-broadcast lazy', () => {
+    expect(parseServeArgs(base).config.commitBroadcast).toBe('eager');
+    expect(parseServeArgs([...base, '--commit-broadcast', 'lazy']).config.commitBroadcast).toBe('lazy');
+  });
+
   it('reads a JSON config file; flags win', async () => {
     const file = join(dir, 'serve.json');
     await writeFile(file, JSON.stringify({ id: 2, clusterId: 'fromfile', dataDir: '/tmp/y', listenPeer: '127.0.0.1:7002', listenClient: '127.0.0.1:7102', initialCluster: '2=127.0.0.1:7002/127.0.0.1:7102', tickMs: 50, logPretty: true }));
@@ -202,6 +207,7 @@ describe('raftkv serve configuration', () => {
     [[...base, '--cluster-id', 'a b'], /--cluster-id: "a b" must be/],
     [[...base, '--frobnicate'], /serve: Unknown option '--frobnicate'/],
     [[...base, '--initial-corrupt-check', 'no'], /--initial-corrupt-check: "no" is not true or false/],
+    [[...base, '--commit-broadcast', 'sometimes'], /--commit-broadcast: "sometimes" is not eager or lazy/],
   ])('%j is refused: %s', (args, message) => {
     expect(() => parseServeArgs(args)).toThrow(message);
   });

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it, onTestFailed } from 'vitest';
 import { isRaftKvError } from '../../src/shared/errors.js';
 import { verifySnapshotFile } from '../../src/kv/state-machine.js';
+import type { NodeConfig } from '../../src/node/config.js';
 import { TestCluster, dec, get, put } from './harness.js';
 
 let cluster: TestCluster | undefined;
@@ -9,8 +10,8 @@ afterEach(async () => {
   cluster = undefined;
 });
 
-async function start3(): Promise<TestCluster> {
-  cluster = await TestCluster.start(3);
+async function start3(overrides: Partial<NodeConfig> = {}): Promise<TestCluster> {
+  cluster = await TestCluster.start(3, overrides);
   const c = cluster;
   onTestFailed(() => console.error(`seed: SEED=${c.seed}`));
   return c;
@@ -49,7 +50,7 @@ describe('node driver: 3-node in-process cluster', () => {
   });
 
   it('a follower serves a linearizable read: it asks the leader for the read index and waits until it applied it', async () => {
-    const c = await start3();
+    const c = await start3({ commitBroadcast: 'lazy' }); // so that the follower is seen behind before the read
     const leader = await c.waitForLeader();
     const follower = [...c.nodes.values()].find((n) => n.id !== leader.id);
     if (follower === undefined) throw new Error('no follower');

@@ -26,6 +26,7 @@ import { pino } from 'pino';
 import { RaftKvNode } from '../../../src/node/node.js';
 import type { DriverTestingFaults, NodeDeps } from '../../../src/node/node.js';
 import type { NodeConfig, PeerConfig } from '../../../src/node/config.js';
+import type { CommitBroadcast } from '../../../src/raft/config.js';
 import { isRaftKvError } from '../../../src/shared/errors.js';
 import { decodeConfChange } from '../../../src/raft/conf-change.js';
 import { describeMessage } from '../../../src/raft/describe.js';
@@ -83,6 +84,8 @@ export interface DriverSimOptions {
    * the simulated transport replies to such senders, as etcd's does.
    */
   readonly strict?: boolean;
+  /** How followers learn of commits (NodeConfig.commitBroadcast); default the production default (eager). */
+  readonly commitBroadcast?: CommitBroadcast;
   /**
    * Check persist-before-send and commit-durable-on-a-quorum directly (default true). Off, only the end-to-end
    * checkers remain (log matching, leader completeness, state machine safety, the client-visible checks).
@@ -366,6 +369,7 @@ class DriverSimulation implements ViolationSink {
       logLevel: 'info',
       logPretty: false,
       corruptCheckIntervalMs: CORRUPT_CHECK_INTERVAL_MS,
+      ...(this.opts.commitBroadcast !== undefined ? { commitBroadcast: this.opts.commitBroadcast } : {}),
     };
   }
 

@@ -64,8 +64,19 @@ export type MessageInit<T> = T extends Buffer
         ? { [K in keyof T]?: MessageInit<NonNullable<T[K]>> | null }
         : T;
 
+/**
+ * A message already encoded, written as it is (every codec passes it through): the Watch service encodes one
+ * revision's header and events once and sends them to every watcher with only its watch_id appended.
+ */
+export class PreEncoded {
+  constructor(readonly bytes: Buffer) {}
+}
+
+/** What a server may write as a response of type T: the message, or its bytes encoded already. */
+export type ResponseInit<T> = MessageInit<T> | PreEncoded;
+
 export interface MessageCodec<T> {
-  readonly encode: (value: MessageInit<T>) => Buffer;
+  readonly encode: (value: MessageInit<T> | PreEncoded) => Buffer;
   readonly decode: (bytes: Uint8Array) => T;
 }
 
@@ -169,6 +180,7 @@ function codecOf<T>(type: protobuf.Type): MessageCodec<T> {
   const marks = holdsRangeRequest(type);
   return {
     encode: (value) => {
+      if (value instanceof PreEncoded) return value.bytes;
       check64(type, value as object, name);
       const bytes = type.encode(type.fromObject(value as Record<string, unknown>)).finish();
       return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -212,15 +224,15 @@ export type EtcdUnaryMethod<S extends EtcdServiceName> = {
   [M in EtcdMethodName<S>]: MethodOf<S, M> extends { requestStream: false; responseStream: false } ? M : never;
 }[EtcdMethodName<S>];
 
-/** What a server implements for one method: the request decoded, the response as MessageInit. */
+/** What a server implements for one method: the request decoded, the response as MessageInit (or PreEncoded). */
 export type EtcdHandler<T> = T extends { request: infer Q; response: infer R; requestStream: infer QS; responseStream: infer RS }
   ? QS extends true
     ? RS extends true
-      ? grpc.handleBidiStreamingCall<Q, MessageInit<R>>
-      : grpc.handleClientStreamingCall<Q, MessageInit<R>>
+      ? grpc.handleBidiStreamingCall<Q, ResponseInit<R>>
+      : grpc.handleClientStreamingCall<Q, ResponseInit<R>>
     : RS extends true
-      ? grpc.handleServerStreamingCall<Q, MessageInit<R>>
-      : grpc.handleUnaryCall<Q, MessageInit<R>>
+      ? grpc.handleServerStreamingCall<Q, ResponseInit<R>>
+      : grpc.handleUnaryCall<Q, ResponseInit<R>>
   : never;
 
 /** A server's implementation of service S, for `server.addService(ETCD_SERVICES[S], handlers)`. */

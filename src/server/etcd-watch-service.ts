@@ -27,8 +27,8 @@ import type { WatchMetrics } from '../shared/watch-lease-metrics.js';
 import { RaftKvError } from '../shared/errors.js';
 import type { KeyRange, KeyValue, KvEvent } from '../kv/types.js';
 import type { Watcher, WatchMessage, WatchSink } from '../watch/watch-hub.js';
-import { Event_EventType, WatchCreateRequest_FilterType } from '../protocol/etcd-proto.js';
-import type { EtcdServiceHandlers, MessageInit } from '../protocol/etcd-proto.js';
+import { Event_EventType, PreEncoded, WatchCreateRequest_FilterType, etcdCodec } from '../protocol/etcd-proto.js';
+import type { EtcdServiceHandlers, MessageInit, ResponseInit } from '../protocol/etcd-proto.js';
 import type * as etcd from '../protocol/etcd-proto.js';
 import { ETCD_NO_LEADER, toEtcdStatus } from '../protocol/etcd-errors.js';
 import { clampToSafe, etcdHandlerKit, kvToEtcd } from './etcd-kv-service.js';
@@ -62,6 +62,7 @@ export const ETCD_WATCH_RANGE_EMPTY = 'mvcc: watcher range is empty';
 export const ETCD_WATCH_DUPLICATE_ID = 'mvcc: duplicate watch ID provided on the WatchStream';
 
 const ZERO_KEY = Uint8Array.of(0);
+const WATCH_RESPONSE = etcdCodec('etcdserverpb.WatchResponse');
 
 /** etcd's watch range: an empty key is "\0"; range_end empty is the one key, "\0" every key >= key. */
 function watchRange(req: etcd.WatchCreateRequest): KeyRange | undefined {
@@ -95,6 +96,34 @@ export function createEtcdWatchService(opts: EtcdWatchOptions): { service: EtcdS
   const metrics = opts.metrics ?? NO_WATCH_METRICS;
   const { header } = etcdHandlerKit(opts);
   const streams = new Set<WatchStream>();
+  // Watch responses are written on the next turn of the event loop, all streams at once: an applied revision's
+  // fan-out (encoding one response per watcher, hundreds per put) then comes after the replies to the writes
+  // of that apply instead of before them (etcd's watch sends run on their own goroutines, off the apply path).
+  // Each stream's responses keep their order; the hub's bookkeeping (what each watcher was sent) stays synchronous.
+  const toFlush = new Set<WatchStream>();
+  let flushScheduled = false;
+  // One revision's header and events, encoded once for every watcher that gets exactly those events (the hub
+  // hands them the same array) during this turn of the event loop; each response is those bytes plus its
+  // watch_id field (protobuf fields may come in any order). Forgotten at the flush, so a header is never stale.
+  let shared: { readonly events: readonly KvEvent[]; readonly revision: number; readonly bytes: Buffer } | undefined;
+  const encodedFor = (events: readonly KvEvent[], revision: number, h: MessageInit<etcd.ResponseHeader>, watchId: bigint): PreEncoded => {
+    if (shared?.events !== events || shared.revision !== revision) shared = { events, revision, bytes: WATCH_RESPONSE.encode({ header: h, events: events.map(eventToEtcd) }) };
+    return new PreEncoded(watchId === 0n ? shared.bytes : Buffer.concat([shared.bytes, WATCH_RESPONSE.encode({ watchId })]));
+  };
+  const flushAll = (): void => {
+    flushScheduled = false;
+    shared = undefined;
+    const batch = [...toFlush];
+    toFlush.clear();
+    for (const s of batch) s.flush();
+  };
+  const flushSoon = (s: WatchStream): void => {
+    toFlush.add(s);
+    if (!flushScheduled) {
+      flushScheduled = true;
+      setImmediate(flushAll);
+    }
+  };
   const headerAt = (revision: number): MessageInit<etcd.ResponseHeader> => {
     const s = node.status();
     return header({ memberId: s.id, term: s.term, index: s.appliedIndex, leaderId: s.leaderId }, revision);
@@ -106,9 +135,11 @@ export function createEtcdWatchService(opts: EtcdWatchOptions): { service: EtcdS
     private progressRequested = false; // a progress request waits for every watcher to be synced
     private ended = false;
     private noLeaderSinceMs: number | undefined;
+    private pending: ResponseInit<etcd.WatchResponse>[] = []; // responses not written yet (flushSoon)
+    private fellBehind = false; // ready() said no since the last resume: a watcher may be catching up
 
     constructor(
-      private readonly call: ServerDuplexStream<etcd.WatchRequest, MessageInit<etcd.WatchResponse>>,
+      private readonly call: ServerDuplexStream<etcd.WatchRequest, ResponseInit<etcd.WatchResponse>>,
       readonly requireLeader: boolean,
     ) {
       call.on('data', (req: etcd.WatchRequest) => {
@@ -121,18 +152,35 @@ export function createEtcdWatchService(opts: EtcdWatchOptions): { service: EtcdS
       call.on('end', () => this.close(true));
       call.on('error', () => this.close(false));
       call.on('cancelled', () => this.close(false));
-      call.on('drain', () => {
-        for (const w of this.watches.values()) if (w.watcher !== undefined && !w.watcher.synced) node.watchHub().resume(w.watcher);
-        this.answerProgress();
-      });
+      call.on('drain', () => this.resume());
     }
 
-    private write(res: MessageInit<etcd.WatchResponse>): void {
-      if (!this.ended) this.call.write(res);
+    /** Queued: written by the next flush, after the replies of the apply that produced it (see flushSoon). */
+    private write(res: ResponseInit<etcd.WatchResponse>): void {
+      if (this.ended) return;
+      this.pending.push(res);
+      if (this.pending.length === 1) flushSoon(this);
+    }
+
+    /** Writes what is queued, in order; resumes watchers that fell behind if the backlog cleared without a 'drain'. */
+    flush(): void {
+      if (this.ended) return;
+      const out = this.pending;
+      this.pending = [];
+      for (const res of out) this.call.write(res);
+      if (this.fellBehind && this.ready()) this.resume();
+    }
+
+    private resume(): void {
+      this.fellBehind = false;
+      for (const w of this.watches.values()) if (w.watcher !== undefined && !w.watcher.synced) node.watchHub().resume(w.watcher);
+      this.answerProgress();
     }
 
     private ready(): boolean {
-      return !this.ended && this.call.writableLength < WATCH_STREAM_BUFFER_RESPONSES;
+      const ok = !this.ended && this.call.writableLength + this.pending.length < WATCH_STREAM_BUFFER_RESPONSES;
+      if (!ok) this.fellBehind = true;
+      return ok;
     }
 
     private onRequest(req: etcd.WatchRequest): void {
@@ -240,7 +288,7 @@ export function createEtcdWatchService(opts: EtcdWatchOptions): { service: EtcdS
       const h = headerAt(revision);
       const total = events.reduce((n, e) => n + kvBytes(e.kv) + kvBytes(e.prevKv), 0);
       if (!w.fragment || total <= opts.maxRequestBytes || events.length < 2) {
-        this.write({ header: h, watchId: w.id, events: events.map(eventToEtcd) });
+        this.write(encodedFor(events, revision, h, w.id));
         return;
       }
       let piece: MessageInit<etcd.Event>[] = [];
@@ -294,7 +342,11 @@ export function createEtcdWatchService(opts: EtcdWatchOptions): { service: EtcdS
         w.watcher?.cancel();
       }
       this.watches.clear();
-      if (endCall) this.call.end();
+      if (endCall) {
+        for (const res of this.pending) this.call.write(res); // what was queued before the client ended its side
+        this.call.end();
+      }
+      this.pending = [];
     }
   }
 

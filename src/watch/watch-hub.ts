@@ -212,8 +212,10 @@ export class WatchHub {
     this.watchers.clear();
   }
 
-  private filter(w: WatcherState, events: readonly KvEvent[]): KvEvent[] {
+  /** The events of `events` for `w`: `events` itself when it takes all of them unchanged (so watchers share it). */
+  private filter(w: WatcherState, events: readonly KvEvent[]): readonly KvEvent[] {
     const out: KvEvent[] = [];
+    let same = true;
     const compacted = this.source.compactedRevision;
     for (const e of events) {
       if (e.type === 'put' ? w.spec.noPut : w.spec.noDelete) continue;
@@ -223,9 +225,13 @@ export class WatchHub {
       // modRevision - 1 because the same txn deleted it first (DeleteRange [k, "\0") then Put k).
       const isCreate = e.type === 'put' && e.kv.createRevision === e.kv.modRevision;
       const prevKv = w.spec.prevKv && !isCreate && e.kv.modRevision - 1 >= compacted ? e.prevKv : undefined;
-      out.push(prevKv === e.prevKv ? e : { ...e, prevKv });
+      if (prevKv === e.prevKv) out.push(e);
+      else {
+        out.push({ ...e, prevKv });
+        same = false;
+      }
     }
-    return out;
+    return same && out.length === events.length ? events : out;
   }
 
   /** Runs catch-up steps for `w` until it is synced, ended, or its sink is full (resume() starts it again). */

@@ -34,12 +34,26 @@ async function applied(endpoint: string, revision: bigint): Promise<void> {
 }
 
 /** A raw Watch stream that records every response. */
-function openWatch(endpoint: string): { responses: WatchResponse[]; stream: ReturnType<typeof etcdBidiStream<'Watch', 'Watch'>>; close(): void } {
+function openWatch(endpoint: string): { responses: WatchResponse[]; stream: ReturnType<typeof etcdBidiStream<'Watch', 'Watch'>>; readonly error: Error | undefined; close(): void } {
   const stream = etcdBidiStream(raw(endpoint), 'Watch', 'Watch');
   const responses: WatchResponse[] = [];
+  let error: Error | undefined;
   stream.on('data', (r: WatchResponse) => responses.push(r));
-  stream.on('error', () => undefined); // a cancelled stream ends with CANCELLED
-  return { responses, stream, close: () => stream.cancel() };
+  let closing = false;
+  stream.on('error', (err: Error) => {
+    if (!closing) error = err; // a cancelled stream ends with CANCELLED
+  });
+  return {
+    responses,
+    stream,
+    get error() {
+      return error;
+    },
+    close: () => {
+      closing = true;
+      stream.cancel();
+    },
+  };
 }
 
 beforeAll(async () => {
@@ -108,6 +122,27 @@ describe('etcd Watch: raw etcdserverpb', () => {
     expect(late.responses[1]).toMatchObject({ canceled: true, compactRevision: revs[3] });
     late.close();
   });
+
+  it('a client that stops reading falls behind and then gets every event once, in order, when it reads again', async () => {
+    const c = raw(leaderEndpoint);
+    const w = openWatch(followerEndpoint);
+    w.stream.write({ createRequest: { key: Buffer.from('slow/'), rangeEnd: Buffer.from('slow0') } });
+    await until('created', () => w.responses.length >= 1);
+    w.stream.pause(); // HTTP/2 flow control stops the member's writes: its responses queue past the stream's bound
+    // 8 KiB values: ~200 puts fill the flow-control windows and WATCH_STREAM_BUFFER_RESPONSES, and what is left
+    // comes as catch-up responses under grpc-js's default 4 MiB receive limit (our client and clientv3 have none).
+    const value = Buffer.alloc(8 * 1024, 7);
+    const revs: bigint[] = [];
+    const PUTS = 500;
+    for (let i = 0; i < PUTS; i++) revs.push((await etcdUnary(c, 'KV', 'Put', { key: Buffer.from(`slow/${i % 10}`), value })).header?.revision ?? 0n);
+    await applied(followerEndpoint, revs[PUTS - 1] ?? 0n);
+    w.stream.resume();
+    await until('every event', () => w.responses.reduce((n, r) => n + r.events.length, 0) >= PUTS || w.error !== undefined, 30_000);
+    expect(w.error).toBeUndefined();
+    const got = w.responses.flatMap((r) => r.events.map((e) => e.kv?.modRevision ?? 0n));
+    expect(got).toEqual(revs);
+    w.close();
+  }, 60_000);
 
   it('filters and an empty range are as etcd has them', async () => {
     const w = openWatch(leaderEndpoint);

@@ -308,4 +308,30 @@ describe('watch hub', () => {
       await sm.close();
     }
   });
+  it('synced watchers that take a revision whole get the same events array (the Watch service encodes it once)', async () => {
+    const sm = await KvStateMachine.open(join(dir.path, 'kv'));
+    const hub = new WatchHub(sm, (err) => {
+      throw err;
+    });
+    sm.onApplied = (c) => hub.onApplied(c.revision, c.events, c.restored);
+    const log = new LogBuilder();
+    try {
+      const prefix = { key: enc('p/'), end: prefixEnd(enc('p/')) };
+      const spec = { range: prefix, startRevision: 0, noPut: false, noDelete: false, prevKv: false };
+      const sinks = [new TestSink(100), new TestSink(100), new TestSink(100)];
+      for (const k of sinks.slice(0, 2)) k.watcher = hub.watch(spec, k);
+      const third = sinks[2] as TestSink;
+      third.watcher = hub.watch({ ...spec, range: { key: enc('p/a'), end: new Uint8Array(0) } }, third); // one key of two
+      const txn: Command = { type: 'txn', compares: [], success: [{ type: 'put', key: enc('p/a'), value: enc('1'), prevKv: false }, { type: 'put', key: enc('p/b'), value: enc('2'), prevKv: false }], failure: [] };
+      await sm.apply([log.cmd(txn)]);
+      const got = sinks.map((k) => k.messages.find((m) => m.type === 'events'));
+      const events = (m: WatchMessage | undefined): readonly KvEvent[] => (m?.type === 'events' ? m.events : []);
+      expect(events(got[0])).toHaveLength(2);
+      expect(events(got[1])).toBe(events(got[0])); // the same array, not a copy
+      expect(events(got[2]).map((e) => dec(e.kv.key))).toEqual(['p/a']); // a filtered one is its own
+    } finally {
+      hub.close();
+      await sm.close();
+    }
+  });
 });

@@ -181,6 +181,8 @@ async function watchFanout(target: TargetName, endpoints: readonly string[], opt
         putErrors,
         sendToEventP50Ms: latency.fromSend.summaryMs().p50Ms,
         sendToEventP99Ms: latency.fromSend.summaryMs().p99Ms,
+        putAckP50Ms: latency.putAck.summaryMs().p50Ms,
+        putAckP99Ms: latency.putAck.summaryMs().p99Ms,
         putsPerSTarget: opts.watchPutsPerS,
         expectedEvents: expected,
         earlyEvents: latency.earlyEvents,

@@ -13,6 +13,7 @@ import { LatencyHistogram } from './histogram.js';
 export class DeliveryLatency {
   readonly histogram = new LatencyHistogram(); // put acknowledged -> event received (0 when the event came first)
   readonly fromSend = new LatencyHistogram(); // put sent -> event received (the whole path, never negative)
+  readonly putAck = new LatencyHistogram(); // put sent -> acknowledged (the writer's own latency)
   private readonly acks = new Map<number, { readonly ackMs: number; readonly sentMs: number }>(); // by revision
   private readonly early = new Map<number, number[]>(); // revision -> receive times of events before its ack
   events = 0; // every event received (early ones included)
@@ -22,6 +23,7 @@ export class DeliveryLatency {
   /** The write sent at `sentMs` was acknowledged at `ackMs` with `revision`. */
   ack(revision: number, ackMs: number, sentMs: number = ackMs): void {
     this.acks.set(revision, { ackMs, sentMs });
+    this.putAck.recordUs(Math.max(0, ackMs - sentMs) * 1000);
     const held = this.early.get(revision);
     if (held !== undefined) {
       this.early.delete(revision);

@@ -36,6 +36,7 @@ const USAGE = `usage: npm run bench:vs-etcd -- [flags]
   --watchers N (default 1000)  --watch-rate PUTS/S (default 100)   watch-fanout's size and the writer's rate
   --watch-procs N (default 2)  processes watch-fanout's watchers are spread over (so one event loop is not the cap)
   --leases N (default 10000)   --lease-ttl S (default 30)  --lease-streams N (default 8)   lease-keepalive's size
+  --raftkv-args="FLAGS"      extra \`raftkv serve\` flags for every member, e.g. --raftkv-args="--commit-broadcast lazy"
   --base-port P               etcd on P (clients) / P+10 (peers), raftkv on P+100 / P+110 (default 23790 / 24790)`;
 
 interface SystemResult {
@@ -200,6 +201,7 @@ async function main(argv: readonly string[]): Promise<number> {
       'lease-ttl': { type: 'string', default: '30' },
       'lease-streams': { type: 'string', default: '8' },
       'base-port': { type: 'string' },
+      'raftkv-args': { type: 'string', default: '' },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -254,7 +256,7 @@ async function main(argv: readonly string[]): Promise<number> {
     etcd = await runSystem(new EtcdCluster({ runDir, size: 3, clientBasePort: basePort ?? 23790, peerBasePort: (basePort ?? 23790) + 10, ...tlsOpt }), opts);
   }
   if (values.only !== 'etcd') {
-    raftkv = await runSystem(new RaftKvCluster({ runDir, size: 3, clientBasePort: basePort === undefined ? 24790 : basePort + 100, peerBasePort: basePort === undefined ? 24800 : basePort + 110, transport, ...tlsOpt }), opts);
+    raftkv = await runSystem(new RaftKvCluster({ runDir, size: 3, clientBasePort: basePort === undefined ? 24790 : basePort + 100, peerBasePort: basePort === undefined ? 24800 : basePort + 110, transport, extraFlags: values['raftkv-args'].split(' ').filter((x) => x !== ''), ...tlsOpt }), opts);
   }
   const all = [...(raftkv?.reports ?? []), ...(etcd?.reports ?? [])];
   const out = {

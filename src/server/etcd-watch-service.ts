@@ -106,8 +106,8 @@ export function createEtcdWatchService(opts: EtcdWatchOptions): { service: EtcdS
   // hands them the same array) during this turn of the event loop; each response is those bytes plus its
   // watch_id field (protobuf fields may come in any order). Forgotten at the flush, so a header is never stale.
   let shared: { readonly events: readonly KvEvent[]; readonly revision: number; readonly bytes: Buffer } | undefined;
-  const encodedFor = (events: readonly KvEvent[], revision: number, h: MessageInit<etcd.ResponseHeader>, watchId: bigint): PreEncoded => {
-    if (shared?.events !== events || shared.revision !== revision) shared = { events, revision, bytes: WATCH_RESPONSE.encode({ header: h, events: events.map(eventToEtcd) }) };
+  const encodedFor = (events: readonly KvEvent[], revision: number, watchId: bigint): PreEncoded => {
+    if (shared?.events !== events || shared.revision !== revision) shared = { events, revision, bytes: WATCH_RESPONSE.encode({ header: headerAt(revision), events: events.map(eventToEtcd) }) };
     return new PreEncoded(watchId === 0n ? shared.bytes : Buffer.concat([shared.bytes, WATCH_RESPONSE.encode({ watchId })]));
   };
   const flushAll = (): void => {
@@ -285,12 +285,11 @@ export function createEtcdWatchService(opts: EtcdWatchOptions): { service: EtcdS
 
     /** One response, or with `fragment` pieces of at most --max-request-bytes (etcd's sendFragments). */
     private sendEvents(w: StreamWatch, events: readonly KvEvent[], revision: number): void {
-      const h = headerAt(revision);
-      const total = events.reduce((n, e) => n + kvBytes(e.kv) + kvBytes(e.prevKv), 0);
-      if (!w.fragment || total <= opts.maxRequestBytes || events.length < 2) {
-        this.write(encodedFor(events, revision, h, w.id));
+      if (!w.fragment || events.length < 2 || events.reduce((n, e) => n + kvBytes(e.kv) + kvBytes(e.prevKv), 0) <= opts.maxRequestBytes) {
+        this.write(encodedFor(events, revision, w.id));
         return;
       }
+      const h = headerAt(revision);
       let piece: MessageInit<etcd.Event>[] = [];
       let bytes = 0;
       for (const e of events) {

@@ -76,6 +76,21 @@ class Model {
 }
 
 /** A client at the end of a watch: takes messages while it has room, drains them at random. */
+/** A state machine in `dirPath` feeding a hub, for `body`; both closed after it. */
+async function withHub(dirPath: string, body: (h: { sm: KvStateMachine; hub: WatchHub; log: LogBuilder }) => Promise<void>): Promise<void> {
+  const sm = await KvStateMachine.open(join(dirPath, 'kv'));
+  const hub = new WatchHub(sm, (err) => {
+    throw err;
+  });
+  sm.onApplied = (c) => hub.onApplied(c.revision, c.events, c.restored);
+  try {
+    await body({ sm, hub, log: new LogBuilder() });
+  } finally {
+    hub.close();
+    await sm.close();
+  }
+}
+
 class TestSink implements WatchSink {
   readonly messages: WatchMessage[] = [];
   buffered = 0; // messages the "client" has not read yet
@@ -280,13 +295,7 @@ describe('watch hub', () => {
   });
 
   it("a create event carries no prev_kv (etcd's IsCreateEvent), even when the same txn deleted the key first", async () => {
-    const sm = await KvStateMachine.open(join(dir.path, 'kv'));
-    const hub = new WatchHub(sm, (err) => {
-      throw err;
-    });
-    sm.onApplied = (c) => hub.onApplied(c.revision, c.events, c.restored);
-    const log = new LogBuilder();
-    try {
+    await withHub(dir.path, async ({ sm, hub, log }) => {
       await sm.apply([log.cmd({ type: 'put', key: enc('a'), value: enc('1'), prevKv: false })]); // revision 2
       const live = new TestSink(100);
       live.watcher = hub.watch({ range: { key: enc('a'), end: new Uint8Array(0) }, startRevision: 0, noPut: false, noDelete: false, prevKv: true }, live);
@@ -303,19 +312,10 @@ describe('watch hub', () => {
           ['put', 3, 3, null], // etcd 3.4.23 sends prev_kv null here (raftkv sent the key before the txn)
         ]);
       }
-    } finally {
-      hub.close();
-      await sm.close();
-    }
+    });
   });
   it('synced watchers that take a revision whole get the same events array (the Watch service encodes it once)', async () => {
-    const sm = await KvStateMachine.open(join(dir.path, 'kv'));
-    const hub = new WatchHub(sm, (err) => {
-      throw err;
-    });
-    sm.onApplied = (c) => hub.onApplied(c.revision, c.events, c.restored);
-    const log = new LogBuilder();
-    try {
+    await withHub(dir.path, async ({ sm, hub, log }) => {
       const prefix = { key: enc('p/'), end: prefixEnd(enc('p/')) };
       const spec = { range: prefix, startRevision: 0, noPut: false, noDelete: false, prevKv: false };
       const sinks = [new TestSink(100), new TestSink(100), new TestSink(100)];
@@ -329,9 +329,6 @@ describe('watch hub', () => {
       expect(events(got[0])).toHaveLength(2);
       expect(events(got[1])).toBe(events(got[0])); // the same array, not a copy
       expect(events(got[2]).map((e) => dec(e.kv.key))).toEqual(['p/a']); // a filtered one is its own
-    } finally {
-      hub.close();
-      await sm.close();
-    }
+    });
   });
 });
